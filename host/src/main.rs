@@ -1,1 +1,165 @@
-fn main() {}
+//! The `warren` command line. Everything it does lives in the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use warren::cli::{exit, new, run};
+use warren::runtime::Limits;
+
+#[derive(Parser)]
+#[command(name = "warren", version, about = "Run jobs and agents as sandboxed WebAssembly components")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a plugin once, locally, and print its JSON output.
+    ///
+    /// Exit codes: 0 success, 1 the job returned an error, 2 a limit was hit
+    /// or the plugin trapped, 3 invalid plugin or bad usage.
+    Run(RunArgs),
+    /// Create a new plugin crate.
+    New {
+        kind: NewKind,
+        /// Plugin name (letters, digits, `-`, `_`).
+        name: String,
+        /// Folder to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path of the warren-sdk crate (defaults to the one this binary was built with).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NewKind {
+    Job,
+    Agent,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The plugin's `.wasm` file.
+    plugin: PathBuf,
+    /// JSON input, or `@file` to read it from a file.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// Fuel budget (about one unit per wasm instruction).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory cap in MiB.
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Wall-clock deadline in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Directory shown read-only to the plugin at `/in`.
+    #[arg(long = "in")]
+    in_dir: Option<PathBuf>,
+    /// Where Warren keeps its database, artifacts and compile cache.
+    #[arg(long, default_value = "warren-data")]
+    data_dir: PathBuf,
+    /// Story id: scopes the plugin's story memory.
+    #[arg(long)]
+    story: Option<String>,
+    /// Print one JSON object (output, error, usage, artifacts, log) instead.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::INVALID } else { exit::SUCCESS };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| // `warren run` prints guest lines itself.
+                "warn,wasmtime=error,warren::guest=off".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::New { kind, name, dir, sdk } => new_command(kind, &name, &dir, sdk.as_deref()),
+    };
+    std::process::exit(code);
+}
+
+fn run_command(args: RunArgs) -> i32 {
+    let input = match run::read_input(&args.input) {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    let defaults = Limits::default();
+    let limits = Limits {
+        fuel: args.fuel.unwrap_or(defaults.fuel),
+        memory_bytes: args.memory_mb.map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+        timeout: args.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+        ..defaults
+    };
+    let options = run::RunOptions {
+        plugin: args.plugin,
+        input,
+        limits,
+        in_dir: args.in_dir,
+        data_dir: args.data_dir,
+        story_id: args.story,
+        echo_log: !args.json,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::LIMIT_OR_TRAP;
+        }
+    };
+    let report = match runtime.block_on(run::run(options)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot print the report: {e}"),
+        }
+    } else {
+        if let Some(output) = &report.root.output {
+            println!("{output}");
+        }
+        run::print_summary(&report);
+    }
+    report.exit_code()
+}
+
+fn new_command(kind: NewKind, name: &str, dir: &std::path::Path, sdk: Option<&std::path::Path>) -> i32 {
+    let template = match kind {
+        NewKind::Job => new::Template::Job,
+        NewKind::Agent => new::Template::Agent,
+    };
+    match new::scaffold(template, name, dir, sdk) {
+        Ok(path) => {
+            println!("created {}", path.display());
+            println!("  cd {} && cargo build --release --target wasm32-wasip2", path.display());
+            exit::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! SQLite storage: PRAGMAs applied on open, migrations embedded in the binary
+//! and applied in order at start.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a commit survives a crash of the
+    /// process; the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: a commit survives power loss, at a cost per commit.
+    Full,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this binary knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+/// Migrations in order; the schema version is the number applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_memory.sql")];
+
+/// An open database.
+pub struct Database {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Database")
+    }
+}
+
+impl Database {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, DbError> {
+        let mut conn = Connection::open(path)?;
+        let synchronous = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = {synchronous};
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;"
+        ))?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn schema_version(&self) -> Result<i64, DbError> {
+        Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    pub fn memory_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value FROM memory WHERE namespace = ?1 AND key = ?2",
+                params![namespace, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn memory_set(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), DbError> {
+        self.conn().execute(
+            "INSERT INTO memory (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, unixepoch())
+             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![namespace, key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Returns whether the key existed.
+    pub fn memory_delete(&self, namespace: &str, key: &str) -> Result<bool, DbError> {
+        let deleted = self.conn().execute(
+            "DELETE FROM memory WHERE namespace = ?1 AND key = ?2",
+            params![namespace, key],
+        )?;
+        Ok(deleted > 0)
+    }
+
+    /// Keys of `namespace` starting with `prefix`, in byte order, at most `limit`.
+    pub fn memory_keys(&self, namespace: &str, prefix: &str, limit: usize) -> Result<Vec<String>, DbError> {
+        let conn = self.conn();
+        // Byte-wise prefix match without LIKE's wildcards: key >= prefix and
+        // the key's first bytes equal the prefix.
+        let mut stmt = conn.prepare_cached(
+            "SELECT key FROM memory WHERE namespace = ?1 AND key >= ?2 AND substr(key, 1, length(?2)) = ?2
+             ORDER BY key LIMIT ?3",
+        )?;
+        let keys = stmt
+            .query_map(params![namespace, prefix, limit as i64], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(keys)
+    }
+
+    pub fn memory_count(&self, namespace: &str) -> Result<u64, DbError> {
+        Ok(self.conn().query_row(
+            "SELECT count(*) FROM memory WHERE namespace = ?1",
+            params![namespace],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > known {
+        return Err(DbError::SchemaTooNew { found, known });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_migrates_to_the_latest_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        assert_eq!(db.schema_version().expect("version"), MIGRATIONS.len() as i64);
+        // Opening again applies nothing twice.
+        drop(db);
+        let db = Database::open(&dir.path().join("w.db"), Durability::Full).expect("reopen");
+        assert_eq!(db.schema_version().expect("version"), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn key_prefixes_are_literal_not_like_patterns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        for key in ["a_1", "a%2", "ab", "b"] {
+            db.memory_set("run:1", key, b"v").expect("set");
+        }
+        db.memory_set("run:2", "a_other", b"v").expect("set");
+        assert_eq!(db.memory_keys("run:1", "a_", 10).expect("keys"), vec!["a_1"]);
+        assert_eq!(db.memory_keys("run:1", "a", 10).expect("keys"), vec!["a%2", "a_1", "ab"]);
+        assert_eq!(db.memory_keys("run:1", "", 2).expect("keys").len(), 2);
+        assert!(db.memory_delete("run:1", "b").expect("delete"));
+        assert!(!db.memory_delete("run:1", "b").expect("delete again"));
+        assert_eq!(db.memory_get("run:2", "a_1").expect("get"), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! Compiled components cached on disk, keyed by the file's sha256 and the
+//! engine's compatibility hash (wasmtime version and every setting that
+//! changes generated code), so a restart does no compilation.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where a component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from a previously compiled file.
+    Hit,
+    /// Compiled now (and stored when a cache directory is set).
+    Compiled,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+    engine_key: String,
+}
+
+impl CompileCache {
+    /// A cache in `dir`, or no cache at all with `None`.
+    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = hex::encode(&hasher.0.finalize()[..8]);
+        Ok(Self { dir, engine_key })
+    }
+
+    /// Returns the compiled component for `bytes` whose sha256 is `digest`.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
+        let Some(path) = self.path_for(digest) else {
+            return Ok((Component::new(engine, bytes)?, CacheOutcome::Compiled));
+        };
+        if path.is_file() {
+            match load_precompiled(engine, &path) {
+                Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                // A damaged or foreign file is replaced, not trusted.
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring cached component: {e:#}"),
+            }
+        }
+        let serialized = engine.precompile_component(bytes)?;
+        write_atomically(&path, &serialized)?;
+        let component = load_precompiled(engine, &path)?;
+        Ok((component, CacheOutcome::Compiled))
+    }
+
+    fn path_for(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        Some(dir.join(format!("{digest}-{}.cwasm", self.engine_key)))
+    }
+}
+
+/// Loads a file this cache wrote. The cache directory lives under Warren's
+/// data directory and only ever holds output of `precompile_component` by
+/// the same engine configuration; wasmtime checks that configuration again.
+#[allow(unsafe_code)]
+fn load_precompiled(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+    // SAFETY: see above; the file is our own compiler output, not user input.
+    Ok(unsafe { Component::deserialize_file(engine, path) }?)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Feeds `Hash` output into sha256, whose value is stable across runs
+/// (unlike `DefaultHasher`).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

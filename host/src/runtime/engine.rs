@@ -1,0 +1,75 @@
+//! The one wasmtime `Engine` and the thread that advances its epoch.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. Deadlines and cancellation are noticed
+/// within one tick; running guests yield to the async executor at each tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Engine settings. `limits` is only off for benchmarks that measure what
+/// fuel and epoch checks cost.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Fuel metering and epoch interruption compiled into guest code.
+    pub limits: bool,
+    /// Largest memory any guest may have; per-attempt caps are lower.
+    pub max_memory_bytes: u64,
+    /// Instances the pooling allocator can hold at once.
+    pub max_concurrent_instances: u32,
+    /// Wasm stack per call; deep recursion traps beyond it.
+    pub max_wasm_stack_bytes: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            limits: true,
+            max_memory_bytes: 1 << 30,
+            max_concurrent_instances: 256,
+            max_wasm_stack_bytes: 1 << 20,
+        }
+    }
+}
+
+pub fn build_engine(settings: &EngineSettings) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config
+        .concurrency_support(false)
+        .consume_fuel(settings.limits)
+        .epoch_interruption(settings.limits)
+        .max_wasm_stack(settings.max_wasm_stack_bytes)
+        // The fiber stack holds the wasm stack plus host frames above it.
+        .async_stack_size(settings.max_wasm_stack_bytes + (1 << 20));
+
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(settings.max_concurrent_instances)
+        .total_core_instances(settings.max_concurrent_instances * 4)
+        .total_memories(settings.max_concurrent_instances * 2)
+        .total_tables(settings.max_concurrent_instances * 4)
+        .total_stacks(settings.max_concurrent_instances)
+        .max_memory_size(settings.max_memory_bytes as usize)
+        // Keep a little of each memory resident so reuse skips page faults.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+
+    Engine::new(&config).map_err(anyhow::Error::from)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is
+/// dropped.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("warren-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

@@ -1,0 +1,118 @@
+//! What one attempt may use, and the memory limiter that enforces the cap
+//! and measures the peak.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Per-attempt limits. Defaults are small and safe; a caller asks for more
+/// explicitly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Fuel budget (roughly one unit per wasm instruction).
+    pub fuel: u64,
+    /// Cap on the sum of the guest's linear memories.
+    pub memory_bytes: u64,
+    /// Wall-clock deadline for the whole attempt.
+    pub timeout: Duration,
+    /// Cap on the JSON output.
+    pub max_output_bytes: usize,
+    /// Cap on captured log (log lines, stdout and stderr together).
+    pub max_log_bytes: usize,
+    /// Cap on the bytes of all artifacts the attempt stores.
+    pub max_artifact_bytes: u64,
+    /// Cap on the jobs one attempt may spawn.
+    pub max_spawned_jobs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 10_000_000_000,
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(30),
+            max_output_bytes: 1 << 20,
+            max_log_bytes: 256 << 10,
+            max_artifact_bytes: 64 << 20,
+            max_spawned_jobs: 16,
+        }
+    }
+}
+
+/// Table elements any guest may have; tables hold function references and
+/// only grow without bound in a hostile guest.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The limit a guest hit, recorded so the attempt can report it precisely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimitExceeded {
+    pub limit: u64,
+    pub requested: u64,
+}
+
+impl std::fmt::Display for MemoryLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "memory limit of {} bytes exceeded (guest asked for {} bytes)",
+            self.limit, self.requested
+        )
+    }
+}
+
+impl std::error::Error for MemoryLimitExceeded {}
+
+/// Caps the guest's memories and records their peak total size.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit: u64,
+    /// Sum of the current sizes of every memory of the instance.
+    current_total: u64,
+    peak_total: u64,
+}
+
+impl MemoryLimiter {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            current_total: 0,
+            peak_total: 0,
+        }
+    }
+
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_total
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current) as u64;
+        let total = self.current_total.saturating_add(growth);
+        if total > self.limit {
+            // Trap rather than fail the grow: a Rust guest would abort anyway,
+            // and the trap carries the reason.
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                limit: self.limit,
+                requested: total,
+            }));
+        }
+        self.current_total = total;
+        self.peak_total = self.peak_total.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

@@ -1,0 +1,160 @@
+//! The plugin runtime: one wasmtime engine, a compiled-component cache, the
+//! linker holding every host interface, and a fresh `Store` per attempt.
+
+mod attempt;
+mod cache;
+mod engine;
+mod limits;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use attempt::{AttemptFailure, AttemptOutcome, AttemptRequest, JobFailure, LimitHit, Usage};
+pub use cache::{CacheOutcome, CompileCache};
+pub use engine::{EPOCH_TICK, EngineSettings};
+pub use limits::{Limits, MemoryLimitExceeded, MemoryLimiter};
+
+use crate::artifact_store::ArtifactStore;
+use crate::capabilities::artifacts::ArtifactsState;
+use crate::capabilities::jobs::JobsState;
+use crate::capabilities::log::AttemptLog;
+use crate::capabilities::memory::MemoryState;
+use crate::db::{Database, Durability};
+use crate::plugins::{Plugin, PluginError};
+
+/// Where the runtime keeps its state and how its engine is built.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Root of everything Warren stores: database, artifacts, cache, scratch.
+    pub data_dir: PathBuf,
+    pub engine: EngineSettings,
+    pub durability: Durability,
+    /// Keep compiled components on disk (off only to measure cold compiles).
+    pub compile_cache: bool,
+}
+
+impl RuntimeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            engine: EngineSettings::default(),
+            durability: Durability::default(),
+            compile_cache: true,
+        }
+    }
+}
+
+/// Shared services the capabilities use.
+#[derive(Debug)]
+pub(crate) struct Services {
+    pub db: Arc<Database>,
+    pub artifacts: Arc<ArtifactStore>,
+    pub work_root: PathBuf,
+}
+
+/// Loads plugins and runs attempts. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: CompileCache,
+    settings: EngineSettings,
+    services: Services,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let engine = engine::build_engine(&config.engine)?;
+        if config.engine.limits {
+            engine::start_epoch_ticker(&engine);
+        }
+        let mut linker = Linker::new(&engine);
+        crate::capabilities::add_to_linker(&mut linker)?;
+
+        std::fs::create_dir_all(&config.data_dir)?;
+        let cache_dir = config.compile_cache.then(|| config.data_dir.join("cache"));
+        let cache = CompileCache::new(&engine, cache_dir)?;
+        let services = Services {
+            db: Arc::new(Database::open(&config.data_dir.join("warren.db"), config.durability)?),
+            artifacts: Arc::new(ArtifactStore::open(&config.data_dir.join("artifacts"))?),
+            work_root: config.data_dir.join("work"),
+        };
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            settings: config.engine,
+            services,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn linker(&self) -> &Linker<PluginState> {
+        &self.linker
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    pub fn artifact_store(&self) -> &ArtifactStore {
+        &self.services.artifacts
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.services.db
+    }
+
+    /// Validates, compiles (or loads from the cache) and pre-links the plugin
+    /// at `path`; its name is the file stem.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, PluginError> {
+        crate::plugins::load_file(self, path)
+    }
+
+    /// Same as [`Runtime::load_file`] for bytes already in memory.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        crate::plugins::load_bytes(self, name, bytes)
+    }
+
+    pub(crate) fn cache(&self) -> &CompileCache {
+        &self.cache
+    }
+
+    pub(crate) fn services(&self) -> &Services {
+        &self.services
+    }
+}
+
+/// Everything a `Store` holds for one attempt.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) log: AttemptLog,
+    pub(crate) memory: MemoryState,
+    pub(crate) artifacts: ArtifactsState,
+    pub(crate) jobs: JobsState,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl crate::bindings::types::Host for PluginState {}

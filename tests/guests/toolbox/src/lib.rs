@@ -1,0 +1,99 @@
+//! Helper: runs a list of operations against the host capabilities and
+//! reports each result, so tests can drive memory, artifacts, spawn,
+//! progress and errors from the outside.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warren_sdk::{Context, Error, Job, artifacts, jobs, log, memory};
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    Context,
+    MemGet { scope: Scope, key: String },
+    MemSet { scope: Scope, key: String, value: String },
+    MemDelete { scope: Scope, key: String },
+    MemKeys { scope: Scope, prefix: String },
+    Put { name: String, data: String },
+    Get { name: String },
+    List,
+    WriteOut { name: String, data: String },
+    Spawn { plugin: String, input: Value, reason: String },
+    Progress { percent: u8, summary: String },
+    Log { message: String },
+    Fail { kind: String, message: String },
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum Scope {
+    Run,
+    Story,
+}
+
+fn scope(s: Scope) -> memory::Memory {
+    match s {
+        Scope::Run => memory::run(),
+        Scope::Story => memory::story(),
+    }
+}
+
+fn report<T: serde::Serialize>(result: Result<T, Error>) -> Value {
+    match result {
+        Ok(value) => json!({ "ok": value }),
+        Err(e) => json!({ "err": e.to_string() }),
+    }
+}
+
+struct Toolbox;
+
+impl Job for Toolbox {
+    type Input = Vec<Op>;
+    type Output = Vec<Value>;
+
+    fn run(ctx: &Context, ops: Vec<Op>) -> Result<Vec<Value>, Error> {
+        let mut results = Vec::new();
+        for op in ops {
+            let result = match op {
+                Op::Context => json!({ "ok": {
+                    "run_id": ctx.run_id, "job_id": ctx.job_id, "job_name": ctx.job_name,
+                    "attempt": ctx.attempt, "story_id": ctx.story_id,
+                }}),
+                Op::MemGet { scope: s, key } => report(
+                    scope(s).get(&key).map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned())),
+                ),
+                Op::MemSet { scope: s, key, value } => report(scope(s).set(&key, value.as_bytes())),
+                Op::MemDelete { scope: s, key } => report(scope(s).delete(&key)),
+                Op::MemKeys { scope: s, prefix } => report(scope(s).keys(&prefix)),
+                Op::Put { name, data } => report(artifacts::put(&name, data.as_bytes()).map(|a| a.digest)),
+                Op::Get { name } => report(artifacts::get(&name).map(|b| String::from_utf8_lossy(&b).into_owned())),
+                Op::List => report(artifacts::list().map(|list| {
+                    list.into_iter().map(|a| json!({ "name": a.name, "size": a.size })).collect::<Vec<_>>()
+                })),
+                Op::WriteOut { name, data } => report(
+                    std::fs::write(format!("/out/{name}"), data).map_err(Error::from),
+                ),
+                Op::Spawn { plugin, input, reason } => report(jobs::spawn(&plugin, &input, &reason)),
+                Op::Progress { percent, summary } => {
+                    jobs::progress(percent, &summary);
+                    json!({ "ok": null })
+                }
+                Op::Log { message } => {
+                    log::info(&message);
+                    json!({ "ok": null })
+                }
+                Op::Fail { kind, message } => {
+                    return Err(match kind.as_str() {
+                        "retryable" => Error::retryable(message),
+                        "needs_input" => Error::needs_input([message]),
+                        _ => Error::permanent(message),
+                    });
+                }
+            };
+            results.push(result);
+        }
+        Ok(results)
+    }
+}
+
+warren_sdk::export_job!(Toolbox);
