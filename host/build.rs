@@ -32,7 +32,10 @@ const STRIPPED_ENV: &[&str] = &[
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ sits in the repository root").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the repository root")
+        .to_path_buf();
     let guests_target = root.join("target").join("guests");
 
     ensure_wasm_target();
@@ -62,7 +65,13 @@ fn ensure_wasm_target() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let installed = |sysroot: &Path| sysroot.join("lib/rustlib").join(TARGET).join("lib").is_dir();
+    let installed = |sysroot: &Path| {
+        sysroot
+            .join("lib/rustlib")
+            .join(TARGET)
+            .join("lib")
+            .is_dir()
+    };
     if sysroot.as_deref().is_some_and(installed) {
         return;
     }
@@ -81,11 +90,16 @@ fn watch_workspace(workspace: &Path) {
     for file in ["Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(file).display());
     }
-    let Ok(entries) = std::fs::read_dir(workspace) else { return };
+    let Ok(entries) = std::fs::read_dir(workspace) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() && path.join("Cargo.toml").is_file() {
-            println!("cargo:rerun-if-changed={}", path.join("Cargo.toml").display());
+            println!(
+                "cargo:rerun-if-changed={}",
+                path.join("Cargo.toml").display()
+            );
             println!("cargo:rerun-if-changed={}", path.join("src").display());
             if path.join("wit").is_dir() {
                 println!("cargo:rerun-if-changed={}", path.join("wit").display());
@@ -99,12 +113,21 @@ fn build_workspace(workspace: &Path, target_dir: &Path) {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--release", "--workspace", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for var in STRIPPED_ENV {
         command.env_remove(var);
     }
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
     if !output.status.success() {
         panic!(
             "building the guests in {} failed:\n{}",

@@ -16,7 +16,11 @@ pub enum ArtifactStoreError {
     #[error("no artifact with digest {0}")]
     NotFound(String),
     #[error("artifact {digest} is {size} bytes, more than the {limit} allowed")]
-    TooLarge { digest: String, size: u64, limit: u64 },
+    TooLarge {
+        digest: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("{0:?} is not a sha256 digest")]
     BadDigest(String),
 }
@@ -49,7 +53,8 @@ impl ArtifactStore {
         if self.root.exists(&path) {
             return Ok(digest);
         }
-        self.root.create_dir_all(format!("sha256/{}", &digest[..2]))?;
+        self.root
+            .create_dir_all(format!("sha256/{}", &digest[..2]))?;
         // Write then rename, so a reader never sees a partial blob.
         let tmp = format!("tmp/{}", uuid::Uuid::new_v4().simple());
         let mut file = self.root.create(&tmp)?;
@@ -85,7 +90,10 @@ impl ArtifactStore {
 }
 
 fn check_digest(digest: &str) -> Result<(), ArtifactStoreError> {
-    let valid = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let valid = digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if valid {
         Ok(())
     } else {
@@ -108,9 +116,14 @@ mod tests {
         let a = store.put(b"hello").expect("put");
         let b = store.put(b"hello").expect("put again");
         assert_eq!(a, b);
-        assert_eq!(a, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            a,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(store.get(&a, 100).expect("get"), b"hello");
-        let blobs = std::fs::read_dir(dir.path().join("sha256").join(&a[..2])).expect("dir").count();
+        let blobs = std::fs::read_dir(dir.path().join("sha256").join(&a[..2]))
+            .expect("dir")
+            .count();
         assert_eq!(blobs, 1);
     }
 
@@ -119,9 +132,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = ArtifactStore::open(dir.path()).expect("open");
         let digest = store.put(b"0123456789").expect("put");
-        assert!(matches!(store.get("../../etc/passwd", 100), Err(ArtifactStoreError::BadDigest(_))));
-        assert!(matches!(store.get(&digest, 5), Err(ArtifactStoreError::TooLarge { size: 10, .. })));
+        assert!(matches!(
+            store.get("../../etc/passwd", 100),
+            Err(ArtifactStoreError::BadDigest(_))
+        ));
+        assert!(matches!(
+            store.get(&digest, 5),
+            Err(ArtifactStoreError::TooLarge { size: 10, .. })
+        ));
         let missing = "0".repeat(64);
-        assert!(matches!(store.get(&missing, 5), Err(ArtifactStoreError::NotFound(_))));
+        assert!(matches!(
+            store.get(&missing, 5),
+            Err(ArtifactStoreError::NotFound(_))
+        ));
     }
 }

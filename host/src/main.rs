@@ -8,7 +8,11 @@ use warren::cli::{exit, new, run};
 use warren::runtime::Limits;
 
 #[derive(Parser)]
-#[command(name = "warren", version, about = "Run jobs and agents as sandboxed WebAssembly components")]
+#[command(
+    name = "warren",
+    version,
+    about = "Run jobs and agents as sandboxed WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,21 +79,31 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::INVALID } else { exit::SUCCESS };
+            let code = if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::SUCCESS
+            };
             let _ = e.print();
             std::process::exit(code);
         }
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| // `warren run` prints guest lines itself.
+            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+                .unwrap_or_else(|_| // `warren run` prints guest lines itself.
                 "warn,wasmtime=error,warren::guest=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let code = match cli.command {
         Command::Run(args) => run_command(args),
-        Command::New { kind, name, dir, sdk } => new_command(kind, &name, &dir, sdk.as_deref()),
+        Command::New {
+            kind,
+            name,
+            dir,
+            sdk,
+        } => new_command(kind, &name, &dir, sdk.as_deref()),
     };
     std::process::exit(code);
 }
@@ -105,8 +119,12 @@ fn run_command(args: RunArgs) -> i32 {
     let defaults = Limits::default();
     let limits = Limits {
         fuel: args.fuel.unwrap_or(defaults.fuel),
-        memory_bytes: args.memory_mb.map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
-        timeout: args.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+        memory_bytes: args
+            .memory_mb
+            .map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+        timeout: args
+            .timeout_ms
+            .map_or(defaults.timeout, Duration::from_millis),
         ..defaults
     };
     let options = run::RunOptions {
@@ -118,7 +136,10 @@ fn run_command(args: RunArgs) -> i32 {
         story_id: args.story,
         echo_log: !args.json,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -146,7 +167,12 @@ fn run_command(args: RunArgs) -> i32 {
     report.exit_code()
 }
 
-fn new_command(kind: NewKind, name: &str, dir: &std::path::Path, sdk: Option<&std::path::Path>) -> i32 {
+fn new_command(
+    kind: NewKind,
+    name: &str,
+    dir: &std::path::Path,
+    sdk: Option<&std::path::Path>,
+) -> i32 {
     let template = match kind {
         NewKind::Job => new::Template::Job,
         NewKind::Agent => new::Template::Agent,
@@ -154,7 +180,10 @@ fn new_command(kind: NewKind, name: &str, dir: &std::path::Path, sdk: Option<&st
     match new::scaffold(template, name, dir, sdk) {
         Ok(path) => {
             println!("created {}", path.display());
-            println!("  cd {} && cargo build --release --target wasm32-wasip2", path.display());
+            println!(
+                "  cd {} && cargo build --release --target wasm32-wasip2",
+                path.display()
+            );
             exit::SUCCESS
         }
         Err(e) => {

@@ -55,7 +55,11 @@ pub fn run_job<J: Job>(ctx: types::JobContext) -> Result<String, types::JobError
         job_name: ctx.job_name,
         attempt: ctx.attempt,
         story_id: ctx.story_id,
-        upstream: ctx.upstream.into_iter().map(|u| (u.job, u.output)).collect(),
+        upstream: ctx
+            .upstream
+            .into_iter()
+            .map(|u| (u.job, u.output))
+            .collect(),
     };
     let output = J::run(&context, input)?;
     Ok(serde_json::to_string(&output)

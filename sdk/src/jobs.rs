@@ -7,7 +7,11 @@ use crate::bindings::job::warren::plugin::jobs as wit;
 
 /// Asks the host to run `plugin` with `input` after this job; returns the
 /// child job's id.
-pub fn spawn<T: Serialize + ?Sized>(plugin: &str, input: &T, reason: &str) -> Result<String, Error> {
+pub fn spawn<T: Serialize + ?Sized>(
+    plugin: &str,
+    input: &T,
+    reason: &str,
+) -> Result<String, Error> {
     let input = serde_json::to_string(input)?;
     Ok(wit::spawn(plugin, &input, reason)?)
 }

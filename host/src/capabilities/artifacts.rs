@@ -78,9 +78,13 @@ impl From<ArtifactError> for HostError {
     fn from(e: ArtifactError) -> Self {
         match e {
             ArtifactError::InvalidName { .. } => Self::Invalid(e.to_string()),
-            ArtifactError::TooManyBytes { .. } | ArtifactError::TooMany => Self::LimitExceeded(e.to_string()),
+            ArtifactError::TooManyBytes { .. } | ArtifactError::TooMany => {
+                Self::LimitExceeded(e.to_string())
+            }
             ArtifactError::Store(ArtifactStoreError::NotFound(_)) => Self::NotFound(e.to_string()),
-            ArtifactError::Store(ArtifactStoreError::TooLarge { .. }) => Self::LimitExceeded(e.to_string()),
+            ArtifactError::Store(ArtifactStoreError::TooLarge { .. }) => {
+                Self::LimitExceeded(e.to_string())
+            }
             ArtifactError::Store(e) => {
                 tracing::error!("artifact store: {e}");
                 Self::Unavailable("artifact store unavailable".into())
@@ -100,14 +104,21 @@ pub fn validate_name(name: &str) -> Result<(), ArtifactError> {
         return Err(invalid("must be 1 to 512 bytes"));
     }
     if name.chars().any(|c| c.is_control() || c == '\\') {
-        return Err(invalid("control characters and backslashes are not allowed"));
+        return Err(invalid(
+            "control characters and backslashes are not allowed",
+        ));
     }
     let parts: Vec<&str> = name.split('/').collect();
     if parts.len() > MAX_NAME_DEPTH {
         return Err(invalid("too many `/`-separated parts"));
     }
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
-        return Err(invalid("must be relative, without empty, `.` or `..` parts"));
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err(invalid(
+            "must be relative, without empty, `.` or `..` parts",
+        ));
     }
     Ok(())
 }
@@ -161,13 +172,19 @@ impl ArtifactsState {
     /// path relative to `out`. Symlinks and special files are skipped: the
     /// guest could point them anywhere.
     pub fn collect_dir(&mut self, out: &Path) -> Result<Vec<String>, ArtifactError> {
-        let dir = Dir::open_ambient_dir(out, ambient_authority()).map_err(ArtifactStoreError::from)?;
+        let dir =
+            Dir::open_ambient_dir(out, ambient_authority()).map_err(ArtifactStoreError::from)?;
         let mut skipped = Vec::new();
         self.collect_from(&dir, "", &mut skipped)?;
         Ok(skipped)
     }
 
-    fn collect_from(&mut self, dir: &Dir, prefix: &str, skipped: &mut Vec<String>) -> Result<(), ArtifactError> {
+    fn collect_from(
+        &mut self,
+        dir: &Dir,
+        prefix: &str,
+        skipped: &mut Vec<String>,
+    ) -> Result<(), ArtifactError> {
         let mut entries = Vec::new();
         for entry in dir.entries().map_err(ArtifactStoreError::from)? {
             let entry = entry.map_err(ArtifactStoreError::from)?;
@@ -180,14 +197,20 @@ impl ArtifactsState {
             } else {
                 format!("{prefix}/{file_name}")
             };
-            let kind = dir.symlink_metadata(&file_name).map_err(ArtifactStoreError::from)?.file_type();
+            let kind = dir
+                .symlink_metadata(&file_name)
+                .map_err(ArtifactStoreError::from)?
+                .file_type();
             if kind.is_dir() {
                 let sub = dir.open_dir(&file_name).map_err(ArtifactStoreError::from)?;
                 self.collect_from(&sub, &name, skipped)?;
             } else if kind.is_file() {
                 // Bounded: a file larger than what is left of the budget fails
                 // the whole collection instead of being read.
-                let size = dir.symlink_metadata(&file_name).map_err(ArtifactStoreError::from)?.len();
+                let size = dir
+                    .symlink_metadata(&file_name)
+                    .map_err(ArtifactStoreError::from)?
+                    .len();
                 if self.bytes_stored + size > self.grant.max_bytes {
                     return Err(ArtifactError::TooManyBytes {
                         limit: self.grant.max_bytes,
@@ -204,24 +227,34 @@ impl ArtifactsState {
 
     fn find(&self, name: &str) -> Option<&Artifact> {
         self.produced.iter().find(|a| a.name == name).or_else(|| {
-            self.grant
-                .upstream
-                .iter()
-                .find(|a| name.strip_prefix(&a.producer).and_then(|n| n.strip_prefix('/')) == Some(a.name.as_str()))
+            self.grant.upstream.iter().find(|a| {
+                name.strip_prefix(&a.producer)
+                    .and_then(|n| n.strip_prefix('/'))
+                    == Some(a.name.as_str())
+            })
         })
     }
 }
 
 impl Host for ArtifactsState {
     #[tracing::instrument(name = "warren.artifacts.put", skip(self, data), fields(size = data.len()))]
-    fn put(&mut self, name: String, data: Vec<u8>) -> wasmtime::Result<Result<ArtifactInfo, HostError>> {
-        Ok(self.store(&name, &data).map(|a| (&a).into()).map_err(HostError::from))
+    fn put(
+        &mut self,
+        name: String,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<ArtifactInfo, HostError>> {
+        Ok(self
+            .store(&name, &data)
+            .map(|a| (&a).into())
+            .map_err(HostError::from))
     }
 
     #[tracing::instrument(name = "warren.artifacts.get", skip(self))]
     fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
         let Some(artifact) = self.find(&name) else {
-            return Ok(Err(HostError::NotFound(format!("no artifact {name:?} visible to this job"))));
+            return Ok(Err(HostError::NotFound(format!(
+                "no artifact {name:?} visible to this job"
+            ))));
         };
         // Reads are capped like writes, so a guest cannot pull more into its
         // memory through the host than it may store.
@@ -238,12 +271,20 @@ impl Host for ArtifactsState {
             name: format!("{}/{}", a.producer, a.name),
             ..a.into()
         });
-        Ok(Ok(self.produced.iter().map(ArtifactInfo::from).chain(upstream).collect()))
+        Ok(Ok(self
+            .produced
+            .iter()
+            .map(ArtifactInfo::from)
+            .chain(upstream)
+            .collect()))
     }
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    crate::bindings::artifacts::add_to_linker::<PluginState, HasSelf<ArtifactsState>>(linker, |s| &mut s.artifacts)?;
+    crate::bindings::artifacts::add_to_linker::<PluginState, HasSelf<ArtifactsState>>(
+        linker,
+        |s| &mut s.artifacts,
+    )?;
     Ok(())
 }
 
@@ -253,7 +294,17 @@ mod tests {
 
     #[test]
     fn names_that_could_escape_or_confuse_are_rejected() {
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "a\\b", "a\0b", "a/\n"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a\0b",
+            "a/\n",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?} should be rejected");
         }
         for good in ["report.txt", "plan/steps.json", "résumé.md", ".hidden"] {

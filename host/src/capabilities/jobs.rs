@@ -72,7 +72,12 @@ impl JobsState {
         }
     }
 
-    fn spawn(&mut self, plugin: String, input: String, reason: String) -> Result<String, HostError> {
+    fn spawn(
+        &mut self,
+        plugin: String,
+        input: String,
+        reason: String,
+    ) -> Result<String, HostError> {
         if self.grant.depth >= self.grant.max_depth {
             return Err(HostError::LimitExceeded(format!(
                 "spawned jobs nest at most {} deep",
@@ -86,7 +91,10 @@ impl JobsState {
             )));
         }
         if !crate::plugins::is_valid_plugin_name(&plugin) {
-            return Err(HostError::Invalid(format!("{:?} is not a plugin name", truncated(&plugin, 64))));
+            return Err(HostError::Invalid(format!(
+                "{:?} is not a plugin name",
+                truncated(&plugin, 64)
+            )));
         }
         if !(self.grant.plugin_exists)(&plugin) {
             return Err(HostError::NotFound(format!("no plugin named {plugin:?}")));
@@ -95,7 +103,9 @@ impl JobsState {
             return Err(HostError::Invalid(format!("input is not JSON: {e}")));
         }
         if reason.len() > MAX_REASON_BYTES {
-            return Err(HostError::Invalid(format!("reasons are at most {MAX_REASON_BYTES} bytes")));
+            return Err(HostError::Invalid(format!(
+                "reasons are at most {MAX_REASON_BYTES} bytes"
+            )));
         }
         let job_id = uuid::Uuid::new_v4().to_string();
         self.spawned.push(SpawnRequest {
@@ -114,7 +124,12 @@ fn truncated(s: &str, max: usize) -> String {
 
 impl Host for JobsState {
     #[tracing::instrument(name = "warren.jobs.spawn", skip(self, input, reason))]
-    fn spawn(&mut self, plugin: String, input: String, reason: String) -> wasmtime::Result<Result<String, HostError>> {
+    fn spawn(
+        &mut self,
+        plugin: String,
+        input: String,
+        reason: String,
+    ) -> wasmtime::Result<Result<String, HostError>> {
         // `input` is bounded by the guest's memory cap and kept only if it parses.
         Ok(JobsState::spawn(self, plugin, input, reason))
     }
@@ -130,6 +145,8 @@ impl Host for JobsState {
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    crate::bindings::jobs::add_to_linker::<PluginState, HasSelf<JobsState>>(linker, |s| &mut s.jobs)?;
+    crate::bindings::jobs::add_to_linker::<PluginState, HasSelf<JobsState>>(linker, |s| {
+        &mut s.jobs
+    })?;
     Ok(())
 }

@@ -176,7 +176,9 @@ impl LogBuffer {
             self.push(source, stdio_level(source), &text);
         }
         // A line without newline is held, but never beyond the log limit.
-        let room = self.max_bytes.saturating_sub(self.kept_bytes + self.pending(source).len());
+        let room = self
+            .max_bytes
+            .saturating_sub(self.kept_bytes + self.pending(source).len());
         let held = rest.len().min(room);
         self.pending(source).extend_from_slice(&rest[..held]);
         self.captured.dropped_bytes += (rest.len() - held) as u64;
@@ -201,11 +203,21 @@ fn trace_line(attempt_id: &str, line: &LogLine) {
     let message = line.message.as_str();
     let source = line.source;
     match line.level {
-        LogLevel::Trace => tracing::trace!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}"),
-        LogLevel::Debug => tracing::debug!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}"),
-        LogLevel::Info => tracing::info!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}"),
-        LogLevel::Warn => tracing::warn!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}"),
-        LogLevel::Error => tracing::error!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}"),
+        LogLevel::Trace => {
+            tracing::trace!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}")
+        }
+        LogLevel::Debug => {
+            tracing::debug!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}")
+        }
+        LogLevel::Info => {
+            tracing::info!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}")
+        }
+        LogLevel::Warn => {
+            tracing::warn!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}")
+        }
+        LogLevel::Error => {
+            tracing::error!(target: GUEST_LOG_TARGET, attempt = attempt_id, ?source, "{message}")
+        }
     }
 }
 
@@ -220,7 +232,9 @@ impl Host for AttemptLog {
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    crate::bindings::log::add_to_linker::<PluginState, HasSelf<AttemptLog>>(linker, |s| &mut s.log)?;
+    crate::bindings::log::add_to_linker::<PluginState, HasSelf<AttemptLog>>(linker, |s| {
+        &mut s.log
+    })?;
     Ok(())
 }
 

@@ -51,18 +51,18 @@ impl MemoryState {
     fn namespace(&self, scope: Scope) -> Result<&str, HostError> {
         match scope {
             Scope::Run => Ok(&self.grant.run_namespace),
-            Scope::Story => self
-                .grant
-                .story_namespace
-                .as_deref()
-                .ok_or_else(|| HostError::AccessDenied("this run has no story, so no story memory".into())),
+            Scope::Story => self.grant.story_namespace.as_deref().ok_or_else(|| {
+                HostError::AccessDenied("this run has no story, so no story memory".into())
+            }),
         }
     }
 }
 
 fn check_key(key: &str) -> Result<(), HostError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(HostError::Invalid(format!("keys must be 1 to {MAX_KEY_BYTES} bytes")));
+        return Err(HostError::Invalid(format!(
+            "keys must be 1 to {MAX_KEY_BYTES} bytes"
+        )));
     }
     Ok(())
 }
@@ -75,7 +75,11 @@ fn unavailable(e: crate::db::DbError) -> HostError {
 
 impl Host for MemoryState {
     #[tracing::instrument(name = "warren.memory.get", skip(self))]
-    fn get(&mut self, scope: Scope, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, HostError>> {
+    fn get(
+        &mut self,
+        scope: Scope,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, HostError>> {
         Ok((|| {
             let namespace = self.namespace(scope)?;
             check_key(&key)?;
@@ -84,22 +88,37 @@ impl Host for MemoryState {
     }
 
     #[tracing::instrument(name = "warren.memory.set", skip(self, value))]
-    fn set(&mut self, scope: Scope, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), HostError>> {
+    fn set(
+        &mut self,
+        scope: Scope,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), HostError>> {
         Ok((|| {
             let namespace = self.namespace(scope)?;
             check_key(&key)?;
             // `value` was copied out of guest memory (bounded by its cap); only
             // values up to MAX_VALUE_BYTES are stored.
             if value.len() > MAX_VALUE_BYTES {
-                return Err(HostError::LimitExceeded(format!("values are at most {MAX_VALUE_BYTES} bytes")));
+                return Err(HostError::LimitExceeded(format!(
+                    "values are at most {MAX_VALUE_BYTES} bytes"
+                )));
             }
-            let exists = self.db.memory_get(namespace, &key).map_err(unavailable)?.is_some();
-            if !exists && self.db.memory_count(namespace).map_err(unavailable)? >= MAX_KEYS_PER_NAMESPACE {
+            let exists = self
+                .db
+                .memory_get(namespace, &key)
+                .map_err(unavailable)?
+                .is_some();
+            if !exists
+                && self.db.memory_count(namespace).map_err(unavailable)? >= MAX_KEYS_PER_NAMESPACE
+            {
                 return Err(HostError::LimitExceeded(format!(
                     "a namespace holds at most {MAX_KEYS_PER_NAMESPACE} keys"
                 )));
             }
-            self.db.memory_set(namespace, &key, &value).map_err(unavailable)
+            self.db
+                .memory_set(namespace, &key, &value)
+                .map_err(unavailable)
         })())
     }
 
@@ -113,18 +132,28 @@ impl Host for MemoryState {
     }
 
     #[tracing::instrument(name = "warren.memory.list_keys", skip(self))]
-    fn list_keys(&mut self, scope: Scope, prefix: String) -> wasmtime::Result<Result<Vec<String>, HostError>> {
+    fn list_keys(
+        &mut self,
+        scope: Scope,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
         Ok((|| {
             let namespace = self.namespace(scope)?;
             if prefix.len() > MAX_KEY_BYTES {
-                return Err(HostError::Invalid(format!("prefixes are at most {MAX_KEY_BYTES} bytes")));
+                return Err(HostError::Invalid(format!(
+                    "prefixes are at most {MAX_KEY_BYTES} bytes"
+                )));
             }
-            self.db.memory_keys(namespace, &prefix, MAX_LISTED_KEYS).map_err(unavailable)
+            self.db
+                .memory_keys(namespace, &prefix, MAX_LISTED_KEYS)
+                .map_err(unavailable)
         })())
     }
 }
 
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    crate::bindings::memory::add_to_linker::<PluginState, HasSelf<MemoryState>>(linker, |s| &mut s.memory)?;
+    crate::bindings::memory::add_to_linker::<PluginState, HasSelf<MemoryState>>(linker, |s| {
+        &mut s.memory
+    })?;
     Ok(())
 }

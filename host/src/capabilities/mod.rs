@@ -17,7 +17,10 @@ use crate::runtime::PluginState;
 /// Adds every interface Warren provides (WASI p2 and `warren:plugin`).
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    crate::bindings::types::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(linker, |s| s)?;
+    crate::bindings::types::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
+        linker,
+        |s| s,
+    )?;
     log::add_to_linker(linker)?;
     memory::add_to_linker(linker)?;
     artifacts::add_to_linker(linker)?;

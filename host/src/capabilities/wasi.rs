@@ -55,7 +55,11 @@ impl Drop for Scratch {
 }
 
 /// Builds the WASI context of one attempt.
-pub fn build_ctx(log: &AttemptLog, scratch: Option<&Scratch>, in_dir: Option<&Path>) -> anyhow::Result<WasiCtx> {
+pub fn build_ctx(
+    log: &AttemptLog,
+    scratch: Option<&Scratch>,
+    in_dir: Option<&Path>,
+) -> anyhow::Result<WasiCtx> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(CapturedStdio::new(log.clone(), LogSource::Stdout))

@@ -16,7 +16,9 @@ pub enum Template {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NewError {
-    #[error("{0:?} is not a valid plugin name (letters, digits, `-` and `_`, starting with a letter or digit)")]
+    #[error(
+        "{0:?} is not a valid plugin name (letters, digits, `-` and `_`, starting with a letter or digit)"
+    )]
     BadName(String),
     #[error("{0} already exists")]
     Exists(PathBuf),
@@ -27,7 +29,12 @@ pub enum NewError {
 }
 
 /// Creates the crate `parent/name` and returns its path.
-pub fn scaffold(template: Template, name: &str, parent: &Path, sdk: Option<&Path>) -> Result<PathBuf, NewError> {
+pub fn scaffold(
+    template: Template,
+    name: &str,
+    parent: &Path,
+    sdk: Option<&Path>,
+) -> Result<PathBuf, NewError> {
     if !is_valid_plugin_name(name) {
         return Err(NewError::BadName(name.to_owned()));
     }
@@ -53,7 +60,10 @@ pub fn scaffold(template: Template, name: &str, parent: &Path, sdk: Option<&Path
         text.replace("{{crate_name}}", &crate_name)
             .replace("{{wasm_name}}", &wasm_name)
             .replace("{{type_name}}", &type_name)
-            .replace("{{sdk_path}}", &sdk.display().to_string().replace('\\', "/"))
+            .replace(
+                "{{sdk_path}}",
+                &sdk.display().to_string().replace('\\', "/"),
+            )
             .replace("{{example_input}}", example_input)
     };
     std::fs::write(dir.join("Cargo.toml"), fill(CARGO_TOML))?;

@@ -12,7 +12,9 @@ use crate::capabilities::artifacts::Artifact;
 use crate::capabilities::jobs::Progress;
 use crate::capabilities::log::{CapturedLog, LogLine, LogSink};
 use crate::plugins::{Plugin, PluginError};
-use crate::runtime::{AttemptFailure, AttemptOutcome, AttemptRequest, Limits, Runtime, RuntimeConfig, Usage};
+use crate::runtime::{
+    AttemptFailure, AttemptOutcome, AttemptRequest, Limits, Runtime, RuntimeConfig, Usage,
+};
 
 /// Options of `warren run`.
 #[derive(Debug, Clone)]
@@ -92,7 +94,8 @@ impl RunError {
 /// Parses `--input`: inline JSON, or `@path` to read it from a file.
 pub fn read_input(arg: &str) -> Result<String, RunError> {
     let text = match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| RunError::Usage(format!("cannot read {path}: {e}")))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| RunError::Usage(format!("cannot read {path}: {e}")))?,
         None => arg.to_owned(),
     };
     serde_json::from_str::<serde::de::IgnoredAny>(&text)
@@ -104,13 +107,19 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
     if let Some(dir) = &options.in_dir
         && !dir.is_dir()
     {
-        return Err(RunError::Usage(format!("--in {} is not a directory", dir.display())));
+        return Err(RunError::Usage(format!(
+            "--in {} is not a directory",
+            dir.display()
+        )));
     }
     let runtime = Runtime::new(RuntimeConfig::new(&options.data_dir)).map_err(RunError::Host)?;
-    let root_plugin = runtime.load_file(&options.plugin).map_err(|source| RunError::InvalidPlugin {
-        path: options.plugin.display().to_string(),
-        source,
-    })?;
+    let root_plugin =
+        runtime
+            .load_file(&options.plugin)
+            .map_err(|source| RunError::InvalidPlugin {
+                path: options.plugin.display().to_string(),
+                source,
+            })?;
     // Spawned plugins are looked up beside the one being run.
     let plugin_dir = options
         .plugin
@@ -121,7 +130,9 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
     let lookup_dir = plugin_dir.clone();
     let lookup: crate::capabilities::jobs::PluginLookup =
         Arc::new(move |name: &str| lookup_dir.join(format!("{name}.wasm")).is_file());
-    let sink: Option<LogSink> = options.echo_log.then(|| Arc::new(print_log_line) as LogSink);
+    let sink: Option<LogSink> = options
+        .echo_log
+        .then(|| Arc::new(print_log_line) as LogSink);
 
     let mut request = AttemptRequest::new(root_plugin.name(), options.input.clone());
     request.story_id = options.story_id.clone();
@@ -149,7 +160,10 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         child_request.input = spawn.input.clone();
         child_request.spawn_depth = depth;
         child_request.in_dir = None;
-        child_request.upstream = vec![(parent, parent_output.map(|o| o.to_string()).unwrap_or_default())];
+        child_request.upstream = vec![(
+            parent,
+            parent_output.map(|o| o.to_string()).unwrap_or_default(),
+        )];
         let plugin = match runtime.load_file(&path) {
             Ok(plugin) => plugin,
             Err(e) => {
@@ -173,14 +187,28 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         let outcome = runtime.run_attempt(&plugin, child_request.clone()).await;
         let child = report(&plugin, &child_request, Some(spawn.reason), &outcome);
         for grandchild in outcome.spawned {
-            queue.push_back((grandchild, depth + 1, plugin.name().to_owned(), child.output.clone()));
+            queue.push_back((
+                grandchild,
+                depth + 1,
+                plugin.name().to_owned(),
+                child.output.clone(),
+            ));
         }
         children.push(child);
     }
-    Ok(RunReport { run_id, root, children })
+    Ok(RunReport {
+        run_id,
+        root,
+        children,
+    })
 }
 
-fn report(plugin: &Plugin, request: &AttemptRequest, reason: Option<String>, outcome: &AttemptOutcome) -> JobReport {
+fn report(
+    plugin: &Plugin,
+    request: &AttemptRequest,
+    reason: Option<String>,
+    outcome: &AttemptOutcome,
+) -> JobReport {
     let (output, error) = match &outcome.result {
         // The runtime checked that the output parses.
         Ok(output) => (serde_json::from_str(output).ok(), None),
@@ -230,7 +258,10 @@ pub fn print_summary(report: &RunReport) {
             eprintln!("  spawned because: {reason}");
         }
         for artifact in &job.artifacts {
-            eprintln!("  artifact {} sha256:{} ({} bytes)", artifact.name, artifact.sha256, artifact.size);
+            eprintln!(
+                "  artifact {} sha256:{} ({} bytes)",
+                artifact.name, artifact.sha256, artifact.size
+            );
         }
         if job.log.dropped_bytes > 0 {
             eprintln!("  log truncated: {} bytes dropped", job.log.dropped_bytes);

@@ -65,7 +65,9 @@ impl Database {
     }
 
     pub fn schema_version(&self) -> Result<i64, DbError> {
-        Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     pub fn memory_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, DbError> {
@@ -98,7 +100,12 @@ impl Database {
     }
 
     /// Keys of `namespace` starting with `prefix`, in byte order, at most `limit`.
-    pub fn memory_keys(&self, namespace: &str, prefix: &str, limit: usize) -> Result<Vec<String>, DbError> {
+    pub fn memory_keys(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, DbError> {
         let conn = self.conn();
         // Byte-wise prefix match without LIKE's wildcards: key >= prefix and
         // the key's first bytes equal the prefix.
@@ -144,11 +151,17 @@ mod tests {
     fn an_empty_file_migrates_to_the_latest_schema() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
-        assert_eq!(db.schema_version().expect("version"), MIGRATIONS.len() as i64);
+        assert_eq!(
+            db.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
         // Opening again applies nothing twice.
         drop(db);
         let db = Database::open(&dir.path().join("w.db"), Durability::Full).expect("reopen");
-        assert_eq!(db.schema_version().expect("version"), MIGRATIONS.len() as i64);
+        assert_eq!(
+            db.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
     }
 
     #[test]
@@ -159,8 +172,14 @@ mod tests {
             db.memory_set("run:1", key, b"v").expect("set");
         }
         db.memory_set("run:2", "a_other", b"v").expect("set");
-        assert_eq!(db.memory_keys("run:1", "a_", 10).expect("keys"), vec!["a_1"]);
-        assert_eq!(db.memory_keys("run:1", "a", 10).expect("keys"), vec!["a%2", "a_1", "ab"]);
+        assert_eq!(
+            db.memory_keys("run:1", "a_", 10).expect("keys"),
+            vec!["a_1"]
+        );
+        assert_eq!(
+            db.memory_keys("run:1", "a", 10).expect("keys"),
+            vec!["a%2", "a_1", "ab"]
+        );
         assert_eq!(db.memory_keys("run:1", "", 2).expect("keys").len(), 2);
         assert!(db.memory_delete("run:1", "b").expect("delete"));
         assert!(!db.memory_delete("run:1", "b").expect("delete again"));

@@ -26,14 +26,19 @@ pub enum PluginKind {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{name:?} is not a plugin name (letters, digits, `-` and `_`, at most 64)")]
     BadName { name: String },
     #[error("the file is {size} bytes, more than the {limit} allowed")]
     TooLarge { size: u64, limit: u64 },
     #[error("not a WebAssembly file")]
     NotWasm,
-    #[error("a core WebAssembly module, not a component: build it with `cargo build --target wasm32-wasip2`")]
+    #[error(
+        "a core WebAssembly module, not a component: build it with `cargo build --target wasm32-wasip2`"
+    )]
     CoreModule,
     #[error("invalid component: {0}")]
     Invalid(String),
@@ -122,7 +127,9 @@ pub fn is_valid_plugin_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub(crate) fn load_file(runtime: &Runtime, path: &Path) -> Result<Plugin, PluginError> {
@@ -138,13 +145,22 @@ pub(crate) fn load_file(runtime: &Runtime, path: &Path) -> Result<Plugin, Plugin
         });
     }
     let bytes = std::fs::read(path).map_err(read_error)?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     load_bytes(runtime, &name, &bytes)
 }
 
-pub(crate) fn load_bytes(runtime: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
+pub(crate) fn load_bytes(
+    runtime: &Runtime,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Plugin, PluginError> {
     if !is_valid_plugin_name(name) {
-        return Err(PluginError::BadName { name: name.to_owned() });
+        return Err(PluginError::BadName {
+            name: name.to_owned(),
+        });
     }
     let size = bytes.len() as u64;
     if size > MAX_PLUGIN_BYTES {
@@ -162,19 +178,26 @@ pub(crate) fn load_bytes(runtime: &Runtime, name: &str, bytes: &[u8]) -> Result<
         .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
 
     let component_type = component.component_type();
-    let imports: Vec<String> = component_type.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let imports: Vec<String> = component_type
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let kind = world_of(&component)?;
     let pre = runtime
         .linker()
         .instantiate_pre(&component)
         .map_err(|e| unsupported_import(&e, &imports))?;
     let pre = match kind {
-        PluginKind::Job => PluginPre::Job(JobPre::new(pre).map_err(|e| PluginError::ContractMismatch(format!("{e:#}")))?),
-        PluginKind::Agent => {
-            PluginPre::Agent(AgentPre::new(pre).map_err(|e| PluginError::ContractMismatch(format!("{e:#}")))?)
-        }
+        PluginKind::Job => PluginPre::Job(
+            JobPre::new(pre).map_err(|e| PluginError::ContractMismatch(format!("{e:#}")))?,
+        ),
+        PluginKind::Agent => PluginPre::Agent(
+            AgentPre::new(pre).map_err(|e| PluginError::ContractMismatch(format!("{e:#}")))?,
+        ),
     };
-    let uses_filesystem = imports.iter().any(|i| i.starts_with("wasi:filesystem/preopens@"));
+    let uses_filesystem = imports
+        .iter()
+        .any(|i| i.starts_with("wasi:filesystem/preopens@"));
     Ok(Plugin {
         name: name.to_owned(),
         digest,
@@ -198,7 +221,9 @@ fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
     match [bytes[6], bytes[7]] {
         [0, 0] => Err(PluginError::CoreModule),
         [1, 0] => Ok(()),
-        _ => Err(PluginError::Invalid("unknown WebAssembly binary layer".into())),
+        _ => Err(PluginError::Invalid(
+            "unknown WebAssembly binary layer".into(),
+        )),
     }
 }
 
@@ -208,16 +233,31 @@ fn world_of(component: &Component) -> Result<PluginKind, PluginError> {
     let exports: Vec<(String, bool)> = component
         .component_type()
         .exports(engine)
-        .map(|(name, item)| (name.to_owned(), matches!(item.ty, ComponentItem::ComponentInstance(_))))
+        .map(|(name, item)| {
+            (
+                name.to_owned(),
+                matches!(item.ty, ComponentItem::ComponentInstance(_)),
+            )
+        })
         .collect();
     let supported = |export: &str| -> Option<Result<(), String>> {
         let (_, version) = exports
             .iter()
             .filter(|(_, is_instance)| *is_instance)
-            .find_map(|(name, _)| name.split_once('@').filter(|(interface, _)| *interface == export))?;
-        Some(if is_compatible(version) { Ok(()) } else { Err(version.to_owned()) })
+            .find_map(|(name, _)| {
+                name.split_once('@')
+                    .filter(|(interface, _)| *interface == export)
+            })?;
+        Some(if is_compatible(version) {
+            Ok(())
+        } else {
+            Err(version.to_owned())
+        })
     };
-    for (export, kind) in [(JOB_EXPORT, PluginKind::Job), (AGENT_EXPORT, PluginKind::Agent)] {
+    for (export, kind) in [
+        (JOB_EXPORT, PluginKind::Job),
+        (AGENT_EXPORT, PluginKind::Agent),
+    ] {
         match supported(export) {
             Some(Ok(())) => return Ok(kind),
             Some(Err(found)) => return Err(PluginError::UnsupportedContract { found }),
@@ -227,7 +267,11 @@ fn world_of(component: &Component) -> Result<PluginKind, PluginError> {
     let listed = if exports.is_empty() {
         "nothing".to_owned()
     } else {
-        exports.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ")
+        exports
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     Err(PluginError::WrongWorld { exports: listed })
 }
@@ -265,9 +309,15 @@ mod tests {
 
     #[test]
     fn headers_tell_modules_components_and_garbage_apart() {
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(PluginError::CoreModule)));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(PluginError::CoreModule)
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
-        assert!(matches!(check_header(b"MZ\x90\0\x03\0\0\0"), Err(PluginError::NotWasm)));
+        assert!(matches!(
+            check_header(b"MZ\x90\0\x03\0\0\0"),
+            Err(PluginError::NotWasm)
+        ));
         assert!(matches!(check_header(b"\0as"), Err(PluginError::NotWasm)));
     }
 

@@ -99,12 +99,24 @@ pub enum JobFailure {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "limit", rename_all = "snake_case")]
 pub enum LimitHit {
-    Fuel { budget: u64 },
-    Deadline { timeout_ms: u64 },
-    Memory { limit_bytes: u64, requested_bytes: u64 },
+    Fuel {
+        budget: u64,
+    },
+    Deadline {
+        timeout_ms: u64,
+    },
+    Memory {
+        limit_bytes: u64,
+        requested_bytes: u64,
+    },
     Stack,
-    Output { size_bytes: u64, limit_bytes: u64 },
-    Artifacts { message: String },
+    Output {
+        size_bytes: u64,
+        limit_bytes: u64,
+    },
+    Artifacts {
+        message: String,
+    },
 }
 
 impl std::fmt::Display for LimitHit {
@@ -115,12 +127,18 @@ impl std::fmt::Display for LimitHit {
             Self::Memory {
                 limit_bytes,
                 requested_bytes,
-            } => write!(f, "memory limit of {limit_bytes} bytes exceeded (asked for {requested_bytes})"),
+            } => write!(
+                f,
+                "memory limit of {limit_bytes} bytes exceeded (asked for {requested_bytes})"
+            ),
             Self::Stack => write!(f, "wasm stack exhausted (recursion too deep)"),
             Self::Output {
                 size_bytes,
                 limit_bytes,
-            } => write!(f, "output of {size_bytes} bytes exceeds the limit of {limit_bytes}"),
+            } => write!(
+                f,
+                "output of {size_bytes} bytes exceeds the limit of {limit_bytes}"
+            ),
             Self::Artifacts { message } => write!(f, "artifacts: {message}"),
         }
     }
@@ -203,7 +221,11 @@ impl Runtime {
     pub async fn run_attempt(&self, plugin: &Plugin, request: AttemptRequest) -> AttemptOutcome {
         let attempt_id = uuid::Uuid::new_v4().to_string();
         let started = Instant::now();
-        let log = AttemptLog::new(&attempt_id, request.limits.max_log_bytes, request.log_sink.clone());
+        let log = AttemptLog::new(
+            &attempt_id,
+            request.limits.max_log_bytes,
+            request.log_sink.clone(),
+        );
         let mut outcome = AttemptOutcome {
             attempt_id,
             result: Err(AttemptFailure::Cancelled),
@@ -229,7 +251,10 @@ impl Runtime {
         } else {
             None
         };
-        let in_dir = request.in_dir.as_deref().filter(|_| plugin.uses_filesystem());
+        let in_dir = request
+            .in_dir
+            .as_deref()
+            .filter(|_| plugin.uses_filesystem());
         let wasi = match wasi::build_ctx(&log, scratch.as_ref(), in_dir) {
             Ok(wasi) => wasi,
             Err(e) => {
@@ -265,7 +290,10 @@ impl Runtime {
                 } else {
                     0
                 },
-                plugin_exists: request.plugin_lookup.clone().unwrap_or_else(|| Arc::new(|_| false)),
+                plugin_exists: request
+                    .plugin_lookup
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(|_| false)),
             }),
         };
         let mut store = Store::new(self.engine(), state);
@@ -330,7 +358,11 @@ impl Runtime {
 
 type CallResult = wasmtime::Result<Result<String, JobFailure>>;
 
-async fn call_plugin(plugin: &Plugin, store: &mut Store<PluginState>, request: &AttemptRequest) -> CallResult {
+async fn call_plugin(
+    plugin: &Plugin,
+    store: &mut Store<PluginState>,
+    request: &AttemptRequest,
+) -> CallResult {
     match plugin.pre() {
         PluginPre::Job(pre) => {
             let instance = pre.instantiate_async(&mut *store).await?;
@@ -350,7 +382,10 @@ async fn call_plugin(plugin: &Plugin, store: &mut Store<PluginState>, request: &
                     })
                     .collect(),
             };
-            let result = instance.warren_plugin_job_handler().call_run(&mut *store, &ctx).await?;
+            let result = instance
+                .warren_plugin_job_handler()
+                .call_run(&mut *store, &ctx)
+                .await?;
             Ok(result.map_err(JobFailure::from))
         }
         PluginPre::Agent(pre) => {
@@ -370,8 +405,15 @@ async fn call_plugin(plugin: &Plugin, store: &mut Store<PluginState>, request: &
                     // Documents an agent writes are kept as its artifacts.
                     for document in &reply.documents {
                         let name = format!("documents/{}", document.name);
-                        if let Err(e) = store.data_mut().artifacts.store(&name, document.content.as_bytes()) {
-                            return Ok(Err(JobFailure::Permanent(format!("document {:?}: {e}", document.name))));
+                        if let Err(e) = store
+                            .data_mut()
+                            .artifacts
+                            .store(&name, document.content.as_bytes())
+                        {
+                            return Ok(Err(JobFailure::Permanent(format!(
+                                "document {:?}: {e}",
+                                document.name
+                            ))));
                         }
                     }
                     Ok(Ok(reply.output))
@@ -410,8 +452,14 @@ fn check_output(output: String, limits: &Limits) -> Result<String, AttemptFailur
 }
 
 /// On success, files left in `/out` become artifacts.
-fn finish_success(store: &mut Store<PluginState>, scratch: Option<&Scratch>, log: &AttemptLog) -> Result<(), AttemptFailure> {
-    let Some(scratch) = scratch else { return Ok(()) };
+fn finish_success(
+    store: &mut Store<PluginState>,
+    scratch: Option<&Scratch>,
+    log: &AttemptLog,
+) -> Result<(), AttemptFailure> {
+    let Some(scratch) = scratch else {
+        return Ok(());
+    };
     match store.data_mut().artifacts.collect_dir(&scratch.out) {
         Ok(skipped) => {
             for name in skipped {
@@ -424,7 +472,9 @@ fn finish_success(store: &mut Store<PluginState>, scratch: Option<&Scratch>, log
             Ok(())
         }
         Err(e) => Err(AttemptFailure::Limit {
-            hit: LimitHit::Artifacts { message: e.to_string() },
+            hit: LimitHit::Artifacts {
+                message: e.to_string(),
+            },
         }),
     }
 }
@@ -455,9 +505,13 @@ fn classify_error(error: &wasmtime::Error, limits: &Limits, log: &CapturedLog) -
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => AttemptFailure::Limit {
-            hit: LimitHit::Fuel { budget: limits.fuel },
+            hit: LimitHit::Fuel {
+                budget: limits.fuel,
+            },
         },
-        Some(Trap::StackOverflow) => AttemptFailure::Limit { hit: LimitHit::Stack },
+        Some(Trap::StackOverflow) => AttemptFailure::Limit {
+            hit: LimitHit::Stack,
+        },
         Some(Trap::UnreachableCodeReached) => AttemptFailure::Trap {
             message: match panic_message(log) {
                 Some(message) => format!("guest panicked: {message}"),

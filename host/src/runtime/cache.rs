@@ -50,7 +50,9 @@ impl CompileCache {
             match load_precompiled(engine, &path) {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
                 // A damaged or foreign file is replaced, not trusted.
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring cached component: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring cached component: {e:#}")
+                }
             }
         }
         let serialized = engine.precompile_component(bytes)?;

@@ -67,7 +67,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,7 +86,10 @@ impl Runtime {
         let cache_dir = config.compile_cache.then(|| config.data_dir.join("cache"));
         let cache = CompileCache::new(&engine, cache_dir)?;
         let services = Services {
-            db: Arc::new(Database::open(&config.data_dir.join("warren.db"), config.durability)?),
+            db: Arc::new(Database::open(
+                &config.data_dir.join("warren.db"),
+                config.durability,
+            )?),
             artifacts: Arc::new(ArtifactStore::open(&config.data_dir.join("artifacts"))?),
             work_root: config.data_dir.join("work"),
         };

@@ -1,15 +1,16 @@
-//! `echo`: returns its input unchanged. The smallest useful job; used to
-//! check a Warren installation and to measure per-job overhead.
+//! `echo`: returns its input unchanged, byte for byte. The smallest useful
+//! job; used to check a Warren installation and to measure per-job overhead.
 
+use serde_json::value::RawValue;
 use warren_sdk::{Context, Error, Job};
 
 struct Echo;
 
 impl Job for Echo {
-    type Input = serde_json::Value;
-    type Output = serde_json::Value;
+    type Input = Box<RawValue>;
+    type Output = Box<RawValue>;
 
-    fn run(_ctx: &Context, input: serde_json::Value) -> Result<serde_json::Value, Error> {
+    fn run(_ctx: &Context, input: Box<RawValue>) -> Result<Box<RawValue>, Error> {
         Ok(input)
     }
 }

@@ -1,0 +1,6 @@
+//! Integration tests: real components built from source, a real SQLite file
+//! and the real `warren` binary.
+
+mod hostile;
+mod runtime;
+mod support;
