@@ -14,6 +14,7 @@
 //! ```
 
 pub mod artifact_store;
+pub mod bench;
 
 pub mod bindings;
 pub mod capabilities;

@@ -37,6 +37,28 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Measure Warren against baselines in the same run.
+    Bench {
+        #[command(subcommand)]
+        suite: BenchSuite,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchSuite {
+    /// Instantiate+call against raw wasmtime and a subprocess, limits on vs.
+    /// off, cold compile vs. cached load.
+    Runtime {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Calls per instantiate+call benchmark.
+        #[arg(long, default_value_t = 5000)]
+        iterations: usize,
+        /// Folder with echo.wasm, checksum.wasm, primes.wasm and wordcount.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -47,7 +69,8 @@ enum NewKind {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The plugin's `.wasm` file.
+    /// The plugin's `.wasm` file, or the name of a first-party plugin (echo,
+    /// wordcount, checksum, primes).
     plugin: PathBuf,
     /// JSON input, or `@file` to read it from a file.
     #[arg(long, default_value = "{}")]
@@ -104,8 +127,46 @@ fn main() {
             dir,
             sdk,
         } => new_command(kind, &name, &dir, sdk.as_deref()),
+        Command::Bench { suite } => bench_command(suite),
     };
     std::process::exit(code);
+}
+
+fn async_runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::LIMIT_OR_TRAP
+        })
+}
+
+fn bench_command(suite: BenchSuite) -> i32 {
+    let BenchSuite::Runtime {
+        json,
+        iterations,
+        plugins_dir,
+    } = suite;
+    let options = warren::bench::runtime::RuntimeBenchOptions {
+        plugins_dir,
+        iterations,
+        ..Default::default()
+    };
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(warren::bench::runtime::run(&options)) {
+        Ok(measurements) => {
+            warren::bench::print(&measurements, json);
+            exit::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::LIMIT_OR_TRAP
+        }
+    }
 }
 
 fn run_command(args: RunArgs) -> i32 {

@@ -103,6 +103,19 @@ pub fn read_input(arg: &str) -> Result<String, RunError> {
     Ok(text)
 }
 
+/// A path that is not a file but names a first-party plugin (`echo`,
+/// `wordcount`...) runs that plugin.
+pub fn resolve_plugin(arg: &Path) -> PathBuf {
+    let builtin = arg
+        .to_str()
+        .filter(|name| !arg.exists() && crate::plugins::is_valid_plugin_name(name))
+        .map(|name| Path::new(crate::BUILTIN_PLUGINS_DIR).join(format!("{name}.wasm")));
+    match builtin {
+        Some(path) if path.is_file() => path,
+        _ => arg.to_path_buf(),
+    }
+}
+
 pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
     if let Some(dir) = &options.in_dir
         && !dir.is_dir()
@@ -112,17 +125,17 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
             dir.display()
         )));
     }
+    let plugin_path = resolve_plugin(&options.plugin);
     let runtime = Runtime::new(RuntimeConfig::new(&options.data_dir)).map_err(RunError::Host)?;
     let root_plugin =
         runtime
-            .load_file(&options.plugin)
+            .load_file(&plugin_path)
             .map_err(|source| RunError::InvalidPlugin {
-                path: options.plugin.display().to_string(),
+                path: plugin_path.display().to_string(),
                 source,
             })?;
     // Spawned plugins are looked up beside the one being run.
-    let plugin_dir = options
-        .plugin
+    let plugin_dir = plugin_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))

@@ -1,5 +1,6 @@
-//! `primes`: counts the primes below `limit` with a sieve. A CPU-bound job,
-//! used by `warren bench runtime` to measure what limits cost.
+//! `primes`: counts the primes below `limit` with a sieve. A CPU-bound job
+//! made of tight loops: `warren bench runtime` uses it for the worst case of
+//! what fuel metering costs.
 
 use serde::{Deserialize, Serialize};
 use warren_sdk::{Context, Error, Job};
@@ -46,7 +47,8 @@ fn count_primes(limit: usize) -> u32 {
             continue;
         }
         count += 1;
-        let mut multiple = n * n;
+        // `n * n` overflows a 32-bit usize for large `n`; such `n` mark nothing.
+        let Some(mut multiple) = n.checked_mul(n) else { continue };
         while multiple < limit {
             composite[multiple] = true;
             multiple += n;

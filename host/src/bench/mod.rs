@@ -1,0 +1,96 @@
+//! `warren bench`: programs that measure, each against a baseline measured
+//! in the same run, and print a table or one JSON object per line.
+
+pub mod runtime;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One figure, with the baseline it is compared to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub bench: String,
+    pub value: f64,
+    pub unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    /// `value / baseline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+}
+
+impl Measurement {
+    pub fn new(bench: &str, value: f64, unit: &'static str) -> Self {
+        Self {
+            bench: bench.to_owned(),
+            value,
+            unit,
+            baseline: None,
+            ratio: None,
+        }
+    }
+
+    pub fn against(mut self, baseline: f64) -> Self {
+        self.baseline = Some(baseline);
+        self.ratio = (baseline > 0.0).then(|| self.value / baseline);
+        self
+    }
+}
+
+/// Prints measurements as JSON lines or as a table.
+pub fn print(measurements: &[Measurement], json: bool) {
+    if json {
+        for m in measurements {
+            if let Ok(line) = serde_json::to_string(m) {
+                println!("{line}");
+            }
+        }
+        return;
+    }
+    println!(
+        "{:<44} {:>14} {:<6} {:>14} {:>8}",
+        "bench", "value", "unit", "baseline", "ratio"
+    );
+    for m in measurements {
+        let baseline = m.baseline.map_or(String::new(), |b| format!("{b:.2}"));
+        let ratio = m.ratio.map_or(String::new(), |r| format!("{r:.3}"));
+        println!(
+            "{:<44} {:>14.2} {:<6} {:>14} {:>8}",
+            m.bench, m.value, m.unit, baseline, ratio
+        );
+    }
+}
+
+/// Per-call timings of one benchmark.
+#[derive(Debug, Clone)]
+pub struct Samples(Vec<Duration>);
+
+impl Samples {
+    pub fn new(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        Self(samples)
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.0.len() - 1) as f64 * p).round() as usize;
+        self.0[index]
+    }
+
+    pub fn median(&self) -> Duration {
+        self.percentile(0.5)
+    }
+}
+
+/// Microseconds, for units of `us`.
+pub fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Milliseconds, for units of `ms`.
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
