@@ -75,6 +75,12 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
         elapsed < Duration::from_millis(1000),
         "stopped late: {elapsed:?}"
     );
+    // The loop's work is measured even though it never called out.
+    assert!(
+        outcome.usage.fuel_consumed > 10_000_000,
+        "fuel {}",
+        outcome.usage.fuel_consumed
+    );
     after_hostile(&host, &canary).await;
 }
 

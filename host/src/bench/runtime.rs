@@ -32,7 +32,7 @@ impl Default for RuntimeBenchOptions {
         Self {
             plugins_dir: PathBuf::from(crate::BUILTIN_PLUGINS_DIR),
             iterations: 5_000,
-            cpu_runs: 15,
+            cpu_runs: 31,
             compiles: 5,
         }
     }

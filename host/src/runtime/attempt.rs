@@ -19,6 +19,9 @@ use crate::capabilities::memory::{MemoryCtx, MemoryState};
 use crate::capabilities::wasi::{self, Scratch};
 use crate::plugins::{Plugin, PluginPre};
 
+/// Fuel between forced yields (a few milliseconds of guest work).
+const FUEL_SLICE: u64 = 10_000_000;
+
 /// Deepest spawn tree by default.
 pub const DEFAULT_MAX_SPAWN_DEPTH: u32 = 4;
 
@@ -302,6 +305,11 @@ impl Runtime {
         if self.settings().limits {
             // Cannot fail: fuel metering is on in this engine.
             let _ = store.set_fuel(request.limits.fuel);
+            // Fuel lives in a register while a loop runs and reaches the store
+            // only at calls, returns or when a slice runs out. Slicing it keeps
+            // the consumption measured for a guest stopped mid-loop (by the
+            // deadline or a cancel) accurate to within one slice.
+            let _ = store.fuel_async_yield_interval(Some(FUEL_SLICE));
             store.set_epoch_deadline(1);
             let cancel = request.cancel.clone();
             store.epoch_deadline_callback(move |_| {
