@@ -326,3 +326,50 @@ impl tokio::io::AsyncWrite for StdioWriter {
         std::task::Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdio_is_split_into_lines_and_partial_lines_are_kept_at_the_end() {
+        let log = AttemptLog::new("t", 1024, None);
+        log.write_stdio(LogSource::Stdout, b"first\nsec");
+        log.write_stdio(LogSource::Stdout, b"ond\nthird");
+        log.write_stdio(LogSource::Stderr, b"oops\n");
+        let captured = log.finish();
+        let lines: Vec<(LogSource, &str)> = captured
+            .lines
+            .iter()
+            .map(|l| (l.source, l.message.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (LogSource::Stdout, "first"),
+                (LogSource::Stdout, "second"),
+                (LogSource::Stderr, "oops"),
+                (LogSource::Stdout, "third"),
+            ]
+        );
+        assert_eq!(captured.dropped_bytes, 0);
+    }
+
+    #[test]
+    fn bytes_past_the_limit_are_counted_not_kept() {
+        let log = AttemptLog::new("t", 10, None);
+        log.push(LogSource::Log, LogLevel::Info, "0123456789abcdef");
+        log.push(LogSource::Log, LogLevel::Info, "more");
+        log.write_stdio(LogSource::Stdout, b"and more\n");
+        let captured = log.finish();
+        assert_eq!(captured.lines.len(), 1);
+        assert_eq!(captured.lines[0].message, "0123456789");
+        assert_eq!(captured.dropped_bytes, 6 + 4 + 9);
+    }
+
+    #[test]
+    fn truncation_never_splits_a_character() {
+        assert_eq!(truncate_at_char_boundary("héllo", 2), "h");
+        assert_eq!(truncate_at_char_boundary("héllo", 3), "hé");
+    }
+}

@@ -104,21 +104,17 @@ impl Host for MemoryState {
                     "values are at most {MAX_VALUE_BYTES} bytes"
                 )));
             }
-            let exists = self
+            let stored = self
                 .db
-                .memory_get(namespace, &key)
-                .map_err(unavailable)?
-                .is_some();
-            if !exists
-                && self.db.memory_count(namespace).map_err(unavailable)? >= MAX_KEYS_PER_NAMESPACE
-            {
-                return Err(HostError::LimitExceeded(format!(
+                .memory_set(namespace, &key, &value, MAX_KEYS_PER_NAMESPACE)
+                .map_err(unavailable)?;
+            if stored {
+                Ok(())
+            } else {
+                Err(HostError::LimitExceeded(format!(
                     "a namespace holds at most {MAX_KEYS_PER_NAMESPACE} keys"
-                )));
+                )))
             }
-            self.db
-                .memory_set(namespace, &key, &value)
-                .map_err(unavailable)
         })())
     }
 

@@ -81,13 +81,40 @@ impl Database {
             .optional()?)
     }
 
-    pub fn memory_set(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), DbError> {
-        self.conn().execute(
+    /// Sets `key`, unless that would make `namespace` hold more than
+    /// `max_keys` keys; returns whether the value was stored. The check and
+    /// the write are one transaction, so concurrent writers cannot overshoot.
+    pub fn memory_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        max_keys: u64,
+    ) -> Result<bool, DbError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM memory WHERE namespace = ?1 AND key = ?2)",
+            params![namespace, key],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            let count: i64 = tx.query_row(
+                "SELECT count(*) FROM memory WHERE namespace = ?1",
+                params![namespace],
+                |r| r.get(0),
+            )?;
+            if count as u64 >= max_keys {
+                return Ok(false);
+            }
+        }
+        tx.execute(
             "INSERT INTO memory (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, unixepoch())
              ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             params![namespace, key, value],
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Returns whether the key existed.
@@ -117,14 +144,6 @@ impl Database {
             .query_map(params![namespace, prefix, limit as i64], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(keys)
-    }
-
-    pub fn memory_count(&self, namespace: &str) -> Result<u64, DbError> {
-        Ok(self.conn().query_row(
-            "SELECT count(*) FROM memory WHERE namespace = ?1",
-            params![namespace],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
     }
 }
 
@@ -169,9 +188,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
         for key in ["a_1", "a%2", "ab", "b"] {
-            db.memory_set("run:1", key, b"v").expect("set");
+            assert!(db.memory_set("run:1", key, b"v", 10).expect("set"));
         }
-        db.memory_set("run:2", "a_other", b"v").expect("set");
+        db.memory_set("run:2", "a_other", b"v", 10).expect("set");
         assert_eq!(
             db.memory_keys("run:1", "a_", 10).expect("keys"),
             vec!["a_1"]
@@ -184,5 +203,20 @@ mod tests {
         assert!(db.memory_delete("run:1", "b").expect("delete"));
         assert!(!db.memory_delete("run:1", "b").expect("delete again"));
         assert_eq!(db.memory_get("run:2", "a_1").expect("get"), None);
+    }
+
+    #[test]
+    fn a_full_namespace_refuses_new_keys_but_updates_existing_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        assert!(db.memory_set("story:s", "a", b"1", 2).expect("set"));
+        assert!(db.memory_set("story:s", "b", b"1", 2).expect("set"));
+        assert!(!db.memory_set("story:s", "c", b"1", 2).expect("refused"));
+        assert!(db.memory_set("story:s", "a", b"2", 2).expect("update"));
+        assert_eq!(
+            db.memory_get("story:s", "a").expect("get").as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(db.memory_get("story:s", "c").expect("get"), None);
     }
 }

@@ -229,78 +229,24 @@ impl Runtime {
             request.limits.max_log_bytes,
             request.log_sink.clone(),
         );
-        let mut outcome = AttemptOutcome {
-            attempt_id,
-            result: Err(AttemptFailure::Cancelled),
-            usage: Usage::default(),
-            log: CapturedLog::default(),
-            artifacts: Vec::new(),
-            spawned: Vec::new(),
-            progress: None,
-        };
-
-        // Scratch directories cost syscalls, so only plugins that can open
-        // files get them.
-        let scratch = if plugin.uses_filesystem() {
-            match Scratch::create(&self.services().work_root, &outcome.attempt_id) {
-                Ok(scratch) => Some(scratch),
-                Err(e) => {
-                    outcome.result = Err(AttemptFailure::Host {
-                        message: format!("creating the scratch directory: {e}"),
-                    });
-                    return outcome;
-                }
-            }
-        } else {
-            None
-        };
-        let in_dir = request
-            .in_dir
-            .as_deref()
-            .filter(|_| plugin.uses_filesystem());
-        let wasi = match wasi::build_ctx(&log, scratch.as_ref(), in_dir) {
-            Ok(wasi) => wasi,
-            Err(e) => {
-                outcome.result = Err(AttemptFailure::Host {
-                    message: format!("preparing WASI: {e:#}"),
-                });
-                return outcome;
+        let (mut store, scratch) = match self.prepare_store(plugin, &request, &attempt_id, &log) {
+            Ok(prepared) => prepared,
+            Err(message) => {
+                return AttemptOutcome {
+                    attempt_id,
+                    result: Err(AttemptFailure::Host { message }),
+                    usage: Usage {
+                        wall_time: started.elapsed(),
+                        ..Usage::default()
+                    },
+                    log: log.finish(),
+                    artifacts: Vec::new(),
+                    spawned: Vec::new(),
+                    progress: None,
+                };
             }
         };
 
-        let state = PluginState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(request.limits.memory_bytes),
-            log: log.clone(),
-            memory: MemoryState::new(
-                self.services().db.clone(),
-                MemoryCtx::new(&request.run_id, request.story_id.as_deref()),
-            ),
-            artifacts: ArtifactsState::new(
-                self.services().artifacts.clone(),
-                ArtifactsCtx {
-                    producer: request.job_name.clone(),
-                    max_bytes: request.limits.max_artifact_bytes,
-                    upstream: request.upstream_artifacts.clone(),
-                },
-            ),
-            jobs: JobsState::new(JobsCtx {
-                depth: request.spawn_depth,
-                max_depth: request.max_spawn_depth,
-                max_spawned: if request.plugin_lookup.is_some() {
-                    request.limits.max_spawned_jobs
-                } else {
-                    0
-                },
-                plugin_exists: request
-                    .plugin_lookup
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(|_| false)),
-            }),
-        };
-        let mut store = Store::new(self.engine(), state);
-        store.limiter(|s| &mut s.limiter);
         let deadline = started + request.limits.timeout;
         if self.settings().limits {
             // Cannot fail: fuel metering is on in this engine.
@@ -330,37 +276,107 @@ impl Runtime {
         let backstop = deadline.saturating_duration_since(Instant::now()) + super::EPOCH_TICK * 4;
         let called = tokio::time::timeout(backstop, call).await;
 
-        let log_so_far = log.finish();
         let result = match called {
             Err(_elapsed) => Err(AttemptFailure::Limit {
                 hit: LimitHit::Deadline {
                     timeout_ms: request.limits.timeout.as_millis() as u64,
                 },
             }),
-            Ok(Err(e)) => Err(classify_error(&e, &request.limits, &log_so_far)),
+            // Classifying a trap may need what the guest printed.
+            Ok(Err(e)) => Err(classify_error(&e, &request.limits, &log.finish())),
             Ok(Ok(Err(job_error))) => Err(AttemptFailure::Job { error: job_error }),
-            Ok(Ok(Ok(output))) => check_output(output, &request.limits),
+            Ok(Ok(Ok(output))) => check_output(output, &request.limits).and_then(|output| {
+                finish_success(&mut store, scratch.as_ref(), &log).map(|()| output)
+            }),
         };
 
+        let mut usage = Usage {
+            peak_memory_bytes: store.data().limiter.peak_bytes(),
+            ..Usage::default()
+        };
         if self.settings().limits {
             let remaining = store.get_fuel().unwrap_or(request.limits.fuel);
-            outcome.usage.fuel_consumed = request.limits.fuel.saturating_sub(remaining);
+            usage.fuel_consumed = request.limits.fuel.saturating_sub(remaining);
         }
-        outcome.usage.peak_memory_bytes = store.data().limiter.peak_bytes();
-
-        outcome.result = match result {
-            Ok(output) => finish_success(&mut store, scratch.as_ref(), &log).map(|()| output),
-            Err(failure) => Err(failure),
-        };
         let state = store.into_data();
-        if outcome.result.is_ok() {
-            outcome.artifacts = state.artifacts.produced().to_vec();
-            outcome.spawned = state.jobs.spawned;
+        // A failed attempt leaves nothing behind but its log and usage.
+        let (artifacts, spawned) = if result.is_ok() {
+            (state.artifacts.produced().to_vec(), state.jobs.spawned)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        drop(scratch);
+        usage.wall_time = started.elapsed();
+        AttemptOutcome {
+            attempt_id,
+            result,
+            usage,
+            log: log.finish(),
+            artifacts,
+            spawned,
+            progress: state.jobs.progress,
         }
-        outcome.progress = state.jobs.progress;
-        outcome.log = log.finish();
-        outcome.usage.wall_time = started.elapsed();
-        outcome
+    }
+
+    /// Builds the attempt's store: WASI (with scratch directories for plugins
+    /// that can open files), the memory cap and every capability's state.
+    fn prepare_store(
+        &self,
+        plugin: &Plugin,
+        request: &AttemptRequest,
+        attempt_id: &str,
+        log: &AttemptLog,
+    ) -> Result<(Store<PluginState>, Option<Scratch>), String> {
+        // Scratch directories cost syscalls, so only plugins that can open
+        // files get them.
+        let scratch = if plugin.uses_filesystem() {
+            let scratch = Scratch::create(&self.services().work_root, attempt_id)
+                .map_err(|e| format!("creating the scratch directory: {e}"))?;
+            Some(scratch)
+        } else {
+            None
+        };
+        let in_dir = request
+            .in_dir
+            .as_deref()
+            .filter(|_| plugin.uses_filesystem());
+        let wasi = wasi::build_ctx(log, scratch.as_ref(), in_dir)
+            .map_err(|e| format!("preparing WASI: {e:#}"))?;
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(request.limits.memory_bytes),
+            log: log.clone(),
+            memory: MemoryState::new(
+                self.services().db.clone(),
+                MemoryCtx::new(&request.run_id, request.story_id.as_deref()),
+            ),
+            artifacts: ArtifactsState::new(
+                self.services().artifacts.clone(),
+                ArtifactsCtx {
+                    producer: request.job_name.clone(),
+                    max_bytes: request.limits.max_artifact_bytes,
+                    upstream: request.upstream_artifacts.clone(),
+                },
+            ),
+            jobs: JobsState::new(JobsCtx {
+                depth: request.spawn_depth,
+                max_depth: request.max_spawn_depth,
+                // Without a way to look plugins up, nothing can be spawned.
+                max_spawned: if request.plugin_lookup.is_some() {
+                    request.limits.max_spawned_jobs
+                } else {
+                    0
+                },
+                plugin_exists: request
+                    .plugin_lookup
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(|_| false)),
+            }),
+        };
+        let mut store = Store::new(self.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        Ok((store, scratch))
     }
 }
 

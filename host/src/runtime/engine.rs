@@ -8,11 +8,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// within one tick; running guests yield to the async executor at each tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Engine settings. `limits` is only off for benchmarks that measure what
-/// fuel and epoch checks cost.
+/// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// Fuel metering and epoch interruption compiled into guest code.
+    /// Fuel metering and epoch interruption compiled into guest code. Without
+    /// them nothing stops a running guest (no deadline, no cancel, no fuel):
+    /// only benchmarks turn this off, to measure what the checks cost.
     pub limits: bool,
     /// Largest memory any guest may have; per-attempt caps are lower.
     pub max_memory_bytes: u64,
