@@ -39,7 +39,8 @@ pub struct JobReport {
     /// Why the parent spawned it (children only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    pub output: Option<serde_json::Value>,
+    /// The JSON output exactly as the plugin produced it.
+    pub output: Option<Box<serde_json::value::RawValue>>,
     pub error: Option<AttemptFailure>,
     pub usage: Usage,
     pub artifacts: Vec<Artifact>,
@@ -175,7 +176,9 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         child_request.in_dir = None;
         child_request.upstream = vec![(
             parent,
-            parent_output.map(|o| o.to_string()).unwrap_or_default(),
+            parent_output
+                .map(|o| o.get().to_owned())
+                .unwrap_or_default(),
         )];
         let plugin = match runtime.load_file(&path) {
             Ok(plugin) => plugin,
@@ -224,7 +227,10 @@ fn report(
 ) -> JobReport {
     let (output, error) = match &outcome.result {
         // The runtime checked that the output parses.
-        Ok(output) => (serde_json::from_str(output).ok(), None),
+        Ok(output) => (
+            serde_json::value::RawValue::from_string(output.clone()).ok(),
+            None,
+        ),
         Err(failure) => (None, Some(failure.clone())),
     };
     JobReport {
