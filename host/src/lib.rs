@@ -23,6 +23,7 @@ pub mod cli;
 pub mod db;
 pub mod plugins;
 pub mod runtime;
+pub mod scheduler;
 
 /// Folder holding the first-party plugins built with this binary.
 pub const BUILTIN_PLUGINS_DIR: &str = env!("WARREN_BUILTIN_PLUGINS_DIR");

@@ -2,6 +2,7 @@
 //! and the real `warren` binary.
 
 mod cli;
+mod engine;
 mod hostile;
 mod runtime;
 mod support;

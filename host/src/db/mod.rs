@@ -1,5 +1,10 @@
 //! SQLite storage: PRAGMAs applied on open, migrations embedded in the binary
-//! and applied in order at start.
+//! and applied in order at start. One thread owns the write connection for
+//! runs and jobs ([`writer`]); reads use their own connection, so they never
+//! wait behind writes (WAL).
+
+pub mod runs;
+pub mod writer;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -24,13 +29,28 @@ pub enum DbError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database schema version {found} is newer than this binary knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
 }
 
 /// Migrations in order; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_memory.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_memory.sql"),
+    include_str!("migrations/0002_runs.sql"),
+];
 
-/// An open database.
+/// An open database: the writer thread for runs and jobs, a connection for
+/// reads, and one for plugin memory (whose calls come from guests, which
+/// run synchronously inside a host call).
 pub struct Database {
+    writer: writer::Writer,
+    reader: Mutex<Connection>,
     conn: Mutex<Connection>,
 }
 
@@ -40,28 +60,55 @@ impl std::fmt::Debug for Database {
     }
 }
 
+fn open_connection(path: &Path, durability: Durability) -> Result<Connection, DbError> {
+    let conn = Connection::open(path)?;
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {synchronous};
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;"
+    ))?;
+    Ok(conn)
+}
+
 impl Database {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, DbError> {
-        let mut conn = Connection::open(path)?;
-        let synchronous = match durability {
-            Durability::Normal => "NORMAL",
-            Durability::Full => "FULL",
-        };
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = {synchronous};
-             PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;"
-        ))?;
+        let mut conn = open_connection(path, durability)?;
         migrate(&mut conn)?;
+        let writer = writer::Writer::start(open_connection(path, durability)?)
+            .map_err(|e| DbError::Commit(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
+            writer,
+            reader: Mutex::new(open_connection(path, durability)?),
             conn: Mutex::new(conn),
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `work` in a write transaction, grouped with other writers.
+    pub async fn write<R, F>(&self, work: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        self.writer.write(work).await
+    }
+
+    /// Runs `work` on the read connection.
+    pub fn read<R>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        work(&conn)
     }
 
     pub fn schema_version(&self) -> Result<i64, DbError> {

@@ -2,6 +2,8 @@
 //! supported world, imports only what Warren provides) before it is
 //! compiled, cached and pre-linked.
 
+mod registry;
+
 use std::path::Path;
 
 use wasmtime::component::Component;
@@ -10,6 +12,8 @@ use wasmtime::component::types::ComponentItem;
 use crate::artifact_store::sha256_hex;
 use crate::bindings::{AGENT_EXPORT, AgentPre, CONTRACT_VERSION, JOB_EXPORT, JobPre};
 use crate::runtime::{CacheOutcome, PluginState, Runtime};
+
+pub use registry::PluginRegistry;
 
 /// Largest plugin file accepted.
 pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;

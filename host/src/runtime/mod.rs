@@ -122,6 +122,16 @@ impl Runtime {
         &self.services.db
     }
 
+    /// A shared handle on the database.
+    pub fn database_handle(&self) -> Arc<Database> {
+        self.services.db.clone()
+    }
+
+    /// Where per-attempt directories are made.
+    pub fn work_root(&self) -> &Path {
+        &self.services.work_root
+    }
+
     /// Validates, compiles (or loads from the cache) and pre-links the plugin
     /// at `path`; its name is the file stem.
     pub fn load_file(&self, path: &Path) -> Result<Plugin, PluginError> {

@@ -22,6 +22,11 @@ enum Op {
     Progress { percent: u8, summary: String },
     Log { message: String },
     Fail { kind: String, message: String },
+    /// Fails (retryable) while this is an earlier attempt than `attempt`.
+    FailUntil { attempt: u32 },
+    SleepMs { ms: u64 },
+    /// Outputs of upstream jobs, by name.
+    Upstream,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -81,6 +86,24 @@ impl Job for Toolbox {
                 Op::Log { message } => {
                     log::info(&message);
                     json!({ "ok": null })
+                }
+                Op::FailUntil { attempt } => {
+                    if ctx.attempt < attempt {
+                        return Err(Error::retryable(format!("attempt {} is too early", ctx.attempt)));
+                    }
+                    json!({ "ok": ctx.attempt })
+                }
+                Op::SleepMs { ms } => {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    json!({ "ok": ms })
+                }
+                Op::Upstream => {
+                    let mut upstream = serde_json::Map::new();
+                    for name in ctx.upstream_jobs() {
+                        let value: Option<Value> = ctx.upstream(name)?;
+                        upstream.insert(name.to_owned(), value.unwrap_or(Value::Null));
+                    }
+                    json!({ "ok": upstream })
                 }
                 Op::Fail { kind, message } => {
                     return Err(match kind.as_str() {

@@ -1,0 +1,738 @@
+//! Persistence of runs, jobs, attempts, artifacts and events. The scheduler
+//! decides; this module writes its decisions as [`Change`]s, each state
+//! change with its event row, in the caller's transaction.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::DbError;
+use crate::capabilities::artifacts::Artifact;
+use crate::runtime::{Limits, Usage};
+use crate::scheduler::model::{JobState, RunState};
+use crate::scheduler::spec::{Condition, RetryPolicy};
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub template: Option<(String, i64)>,
+    /// The pipeline as validated, JSON.
+    pub spec: String,
+    pub input: String,
+    pub story_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    pub input: String,
+    pub state: JobState,
+    pub retry: RetryPolicy,
+    pub limits: Limits,
+    pub parent_job_id: Option<String>,
+    pub spawn_reason: Option<String>,
+    pub depth: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDep {
+    pub job_id: String,
+    pub depends_on: String,
+    pub condition: Condition,
+}
+
+/// One decision of the scheduler, written with its event.
+#[derive(Debug, Clone)]
+pub enum Change {
+    InsertRun(NewRun),
+    InsertJobs {
+        run_id: String,
+        jobs: Vec<NewJob>,
+        deps: Vec<NewDep>,
+        reason: String,
+    },
+    RunState {
+        run_id: String,
+        from: RunState,
+        to: RunState,
+        reason: Option<String>,
+    },
+    JobState {
+        run_id: String,
+        job_id: String,
+        from: JobState,
+        to: JobState,
+        reason: Option<String>,
+        attempts: u32,
+        ready_at: Option<i64>,
+        output: Option<String>,
+        error: Option<String>,
+    },
+    StartAttempt {
+        attempt_id: String,
+        job_id: String,
+        number: u32,
+        plugin_digest: String,
+    },
+    FinishAttempt {
+        attempt_id: String,
+        succeeded: bool,
+        error: Option<String>,
+        log: String,
+        usage: Usage,
+    },
+    Artifacts {
+        job_id: String,
+        artifacts: Vec<Artifact>,
+    },
+    ArtifactUses {
+        consumer_job_id: String,
+        attempt: u32,
+        /// `(producer job id, artifact name)`.
+        uses: Vec<(String, String)>,
+    },
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String, DbError> {
+    serde_json::to_string(value).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn event(
+    conn: &Connection,
+    at: i64,
+    run_id: &str,
+    job_id: Option<&str>,
+    kind: &str,
+    from: Option<&str>,
+    to: &str,
+    reason: Option<&str>,
+) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "INSERT INTO events (at, run_id, job_id, kind, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![at, run_id, job_id, kind, from, to, reason])?;
+    Ok(())
+}
+
+/// Writes `changes` in order, in the caller's transaction.
+pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
+    let at = now_ms();
+    for change in changes {
+        match change {
+            Change::InsertRun(run) => {
+                conn.prepare_cached(
+                    "INSERT INTO runs (id, template_name, template_version, spec, input, story_id, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                )?
+                .execute(params![
+                    run.id,
+                    run.template.as_ref().map(|t| &t.0),
+                    run.template.as_ref().map(|t| t.1),
+                    run.spec,
+                    run.input,
+                    run.story_id,
+                    at
+                ])?;
+                event(
+                    conn,
+                    at,
+                    &run.id,
+                    None,
+                    "run",
+                    None,
+                    RunState::Pending.as_str(),
+                    Some("submitted"),
+                )?;
+            }
+            Change::InsertJobs {
+                run_id,
+                jobs,
+                deps,
+                reason,
+            } => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, parent_job_id, spawn_reason, depth, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                )?;
+                for job in jobs {
+                    insert.execute(params![
+                        job.id,
+                        run_id,
+                        job.name,
+                        job.plugin,
+                        job.input,
+                        job.state.as_str(),
+                        json(&job.retry)?,
+                        json(&job.limits)?,
+                        job.parent_job_id,
+                        job.spawn_reason,
+                        job.depth,
+                        at
+                    ])?;
+                    event(
+                        conn,
+                        at,
+                        run_id,
+                        Some(&job.id),
+                        "job",
+                        None,
+                        job.state.as_str(),
+                        Some(reason),
+                    )?;
+                }
+                let mut insert_dep = conn.prepare_cached(
+                    "INSERT INTO job_deps (job_id, depends_on, condition) VALUES (?1, ?2, ?3)",
+                )?;
+                for dep in deps {
+                    insert_dep.execute(params![
+                        dep.job_id,
+                        dep.depends_on,
+                        dep.condition.as_str()
+                    ])?;
+                }
+            }
+            Change::RunState {
+                run_id,
+                from,
+                to,
+                reason,
+            } => {
+                let finished = to.is_terminal().then_some(at);
+                conn.prepare_cached(
+                    "UPDATE runs SET state = ?2, updated_at = ?3, finished_at = ?4 WHERE id = ?1",
+                )?
+                .execute(params![run_id, to.as_str(), at, finished])?;
+                event(
+                    conn,
+                    at,
+                    run_id,
+                    None,
+                    "run",
+                    Some(from.as_str()),
+                    to.as_str(),
+                    reason.as_deref(),
+                )?;
+            }
+            Change::JobState {
+                run_id,
+                job_id,
+                from,
+                to,
+                reason,
+                attempts,
+                ready_at,
+                output,
+                error,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
+                     error = ?6, updated_at = ?7 WHERE id = ?1",
+                )?
+                .execute(params![job_id, to.as_str(), attempts, ready_at, output, error, at])?;
+                event(
+                    conn,
+                    at,
+                    run_id,
+                    Some(job_id),
+                    "job",
+                    Some(from.as_str()),
+                    to.as_str(),
+                    reason.as_deref(),
+                )?;
+            }
+            Change::StartAttempt {
+                attempt_id,
+                job_id,
+                number,
+                plugin_digest,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO attempts (id, job_id, number, state, plugin_digest, started_at) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+                )?
+                .execute(params![attempt_id, job_id, number, plugin_digest, at])?;
+            }
+            Change::FinishAttempt {
+                attempt_id,
+                succeeded,
+                error,
+                log,
+                usage,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE attempts SET state = ?2, finished_at = ?3, error = ?4, log = ?5, fuel_consumed = ?6,
+                     peak_memory_bytes = ?7, wall_time_us = ?8 WHERE id = ?1",
+                )?
+                .execute(params![
+                    attempt_id,
+                    if *succeeded { "succeeded" } else { "failed" },
+                    at,
+                    error,
+                    log,
+                    usage.fuel_consumed as i64,
+                    usage.peak_memory_bytes as i64,
+                    usage.wall_time.as_micros() as i64
+                ])?;
+            }
+            Change::Artifacts { job_id, artifacts } => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT OR REPLACE INTO artifacts (job_id, name, sha256, size) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for artifact in artifacts {
+                    insert.execute(params![
+                        job_id,
+                        artifact.name,
+                        artifact.sha256,
+                        artifact.size as i64
+                    ])?;
+                }
+            }
+            Change::ArtifactUses {
+                consumer_job_id,
+                attempt,
+                uses,
+            } => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO artifact_uses (consumer_job_id, producer_job_id, name, attempt) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (producer, name) in uses {
+                    insert.execute(params![consumer_job_id, producer, name, attempt])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A job as stored, for the scheduler to rebuild its state.
+#[derive(Debug, Clone)]
+pub struct StoredJob {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    pub input: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub retry: RetryPolicy,
+    pub limits: Limits,
+    pub parent_job_id: Option<String>,
+    pub depth: u32,
+    pub ready_at: Option<i64>,
+    pub output: Option<String>,
+}
+
+/// A run that is not finished, with everything the scheduler needs.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    pub id: String,
+    pub spec: String,
+    pub input: String,
+    pub story_id: Option<String>,
+    pub state: RunState,
+    pub jobs: Vec<StoredJob>,
+    pub deps: Vec<NewDep>,
+    /// `(producer job id, artifact)`.
+    pub artifacts: Vec<(String, Artifact)>,
+    /// Attempts still marked running: the process died during them.
+    pub running_attempts: Vec<(String, String)>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn job_state(text: &str) -> Result<JobState, DbError> {
+    JobState::parse(text).ok_or_else(|| DbError::Corrupt(format!("job state {text:?}")))
+}
+
+fn run_state(text: &str) -> Result<RunState, DbError> {
+    RunState::parse(text).ok_or_else(|| DbError::Corrupt(format!("run state {text:?}")))
+}
+
+/// Every run not in a terminal state.
+pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
+    let mut runs = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT id, spec, input, story_id, state FROM runs WHERE state IN ('pending', 'running') ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, spec, input, story_id, state) = row?;
+        runs.push(StoredRun {
+            state: run_state(&state)?,
+            jobs: load_jobs(conn, &id)?,
+            deps: load_deps(conn, &id)?,
+            artifacts: load_artifacts(conn, &id)?,
+            running_attempts: load_running_attempts(conn, &id)?,
+            id,
+            spec,
+            input,
+            story_id,
+        });
+    }
+    Ok(runs)
+}
+
+fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, plugin, input, state, attempts, retry, limits, parent_job_id, depth, ready_at, output
+         FROM jobs WHERE run_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, u32>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, Option<String>>(8)?,
+            r.get::<_, u32>(9)?,
+            r.get::<_, Option<i64>>(10)?,
+            r.get::<_, Option<String>>(11)?,
+        ))
+    })?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let (
+            id,
+            name,
+            plugin,
+            input,
+            state,
+            attempts,
+            retry,
+            limits,
+            parent_job_id,
+            depth,
+            ready_at,
+            output,
+        ) = row?;
+        jobs.push(StoredJob {
+            id,
+            name,
+            plugin,
+            input,
+            state: job_state(&state)?,
+            attempts,
+            retry: parse_json(&retry)?,
+            limits: parse_json(&limits)?,
+            parent_job_id,
+            depth,
+            ready_at,
+            output,
+        });
+    }
+    Ok(jobs)
+}
+
+fn load_deps(conn: &Connection, run_id: &str) -> Result<Vec<NewDep>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT d.job_id, d.depends_on, d.condition FROM job_deps d JOIN jobs j ON j.id = d.job_id WHERE j.run_id = ?1",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut deps = Vec::new();
+    for row in rows {
+        let (job_id, depends_on, condition) = row?;
+        let condition = Condition::parse(&condition)
+            .ok_or_else(|| DbError::Corrupt(format!("condition {condition:?}")))?;
+        deps.push(NewDep {
+            job_id,
+            depends_on,
+            condition,
+        });
+    }
+    Ok(deps)
+}
+
+fn load_artifacts(conn: &Connection, run_id: &str) -> Result<Vec<(String, Artifact)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.job_id, a.name, a.sha256, a.size, j.name FROM artifacts a JOIN jobs j ON j.id = a.job_id
+         WHERE j.run_id = ?1 ORDER BY a.rowid",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Artifact {
+                name: r.get(1)?,
+                sha256: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
+                producer: r.get(4)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn load_running_attempts(
+    conn: &Connection,
+    run_id: &str,
+) -> Result<Vec<(String, String)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.id, a.job_id FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ?1 AND a.state = 'running'",
+    )?;
+    let rows = stmt.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A run as a client sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub state: RunState,
+    pub template: Option<String>,
+    pub template_version: Option<i64>,
+    pub story_id: Option<String>,
+    pub input: serde_json::Value,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub jobs: Vec<JobView>,
+}
+
+/// A job as a client sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+    pub parent_job_id: Option<String>,
+    pub spawn_reason: Option<String>,
+    pub depth: u32,
+}
+
+/// An attempt as a client sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub id: String,
+    pub number: u32,
+    pub state: String,
+    pub plugin_digest: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<serde_json::Value>,
+    pub fuel_consumed: Option<i64>,
+    pub peak_memory_bytes: Option<i64>,
+    pub wall_time_us: Option<i64>,
+}
+
+/// One entry of a run's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub at: i64,
+    pub job_id: Option<String>,
+    pub kind: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub reason: Option<String>,
+}
+
+fn json_value(text: Option<String>) -> Option<serde_json::Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+}
+
+pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunView>, DbError> {
+    let run = conn
+        .query_row(
+            "SELECT id, state, template_name, template_version, story_id, input, created_at, finished_at FROM runs WHERE id = ?1",
+            [run_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, state, template, template_version, story_id, input, created_at, finished_at)) =
+        run
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth
+         FROM jobs WHERE run_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, u32>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<String>>(8)?,
+            r.get::<_, u32>(9)?,
+        ))
+    })?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let (id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth) =
+            row?;
+        jobs.push(JobView {
+            id,
+            name,
+            plugin,
+            state: job_state(&state)?,
+            attempts,
+            output: json_value(output),
+            error: json_value(error),
+            parent_job_id,
+            spawn_reason,
+            depth,
+        });
+    }
+    Ok(Some(RunView {
+        id,
+        state: run_state(&state)?,
+        template,
+        template_version,
+        story_id,
+        input: json_value(Some(input)).unwrap_or_default(),
+        created_at,
+        finished_at,
+        jobs,
+    }))
+}
+
+pub fn attempts(conn: &Connection, job_id: &str) -> Result<Vec<AttemptView>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, number, state, plugin_digest, started_at, finished_at, error, fuel_consumed, peak_memory_bytes, wall_time_us
+         FROM attempts WHERE job_id = ?1 ORDER BY number",
+    )?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok(AttemptView {
+            id: r.get(0)?,
+            number: r.get(1)?,
+            state: r.get(2)?,
+            plugin_digest: r.get(3)?,
+            started_at: r.get(4)?,
+            finished_at: r.get(5)?,
+            error: json_value(r.get(6)?),
+            fuel_consumed: r.get(7)?,
+            peak_memory_bytes: r.get(8)?,
+            wall_time_us: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn events(conn: &Connection, run_id: &str) -> Result<Vec<EventView>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, job_id, kind, from_state, to_state, reason FROM events WHERE run_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok(EventView {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            job_id: r.get(2)?,
+            kind: r.get(3)?,
+            from_state: r.get(4)?,
+            to_state: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Artifacts of one job.
+pub fn job_artifacts(conn: &Connection, job_id: &str) -> Result<Vec<Artifact>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.name, a.sha256, a.size, j.name FROM artifacts a JOIN jobs j ON j.id = a.job_id WHERE a.job_id = ?1 ORDER BY a.rowid",
+    )?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok(Artifact {
+            name: r.get(0)?,
+            sha256: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            producer: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `(producer job id, name, attempt)` of every artifact job `consumer` read.
+pub fn artifact_uses(
+    conn: &Connection,
+    consumer_job_id: &str,
+) -> Result<Vec<(String, String, u32)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT producer_job_id, name, attempt FROM artifact_uses WHERE consumer_job_id = ?1 ORDER BY producer_job_id, name, attempt",
+    )?;
+    let rows = stmt.query_map([consumer_job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Stores a new version of template `name`; returns the version number.
+pub fn insert_template(conn: &Connection, name: &str, spec: &str) -> Result<i64, DbError> {
+    let version: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) + 1 FROM templates WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO templates (name, version, spec, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, version, spec, now_ms()],
+    )?;
+    Ok(version)
+}
+
+/// The spec of template `name` at `version`, or at its latest version.
+pub fn get_template(
+    conn: &Connection,
+    name: &str,
+    version: Option<i64>,
+) -> Result<Option<(i64, String)>, DbError> {
+    let row = match version {
+        Some(v) => conn
+            .query_row(
+                "SELECT version, spec FROM templates WHERE name = ?1 AND version = ?2",
+                params![name, v],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        None => conn
+            .query_row(
+                "SELECT version, spec FROM templates WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+    };
+    Ok(row)
+}

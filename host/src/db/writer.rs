@@ -1,0 +1,118 @@
+//! The one thread that owns the write connection. Async callers send work
+//! over a channel; whatever is queued when the thread gets to it runs in one
+//! transaction (group commit), each piece inside its own savepoint so one
+//! failing piece does not undo the others.
+
+use std::sync::mpsc;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::DbError;
+
+type Work = Box<dyn FnOnce(&Connection) -> Result<(), DbError> + Send>;
+
+struct Request {
+    work: Work,
+    done: oneshot::Sender<Result<(), DbError>>,
+}
+
+/// Most pieces of work grouped into one transaction.
+const MAX_GROUP: usize = 512;
+
+/// Handle on the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    /// Starts the thread; it stops when every handle is dropped.
+    pub fn start(conn: Connection) -> std::io::Result<Self> {
+        let (queue, requests) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("warren-db-writer".into())
+            .spawn(move || serve(conn, requests))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `work` in a write transaction and returns once it is committed.
+    pub async fn write<R, F>(&self, work: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        let (result_tx, result_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            let value = work(conn)?;
+            let _ = result_tx.send(value);
+            Ok(())
+        });
+        self.queue
+            .send(Request {
+                work,
+                done: done_tx,
+            })
+            .map_err(|_| DbError::WriterGone)?;
+        done_rx.await.map_err(|_| DbError::WriterGone)??;
+        result_rx.await.map_err(|_| DbError::WriterGone)
+    }
+}
+
+fn serve(mut conn: Connection, requests: mpsc::Receiver<Request>) {
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, group);
+    }
+}
+
+fn commit_group(conn: &mut Connection, group: Vec<Request>) {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = e.to_string();
+            for request in group {
+                let _ = request.done.send(Err(DbError::Commit(message.clone())));
+            }
+            return;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(group.len());
+    for request in group {
+        let outcome = match tx.savepoint() {
+            Ok(savepoint) => match (request.work)(&savepoint) {
+                Ok(()) => savepoint.commit().map_err(DbError::from),
+                // Dropping the savepoint rolls this piece back alone.
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.into()),
+        };
+        outcomes.push((request.done, outcome));
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (done, outcome) in outcomes {
+                let _ = done.send(outcome);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for (done, _) in outcomes {
+                let _ = done.send(Err(DbError::Commit(message.clone())));
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The durable orchestration engine: runs of job graphs, scheduled from an
+//! in-memory mirror of SQLite, with every decision committed before it is
+//! acted on. A job whose attempt was running when the process died is
+//! retried at the next start (at-least-once); a completed job never runs
+//! again.
+
+mod inputs;
+mod run_graph;
+mod scheduler_loop;
+
+pub mod model;
+pub mod spec;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunView};
+use crate::db::{Database, DbError};
+use crate::plugins::PluginRegistry;
+use crate::runtime::{Limits, Runtime};
+use model::{JobState, RunState};
+use spec::{PipelineSpec, SpecError};
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Attempts running at once, over all runs.
+    pub max_concurrent_jobs: usize,
+    /// Limits of a job that asks for none.
+    pub default_limits: Limits,
+    /// The most a job may ask for.
+    pub limit_ceiling: Limits,
+    /// Deepest chain of spawned jobs.
+    pub max_spawn_depth: u32,
+    /// Jobs one run may spawn in all.
+    pub max_spawned_per_run: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_jobs: 16,
+            default_limits: Limits::default(),
+            limit_ceiling: Limits {
+                fuel: 1_000_000_000_000,
+                memory_bytes: 1 << 30,
+                timeout: Duration::from_secs(3600),
+                max_output_bytes: 16 << 20,
+                max_log_bytes: 16 << 20,
+                max_artifact_bytes: 1 << 30,
+                max_spawned_jobs: 1_000,
+            },
+            max_spawn_depth: 4,
+            max_spawned_per_run: 1_000,
+        }
+    }
+}
+
+/// A request to start a run.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub pipeline: PipelineSource,
+    /// The run's input (JSON); jobs without their own input get it.
+    pub input: Value,
+    pub story_id: Option<String>,
+}
+
+/// Where a run's pipeline comes from.
+#[derive(Debug, Clone)]
+pub enum PipelineSource {
+    Inline(PipelineSpec),
+    /// A stored template, at a version or its latest.
+    Template {
+        name: String,
+        version: Option<i64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("template {0:?} not found")]
+    UnknownTemplate(String),
+    #[error("run {0:?} not found")]
+    UnknownRun(String),
+    #[error("{0:?} is not a valid story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)")]
+    BadStoryId(String),
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub(crate) enum Command {
+    /// A committed run to schedule.
+    Submitted(run_graph::ActiveRun),
+    Cancel {
+        run_id: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Finished(scheduler_loop::Completion),
+}
+
+/// Handle on a running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    db: Arc<Database>,
+    plugins: PluginRegistry,
+    config: Arc<EngineConfig>,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Bumped whenever a run ends.
+    finished: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("plugins", &self.plugins)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_valid_story_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl Engine {
+    /// Recovers what a previous process left unfinished, then starts
+    /// scheduling on the current tokio runtime.
+    pub async fn start(
+        runtime: Arc<Runtime>,
+        plugins: PluginRegistry,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        let db = runtime.database_handle();
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let (finished_tx, finished) = watch::channel(0);
+        let config = Arc::new(config);
+        let stored = db.read(runs::load_active_runs)?;
+        let scheduler = scheduler_loop::Scheduler::new(
+            runtime,
+            db.clone(),
+            plugins.clone(),
+            config.clone(),
+            commands.clone(),
+            finished_tx,
+        );
+        let scheduler = scheduler.recover(stored).await?;
+        tokio::spawn(scheduler.run(receiver));
+        Ok(Self {
+            db,
+            plugins,
+            config,
+            commands,
+            finished,
+        })
+    }
+
+    pub fn plugins(&self) -> &PluginRegistry {
+        &self.plugins
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Stores a new version of template `name` after validating it.
+    pub async fn create_template(
+        &self,
+        name: &str,
+        spec: &PipelineSpec,
+    ) -> Result<i64, EngineError> {
+        if !spec::is_valid_job_name(name) {
+            return Err(EngineError::UnknownTemplate(name.to_owned()));
+        }
+        spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
+        let text = serde_json::to_string(spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let name = name.to_owned();
+        Ok(self
+            .db
+            .write(move |conn| runs::insert_template(conn, &name, &text))
+            .await?)
+    }
+
+    /// Validates and stores a run; returns its id once it is committed.
+    pub async fn submit(&self, submission: Submission) -> Result<String, EngineError> {
+        if let Some(story) = &submission.story_id
+            && !is_valid_story_id(story)
+        {
+            return Err(EngineError::BadStoryId(story.clone()));
+        }
+        let (spec, template) = match submission.pipeline {
+            PipelineSource::Inline(spec) => (spec, None),
+            PipelineSource::Template { name, version } => {
+                let (version, text) = self
+                    .db
+                    .read(|conn| runs::get_template(conn, &name, version))?
+                    .ok_or_else(|| EngineError::UnknownTemplate(name.clone()))?;
+                let spec: PipelineSpec =
+                    serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))?;
+                (spec, Some((name, version)))
+            }
+        };
+        spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
+
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let input = submission.input.to_string();
+        let ids: std::collections::HashMap<&str, String> = spec
+            .jobs
+            .keys()
+            .map(|name| (name.as_str(), uuid::Uuid::new_v4().to_string()))
+            .collect();
+        let mut jobs = Vec::with_capacity(spec.jobs.len());
+        let mut deps = Vec::new();
+        for (name, job) in &spec.jobs {
+            let id = ids[name.as_str()].clone();
+            for need in &job.needs {
+                deps.push(NewDep {
+                    job_id: id.clone(),
+                    depends_on: ids[need.job()].clone(),
+                    condition: need.condition(),
+                });
+            }
+            jobs.push(NewJob {
+                id,
+                name: name.clone(),
+                plugin: job.plugin.clone(),
+                input: job
+                    .input
+                    .as_ref()
+                    .map_or_else(|| input.clone(), Value::to_string),
+                state: JobState::Pending,
+                retry: job.retry,
+                limits: job.limits.resolve(&self.config.default_limits),
+                parent_job_id: None,
+                spawn_reason: None,
+                depth: 0,
+            });
+        }
+        let new_run = NewRun {
+            id: run_id.clone(),
+            template,
+            spec: serde_json::to_string(&spec).map_err(|e| DbError::Corrupt(e.to_string()))?,
+            input,
+            story_id: submission.story_id,
+        };
+        let graph =
+            run_graph::ActiveRun::new(&new_run, spec.max_parallel, &jobs, &deps, RunState::Pending);
+        let changes = vec![
+            Change::InsertRun(new_run),
+            Change::InsertJobs {
+                run_id: run_id.clone(),
+                jobs,
+                deps,
+                reason: "submitted".into(),
+            },
+        ];
+        self.db
+            .write(move |conn| runs::apply(conn, &changes))
+            .await?;
+        self.commands
+            .send(Command::Submitted(graph))
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(run_id)
+    }
+
+    /// Cancels a run: running guests stop at their next epoch tick, every
+    /// job not finished ends `cancelled`. Returns false if the run had
+    /// already ended.
+    pub async fn cancel(&self, run_id: &str) -> Result<bool, EngineError> {
+        if self.run(run_id)?.is_none() {
+            return Err(EngineError::UnknownRun(run_id.to_owned()));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Cancel {
+                run_id: run_id.to_owned(),
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// The run as stored now.
+    pub fn run(&self, run_id: &str) -> Result<Option<RunView>, EngineError> {
+        Ok(self.db.read(|conn| runs::get_run(conn, run_id))?)
+    }
+
+    /// Waits until the run ends (or `timeout` passes) and returns it.
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunView, EngineError> {
+        let mut finished = self.finished.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let run = self
+                .run(run_id)?
+                .ok_or_else(|| EngineError::UnknownRun(run_id.to_owned()))?;
+            if run.state.is_terminal() {
+                return Ok(run);
+            }
+            match tokio::time::timeout_at(deadline, finished.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(EngineError::Stopped),
+                Err(_) => return Ok(run),
+            }
+        }
+    }
+}

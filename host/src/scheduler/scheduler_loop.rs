@@ -1,0 +1,821 @@
+//! The scheduler: one task that owns the in-memory state of every unfinished
+//! run. Each turn it takes every pending command (submissions, cancels,
+//! finished attempts), decides, commits all decisions in one transaction,
+//! and only then starts the attempts it decided to start.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::inputs::InputDir;
+use super::model::{JobState, RunState};
+use super::run_graph::ActiveRun;
+use super::spec::{Condition, PipelineSpec};
+use super::{Command, EngineConfig};
+use crate::capabilities::artifacts::Artifact;
+use crate::capabilities::log::CapturedLog;
+use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, StoredRun};
+use crate::db::{Database, DbError};
+use crate::plugins::{Plugin, PluginRegistry};
+use crate::runtime::{
+    AttemptFailure, AttemptOutcome, AttemptRequest, JobFailure, LimitHit, Runtime, Usage,
+};
+
+/// An attempt that ended.
+pub(crate) struct Completion {
+    run_id: String,
+    job: usize,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    /// Upstream artifacts it was given: `(producer job id, name)`.
+    uses: Vec<(String, String)>,
+}
+
+/// Decisions of one turn, committed together.
+#[derive(Default)]
+struct Effects {
+    changes: Vec<Change>,
+    starts: Vec<Start>,
+    runs_finished: u64,
+}
+
+struct Start {
+    run_id: String,
+    job: usize,
+    plugin: Plugin,
+    request: AttemptRequest,
+    /// `(producer job id, artifact)` to materialise under `/in`.
+    inputs: Vec<(String, Artifact)>,
+}
+
+pub(crate) struct Scheduler {
+    runtime: Arc<Runtime>,
+    db: Arc<Database>,
+    plugins: PluginRegistry,
+    config: Arc<EngineConfig>,
+    commands: mpsc::UnboundedSender<Command>,
+    finished: watch::Sender<u64>,
+    runs: HashMap<String, ActiveRun>,
+    /// Runs that may have a job to start, in turn (each at most once).
+    rotation: VecDeque<String>,
+    in_rotation: std::collections::HashSet<String>,
+    /// Retries waiting for their backoff: `(when, run, job)`.
+    timers: BinaryHeap<Reverse<(Instant, String, usize)>>,
+    running: usize,
+    effects: Effects,
+}
+
+impl Scheduler {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        db: Arc<Database>,
+        plugins: PluginRegistry,
+        config: Arc<EngineConfig>,
+        commands: mpsc::UnboundedSender<Command>,
+        finished: watch::Sender<u64>,
+    ) -> Self {
+        Self {
+            runtime,
+            db,
+            plugins,
+            config,
+            commands,
+            finished,
+            runs: HashMap::new(),
+            rotation: VecDeque::new(),
+            in_rotation: std::collections::HashSet::new(),
+            timers: BinaryHeap::new(),
+            running: 0,
+            effects: Effects::default(),
+        }
+    }
+
+    /// Rebuilds the unfinished runs: attempts that were running when the
+    /// process died are closed as failed (host restart) and retried under
+    /// their policy. Returns how many runs were recovered.
+    pub async fn recover(mut self, stored: Vec<StoredRun>) -> Result<Self, DbError> {
+        let count = stored.len();
+        let now = Instant::now();
+        let now_ms = runs::now_ms();
+        for stored_run in stored {
+            let spec: PipelineSpec = serde_json::from_str(&stored_run.spec)
+                .map_err(|e| DbError::Corrupt(e.to_string()))?;
+            let new_run = NewRun {
+                id: stored_run.id.clone(),
+                template: None,
+                spec: String::new(),
+                input: stored_run.input.clone(),
+                story_id: stored_run.story_id.clone(),
+            };
+            let jobs: Vec<NewJob> = stored_run
+                .jobs
+                .iter()
+                .map(|j| NewJob {
+                    id: j.id.clone(),
+                    name: j.name.clone(),
+                    plugin: j.plugin.clone(),
+                    input: j.input.clone(),
+                    state: j.state,
+                    retry: j.retry,
+                    limits: j.limits.clone(),
+                    parent_job_id: j.parent_job_id.clone(),
+                    spawn_reason: None,
+                    depth: j.depth,
+                })
+                .collect();
+            let mut run = ActiveRun::new(
+                &new_run,
+                spec.max_parallel,
+                &jobs,
+                &stored_run.deps,
+                stored_run.state,
+            );
+            for (index, stored_job) in stored_run.jobs.iter().enumerate() {
+                let node = &mut run.jobs[index];
+                node.attempts = stored_job.attempts;
+                node.output = stored_job.output.clone();
+                node.not_before = stored_job
+                    .ready_at
+                    .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
+            }
+            for (producer, artifact) in &stored_run.artifacts {
+                if let Some(&index) = run.by_id.get(producer) {
+                    run.jobs[index].artifacts.push(artifact.clone());
+                }
+            }
+            let run_id = run.id.clone();
+            self.runs.insert(run_id.clone(), run);
+
+            for (attempt_id, job_id) in &stored_run.running_attempts {
+                let Some(&job) = self.runs[&run_id].by_id.get(job_id) else {
+                    continue;
+                };
+                let attempt = self.runs[&run_id].jobs[job].attempts;
+                if let Some(run) = self.runs.get_mut(&run_id) {
+                    run.jobs[job].attempt_id = Some(attempt_id.clone());
+                    run.running += 1;
+                }
+                self.running += 1;
+                let outcome = AttemptOutcome {
+                    attempt_id: attempt_id.clone(),
+                    result: Err(AttemptFailure::Host {
+                        message: "host restart: the process ended during the attempt".into(),
+                    }),
+                    usage: Usage::default(),
+                    log: CapturedLog::default(),
+                    artifacts: Vec::new(),
+                    spawned: Vec::new(),
+                    progress: None,
+                };
+                self.on_finished(Completion {
+                    run_id: run_id.clone(),
+                    job,
+                    attempt,
+                    outcome,
+                    uses: Vec::new(),
+                });
+            }
+            let run = self
+                .runs
+                .get_mut(&run_id)
+                .ok_or_else(|| DbError::NotFound(run_id.clone()))?;
+            for index in 0..run.jobs.len() {
+                match run.jobs[index].state {
+                    JobState::Ready => run.ready.push_back(index),
+                    JobState::Pending => {
+                        if let Some(at) = run.jobs[index].not_before {
+                            self.timers.push(Reverse((at, run_id.clone(), index)));
+                        }
+                        evaluate(run, index, now, &mut self.effects);
+                    }
+                    _ => {}
+                }
+            }
+            if run.unfinished == 0 {
+                finish_run(run, &mut self.effects);
+            } else {
+                self.enqueue(&run_id);
+            }
+        }
+        self.runs.retain(|_, run| !run.state.is_terminal());
+        self.flush().await;
+        tracing::info!(runs = count, "recovered unfinished runs");
+        Ok(self)
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            self.schedule();
+            self.flush().await;
+            let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => return,
+                },
+                () = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
+            }
+            // Everything already queued joins this turn's transaction.
+            while let Ok(command) = commands.try_recv() {
+                self.handle(command);
+            }
+            self.fire_timers();
+        }
+    }
+
+    /// Puts a run in the rotation unless it is there already.
+    fn enqueue(&mut self, run_id: &str) {
+        if self.in_rotation.insert(run_id.to_owned()) {
+            self.rotation.push_back(run_id.to_owned());
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Submitted(run) => {
+                let run_id = run.id.clone();
+                let now = Instant::now();
+                let run = self.runs.entry(run_id.clone()).or_insert(run);
+                for index in 0..run.jobs.len() {
+                    evaluate(run, index, now, &mut self.effects);
+                }
+                self.enqueue(&run_id);
+            }
+            Command::Cancel { run_id, reply } => {
+                let _ = reply.send(self.cancel(&run_id));
+            }
+            Command::Finished(completion) => self.on_finished(completion),
+        }
+    }
+
+    fn cancel(&mut self, run_id: &str) -> bool {
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return false;
+        };
+        if run.cancelling {
+            return true;
+        }
+        run.cancelling = true;
+        for index in 0..run.jobs.len() {
+            match run.jobs[index].state {
+                JobState::Running => {
+                    if let Some(flag) = &run.jobs[index].cancel {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
+                state if !state.is_terminal() => {
+                    set_state(
+                        run,
+                        index,
+                        JobState::Cancelled,
+                        Some("run cancelled".into()),
+                        &mut self.effects,
+                    );
+                }
+                _ => {}
+            }
+        }
+        if run.unfinished == 0 {
+            finish_run(run, &mut self.effects);
+            self.runs.remove(run_id);
+        }
+        true
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, run_id, job))) = self.timers.pop() else {
+                break;
+            };
+            if let Some(run) = self.runs.get_mut(&run_id) {
+                evaluate(run, job, now, &mut self.effects);
+                self.enqueue(&run_id);
+            }
+        }
+    }
+
+    /// Starts ready jobs while there are free slots, taking runs in turn.
+    fn schedule(&mut self) {
+        let mut turns = self.rotation.len();
+        while self.running < self.config.max_concurrent_jobs && turns > 0 {
+            turns -= 1;
+            let Some(run_id) = self.rotation.pop_front() else {
+                break;
+            };
+            self.in_rotation.remove(&run_id);
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            if run.running >= run.max_parallel || run.cancelling {
+                continue;
+            }
+            let Some(job) = next_ready(run) else { continue };
+            let started = start_job(run, job, &self.plugins, &self.config, &mut self.effects);
+            if started {
+                self.running += 1;
+            }
+            let more = !run.ready.is_empty();
+            if run.unfinished == 0 {
+                finish_run(run, &mut self.effects);
+                self.runs.remove(&run_id);
+            } else if more {
+                self.enqueue(&run_id);
+                turns += 1;
+            }
+        }
+    }
+
+    /// Commits this turn's decisions, then acts on them.
+    async fn flush(&mut self) {
+        if self.effects.changes.is_empty() && self.effects.starts.is_empty() {
+            return;
+        }
+        let effects = std::mem::take(&mut self.effects);
+        let changes = Arc::new(effects.changes);
+        loop {
+            let batch = changes.clone();
+            match self.db.write(move |conn| runs::apply(conn, &batch)).await {
+                Ok(()) => break,
+                Err(e) => {
+                    // Nothing is started until its decision is durable.
+                    tracing::error!("committing scheduler decisions failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        for start in effects.starts {
+            self.launch(start);
+        }
+        if effects.runs_finished > 0 {
+            self.finished.send_modify(|n| *n += effects.runs_finished);
+        }
+    }
+
+    fn launch(&self, start: Start) {
+        let runtime = self.runtime.clone();
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            let Start {
+                run_id,
+                job,
+                plugin,
+                mut request,
+                inputs,
+            } = start;
+            let attempt = request.attempt;
+            let uses: Vec<(String, String)> = inputs
+                .iter()
+                .map(|(id, a)| (id.clone(), a.name.clone()))
+                .collect();
+            let artifacts: Vec<Artifact> = inputs.into_iter().map(|(_, a)| a).collect();
+            request.upstream_artifacts = artifacts.clone();
+            // Only plugins that can open files see `/in`.
+            let input_dir = if plugin.uses_filesystem() && !artifacts.is_empty() {
+                let work_root = runtime.work_root().to_path_buf();
+                let attempt_key = format!("{}-{attempt}", request.job_id);
+                match InputDir::create(
+                    &work_root,
+                    &attempt_key,
+                    runtime.artifact_store(),
+                    &artifacts,
+                    request.limits.max_artifact_bytes,
+                ) {
+                    Ok(dir) => Some(dir),
+                    Err(e) => {
+                        let outcome = host_failure(format!("materialising /in: {e}"));
+                        let _ = commands.send(Command::Finished(Completion {
+                            run_id,
+                            job,
+                            attempt,
+                            outcome,
+                            uses: Vec::new(),
+                        }));
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
+            request.in_dir = input_dir.as_ref().map(|d| d.path.clone());
+            let outcome = runtime.run_attempt(&plugin, request).await;
+            drop(input_dir);
+            let _ = commands.send(Command::Finished(Completion {
+                run_id,
+                job,
+                attempt,
+                outcome,
+                uses,
+            }));
+        });
+    }
+
+    fn on_finished(&mut self, completion: Completion) {
+        let Completion {
+            run_id,
+            job,
+            attempt,
+            outcome,
+            uses,
+        } = completion;
+        self.running = self.running.saturating_sub(1);
+        let Some(run) = self.runs.get_mut(&run_id) else {
+            return;
+        };
+        run.running = run.running.saturating_sub(1);
+        let node = &mut run.jobs[job];
+        node.cancel = None;
+        let attempt_id = node
+            .attempt_id
+            .take()
+            .unwrap_or_else(|| outcome.attempt_id.clone());
+        // Spawn budget the attempt reserved but did not use goes back.
+        let unused = node
+            .spawn_reserved
+            .saturating_sub(outcome.spawned.len() as u32);
+        node.spawn_reserved = 0;
+        run.spawned = run.spawned.saturating_sub(unused);
+
+        let fx = &mut self.effects;
+        fx.changes.push(Change::FinishAttempt {
+            attempt_id,
+            succeeded: outcome.result.is_ok(),
+            error: outcome
+                .result
+                .as_ref()
+                .err()
+                .and_then(|e| serde_json::to_string(e).ok()),
+            log: serde_json::to_string(&outcome.log).unwrap_or_default(),
+            usage: outcome.usage.clone(),
+        });
+        if !uses.is_empty() {
+            fx.changes.push(Change::ArtifactUses {
+                consumer_job_id: run.jobs[job].id.clone(),
+                attempt,
+                uses,
+            });
+        }
+
+        match outcome.result {
+            Ok(output) => {
+                let node = &mut run.jobs[job];
+                node.output = Some(output.clone());
+                node.artifacts = outcome.artifacts.clone();
+                fx.changes.push(Change::Artifacts {
+                    job_id: node.id.clone(),
+                    artifacts: outcome.artifacts,
+                });
+                if !run.cancelling && !outcome.spawned.is_empty() {
+                    insert_children(run, job, outcome.spawned, fx);
+                }
+                let node = &run.jobs[job];
+                fx.changes.push(job_change(
+                    run,
+                    job,
+                    node.state,
+                    JobState::Completed,
+                    None,
+                    Some(output),
+                    None,
+                ));
+                run.jobs[job].state = JobState::Completed;
+                terminal(run, job, fx);
+            }
+            Err(failure) => {
+                let error = serde_json::to_string(&failure).ok();
+                let node = &run.jobs[job];
+                let next = if run.cancelling || failure == AttemptFailure::Cancelled {
+                    JobState::Cancelled
+                } else {
+                    match &failure {
+                        AttemptFailure::Job {
+                            error: JobFailure::NeedsInput(_),
+                        } => JobState::NeedsInput,
+                        f if is_retryable(f) && node.attempts < node.retry.max_attempts => {
+                            JobState::Pending
+                        }
+                        _ => JobState::Failed,
+                    }
+                };
+                if next == JobState::Pending {
+                    let delay = node.retry.backoff(node.attempts + 1, rand_unit());
+                    let at = Instant::now() + delay;
+                    let reason = format!("retry in {} ms after: {failure}", delay.as_millis());
+                    let ready_at = runs::now_ms() + delay.as_millis() as i64;
+                    let mut change = job_change(
+                        run,
+                        job,
+                        JobState::Running,
+                        JobState::Pending,
+                        Some(reason),
+                        None,
+                        error,
+                    );
+                    if let Change::JobState { ready_at: r, .. } = &mut change {
+                        *r = Some(ready_at);
+                    }
+                    fx.changes.push(change);
+                    let node = &mut run.jobs[job];
+                    node.state = JobState::Pending;
+                    node.not_before = Some(at);
+                    self.timers.push(Reverse((at, run_id.clone(), job)));
+                } else {
+                    let reason = Some(failure.to_string());
+                    fx.changes.push(job_change(
+                        run,
+                        job,
+                        JobState::Running,
+                        next,
+                        reason,
+                        None,
+                        error,
+                    ));
+                    run.jobs[job].state = next;
+                    terminal(run, job, fx);
+                }
+            }
+        }
+        if run.unfinished == 0 {
+            finish_run(run, &mut self.effects);
+            self.runs.remove(&run_id);
+        } else {
+            self.enqueue(&run_id);
+        }
+    }
+}
+
+/// Retried: failures that may go away (the plugin says so, a trap, a
+/// deadline, the host). Not retried: permanent errors and limits that the
+/// same input would hit again.
+fn is_retryable(failure: &AttemptFailure) -> bool {
+    match failure {
+        AttemptFailure::Job { error } => matches!(error, JobFailure::Retryable(_)),
+        AttemptFailure::Limit { hit } => matches!(hit, LimitHit::Deadline { .. }),
+        AttemptFailure::Trap { .. } | AttemptFailure::Host { .. } => true,
+        AttemptFailure::Cancelled => false,
+    }
+}
+
+fn rand_unit() -> f64 {
+    let bytes = uuid::Uuid::new_v4();
+    let value = u64::from_le_bytes(bytes.as_bytes()[..8].try_into().unwrap_or_default());
+    (value >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn host_failure(message: String) -> AttemptOutcome {
+    AttemptOutcome {
+        attempt_id: String::new(),
+        result: Err(AttemptFailure::Host { message }),
+        usage: Usage::default(),
+        log: CapturedLog::default(),
+        artifacts: Vec::new(),
+        spawned: Vec::new(),
+        progress: None,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+fn job_change(
+    run: &ActiveRun,
+    job: usize,
+    from: JobState,
+    to: JobState,
+    reason: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+) -> Change {
+    let node = &run.jobs[job];
+    Change::JobState {
+        run_id: run.id.clone(),
+        job_id: node.id.clone(),
+        from,
+        to,
+        reason,
+        attempts: node.attempts,
+        ready_at: None,
+        output,
+        error,
+    }
+}
+
+/// Moves a job to `to` (not through an attempt) and propagates if terminal.
+fn set_state(
+    run: &mut ActiveRun,
+    job: usize,
+    to: JobState,
+    reason: Option<String>,
+    fx: &mut Effects,
+) {
+    let from = run.jobs[job].state;
+    fx.changes
+        .push(job_change(run, job, from, to, reason, None, None));
+    run.jobs[job].state = to;
+    if to == JobState::Ready {
+        run.ready.push_back(job);
+    }
+    if to.is_terminal() {
+        terminal(run, job, fx);
+    }
+}
+
+/// Promotes or skips a pending job whose dependencies allow it.
+fn evaluate(run: &mut ActiveRun, job: usize, now: Instant, fx: &mut Effects) {
+    match run.readiness(job, now) {
+        Some(Ok(())) => set_state(run, job, JobState::Ready, None, fx),
+        Some(Err(reason)) => set_state(run, job, JobState::Skipped, Some(reason), fx),
+        None => {}
+    }
+}
+
+/// A job reached a terminal state: its dependents may now run or be skipped.
+fn terminal(run: &mut ActiveRun, job: usize, fx: &mut Effects) {
+    run.unfinished = run.unfinished.saturating_sub(1);
+    let now = Instant::now();
+    let dependents = run.jobs[job].dependents.clone();
+    for dependent in dependents {
+        evaluate(run, dependent, now, fx);
+    }
+}
+
+fn next_ready(run: &mut ActiveRun) -> Option<usize> {
+    while let Some(job) = run.ready.pop_front() {
+        if run.jobs[job].state == JobState::Ready {
+            return Some(job);
+        }
+    }
+    None
+}
+
+/// Decides to start `job`; returns whether an attempt will run.
+fn start_job(
+    run: &mut ActiveRun,
+    job: usize,
+    plugins: &PluginRegistry,
+    config: &EngineConfig,
+    fx: &mut Effects,
+) -> bool {
+    let Some(plugin) = plugins.get(&run.jobs[job].plugin) else {
+        let reason = format!("plugin {:?} is not loaded", run.jobs[job].plugin);
+        set_state(run, job, JobState::Failed, Some(reason), fx);
+        return false;
+    };
+    if run.state == RunState::Pending {
+        fx.changes.push(Change::RunState {
+            run_id: run.id.clone(),
+            from: RunState::Pending,
+            to: RunState::Running,
+            reason: None,
+        });
+        run.state = RunState::Running;
+    }
+    let remaining_spawns = config.max_spawned_per_run.saturating_sub(run.spawned);
+    let node = &mut run.jobs[job];
+    node.attempts += 1;
+    let attempt_id = uuid::Uuid::new_v4().to_string();
+    node.attempt_id = Some(attempt_id.clone());
+    let cancel = Arc::new(AtomicBool::new(false));
+    node.cancel = Some(cancel.clone());
+    node.spawn_reserved = node.limits.max_spawned_jobs.min(remaining_spawns);
+    let reserved = node.spawn_reserved;
+    run.spawned += reserved;
+    run.running += 1;
+    fx.changes.push(job_change(
+        run,
+        job,
+        JobState::Ready,
+        JobState::Running,
+        None,
+        None,
+        None,
+    ));
+    let node = &run.jobs[job];
+    fx.changes.push(Change::StartAttempt {
+        attempt_id,
+        job_id: node.id.clone(),
+        number: node.attempts,
+        plugin_digest: plugin.digest().to_owned(),
+    });
+
+    let mut upstream = Vec::new();
+    let mut inputs = Vec::new();
+    for &(dep, _) in &node.deps {
+        let dep_node = &run.jobs[dep];
+        if dep_node.state == JobState::Completed {
+            if let Some(output) = &dep_node.output {
+                upstream.push((dep_node.name.clone(), output.clone()));
+            }
+            inputs.extend(
+                dep_node
+                    .artifacts
+                    .iter()
+                    .map(|a| (dep_node.id.clone(), a.clone())),
+            );
+        }
+    }
+    let mut limits = node.limits.clone();
+    limits.max_spawned_jobs = reserved;
+    let plugins = plugins.clone();
+    let request = AttemptRequest {
+        run_id: run.id.clone(),
+        job_id: node.id.clone(),
+        job_name: node.name.clone(),
+        attempt: node.attempts,
+        story_id: run.story_id.clone(),
+        input: node.input.clone(),
+        upstream,
+        upstream_artifacts: Vec::new(),
+        limits,
+        in_dir: None,
+        spawn_depth: node.depth,
+        max_spawn_depth: config.max_spawn_depth,
+        plugin_lookup: Some(Arc::new(move |name: &str| plugins.contains(name))),
+        log_sink: None,
+        cancel: Some(cancel),
+    };
+    let job_state_running = JobState::Running;
+    run.jobs[job].state = job_state_running;
+    fx.starts.push(Start {
+        run_id: run.id.clone(),
+        job,
+        plugin,
+        request,
+        inputs,
+    });
+    true
+}
+
+/// Adds the jobs an attempt spawned: each runs after its parent (and sees
+/// its output and artifacts), and the parent's dependents wait for it.
+fn insert_children(
+    run: &mut ActiveRun,
+    parent: usize,
+    spawned: Vec<crate::capabilities::jobs::SpawnRequest>,
+    fx: &mut Effects,
+) {
+    let parent_node = &run.jobs[parent];
+    let mut jobs = Vec::with_capacity(spawned.len());
+    let mut deps = Vec::new();
+    for (offset, request) in spawned.into_iter().enumerate() {
+        // `~` never appears in pipeline job names, so these cannot clash.
+        let name = format!("{}~{}", request.plugin, run.jobs.len() + offset);
+        deps.push(NewDep {
+            job_id: request.job_id.clone(),
+            depends_on: parent_node.id.clone(),
+            condition: Condition::OnSuccess,
+        });
+        for &dependent in &parent_node.dependents {
+            deps.push(NewDep {
+                job_id: run.jobs[dependent].id.clone(),
+                depends_on: request.job_id.clone(),
+                condition: Condition::Always,
+            });
+        }
+        jobs.push(NewJob {
+            id: request.job_id,
+            name,
+            plugin: request.plugin,
+            input: request.input,
+            state: JobState::Pending,
+            retry: parent_node.retry,
+            limits: parent_node.limits.clone(),
+            parent_job_id: Some(parent_node.id.clone()),
+            spawn_reason: Some(request.reason),
+            depth: parent_node.depth + 1,
+        });
+    }
+    // Spawned jobs were counted when the budget was reserved.
+    let counted = run.spawned;
+    run.add_jobs(&jobs, &deps);
+    run.spawned = counted;
+    fx.changes.push(Change::InsertJobs {
+        run_id: run.id.clone(),
+        jobs,
+        deps,
+        reason: format!("spawned by {}", run.jobs[parent].name),
+    });
+}
+
+/// Ends a run whose jobs have all ended.
+fn finish_run(run: &mut ActiveRun, fx: &mut Effects) {
+    let to = run.final_state();
+    fx.changes.push(Change::RunState {
+        run_id: run.id.clone(),
+        from: run.state,
+        to,
+        reason: None,
+    });
+    run.state = to;
+    fx.runs_finished += 1;
+}

@@ -1,0 +1,463 @@
+//! The orchestration engine with real plugins and a real SQLite file:
+//! dependency conditions, retries, concurrency, artifacts, spawn,
+//! cancellation and history.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use warren::db::runs::{self, RunView};
+use warren::plugins::PluginRegistry;
+use warren::runtime::{Runtime, RuntimeConfig};
+use warren::scheduler::model::{JobState, RunState};
+use warren::scheduler::spec::{PipelineSpec, SpecError};
+use warren::scheduler::{Engine, EngineConfig, EngineError, PipelineSource, Submission};
+
+use crate::support::{TEST_GUESTS_DIR, plugin_path};
+
+struct EngineHost {
+    _data: tempfile::TempDir,
+    engine: Engine,
+}
+
+impl EngineHost {
+    async fn new(config: EngineConfig) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let runtime = Arc::new(Runtime::new(RuntimeConfig::new(data.path())).expect("runtime"));
+        let plugins = PluginRegistry::default();
+        for name in ["echo", "wordcount", "checksum"] {
+            plugins.insert(runtime.load_file(&plugin_path(name)).expect("plugin"));
+        }
+        for name in ["toolbox", "spin_forever"] {
+            let path = std::path::Path::new(TEST_GUESTS_DIR).join(format!("{name}.wasm"));
+            plugins.insert(runtime.load_file(&path).expect("guest"));
+        }
+        let engine = Engine::start(runtime, plugins, config)
+            .await
+            .expect("engine");
+        Self {
+            _data: data,
+            engine,
+        }
+    }
+
+    async fn run(&self, pipeline: Value) -> RunView {
+        let id = self.submit(pipeline, json!({})).await.expect("submitted");
+        self.engine
+            .wait(&id, Duration::from_secs(30))
+            .await
+            .expect("run ends")
+    }
+
+    async fn submit(&self, pipeline: Value, input: Value) -> Result<String, EngineError> {
+        let spec: PipelineSpec = serde_json::from_value(pipeline).expect("pipeline parses");
+        self.engine
+            .submit(Submission {
+                pipeline: PipelineSource::Inline(spec),
+                input,
+                story_id: None,
+            })
+            .await
+    }
+
+    fn attempts(&self, job_id: &str) -> Vec<runs::AttemptView> {
+        self.engine
+            .database()
+            .read(|c| runs::attempts(c, job_id))
+            .expect("attempts")
+    }
+}
+
+fn job<'a>(run: &'a RunView, name: &str) -> &'a runs::JobView {
+    run.jobs
+        .iter()
+        .find(|j| j.name == name)
+        .unwrap_or_else(|| panic!("no job {name} in {:#?}", run.jobs))
+}
+
+fn toolbox(ops: Value) -> Value {
+    json!({"plugin": "toolbox", "input": ops})
+}
+
+#[tokio::test]
+async fn dependency_conditions_decide_what_runs_and_what_is_skipped() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let run = host
+        .run(json!({"jobs": {
+            "check": toolbox(json!([{"op": "fail", "kind": "permanent", "message": "broken"}])),
+            "deploy": {"plugin": "echo", "needs": ["check"]},
+            "announce": {"plugin": "echo", "needs": ["deploy"]},
+            "alert": {"plugin": "echo", "needs": [{"job": "check", "when": "on_failure"}]},
+            "report": {"plugin": "echo", "needs": [{"job": "check", "when": "always"}, {"job": "announce", "when": "always"}]},
+            "celebrate": {"plugin": "echo", "needs": [{"job": "alert", "when": "on_failure"}]},
+        }}))
+        .await;
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(job(&run, "check").state, JobState::Failed);
+    assert_eq!(job(&run, "deploy").state, JobState::Skipped);
+    assert_eq!(
+        job(&run, "announce").state,
+        JobState::Skipped,
+        "skips propagate"
+    );
+    assert_eq!(job(&run, "alert").state, JobState::Completed);
+    assert_eq!(job(&run, "report").state, JobState::Completed);
+    assert_eq!(job(&run, "celebrate").state, JobState::Skipped);
+    assert_eq!(job(&run, "deploy").attempts, 0);
+}
+
+#[tokio::test]
+async fn outputs_reach_dependents_by_job_name_and_the_run_input_fills_missing_inputs() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let id = host
+        .submit(
+            json!({"jobs": {
+                "first": {"plugin": "echo"},
+                "second": {"plugin": "echo", "input": {"fixed": true}},
+                "third": toolbox(json!([{"op": "upstream"}])).as_object().cloned().map(|mut o| {
+                    o.insert("needs".into(), json!(["first", "second"]));
+                    Value::Object(o)
+                }).expect("object"),
+            }}),
+            json!({"from": "run"}),
+        )
+        .await
+        .expect("submitted");
+    let run = host
+        .engine
+        .wait(&id, Duration::from_secs(30))
+        .await
+        .expect("ends");
+    assert_eq!(run.state, RunState::Completed);
+    assert_eq!(
+        job(&run, "third").output,
+        Some(json!([{"ok": {"first": {"from": "run"}, "second": {"fixed": true}}}]))
+    );
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_with_growing_backoff() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let run = host
+        .run(json!({"jobs": {"flaky": {
+            "plugin": "toolbox",
+            "input": [{"op": "fail_until", "attempt": 3}],
+            "retry": {"max_attempts": 4, "initial_backoff_ms": 200, "max_backoff_ms": 5000},
+        }}}))
+        .await;
+    assert_eq!(run.state, RunState::Completed);
+    let flaky = job(&run, "flaky");
+    assert_eq!(flaky.attempts, 3);
+    assert_eq!(flaky.output, Some(json!([{"ok": 3}])));
+    let attempts = host.attempts(&flaky.id);
+    let states: Vec<&str> = attempts.iter().map(|a| a.state.as_str()).collect();
+    assert_eq!(states, ["failed", "failed", "succeeded"]);
+    // Backoff before retry n is between half and all of 200 ms * 2^(n-2).
+    let gap = |i: usize| attempts[i].started_at - attempts[i - 1].finished_at.expect("finished");
+    assert!((100..=400).contains(&gap(1)), "first gap {} ms", gap(1));
+    assert!((200..=600).contains(&gap(2)), "second gap {} ms", gap(2));
+}
+
+#[tokio::test]
+async fn permanent_errors_are_not_retried_and_retries_stop_at_the_maximum() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let retry = json!({"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 20});
+    let run = host
+        .run(json!({"jobs": {
+            "permanent": {"plugin": "toolbox", "retry": retry,
+                          "input": [{"op": "fail", "kind": "permanent", "message": "no"}]},
+            "always_failing": {"plugin": "toolbox", "retry": retry,
+                               "input": [{"op": "fail", "kind": "retryable", "message": "again"}]},
+            "asks": {"plugin": "toolbox", "retry": retry,
+                     "input": [{"op": "fail", "kind": "needs_input", "message": "an approval"}]},
+        }}))
+        .await;
+    assert_eq!(job(&run, "permanent").attempts, 1);
+    assert_eq!(job(&run, "permanent").state, JobState::Failed);
+    assert_eq!(job(&run, "always_failing").attempts, 3);
+    assert_eq!(job(&run, "always_failing").state, JobState::Failed);
+    assert_eq!(job(&run, "asks").state, JobState::NeedsInput);
+    assert_eq!(job(&run, "asks").attempts, 1);
+    assert_eq!(
+        job(&run, "asks").error,
+        Some(json!({"type": "job", "error": {"kind": "needs_input", "detail": ["an approval"]}}))
+    );
+}
+
+/// Largest number of attempts running at the same time.
+fn max_overlap(attempts: &[runs::AttemptView]) -> usize {
+    let mut edges: Vec<(i64, i32)> = Vec::new();
+    for a in attempts {
+        edges.push((a.started_at, 1));
+        // Ends sort before starts at the same millisecond.
+        edges.push((a.finished_at.expect("finished"), -1));
+    }
+    edges.sort();
+    let (mut current, mut max) = (0i32, 0i32);
+    for (_, delta) in edges {
+        current += delta;
+        max = max.max(current);
+    }
+    max as usize
+}
+
+#[tokio::test]
+async fn concurrency_limits_are_never_exceeded() {
+    let host = EngineHost::new(EngineConfig {
+        max_concurrent_jobs: 3,
+        ..EngineConfig::default()
+    })
+    .await;
+    let sleepy = |n: usize| -> Value {
+        let jobs: serde_json::Map<String, Value> = (0..n)
+            .map(|i| {
+                (
+                    format!("sleep{i}"),
+                    toolbox(json!([{"op": "sleep_ms", "ms": 150}])),
+                )
+            })
+            .collect();
+        Value::Object(jobs)
+    };
+    let one = host
+        .submit(json!({"max_parallel": 2, "jobs": sleepy(6)}), json!({}))
+        .await
+        .expect("one");
+    let two = host
+        .submit(json!({"max_parallel": 2, "jobs": sleepy(6)}), json!({}))
+        .await
+        .expect("two");
+    let mut all = Vec::new();
+    for id in [&one, &two] {
+        let run = host
+            .engine
+            .wait(id, Duration::from_secs(30))
+            .await
+            .expect("ends");
+        assert_eq!(run.state, RunState::Completed);
+        let attempts: Vec<_> = run.jobs.iter().flat_map(|j| host.attempts(&j.id)).collect();
+        assert_eq!(max_overlap(&attempts), 2, "per-run max_parallel");
+        all.extend(attempts);
+    }
+    assert_eq!(max_overlap(&all), 3, "engine-wide limit");
+}
+
+#[tokio::test]
+async fn artifacts_reach_dependents_under_in_and_their_use_is_recorded() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let run = host
+        .run(json!({"jobs": {
+            "write": toolbox(json!([{"op": "write_out", "name": "notes.txt", "data": "one two three four"}])),
+            "count": {"plugin": "wordcount", "input": {"text": ""}, "needs": ["write"]},
+        }}))
+        .await;
+    assert_eq!(run.state, RunState::Completed);
+    let count = job(&run, "count");
+    assert_eq!(
+        count.output.as_ref().map(|o| o["files"].clone()),
+        Some(json!([{"path": "/in/write/notes.txt", "words": 4}]))
+    );
+    let write = job(&run, "write");
+    let uses = host
+        .engine
+        .database()
+        .read(|c| runs::artifact_uses(c, &count.id))
+        .expect("uses");
+    assert_eq!(uses, vec![(write.id.clone(), "notes.txt".to_owned(), 1)]);
+    let produced = host
+        .engine
+        .database()
+        .read(|c| runs::job_artifacts(c, &write.id))
+        .expect("artifacts");
+    assert_eq!(produced.len(), 1);
+    assert_eq!(
+        produced[0].sha256,
+        warren::artifact_store::sha256_hex(b"one two three four")
+    );
+}
+
+#[tokio::test]
+async fn spawned_jobs_link_to_their_parent_and_hold_back_its_dependents() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let run = host
+        .run(json!({"jobs": {
+            "tester": toolbox(json!([{"op": "spawn", "plugin": "toolbox",
+                "input": [{"op": "sleep_ms", "ms": 200}], "reason": "the check failed once"}])),
+            "report": {"plugin": "echo", "needs": ["tester"]},
+        }}))
+        .await;
+    assert_eq!(run.state, RunState::Completed);
+    let tester = job(&run, "tester");
+    let child = run
+        .jobs
+        .iter()
+        .find(|j| j.parent_job_id.is_some())
+        .expect("a spawned job");
+    assert_eq!(child.parent_job_id.as_deref(), Some(tester.id.as_str()));
+    assert_eq!(child.spawn_reason.as_deref(), Some("the check failed once"));
+    assert_eq!(child.depth, 1);
+    assert_eq!(child.state, JobState::Completed);
+    assert!(child.name.starts_with("toolbox~"), "{}", child.name);
+    assert_eq!(
+        tester.output.as_ref().map(|o| o[0]["ok"].clone()),
+        Some(json!(child.id))
+    );
+    let report = job(&run, "report");
+    let child_end = host.attempts(&child.id)[0].finished_at.expect("finished");
+    let report_start = host.attempts(&report.id)[0].started_at;
+    assert!(
+        report_start >= child_end,
+        "report started before the spawned job ended"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_run_stops_an_infinite_loop_within_a_second() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let id = host
+        .submit(
+            json!({"jobs": {
+                "spin": {"plugin": "spin_forever", "limits": {"timeout_ms": 60000}},
+                "after": {"plugin": "echo", "needs": ["spin"]},
+            }}),
+            json!({}),
+        )
+        .await
+        .expect("submitted");
+    let started = Instant::now();
+    loop {
+        let run = host.engine.run(&id).expect("read").expect("run");
+        if job(&run, "spin").state == JobState::Running {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cancelled_at = Instant::now();
+    assert!(host.engine.cancel(&id).await.expect("cancel"));
+    let run = host
+        .engine
+        .wait(&id, Duration::from_secs(5))
+        .await
+        .expect("ends");
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        cancelled_at.elapsed()
+    );
+    assert_eq!(run.state, RunState::Cancelled);
+    assert_eq!(job(&run, "spin").state, JobState::Cancelled);
+    assert_eq!(job(&run, "after").state, JobState::Cancelled);
+    assert!(
+        !host.engine.cancel(&id).await.expect("cancel again"),
+        "already ended"
+    );
+}
+
+#[tokio::test]
+async fn every_state_change_is_in_the_append_only_history() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let run = host
+        .run(json!({"jobs": {"only": {"plugin": "echo"}}}))
+        .await;
+    let events = host
+        .engine
+        .database()
+        .read(|c| runs::events(c, &run.id))
+        .expect("events");
+    let transitions: Vec<(Option<&str>, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.from_state.as_deref(),
+                e.to_state.as_str(),
+                e.kind.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            (None, "pending", "run"),
+            (None, "pending", "job"),
+            (Some("pending"), "ready", "job"),
+            (Some("pending"), "running", "run"),
+            (Some("ready"), "running", "job"),
+            (Some("running"), "completed", "job"),
+            (Some("running"), "completed", "run"),
+        ]
+    );
+    let tampered = host
+        .engine
+        .database()
+        .write(|c| Ok(c.execute("UPDATE events SET reason = 'edited'", [])?))
+        .await;
+    assert!(tampered.is_err(), "events must not be rewritten");
+}
+
+#[tokio::test]
+async fn invalid_pipelines_are_refused_before_anything_is_stored() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let error = host
+        .submit(json!({"jobs": {"a": {"plugin": "missing"}}}), json!({}))
+        .await
+        .expect_err("unknown plugin");
+    assert!(
+        matches!(error, EngineError::Spec(SpecError::UnknownPlugin { ref job, .. }) if job == "a")
+    );
+    let error = host
+        .submit(
+            json!({"jobs": {"a": {"plugin": "echo", "needs": ["a"]}}}),
+            json!({}),
+        )
+        .await
+        .expect_err("cycle");
+    assert!(matches!(error, EngineError::Spec(SpecError::Cycle(_))));
+    let stored: i64 = host
+        .engine
+        .database()
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM runs", [], |r| r.get(0))?))
+        .expect("count");
+    assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn runs_record_the_template_version_they_used() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let v1: PipelineSpec =
+        serde_json::from_value(json!({"jobs": {"a": {"plugin": "echo"}}})).expect("spec");
+    let v2: PipelineSpec =
+        serde_json::from_value(json!({"jobs": {"a": {"plugin": "echo"}, "b": {"plugin": "echo"}}}))
+            .expect("spec");
+    assert_eq!(
+        host.engine.create_template("greet", &v1).await.expect("v1"),
+        1
+    );
+    assert_eq!(
+        host.engine.create_template("greet", &v2).await.expect("v2"),
+        2
+    );
+    let submit = |version| Submission {
+        pipeline: PipelineSource::Template {
+            name: "greet".into(),
+            version,
+        },
+        input: json!({"hi": 1}),
+        story_id: Some("story-7".into()),
+    };
+    let latest = host.engine.submit(submit(None)).await.expect("latest");
+    let first = host.engine.submit(submit(Some(1))).await.expect("v1");
+    let latest = host
+        .engine
+        .wait(&latest, Duration::from_secs(30))
+        .await
+        .expect("ends");
+    let first = host
+        .engine
+        .wait(&first, Duration::from_secs(30))
+        .await
+        .expect("ends");
+    assert_eq!((latest.template_version, latest.jobs.len()), (Some(2), 2));
+    assert_eq!((first.template_version, first.jobs.len()), (Some(1), 1));
+    assert_eq!(first.story_id.as_deref(), Some("story-7"));
+}
