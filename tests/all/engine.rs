@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use warren::db::runs::{self, RunView};
 use warren::plugins::PluginRegistry;
-use warren::runtime::{Runtime, RuntimeConfig};
+use warren::runtime::Runtime;
 use warren::scheduler::model::{JobState, RunState};
 use warren::scheduler::spec::{PipelineSpec, SpecError};
 use warren::scheduler::{Engine, EngineConfig, EngineError, PipelineSource, Submission};
 
-use crate::support::{TEST_GUESTS_DIR, plugin_path};
+use crate::support::{TEST_GUESTS_DIR, plugin_path, runtime_config};
 
 struct EngineHost {
     _data: tempfile::TempDir,
@@ -23,7 +23,7 @@ struct EngineHost {
 impl EngineHost {
     async fn new(config: EngineConfig) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let runtime = Arc::new(Runtime::new(RuntimeConfig::new(data.path())).expect("runtime"));
+        let runtime = Arc::new(Runtime::new(runtime_config(data.path())).expect("runtime"));
         let plugins = PluginRegistry::default();
         for name in ["echo", "wordcount", "checksum"] {
             plugins.insert(runtime.load_file(&plugin_path(name)).expect("plugin"));

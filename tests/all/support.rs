@@ -19,6 +19,14 @@ pub fn guest_path(name: &str) -> PathBuf {
     Path::new(TEST_GUESTS_DIR).join(format!("{name}.wasm"))
 }
 
+/// A runtime config over `data_dir` whose compile cache is shared by every
+/// test, so each plugin is compiled once per test run, not once per test.
+pub fn runtime_config(data_dir: &Path) -> RuntimeConfig {
+    let mut config = RuntimeConfig::new(data_dir);
+    config.cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"));
+    config
+}
+
 /// A runtime over a fresh data directory, removed at the end of the test.
 pub struct TestHost {
     pub data: tempfile::TempDir,
@@ -28,7 +36,7 @@ pub struct TestHost {
 impl TestHost {
     pub fn new() -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let runtime = Runtime::new(RuntimeConfig::new(data.path())).expect("runtime");
+        let runtime = Runtime::new(runtime_config(data.path())).expect("runtime");
         Self { data, runtime }
     }
 

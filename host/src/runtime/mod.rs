@@ -33,17 +33,19 @@ pub struct RuntimeConfig {
     pub data_dir: PathBuf,
     pub engine: EngineSettings,
     pub durability: Durability,
-    /// Keep compiled components on disk (off only to measure cold compiles).
-    pub compile_cache: bool,
+    /// Where compiled components are kept (`DATA_DIR/cache` by default);
+    /// `None` compiles every load.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl RuntimeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            cache_dir: Some(data_dir.join("cache")),
+            data_dir,
             engine: EngineSettings::default(),
             durability: Durability::default(),
-            compile_cache: true,
         }
     }
 }
@@ -83,8 +85,7 @@ impl Runtime {
         crate::capabilities::add_to_linker(&mut linker)?;
 
         std::fs::create_dir_all(&config.data_dir)?;
-        let cache_dir = config.compile_cache.then(|| config.data_dir.join("cache"));
-        let cache = CompileCache::new(&engine, cache_dir)?;
+        let cache = CompileCache::new(&engine, config.cache_dir.clone())?;
         let services = Services {
             db: Arc::new(Database::open(
                 &config.data_dir.join("warren.db"),
