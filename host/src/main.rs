@@ -197,15 +197,9 @@ fn run_command(args: RunArgs) -> i32 {
         story_id: args.story,
         echo_log: !args.json,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match async_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::LIMIT_OR_TRAP;
-        }
+        Err(code) => return code,
     };
     let report = match runtime.block_on(run::run(options)) {
         Ok(report) => report,

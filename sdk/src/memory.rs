@@ -41,9 +41,16 @@ impl Memory {
         Ok(wit::delete(self.scope, key)?)
     }
 
-    /// Keys starting with `prefix`, in byte order.
+    /// Every key starting with `prefix`, in byte order.
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
-        Ok(wit::list_keys(self.scope, prefix)?)
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let page = wit::list_keys(self.scope, prefix, keys.last().map(String::as_str))?;
+            if page.is_empty() {
+                return Ok(keys);
+            }
+            keys.extend(page);
+        }
     }
 
     /// Reads a JSON value.

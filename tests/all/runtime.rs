@@ -101,6 +101,23 @@ async fn a_restarted_runtime_loads_compiled_plugins_from_the_cache() {
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
 }
 
+#[test]
+fn rejected_plugins_leave_nothing_in_the_cache() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(RuntimeConfig::new(data.path())).expect("runtime");
+    for guest in ["wasi-command", "unknown_import"] {
+        assert!(
+            runtime
+                .load_file(&crate::support::guest_path(guest))
+                .is_err()
+        );
+    }
+    let cached = std::fs::read_dir(data.path().join("cache"))
+        .expect("cache")
+        .count();
+    assert_eq!(cached, 0);
+}
+
 #[tokio::test]
 async fn a_damaged_cache_file_is_recompiled() {
     let data = tempfile::tempdir().expect("tempdir");

@@ -175,18 +175,31 @@ impl ArtifactsState {
         let dir =
             Dir::open_ambient_dir(out, ambient_authority()).map_err(ArtifactStoreError::from)?;
         let mut skipped = Vec::new();
-        self.collect_from(&dir, "", &mut skipped)?;
+        self.collect_from(&dir, "", 1, &mut skipped)?;
         Ok(skipped)
     }
 
+    /// Bounded walk: at most MAX_NAME_DEPTH levels (names deeper could not
+    /// be stored anyway) and MAX_ARTIFACTS_PER_ATTEMPT entries read.
     fn collect_from(
         &mut self,
         dir: &Dir,
         prefix: &str,
+        depth: usize,
         skipped: &mut Vec<String>,
     ) -> Result<(), ArtifactError> {
+        let too_deep = || ArtifactError::InvalidName {
+            name: prefix.chars().take(64).collect(),
+            reason: "too many `/`-separated parts",
+        };
+        if depth > MAX_NAME_DEPTH {
+            return Err(too_deep());
+        }
         let mut entries = Vec::new();
         for entry in dir.entries().map_err(ArtifactStoreError::from)? {
+            if entries.len() + self.produced.len() + skipped.len() >= MAX_ARTIFACTS_PER_ATTEMPT {
+                return Err(ArtifactError::TooMany);
+            }
             let entry = entry.map_err(ArtifactStoreError::from)?;
             entries.push(entry.file_name().to_string_lossy().into_owned());
         }
@@ -197,21 +210,17 @@ impl ArtifactsState {
             } else {
                 format!("{prefix}/{file_name}")
             };
-            let kind = dir
+            let metadata = dir
                 .symlink_metadata(&file_name)
-                .map_err(ArtifactStoreError::from)?
-                .file_type();
+                .map_err(ArtifactStoreError::from)?;
+            let kind = metadata.file_type();
             if kind.is_dir() {
                 let sub = dir.open_dir(&file_name).map_err(ArtifactStoreError::from)?;
-                self.collect_from(&sub, &name, skipped)?;
+                self.collect_from(&sub, &name, depth + 1, skipped)?;
             } else if kind.is_file() {
-                // Bounded: a file larger than what is left of the budget fails
-                // the whole collection instead of being read.
-                let size = dir
-                    .symlink_metadata(&file_name)
-                    .map_err(ArtifactStoreError::from)?
-                    .len();
-                if self.bytes_stored + size > self.grant.max_bytes {
+                // A file larger than what is left of the budget fails the
+                // collection before it is read.
+                if self.bytes_stored + metadata.len() > self.grant.max_bytes {
                     return Err(ArtifactError::TooManyBytes {
                         limit: self.grant.max_bytes,
                     });

@@ -15,6 +15,8 @@ use crate::runtime::PluginState;
 pub const MAX_REASON_BYTES: usize = 4 << 10;
 /// Longest progress summary, in bytes.
 pub const MAX_SUMMARY_BYTES: usize = 1 << 10;
+/// Largest input of a spawned job, in bytes.
+pub const MAX_SPAWN_INPUT_BYTES: usize = 1 << 20;
 
 /// A child job asked for by a guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,6 +101,11 @@ impl JobsState {
         if !(self.grant.plugin_exists)(&plugin) {
             return Err(HostError::NotFound(format!("no plugin named {plugin:?}")));
         }
+        if input.len() > MAX_SPAWN_INPUT_BYTES {
+            return Err(HostError::LimitExceeded(format!(
+                "a spawned job's input is at most {MAX_SPAWN_INPUT_BYTES} bytes"
+            )));
+        }
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&input) {
             return Err(HostError::Invalid(format!("input is not JSON: {e}")));
         }
@@ -118,8 +125,13 @@ impl JobsState {
     }
 }
 
+/// At most `max` bytes of `s`, cut at a character boundary.
 fn truncated(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 impl Host for JobsState {

@@ -58,6 +58,9 @@ pub struct CapturedLog {
     pub dropped_bytes: u64,
 }
 
+/// What a line costs against the log budget beyond its bytes.
+pub const LINE_OVERHEAD: usize = 32;
+
 /// Receives each line as it is logged (e.g. `warren run` prints them live).
 pub type LogSink = Arc<dyn Fn(&LogLine) + Send + Sync>;
 
@@ -140,14 +143,16 @@ impl LogBuffer {
     }
 
     fn push(&mut self, source: LogSource, level: LogLevel, message: &str) {
+        // Each line costs its bytes plus a fixed overhead, so a guest writing
+        // empty lines still fills the budget instead of growing the log.
         let room = self.max_bytes - self.kept_bytes;
-        if room == 0 {
+        if room <= LINE_OVERHEAD {
             self.captured.dropped_bytes += message.len() as u64;
             return;
         }
-        let kept = truncate_at_char_boundary(message, room);
+        let kept = truncate_at_char_boundary(message, room - LINE_OVERHEAD);
         self.captured.dropped_bytes += (message.len() - kept.len()) as u64;
-        self.kept_bytes += kept.len();
+        self.kept_bytes += kept.len() + LINE_OVERHEAD;
         let line = LogLine {
             at_ms: self.started.elapsed().as_millis() as u64,
             source,
@@ -162,7 +167,7 @@ impl LogBuffer {
     }
 
     fn write_stdio(&mut self, source: LogSource, bytes: &[u8]) {
-        if self.kept_bytes >= self.max_bytes {
+        if self.max_bytes - self.kept_bytes <= LINE_OVERHEAD {
             // Nothing more will be kept: skip the line splitting.
             self.captured.dropped_bytes += bytes.len() as u64;
             return;
@@ -357,7 +362,7 @@ mod tests {
 
     #[test]
     fn bytes_past_the_limit_are_counted_not_kept() {
-        let log = AttemptLog::new("t", 10, None);
+        let log = AttemptLog::new("t", LINE_OVERHEAD + 10, None);
         log.push(LogSource::Log, LogLevel::Info, "0123456789abcdef");
         log.push(LogSource::Log, LogLevel::Info, "more");
         log.write_stdio(LogSource::Stdout, b"and more\n");
@@ -365,6 +370,18 @@ mod tests {
         assert_eq!(captured.lines.len(), 1);
         assert_eq!(captured.lines[0].message, "0123456789");
         assert_eq!(captured.dropped_bytes, 6 + 4 + 9);
+    }
+
+    #[test]
+    fn empty_lines_cost_budget_too() {
+        let log = AttemptLog::new("t", 10 * LINE_OVERHEAD, None);
+        log.write_stdio(LogSource::Stdout, &[b'\n'; 10_000]);
+        let captured = log.finish();
+        assert_eq!(
+            captured.lines.len(),
+            9,
+            "the tenth line would not fit with its overhead"
+        );
     }
 
     #[test]

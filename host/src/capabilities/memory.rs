@@ -132,16 +132,18 @@ impl Host for MemoryState {
         &mut self,
         scope: Scope,
         prefix: String,
+        start_after: Option<String>,
     ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
         Ok((|| {
             let namespace = self.namespace(scope)?;
-            if prefix.len() > MAX_KEY_BYTES {
+            let too_long = |s: &str| s.len() > MAX_KEY_BYTES;
+            if too_long(&prefix) || start_after.as_deref().is_some_and(too_long) {
                 return Err(HostError::Invalid(format!(
-                    "prefixes are at most {MAX_KEY_BYTES} bytes"
+                    "prefixes and keys are at most {MAX_KEY_BYTES} bytes"
                 )));
             }
             self.db
-                .memory_keys(namespace, &prefix, MAX_LISTED_KEYS)
+                .memory_keys(namespace, &prefix, start_after.as_deref(), MAX_LISTED_KEYS)
                 .map_err(unavailable)
         })())
     }

@@ -8,6 +8,15 @@ use crate::plugins::is_valid_plugin_name;
 /// The SDK of the source tree this binary was built from.
 pub const BUNDLED_SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
 
+/// Names cargo refuses as package names.
+const RUST_KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+    "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "gen", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield", "test",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Template {
     Job,
@@ -35,7 +44,10 @@ pub fn scaffold(
     parent: &Path,
     sdk: Option<&Path>,
 ) -> Result<PathBuf, NewError> {
-    if !is_valid_plugin_name(name) {
+    // Cargo also wants a package name that starts with a letter and is not
+    // a Rust keyword.
+    let starts_with_letter = name.starts_with(|c: char| c.is_ascii_alphabetic());
+    if !is_valid_plugin_name(name) || !starts_with_letter || RUST_KEYWORDS.contains(&name) {
         return Err(NewError::BadName(name.to_owned()));
     }
     let sdk = sdk.map_or_else(|| PathBuf::from(BUNDLED_SDK_DIR), Path::to_path_buf);
@@ -82,9 +94,6 @@ fn type_name(name: &str) -> String {
             out.extend(first.to_uppercase());
             out.push_str(chars.as_str());
         }
-    }
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, 'P');
     }
     out
 }
@@ -213,16 +222,21 @@ mod tests {
     fn type_names_are_camel_case_identifiers() {
         assert_eq!(type_name("my-job"), "MyJob");
         assert_eq!(type_name("word_count"), "WordCount");
-        assert_eq!(type_name("9lives"), "P9lives");
+        assert_eq!(type_name("lives9"), "Lives9");
     }
 
     #[test]
     fn refuses_names_that_are_paths_and_existing_directories() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(
-            scaffold(Template::Job, "../evil", dir.path(), None),
-            Err(NewError::BadName(_))
-        ));
+        for bad in ["../evil", "9lives", "type", "fn"] {
+            assert!(
+                matches!(
+                    scaffold(Template::Job, bad, dir.path(), None),
+                    Err(NewError::BadName(_))
+                ),
+                "{bad}"
+            );
+        }
         scaffold(Template::Job, "demo", dir.path(), None).expect("first scaffold");
         assert!(matches!(
             scaffold(Template::Job, "demo", dir.path(), None),

@@ -167,6 +167,13 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         .collect();
     let mut children = Vec::new();
     while let Some((spawn, depth, parent, parent_output)) = queue.pop_front() {
+        if children.len() >= MAX_LOCAL_JOBS {
+            children.push(not_run(
+                spawn,
+                format!("a local run runs at most {MAX_LOCAL_JOBS} spawned jobs"),
+            ));
+            continue;
+        }
         let path = plugin_dir.join(format!("{}.wasm", spawn.plugin));
         let mut child_request = request.clone();
         child_request.job_id = spawn.job_id.clone();
@@ -183,20 +190,10 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         let plugin = match runtime.load_file(&path) {
             Ok(plugin) => plugin,
             Err(e) => {
-                children.push(JobReport {
-                    job_id: spawn.job_id,
-                    plugin: spawn.plugin,
-                    digest: String::new(),
-                    reason: Some(spawn.reason),
-                    output: None,
-                    error: Some(AttemptFailure::Host {
-                        message: format!("cannot load the spawned plugin: {e}"),
-                    }),
-                    usage: Usage::default(),
-                    artifacts: Vec::new(),
-                    progress: None,
-                    log: CapturedLog::default(),
-                });
+                children.push(not_run(
+                    spawn,
+                    format!("cannot load the spawned plugin: {e}"),
+                ));
                 continue;
             }
         };
@@ -217,6 +214,26 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         root,
         children,
     })
+}
+
+/// Spawned jobs a local run executes at most (the spawn tree could
+/// otherwise reach 16^4 jobs).
+pub const MAX_LOCAL_JOBS: usize = 256;
+
+/// The report of a spawned job that was not run.
+fn not_run(spawn: crate::capabilities::jobs::SpawnRequest, why: String) -> JobReport {
+    JobReport {
+        job_id: spawn.job_id,
+        plugin: spawn.plugin,
+        digest: String::new(),
+        reason: Some(spawn.reason),
+        output: None,
+        error: Some(AttemptFailure::Host { message: why }),
+        usage: Usage::default(),
+        artifacts: Vec::new(),
+        progress: None,
+        log: CapturedLog::default(),
+    }
 }
 
 fn report(
@@ -255,7 +272,21 @@ fn print_log_line(line: &LogLine) {
         crate::capabilities::log::LogSource::Stdout => " stdout",
         crate::capabilities::log::LogSource::Stderr => " stderr",
     };
-    eprintln!("[{level:>5}{source}] {}", line.message);
+    // Guest text is escaped so it cannot drive the terminal.
+    let message: String = line
+        .message
+        .chars()
+        .flat_map(|c| {
+            let escape = c.is_control() && c != '\t';
+            let escaped: Vec<char> = if escape {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    eprintln!("[{level:>5}{source}] {message}");
 }
 
 /// Human summary of a run on stderr, after the output went to stdout.

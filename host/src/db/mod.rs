@@ -139,7 +139,8 @@ impl Database {
         max_keys: u64,
     ) -> Result<bool, DbError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: take the write lock before reading the count.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM memory WHERE namespace = ?1 AND key = ?2)",
             params![namespace, key],
@@ -173,11 +174,13 @@ impl Database {
         Ok(deleted > 0)
     }
 
-    /// Keys of `namespace` starting with `prefix`, in byte order, at most `limit`.
+    /// Keys of `namespace` starting with `prefix` and after `start_after`,
+    /// in byte order, at most `limit`.
     pub fn memory_keys(
         &self,
         namespace: &str,
         prefix: &str,
+        start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, DbError> {
         let conn = self.conn();
@@ -185,10 +188,12 @@ impl Database {
         // the key's first bytes equal the prefix.
         let mut stmt = conn.prepare_cached(
             "SELECT key FROM memory WHERE namespace = ?1 AND key >= ?2 AND substr(key, 1, length(?2)) = ?2
-             ORDER BY key LIMIT ?3",
+             AND (?3 IS NULL OR key > ?3) ORDER BY key LIMIT ?4",
         )?;
         let keys = stmt
-            .query_map(params![namespace, prefix, limit as i64], |r| r.get(0))?
+            .query_map(params![namespace, prefix, start_after, limit as i64], |r| {
+                r.get(0)
+            })?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(keys)
     }
@@ -239,14 +244,21 @@ mod tests {
         }
         db.memory_set("run:2", "a_other", b"v", 10).expect("set");
         assert_eq!(
-            db.memory_keys("run:1", "a_", 10).expect("keys"),
+            db.memory_keys("run:1", "a_", None, 10).expect("keys"),
             vec!["a_1"]
         );
         assert_eq!(
-            db.memory_keys("run:1", "a", 10).expect("keys"),
+            db.memory_keys("run:1", "a", None, 10).expect("keys"),
             vec!["a%2", "a_1", "ab"]
         );
-        assert_eq!(db.memory_keys("run:1", "", 2).expect("keys").len(), 2);
+        assert_eq!(
+            db.memory_keys("run:1", "", None, 2).expect("keys"),
+            vec!["a%2", "a_1"]
+        );
+        assert_eq!(
+            db.memory_keys("run:1", "", Some("a_1"), 2).expect("keys"),
+            vec!["ab", "b"]
+        );
         assert!(db.memory_delete("run:1", "b").expect("delete"));
         assert!(!db.memory_delete("run:1", "b").expect("delete again"));
         assert_eq!(db.memory_get("run:2", "a_1").expect("get"), None);

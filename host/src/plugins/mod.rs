@@ -176,10 +176,14 @@ pub(crate) fn load_bytes(
     check_header(bytes)?;
     let digest = sha256_hex(bytes);
     let engine = runtime.engine();
-    let (component, cache) = runtime
-        .cache()
-        .load_or_compile(engine, &digest, bytes)
-        .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+    let (component, cache) = match runtime.cache().load(engine, &digest) {
+        Some(component) => (component, CacheOutcome::Hit),
+        None => {
+            let component = Component::new(engine, bytes)
+                .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+            (component, CacheOutcome::Compiled)
+        }
+    };
 
     let component_type = component.component_type();
     let imports: Vec<String> = component_type
@@ -199,6 +203,12 @@ pub(crate) fn load_bytes(
             AgentPre::new(pre).map_err(|e| PluginError::ContractMismatch(format!("{e:#}")))?,
         ),
     };
+    if cache == CacheOutcome::Compiled
+        && let Err(e) = runtime.cache().store(&digest, &component)
+    {
+        // The plugin still runs; the next load compiles again.
+        tracing::warn!(plugin = name, "could not cache the compiled plugin: {e:#}");
+    }
     let uses_filesystem = imports
         .iter()
         .any(|i| i.starts_with("wasi:filesystem/preopens@"));
@@ -286,15 +296,17 @@ fn is_compatible(version: &str) -> bool {
     major_minor(version) == major_minor(CONTRACT_VERSION)
 }
 
-/// Names the import the linker could not satisfy.
+/// Names the import the linker could not satisfy; an import Warren has
+/// but with other types is a contract mismatch instead.
 fn unsupported_import(error: &wasmtime::Error, imports: &[String]) -> PluginError {
     let message = format!("{error:#}");
-    let import = imports
-        .iter()
-        .find(|name| message.contains(name.as_str()))
-        .cloned()
-        .unwrap_or(message);
-    PluginError::UnsupportedImport { import }
+    let missing = message.contains("is missing");
+    match imports.iter().find(|name| message.contains(name.as_str())) {
+        Some(import) if missing => PluginError::UnsupportedImport {
+            import: import.clone(),
+        },
+        _ => PluginError::ContractMismatch(message),
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ use crate::capabilities::memory::{MemoryCtx, MemoryState};
 use crate::capabilities::wasi::{self, Scratch};
 use crate::plugins::{Plugin, PluginPre};
 
+/// Longest deadline honoured; longer ones are cut to this.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Fuel between forced yields (a few milliseconds of guest work).
 const FUEL_SLICE: u64 = 10_000_000;
 
@@ -247,7 +250,8 @@ impl Runtime {
             }
         };
 
-        let deadline = started + request.limits.timeout;
+        // Capped so a huge timeout cannot overflow the clock.
+        let deadline = started + request.limits.timeout.min(MAX_TIMEOUT);
         if self.settings().limits {
             // Cannot fail: fuel metering is on in this engine.
             let _ = store.set_fuel(request.limits.fuel);
@@ -345,7 +349,14 @@ impl Runtime {
         let state = PluginState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(request.limits.memory_bytes),
+            // Above the engine's maximum a grow would fail in the pool, not
+            // in the limiter, and be reported as a trap.
+            limiter: MemoryLimiter::new(
+                request
+                    .limits
+                    .memory_bytes
+                    .min(self.settings().max_memory_bytes),
+            ),
             log: log.clone(),
             memory: MemoryState::new(
                 self.services().db.clone(),

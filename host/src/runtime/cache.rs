@@ -36,29 +36,46 @@ impl CompileCache {
         Ok(Self { dir, engine_key })
     }
 
-    /// Returns the compiled component for `bytes` whose sha256 is `digest`.
+    /// Returns the compiled component for `bytes` whose sha256 is `digest`,
+    /// compiling and storing it on a miss.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         digest: &str,
         bytes: &[u8],
     ) -> anyhow::Result<(Component, CacheOutcome)> {
-        let Some(path) = self.path_for(digest) else {
-            return Ok((Component::new(engine, bytes)?, CacheOutcome::Compiled));
-        };
-        if path.is_file() {
-            match load_precompiled(engine, &path) {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                // A damaged or foreign file is replaced, not trusted.
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "ignoring cached component: {e:#}")
-                }
+        if let Some(component) = self.load(engine, digest) {
+            return Ok((component, CacheOutcome::Hit));
+        }
+        let component = Component::new(engine, bytes)?;
+        self.store(digest, &component)?;
+        Ok((component, CacheOutcome::Compiled))
+    }
+
+    /// The cached compilation of `digest`, if there is a usable one.
+    pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let path = self.path_for(digest)?;
+        if !path.is_file() {
+            return None;
+        }
+        match load_precompiled(engine, &path) {
+            Ok(component) => Some(component),
+            // A damaged or foreign file is replaced, not trusted.
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring cached component: {e:#}");
+                None
             }
         }
-        let serialized = engine.precompile_component(bytes)?;
-        write_atomically(&path, &serialized)?;
-        let component = load_precompiled(engine, &path)?;
-        Ok((component, CacheOutcome::Compiled))
+    }
+
+    /// Keeps a compiled component for the next load (nothing without a
+    /// cache directory). Callers store only components they accepted, so
+    /// rejected files do not fill the cache.
+    pub fn store(&self, digest: &str, component: &Component) -> anyhow::Result<()> {
+        let Some(path) = self.path_for(digest) else {
+            return Ok(());
+        };
+        write_atomically(&path, &component.serialize()?)
     }
 
     fn path_for(&self, digest: &str) -> Option<PathBuf> {

@@ -69,6 +69,8 @@ pub struct MemoryLimiter {
     /// Sum of the current sizes of every memory of the instance.
     current_total: u64,
     peak_total: u64,
+    /// The last growth approved, taken back if the engine then fails it.
+    last_growth: u64,
 }
 
 impl MemoryLimiter {
@@ -77,6 +79,7 @@ impl MemoryLimiter {
             limit,
             current_total: 0,
             peak_total: 0,
+            last_growth: 0,
         }
     }
 
@@ -104,7 +107,16 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         }
         self.current_total = total;
         self.peak_total = self.peak_total.max(total);
+        self.last_growth = growth;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The engine refused a growth this limiter had approved (a module's
+        // own maximum, the pool's slot size): it never happened.
+        self.current_total = self.current_total.saturating_sub(self.last_growth);
+        self.last_growth = 0;
+        Ok(())
     }
 
     fn table_growing(

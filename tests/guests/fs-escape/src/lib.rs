@@ -81,6 +81,10 @@ impl Job for FsEscape {
         };
         record("symlink_relative", relative_link);
 
+        // The host planted `/in/link.txt` pointing at the canary.
+        record("read_in_symlink", outcome(std::fs::read_to_string("/in/link.txt")));
+        record("write_in_symlink", outcome(std::fs::write("/in/link.txt", "pwned")));
+
         // Inputs are read-only.
         record("write_in_new", outcome(std::fs::write("/in/new.txt", "pwned")));
         record("write_in_existing", outcome(std::fs::write("/in/input.txt", "pwned")));
