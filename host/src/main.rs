@@ -37,11 +37,84 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Run pipelines (job graphs) durably in this process.
+    Pipeline {
+        #[command(subcommand)]
+        command: PipelineCommand,
+    },
     /// Measure Warren against baselines in the same run.
     Bench {
         #[command(subcommand)]
         suite: BenchSuite,
     },
+}
+
+#[derive(Subcommand)]
+enum PipelineCommand {
+    /// Submit the pipeline in FILE and run it to the end.
+    ///
+    /// Exit codes: 0 the run completed, 1 it failed, 2 it was cancelled or
+    /// the host failed, 3 invalid pipeline or bad usage.
+    Run {
+        /// The pipeline, JSON.
+        file: PathBuf,
+        /// The run's input (JSON, or `@file`).
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Story id: scopes story memory.
+        #[arg(long)]
+        story: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Print the run as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish the runs an earlier process left unfinished.
+    Resume {
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Print the runs as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// Folder of plugins (`NAME.wasm`) the pipeline may name.
+    #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+    plugins_dir: PathBuf,
+    /// Where Warren keeps its database, artifacts and compile cache.
+    #[arg(long, default_value = "warren-data")]
+    data_dir: PathBuf,
+    /// `normal`: a commit survives a crash of the process; `full`: it also
+    /// survives power loss, at a cost per commit.
+    #[arg(long, default_value = "normal")]
+    durability: DurabilityArg,
+    /// Attempts running at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Normal,
+    Full,
+}
+
+impl EngineArgs {
+    fn options(&self) -> warren::cli::pipeline::EngineOptions {
+        warren::cli::pipeline::EngineOptions {
+            plugins_dir: self.plugins_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            durability: match self.durability {
+                DurabilityArg::Normal => warren::db::Durability::Normal,
+                DurabilityArg::Full => warren::db::Durability::Full,
+            },
+            concurrency: self.concurrency,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -128,6 +201,7 @@ fn main() {
             sdk,
         } => new_command(kind, &name, &dir, sdk.as_deref()),
         Command::Bench { suite } => bench_command(suite),
+        Command::Pipeline { command } => pipeline_command(command),
     };
     std::process::exit(code);
 }
@@ -140,6 +214,61 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, i32> {
             eprintln!("error: cannot start the async runtime: {e}");
             exit::LIMIT_OR_TRAP
         })
+}
+
+fn pipeline_command(command: PipelineCommand) -> i32 {
+    use warren::cli::pipeline;
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let (runs, json) = match command {
+        PipelineCommand::Run {
+            file,
+            input,
+            story,
+            engine,
+            json,
+        } => {
+            let input = match run::read_input(&input).map(|text| serde_json::from_str(&text)) {
+                Ok(Ok(input)) => input,
+                Ok(Err(e)) => {
+                    eprintln!("error: --input: {e}");
+                    return exit::INVALID;
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return e.exit_code();
+                }
+            };
+            let result = runtime.block_on(pipeline::run(&engine.options(), &file, input, story));
+            (result.map(|run| vec![run]), json)
+        }
+        PipelineCommand::Resume { engine, json } => {
+            (runtime.block_on(pipeline::resume(&engine.options())), json)
+        }
+    };
+    let runs = match runs {
+        Ok(runs) => runs,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    for run in &runs {
+        if json {
+            match serde_json::to_string(run) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("error: cannot print the run: {e}"),
+            }
+        } else {
+            pipeline::print_summary(run);
+        }
+    }
+    runs.iter()
+        .map(pipeline::exit_code)
+        .max()
+        .unwrap_or(exit::SUCCESS)
 }
 
 fn bench_command(suite: BenchSuite) -> i32 {

@@ -2,6 +2,7 @@
 //! and the real `warren` binary.
 
 mod cli;
+mod crash;
 mod engine;
 mod hostile;
 mod runtime;

@@ -1,6 +1,7 @@
 //! What the `warren` commands do; `main.rs` only parses the command line.
 
 pub mod new;
+pub mod pipeline;
 pub mod run;
 
 /// Process exit codes of `warren run` (and of bad usage everywhere).

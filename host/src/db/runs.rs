@@ -356,6 +356,15 @@ fn run_state(text: &str) -> Result<RunState, DbError> {
     RunState::parse(text).ok_or_else(|| DbError::Corrupt(format!("run state {text:?}")))
 }
 
+/// Ids of the runs not in a terminal state, oldest first.
+pub fn active_run_ids(conn: &Connection) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id FROM runs WHERE state IN ('pending', 'running') ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Every run not in a terminal state.
 pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
     let mut runs = Vec::new();

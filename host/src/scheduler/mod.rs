@@ -289,6 +289,11 @@ impl Engine {
         answer.await.map_err(|_| EngineError::Stopped)
     }
 
+    /// Ids of the runs not yet ended, oldest first.
+    pub fn active_runs(&self) -> Result<Vec<String>, EngineError> {
+        Ok(self.db.read(runs::active_run_ids)?)
+    }
+
     /// The run as stored now.
     pub fn run(&self, run_id: &str) -> Result<Option<RunView>, EngineError> {
         Ok(self.db.read(|conn| runs::get_run(conn, run_id))?)
