@@ -93,7 +93,7 @@ struct EngineArgs {
     #[arg(long, default_value = "normal")]
     durability: DurabilityArg,
     /// Attempts running at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = warren::scheduler::DEFAULT_CONCURRENCY)]
     concurrency: usize,
 }
 
@@ -129,6 +129,25 @@ enum BenchSuite {
         #[arg(long, default_value_t = 5000)]
         iterations: usize,
         /// Folder with echo.wasm, checksum.wasm, primes.wasm and wordcount.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
+    /// The durable engine: a fan-out of no-op jobs against raw wasmtime,
+    /// and a chain of sequential jobs, with durability normal and full.
+    Engine {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Jobs of the fan-out run.
+        #[arg(long, default_value_t = 10_000)]
+        fanout: usize,
+        /// Jobs of the chain run.
+        #[arg(long, default_value_t = 200)]
+        chain: usize,
+        /// Attempts running at once.
+        #[arg(long, default_value_t = warren::scheduler::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+        /// Folder with echo.wasm.
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
@@ -272,21 +291,40 @@ fn pipeline_command(command: PipelineCommand) -> i32 {
 }
 
 fn bench_command(suite: BenchSuite) -> i32 {
-    let BenchSuite::Runtime {
-        json,
-        iterations,
-        plugins_dir,
-    } = suite;
-    let options = warren::bench::runtime::RuntimeBenchOptions {
-        plugins_dir,
-        iterations,
-        ..Default::default()
-    };
     let runtime = match async_runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(warren::bench::runtime::run(&options)) {
+    let (measured, json) = match suite {
+        BenchSuite::Runtime {
+            json,
+            iterations,
+            plugins_dir,
+        } => {
+            let options = warren::bench::runtime::RuntimeBenchOptions {
+                plugins_dir,
+                iterations,
+                ..Default::default()
+            };
+            (runtime.block_on(warren::bench::runtime::run(&options)), json)
+        }
+        BenchSuite::Engine {
+            json,
+            fanout,
+            chain,
+            concurrency,
+            plugins_dir,
+        } => {
+            let options = warren::bench::engine::EngineBenchOptions {
+                plugins_dir,
+                fanout_jobs: fanout,
+                chain_jobs: chain,
+                concurrency,
+            };
+            (runtime.block_on(warren::bench::engine::run(&options)), json)
+        }
+    };
+    match measured {
         Ok(measurements) => {
             warren::bench::print(&measurements, json);
             exit::SUCCESS

@@ -1,8 +1,11 @@
 //! `warren bench`: programs that measure, each against a baseline measured
 //! in the same run, and print a table or one JSON object per line.
 
+mod raw;
+pub mod engine;
 pub mod runtime;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -36,6 +39,13 @@ impl Measurement {
         self.ratio = (baseline > 0.0).then(|| self.value / baseline);
         self
     }
+}
+
+/// A fresh temporary folder for one benchmark run.
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("warren-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// Prints measurements as JSON lines or as a table.

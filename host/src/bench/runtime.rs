@@ -7,12 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use wasmtime::Store;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
+use super::raw::RawWasmtime;
 use super::{Measurement, Samples, micros, millis};
-use crate::bindings::{JobPre, types};
 use crate::runtime::{AttemptRequest, CompileCache, EngineSettings, Runtime, RuntimeConfig};
 
 #[derive(Debug, Clone)]
@@ -44,7 +40,7 @@ const CHECKSUM_INPUT: &str = r#"{"text":"warren","rounds":100000}"#;
 const PRIMES_INPUT: &str = r#"{"limit":2000000}"#;
 
 pub async fn run(options: &RuntimeBenchOptions) -> anyhow::Result<Vec<Measurement>> {
-    let data = tempdir()?;
+    let data = super::tempdir()?;
     let runtime = Runtime::new(RuntimeConfig::new(&data))?;
     let echo_path = options.plugins_dir.join("echo.wasm");
     let echo = runtime
@@ -55,7 +51,7 @@ pub async fn run(options: &RuntimeBenchOptions) -> anyhow::Result<Vec<Measuremen
     // Interleaved rounds, so drift on the machine hits both sides alike.
     let mut warren_samples = Vec::with_capacity(options.iterations);
     let mut raw_samples = Vec::with_capacity(options.iterations);
-    let raw = RawWasmtime::new(&runtime, &echo_path)?;
+    let raw = RawWasmtime::new(&runtime, &echo_path, ECHO_INPUT)?;
     for _ in 0..200 {
         warren_call(&runtime, &echo).await?;
         raw.call().await?;
@@ -123,12 +119,6 @@ pub async fn run(options: &RuntimeBenchOptions) -> anyhow::Result<Vec<Measuremen
     Ok(results)
 }
 
-fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("warren-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 async fn warren_call(runtime: &Runtime, plugin: &crate::plugins::Plugin) -> anyhow::Result<()> {
     let outcome = runtime
         .run_attempt(plugin, AttemptRequest::new("echo", ECHO_INPUT))
@@ -136,74 +126,6 @@ async fn warren_call(runtime: &Runtime, plugin: &crate::plugins::Plugin) -> anyh
     match outcome.result {
         Ok(output) if output == ECHO_INPUT => Ok(()),
         other => anyhow::bail!("echo through Warren returned {other:?}"),
-    }
-}
-
-/// The floor: the same engine and component, a store holding only WASI,
-/// Warren's imports replaced by traps (echo calls none of them).
-struct RawWasmtime {
-    engine: wasmtime::Engine,
-    pre: JobPre<RawState>,
-    limits: bool,
-}
-
-struct RawState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for RawState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl RawWasmtime {
-    fn new(runtime: &Runtime, path: &Path) -> anyhow::Result<Self> {
-        let engine = runtime.engine().clone();
-        let component = Component::from_file(&engine, path)?;
-        let mut linker: Linker<RawState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        linker.define_unknown_imports_as_traps(&component)?;
-        let pre = JobPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(Self {
-            engine,
-            pre,
-            limits: runtime.settings().limits,
-        })
-    }
-
-    async fn call(&self) -> anyhow::Result<()> {
-        let state = RawState {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        if self.limits {
-            store.set_fuel(u64::MAX)?;
-            store.set_epoch_deadline(u64::MAX / 2);
-        }
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        let ctx = types::JobContext {
-            run_id: "run".into(),
-            job_id: "job".into(),
-            job_name: "echo".into(),
-            attempt: 1,
-            story_id: None,
-            input: ECHO_INPUT.into(),
-            upstream: Vec::new(),
-        };
-        match instance
-            .warren_plugin_job_handler()
-            .call_run(&mut store, &ctx)
-            .await?
-        {
-            Ok(output) if output == ECHO_INPUT => Ok(()),
-            other => anyhow::bail!("raw echo returned {other:?}"),
-        }
     }
 }
 

@@ -24,6 +24,11 @@ use crate::runtime::{Limits, Runtime};
 use model::{JobState, RunState};
 use spec::{PipelineSpec, SpecError};
 
+/// Attempts running at once by default. Enough to keep the database
+/// writer and the guests busy at the same time; each needs one pooled
+/// instance slot (256 by default).
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -42,7 +47,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            max_concurrent_jobs: 16,
+            max_concurrent_jobs: DEFAULT_CONCURRENCY,
             default_limits: Limits::default(),
             limit_ceiling: Limits {
                 fuel: 1_000_000_000_000,
