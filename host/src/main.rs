@@ -306,7 +306,10 @@ fn bench_command(suite: BenchSuite) -> i32 {
                 iterations,
                 ..Default::default()
             };
-            (runtime.block_on(warren::bench::runtime::run(&options)), json)
+            (
+                runtime.block_on(warren::bench::runtime::run(&options)),
+                json,
+            )
         }
         BenchSuite::Engine {
             json,

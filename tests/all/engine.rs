@@ -379,8 +379,8 @@ async fn every_state_change_is_in_the_append_only_history() {
         transitions,
         [
             (None, "pending", "run"),
-            (None, "pending", "job"),
-            (Some("pending"), "ready", "job"),
+            // A job that needs nothing is ready from the start.
+            (None, "ready", "job"),
             (Some("pending"), "running", "run"),
             (Some("ready"), "running", "job"),
             (Some("running"), "completed", "job"),

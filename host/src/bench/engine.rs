@@ -58,7 +58,11 @@ pub async fn run(options: &EngineBenchOptions) -> anyhow::Result<Vec<Measurement
         raw.call().await?;
     }
     let raw_per_second = calls as f64 / started.elapsed().as_secs_f64();
-    results.push(Measurement::new("raw_wasmtime_echo_calls_per_s", raw_per_second, "1/s"));
+    results.push(Measurement::new(
+        "raw_wasmtime_echo_calls_per_s",
+        raw_per_second,
+        "1/s",
+    ));
     drop(raw);
     drop(raw_runtime);
 
@@ -78,12 +82,18 @@ pub async fn run(options: &EngineBenchOptions) -> anyhow::Result<Vec<Measurement
         )
         .await?;
 
-        let fanout = pipeline((0..options.fanout_jobs).map(|i| (format!("j{i}"), json!({"plugin": "echo"}))))?;
+        let fanout = pipeline(
+            (0..options.fanout_jobs).map(|i| (format!("j{i}"), json!({"plugin": "echo"}))),
+        )?;
         let elapsed = run_to_end(&engine, fanout).await?;
         let per_second = options.fanout_jobs as f64 / elapsed.as_secs_f64();
         results.push(
-            Measurement::new(&format!("fanout_{}_noop_jobs_{label}", options.fanout_jobs), per_second, "1/s")
-                .against(raw_per_second),
+            Measurement::new(
+                &format!("fanout_{}_noop_jobs_{label}", options.fanout_jobs),
+                per_second,
+                "1/s",
+            )
+            .against(raw_per_second),
         );
 
         let chain = pipeline((0..options.chain_jobs).map(|i| {
@@ -104,7 +114,9 @@ pub async fn run(options: &EngineBenchOptions) -> anyhow::Result<Vec<Measurement
     Ok(results)
 }
 
-fn pipeline(jobs: impl Iterator<Item = (String, serde_json::Value)>) -> anyhow::Result<PipelineSpec> {
+fn pipeline(
+    jobs: impl Iterator<Item = (String, serde_json::Value)>,
+) -> anyhow::Result<PipelineSpec> {
     let jobs: serde_json::Map<String, serde_json::Value> = jobs.collect();
     Ok(serde_json::from_value(json!({ "jobs": jobs }))?)
 }
@@ -122,6 +134,10 @@ async fn run_to_end(engine: &Engine, spec: PipelineSpec) -> anyhow::Result<Durat
         .await?;
     let run = engine.wait(&run_id, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed();
-    anyhow::ensure!(run.state == RunState::Completed, "the benchmark run ended {}", run.state);
+    anyhow::ensure!(
+        run.state == RunState::Completed,
+        "the benchmark run ended {}",
+        run.state
+    );
     Ok(elapsed)
 }

@@ -1,8 +1,8 @@
 //! `warren bench`: programs that measure, each against a baseline measured
 //! in the same run, and print a table or one JSON object per line.
 
-mod raw;
 pub mod engine;
+mod raw;
 pub mod runtime;
 
 use std::path::PathBuf;

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context as _;
 use super::raw::RawWasmtime;
 use super::{Measurement, Samples, micros, millis};
 use crate::runtime::{AttemptRequest, CompileCache, EngineSettings, Runtime, RuntimeConfig};
+use anyhow::Context as _;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeBenchOptions {

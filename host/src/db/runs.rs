@@ -122,10 +122,18 @@ fn event(
     Ok(())
 }
 
-/// Writes `changes` in order, in the caller's transaction.
+/// Writes `changes` in order, in the caller's transaction. A job that
+/// changes state several times in one batch (ready, then running) gets one
+/// row update with its last state, and one event per change.
 pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
     let at = now_ms();
-    for change in changes {
+    let mut last_update: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, change) in changes.iter().enumerate() {
+        if let Change::JobState { job_id, .. } = change {
+            last_update.insert(job_id, index);
+        }
+    }
+    for (index, change) in changes.iter().enumerate() {
         match change {
             Change::InsertRun(run) => {
                 conn.prepare_cached(
@@ -162,7 +170,24 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     "INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, parent_job_id, spawn_reason, depth, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
                 )?;
+                // Jobs of a run mostly share their settings: serialize each
+                // distinct value once (this runs on the writer thread).
+                let mut settings: Option<(RetryPolicy, Limits, String, String)> = None;
                 for job in jobs {
+                    let fresh = settings.as_ref().is_none_or(|(retry, limits, _, _)| {
+                        *retry != job.retry || *limits != job.limits
+                    });
+                    if fresh {
+                        settings = Some((
+                            job.retry,
+                            job.limits.clone(),
+                            json(&job.retry)?,
+                            json(&job.limits)?,
+                        ));
+                    }
+                    let Some((_, _, retry_json, limits_json)) = &settings else {
+                        continue;
+                    };
                     insert.execute(params![
                         job.id,
                         run_id,
@@ -170,8 +195,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         job.plugin,
                         job.input,
                         job.state.as_str(),
-                        json(&job.retry)?,
-                        json(&job.limits)?,
+                        retry_json,
+                        limits_json,
                         job.parent_job_id,
                         job.spawn_reason,
                         job.depth,
@@ -232,11 +257,15 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 output,
                 error,
             } => {
-                conn.prepare_cached(
-                    "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
-                     error = ?6, updated_at = ?7 WHERE id = ?1",
-                )?
-                .execute(params![job_id, to.as_str(), attempts, ready_at, output, error, at])?;
+                // Only the last state change of a job in this batch is written
+                // to its row; none before it carries an output or an error.
+                if last_update.get(job_id.as_str()) == Some(&index) {
+                    conn.prepare_cached(
+                        "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
+                         error = ?6, updated_at = ?7 WHERE id = ?1",
+                    )?
+                    .execute(params![job_id, to.as_str(), attempts, ready_at, output, error, at])?;
+                }
                 event(
                     conn,
                     at,

@@ -242,7 +242,12 @@ impl Engine {
                     .input
                     .as_ref()
                     .map_or_else(|| input.clone(), Value::to_string),
-                state: JobState::Pending,
+                // Jobs that need nothing are ready from the start.
+                state: if job.needs.is_empty() {
+                    JobState::Ready
+                } else {
+                    JobState::Pending
+                },
                 retry: job.retry,
                 limits: job.limits.resolve(&self.config.default_limits),
                 parent_job_id: None,

@@ -89,6 +89,9 @@ impl ActiveRun {
             if job.parent_job_id.is_some() {
                 self.spawned += 1;
             }
+            if job.state == JobState::Ready {
+                self.ready.push_back(index);
+            }
             self.jobs.push(Node {
                 id: job.id.clone(),
                 name: job.name.clone(),

@@ -184,8 +184,8 @@ impl Scheduler {
                 .get_mut(&run_id)
                 .ok_or_else(|| DbError::NotFound(run_id.clone()))?;
             for index in 0..run.jobs.len() {
+                // Ready jobs were queued when the graph was built.
                 match run.jobs[index].state {
-                    JobState::Ready => run.ready.push_back(index),
                     JobState::Pending => {
                         if let Some(at) = run.jobs[index].not_before {
                             self.timers.push(Reverse((at, run_id.clone(), index)));

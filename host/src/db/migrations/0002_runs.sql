@@ -41,9 +41,9 @@ CREATE TABLE jobs (
     error         TEXT,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
+    -- Also the index for a run's jobs.
     UNIQUE (run_id, name)
 );
-CREATE INDEX jobs_by_run ON jobs (run_id);
 
 CREATE TABLE job_deps (
     job_id     TEXT NOT NULL REFERENCES jobs (id),
@@ -65,9 +65,9 @@ CREATE TABLE attempts (
     fuel_consumed     INTEGER,
     peak_memory_bytes INTEGER,
     wall_time_us      INTEGER,
+    -- Also the index for a job's attempts (recovery goes through jobs).
     UNIQUE (job_id, number)
 );
-CREATE INDEX attempts_by_state ON attempts (state);
 
 CREATE TABLE artifacts (
     job_id TEXT NOT NULL REFERENCES jobs (id),
