@@ -25,7 +25,15 @@ impl EngineHost {
         let data = tempfile::tempdir().expect("tempdir");
         let runtime = Arc::new(Runtime::new(runtime_config(data.path())).expect("runtime"));
         let plugins = PluginRegistry::default();
-        for name in ["echo", "wordcount", "checksum"] {
+        for name in [
+            "echo",
+            "wordcount",
+            "checksum",
+            "planner",
+            "dev",
+            "tester",
+            "report",
+        ] {
             plugins.insert(runtime.load_file(&plugin_path(name)).expect("plugin"));
         }
         for name in ["toolbox", "spin_forever"] {
@@ -460,4 +468,92 @@ async fn runs_record_the_template_version_they_used() {
     assert_eq!((latest.template_version, latest.jobs.len()), (Some(2), 2));
     assert_eq!((first.template_version, first.jobs.len()), (Some(1), 1));
     assert_eq!(first.story_id.as_deref(), Some("story-7"));
+}
+
+/// The example in `examples/pipelines`: a flaky dev job retried, a tester
+/// whose first check fails and spawns a fix (which spawns a re-check), a
+/// report that waits for all of it, and an alert that is skipped.
+#[tokio::test]
+async fn the_example_pipeline_closes_its_feedback_loop() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/pipelines/build-and-check.json"
+    );
+    let pipeline: Value =
+        serde_json::from_str(&std::fs::read_to_string(example).expect("example")).expect("json");
+    let id = host
+        .submit(pipeline, json!({"goal": "a word counter"}))
+        .await
+        .expect("submitted");
+    let run = host
+        .engine
+        .wait(&id, Duration::from_secs(60))
+        .await
+        .expect("ends");
+    assert_eq!(run.state, RunState::Completed, "{:#?}", run.jobs);
+
+    assert_eq!(job(&run, "plan").state, JobState::Completed);
+    assert_eq!(
+        job(&run, "dev").attempts,
+        2,
+        "the flaky first attempt was retried"
+    );
+    let test = job(&run, "test");
+    assert_eq!(
+        test.output.as_ref().map(|o| o["passed"].clone()),
+        Some(json!(false))
+    );
+    let fix = run
+        .jobs
+        .iter()
+        .find(|j| j.plugin == "dev" && j.depth == 1)
+        .expect("spawned fix");
+    assert_eq!(fix.parent_job_id.as_deref(), Some(test.id.as_str()));
+    assert_eq!(
+        fix.spawn_reason.as_deref(),
+        Some("check failed: empty input is not handled")
+    );
+    assert_eq!(
+        fix.output.as_ref().map(|o| o["revision"].clone()),
+        Some(json!(2)),
+        "run memory counted revisions"
+    );
+    let retest = run
+        .jobs
+        .iter()
+        .find(|j| j.plugin == "tester" && j.depth == 2)
+        .expect("spawned re-check");
+    assert_eq!(retest.parent_job_id.as_deref(), Some(fix.id.as_str()));
+    assert_eq!(
+        retest.output.as_ref().map(|o| o["passed"].clone()),
+        Some(json!(true))
+    );
+
+    let report = job(&run, "report");
+    let waited_for: Vec<&str> = report
+        .output
+        .as_ref()
+        .and_then(|o| o["jobs"].as_array())
+        .expect("jobs")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        waited_for,
+        [test.name.as_str(), fix.name.as_str(), retest.name.as_str()]
+    );
+    let report_artifacts = host
+        .engine
+        .database()
+        .read(|c| runs::job_artifacts(c, &report.id))
+        .expect("artifacts");
+    assert_eq!(
+        report_artifacts
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>(),
+        ["report.md"]
+    );
+    assert_eq!(job(&run, "alert").state, JobState::Skipped);
 }
