@@ -162,7 +162,7 @@ enum NewKind {
 #[derive(clap::Args)]
 struct RunArgs {
     /// The plugin's `.wasm` file, or the name of a first-party plugin (echo,
-    /// wordcount, checksum, primes).
+    /// wordcount, checksum, primes, planner, dev, tester, report).
     plugin: PathBuf,
     /// JSON input, or `@file` to read it from a file.
     #[arg(long, default_value = "{}")]
