@@ -83,7 +83,8 @@ pub enum Change {
         plugin_digest: String,
     },
     FinishAttempt {
-        attempt_id: String,
+        job_id: String,
+        number: u32,
         succeeded: bool,
         error: Option<String>,
         log: String,
@@ -289,18 +290,20 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 .execute(params![attempt_id, job_id, number, plugin_digest, at])?;
             }
             Change::FinishAttempt {
-                attempt_id,
+                job_id,
+                number,
                 succeeded,
                 error,
                 log,
                 usage,
             } => {
                 conn.prepare_cached(
-                    "UPDATE attempts SET state = ?2, finished_at = ?3, error = ?4, log = ?5, fuel_consumed = ?6,
-                     peak_memory_bytes = ?7, wall_time_us = ?8 WHERE id = ?1",
+                    "UPDATE attempts SET state = ?3, finished_at = ?4, error = ?5, log = ?6, fuel_consumed = ?7,
+                     peak_memory_bytes = ?8, wall_time_us = ?9 WHERE job_id = ?1 AND number = ?2",
                 )?
                 .execute(params![
-                    attempt_id,
+                    job_id,
+                    number,
                     if *succeeded { "succeeded" } else { "failed" },
                     at,
                     error,

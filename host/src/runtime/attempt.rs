@@ -31,6 +31,8 @@ pub const DEFAULT_MAX_SPAWN_DEPTH: u32 = 4;
 /// What to run and under which limits.
 #[derive(Clone)]
 pub struct AttemptRequest {
+    /// Names this attempt in logs, scratch directories and the database.
+    pub attempt_id: String,
     pub run_id: String,
     pub job_id: String,
     pub job_name: String,
@@ -60,6 +62,7 @@ impl AttemptRequest {
     /// A first attempt of a one-job run with fresh ids and default limits.
     pub fn new(job_name: impl Into<String>, input: impl Into<String>) -> Self {
         Self {
+            attempt_id: uuid::Uuid::new_v4().to_string(),
             run_id: uuid::Uuid::new_v4().to_string(),
             job_id: uuid::Uuid::new_v4().to_string(),
             job_name: job_name.into(),
@@ -225,7 +228,7 @@ impl Runtime {
     /// Runs one attempt of `plugin`. Never panics because of the guest: every
     /// way the guest can end is an [`AttemptOutcome`].
     pub async fn run_attempt(&self, plugin: &Plugin, request: AttemptRequest) -> AttemptOutcome {
-        let attempt_id = uuid::Uuid::new_v4().to_string();
+        let attempt_id = request.attempt_id.clone();
         let started = Instant::now();
         let log = AttemptLog::new(
             &attempt_id,

@@ -31,7 +31,6 @@ pub(crate) struct Node {
     pub artifacts: Vec<Artifact>,
     /// Set while an attempt runs; raising it stops the attempt.
     pub cancel: Option<Arc<AtomicBool>>,
-    pub attempt_id: Option<String>,
     /// Spawn budget reserved for the running attempt.
     pub spawn_reserved: u32,
 }
@@ -108,7 +107,6 @@ impl ActiveRun {
                 output: None,
                 artifacts: Vec::new(),
                 cancel: None,
-                attempt_id: None,
                 spawn_reserved: 0,
             });
         }

@@ -156,7 +156,6 @@ impl Scheduler {
                 };
                 let attempt = self.runs[&run_id].jobs[job].attempts;
                 if let Some(run) = self.runs.get_mut(&run_id) {
-                    run.jobs[job].attempt_id = Some(attempt_id.clone());
                     run.running += 1;
                 }
                 self.running += 1;
@@ -432,10 +431,6 @@ impl Scheduler {
         run.running = run.running.saturating_sub(1);
         let node = &mut run.jobs[job];
         node.cancel = None;
-        let attempt_id = node
-            .attempt_id
-            .take()
-            .unwrap_or_else(|| outcome.attempt_id.clone());
         // Spawn budget the attempt reserved but did not use goes back.
         let unused = node
             .spawn_reserved
@@ -445,7 +440,8 @@ impl Scheduler {
 
         let fx = &mut self.effects;
         fx.changes.push(Change::FinishAttempt {
-            attempt_id,
+            job_id: run.jobs[job].id.clone(),
+            number: attempt,
             succeeded: outcome.result.is_ok(),
             error: outcome
                 .result
@@ -684,7 +680,6 @@ fn start_job(
     let node = &mut run.jobs[job];
     node.attempts += 1;
     let attempt_id = uuid::Uuid::new_v4().to_string();
-    node.attempt_id = Some(attempt_id.clone());
     let cancel = Arc::new(AtomicBool::new(false));
     node.cancel = Some(cancel.clone());
     node.spawn_reserved = node.limits.max_spawned_jobs.min(remaining_spawns);
@@ -702,7 +697,7 @@ fn start_job(
     ));
     let node = &run.jobs[job];
     fx.changes.push(Change::StartAttempt {
-        attempt_id,
+        attempt_id: attempt_id.clone(),
         job_id: node.id.clone(),
         number: node.attempts,
         plugin_digest: plugin.digest().to_owned(),
@@ -728,6 +723,7 @@ fn start_job(
     limits.max_spawned_jobs = reserved;
     let plugins = plugins.clone();
     let request = AttemptRequest {
+        attempt_id,
         run_id: run.id.clone(),
         job_id: node.id.clone(),
         job_name: node.name.clone(),

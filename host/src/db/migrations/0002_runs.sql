@@ -52,8 +52,9 @@ CREATE TABLE job_deps (
     PRIMARY KEY (job_id, depends_on)
 );
 
+-- Attempts are found by (job, number); the id is only shown.
 CREATE TABLE attempts (
-    id                TEXT PRIMARY KEY,
+    id                TEXT NOT NULL,
     job_id            TEXT NOT NULL REFERENCES jobs (id),
     number            INTEGER NOT NULL,
     state             TEXT NOT NULL,
@@ -86,8 +87,10 @@ CREATE TABLE artifact_uses (
     FOREIGN KEY (producer_job_id, name) REFERENCES artifacts (job_id, name)
 );
 
+-- Rows are never deleted, so rowids only grow (no AUTOINCREMENT, whose
+-- bookkeeping costs a write per event).
 CREATE TABLE events (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         INTEGER PRIMARY KEY,
     at         INTEGER NOT NULL,
     run_id     TEXT NOT NULL,
     job_id     TEXT,
