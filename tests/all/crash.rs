@@ -47,7 +47,13 @@ fn engine_args<'a>(data: &'a Path, plugins: &'a Path) -> Vec<&'a std::ffi::OsStr
 }
 
 fn count(conn: &Connection, sql: &str) -> i64 {
-    conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+    conn.query_row(sql, [], |r| r.get(0)).expect("count query")
+}
+
+/// While the first process may still be creating the database.
+fn count_if_ready(path: &Path, sql: &str) -> Option<i64> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.query_row(sql, [], |r| r.get(0)).ok()
 }
 
 #[test]
@@ -73,11 +79,11 @@ fn a_killed_host_finishes_the_run_on_restart_without_running_completed_jobs_agai
     let started = Instant::now();
     let db_path = data.join("warren.db");
     loop {
-        if db_path.exists()
-            && let Ok(conn) =
-                Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            && count(&conn, "SELECT count(*) FROM jobs WHERE state = 'completed'") >= 100
-        {
+        let done = count_if_ready(
+            &db_path,
+            "SELECT count(*) FROM jobs WHERE state = 'completed'",
+        );
+        if done.is_some_and(|n| n >= 100) {
             break;
         }
         assert!(
@@ -195,4 +201,65 @@ fn a_killed_host_finishes_the_run_on_restart_without_running_completed_jobs_agai
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
     assert_eq!(integrity, "ok");
+}
+
+/// A job with the default policy (one attempt) that was running when the
+/// host died ends failed at restart, with the reason, and the run ends.
+#[test]
+fn an_interrupted_job_without_retries_fails_with_the_restart_as_reason() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let data = work.path().join("data");
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins dir");
+    std::fs::copy(
+        guest_path("spin_forever"),
+        plugins.join("spin_forever.wasm"),
+    )
+    .expect("copy");
+    let file = work.path().join("pipeline.json");
+    let pipeline =
+        json!({"jobs": {"spin": {"plugin": "spin_forever", "limits": {"timeout_ms": 600000}}}});
+    std::fs::write(&file, pipeline.to_string()).expect("pipeline");
+
+    let mut first = Command::new(WARREN)
+        .args(["pipeline", "run"])
+        .arg(&file)
+        .args(engine_args(&data, &plugins))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start warren");
+    let db_path = data.join("warren.db");
+    let started = Instant::now();
+    while count_if_ready(
+        &db_path,
+        "SELECT count(*) FROM attempts WHERE state = 'running'",
+    ) != Some(1)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+
+    let resumed = Command::new(WARREN)
+        .args(["pipeline", "resume", "--json"])
+        .args(engine_args(&data, &plugins))
+        .output()
+        .expect("resume");
+    assert_eq!(
+        resumed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let run: Value = serde_json::from_slice(&resumed.stdout).expect("the resumed run");
+    assert_eq!(run["state"], "failed");
+    assert_eq!(run["jobs"][0]["state"], "failed");
+    assert_eq!(run["jobs"][0]["attempts"], 1);
+    let error = run["jobs"][0]["error"].to_string();
+    assert!(error.contains("host restart"), "{error}");
 }

@@ -3,6 +3,7 @@
 //! runs (after its parent).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker};
@@ -46,6 +47,8 @@ pub struct JobsCtx {
     /// Children this attempt may spawn.
     pub max_spawned: u32,
     pub plugin_exists: PluginLookup,
+    /// Jobs the whole run may still spawn, shared by its attempts.
+    pub run_budget: Option<Arc<AtomicU32>>,
 }
 
 impl std::fmt::Debug for JobsCtx {
@@ -113,6 +116,18 @@ impl JobsState {
             return Err(HostError::Invalid(format!(
                 "reasons are at most {MAX_REASON_BYTES} bytes"
             )));
+        }
+        // Taken last, so a refused call costs the run nothing.
+        if let Some(budget) = &self.grant.run_budget
+            && budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(1)
+                })
+                .is_err()
+        {
+            return Err(HostError::LimitExceeded(
+                "this run has spawned as many jobs as it may".into(),
+            ));
         }
         let job_id = uuid::Uuid::new_v4().to_string();
         self.spawned.push(SpawnRequest {

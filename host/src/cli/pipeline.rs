@@ -105,8 +105,8 @@ pub async fn run(
 pub async fn resume(options: &EngineOptions) -> Result<Vec<RunView>, PipelineError> {
     let engine = start_engine(options).await?;
     let mut ended = Vec::new();
-    for run_id in engine.active_runs()? {
-        ended.push(wait_until_ended(&engine, &run_id).await?);
+    for run_id in engine.recovered_runs() {
+        ended.push(wait_until_ended(&engine, run_id).await?);
     }
     Ok(ended)
 }

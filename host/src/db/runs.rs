@@ -59,6 +59,10 @@ pub enum Change {
         deps: Vec<NewDep>,
         reason: String,
     },
+    /// A cancel was asked for; kept so a restart finishes cancelling.
+    CancelRequested {
+        run_id: String,
+    },
     RunState {
         run_id: String,
         from: RunState,
@@ -225,6 +229,20 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     ])?;
                 }
             }
+            Change::CancelRequested { run_id } => {
+                conn.prepare_cached("UPDATE runs SET cancel_requested_at = ?2 WHERE id = ?1")?
+                    .execute(params![run_id, at])?;
+                event(
+                    conn,
+                    at,
+                    run_id,
+                    None,
+                    "cancel",
+                    None,
+                    "cancelling",
+                    Some("cancel requested"),
+                )?;
+            }
             Change::RunState {
                 run_id,
                 from,
@@ -368,6 +386,7 @@ pub struct StoredRun {
     pub input: String,
     pub story_id: Option<String>,
     pub state: RunState,
+    pub cancel_requested: bool,
     pub jobs: Vec<StoredJob>,
     pub deps: Vec<NewDep>,
     /// `(producer job id, artifact)`.
@@ -388,20 +407,12 @@ fn run_state(text: &str) -> Result<RunState, DbError> {
     RunState::parse(text).ok_or_else(|| DbError::Corrupt(format!("run state {text:?}")))
 }
 
-/// Ids of the runs not in a terminal state, oldest first.
-pub fn active_run_ids(conn: &Connection) -> Result<Vec<String>, DbError> {
-    let mut stmt = conn.prepare(
-        "SELECT id FROM runs WHERE state IN ('pending', 'running') ORDER BY created_at, id",
-    )?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Every run not in a terminal state.
 pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
     let mut runs = Vec::new();
     let mut stmt = conn.prepare(
-        "SELECT id, spec, input, story_id, state FROM runs WHERE state IN ('pending', 'running') ORDER BY created_at, id",
+        "SELECT id, spec, input, story_id, state, cancel_requested_at IS NOT NULL FROM runs
+         WHERE state IN ('pending', 'running') ORDER BY created_at, id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -410,12 +421,14 @@ pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
             r.get(2)?,
             r.get(3)?,
             r.get::<_, String>(4)?,
+            r.get::<_, bool>(5)?,
         ))
     })?;
     for row in rows {
-        let (id, spec, input, story_id, state) = row?;
+        let (id, spec, input, story_id, state, cancel_requested) = row?;
         runs.push(StoredRun {
             state: run_state(&state)?,
+            cancel_requested,
             jobs: load_jobs(conn, &id)?,
             deps: load_deps(conn, &id)?,
             artifacts: load_artifacts(conn, &id)?,

@@ -91,16 +91,37 @@ fn commit_group(conn: &mut Connection, group: Vec<Request>) {
         }
     };
     let mut outcomes = Vec::with_capacity(group.len());
-    for request in group {
+    let mut pieces = group.into_iter();
+    for request in pieces.by_ref() {
         let outcome = match tx.savepoint() {
-            Ok(savepoint) => match (request.work)(&savepoint) {
-                Ok(()) => savepoint.commit().map_err(DbError::from),
-                // Dropping the savepoint rolls this piece back alone.
-                Err(e) => Err(e),
-            },
+            Ok(savepoint) => {
+                // A panicking piece fails alone instead of killing the thread.
+                let work = request.work;
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&savepoint)));
+                match ran {
+                    Ok(Ok(())) => savepoint.commit().map_err(DbError::from),
+                    // Dropping the savepoint rolls this piece back alone.
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(DbError::Commit("a write panicked".into())),
+                }
+            }
             Err(e) => Err(e.into()),
         };
+        let failed = outcome.is_err();
         outcomes.push((request.done, outcome));
+        // After some errors (I/O, full disk) SQLite rolls the whole
+        // transaction back: nothing of this group can be committed.
+        if failed && tx.is_autocommit() {
+            let message = "the transaction was rolled back".to_owned();
+            for (done, _) in outcomes {
+                let _ = done.send(Err(DbError::Commit(message.clone())));
+            }
+            for rest in pieces {
+                let _ = rest.done.send(Err(DbError::Commit(message.clone())));
+            }
+            return;
+        }
     }
     match tx.commit() {
         Ok(()) => {

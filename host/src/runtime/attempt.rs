@@ -56,6 +56,9 @@ pub struct AttemptRequest {
     pub log_sink: Option<LogSink>,
     /// Set to stop the attempt at its next epoch tick.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Jobs the whole run may still spawn (shared by its attempts); no
+    /// run-wide limit without it.
+    pub spawn_budget: Option<Arc<std::sync::atomic::AtomicU32>>,
 }
 
 impl AttemptRequest {
@@ -78,6 +81,7 @@ impl AttemptRequest {
             plugin_lookup: None,
             log_sink: None,
             cancel: None,
+            spawn_budget: None,
         }
     }
 }
@@ -386,6 +390,7 @@ impl Runtime {
                     .plugin_lookup
                     .clone()
                     .unwrap_or_else(|| Arc::new(|_| false)),
+                run_budget: request.spawn_budget.clone(),
             }),
         };
         let mut store = Store::new(self.engine(), state);

@@ -119,6 +119,8 @@ pub struct Engine {
     commands: mpsc::UnboundedSender<Command>,
     /// Bumped whenever a run ends.
     finished: watch::Receiver<u64>,
+    /// Runs an earlier process left unfinished, picked up at start.
+    recovered: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -150,6 +152,7 @@ impl Engine {
         let (finished_tx, finished) = watch::channel(0);
         let config = Arc::new(config);
         let stored = db.read(runs::load_active_runs)?;
+        let recovered = stored.iter().map(|run| run.id.clone()).collect();
         let scheduler = scheduler_loop::Scheduler::new(
             runtime,
             db.clone(),
@@ -166,7 +169,13 @@ impl Engine {
             config,
             commands,
             finished,
+            recovered: Arc::new(recovered),
         })
+    }
+
+    /// Runs an earlier process left unfinished (some may have ended since).
+    pub fn recovered_runs(&self) -> &[String] {
+        &self.recovered
     }
 
     pub fn plugins(&self) -> &PluginRegistry {
@@ -184,7 +193,7 @@ impl Engine {
         spec: &PipelineSpec,
     ) -> Result<i64, EngineError> {
         if !spec::is_valid_job_name(name) {
-            return Err(EngineError::UnknownTemplate(name.to_owned()));
+            return Err(SpecError::BadTemplateName(name.to_owned()).into());
         }
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
         let text = serde_json::to_string(spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
@@ -297,11 +306,6 @@ impl Engine {
             })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)
-    }
-
-    /// Ids of the runs not yet ended, oldest first.
-    pub fn active_runs(&self) -> Result<Vec<String>, EngineError> {
-        Ok(self.db.read(runs::active_run_ids)?)
     }
 
     /// The run as stored now.

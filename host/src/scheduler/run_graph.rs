@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::model::{JobState, RunState};
@@ -31,8 +31,6 @@ pub(crate) struct Node {
     pub artifacts: Vec<Artifact>,
     /// Set while an attempt runs; raising it stops the attempt.
     pub cancel: Option<Arc<AtomicBool>>,
-    /// Spawn budget reserved for the running attempt.
-    pub spawn_reserved: u32,
 }
 
 pub(crate) struct ActiveRun {
@@ -45,8 +43,10 @@ pub(crate) struct ActiveRun {
     /// Jobs ready to start, in the order they became ready.
     pub ready: VecDeque<usize>,
     pub running: usize,
-    /// Jobs spawned so far (plus budget reserved by running attempts).
+    /// Jobs spawned so far.
     pub spawned: u32,
+    /// Jobs the run may still spawn, shared with its running attempts.
+    pub spawn_budget: Arc<AtomicU32>,
     pub cancelling: bool,
     /// Jobs not yet in a terminal state.
     pub unfinished: usize,
@@ -70,6 +70,7 @@ impl ActiveRun {
             ready: VecDeque::new(),
             running: 0,
             spawned: 0,
+            spawn_budget: Arc::new(AtomicU32::new(0)),
             cancelling: false,
             unfinished: 0,
         };
@@ -107,7 +108,6 @@ impl ActiveRun {
                 output: None,
                 artifacts: Vec::new(),
                 cancel: None,
-                spawn_reserved: 0,
             });
         }
         for dep in deps {
@@ -119,6 +119,13 @@ impl ActiveRun {
             self.jobs[job].deps.push((on, dep.condition));
             self.jobs[on].dependents.push(job);
         }
+    }
+
+    /// Gives the run what is left of `max_spawned` after the jobs it has
+    /// spawned already.
+    pub fn set_spawn_budget(&self, max_spawned: u32) {
+        self.spawn_budget
+            .store(max_spawned.saturating_sub(self.spawned), Ordering::Relaxed);
     }
 
     /// What a pending job's dependencies allow now: `None` while one is

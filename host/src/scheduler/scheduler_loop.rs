@@ -35,11 +35,16 @@ pub(crate) struct Completion {
     uses: Vec<(String, String)>,
 }
 
+/// Tries of a commit before the engine stops.
+const WRITE_TRIES: u32 = 5;
+
 /// Decisions of one turn, committed together.
 #[derive(Default)]
 struct Effects {
     changes: Vec<Change>,
     starts: Vec<Start>,
+    /// Cancels to acknowledge once their decisions are committed.
+    replies: Vec<tokio::sync::oneshot::Sender<bool>>,
     runs_finished: u64,
 }
 
@@ -147,6 +152,9 @@ impl Scheduler {
                     run.jobs[index].artifacts.push(artifact.clone());
                 }
             }
+            // A cancel asked for before the crash is finished now.
+            run.cancelling = stored_run.cancel_requested;
+            run.set_spawn_budget(self.config.max_spawned_per_run);
             let run_id = run.id.clone();
             self.runs.insert(run_id.clone(), run);
 
@@ -178,10 +186,23 @@ impl Scheduler {
                     uses: Vec::new(),
                 });
             }
-            let run = self
-                .runs
-                .get_mut(&run_id)
-                .ok_or_else(|| DbError::NotFound(run_id.clone()))?;
+            // Closing its interrupted attempts may have ended the run.
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            if run.cancelling {
+                for index in 0..run.jobs.len() {
+                    if !run.jobs[index].state.is_terminal() {
+                        set_state(
+                            run,
+                            index,
+                            JobState::Cancelled,
+                            Some("run cancelled".into()),
+                            &mut self.effects,
+                        );
+                    }
+                }
+            }
             for index in 0..run.jobs.len() {
                 // Ready jobs were queued when the graph was built.
                 match run.jobs[index].state {
@@ -201,7 +222,7 @@ impl Scheduler {
             }
         }
         self.runs.retain(|_, run| !run.state.is_terminal());
-        self.flush().await;
+        self.flush().await?;
         tracing::info!(runs = count, "recovered unfinished runs");
         Ok(self)
     }
@@ -209,7 +230,9 @@ impl Scheduler {
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         loop {
             self.schedule();
-            self.flush().await;
+            if self.flush().await.is_err() {
+                return;
+            }
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             tokio::select! {
                 command = commands.recv() => match command {
@@ -236,6 +259,7 @@ impl Scheduler {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Submitted(run) => {
+                run.set_spawn_budget(self.config.max_spawned_per_run);
                 let run_id = run.id.clone();
                 let now = Instant::now();
                 let run = self.runs.entry(run_id.clone()).or_insert(run);
@@ -245,7 +269,11 @@ impl Scheduler {
                 self.enqueue(&run_id);
             }
             Command::Cancel { run_id, reply } => {
-                let _ = reply.send(self.cancel(&run_id));
+                if self.cancel(&run_id) {
+                    self.effects.replies.push(reply);
+                } else {
+                    let _ = reply.send(false);
+                }
             }
             Command::Finished(completion) => self.on_finished(completion),
         }
@@ -259,6 +287,9 @@ impl Scheduler {
             return true;
         }
         run.cancelling = true;
+        self.effects.changes.push(Change::CancelRequested {
+            run_id: run.id.clone(),
+        });
         for index in 0..run.jobs.len() {
             match run.jobs[index].state {
                 JobState::Running => {
@@ -332,80 +363,61 @@ impl Scheduler {
         }
     }
 
-    /// Commits this turn's decisions, then acts on them.
-    async fn flush(&mut self) {
+    /// Commits this turn's decisions, then acts on them. Nothing is started
+    /// until its decision is durable; if the database keeps refusing, the
+    /// engine stops rather than run on decisions it could not record.
+    async fn flush(&mut self) -> Result<(), DbError> {
         if self.effects.changes.is_empty() && self.effects.starts.is_empty() {
-            return;
+            return Ok(());
         }
         let effects = std::mem::take(&mut self.effects);
         let changes = Arc::new(effects.changes);
+        let mut tries = 0;
         loop {
             let batch = changes.clone();
             match self.db.write(move |conn| runs::apply(conn, &batch)).await {
                 Ok(()) => break,
+                Err(e) if tries < WRITE_TRIES => {
+                    tries += 1;
+                    tracing::error!("committing scheduler decisions failed (try {tries}): {e}");
+                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                }
                 Err(e) => {
-                    // Nothing is started until its decision is durable.
-                    tracing::error!("committing scheduler decisions failed, retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tracing::error!(
+                        "the database keeps refusing scheduler decisions, stopping the engine: {e}"
+                    );
+                    return Err(e);
                 }
             }
         }
         for start in effects.starts {
             self.launch(start);
         }
+        for reply in effects.replies {
+            let _ = reply.send(true);
+        }
         if effects.runs_finished > 0 {
             self.finished.send_modify(|n| *n += effects.runs_finished);
         }
+        Ok(())
     }
 
     fn launch(&self, start: Start) {
         let runtime = self.runtime.clone();
         let commands = self.commands.clone();
+        let (run_id, job, attempt) = (start.run_id.clone(), start.job, start.request.attempt);
+        let uses: Vec<(String, String)> = start
+            .inputs
+            .iter()
+            .map(|(id, a)| (id.clone(), a.name.clone()))
+            .collect();
+        let attempt_task = tokio::spawn(run_started(runtime, start));
         tokio::spawn(async move {
-            let Start {
-                run_id,
-                job,
-                plugin,
-                mut request,
-                inputs,
-            } = start;
-            let attempt = request.attempt;
-            let uses: Vec<(String, String)> = inputs
-                .iter()
-                .map(|(id, a)| (id.clone(), a.name.clone()))
-                .collect();
-            let artifacts: Vec<Artifact> = inputs.into_iter().map(|(_, a)| a).collect();
-            request.upstream_artifacts = artifacts.clone();
-            // Only plugins that can open files see `/in`.
-            let input_dir = if plugin.uses_filesystem() && !artifacts.is_empty() {
-                let work_root = runtime.work_root().to_path_buf();
-                let attempt_key = format!("{}-{attempt}", request.job_id);
-                match InputDir::create(
-                    &work_root,
-                    &attempt_key,
-                    runtime.artifact_store(),
-                    &artifacts,
-                    request.limits.max_artifact_bytes,
-                ) {
-                    Ok(dir) => Some(dir),
-                    Err(e) => {
-                        let outcome = host_failure(format!("materialising /in: {e}"));
-                        let _ = commands.send(Command::Finished(Completion {
-                            run_id,
-                            job,
-                            attempt,
-                            outcome,
-                            uses: Vec::new(),
-                        }));
-                        return;
-                    }
-                }
-            } else {
-                None
+            // A panic in the attempt must still free its slot and end the job.
+            let outcome = match attempt_task.await {
+                Ok(outcome) => outcome,
+                Err(e) => host_failure(format!("the attempt task failed: {e}")),
             };
-            request.in_dir = input_dir.as_ref().map(|d| d.path.clone());
-            let outcome = runtime.run_attempt(&plugin, request).await;
-            drop(input_dir);
             let _ = commands.send(Command::Finished(Completion {
                 run_id,
                 job,
@@ -431,12 +443,6 @@ impl Scheduler {
         run.running = run.running.saturating_sub(1);
         let node = &mut run.jobs[job];
         node.cancel = None;
-        // Spawn budget the attempt reserved but did not use goes back.
-        let unused = node
-            .spawn_reserved
-            .saturating_sub(outcome.spawned.len() as u32);
-        node.spawn_reserved = 0;
-        run.spawned = run.spawned.saturating_sub(unused);
 
         let fx = &mut self.effects;
         fx.changes.push(Change::FinishAttempt {
@@ -577,6 +583,35 @@ fn host_failure(message: String) -> AttemptOutcome {
     }
 }
 
+/// Materialises `/in` and runs one started attempt.
+async fn run_started(runtime: Arc<Runtime>, start: Start) -> AttemptOutcome {
+    let Start {
+        plugin,
+        mut request,
+        inputs,
+        ..
+    } = start;
+    let artifacts: Vec<Artifact> = inputs.into_iter().map(|(_, a)| a).collect();
+    request.upstream_artifacts = artifacts.clone();
+    // Only plugins that can open files see `/in`.
+    let input_dir = if plugin.uses_filesystem() && !artifacts.is_empty() {
+        match InputDir::create(
+            runtime.work_root(),
+            &request.attempt_id,
+            runtime.artifact_store(),
+            &artifacts,
+            request.limits.max_artifact_bytes,
+        ) {
+            Ok(dir) => Some(dir),
+            Err(e) => return host_failure(format!("materialising /in: {e}")),
+        }
+    } else {
+        None
+    };
+    request.in_dir = input_dir.as_ref().map(|d| d.path.clone());
+    runtime.run_attempt(&plugin, request).await
+}
+
 async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
         tokio::time::sleep_until(at.into()).await;
@@ -628,6 +663,10 @@ fn set_state(
 
 /// Promotes or skips a pending job whose dependencies allow it.
 fn evaluate(run: &mut ActiveRun, job: usize, now: Instant, fx: &mut Effects) {
+    // A cancelled run's jobs are all being cancelled; none becomes ready.
+    if run.cancelling {
+        return;
+    }
     match run.readiness(job, now) {
         Some(Ok(())) => set_state(run, job, JobState::Ready, None, fx),
         Some(Err(reason)) => set_state(run, job, JobState::Skipped, Some(reason), fx),
@@ -672,19 +711,15 @@ fn start_job(
             run_id: run.id.clone(),
             from: RunState::Pending,
             to: RunState::Running,
-            reason: None,
+            reason: Some(format!("job {:?} started", run.jobs[job].name)),
         });
         run.state = RunState::Running;
     }
-    let remaining_spawns = config.max_spawned_per_run.saturating_sub(run.spawned);
     let node = &mut run.jobs[job];
     node.attempts += 1;
     let attempt_id = uuid::Uuid::new_v4().to_string();
     let cancel = Arc::new(AtomicBool::new(false));
     node.cancel = Some(cancel.clone());
-    node.spawn_reserved = node.limits.max_spawned_jobs.min(remaining_spawns);
-    let reserved = node.spawn_reserved;
-    run.spawned += reserved;
     run.running += 1;
     fx.changes.push(job_change(
         run,
@@ -719,8 +754,7 @@ fn start_job(
             );
         }
     }
-    let mut limits = node.limits.clone();
-    limits.max_spawned_jobs = reserved;
+    let limits = node.limits.clone();
     let plugins = plugins.clone();
     let request = AttemptRequest {
         attempt_id,
@@ -739,6 +773,7 @@ fn start_job(
         plugin_lookup: Some(Arc::new(move |name: &str| plugins.contains(name))),
         log_sink: None,
         cancel: Some(cancel),
+        spawn_budget: Some(run.spawn_budget.clone()),
     };
     let job_state_running = JobState::Running;
     run.jobs[job].state = job_state_running;
@@ -791,10 +826,7 @@ fn insert_children(
             depth: parent_node.depth + 1,
         });
     }
-    // Spawned jobs were counted when the budget was reserved.
-    let counted = run.spawned;
     run.add_jobs(&jobs, &deps);
-    run.spawned = counted;
     fx.changes.push(Change::InsertJobs {
         run_id: run.id.clone(),
         jobs,
@@ -806,11 +838,25 @@ fn insert_children(
 /// Ends a run whose jobs have all ended.
 fn finish_run(run: &mut ActiveRun, fx: &mut Effects) {
     let to = run.final_state();
+    let reason = match to {
+        RunState::Cancelled => "cancelled".to_owned(),
+        _ => {
+            let count = |state: JobState| run.jobs.iter().filter(|j| j.state == state).count();
+            format!(
+                "every job ended: {} completed, {} failed, {} skipped, {} needing input, {} cancelled",
+                count(JobState::Completed),
+                count(JobState::Failed),
+                count(JobState::Skipped),
+                count(JobState::NeedsInput),
+                count(JobState::Cancelled)
+            )
+        }
+    };
     fx.changes.push(Change::RunState {
         run_id: run.id.clone(),
         from: run.state,
         to,
-        reason: None,
+        reason: Some(reason),
     });
     run.state = to;
     fx.runs_finished += 1;

@@ -253,6 +253,8 @@ pub enum SpecError {
     BadRetry { job: String, reason: String },
     #[error("max_parallel must be at least 1")]
     BadMaxParallel,
+    #[error("template name {0:?} is invalid (letters, digits, `-`, `_`, `.`, at most 64 bytes)")]
+    BadTemplateName(String),
 }
 
 /// Job names: safe as folder names under `/in` and in URLs.

@@ -19,6 +19,8 @@ CREATE TABLE runs (
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
     finished_at      INTEGER,
+    -- Set when a cancel is asked for, so a restart finishes cancelling.
+    cancel_requested_at INTEGER,
     FOREIGN KEY (template_name, template_version) REFERENCES templates (name, version)
 );
 CREATE INDEX runs_by_state ON runs (state);
