@@ -36,7 +36,7 @@ impl EngineHost {
         ] {
             plugins.insert(runtime.load_file(&plugin_path(name)).expect("plugin"));
         }
-        for name in ["toolbox", "spin_forever"] {
+        for name in ["toolbox", "spin_forever", "panics"] {
             let path = std::path::Path::new(TEST_GUESTS_DIR).join(format!("{name}.wasm"));
             plugins.insert(runtime.load_file(&path).expect("guest"));
         }
@@ -423,6 +423,35 @@ async fn invalid_pipelines_are_refused_before_anything_is_stored() {
         .await
         .expect_err("cycle");
     assert!(matches!(error, EngineError::Spec(SpecError::Cycle(_))));
+    let error = host
+        .submit(
+            json!({"jobs": {"a": {"plugin": "echo", "needs": ["ghost"]}}}),
+            json!({}),
+        )
+        .await
+        .expect_err("unknown dependency");
+    assert!(
+        matches!(error, EngineError::Spec(SpecError::UnknownDependency { ref job, .. }) if job == "a")
+    );
+    let error = host
+        .submit(
+            json!({"jobs": {"a": {"plugin": "echo", "limits": {"memory_mb": 1000000}}}}),
+            json!({}),
+        )
+        .await
+        .expect_err("bad limits");
+    assert!(matches!(error, EngineError::Spec(SpecError::BadLimits { ref job, .. }) if job == "a"));
+    let bad: PipelineSpec =
+        serde_json::from_value(json!({"jobs": {"a": {"plugin": "nope"}}})).expect("spec");
+    let error = host
+        .engine
+        .create_template("t", &bad)
+        .await
+        .expect_err("template");
+    assert!(matches!(
+        error,
+        EngineError::Spec(SpecError::UnknownPlugin { .. })
+    ));
     let stored: i64 = host
         .engine
         .database()
@@ -603,4 +632,26 @@ async fn spawning_is_limited_in_depth_and_per_run() {
         "{grandchild_attempt}"
     );
     assert_eq!(run.jobs.len(), 3, "the parent and two children");
+}
+
+#[tokio::test]
+async fn traps_and_deadlines_are_retried() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let retry = json!({"max_attempts": 2, "initial_backoff_ms": 10, "max_backoff_ms": 20});
+    let run = host
+        .run(json!({"jobs": {
+            "trap": {"plugin": "panics", "retry": retry},
+            "slow": {"plugin": "spin_forever", "retry": retry, "limits": {"timeout_ms": 100}},
+        }}))
+        .await;
+    for name in ["trap", "slow"] {
+        assert_eq!(job(&run, name).attempts, 2, "{name} was retried");
+        assert_eq!(job(&run, name).state, JobState::Failed);
+    }
+    let slow = host.attempts(&job(&run, "slow").id);
+    assert!(slow.iter().all(|a| {
+        a.error
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("deadline"))
+    }));
 }
