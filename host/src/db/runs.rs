@@ -110,20 +110,21 @@ fn json<T: Serialize>(value: &T) -> Result<String, DbError> {
     serde_json::to_string(value).map_err(|e| DbError::Corrupt(e.to_string()))
 }
 
-fn event(
-    conn: &Connection,
-    at: i64,
-    run_id: &str,
-    job_id: Option<&str>,
-    kind: &str,
-    from: Option<&str>,
-    to: &str,
-    reason: Option<&str>,
-) -> Result<(), DbError> {
+/// One row of the history.
+struct Event<'a> {
+    run_id: &'a str,
+    job_id: Option<&'a str>,
+    kind: &'a str,
+    from: Option<&'a str>,
+    to: &'a str,
+    reason: Option<&'a str>,
+}
+
+fn event(conn: &Connection, at: i64, e: Event<'_>) -> Result<(), DbError> {
     conn.prepare_cached(
         "INSERT INTO events (at, run_id, job_id, kind, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![at, run_id, job_id, kind, from, to, reason])?;
+    .execute(params![at, e.run_id, e.job_id, e.kind, e.from, e.to, e.reason])?;
     Ok(())
 }
 
@@ -157,12 +158,14 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 event(
                     conn,
                     at,
-                    &run.id,
-                    None,
-                    "run",
-                    None,
-                    RunState::Pending.as_str(),
-                    Some("submitted"),
+                    Event {
+                        run_id: &run.id,
+                        job_id: None,
+                        kind: "run",
+                        from: None,
+                        to: RunState::Pending.as_str(),
+                        reason: Some("submitted"),
+                    },
                 )?;
             }
             Change::InsertJobs {
@@ -210,12 +213,14 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     event(
                         conn,
                         at,
-                        run_id,
-                        Some(&job.id),
-                        "job",
-                        None,
-                        job.state.as_str(),
-                        Some(reason),
+                        Event {
+                            run_id,
+                            job_id: Some(&job.id),
+                            kind: "job",
+                            from: None,
+                            to: job.state.as_str(),
+                            reason: Some(reason),
+                        },
                     )?;
                 }
                 let mut insert_dep = conn.prepare_cached(
@@ -235,12 +240,14 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 event(
                     conn,
                     at,
-                    run_id,
-                    None,
-                    "cancel",
-                    None,
-                    "cancelling",
-                    Some("cancel requested"),
+                    Event {
+                        run_id,
+                        job_id: None,
+                        kind: "cancel",
+                        from: None,
+                        to: "cancelling",
+                        reason: Some("cancel requested"),
+                    },
                 )?;
             }
             Change::RunState {
@@ -257,12 +264,14 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 event(
                     conn,
                     at,
-                    run_id,
-                    None,
-                    "run",
-                    Some(from.as_str()),
-                    to.as_str(),
-                    reason.as_deref(),
+                    Event {
+                        run_id,
+                        job_id: None,
+                        kind: "run",
+                        from: Some(from.as_str()),
+                        to: to.as_str(),
+                        reason: reason.as_deref(),
+                    },
                 )?;
             }
             Change::JobState {
@@ -288,12 +297,14 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 event(
                     conn,
                     at,
-                    run_id,
-                    Some(job_id),
-                    "job",
-                    Some(from.as_str()),
-                    to.as_str(),
-                    reason.as_deref(),
+                    Event {
+                        run_id,
+                        job_id: Some(job_id),
+                        kind: "job",
+                        from: Some(from.as_str()),
+                        to: to.as_str(),
+                        reason: reason.as_deref(),
+                    },
                 )?;
             }
             Change::StartAttempt {

@@ -205,14 +205,11 @@ impl Scheduler {
             }
             for index in 0..run.jobs.len() {
                 // Ready jobs were queued when the graph was built.
-                match run.jobs[index].state {
-                    JobState::Pending => {
-                        if let Some(at) = run.jobs[index].not_before {
-                            self.timers.push(Reverse((at, run_id.clone(), index)));
-                        }
-                        evaluate(run, index, now, &mut self.effects);
+                if run.jobs[index].state == JobState::Pending {
+                    if let Some(at) = run.jobs[index].not_before {
+                        self.timers.push(Reverse((at, run_id.clone(), index)));
                     }
-                    _ => {}
+                    evaluate(run, index, now, &mut self.effects);
                 }
             }
             if run.unfinished == 0 {
