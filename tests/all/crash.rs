@@ -46,6 +46,55 @@ fn engine_args<'a>(data: &'a Path, plugins: &'a Path) -> Vec<&'a std::ffi::OsStr
     ]
 }
 
+/// A work folder holding one plugin and a pipeline file.
+struct Setup {
+    work: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(plugin: &str, pipeline: &Value) -> Self {
+        let work = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(work.path().join("plugins")).expect("plugins dir");
+        let copy = work.path().join("plugins").join(format!("{plugin}.wasm"));
+        std::fs::copy(guest_path(plugin), copy).expect("copy");
+        std::fs::write(work.path().join("pipeline.json"), pipeline.to_string()).expect("pipeline");
+        Self { work }
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.work.path().join("data")
+    }
+
+    fn db(&self) -> std::path::PathBuf {
+        self.data().join("warren.db")
+    }
+
+    /// `warren pipeline run` in the background.
+    fn start(&self) -> std::process::Child {
+        Command::new(WARREN)
+            .args(["pipeline", "run"])
+            .arg(self.work.path().join("pipeline.json"))
+            .args(engine_args(&self.data(), &self.work.path().join("plugins")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start warren")
+    }
+
+    /// `warren pipeline resume`: its exit code and the run it finished.
+    fn resume(&self) -> (Option<i32>, Value) {
+        let resumed = Command::new(WARREN)
+            .args(["pipeline", "resume", "--json"])
+            .args(engine_args(&self.data(), &self.work.path().join("plugins")))
+            .output()
+            .expect("resume");
+        let stderr = String::from_utf8_lossy(&resumed.stderr).into_owned();
+        let run =
+            serde_json::from_slice(&resumed.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        (resumed.status.code(), run)
+    }
+}
+
 fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).expect("count query")
 }
@@ -58,26 +107,13 @@ fn count_if_ready(path: &Path, sql: &str) -> Option<i64> {
 
 #[test]
 fn a_killed_host_finishes_the_run_on_restart_without_running_completed_jobs_again() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let data = work.path().join("data");
-    let plugins = work.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugins dir");
-    std::fs::copy(guest_path("toolbox"), plugins.join("toolbox.wasm")).expect("copy");
-    let file = work.path().join("pipeline.json");
-    std::fs::write(&file, pipeline().to_string()).expect("pipeline");
-
-    let mut first = Command::new(WARREN)
-        .args(["pipeline", "run"])
-        .arg(&file)
-        .args(engine_args(&data, &plugins))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start warren");
+    let setup = Setup::new("toolbox", &pipeline());
+    let data = setup.data();
+    let mut first = setup.start();
 
     // Wait until a good part of the run is done, then kill without warning.
     let started = Instant::now();
-    let db_path = data.join("warren.db");
+    let db_path = setup.db();
     loop {
         let done = count_if_ready(
             &db_path,
@@ -114,18 +150,8 @@ fn a_killed_host_finishes_the_run_on_restart_without_running_completed_jobs_agai
     assert!(interrupted > 0, "the kill should land while attempts run");
     drop(conn);
 
-    let resumed = Command::new(WARREN)
-        .args(["pipeline", "resume", "--json"])
-        .args(engine_args(&data, &plugins))
-        .output()
-        .expect("resume");
-    assert_eq!(
-        resumed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    let run: Value = serde_json::from_slice(&resumed.stdout).expect("the resumed run");
+    let (code, run) = setup.resume();
+    assert_eq!(code, Some(0));
     assert_eq!(run["state"], "completed");
     assert_eq!(run["jobs"].as_array().map(Vec::len), Some(JOBS));
 
@@ -207,29 +233,11 @@ fn a_killed_host_finishes_the_run_on_restart_without_running_completed_jobs_agai
 /// host died ends failed at restart, with the reason, and the run ends.
 #[test]
 fn an_interrupted_job_without_retries_fails_with_the_restart_as_reason() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let data = work.path().join("data");
-    let plugins = work.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugins dir");
-    std::fs::copy(
-        guest_path("spin_forever"),
-        plugins.join("spin_forever.wasm"),
-    )
-    .expect("copy");
-    let file = work.path().join("pipeline.json");
     let pipeline =
         json!({"jobs": {"spin": {"plugin": "spin_forever", "limits": {"timeout_ms": 600000}}}});
-    std::fs::write(&file, pipeline.to_string()).expect("pipeline");
-
-    let mut first = Command::new(WARREN)
-        .args(["pipeline", "run"])
-        .arg(&file)
-        .args(engine_args(&data, &plugins))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start warren");
-    let db_path = data.join("warren.db");
+    let setup = Setup::new("spin_forever", &pipeline);
+    let mut first = setup.start();
+    let db_path = setup.db();
     let started = Instant::now();
     while count_if_ready(
         &db_path,
@@ -245,18 +253,8 @@ fn an_interrupted_job_without_retries_fails_with_the_restart_as_reason() {
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
 
-    let resumed = Command::new(WARREN)
-        .args(["pipeline", "resume", "--json"])
-        .args(engine_args(&data, &plugins))
-        .output()
-        .expect("resume");
-    assert_eq!(
-        resumed.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    let run: Value = serde_json::from_slice(&resumed.stdout).expect("the resumed run");
+    let (code, run) = setup.resume();
+    assert_eq!(code, Some(1));
     assert_eq!(run["state"], "failed");
     assert_eq!(run["jobs"][0]["state"], "failed");
     assert_eq!(run["jobs"][0]["attempts"], 1);
