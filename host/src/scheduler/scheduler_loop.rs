@@ -101,7 +101,7 @@ impl Scheduler {
 
     /// Rebuilds the unfinished runs: attempts that were running when the
     /// process died are closed as failed (host restart) and retried under
-    /// their policy. Returns how many runs were recovered.
+    /// their policy.
     pub async fn recover(mut self, stored: Vec<StoredRun>) -> Result<Self, DbError> {
         let count = stored.len();
         let now = Instant::now();
