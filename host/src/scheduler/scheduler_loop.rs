@@ -772,8 +772,7 @@ fn start_job(
         cancel: Some(cancel),
         spawn_budget: Some(run.spawn_budget.clone()),
     };
-    let job_state_running = JobState::Running;
-    run.jobs[job].state = job_state_running;
+    run.jobs[job].state = JobState::Running;
     fx.starts.push(Start {
         run_id: run.id.clone(),
         job,
