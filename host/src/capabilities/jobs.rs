@@ -129,7 +129,7 @@ impl JobsState {
                 "this run has spawned as many jobs as it may".into(),
             ));
         }
-        let job_id = uuid::Uuid::new_v4().to_string();
+        let job_id = crate::db::new_id();
         self.spawned.push(SpawnRequest {
             job_id: job_id.clone(),
             plugin,

@@ -3,6 +3,7 @@
 //! runs and jobs ([`writer`]); reads use their own connection, so they never
 //! wait behind writes (WAL).
 
+pub mod checkpoint;
 pub mod runs;
 pub mod writer;
 
@@ -10,6 +11,13 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+/// A new id for a stored row (run, job, attempt). Time-ordered (UUIDv7), so
+/// rows inserted together land at the end of their index instead of at
+/// random places in it, and ids sort by creation.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -50,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
 /// run synchronously inside a host call).
 pub struct Database {
     writer: writer::Writer,
+    checkpointer: checkpoint::Checkpointer,
     reader: Mutex<Connection>,
     conn: Mutex<Connection>,
 }
@@ -70,7 +79,11 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, Db
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {synchronous};
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 10000;"
+         PRAGMA busy_timeout = 10000;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32768;
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA wal_autocheckpoint = 0;"
     ))?;
     Ok(conn)
 }
@@ -80,10 +93,15 @@ impl Database {
     pub fn open(path: &Path, durability: Durability) -> Result<Self, DbError> {
         let mut conn = open_connection(path, durability)?;
         migrate(&mut conn)?;
-        let writer = writer::Writer::start(open_connection(path, durability)?)
-            .map_err(|e| DbError::Commit(format!("cannot start the writer thread: {e}")))?;
+        // Checkpoints run on their own thread (see `checkpoint`).
+        let checkpointer = checkpoint::Checkpointer::start(open_connection(path, durability)?)
+            .map_err(|e| DbError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
+        let writer =
+            writer::Writer::start(open_connection(path, durability)?, checkpointer.clone())
+                .map_err(|e| DbError::Commit(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             writer,
+            checkpointer,
             reader: Mutex::new(open_connection(path, durability)?),
             conn: Mutex::new(conn),
         })
@@ -162,6 +180,7 @@ impl Database {
             params![namespace, key, value],
         )?;
         tx.commit()?;
+        self.checkpointer.nudge();
         Ok(true)
     }
 
@@ -171,6 +190,7 @@ impl Database {
             "DELETE FROM memory WHERE namespace = ?1 AND key = ?2",
             params![namespace, key],
         )?;
+        self.checkpointer.nudge();
         Ok(deleted > 0)
     }
 

@@ -9,6 +9,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::DbError;
+use super::checkpoint::Checkpointer;
 
 type Work = Box<dyn FnOnce(&Connection) -> Result<(), DbError> + Send>;
 
@@ -34,11 +35,11 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Starts the thread; it stops when every handle is dropped.
-    pub fn start(conn: Connection) -> std::io::Result<Self> {
+    pub fn start(conn: Connection, checkpointer: Checkpointer) -> std::io::Result<Self> {
         let (queue, requests) = mpsc::channel();
         std::thread::Builder::new()
             .name("warren-db-writer".into())
-            .spawn(move || serve(conn, requests))?;
+            .spawn(move || serve(conn, &requests, &checkpointer))?;
         Ok(Self { queue })
     }
 
@@ -66,7 +67,7 @@ impl Writer {
     }
 }
 
-fn serve(mut conn: Connection, requests: mpsc::Receiver<Request>) {
+fn serve(mut conn: Connection, requests: &mpsc::Receiver<Request>, checkpointer: &Checkpointer) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -76,6 +77,7 @@ fn serve(mut conn: Connection, requests: mpsc::Receiver<Request>) {
             }
         }
         commit_group(&mut conn, group);
+        checkpointer.nudge();
     }
 }
 
@@ -90,22 +92,22 @@ fn commit_group(conn: &mut Connection, group: Vec<Request>) {
             return;
         }
     };
+    // A piece alone needs no savepoint: if it fails, the whole transaction
+    // is rolled back. A savepoint copies every page it touches.
+    if group.len() == 1 {
+        if let Some(request) = group.into_iter().next() {
+            let outcome = run_piece(request.work, &tx).and_then(|()| Ok(tx.commit()?));
+            let _ = request.done.send(outcome);
+        }
+        return;
+    }
     let mut outcomes = Vec::with_capacity(group.len());
     let mut pieces = group.into_iter();
     for request in pieces.by_ref() {
         let outcome = match tx.savepoint() {
-            Ok(savepoint) => {
-                // A panicking piece fails alone instead of killing the thread.
-                let work = request.work;
-                let ran =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&savepoint)));
-                match ran {
-                    Ok(Ok(())) => savepoint.commit().map_err(DbError::from),
-                    // Dropping the savepoint rolls this piece back alone.
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(DbError::Commit("a write panicked".into())),
-                }
-            }
+            // Dropping a savepoint that failed rolls back this piece alone.
+            Ok(savepoint) => run_piece(request.work, &savepoint)
+                .and_then(|()| savepoint.commit().map_err(DbError::from)),
             Err(e) => Err(e.into()),
         };
         let failed = outcome.is_err();
@@ -136,4 +138,11 @@ fn commit_group(conn: &mut Connection, group: Vec<Request>) {
             }
         }
     }
+}
+
+/// Runs one piece of work; a panic fails the piece instead of killing the
+/// thread.
+fn run_piece(work: Work, conn: &Connection) -> Result<(), DbError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|_| Err(DbError::Commit("a write panicked".into())))
 }

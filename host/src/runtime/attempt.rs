@@ -65,9 +65,9 @@ impl AttemptRequest {
     /// A first attempt of a one-job run with fresh ids and default limits.
     pub fn new(job_name: impl Into<String>, input: impl Into<String>) -> Self {
         Self {
-            attempt_id: uuid::Uuid::new_v4().to_string(),
-            run_id: uuid::Uuid::new_v4().to_string(),
-            job_id: uuid::Uuid::new_v4().to_string(),
+            attempt_id: crate::db::new_id(),
+            run_id: crate::db::new_id(),
+            job_id: crate::db::new_id(),
             job_name: job_name.into(),
             attempt: 1,
             story_id: None,

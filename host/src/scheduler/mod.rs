@@ -225,12 +225,12 @@ impl Engine {
         };
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
 
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = crate::db::new_id();
         let input = submission.input.to_string();
         let ids: std::collections::HashMap<&str, String> = spec
             .jobs
             .keys()
-            .map(|name| (name.as_str(), uuid::Uuid::new_v4().to_string()))
+            .map(|name| (name.as_str(), crate::db::new_id()))
             .collect();
         let mut jobs = Vec::with_capacity(spec.jobs.len());
         let mut deps = Vec::new();

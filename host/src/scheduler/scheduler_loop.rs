@@ -1,7 +1,8 @@
 //! The scheduler: one task that owns the in-memory state of every unfinished
 //! run. Each turn it takes every pending command (submissions, cancels,
-//! finished attempts), decides, commits all decisions in one transaction,
-//! and only then starts the attempts it decided to start.
+//! finished attempts), decides, and starts the attempts it decided on. The
+//! decisions go to the database in one transaction per commit, in order,
+//! while the next turns are made.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -38,7 +39,7 @@ pub(crate) struct Completion {
 /// Tries of a commit before the engine stops.
 const WRITE_TRIES: u32 = 5;
 
-/// Decisions of one turn, committed together.
+/// Decisions not yet sent to the database.
 #[derive(Default)]
 struct Effects {
     changes: Vec<Change>,
@@ -46,6 +47,22 @@ struct Effects {
     /// Cancels to acknowledge once their decisions are committed.
     replies: Vec<tokio::sync::oneshot::Sender<bool>>,
     runs_finished: u64,
+}
+
+/// Decisions on their way to the database, and whom to tell once they are
+/// there.
+struct Commit {
+    write: std::pin::Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>,
+    replies: Vec<tokio::sync::oneshot::Sender<bool>>,
+    runs_finished: u64,
+}
+
+/// Completes when the commit in flight does; never if there is none.
+async fn wait_for(commit: &mut Option<Commit>) -> Result<(), DbError> {
+    match commit {
+        Some(commit) => (&mut commit.write).await,
+        None => std::future::pending().await,
+    }
 }
 
 struct Start {
@@ -224,17 +241,29 @@ impl Scheduler {
         Ok(self)
     }
 
+    /// Serves commands until the engine is dropped. A turn's decisions are
+    /// committed while the next turn's are made: the writer thread and the
+    /// attempts on this thread work at the same time.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut committing: Option<Commit> = None;
         loop {
             self.schedule();
-            if self.flush().await.is_err() {
-                return;
+            self.launch_decided();
+            if committing.is_none() {
+                committing = self.begin_commit();
             }
             let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
             tokio::select! {
+                written = wait_for(&mut committing) => {
+                    let Some(commit) = committing.take() else { continue };
+                    if written.is_err() {
+                        return;
+                    }
+                    self.acknowledge(commit);
+                }
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command),
-                    None => return,
+                    None => break,
                 },
                 () = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
             }
@@ -243,6 +272,10 @@ impl Scheduler {
                 self.handle(command);
             }
             self.fire_timers();
+        }
+        // The engine is going away: what was decided is still recorded.
+        if let Some(commit) = committing {
+            let _ = commit.write.await;
         }
     }
 
@@ -360,43 +393,71 @@ impl Scheduler {
         }
     }
 
-    /// Commits this turn's decisions, then acts on them. Nothing is started
-    /// until its decision is durable; if the database keeps refusing, the
-    /// engine stops rather than run on decisions it could not record.
+    /// Commits this turn's decisions, then acts on them.
     async fn flush(&mut self) -> Result<(), DbError> {
-        if self.effects.changes.is_empty() && self.effects.starts.is_empty() {
-            return Ok(());
-        }
-        let effects = std::mem::take(&mut self.effects);
-        let changes = Arc::new(effects.changes);
-        let mut tries = 0;
-        loop {
-            let batch = changes.clone();
-            match self.db.write(move |conn| runs::apply(conn, &batch)).await {
-                Ok(()) => break,
-                Err(e) if tries < WRITE_TRIES => {
-                    tries += 1;
-                    tracing::error!("committing scheduler decisions failed (try {tries}): {e}");
-                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "the database keeps refusing scheduler decisions, stopping the engine: {e}"
-                    );
-                    return Err(e);
-                }
-            }
-        }
-        for start in effects.starts {
-            self.launch(start);
-        }
-        for reply in effects.replies {
-            let _ = reply.send(true);
-        }
-        if effects.runs_finished > 0 {
-            self.finished.send_modify(|n| *n += effects.runs_finished);
+        self.launch_decided();
+        if let Some(mut commit) = self.begin_commit() {
+            (&mut commit.write).await?;
+            self.acknowledge(commit);
         }
         Ok(())
+    }
+
+    /// Starts the attempts decided this turn. They run while their start
+    /// is being committed: an attempt's end is recorded in a later commit
+    /// than its start, and a crash before the start is durable leaves the
+    /// job `ready`, to be started again (see docs/pipelines.md).
+    fn launch_decided(&mut self) {
+        for start in std::mem::take(&mut self.effects.starts) {
+            self.launch(start);
+        }
+    }
+
+    /// Sends the decisions made so far to the writer. Cancels are
+    /// acknowledged and waiters woken once they are durable
+    /// ([`Self::acknowledge`]); if the database keeps refusing, the engine stops
+    /// rather than run on decisions it could not record.
+    fn begin_commit(&mut self) -> Option<Commit> {
+        if self.effects.changes.is_empty() {
+            return None;
+        }
+        let changes = Arc::new(std::mem::take(&mut self.effects.changes));
+        let db = self.db.clone();
+        let write = Box::pin(async move {
+            let mut tries = 0;
+            loop {
+                let batch = changes.clone();
+                match db.write(move |conn| runs::apply(conn, &batch)).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if tries < WRITE_TRIES => {
+                        tries += 1;
+                        tracing::error!("committing scheduler decisions failed (try {tries}): {e}");
+                        tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "the database keeps refusing scheduler decisions, stopping the engine: {e}"
+                        );
+                        return Err(e);
+                    }
+                }
+            }
+        });
+        Some(Commit {
+            write,
+            replies: std::mem::take(&mut self.effects.replies),
+            runs_finished: std::mem::take(&mut self.effects.runs_finished),
+        })
+    }
+
+    /// Tells cancellers and waiters about decisions that are now durable.
+    fn acknowledge(&self, commit: Commit) {
+        for reply in commit.replies {
+            let _ = reply.send(true);
+        }
+        if commit.runs_finished > 0 {
+            self.finished.send_modify(|n| *n += commit.runs_finished);
+        }
     }
 
     fn launch(&self, start: Start) {
@@ -714,7 +775,7 @@ fn start_job(
     }
     let node = &mut run.jobs[job];
     node.attempts += 1;
-    let attempt_id = uuid::Uuid::new_v4().to_string();
+    let attempt_id = crate::db::new_id();
     let cancel = Arc::new(AtomicBool::new(false));
     node.cancel = Some(cancel.clone());
     run.running += 1;
