@@ -13,12 +13,14 @@
 //! # }
 //! ```
 
+pub mod api;
 pub mod artifact_store;
 pub mod bench;
 
 pub mod bindings;
 pub mod capabilities;
 pub mod cli;
+pub mod config;
 
 pub mod db;
 pub mod plugins;

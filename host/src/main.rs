@@ -20,6 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the HTTP API with the engine, the plugins of a folder and a
+    /// demo template.
+    ///
+    /// Settings: built-in defaults, then `warren.toml` (or --config), then
+    /// `WARREN_*` environment variables, then these flags.
+    Serve(ServeArgs),
     /// Run a plugin once, locally, and print its JSON output.
     ///
     /// Exit codes: 0 success, 1 the job returned an error, 2 a limit was hit
@@ -47,6 +53,27 @@ enum Command {
         #[command(subcommand)]
         suite: BenchSuite,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Where Warren keeps its database, artifacts and compile cache
+    /// [default: warren-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Folder of plugins (`NAME.wasm`) [default: the first-party plugins
+    /// built with this binary].
+    #[arg(long)]
+    plugins_dir: Option<PathBuf>,
+    /// Configuration file [default: warren.toml if it exists].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `normal` or `full` [default: normal].
+    #[arg(long)]
+    durability: Option<DurabilityArg>,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +239,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let code = match cli.command {
+        Command::Serve(args) => serve_command(args),
         Command::Run(args) => run_command(args),
         Command::New {
             kind,
@@ -233,6 +261,59 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, i32> {
             eprintln!("error: cannot start the async runtime: {e}");
             exit::LIMIT_OR_TRAP
         })
+}
+
+fn serve_command(args: ServeArgs) -> i32 {
+    use warren::config::{DEFAULT_CONFIG_FILE, Layer, ServeConfig};
+    let file = match &args.config {
+        Some(path) => Layer::from_file(path).map(Some),
+        None if std::path::Path::new(DEFAULT_CONFIG_FILE).exists() => {
+            Layer::from_file(DEFAULT_CONFIG_FILE.as_ref()).map(Some)
+        }
+        None => Ok(None),
+    };
+    let layers = file.and_then(|file| {
+        let env = Layer::from_env(|name| std::env::var(name).ok())?;
+        let flags = Layer {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            plugins_dir: args.plugins_dir.clone(),
+            durability: args.durability.map(|d| match d {
+                DurabilityArg::Normal => warren::db::Durability::Normal,
+                DurabilityArg::Full => warren::db::Durability::Full,
+            }),
+            ..Layer::default()
+        };
+        Ok(file.into_iter().chain([env, flags]).collect::<Vec<_>>())
+    });
+    let config = match layers.and_then(|layers| ServeConfig::resolve(&layers)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let served = runtime.block_on(async {
+        let server = warren::cli::serve::start(&config).await?;
+        print!(
+            "{}",
+            warren::cli::serve::banner(&server, &config.data_dir, !config.tokens.is_empty())
+        );
+        warren::cli::serve::stop_signal().await;
+        eprintln!("stopping: letting running attempts finish (up to {:?})", config.shutdown_grace);
+        server.shutdown().await
+    });
+    match served {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::LIMIT_OR_TRAP
+        }
+    }
 }
 
 fn pipeline_command(command: PipelineCommand) -> i32 {

@@ -3,6 +3,7 @@
 pub mod new;
 pub mod pipeline;
 pub mod run;
+pub mod serve;
 
 /// Process exit codes of `warren run` (and of bad usage everywhere).
 pub mod exit {

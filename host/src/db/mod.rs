@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod runs;
+pub mod views;
 pub mod writer;
 
 use std::path::Path;

@@ -420,12 +420,25 @@ fn run_state(text: &str) -> Result<RunState, DbError> {
 
 /// Every run not in a terminal state.
 pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
+    load_runs(conn, "state IN ('pending', 'running')", &[])
+}
+
+/// One run, whatever its state.
+pub fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, DbError> {
+    Ok(load_runs(conn, "id = ?1", &[&run_id])?.pop())
+}
+
+fn load_runs(
+    conn: &Connection,
+    filter: &str,
+    values: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<StoredRun>, DbError> {
     let mut runs = Vec::new();
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT id, spec, input, story_id, state, cancel_requested_at IS NOT NULL FROM runs
-         WHERE state IN ('pending', 'running') ORDER BY created_at, id",
-    )?;
-    let rows = stmt.query_map([], |r| {
+         WHERE {filter} ORDER BY created_at, id"
+    ))?;
+    let rows = stmt.query_map(values, |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get(1)?,
@@ -451,6 +464,19 @@ pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
         });
     }
     Ok(runs)
+}
+
+/// The run and state of a job.
+pub fn job_run(conn: &Connection, job_id: &str) -> Result<Option<(String, JobState)>, DbError> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT run_id, state FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(run_id, state)| Ok((run_id, job_state(&state)?)))
+        .transpose()
 }
 
 fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError> {

@@ -5,6 +5,7 @@
 //! again.
 
 mod inputs;
+pub mod metrics;
 mod run_graph;
 mod scheduler_loop;
 
@@ -94,6 +95,10 @@ pub enum EngineError {
     UnknownRun(String),
     #[error("{0:?} is not a valid story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)")]
     BadStoryId(String),
+    #[error("job {0:?} not found")]
+    UnknownJob(String),
+    #[error("{0}")]
+    NotRetryable(String),
     #[error("the engine has stopped")]
     Stopped,
     #[error(transparent)]
@@ -108,6 +113,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<bool>,
     },
     Finished(scheduler_loop::Completion),
+    Retry {
+        run_id: String,
+        job_id: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// Handle on a running engine; cheap to clone.
@@ -119,6 +129,9 @@ pub struct Engine {
     commands: mpsc::UnboundedSender<Command>,
     /// Bumped whenever a run ends.
     finished: watch::Receiver<u64>,
+    /// Bumped after every commit of the scheduler.
+    committed: watch::Receiver<u64>,
+    metrics: Arc<metrics::Metrics>,
     /// Runs an earlier process left unfinished, picked up at start.
     recovered: Arc<Vec<String>>,
 }
@@ -131,7 +144,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn is_valid_story_id(id: &str) -> bool {
+pub fn is_valid_story_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
@@ -150,6 +163,8 @@ impl Engine {
         let db = runtime.database_handle();
         let (commands, receiver) = mpsc::unbounded_channel();
         let (finished_tx, finished) = watch::channel(0);
+        let (committed_tx, committed) = watch::channel(0);
+        let metrics = Arc::new(metrics::Metrics::default());
         let config = Arc::new(config);
         let stored = db.read(runs::load_active_runs)?;
         let recovered = stored.iter().map(|run| run.id.clone()).collect();
@@ -159,7 +174,11 @@ impl Engine {
             plugins.clone(),
             config.clone(),
             commands.clone(),
-            finished_tx,
+            scheduler_loop::Signals {
+                finished: finished_tx,
+                committed: committed_tx,
+                metrics: metrics.clone(),
+            },
         );
         let scheduler = scheduler.recover(stored).await?;
         tokio::spawn(scheduler.run(receiver));
@@ -169,6 +188,8 @@ impl Engine {
             config,
             commands,
             finished,
+            committed,
+            metrics,
             recovered: Arc::new(recovered),
         })
     }
@@ -184,6 +205,21 @@ impl Engine {
 
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Changes after each commit of the scheduler: something new may be in
+    /// the history.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Whether the scheduler is still running.
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
     }
 
     /// Stores a new version of template `name` after validating it.
@@ -282,9 +318,12 @@ impl Engine {
                 reason: "submitted".into(),
             },
         ];
+        let changes = Arc::new(changes);
+        let batch = changes.clone();
         self.db
-            .write(move |conn| runs::apply(conn, &changes))
+            .write(move |conn| runs::apply(conn, &batch))
             .await?;
+        self.metrics.count(&changes);
         self.commands
             .send(Command::Submitted(graph))
             .map_err(|_| EngineError::Stopped)?;
@@ -306,6 +345,28 @@ impl Engine {
             })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Runs a failed job (or one that needed input) again; see
+    /// [`scheduler_loop`]. Returns its run's id.
+    pub async fn retry_job(&self, job_id: &str) -> Result<String, EngineError> {
+        let (run_id, _) = self
+            .db
+            .read(|conn| runs::job_run(conn, job_id))?
+            .ok_or_else(|| EngineError::UnknownJob(job_id.to_owned()))?;
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Retry {
+                run_id: run_id.clone(),
+                job_id: job_id.to_owned(),
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::NotRetryable)?;
+        Ok(run_id)
     }
 
     /// The run as stored now.

@@ -19,6 +19,9 @@ pub(crate) struct Node {
     pub input: String,
     pub state: JobState,
     pub attempts: u32,
+    /// Attempts made before the last manual retry; the retry policy counts
+    /// from there.
+    pub retry_base: u32,
     pub retry: RetryPolicy,
     pub limits: Limits,
     pub depth: u32,
@@ -99,6 +102,7 @@ impl ActiveRun {
                 input: job.input.clone(),
                 state: job.state,
                 attempts: 0,
+                retry_base: 0,
                 retry: job.retry,
                 limits: job.limits.clone(),
                 depth: job.depth,

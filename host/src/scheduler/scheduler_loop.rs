@@ -39,6 +39,15 @@ pub(crate) struct Completion {
 /// Tries of a commit before the engine stops.
 const WRITE_TRIES: u32 = 5;
 
+/// What the scheduler tells the rest of the engine.
+pub(crate) struct Signals {
+    /// Bumped when runs end.
+    pub finished: watch::Sender<u64>,
+    /// Bumped after every commit (new events may be readable).
+    pub committed: watch::Sender<u64>,
+    pub metrics: Arc<super::metrics::Metrics>,
+}
+
 /// Decisions not yet sent to the database.
 #[derive(Default)]
 struct Effects {
@@ -80,7 +89,7 @@ pub(crate) struct Scheduler {
     plugins: PluginRegistry,
     config: Arc<EngineConfig>,
     commands: mpsc::UnboundedSender<Command>,
-    finished: watch::Sender<u64>,
+    signals: Signals,
     runs: HashMap<String, ActiveRun>,
     /// Runs that may have a job to start, in turn (each at most once).
     rotation: VecDeque<String>,
@@ -98,7 +107,7 @@ impl Scheduler {
         plugins: PluginRegistry,
         config: Arc<EngineConfig>,
         commands: mpsc::UnboundedSender<Command>,
-        finished: watch::Sender<u64>,
+        signals: Signals,
     ) -> Self {
         Self {
             runtime,
@@ -106,7 +115,7 @@ impl Scheduler {
             plugins,
             config,
             commands,
-            finished,
+            signals,
             runs: HashMap::new(),
             rotation: VecDeque::new(),
             in_rotation: std::collections::HashSet::new(),
@@ -114,6 +123,87 @@ impl Scheduler {
             running: 0,
             effects: Effects::default(),
         }
+    }
+
+    /// The in-memory state of a stored run.
+    fn rebuild(&self, stored_run: &StoredRun, now: Instant, now_ms: i64) -> Result<ActiveRun, DbError> {
+        let spec: PipelineSpec = serde_json::from_str(&stored_run.spec)
+            .map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let new_run = NewRun {
+            id: stored_run.id.clone(),
+            template: None,
+            spec: String::new(),
+            input: stored_run.input.clone(),
+            story_id: stored_run.story_id.clone(),
+        };
+        let jobs: Vec<NewJob> = stored_run
+            .jobs
+            .iter()
+            .map(|j| NewJob {
+                id: j.id.clone(),
+                name: j.name.clone(),
+                plugin: j.plugin.clone(),
+                input: j.input.clone(),
+                state: j.state,
+                retry: j.retry,
+                limits: j.limits.clone(),
+                parent_job_id: j.parent_job_id.clone(),
+                spawn_reason: None,
+                depth: j.depth,
+            })
+            .collect();
+        let mut run = ActiveRun::new(
+            &new_run,
+            spec.max_parallel,
+            &jobs,
+            &stored_run.deps,
+            stored_run.state,
+        );
+        for (index, stored_job) in stored_run.jobs.iter().enumerate() {
+            let node = &mut run.jobs[index];
+            node.attempts = stored_job.attempts;
+            node.output = stored_job.output.clone();
+            node.not_before = stored_job
+                .ready_at
+                .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
+        }
+        for (producer, artifact) in &stored_run.artifacts {
+            if let Some(&index) = run.by_id.get(producer) {
+                run.jobs[index].artifacts.push(artifact.clone());
+            }
+        }
+        // A cancel asked for before the crash is finished now.
+        run.cancelling = stored_run.cancel_requested;
+        run.set_spawn_budget(self.config.max_spawned_per_run);
+        Ok(run)
+    }
+
+    /// Runs a failed (or input-needing) job again, with a fresh retry
+    /// budget; dependents it caused to be skipped wait for it again, and an
+    /// ended run runs again.
+    fn retry(&mut self, run_id: &str, job_id: &str) -> Result<(), String> {
+        if !self.runs.contains_key(run_id) {
+            let stored = self
+                .db
+                .read(|conn| runs::load_run(conn, run_id))
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("run {run_id} not found"))?;
+            let run = self
+                .rebuild(&stored, Instant::now(), runs::now_ms())
+                .map_err(|e| e.to_string())?;
+            self.runs.insert(run_id.to_owned(), run);
+        }
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return Err(format!("run {run_id} not found"));
+        };
+        let outcome = reopen(run, job_id, &mut self.effects);
+        if run.unfinished == 0 {
+            // Nothing was reopened and the run had ended: forget it again.
+            self.runs.remove(run_id);
+        } else {
+            self.enqueue(run_id);
+        }
+        outcome
     }
 
     /// Rebuilds the unfinished runs: attempts that were running when the
@@ -124,54 +214,7 @@ impl Scheduler {
         let now = Instant::now();
         let now_ms = runs::now_ms();
         for stored_run in stored {
-            let spec: PipelineSpec = serde_json::from_str(&stored_run.spec)
-                .map_err(|e| DbError::Corrupt(e.to_string()))?;
-            let new_run = NewRun {
-                id: stored_run.id.clone(),
-                template: None,
-                spec: String::new(),
-                input: stored_run.input.clone(),
-                story_id: stored_run.story_id.clone(),
-            };
-            let jobs: Vec<NewJob> = stored_run
-                .jobs
-                .iter()
-                .map(|j| NewJob {
-                    id: j.id.clone(),
-                    name: j.name.clone(),
-                    plugin: j.plugin.clone(),
-                    input: j.input.clone(),
-                    state: j.state,
-                    retry: j.retry,
-                    limits: j.limits.clone(),
-                    parent_job_id: j.parent_job_id.clone(),
-                    spawn_reason: None,
-                    depth: j.depth,
-                })
-                .collect();
-            let mut run = ActiveRun::new(
-                &new_run,
-                spec.max_parallel,
-                &jobs,
-                &stored_run.deps,
-                stored_run.state,
-            );
-            for (index, stored_job) in stored_run.jobs.iter().enumerate() {
-                let node = &mut run.jobs[index];
-                node.attempts = stored_job.attempts;
-                node.output = stored_job.output.clone();
-                node.not_before = stored_job
-                    .ready_at
-                    .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
-            }
-            for (producer, artifact) in &stored_run.artifacts {
-                if let Some(&index) = run.by_id.get(producer) {
-                    run.jobs[index].artifacts.push(artifact.clone());
-                }
-            }
-            // A cancel asked for before the crash is finished now.
-            run.cancelling = stored_run.cancel_requested;
-            run.set_spawn_budget(self.config.max_spawned_per_run);
+            let run = self.rebuild(&stored_run, now, now_ms)?;
             let run_id = run.id.clone();
             self.runs.insert(run_id.clone(), run);
 
@@ -272,11 +315,22 @@ impl Scheduler {
                 self.handle(command);
             }
             self.fire_timers();
+            self.update_gauges();
         }
         // The engine is going away: what was decided is still recorded.
         if let Some(commit) = committing {
             let _ = commit.write.await;
         }
+    }
+
+    fn update_gauges(&self) {
+        let metrics = &self.signals.metrics;
+        let queued: usize = self.runs.values().map(|run| run.ready.len()).sum();
+        metrics.running.store(self.running as u64, Ordering::Relaxed);
+        metrics.queued.store(queued as u64, Ordering::Relaxed);
+        metrics
+            .active_runs
+            .store(self.runs.len() as u64, Ordering::Relaxed);
     }
 
     /// Puts a run in the rotation unless it is there already.
@@ -306,6 +360,13 @@ impl Scheduler {
                 }
             }
             Command::Finished(completion) => self.on_finished(completion),
+            Command::Retry {
+                run_id,
+                job_id,
+                reply,
+            } => {
+                let _ = reply.send(self.retry(&run_id, &job_id));
+            }
         }
     }
 
@@ -422,6 +483,7 @@ impl Scheduler {
             return None;
         }
         let changes = Arc::new(std::mem::take(&mut self.effects.changes));
+        self.signals.metrics.count(&changes);
         let db = self.db.clone();
         let write = Box::pin(async move {
             let mut tries = 0;
@@ -456,8 +518,11 @@ impl Scheduler {
             let _ = reply.send(true);
         }
         if commit.runs_finished > 0 {
-            self.finished.send_modify(|n| *n += commit.runs_finished);
+            self.signals
+                .finished
+                .send_modify(|n| *n += commit.runs_finished);
         }
+        self.signals.committed.send_modify(|n| *n += 1);
     }
 
     fn launch(&self, start: Start) {
@@ -558,14 +623,18 @@ impl Scheduler {
                         AttemptFailure::Job {
                             error: JobFailure::NeedsInput(_),
                         } => JobState::NeedsInput,
-                        f if is_retryable(f) && node.attempts < node.retry.max_attempts => {
+                        f if is_retryable(f)
+                            && node.attempts - node.retry_base < node.retry.max_attempts =>
+                        {
                             JobState::Pending
                         }
                         _ => JobState::Failed,
                     }
                 };
                 if next == JobState::Pending {
-                    let delay = node.retry.backoff(node.attempts + 1, rand_unit());
+                    let delay = node
+                        .retry
+                        .backoff(node.attempts - node.retry_base + 1, rand_unit());
                     let at = Instant::now() + delay;
                     let reason = format!("retry in {} ms after: {failure}", delay.as_millis());
                     let ready_at = runs::now_ms() + delay.as_millis() as i64;
@@ -717,6 +786,67 @@ fn set_state(
     if to.is_terminal() {
         terminal(run, job, fx);
     }
+}
+
+/// Puts a failed job back to pending, and with it the dependents its
+/// failure skipped; an ended run is running again.
+fn reopen(run: &mut ActiveRun, job_id: &str, fx: &mut Effects) -> Result<(), String> {
+    let job = *run
+        .by_id
+        .get(job_id)
+        .ok_or_else(|| format!("job {job_id} is not in run {}", run.id))?;
+    let state = run.jobs[job].state;
+    if !matches!(state, JobState::Failed | JobState::NeedsInput) {
+        return Err(format!(
+            "job {:?} is {state}; only failed jobs and jobs needing input can be retried",
+            run.jobs[job].name
+        ));
+    }
+    if run.cancelling || run.state == RunState::Cancelled {
+        return Err(format!("run {} was cancelled", run.id));
+    }
+    if run.state.is_terminal() {
+        fx.changes.push(Change::RunState {
+            run_id: run.id.clone(),
+            from: run.state,
+            to: RunState::Running,
+            reason: Some(format!("job {:?} retried", run.jobs[job].name)),
+        });
+        run.state = RunState::Running;
+    }
+    let mut reopened = vec![job];
+    let mut index = 0;
+    while index < reopened.len() {
+        let current = reopened[index];
+        index += 1;
+        let reason = if current == job {
+            "retry requested".to_owned()
+        } else {
+            format!("waits again for retried job {:?}", run.jobs[job].name)
+        };
+        let from = run.jobs[current].state;
+        fx.changes.push(job_change(
+            run,
+            current,
+            from,
+            JobState::Pending,
+            Some(reason),
+            None,
+            None,
+        ));
+        let node = &mut run.jobs[current];
+        node.state = JobState::Pending;
+        node.not_before = None;
+        node.retry_base = node.attempts;
+        run.unfinished += 1;
+        for &dependent in &run.jobs[current].dependents {
+            if run.jobs[dependent].state == JobState::Skipped && !reopened.contains(&dependent) {
+                reopened.push(dependent);
+            }
+        }
+    }
+    evaluate(run, job, Instant::now(), fx);
+    Ok(())
 }
 
 /// Promotes or skips a pending job whose dependencies allow it.

@@ -1,0 +1,112 @@
+//! Every error the API returns: JSON `{ "code", "message" }` with a stable
+//! code, and the status that goes with it.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::scheduler::EngineError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable, machine-readable; documented in docs/api.md.
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        // The details go to the log; the client gets no internals.
+        tracing::error!("internal error: {message}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            code: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::NotFound(what) => Self::not_found(what),
+            DbError::WriterGone => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database writer has stopped",
+            ),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::Spec(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_pipeline",
+                e.to_string(),
+            ),
+            EngineError::UnknownTemplate(_) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_template", error.to_string())
+            }
+            EngineError::UnknownRun(_) => Self::not_found(format!("run {}", run_name(&error))),
+            EngineError::UnknownJob(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            EngineError::BadStoryId(_) => Self::bad_request("invalid_id", error.to_string()),
+            EngineError::NotRetryable(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            EngineError::Stopped => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                error.to_string(),
+            ),
+            EngineError::Db(e) => e.into(),
+        }
+    }
+}
+
+fn run_name(error: &EngineError) -> String {
+    match error {
+        EngineError::UnknownRun(id) => id.clone(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,147 @@
+//! History as Server-Sent Events: one run's (the stream ends after the run
+//! does) or every run's. Each event's SSE id is its history id; a client
+//! resumes with `Last-Event-ID` or `?after=`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+
+use super::AppState;
+use super::extract::{ApiPath, ApiQuery, check_id};
+use crate::api::ApiError;
+use crate::db::views::{self, EventRow};
+
+/// Rows read from the history at a time.
+const BATCH: usize = 500;
+/// A stream with nothing new checks again after this long even without a
+/// commit signal (submissions are committed outside the scheduler).
+const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    after: Option<i64>,
+}
+
+fn start_after(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, ApiError> {
+    if let Some(after) = query.after {
+        return Ok(after);
+    }
+    match headers.get("last-event-id") {
+        None => Ok(0),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("invalid_id", "Last-Event-ID is not an event id")),
+    }
+}
+
+pub async fn run_events(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    check_id("run", &id)?;
+    if state.engine.run(&id)?.is_none() {
+        return Err(ApiError::not_found(format!("run {id}")));
+    }
+    let after = start_after(&headers, &query)?;
+    Ok(sse(state, Some(id), after))
+}
+
+pub async fn all_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let after = start_after(&headers, &query)?;
+    Ok(sse(state, None, after))
+}
+
+struct Follow {
+    state: AppState,
+    run_id: Option<String>,
+    after: i64,
+    buffered: VecDeque<EventRow>,
+    commits: tokio::sync::watch::Receiver<u64>,
+    done: bool,
+}
+
+fn sse(
+    state: AppState,
+    run_id: Option<String>,
+    after: i64,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let commits = state.engine.commits();
+    let follow = Follow {
+        state,
+        run_id,
+        after,
+        buffered: VecDeque::new(),
+        commits,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut follow| async move {
+        let row = follow.next().await?;
+        let event = Event::default()
+            .id(row.id.to_string())
+            .event(row.kind.clone())
+            .json_data(&row)
+            .unwrap_or_else(|_| Event::default().comment("unserializable event"));
+        Some((Ok(event), follow))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+impl Follow {
+    /// The next event, waiting for one if needed; `None` once a run's
+    /// stream is over or the database is gone.
+    async fn next(&mut self) -> Option<EventRow> {
+        loop {
+            if let Some(row) = self.buffered.pop_front() {
+                self.after = row.id;
+                if self.run_id.is_some() && ends_run(&row) {
+                    self.done = true;
+                }
+                return Some(row);
+            }
+            if self.done {
+                return None;
+            }
+            let rows = self
+                .state
+                .engine
+                .database()
+                .read(|conn| views::events_after(conn, self.run_id.as_deref(), self.after, BATCH))
+                .ok()?;
+            if !rows.is_empty() {
+                self.buffered.extend(rows);
+                continue;
+            }
+            if let Some(run_id) = &self.run_id {
+                // Ended before this stream caught up with its last event.
+                let ended = self.state.engine.run(run_id).ok()??.state.is_terminal();
+                if ended {
+                    return None;
+                }
+            }
+            if let Ok(Err(_)) = tokio::time::timeout(POLL, self.commits.changed()).await {
+                // The engine has stopped: keep polling, slowly.
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+fn ends_run(row: &EventRow) -> bool {
+    row.kind == "run"
+        && crate::scheduler::model::RunState::parse(&row.to_state).is_some_and(|s| s.is_terminal())
+}

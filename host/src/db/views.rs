@@ -1,0 +1,266 @@
+//! Reads for the HTTP API: lists with filters and cursors, one job with its
+//! attempts, history after a point, a run's artifacts, templates.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::DbError;
+use super::runs::{AttemptView, JobView};
+
+/// A run in a list (its jobs are fetched with the run).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub state: String,
+    pub template: Option<String>,
+    pub template_version: Option<i64>,
+    pub story_id: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub state: Option<String>,
+    pub template: Option<String>,
+    pub story_id: Option<String>,
+    /// Only runs created before this one (ids sort by creation).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// Newest first.
+pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, state, template_name, template_version, story_id, created_at, finished_at FROM runs
+         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR template_name = ?2)
+           AND (?3 IS NULL OR story_id = ?3) AND (?4 IS NULL OR id < ?4)
+         ORDER BY id DESC LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            filter.state,
+            filter.template,
+            filter.story_id,
+            filter.before,
+            filter.limit as i64
+        ],
+        |r| {
+            Ok(RunSummary {
+                id: r.get(0)?,
+                state: r.get(1)?,
+                template: r.get(2)?,
+                template_version: r.get(3)?,
+                story_id: r.get(4)?,
+                created_at: r.get(5)?,
+                finished_at: r.get(6)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A job with its run, attempts and artifacts.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDetail {
+    pub run_id: String,
+    #[serde(flatten)]
+    pub job: JobView,
+    pub input: serde_json::Value,
+    pub attempts: Vec<AttemptView>,
+    pub artifacts: Vec<ArtifactView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactView {
+    pub job_id: String,
+    pub job: String,
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+fn json_or_text(text: String) -> serde_json::Value {
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+}
+
+pub fn get_job(conn: &Connection, job_id: &str) -> Result<Option<JobDetail>, DbError> {
+    let row = conn
+        .query_row(
+            "SELECT run_id, id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth, input
+             FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, u32>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, u32>(10)?,
+                    r.get::<_, String>(11)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((run_id, id, name, plugin, state, attempts, output, error, parent, reason, depth, input)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let state = crate::scheduler::model::JobState::parse(&state)
+        .ok_or_else(|| DbError::Corrupt(format!("job state {state:?}")))?;
+    Ok(Some(JobDetail {
+        run_id,
+        job: JobView {
+            id: id.clone(),
+            name,
+            plugin,
+            state,
+            attempts,
+            output: output.map(json_or_text),
+            error: error.map(json_or_text),
+            parent_job_id: parent,
+            spawn_reason: reason,
+            depth,
+        },
+        input: json_or_text(input),
+        attempts: super::runs::attempts(conn, &id)?,
+        artifacts: artifacts(conn, "a.job_id = ?1", &id)?,
+    }))
+}
+
+/// Artifacts of every job of a run.
+pub fn run_artifacts(conn: &Connection, run_id: &str) -> Result<Vec<ArtifactView>, DbError> {
+    artifacts(conn, "j.run_id = ?1", run_id)
+}
+
+fn artifacts(conn: &Connection, filter: &str, key: &str) -> Result<Vec<ArtifactView>, DbError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT a.job_id, j.name, a.name, a.sha256, a.size FROM artifacts a JOIN jobs j ON j.id = a.job_id
+         WHERE {filter} ORDER BY a.rowid"
+    ))?;
+    let rows = stmt.query_map([key], |r| {
+        Ok(ArtifactView {
+            job_id: r.get(0)?,
+            job: r.get(1)?,
+            name: r.get(2)?,
+            sha256: r.get(3)?,
+            size: r.get::<_, i64>(4)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether some job recorded an artifact with this digest.
+pub fn artifact_exists(conn: &Connection, sha256: &str) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM artifacts WHERE sha256 = ?1 LIMIT 1")?
+        .exists([sha256])?)
+}
+
+/// The log each attempt of a job left, in attempt order.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptLogView {
+    pub attempt: u32,
+    pub state: String,
+    pub log: serde_json::Value,
+}
+
+pub fn job_logs(conn: &Connection, job_id: &str) -> Result<Vec<AttemptLogView>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT number, state, log FROM attempts WHERE job_id = ?1 ORDER BY number",
+    )?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok(AttemptLogView {
+            attempt: r.get(0)?,
+            state: r.get(1)?,
+            log: r
+                .get::<_, Option<String>>(2)?
+                .map_or(serde_json::Value::Null, json_or_text),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One entry of the history, with its run.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub run_id: String,
+    pub job_id: Option<String>,
+    pub kind: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub reason: Option<String>,
+}
+
+/// Events after `after` (an event id), of one run or of all, oldest first.
+pub fn events_after(
+    conn: &Connection,
+    run_id: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<EventRow>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, run_id, job_id, kind, from_state, to_state, reason FROM events
+         WHERE id > ?1 AND (?2 IS NULL OR run_id = ?2) ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![after, run_id, limit as i64], |r| {
+        Ok(EventRow {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            run_id: r.get(2)?,
+            job_id: r.get(3)?,
+            kind: r.get(4)?,
+            from_state: r.get(5)?,
+            to_state: r.get(6)?,
+            reason: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateSummary {
+    pub name: String,
+    pub latest_version: i64,
+    pub updated_at: i64,
+}
+
+pub fn list_templates(conn: &Connection) -> Result<Vec<TemplateSummary>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, max(version), max(created_at) FROM templates GROUP BY name ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(TemplateSummary {
+            name: r.get(0)?,
+            latest_version: r.get(1)?,
+            updated_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Keys and values of one memory namespace, in key order, after a cursor.
+pub fn memory_entries(
+    conn: &Connection,
+    namespace: &str,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, value FROM memory WHERE namespace = ?1 AND (?2 IS NULL OR key > ?2)
+         ORDER BY key LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![namespace, start_after, limit as i64], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
