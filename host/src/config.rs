@@ -36,6 +36,7 @@ pub struct Layer {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub plugins_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
     pub durability: Option<Durability>,
     pub max_concurrent_jobs: Option<usize>,
     pub max_body_bytes: Option<usize>,
@@ -52,6 +53,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// `None`: the first-party plugins built with this binary.
     pub plugins_dir: Option<PathBuf>,
+    /// Compiled plugins; `None`: `DATA_DIR/cache`.
+    pub cache_dir: Option<PathBuf>,
     pub durability: Durability,
     pub max_concurrent_jobs: usize,
     pub max_body_bytes: usize,
@@ -70,6 +73,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("warren-data"),
             plugins_dir: None,
+            cache_dir: None,
             durability: Durability::Normal,
             max_concurrent_jobs: crate::scheduler::DEFAULT_CONCURRENCY,
             max_body_bytes: 1 << 20,
@@ -113,6 +117,7 @@ impl Layer {
     }
 
     /// Reads `WARREN_LISTEN`, `WARREN_DATA_DIR`, `WARREN_PLUGINS_DIR`,
+    /// `WARREN_CACHE_DIR`,
     /// `WARREN_DURABILITY`, `WARREN_MAX_CONCURRENT_JOBS`,
     /// `WARREN_MAX_BODY_BYTES`, `WARREN_REQUEST_TIMEOUT_MS`,
     /// `WARREN_SHUTDOWN_GRACE_MS`, `WARREN_CORS_ORIGINS` (comma-separated)
@@ -157,6 +162,7 @@ impl Layer {
             listen: parsed(&get, "WARREN_LISTEN")?,
             data_dir: get("WARREN_DATA_DIR").map(PathBuf::from),
             plugins_dir: get("WARREN_PLUGINS_DIR").map(PathBuf::from),
+            cache_dir: get("WARREN_CACHE_DIR").map(PathBuf::from),
             durability,
             max_concurrent_jobs: parsed(&get, "WARREN_MAX_CONCURRENT_JOBS")?,
             max_body_bytes: parsed(&get, "WARREN_MAX_BODY_BYTES")?,
@@ -204,6 +210,7 @@ impl ServeConfig {
             config.listen = layer.listen.unwrap_or(config.listen);
             config.data_dir = layer.data_dir.unwrap_or(config.data_dir);
             config.plugins_dir = layer.plugins_dir.or(config.plugins_dir);
+            config.cache_dir = layer.cache_dir.or(config.cache_dir);
             config.durability = layer.durability.unwrap_or(config.durability);
             config.max_concurrent_jobs = layer
                 .max_concurrent_jobs
@@ -262,10 +269,9 @@ mod tests {
             "#,
         )
         .expect("valid");
-        let env = Layer::from_env(|name| {
-            (name == "WARREN_DATA_DIR").then(|| "from-env".to_owned())
-        })
-        .expect("valid");
+        let env =
+            Layer::from_env(|name| (name == "WARREN_DATA_DIR").then(|| "from-env".to_owned()))
+                .expect("valid");
         let flags = Layer {
             listen: Some("127.0.0.1:9100".parse().expect("valid")),
             ..Layer::default()
@@ -284,7 +290,9 @@ mod tests {
             listen: Some("0.0.0.0:8080".parse().expect("valid")),
             ..Layer::default()
         };
-        let error = ServeConfig::resolve(&[open]).expect_err("refused").to_string();
+        let error = ServeConfig::resolve(&[open])
+            .expect_err("refused")
+            .to_string();
         assert!(error.contains("without any token"), "{error}");
 
         let error = toml::from_str::<Layer>("listen = \"x\"\nport = 1").expect_err("refused");
@@ -297,11 +305,12 @@ mod tests {
         .to_string();
         assert!(error.contains("WARREN_TOKENS"), "{error}");
 
-        let short = Layer::from_env(|name| {
-            (name == "WARREN_TOKENS").then(|| "ops:admin:short".to_owned())
-        })
-        .expect("valid");
-        let error = ServeConfig::resolve(&[short]).expect_err("refused").to_string();
+        let short =
+            Layer::from_env(|name| (name == "WARREN_TOKENS").then(|| "ops:admin:short".to_owned()))
+                .expect("valid");
+        let error = ServeConfig::resolve(&[short])
+            .expect_err("refused")
+            .to_string();
         assert!(error.contains("shorter than 16"), "{error}");
     }
 }

@@ -304,7 +304,10 @@ fn serve_command(args: ServeArgs) -> i32 {
             warren::cli::serve::banner(&server, &config.data_dir, !config.tokens.is_empty())
         );
         warren::cli::serve::stop_signal().await;
-        eprintln!("stopping: letting running attempts finish (up to {:?})", config.shutdown_grace);
+        eprintln!(
+            "stopping: letting running attempts finish (up to {:?})",
+            config.shutdown_grace
+        );
         server.shutdown().await
     });
     match served {

@@ -1,6 +1,7 @@
 //! Integration tests: real components built from source, a real SQLite file
 //! and the real `warren` binary.
 
+mod api;
 mod cli;
 mod crash;
 mod engine;

@@ -95,7 +95,11 @@ pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
 
 /// Artifact digests are 64 lowercase hex digits.
 pub fn check_digest(digest: &str) -> Result<(), ApiError> {
-    if digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         Ok(())
     } else {
         Err(ApiError::bad_request(

@@ -45,5 +45,7 @@ pub async fn retry(
 ) -> Result<Json<Value>, ApiError> {
     check_id("job", &id)?;
     let run_id = state.engine.retry_job(&id).await?;
-    Ok(Json(json!({ "job_id": id, "run_id": run_id, "state": "pending" })))
+    Ok(Json(
+        json!({ "job_id": id, "run_id": run_id, "state": "pending" }),
+    ))
 }

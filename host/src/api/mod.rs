@@ -64,7 +64,10 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
             post(templates::create.layer(admin())).get(templates::list),
         )
         .route("/templates/{name}", get(templates::latest))
-        .route("/templates/{name}/versions/{version}", get(templates::version))
+        .route(
+            "/templates/{name}/versions/{version}",
+            get(templates::version),
+        )
         .route("/plugins", get(plugins::list))
         .route("/plugins/{name}", get(plugins::get))
         .route("/stories/{story}/memory", get(memory::list))

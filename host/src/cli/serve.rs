@@ -39,6 +39,9 @@ pub struct RunningServer {
 pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
     let mut runtime_config = RuntimeConfig::new(&config.data_dir);
     runtime_config.durability = config.durability;
+    if let Some(cache_dir) = &config.cache_dir {
+        runtime_config.cache_dir = Some(cache_dir.clone());
+    }
     let runtime = Arc::new(Runtime::new(runtime_config)?);
     let plugins_dir = config
         .plugins_dir
@@ -132,7 +135,9 @@ impl RunningServer {
         }
         let left = metrics.running.load(Ordering::Relaxed);
         if left > 0 {
-            tracing::warn!("{left} attempts still running at shutdown; the next start retries them");
+            tracing::warn!(
+                "{left} attempts still running at shutdown; the next start retries them"
+            );
         }
         // Open streams (SSE) are not waited for beyond the grace period.
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -108,8 +108,20 @@ pub fn get_job(conn: &Connection, job_id: &str) -> Result<Option<JobDetail>, DbE
             },
         )
         .optional()?;
-    let Some((run_id, id, name, plugin, state, attempts, output, error, parent, reason, depth, input)) =
-        row
+    let Some((
+        run_id,
+        id,
+        name,
+        plugin,
+        state,
+        attempts,
+        output,
+        error,
+        parent,
+        reason,
+        depth,
+        input,
+    )) = row
     else {
         return Ok(None);
     };

@@ -92,14 +92,22 @@ impl Metrics {
             "# HELP warren_runs_ended_total Runs that ended, by final state.\n# TYPE warren_runs_ended_total counter"
         );
         for (state, n) in RUN_STATES.iter().zip(&self.runs_ended) {
-            let _ = writeln!(out, "warren_runs_ended_total{{state=\"{state}\"}} {}", get(n));
+            let _ = writeln!(
+                out,
+                "warren_runs_ended_total{{state=\"{state}\"}} {}",
+                get(n)
+            );
         }
         let _ = writeln!(
             out,
             "# HELP warren_jobs_ended_total Jobs that ended, by final state.\n# TYPE warren_jobs_ended_total counter"
         );
         for (state, n) in JOB_STATES.iter().zip(&self.jobs_ended) {
-            let _ = writeln!(out, "warren_jobs_ended_total{{state=\"{state}\"}} {}", get(n));
+            let _ = writeln!(
+                out,
+                "warren_jobs_ended_total{{state=\"{state}\"}} {}",
+                get(n)
+            );
         }
         let _ = writeln!(
             out,
@@ -131,9 +139,21 @@ impl Metrics {
             get(&self.fuel_consumed)
         );
         for (name, help, value) in [
-            ("warren_attempts_running", "Attempts running now.", &self.running),
-            ("warren_jobs_queued", "Jobs ready and waiting for a slot.", &self.queued),
-            ("warren_runs_active", "Runs not yet ended.", &self.active_runs),
+            (
+                "warren_attempts_running",
+                "Attempts running now.",
+                &self.running,
+            ),
+            (
+                "warren_jobs_queued",
+                "Jobs ready and waiting for a slot.",
+                &self.queued,
+            ),
+            (
+                "warren_runs_active",
+                "Runs not yet ended.",
+                &self.active_runs,
+            ),
         ] {
             let _ = writeln!(
                 out,

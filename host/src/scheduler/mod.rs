@@ -320,9 +320,7 @@ impl Engine {
         ];
         let changes = Arc::new(changes);
         let batch = changes.clone();
-        self.db
-            .write(move |conn| runs::apply(conn, &batch))
-            .await?;
+        self.db.write(move |conn| runs::apply(conn, &batch)).await?;
         self.metrics.count(&changes);
         self.commands
             .send(Command::Submitted(graph))

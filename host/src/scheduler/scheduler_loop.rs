@@ -126,9 +126,14 @@ impl Scheduler {
     }
 
     /// The in-memory state of a stored run.
-    fn rebuild(&self, stored_run: &StoredRun, now: Instant, now_ms: i64) -> Result<ActiveRun, DbError> {
-        let spec: PipelineSpec = serde_json::from_str(&stored_run.spec)
-            .map_err(|e| DbError::Corrupt(e.to_string()))?;
+    fn rebuild(
+        &self,
+        stored_run: &StoredRun,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<ActiveRun, DbError> {
+        let spec: PipelineSpec =
+            serde_json::from_str(&stored_run.spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
         let new_run = NewRun {
             id: stored_run.id.clone(),
             template: None,
@@ -326,7 +331,9 @@ impl Scheduler {
     fn update_gauges(&self) {
         let metrics = &self.signals.metrics;
         let queued: usize = self.runs.values().map(|run| run.ready.len()).sum();
-        metrics.running.store(self.running as u64, Ordering::Relaxed);
+        metrics
+            .running
+            .store(self.running as u64, Ordering::Relaxed);
         metrics.queued.store(queued as u64, Ordering::Relaxed);
         metrics
             .active_runs

@@ -1,0 +1,590 @@
+//! The HTTP API end to end: a real server on a free local port, real
+//! plugins, a real SQLite file, spoken to over HTTP.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use warren::cli::serve::{self, RunningServer};
+use warren::config::{Role, ServeConfig, Token};
+
+use crate::support::{TEST_GUESTS_DIR, plugin_path};
+
+const ADMIN: &str = "admin-token-0123456789";
+const CLIENT: &str = "client-token-0123456789";
+
+struct TestServer {
+    _data: tempfile::TempDir,
+    server: Option<RunningServer>,
+    base: String,
+    http: reqwest::Client,
+    token: Option<&'static str>,
+}
+
+/// A plugins folder with the first-party plugins and the test guests the
+/// API tests use.
+fn plugins_dir(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).expect("plugins dir");
+    for name in ["echo", "planner", "dev", "tester", "report", "wordcount"] {
+        std::fs::copy(plugin_path(name), dir.join(format!("{name}.wasm"))).expect("copy plugin");
+    }
+    for name in ["toolbox", "spin_forever"] {
+        let from = Path::new(TEST_GUESTS_DIR).join(format!("{name}.wasm"));
+        std::fs::copy(from, dir.join(format!("{}.wasm", name.replace('_', "-"))))
+            .expect("copy guest");
+    }
+    dir
+}
+
+impl TestServer {
+    async fn start(tokens: Vec<Token>) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: data.path().join("data"),
+            plugins_dir: Some(plugins_dir(data.path())),
+            cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache")),
+            max_body_bytes: 64 << 10,
+            request_timeout: Duration::from_secs(2),
+            tokens: tokens.clone(),
+            ..ServeConfig::default()
+        };
+        let server = serve::start(&config).await.expect("server starts");
+        let base = format!("http://{}", server.addr);
+        Self {
+            _data: data,
+            server: Some(server),
+            base,
+            http: reqwest::Client::new(),
+            token: tokens.first().map(|_| ADMIN),
+        }
+    }
+
+    async fn open() -> Self {
+        Self::start(Vec::new()).await
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends `raw` as is (paths no client library would send) and returns
+    /// the status and the JSON body.
+    async fn raw(&self, raw: &str) -> (u16, Value) {
+        let addr = self.server.as_ref().expect("running").addr;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(raw.as_bytes()).await.expect("send");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read");
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    async fn wait_for_state(&self, run_id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, run) = self.get(&format!("/v1/runs/{run_id}")).await;
+            assert_eq!(status, 200, "{run}");
+            if run["state"] == state || Instant::now() > deadline {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn assert_healthy(&self) {
+        let (status, body) = self.get("/ready").await;
+        assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
+    }
+
+    async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// Reads an SSE stream to its end; returns each event's JSON data.
+async fn follow_events(server: &TestServer, run_id: &str) -> Vec<Value> {
+    let mut response = server
+        .request(reqwest::Method::GET, &format!("/v1/runs/{run_id}/events"))
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream",
+        "SSE content type"
+    );
+    let mut text = String::new();
+    let read = async {
+        while let Some(chunk) = response.chunk().await.expect("chunk") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the stream ends when the run does");
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).expect("event JSON"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_demo_pipeline_runs_and_its_events_and_artifacts_can_be_followed() {
+    let server = TestServer::open().await;
+    let response = server
+        .request(reqwest::Method::POST, "/v1/runs")
+        .header("x-request-id", "demo-request-1")
+        .json(&json!({"template": serve::DEMO_TEMPLATE, "input": {"goal": "a word counter"}}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-request-id"], "demo-request-1");
+    let created: Value = response.json().await.expect("JSON");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+
+    let events = follow_events(&server, &run_id).await;
+    let last = events.last().expect("events");
+    assert_eq!(
+        (&last["kind"], &last["to_state"]),
+        (&json!("run"), &json!("completed"))
+    );
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64())
+    );
+    assert!(
+        events.iter().any(|e| e["to_state"] == "pending"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("retry in"))),
+        "the flaky dev job was retried: {events:?}"
+    );
+
+    let (status, run) = server.get(&format!("/v1/runs/{run_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["state"], "completed");
+    assert_eq!(run["template"], serve::DEMO_TEMPLATE);
+    let alert = run["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .find(|j| j["name"] == "alert")
+        .expect("alert job");
+    assert_eq!(alert["state"], "skipped");
+
+    let (status, listed) = server.get(&format!("/v1/runs/{run_id}/artifacts")).await;
+    assert_eq!(status, 200);
+    let artifacts = listed["artifacts"].as_array().expect("artifacts");
+    assert!(!artifacts.is_empty(), "{listed}");
+    for artifact in artifacts {
+        let digest = artifact["sha256"].as_str().expect("sha256");
+        let response = server
+            .request(reqwest::Method::GET, &format!("/v1/artifacts/{digest}"))
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(response.status(), 200);
+        let length: u64 = response.headers()["content-length"]
+            .to_str()
+            .expect("header")
+            .parse()
+            .expect("length");
+        assert_eq!(Some(length), artifact["size"].as_u64());
+        let bytes = response.bytes().await.expect("bytes");
+        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), digest);
+    }
+
+    let dev = run["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .find(|j| j["name"] == "dev")
+        .expect("dev job");
+    let (status, job) = server
+        .get(&format!("/v1/jobs/{}", dev["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(job["run_id"], run_id.as_str());
+    let attempts = job["attempts"].as_array().expect("attempts");
+    assert!(attempts.len() >= 2, "{job}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["fuel_consumed"].as_i64() > Some(0))
+    );
+
+    let (status, metrics) = (
+        200,
+        server
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text"),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("warren_runs_ended_total{state=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("warren_attempt_duration_seconds_count"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_can_be_cancelled_and_a_failed_job_retried() {
+    let server = TestServer::open().await;
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"spin": {"plugin": "spin-forever"}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    server.wait_for_state(&run_id, "running").await;
+    let asked = Instant::now();
+    let (status, body) = server
+        .post(&format!("/v1/runs/{run_id}/cancel"), &json!({}))
+        .await;
+    assert_eq!((status, &body["cancelled"]), (200, &json!(true)), "{body}");
+    let run = server.wait_for_state(&run_id, "cancelled").await;
+    assert_eq!(run["state"], "cancelled");
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    let (status, body) = server
+        .post(&format!("/v1/runs/{run_id}/cancel"), &json!({}))
+        .await;
+    assert_eq!((status, &body["code"]), (409, &json!("run_ended")));
+
+    // A job that fails on its first attempt; its dependent is skipped.
+    let pipeline = json!({"jobs": {
+        "flaky": {"plugin": "toolbox", "input": [{"op": "fail_until", "attempt": 2}]},
+        "after": {"plugin": "echo", "needs": ["flaky"]}
+    }});
+    let (status, created) = server
+        .post("/v1/runs", &json!({"pipeline": pipeline}))
+        .await;
+    assert_eq!(status, 201);
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    let run = server.wait_for_state(&run_id, "failed").await;
+    let job_id = |run: &Value, name: &str| {
+        run["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .find(|j| j["name"] == name)
+            .map(|j| {
+                (
+                    j["id"].as_str().unwrap_or_default().to_owned(),
+                    j["state"].clone(),
+                )
+            })
+            .expect("job")
+    };
+    let (flaky, state) = job_id(&run, "flaky");
+    assert_eq!(state, "failed");
+    assert_eq!(job_id(&run, "after").1, "skipped");
+
+    let (status, body) = server
+        .post(&format!("/v1/jobs/{flaky}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed");
+    assert_eq!(job_id(&run, "after").1, "completed");
+    let (_, job) = server.get(&format!("/v1/jobs/{flaky}")).await;
+    assert_eq!(job["attempts"].as_array().map(Vec::len), Some(2));
+
+    // Only failed jobs can be retried.
+    let (status, body) = server
+        .post(&format!("/v1/jobs/{flaky}/retry"), &json!({}))
+        .await;
+    assert_eq!((status, &body["code"]), (409, &json!("conflict")), "{body}");
+    let (status, logs) = server.get(&format!("/v1/jobs/{flaky}/logs")).await;
+    assert_eq!(status, 200);
+    assert_eq!(logs["attempts"].as_array().map(Vec::len), Some(2));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_json_error_and_the_server_stays_healthy() {
+    let server = TestServer::open().await;
+    let host = "Host: localhost\r\nConnection: close\r\n";
+    let long = "a".repeat(5000);
+    let post = |content_type: &str, body: &str| {
+        format!(
+            "POST /v1/runs HTTP/1.1\r\n{host}content-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let json = "application/json";
+    let cases: Vec<(String, u16, &str)> = vec![
+        (post(json, "{\"templa"), 400, "invalid_json"),
+        (post(json, "{\"template\": 42}"), 422, "invalid_body"),
+        (
+            post(json, "{\"template\": \"x\", \"surprise\": true}"),
+            422,
+            "invalid_body",
+        ),
+        (
+            post(json, "{\"template\": \"x\", \"pipeline\": {\"jobs\": {}}}"),
+            422,
+            "invalid_body",
+        ),
+        (post("text/plain", "{}"), 415, "unsupported_media_type"),
+        // A client that announces more than it sends is cut off.
+        (
+            format!(
+                "POST /v1/runs HTTP/1.1\r\n{host}content-type: {json}\r\ncontent-length: 100\r\n\r\n{{"
+            ),
+            408,
+            "timeout",
+        ),
+        (
+            format!("GET /v1/runs/..%2Fx HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "invalid_id",
+        ),
+        (
+            format!("GET /v1/runs/%2e%2e HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "invalid_id",
+        ),
+        (
+            format!("GET /v1/runs/%00 HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "invalid_id",
+        ),
+        (
+            format!("GET /v1/runs/{long} HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "invalid_id",
+        ),
+        (
+            format!("GET /v1/jobs/not-a-job HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "invalid_id",
+        ),
+        (
+            format!("GET /v1/artifacts/..%2f..%2fetc HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "invalid_id",
+        ),
+        (
+            format!("GET /v1/templates/%2e%2e HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "invalid_id",
+        ),
+        (
+            format!("GET /v1/runs/0191c0de-0000-7000-8000-000000000000 HTTP/1.1\r\n{host}\r\n"),
+            404,
+            "not_found",
+        ),
+        (
+            format!("GET /v1/runs?limit=many HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "invalid_query",
+        ),
+        (
+            format!("GET /v1/nothing-here HTTP/1.1\r\n{host}\r\n"),
+            404,
+            "not_found",
+        ),
+        (
+            format!("DELETE /v1/runs HTTP/1.1\r\n{host}\r\n"),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = server.raw(&request).await;
+        let line = request
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(80)
+            .collect::<String>();
+        assert_eq!(
+            (got, &body["code"]),
+            (status, &json!(code)),
+            "{line}: {body}"
+        );
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    let big = json!({"pipeline": {"jobs": {"a": {"plugin": "echo"}}}, "input": {"pad": "x".repeat(100 << 10)}});
+    let (status, body) = server.post("/v1/runs", &big).await;
+    assert_eq!((status, &body["code"]), (413, &json!("payload_too_large")));
+
+    let (status, body) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"a": {"plugin": "nope"}}}}),
+        )
+        .await;
+    assert_eq!((status, &body["code"]), (422, &json!("invalid_pipeline")));
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("nope")),
+        "{body}"
+    );
+    let (status, body) = server
+        .post("/v1/runs", &json!({"template": "never-stored"}))
+        .await;
+    assert_eq!((status, &body["code"]), (404, &json!("unknown_template")));
+    server.assert_healthy().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_decide_who_may_do_what() {
+    let tokens = vec![
+        Token {
+            name: "ops".into(),
+            token: ADMIN.into(),
+            role: Role::Admin,
+        },
+        Token {
+            name: "app".into(),
+            token: CLIENT.into(),
+            role: Role::Client,
+        },
+    ];
+    let mut server = TestServer::start(tokens).await;
+    let template = json!({"name": "hello", "pipeline": {"jobs": {"a": {"plugin": "echo"}}}});
+
+    server.token = None;
+    let (status, body) = server.get("/v1/runs").await;
+    assert_eq!((status, &body["code"]), (401, &json!("unauthorized")));
+    let (status, _) = server.get("/health").await;
+    assert_eq!(status, 200, "health needs no token");
+
+    server.token = Some("wrong-token-0123456789");
+    let (status, body) = server.get("/v1/runs").await;
+    assert_eq!((status, &body["code"]), (401, &json!("unauthorized")));
+
+    server.token = Some(CLIENT);
+    let (status, body) = server.post("/v1/templates", &template).await;
+    assert_eq!((status, &body["code"]), (403, &json!("forbidden")));
+    let (status, _) = server.get("/v1/templates").await;
+    assert_eq!(status, 200, "clients read templates");
+
+    server.token = Some(ADMIN);
+    let (status, body) = server.post("/v1/templates", &template).await;
+    assert_eq!((status, &body["version"]), (201, &json!(1)), "{body}");
+
+    server.token = Some(CLIENT);
+    let (status, created) = server.post("/v1/runs", &json!({"template": "hello"})).await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["template_version"], 1);
+
+    let (status, page) = server.get("/v1/runs?template=hello&limit=10").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["runs"][0]["id"], run_id.as_str());
+    server.stop().await;
+}
+
+#[test]
+fn warren_serve_starts_answers_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    let data = tempfile::tempdir().expect("tempdir");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(data.path().join("data"))
+        .env_remove("WARREN_TOKENS")
+        .output()
+        .expect("warren serve");
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("without any token"));
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path().join("data"))
+        .env(
+            "WARREN_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
+        )
+        .current_dir(data.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("warren serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let first = std::io::BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("text");
+    let addr = first
+        .strip_prefix("warren listening on http://")
+        .expect("banner")
+        .to_owned();
+    let ready = std::process::Command::new("curl")
+        .args(["-s", &format!("http://{addr}/ready")])
+        .output();
+    // curl is optional on a fresh machine; fall back to a raw request.
+    let body = match ready {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => {
+            use std::io::{Read as _, Write as _};
+            let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+            stream
+                .write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .expect("send");
+            let mut text = String::new();
+            stream.read_to_string(&mut text).expect("read");
+            text
+        }
+    };
+    assert!(body.contains("\"ready\""), "{body}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("exit");
+    assert_eq!(status.code(), Some(0));
+}
