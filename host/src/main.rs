@@ -26,6 +26,45 @@ enum Command {
     /// Settings: built-in defaults, then `warren.toml` (or --config), then
     /// `WARREN_*` environment variables, then these flags.
     Serve(ServeArgs),
+    /// Start a run of a template on a server; prints the run's id.
+    Submit {
+        template: String,
+        /// The run's input (JSON, or `@file`).
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Story id: scopes story memory.
+        #[arg(long)]
+        story: Option<String>,
+        /// Follow the run until it ends, as `warren watch` does.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show a run and its jobs. Exit code: 0 completed, 1 failed, 2 otherwise.
+    Status {
+        run: String,
+        /// Print the run as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a job's logs, attempt by attempt.
+    Logs {
+        job: String,
+        /// Keep printing attempts as they end, until the job does.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Follow a run live: a progress bar and each job as it changes state.
+    Watch {
+        run: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Run a plugin once, locally, and print its JSON output.
     ///
     /// Exit codes: 0 success, 1 the job returned an error, 2 a limit was hit
@@ -53,6 +92,25 @@ enum Command {
         #[command(subcommand)]
         suite: BenchSuite,
     },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The server's address.
+    #[arg(long, env = "WARREN_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Bearer token, if the server wants one.
+    #[arg(long, env = "WARREN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ServerArgs {
+    fn server(&self) -> warren::cli::client::Server {
+        warren::cli::client::Server {
+            url: self.server.clone(),
+            token: self.token.clone(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -159,6 +217,22 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// The HTTP API: run submissions from concurrent clients on loopback,
+    /// against `GET /health` from the same clients.
+    Api {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Clients sending at once.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Requests of each measured kind.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Folder with echo.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
     /// The durable engine: a fan-out of no-op jobs against raw wasmtime,
     /// and a chain of sequential jobs, with durability normal and full.
     Engine {
@@ -240,6 +314,54 @@ fn main() {
         .init();
     let code = match cli.command {
         Command::Serve(args) => serve_command(args),
+        Command::Submit {
+            template,
+            input,
+            story,
+            watch,
+            server,
+        } => client_command(async move {
+            use warren::cli::client;
+            let input = run::read_input(&input)
+                .map_err(|e| client::ClientError::Usage(e.to_string()))
+                .and_then(|text| {
+                    serde_json::from_str(&text)
+                        .map_err(|e| client::ClientError::Usage(format!("--input: {e}")))
+                })?;
+            let server = server.server();
+            let id = client::submit(&server, &template, input, story).await?;
+            println!("{id}");
+            if !watch {
+                return Ok(exit::SUCCESS);
+            }
+            let run = client::watch(&server, &id).await?;
+            client::print_status(&run);
+            Ok(client::run_exit_code(&run))
+        }),
+        Command::Status { run, json, server } => client_command(async move {
+            use warren::cli::client;
+            let run = client::status(&server.server(), &run).await?;
+            if json {
+                println!("{run}");
+            } else {
+                client::print_status(&run);
+            }
+            Ok(client::run_exit_code(&run))
+        }),
+        Command::Logs {
+            job,
+            follow,
+            server,
+        } => client_command(async move {
+            warren::cli::client::logs(&server.server(), &job, follow).await?;
+            Ok(exit::SUCCESS)
+        }),
+        Command::Watch { run, server } => client_command(async move {
+            use warren::cli::client;
+            let run = client::watch(&server.server(), &run).await?;
+            client::print_status(&run);
+            Ok(client::run_exit_code(&run))
+        }),
         Command::Run(args) => run_command(args),
         Command::New {
             kind,
@@ -261,6 +383,33 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, i32> {
             eprintln!("error: cannot start the async runtime: {e}");
             exit::LIMIT_OR_TRAP
         })
+}
+
+/// The server's runtime: HTTP and guests on every core.
+fn server_runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::LIMIT_OR_TRAP
+        })
+}
+
+fn client_command(
+    command: impl std::future::Future<Output = Result<i32, warren::cli::client::ClientError>>,
+) -> i32 {
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
 }
 
 fn serve_command(args: ServeArgs) -> i32 {
@@ -394,6 +543,23 @@ fn bench_command(suite: BenchSuite) -> i32 {
                 runtime.block_on(warren::bench::runtime::run(&options)),
                 json,
             )
+        }
+        BenchSuite::Api {
+            json,
+            clients,
+            requests,
+            plugins_dir,
+        } => {
+            let options = warren::bench::api::ApiBenchOptions {
+                plugins_dir,
+                clients: clients.max(1),
+                requests,
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(warren::bench::api::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
         }
         BenchSuite::Engine {
             json,

@@ -588,3 +588,185 @@ fn warren_serve_starts_answers_and_stops_on_sigterm() {
     let status = child.wait().expect("exit");
     assert_eq!(status.code(), Some(0));
 }
+
+/// A small deterministic generator (xorshift), so a failure replays.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+
+    /// A path segment: well-formed ids, near misses, traversal, encodings,
+    /// control bytes, very long ones.
+    fn segment(&mut self) -> String {
+        match self.below(8) {
+            0 => warren::db::new_id(),
+            1 => self
+                .pick(&[
+                    "..",
+                    "%2e%2e",
+                    "..%2f..%2fetc%2fpasswd",
+                    "%00",
+                    "%ff%fe",
+                    "%",
+                    "a%zz",
+                    "-",
+                    "build-and-check",
+                    "echo",
+                ])
+                .to_owned(),
+            2 => "9".repeat(self.below(5000)),
+            3 => format!("{:064x}", self.next()).chars().take(64).collect(),
+            4 => (0..self.below(40))
+                .map(|_| format!("%{:02x}", self.next() as u8))
+                .collect(),
+            5 => warren::db::new_id().to_uppercase(),
+            6 => self.next().to_string(),
+            _ => (0..self.below(30))
+                .map(|_| char::from(b'a' + (self.next() % 26) as u8))
+                .collect(),
+        }
+    }
+
+    fn json(&mut self, depth: u32) -> Value {
+        match self.below(if depth > 3 { 5 } else { 8 }) {
+            0 => Value::Null,
+            1 => json!(self.next().is_multiple_of(3)),
+            2 => json!(self.next() as i64),
+            3 => json!(self.pick(&[
+                "echo",
+                "toolbox",
+                "",
+                "build-and-check",
+                "xxx",
+                "\u{0}",
+                "🦀"
+            ])),
+            4 => json!(-1.5e300),
+            5 => Value::Array((0..self.below(4)).map(|_| self.json(depth + 1)).collect()),
+            _ => {
+                let keys = [
+                    "template",
+                    "pipeline",
+                    "jobs",
+                    "plugin",
+                    "needs",
+                    "input",
+                    "story_id",
+                    "version",
+                    "name",
+                    "retry",
+                    "limits",
+                    "max_parallel",
+                    "when",
+                    "job",
+                    "zzz",
+                ];
+                Value::Object(
+                    (0..self.below(5))
+                        .map(|_| (self.pick(&keys).to_owned(), self.json(depth + 1)))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn body(&mut self) -> String {
+        let value = self.json(0).to_string();
+        match self.below(4) {
+            0 => {
+                let mut cut = self.below(value.len() + 1);
+                while !value.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                value[..cut].to_owned()
+            }
+            1 => (0..self.below(64))
+                .map(|_| char::from(self.next() as u8 % 128))
+                .collect(),
+            _ => value,
+        }
+    }
+}
+
+#[tokio::test]
+async fn generated_paths_and_bodies_never_get_a_server_error() {
+    let server = TestServer::open().await;
+    let endpoints = [
+        ("POST", "/v1/runs"),
+        ("GET", "/v1/runs"),
+        ("GET", "/v1/runs/{}"),
+        ("POST", "/v1/runs/{}/cancel"),
+        ("GET", "/v1/runs/{}/artifacts"),
+        ("GET", "/v1/jobs/{}"),
+        ("GET", "/v1/jobs/{}/logs"),
+        ("POST", "/v1/jobs/{}/retry"),
+        ("GET", "/v1/artifacts/{}"),
+        ("POST", "/v1/templates"),
+        ("GET", "/v1/templates"),
+        ("GET", "/v1/templates/{}"),
+        ("GET", "/v1/templates/{}/versions/{}"),
+        ("GET", "/v1/plugins"),
+        ("GET", "/v1/plugins/{}"),
+        ("GET", "/v1/stories/{}/memory"),
+        ("GET", "/ready"),
+        ("GET", "/{}"),
+    ];
+    let queries = [
+        "",
+        "?limit=0",
+        "?limit=-1",
+        "?state=bogus",
+        "?before=x",
+        "?after=%00",
+        "?limit=99999999999999999999",
+        "?zzz=1",
+        "?start_after=%ff",
+    ];
+    let mut generator = Gen(0x5eed_cafe_f00d_1234);
+    for round in 0..1500 {
+        let (method, template) = endpoints[generator.below(endpoints.len())];
+        let mut path = template.to_owned();
+        while path.contains("{}") {
+            let segment = generator.segment();
+            path = path.replacen("{}", &segment, 1);
+        }
+        path.push_str(generator.pick(&queries));
+        let body = if method == "POST" {
+            generator.body()
+        } else {
+            String::new()
+        };
+        let content_type = generator.pick(&["application/json", "application/json", "text/plain"]);
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, reply) = server.raw(&request).await;
+        let shown: String = request.chars().take(200).collect();
+        assert!(
+            status < 500,
+            "round {round}: {status} for {shown:?}: {reply}"
+        );
+        if status >= 400 {
+            assert!(
+                reply["code"].is_string(),
+                "round {round}: {shown:?} -> {reply}"
+            );
+        }
+    }
+    server.assert_healthy().await;
+    server.stop().await;
+}

@@ -29,9 +29,11 @@ use crate::config::Token;
 use crate::runtime::Runtime;
 use crate::scheduler::Engine;
 
-/// What every handler can reach; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler can reach, shared: the state is cloned for every
+/// request and layer.
+pub type AppState = Arc<AppContext>;
+
+pub struct AppContext {
     pub engine: Engine,
     pub runtime: Arc<Runtime>,
     pub tokens: Arc<Vec<Token>>,

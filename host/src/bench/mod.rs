@@ -1,6 +1,7 @@
 //! `warren bench`: programs that measure, each against a baseline measured
 //! in the same run, and print a table or one JSON object per line.
 
+pub mod api;
 pub mod engine;
 mod raw;
 pub mod runtime;

@@ -1,5 +1,6 @@
 //! What the `warren` commands do; `main.rs` only parses the command line.
 
+pub mod client;
 pub mod new;
 pub mod pipeline;
 pub mod run;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::oneshot;
 
-use crate::api::{self, AppState, RouterOptions};
+use crate::api::{self, AppContext, RouterOptions};
 use crate::config::ServeConfig;
 use crate::plugins::PluginRegistry;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -72,12 +72,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState {
+    let state = Arc::new(AppContext {
         engine: engine.clone(),
         runtime,
         tokens: Arc::new(config.tokens.clone()),
         request_timeout: config.request_timeout,
-    };
+    });
     let router = api::app(
         state,
         &RouterOptions {
@@ -119,7 +119,7 @@ async fn add_demo_template(engine: &Engine) {
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = created {
-        tracing::warn!("demo template {DEMO_TEMPLATE:?} not added: {e}");
+        tracing::info!("demo template {DEMO_TEMPLATE:?} not added: {e}");
     }
 }
 

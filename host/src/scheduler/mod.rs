@@ -134,6 +134,17 @@ pub struct Engine {
     metrics: Arc<metrics::Metrics>,
     /// Runs an earlier process left unfinished, picked up at start.
     recovered: Arc<Vec<String>>,
+    templates: Arc<std::sync::Mutex<TemplateCache>>,
+}
+
+/// A stored template version: parsed, and as stored.
+type StoredTemplate = Arc<(Arc<PipelineSpec>, String)>;
+
+/// Parsed templates by `(name, version)`, and each name's latest version.
+#[derive(Default)]
+struct TemplateCache {
+    versions: std::collections::HashMap<(String, i64), StoredTemplate>,
+    latest: std::collections::HashMap<String, i64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -191,6 +202,7 @@ impl Engine {
             committed,
             metrics,
             recovered: Arc::new(recovered),
+            templates: Arc::default(),
         })
     }
 
@@ -233,11 +245,43 @@ impl Engine {
         }
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
         let text = serde_json::to_string(spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        let name = name.to_owned();
-        Ok(self
+        let stored_name = name.to_owned();
+        let version = self
             .db
-            .write(move |conn| runs::insert_template(conn, &name, &text))
-            .await?)
+            .write(move |conn| runs::insert_template(conn, &stored_name, &text))
+            .await?;
+        let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        cache.latest.insert(name.to_owned(), version);
+        Ok(version)
+    }
+
+    /// Template `name` at `version` (or its latest), parsed. Versions never
+    /// change once stored, so each is read from the database once.
+    fn template(
+        &self,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(i64, StoredTemplate), EngineError> {
+        let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        let version = version.or_else(|| cache.latest.get(name).copied());
+        if let Some(version) = version
+            && let Some(stored) = cache.versions.get(&(name.to_owned(), version))
+        {
+            return Ok((version, stored.clone()));
+        }
+        let (version, text) = self
+            .db
+            .read(|conn| runs::get_template(conn, name, version))?
+            .ok_or_else(|| EngineError::UnknownTemplate(name.to_owned()))?;
+        let spec: PipelineSpec =
+            serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let stored = Arc::new((Arc::new(spec), text));
+        let latest = cache.latest.entry(name.to_owned()).or_insert(version);
+        *latest = (*latest).max(version);
+        cache
+            .versions
+            .insert((name.to_owned(), version), stored.clone());
+        Ok((version, stored))
     }
 
     /// Validates and stores a run; returns its id once it is committed.
@@ -247,16 +291,15 @@ impl Engine {
         {
             return Err(EngineError::BadStoryId(story.clone()));
         }
-        let (spec, template) = match submission.pipeline {
-            PipelineSource::Inline(spec) => (spec, None),
+        let (spec, spec_text, template) = match submission.pipeline {
+            PipelineSource::Inline(spec) => {
+                let text =
+                    serde_json::to_string(&spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
+                (Arc::new(spec), text, None)
+            }
             PipelineSource::Template { name, version } => {
-                let (version, text) = self
-                    .db
-                    .read(|conn| runs::get_template(conn, &name, version))?
-                    .ok_or_else(|| EngineError::UnknownTemplate(name.clone()))?;
-                let spec: PipelineSpec =
-                    serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))?;
-                (spec, Some((name, version)))
+                let (version, stored) = self.template(&name, version)?;
+                (stored.0.clone(), stored.1.clone(), Some((name, version)))
             }
         };
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
@@ -303,7 +346,7 @@ impl Engine {
         let new_run = NewRun {
             id: run_id.clone(),
             template,
-            spec: serde_json::to_string(&spec).map_err(|e| DbError::Corrupt(e.to_string()))?,
+            spec: spec_text,
             input,
             story_id: submission.story_id,
         };

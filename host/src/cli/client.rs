@@ -1,0 +1,284 @@
+//! `warren submit`, `status`, `logs` and `watch`: a client of a running
+//! `warren serve`, over its HTTP API.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::exit;
+
+/// Where the server is and who is asking.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// e.g. `http://127.0.0.1:8080`
+    pub url: String,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {error}")]
+    Unreachable { url: String, error: String },
+    /// The server's JSON error.
+    #[error("{code}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl ClientError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Api { status, .. } if *status < 500 => exit::INVALID,
+            Self::Usage(_) => exit::INVALID,
+            _ => exit::LIMIT_OR_TRAP,
+        }
+    }
+}
+
+impl Server {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url.trim_end_matches('/')));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status >= 400 {
+            return Err(ClientError::Api {
+                status,
+                code: body["code"].as_str().unwrap_or("error").to_owned(),
+                message: body["message"]
+                    .as_str()
+                    .map_or_else(|| format!("HTTP {status}"), str::to_owned),
+            });
+        }
+        Ok(body)
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.url.clone(),
+            error: error.to_string(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+}
+
+fn check_id(id: &str) -> Result<(), ClientError> {
+    if uuid::Uuid::try_parse(id).is_ok() {
+        Ok(())
+    } else {
+        Err(ClientError::Usage(format!("{id:?} is not a run or job id")))
+    }
+}
+
+/// Starts a run of `template`; returns its id.
+pub async fn submit(
+    server: &Server,
+    template: &str,
+    input: Value,
+    story: Option<String>,
+) -> Result<String, ClientError> {
+    let mut body = json!({ "template": template, "input": input });
+    if let Some(story) = story {
+        body["story_id"] = json!(story);
+    }
+    let created = server
+        .send(
+            server
+                .request(reqwest::Method::POST, "/v1/runs")
+                .json(&body),
+        )
+        .await?;
+    created["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::Usage(format!("unexpected answer: {created}")))
+}
+
+pub async fn status(server: &Server, run_id: &str) -> Result<Value, ClientError> {
+    check_id(run_id)?;
+    server.get(&format!("/v1/runs/{run_id}")).await
+}
+
+/// One line per job, like `warren pipeline run`.
+pub fn print_status(run: &Value) {
+    println!(
+        "run {}: {}",
+        run["id"].as_str().unwrap_or("?"),
+        run["state"].as_str().unwrap_or("?")
+    );
+    for job in run["jobs"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<24} {:<12} attempts {}",
+            job["name"].as_str().unwrap_or("?"),
+            job["state"].as_str().unwrap_or("?"),
+            job["attempts"]
+        );
+    }
+}
+
+/// Exit code for a run's state: 0 completed, 1 failed, 2 otherwise.
+pub fn run_exit_code(run: &Value) -> i32 {
+    match run["state"].as_str() {
+        Some("completed") => exit::SUCCESS,
+        Some("failed") => exit::JOB_ERROR,
+        _ => exit::LIMIT_OR_TRAP,
+    }
+}
+
+fn print_attempt_log(attempt: &Value) {
+    println!(
+        "--- attempt {} ({})",
+        attempt["attempt"],
+        attempt["state"].as_str().unwrap_or("?")
+    );
+    for line in attempt["log"]["lines"].as_array().into_iter().flatten() {
+        println!(
+            "[{:>5}] {}",
+            line["level"].as_str().unwrap_or(""),
+            line["message"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(dropped) = attempt["log"]["dropped_bytes"].as_u64().filter(|&d| d > 0) {
+        println!("({dropped} bytes over the log limit were dropped)");
+    }
+}
+
+const TERMINAL_JOB_STATES: [&str; 5] =
+    ["completed", "failed", "skipped", "cancelled", "needs_input"];
+
+/// Prints each attempt's log; with `follow`, waits for attempts still to
+/// come until the job ends. (Logs are stored when an attempt ends.)
+pub async fn logs(server: &Server, job_id: &str, follow: bool) -> Result<(), ClientError> {
+    check_id(job_id)?;
+    let mut printed = 0;
+    loop {
+        let logs = server.get(&format!("/v1/jobs/{job_id}/logs")).await?;
+        let attempts = logs["attempts"].as_array().cloned().unwrap_or_default();
+        for attempt in attempts.iter().skip(printed) {
+            if attempt["state"] == "running" {
+                break;
+            }
+            print_attempt_log(attempt);
+            printed += 1;
+        }
+        if !follow {
+            return Ok(());
+        }
+        let job = server.get(&format!("/v1/jobs/{job_id}")).await?;
+        let ended = job["state"]
+            .as_str()
+            .is_some_and(|s| TERMINAL_JOB_STATES.contains(&s));
+        if ended && printed >= attempts.len() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Follows a run's events: a progress bar, and each job as it changes
+/// state. Returns the run as it ended.
+pub async fn watch(server: &Server, run_id: &str) -> Result<Value, ClientError> {
+    let run = status(server, run_id).await?;
+    let mut states: HashMap<String, (String, String)> = run["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap_or_default().to_owned(),
+                (
+                    j["name"].as_str().unwrap_or_default().to_owned(),
+                    j["state"].as_str().unwrap_or_default().to_owned(),
+                ),
+            )
+        })
+        .collect();
+    let mut response = server
+        .request(reqwest::Method::GET, &format!("/v1/runs/{run_id}/events"))
+        .send()
+        .await
+        .map_err(|e| server.unreachable(&e))?;
+    let bar = std::io::stderr().is_terminal();
+    let mut pending = String::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| server.unreachable(&e))? {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let block: String = pending.drain(..end + 2).collect();
+            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            // Spawned jobs appear during the run: ask for their names.
+            if let Some(job_id) = event["job_id"].as_str()
+                && !states.contains_key(job_id)
+                && let Ok(job) = server.get(&format!("/v1/jobs/{job_id}")).await
+            {
+                let name = job["name"].as_str().unwrap_or(job_id).to_owned();
+                states.insert(job_id.to_owned(), (name, String::new()));
+            }
+            show_event(&event, &mut states, bar);
+        }
+    }
+    if bar {
+        eprintln!();
+    }
+    status(server, run_id).await
+}
+
+fn show_event(event: &Value, states: &mut HashMap<String, (String, String)>, bar: bool) {
+    let to = event["to_state"].as_str().unwrap_or("?");
+    let reason = event["reason"]
+        .as_str()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    let line = match event["job_id"].as_str() {
+        Some(job_id) => {
+            let entry = states
+                .entry(job_id.to_owned())
+                .or_insert_with(|| (job_id.to_owned(), String::new()));
+            entry.1 = to.to_owned();
+            format!("job {} {to}{reason}", entry.0)
+        }
+        None => format!("run {to}{reason}"),
+    };
+    if !bar {
+        println!("{line}");
+        return;
+    }
+    let done = states
+        .values()
+        .filter(|(_, s)| TERMINAL_JOB_STATES.contains(&s.as_str()))
+        .count();
+    let total = states.len().max(1);
+    let width = 20;
+    let filled = done * width / total;
+    // The bar is redrawn in place on stderr; state changes scroll above it.
+    eprint!("\r\x1b[2K");
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+    eprint!(
+        "[{}{}] {done}/{total} jobs done",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    );
+}
