@@ -770,3 +770,67 @@ async fn generated_paths_and_bodies_never_get_a_server_error() {
     server.assert_healthy().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_description_covers_every_endpoint() {
+    let server = TestServer::open().await;
+    let (status, doc) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = doc["paths"].as_object().expect("paths");
+    for (method, path) in [
+        ("post", "/v1/runs"),
+        ("get", "/v1/runs"),
+        ("get", "/v1/runs/{id}"),
+        ("post", "/v1/runs/{id}/cancel"),
+        ("get", "/v1/runs/{id}/events"),
+        ("get", "/v1/runs/{id}/artifacts"),
+        ("get", "/v1/jobs/{id}"),
+        ("get", "/v1/jobs/{id}/logs"),
+        ("post", "/v1/jobs/{id}/retry"),
+        ("get", "/v1/artifacts/{sha256}"),
+        ("post", "/v1/templates"),
+        ("get", "/v1/templates"),
+        ("get", "/v1/templates/{name}"),
+        ("get", "/v1/templates/{name}/versions/{version}"),
+        ("get", "/v1/plugins"),
+        ("get", "/v1/plugins/{name}"),
+        ("get", "/v1/stories/{story}/memory"),
+        ("get", "/v1/events"),
+        ("get", "/health"),
+        ("get", "/ready"),
+        ("get", "/metrics"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is described"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    let states = schemas["RunState"]["enum"].as_array().expect("run states");
+    assert_eq!(states.len(), 5, "{states:?}");
+    assert!(
+        schemas["JobState"]["enum"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|v| v == "needs_input"))
+    );
+    assert!(schemas["ErrorBody"]["properties"]["code"].is_object());
+    assert!(
+        schemas["CreateRun"]["example"].is_object(),
+        "{}",
+        schemas["CreateRun"]
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    let page = server
+        .request(reqwest::Method::GET, "/docs")
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("/openapi.json"));
+    server.stop().await;
+}

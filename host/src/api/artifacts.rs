@@ -4,17 +4,33 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{ApiPath, check_digest, check_id};
 use crate::api::ApiError;
-use crate::db::views;
+use crate::api::error::ErrorBody;
+use crate::db::views::{self, ArtifactView};
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunArtifacts {
+    pub run_id: String,
+    pub artifacts: Vec<ArtifactView>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/artifacts", tag = "artifacts", params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, body = RunArtifacts),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+/// Every artifact the run's jobs produced.
 pub async fn list_for_run(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunArtifacts>, ApiError> {
     check_id("run", &id)?;
     if state.engine.run(&id)?.is_none() {
         return Err(ApiError::not_found(format!("run {id}")));
@@ -23,10 +39,22 @@ pub async fn list_for_run(
         .engine
         .database()
         .read(|conn| views::run_artifacts(conn, &id))?;
-    Ok(Json(json!({ "run_id": id, "artifacts": artifacts })))
+    Ok(Json(RunArtifacts {
+        run_id: id,
+        artifacts,
+    }))
 }
 
-/// The bytes, if some job recorded an artifact with this digest.
+#[utoipa::path(
+    get, path = "/v1/artifacts/{sha256}", tag = "artifacts",
+    params(("sha256" = String, Path, description = "64 lowercase hex digits")),
+    responses(
+        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no job recorded this digest", body = ErrorBody),
+    )
+)]
+/// An artifact's bytes, if some job recorded an artifact with this digest.
 pub async fn download(
     State(state): State<AppState>,
     ApiPath(digest): ApiPath<String>,

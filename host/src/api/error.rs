@@ -17,10 +17,18 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
+/// Every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"code": "not_found", "message": "run 0191c0de-0000-7000-8000-000000000000 not found"}))]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `invalid_json`, `invalid_body`, `invalid_id`,
+    /// `invalid_query`, `invalid_pipeline`, `unauthorized`, `forbidden`,
+    /// `not_found`, `unknown_template`, `method_not_allowed`, `timeout`,
+    /// `run_ended`, `conflict`, `payload_too_large`,
+    /// `unsupported_media_type`, `internal`, `unavailable`.
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
 }
 
 impl ApiError {
@@ -57,9 +65,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            code: self.code,
-            message: &self.message,
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
         };
         (self.status, Json(body)).into_response()
     }

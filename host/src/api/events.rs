@@ -23,9 +23,11 @@ const BATCH: usize = 500;
 /// commit signal (submissions are committed outside the scheduler).
 const POLL: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Start after this event id (or send `Last-Event-ID`).
     after: Option<i64>,
 }
 
@@ -43,6 +45,16 @@ fn start_after(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, ApiError
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/events", tag = "runs",
+    params(("id" = String, Path, description = "Run id"), EventsQuery),
+    responses(
+        (status = 200, description = "Server-Sent Events: `id` is the event id, `event` its kind (`run`, `job`, `cancel`), `data` the event; the stream ends after the run does",
+         content_type = "text/event-stream", body = EventRow),
+        (status = 404, description = "`not_found`", body = crate::api::error::ErrorBody),
+    )
+)]
+/// A run's history, live, from the start or after an event.
 pub async fn run_events(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -57,6 +69,11 @@ pub async fn run_events(
     Ok(sse(state, Some(id), after))
 }
 
+#[utoipa::path(
+    get, path = "/v1/events", tag = "runs", params(EventsQuery),
+    responses((status = 200, description = "Server-Sent Events of every run", content_type = "text/event-stream", body = EventRow))
+)]
+/// Every run's history, live.
 pub async fn all_events(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -5,16 +5,41 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::api::ApiError;
+use crate::api::error::ErrorBody;
 
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`
+    pub status: String,
 }
 
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/health", tag = "health", security(), responses((status = 200, body = Health)))]
+/// The process answers.
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`
+    pub status: String,
+    /// Plugins loaded.
+    pub plugins: usize,
+}
+
+#[utoipa::path(
+    get, path = "/ready", tag = "health", security(),
+    responses((status = 200, body = Ready), (status = 503, description = "`unavailable`", body = ErrorBody))
+)]
+/// The database answers and the engine runs.
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let unavailable =
         |message: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
     state
@@ -25,12 +50,17 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     if !state.engine.is_running() {
         return Err(unavailable("the engine has stopped".into()));
     }
-    Ok(Json(json!({
-        "status": "ready",
-        "plugins": state.engine.plugins().names().len(),
-    })))
+    Ok(Json(Ready {
+        status: "ready".into(),
+        plugins: state.engine.plugins().names().len(),
+    }))
 }
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+)]
+/// Runs, jobs by state, attempts and their durations, fuel, queue depth.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -2,27 +2,53 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, ApiQuery, shown};
 use super::{AppState, MAX_PAGE};
 use crate::api::ApiError;
+use crate::api::error::ErrorBody;
 use crate::db::views;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MemoryQuery {
+    /// Cursor: the `next` of the previous page.
     start_after: Option<String>,
+    /// 1 to 500; 100 by default.
     limit: Option<usize>,
 }
 
-/// Values are shown as text when they are UTF-8, as hex otherwise.
+/// A key and its value: as text when it is UTF-8, as hex otherwise.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryEntry {
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_hex: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryPage {
+    pub story_id: String,
+    pub entries: Vec<MemoryEntry>,
+    pub next: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/stories/{story}/memory", tag = "memory",
+    params(("story" = String, Path), MemoryQuery),
+    responses((status = 200, body = MemoryPage), (status = 400, description = "`invalid_id`", body = ErrorBody))
+)]
+/// A story's memory, in key order.
 pub async fn list(
     State(state): State<AppState>,
     ApiPath(story): ApiPath<String>,
     ApiQuery(query): ApiQuery<MemoryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MemoryPage>, ApiError> {
     if !crate::scheduler::is_valid_story_id(&story) {
         return Err(ApiError::bad_request(
             "invalid_id",
@@ -37,14 +63,24 @@ pub async fn list(
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|(k, _)| k.clone()))
         .flatten();
-    let entries: Vec<Value> = entries
+    let entries = entries
         .into_iter()
         .map(|(key, value)| match String::from_utf8(value) {
-            Ok(text) => json!({ "key": key, "value": text }),
-            Err(e) => json!({ "key": key, "value_hex": hex::encode(e.into_bytes()) }),
+            Ok(text) => MemoryEntry {
+                key,
+                value: Some(text),
+                value_hex: None,
+            },
+            Err(e) => MemoryEntry {
+                key,
+                value: None,
+                value_hex: Some(hex::encode(e.into_bytes())),
+            },
         })
         .collect();
-    Ok(Json(
-        json!({ "story_id": story, "entries": entries, "next": next }),
-    ))
+    Ok(Json(MemoryPage {
+        story_id: story,
+        entries,
+        next,
+    }))
 }

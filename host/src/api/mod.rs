@@ -2,13 +2,14 @@
 //! every error is an [`ApiError`].
 
 mod artifacts;
-mod error;
+pub mod error;
 mod events;
 mod extract;
 mod health;
 mod jobs;
 mod memory;
 mod middleware;
+pub mod openapi;
 mod plugins;
 mod runs;
 mod templates;
@@ -87,6 +88,8 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", metrics)
+        .route("/openapi.json", get(openapi::json))
+        .route("/docs", get(openapi::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

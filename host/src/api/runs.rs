@@ -4,19 +4,24 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, check_id, check_name};
 use super::{AppState, MAX_PAGE};
 use crate::api::ApiError;
-use crate::db::views::{self, RunFilter};
+use crate::api::error::ErrorBody;
+use crate::db::runs::RunView;
+use crate::db::views::{self, RunFilter, RunSummary};
 use crate::scheduler::model::RunState;
 use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{PipelineSource, Submission};
 
-#[derive(Debug, Deserialize)]
+/// Give either `template` (and optionally `version`) or `pipeline`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"template": "build-and-check", "input": {"goal": "a word counter"}}))]
 pub struct CreateRun {
     /// A stored template to run...
     template: Option<String>,
@@ -27,9 +32,26 @@ pub struct CreateRun {
     /// The run's input; jobs without their own get it.
     #[serde(default)]
     input: Value,
+    /// Scopes story memory (1 to 128 letters, digits, `-`, `_`, `.`, `:`).
     story_id: Option<String>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunCreated {
+    pub id: String,
+    pub state: RunState,
+}
+
+#[utoipa::path(
+    post, path = "/v1/runs", tag = "runs", request_body = CreateRun,
+    responses(
+        (status = 201, description = "Stored; the run starts on its own", body = RunCreated,
+         headers(("location" = String, description = "The run's URL"))),
+        (status = 404, description = "`unknown_template`", body = ErrorBody),
+        (status = 422, description = "`invalid_body` or `invalid_pipeline` (the message names the job)", body = ErrorBody),
+    )
+)]
+/// Start a run, from a stored template or an inline pipeline.
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateRun>,
@@ -68,27 +90,46 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(json!({ "id": id, "state": RunState::Pending })),
+        Json(RunCreated {
+            id,
+            state: RunState::Pending,
+        }),
     )
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     state: Option<RunState>,
     template: Option<String>,
     story_id: Option<String>,
     /// Cursor: the `next` of the previous page.
     before: Option<String>,
+    /// 1 to 500; 50 by default.
     limit: Option<usize>,
 }
 
-/// Newest first, a page at a time; `next` is the cursor for the page after.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    /// Pass as `before` for the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    responses(
+        (status = 200, body = RunPage),
+        (status = 400, description = "`invalid_query` or `invalid_id`", body = ErrorBody),
+    )
+)]
+/// Runs, newest first, a page at a time.
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     if let Some(before) = &query.before {
         check_id("run", before)?;
     }
@@ -110,31 +151,56 @@ pub async fn list(
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
-    Ok(Json(json!({ "runs": runs, "next": next })))
+    Ok(Json(RunPage { runs, next }))
 }
 
-/// The run with its jobs.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, body = RunView),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+/// A run with its jobs.
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunView>, ApiError> {
     check_id("run", &id)?;
     let run = state
         .engine
         .run(&id)?
         .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
-    Ok(Json(serde_json::to_value(run).map_err(ApiError::internal)?))
+    Ok(Json(run))
 }
 
-/// Stops the run's guests and cancels every job not finished; 409 if the
-/// run had already ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    pub id: String,
+    pub cancelled: bool,
+}
+
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "Cancelled (the cancel is recorded)", body = Cancelled),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`run_ended`", body = ErrorBody),
+    )
+)]
+/// Cancel a run: its guests stop at once, every job not finished ends
+/// `cancelled`.
 pub async fn cancel(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Cancelled>, ApiError> {
     check_id("run", &id)?;
     if state.engine.cancel(&id).await? {
-        Ok(Json(json!({ "id": id, "cancelled": true })))
+        Ok(Json(Cancelled {
+            id,
+            cancelled: true,
+        }))
     } else {
         Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -4,28 +4,45 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, check_name};
 use crate::api::ApiError;
+use crate::api::error::ErrorBody;
 use crate::db::{runs, views};
 use crate::scheduler::spec::PipelineSpec;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
     name: String,
     pipeline: PipelineSpec,
 }
 
-/// Stores a new version (the first is 1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateVersion {
+    pub name: String,
+    pub version: i64,
+    /// Absent in the answer to a create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineSpec>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/templates", tag = "templates", request_body = CreateTemplate,
+    responses(
+        (status = 201, description = "Stored as the next version (the first is 1)", body = TemplateVersion),
+        (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
+        (status = 422, description = "`invalid_pipeline`", body = ErrorBody),
+    )
+)]
+/// Store a new version of a template.
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateTemplate>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, Json<TemplateVersion>), ApiError> {
     check_name("template", &body.name)?;
     let version = state
         .engine
@@ -33,42 +50,70 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "name": body.name, "version": version })),
+        Json(TemplateVersion {
+            name: body.name,
+            version,
+            pipeline: None,
+        }),
     ))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let templates = state.engine.database().read(views::list_templates)?;
-    Ok(Json(json!({ "templates": templates })))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateList {
+    pub templates: Vec<views::TemplateSummary>,
 }
 
+#[utoipa::path(get, path = "/v1/templates", tag = "templates", responses((status = 200, body = TemplateList)))]
+/// Template names and their latest versions.
+pub async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiError> {
+    let templates = state.engine.database().read(views::list_templates)?;
+    Ok(Json(TemplateList { templates }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/templates/{name}", tag = "templates", params(("name" = String, Path)),
+    responses((status = 200, body = TemplateVersion), (status = 404, description = "`not_found`", body = ErrorBody))
+)]
+/// A template's latest version.
 pub async fn latest(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TemplateVersion>, ApiError> {
     check_name("template", &name)?;
-    template(&state, &name, None)
+    template(&state, name, None)
 }
 
+#[utoipa::path(
+    get, path = "/v1/templates/{name}/versions/{version}", tag = "templates",
+    params(("name" = String, Path), ("version" = i64, Path)),
+    responses((status = 200, body = TemplateVersion), (status = 404, description = "`not_found`", body = ErrorBody))
+)]
+/// One version of a template.
 pub async fn version(
     State(state): State<AppState>,
     ApiPath((name, version)): ApiPath<(String, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TemplateVersion>, ApiError> {
     check_name("template", &name)?;
-    template(&state, &name, Some(version))
+    template(&state, name, Some(version))
 }
 
-fn template(state: &AppState, name: &str, version: Option<i64>) -> Result<Json<Value>, ApiError> {
+fn template(
+    state: &AppState,
+    name: String,
+    version: Option<i64>,
+) -> Result<Json<TemplateVersion>, ApiError> {
     let (version, spec) = state
         .engine
         .database()
-        .read(|conn| runs::get_template(conn, name, version))?
+        .read(|conn| runs::get_template(conn, &name, version))?
         .ok_or_else(|| match version {
             Some(v) => ApiError::not_found(format!("template {name} version {v}")),
             None => ApiError::not_found(format!("template {name}")),
         })?;
-    let pipeline: Value = serde_json::from_str(&spec).map_err(ApiError::internal)?;
-    Ok(Json(
-        json!({ "name": name, "version": version, "pipeline": pipeline }),
-    ))
+    let pipeline: PipelineSpec = serde_json::from_str(&spec).map_err(ApiError::internal)?;
+    Ok(Json(TemplateVersion {
+        name,
+        version,
+        pipeline: Some(pipeline),
+    }))
 }

@@ -590,7 +590,7 @@ fn load_running_attempts(
 }
 
 /// A run as a client sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: String,
     pub state: RunState,
@@ -604,7 +604,7 @@ pub struct RunView {
 }
 
 /// A job as a client sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub name: String,
@@ -619,7 +619,7 @@ pub struct JobView {
 }
 
 /// An attempt as a client sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub id: String,
     pub number: u32,

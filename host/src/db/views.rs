@@ -8,7 +8,7 @@ use super::DbError;
 use super::runs::{AttemptView, JobView};
 
 /// A run in a list (its jobs are fetched with the run).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunSummary {
     pub id: String,
     pub state: String,
@@ -61,7 +61,7 @@ pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary
 }
 
 /// A job with its run, attempts and artifacts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobDetail {
     pub run_id: String,
     #[serde(flatten)]
@@ -71,7 +71,7 @@ pub struct JobDetail {
     pub artifacts: Vec<ArtifactView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ArtifactView {
     pub job_id: String,
     pub job: String,
@@ -177,7 +177,7 @@ pub fn artifact_exists(conn: &Connection, sha256: &str) -> Result<bool, DbError>
 }
 
 /// The log each attempt of a job left, in attempt order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptLogView {
     pub attempt: u32,
     pub state: String,
@@ -201,7 +201,7 @@ pub fn job_logs(conn: &Connection, job_id: &str) -> Result<Vec<AttemptLogView>, 
 }
 
 /// One entry of the history, with its run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     pub id: i64,
     pub at: i64,
@@ -239,7 +239,7 @@ pub fn events_after(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TemplateSummary {
     pub name: String,
     pub latest_version: i64,

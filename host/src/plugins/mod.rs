@@ -19,7 +19,7 @@ pub use registry::PluginRegistry;
 pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 
 /// Which world a plugin targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Job,

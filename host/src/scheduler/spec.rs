@@ -28,7 +28,7 @@ pub const MAX_JOBS: usize = 20_000;
 pub const MAX_NAME_BYTES: usize = 64;
 
 /// A pipeline as submitted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     #[serde(default)]
@@ -42,7 +42,7 @@ pub struct PipelineSpec {
 }
 
 /// One job of a pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub plugin: String,
@@ -58,7 +58,7 @@ pub struct JobSpec {
 }
 
 /// A dependency: a job name, or a job and the condition on its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Need {
     Job(String),
@@ -85,7 +85,7 @@ impl Need {
 }
 
 /// When a dependency lets its dependent run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// The dependency completed.
@@ -117,7 +117,7 @@ impl Condition {
 }
 
 /// How often and how fast a job is retried after a retryable failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
@@ -153,7 +153,7 @@ impl RetryPolicy {
 }
 
 /// Limits a job asks for; unset values take the engine's defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     pub fuel: Option<u64>,
