@@ -834,3 +834,81 @@ async fn the_openapi_description_covers_every_endpoint() {
     assert!(page.text().await.expect("html").contains("/openapi.json"));
     server.stop().await;
 }
+
+/// One blocking HTTP/1.1 request, for tests that drive a `warren` process.
+fn blocking_http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn sigterm_lets_a_running_attempt_finish_before_the_server_exits() {
+    use std::io::BufRead as _;
+    let data = tempfile::tempdir().expect("tempdir");
+    let plugins = plugins_dir(data.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path().join("data"))
+        .arg("--plugins-dir")
+        .arg(&plugins)
+        .env(
+            "WARREN_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("warren serve");
+    let first = std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("text");
+    let addr = first
+        .strip_prefix("warren listening on http://")
+        .expect("banner")
+        .to_owned();
+    let pipeline = json!({"pipeline": {"jobs": {"slow": {"plugin": "toolbox", "input": [{"op": "sleep_ms", "ms": 700}]}}}});
+    let (status, created) = blocking_http(&addr, "POST", "/v1/runs", &pipeline.to_string());
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, run) = blocking_http(&addr, "GET", &format!("/v1/runs/{run_id}"), "");
+        if run["jobs"][0]["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started: {run}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert_eq!(child.wait().expect("exit").code(), Some(0));
+
+    let db = rusqlite::Connection::open(data.path().join("data").join("warren.db")).expect("db");
+    let (job, attempt): (String, String) = db
+        .query_row(
+            "SELECT j.state, a.state FROM jobs j JOIN attempts a ON a.job_id = j.id WHERE j.run_id = ?1",
+            [&run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the job and its attempt");
+    assert_eq!((job.as_str(), attempt.as_str()), ("completed", "succeeded"));
+}

@@ -139,6 +139,16 @@ impl RunningServer {
                 "{left} attempts still running at shutdown; the next start retries them"
             );
         }
+        // What the attempts that finished decided is committed before exit.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(remaining, self.engine.sync())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the last decisions were not committed in time; the next start redoes them"
+            );
+        }
         // Open streams (SSE) are not waited for beyond the grace period.
         let remaining = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, self.served).await {

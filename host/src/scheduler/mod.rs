@@ -118,6 +118,10 @@ pub(crate) enum Command {
         job_id: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Answered once every decision made before it is committed.
+    Sync {
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Handle on a running engine; cheap to clone.
@@ -408,6 +412,17 @@ impl Engine {
             .map_err(|_| EngineError::Stopped)?
             .map_err(EngineError::NotRetryable)?;
         Ok(run_id)
+    }
+
+    /// Returns once every decision the scheduler made so far is committed
+    /// (e.g. before the process exits).
+    pub async fn sync(&self) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Sync { reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?;
+        Ok(())
     }
 
     /// The run as stored now.

@@ -53,7 +53,7 @@ pub(crate) struct Signals {
 struct Effects {
     changes: Vec<Change>,
     starts: Vec<Start>,
-    /// Cancels to acknowledge once their decisions are committed.
+    /// Cancels and syncs to acknowledge once their decisions are committed.
     replies: Vec<tokio::sync::oneshot::Sender<bool>>,
     runs_finished: u64,
 }
@@ -367,6 +367,7 @@ impl Scheduler {
                 }
             }
             Command::Finished(completion) => self.on_finished(completion),
+            Command::Sync { reply } => self.effects.replies.push(reply),
             Command::Retry {
                 run_id,
                 job_id,
@@ -486,7 +487,8 @@ impl Scheduler {
     /// ([`Self::acknowledge`]); if the database keeps refusing, the engine stops
     /// rather than run on decisions it could not record.
     fn begin_commit(&mut self) -> Option<Commit> {
-        if self.effects.changes.is_empty() {
+        // A sync with nothing to write still waits for the commits before it.
+        if self.effects.changes.is_empty() && self.effects.replies.is_empty() {
             return None;
         }
         let changes = Arc::new(std::mem::take(&mut self.effects.changes));
