@@ -525,6 +525,23 @@ async fn tokens_decide_who_may_do_what() {
     let (status, page) = server.get("/v1/runs?template=hello&limit=10").await;
     assert_eq!(status, 200);
     assert_eq!(page["runs"][0]["id"], run_id.as_str());
+
+    // A second version: explicit versions and "latest" each get theirs.
+    server.token = Some(ADMIN);
+    let (status, body) = server.post("/v1/templates", &template).await;
+    assert_eq!((status, &body["version"]), (201, &json!(2)), "{body}");
+    server.token = Some(CLIENT);
+    for (request, version) in [
+        (json!({"template": "hello", "version": 1}), 1),
+        (json!({"template": "hello"}), 2),
+    ] {
+        let (status, created) = server.post("/v1/runs", &request).await;
+        assert_eq!(status, 201, "{created}");
+        let run = server
+            .wait_for_state(created["id"].as_str().expect("id"), "completed")
+            .await;
+        assert_eq!(run["template_version"], version, "{request}");
+    }
     server.stop().await;
 }
 

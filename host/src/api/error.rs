@@ -102,6 +102,11 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownJob(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
             }
+            EngineError::TooLarge(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                error.to_string(),
+            ),
             EngineError::BadStoryId(_) => Self::bad_request("invalid_id", error.to_string()),
             EngineError::NotRetryable(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", error.to_string())

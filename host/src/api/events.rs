@@ -89,7 +89,6 @@ struct Follow {
     after: i64,
     buffered: VecDeque<EventRow>,
     commits: tokio::sync::watch::Receiver<u64>,
-    done: bool,
 }
 
 fn sse(
@@ -104,7 +103,6 @@ fn sse(
         after,
         buffered: VecDeque::new(),
         commits,
-        done: false,
     };
     let stream = futures_util::stream::unfold(follow, |mut follow| async move {
         let row = follow.next().await?;
@@ -125,13 +123,7 @@ impl Follow {
         loop {
             if let Some(row) = self.buffered.pop_front() {
                 self.after = row.id;
-                if self.run_id.is_some() && ends_run(&row) {
-                    self.done = true;
-                }
                 return Some(row);
-            }
-            if self.done {
-                return None;
             }
             let rows = self
                 .state
@@ -144,7 +136,8 @@ impl Follow {
                 continue;
             }
             if let Some(run_id) = &self.run_id {
-                // Ended before this stream caught up with its last event.
+                // Every event is out and the run has ended (a retried run
+                // may end more than once: only its state now counts).
                 let ended = self.state.engine.run(run_id).ok()??.state.is_terminal();
                 if ended {
                     return None;
@@ -156,9 +149,4 @@ impl Follow {
             }
         }
     }
-}
-
-fn ends_run(row: &EventRow) -> bool {
-    row.kind == "run"
-        && crate::scheduler::model::RunState::parse(&row.to_state).is_some_and(|s| s.is_terminal())
 }

@@ -30,6 +30,9 @@ use spec::{PipelineSpec, SpecError};
 /// instance slot (256 by default).
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
+/// Most bytes of run input copied into a run's jobs.
+pub const MAX_COPIED_INPUT_BYTES: usize = 64 << 20;
+
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -97,6 +100,8 @@ pub enum EngineError {
     BadStoryId(String),
     #[error("job {0:?} not found")]
     UnknownJob(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     NotRetryable(String),
     #[error("the engine has stopped")]
@@ -255,7 +260,8 @@ impl Engine {
             .write(move |conn| runs::insert_template(conn, &stored_name, &text))
             .await?;
         let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
-        cache.latest.insert(name.to_owned(), version);
+        let latest = cache.latest.entry(name.to_owned()).or_insert(version);
+        *latest = (*latest).max(version);
         Ok(version)
     }
 
@@ -267,6 +273,7 @@ impl Engine {
         version: Option<i64>,
     ) -> Result<(i64, StoredTemplate), EngineError> {
         let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        let asked = version;
         let version = version.or_else(|| cache.latest.get(name).copied());
         if let Some(version) = version
             && let Some(stored) = cache.versions.get(&(name.to_owned(), version))
@@ -280,8 +287,10 @@ impl Engine {
         let spec: PipelineSpec =
             serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))?;
         let stored = Arc::new((Arc::new(spec), text));
-        let latest = cache.latest.entry(name.to_owned()).or_insert(version);
-        *latest = (*latest).max(version);
+        if asked.is_none() {
+            let latest = cache.latest.entry(name.to_owned()).or_insert(version);
+            *latest = (*latest).max(version);
+        }
         cache
             .versions
             .insert((name.to_owned(), version), stored.clone());
@@ -310,6 +319,15 @@ impl Engine {
 
         let run_id = crate::db::new_id();
         let input = submission.input.to_string();
+        // Each job without an input of its own stores a copy of the run's.
+        let copies = spec.jobs.values().filter(|j| j.input.is_none()).count();
+        if input.len().saturating_mul(copies) > MAX_COPIED_INPUT_BYTES {
+            return Err(EngineError::TooLarge(format!(
+                "the run input ({} bytes) copied to {copies} jobs would exceed {} MiB; give the jobs inputs of their own or send a smaller input",
+                input.len(),
+                MAX_COPIED_INPUT_BYTES >> 20
+            )));
+        }
         let ids: std::collections::HashMap<&str, String> = spec
             .jobs
             .keys()
@@ -411,6 +429,8 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Stopped)?
             .map_err(EngineError::NotRetryable)?;
+        // Answer once the retry is recorded.
+        self.sync().await?;
         Ok(run_id)
     }
 

@@ -193,6 +193,13 @@ impl Scheduler {
                 .read(|conn| runs::load_run(conn, run_id))
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("run {run_id} not found"))?;
+            // Not in memory but not ended on disk: its last commit is on its
+            // way, and a run rebuilt from before it would never finish.
+            if !stored.state.is_terminal() {
+                return Err(format!(
+                    "run {run_id} is just ending; retry the job again in a moment"
+                ));
+            }
             let run = self
                 .rebuild(&stored, Instant::now(), runs::now_ms())
                 .map_err(|e| e.to_string())?;
