@@ -128,6 +128,7 @@ impl RunningServer {
     /// finish, and returns; what is left is recovered at the next start.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
+        self.engine.drain();
         let deadline = Instant::now() + self.grace;
         let metrics = self.engine.metrics();
         while metrics.running.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {

@@ -123,6 +123,8 @@ pub(crate) enum Command {
         job_id: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Start no more attempts (the process is stopping).
+    Drain,
     /// Answered once every decision made before it is committed.
     Sync {
         reply: oneshot::Sender<bool>,
@@ -432,6 +434,12 @@ impl Engine {
         // Answer once the retry is recorded.
         self.sync().await?;
         Ok(run_id)
+    }
+
+    /// Starts no more attempts; those running go on. For a shutdown: what is
+    /// left is picked up by the next start.
+    pub fn drain(&self) {
+        let _ = self.commands.send(Command::Drain);
     }
 
     /// Returns once every decision the scheduler made so far is committed

@@ -97,6 +97,8 @@ pub(crate) struct Scheduler {
     /// Retries waiting for their backoff: `(when, run, job)`.
     timers: BinaryHeap<Reverse<(Instant, String, usize)>>,
     running: usize,
+    /// Shutting down: no new attempt starts.
+    draining: bool,
     effects: Effects,
 }
 
@@ -121,6 +123,7 @@ impl Scheduler {
             in_rotation: std::collections::HashSet::new(),
             timers: BinaryHeap::new(),
             running: 0,
+            draining: false,
             effects: Effects::default(),
         }
     }
@@ -375,6 +378,7 @@ impl Scheduler {
             }
             Command::Finished(completion) => self.on_finished(completion),
             Command::Sync { reply } => self.effects.replies.push(reply),
+            Command::Drain => self.draining = true,
             Command::Retry {
                 run_id,
                 job_id,
@@ -440,6 +444,9 @@ impl Scheduler {
 
     /// Starts ready jobs while there are free slots, taking runs in turn.
     fn schedule(&mut self) {
+        if self.draining {
+            return;
+        }
         let mut turns = self.rotation.len();
         while self.running < self.config.max_concurrent_jobs && turns > 0 {
             turns -= 1;
