@@ -547,7 +547,6 @@ async fn tokens_decide_who_may_do_what() {
 
 #[test]
 fn warren_serve_starts_answers_and_stops_on_sigterm() {
-    use std::io::BufRead as _;
     let data = tempfile::tempdir().expect("tempdir");
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
@@ -558,27 +557,7 @@ fn warren_serve_starts_answers_and_stops_on_sigterm() {
     assert_eq!(refused.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("without any token"));
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path().join("data"))
-        .env(
-            "WARREN_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
-        )
-        .current_dir(data.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("warren serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let first = std::io::BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("text");
-    let addr = first
-        .strip_prefix("warren listening on http://")
-        .expect("banner")
-        .to_owned();
+    let (mut child, addr) = spawn_serve(data.path(), &[]);
     let ready = std::process::Command::new("curl")
         .args(["-s", &format!("http://{addr}/ready")])
         .output();
@@ -852,6 +831,34 @@ async fn the_openapi_description_covers_every_endpoint() {
     server.stop().await;
 }
 
+/// Starts `warren serve` on a free port with its data under `root`; returns
+/// the process and the address from its first line.
+fn spawn_serve(root: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(root.join("data"))
+        .args(extra)
+        .env(
+            "WARREN_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
+        )
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("warren serve");
+    let first = std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("text");
+    let addr = first
+        .strip_prefix("warren listening on http://")
+        .expect("banner")
+        .to_owned();
+    (child, addr)
+}
+
 /// One blocking HTTP/1.1 request, for tests that drive a `warren` process.
 fn blocking_http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
     use std::io::{Read as _, Write as _};
@@ -875,30 +882,10 @@ fn blocking_http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Valu
 
 #[test]
 fn sigterm_lets_a_running_attempt_finish_before_the_server_exits() {
-    use std::io::BufRead as _;
     let data = tempfile::tempdir().expect("tempdir");
     let plugins = plugins_dir(data.path());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path().join("data"))
-        .arg("--plugins-dir")
-        .arg(&plugins)
-        .env(
-            "WARREN_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
-        )
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("warren serve");
-    let first = std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("text");
-    let addr = first
-        .strip_prefix("warren listening on http://")
-        .expect("banner")
-        .to_owned();
+    let plugins = plugins.to_string_lossy().into_owned();
+    let (mut child, addr) = spawn_serve(data.path(), &["--plugins-dir", &plugins]);
     let pipeline = json!({"pipeline": {"jobs": {"slow": {"plugin": "toolbox", "input": [{"op": "sleep_ms", "ms": 700}]}}}});
     let (status, created) = blocking_http(&addr, "POST", "/v1/runs", &pipeline.to_string());
     assert_eq!(status, 201, "{created}");

@@ -649,6 +649,57 @@ fn json_value(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 
+/// The columns [`JobRow::read`] reads, first in a `SELECT`.
+pub(crate) const JOB_VIEW_COLUMNS: &str =
+    "id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth";
+
+/// A job row as stored, before its state and JSON are checked.
+pub(crate) struct JobRow {
+    id: String,
+    name: String,
+    plugin: String,
+    state: String,
+    attempts: u32,
+    output: Option<String>,
+    error: Option<String>,
+    parent_job_id: Option<String>,
+    spawn_reason: Option<String>,
+    depth: u32,
+}
+
+impl JobRow {
+    /// Reads [`JOB_VIEW_COLUMNS`] from the start of `r`.
+    pub(crate) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            plugin: r.get(2)?,
+            state: r.get(3)?,
+            attempts: r.get(4)?,
+            output: r.get(5)?,
+            error: r.get(6)?,
+            parent_job_id: r.get(7)?,
+            spawn_reason: r.get(8)?,
+            depth: r.get(9)?,
+        })
+    }
+
+    pub(crate) fn into_view(self) -> Result<JobView, DbError> {
+        Ok(JobView {
+            state: job_state(&self.state)?,
+            id: self.id,
+            name: self.name,
+            plugin: self.plugin,
+            attempts: self.attempts,
+            output: json_value(self.output),
+            error: json_value(self.error),
+            parent_job_id: self.parent_job_id,
+            spawn_reason: self.spawn_reason,
+            depth: self.depth,
+        })
+    }
+}
+
 pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunView>, DbError> {
     let run = conn
         .query_row(
@@ -673,41 +724,13 @@ pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunView>, DbErr
     else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare(
-        "SELECT id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth
-         FROM jobs WHERE run_id = ?1 ORDER BY rowid",
-    )?;
-    let rows = stmt.query_map([run_id], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, u32>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<String>>(6)?,
-            r.get::<_, Option<String>>(7)?,
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, u32>(9)?,
-        ))
-    })?;
-    let mut jobs = Vec::new();
-    for row in rows {
-        let (id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth) =
-            row?;
-        jobs.push(JobView {
-            id,
-            name,
-            plugin,
-            state: job_state(&state)?,
-            attempts,
-            output: json_value(output),
-            error: json_value(error),
-            parent_job_id,
-            spawn_reason,
-            depth,
-        });
-    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_VIEW_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY rowid"
+    ))?;
+    let rows = stmt.query_map([run_id], JobRow::read)?;
+    let jobs = rows
+        .map(|row| row?.into_view())
+        .collect::<Result<Vec<_>, DbError>>()?;
     Ok(Some(RunView {
         id,
         state: run_state(&state)?,

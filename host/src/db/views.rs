@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::DbError;
-use super::runs::{AttemptView, JobView};
+use super::runs::{AttemptView, JOB_VIEW_COLUMNS, JobRow, JobView};
 
 /// A run in a list (its jobs are fetched with the run).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -87,63 +87,27 @@ fn json_or_text(text: String) -> serde_json::Value {
 pub fn get_job(conn: &Connection, job_id: &str) -> Result<Option<JobDetail>, DbError> {
     let row = conn
         .query_row(
-            "SELECT run_id, id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth, input
-             FROM jobs WHERE id = ?1",
+            &format!("SELECT {JOB_VIEW_COLUMNS}, run_id, input FROM jobs WHERE id = ?1"),
             [job_id],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, u32>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, u32>(10)?,
+                    JobRow::read(r)?,
+                    r.get::<_, String>(10)?,
                     r.get::<_, String>(11)?,
                 ))
             },
         )
         .optional()?;
-    let Some((
-        run_id,
-        id,
-        name,
-        plugin,
-        state,
-        attempts,
-        output,
-        error,
-        parent,
-        reason,
-        depth,
-        input,
-    )) = row
-    else {
+    let Some((job, run_id, input)) = row else {
         return Ok(None);
     };
-    let state = crate::scheduler::model::JobState::parse(&state)
-        .ok_or_else(|| DbError::Corrupt(format!("job state {state:?}")))?;
+    let job = job.into_view()?;
     Ok(Some(JobDetail {
         run_id,
-        job: JobView {
-            id: id.clone(),
-            name,
-            plugin,
-            state,
-            attempts,
-            output: output.map(json_or_text),
-            error: error.map(json_or_text),
-            parent_job_id: parent,
-            spawn_reason: reason,
-            depth,
-        },
         input: json_or_text(input),
-        attempts: super::runs::attempts(conn, &id)?,
-        artifacts: artifacts(conn, "a.job_id = ?1", &id)?,
+        attempts: super::runs::attempts(conn, &job.id)?,
+        artifacts: artifacts(conn, "a.job_id = ?1", &job.id)?,
+        job,
     }))
 }
 
