@@ -36,6 +36,9 @@ pub(crate) struct Completion {
     uses: Vec<(String, String)>,
 }
 
+/// How often the queue gauges of `/metrics` are recomputed.
+const GAUGE_PERIOD: Duration = Duration::from_millis(100);
+
 /// Tries of a commit before the engine stops.
 const WRITE_TRIES: u32 = 5;
 
@@ -99,6 +102,8 @@ pub(crate) struct Scheduler {
     running: usize,
     /// Shutting down: no new attempt starts.
     draining: bool,
+    /// When the queue gauges were last computed.
+    gauges_at: Instant,
     effects: Effects,
 }
 
@@ -124,6 +129,7 @@ impl Scheduler {
             timers: BinaryHeap::new(),
             running: 0,
             draining: false,
+            gauges_at: Instant::now(),
             effects: Effects::default(),
         }
     }
@@ -338,12 +344,19 @@ impl Scheduler {
         }
     }
 
-    fn update_gauges(&self) {
+    /// `running` every turn (shutdown waits on it); the queue, which takes
+    /// a walk over every active run, at most every [`GAUGE_PERIOD`].
+    fn update_gauges(&mut self) {
         let metrics = &self.signals.metrics;
-        let queued: usize = self.runs.values().map(|run| run.ready.len()).sum();
         metrics
             .running
             .store(self.running as u64, Ordering::Relaxed);
+        let now = Instant::now();
+        if now.duration_since(self.gauges_at) < GAUGE_PERIOD {
+            return;
+        }
+        self.gauges_at = now;
+        let queued: usize = self.runs.values().map(|run| run.ready.len()).sum();
         metrics.queued.store(queued as u64, Ordering::Relaxed);
         metrics
             .active_runs
