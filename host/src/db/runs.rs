@@ -633,18 +633,6 @@ pub struct AttemptView {
     pub wall_time_us: Option<i64>,
 }
 
-/// One entry of a run's history.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventView {
-    pub id: i64,
-    pub at: i64,
-    pub job_id: Option<String>,
-    pub kind: String,
-    pub from_state: Option<String>,
-    pub to_state: String,
-    pub reason: Option<String>,
-}
-
 fn json_value(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
@@ -761,24 +749,6 @@ pub fn attempts(conn: &Connection, job_id: &str) -> Result<Vec<AttemptView>, DbE
             fuel_consumed: r.get(7)?,
             peak_memory_bytes: r.get(8)?,
             wall_time_us: r.get(9)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-pub fn events(conn: &Connection, run_id: &str) -> Result<Vec<EventView>, DbError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, at, job_id, kind, from_state, to_state, reason FROM events WHERE run_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([run_id], |r| {
-        Ok(EventView {
-            id: r.get(0)?,
-            at: r.get(1)?,
-            job_id: r.get(2)?,
-            kind: r.get(3)?,
-            from_state: r.get(4)?,
-            to_state: r.get(5)?,
-            reason: r.get(6)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
