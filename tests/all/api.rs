@@ -455,6 +455,24 @@ async fn bad_requests_get_their_json_error_and_the_server_stays_healthy() {
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 
+    // A client that never finishes its headers is cut off too (slowloris),
+    // after the request timeout (2 s here), without an answer.
+    let addr = server.server.as_ref().expect("running").addr;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: local")
+        .await
+        .expect("send");
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), slow.read_to_end(&mut answer)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_))),
+        "a connection with unfinished headers stays open"
+    );
+    assert!(
+        !String::from_utf8_lossy(&answer).contains(" 200 "),
+        "unfinished headers got an answer"
+    );
+
     let big = json!({"pipeline": {"jobs": {"a": {"plugin": "echo"}}}, "input": {"pad": "x".repeat(100 << 10)}});
     let (status, body) = server.post("/v1/runs", &big).await;
     assert_eq!((status, &body["code"]), (413, &json!("payload_too_large")));

@@ -12,6 +12,7 @@ mod middleware;
 pub mod openapi;
 mod plugins;
 mod runs;
+pub mod server;
 mod templates;
 
 use std::sync::Arc;

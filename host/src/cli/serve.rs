@@ -30,7 +30,7 @@ pub struct RunningServer {
     /// Files of the plugins folder that were not loaded, with the reason.
     pub rejected: Vec<(PathBuf, String)>,
     stop: oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    served: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
 
@@ -86,13 +86,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         },
     );
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let served = tokio::spawn(api::server::serve(
+        listener,
+        router,
+        config.request_timeout,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Ok(RunningServer {
         addr,
         engine,
@@ -153,7 +154,7 @@ impl RunningServer {
         // Open streams (SSE) are not waited for beyond the grace period.
         let remaining = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, self.served).await {
-            Ok(joined) => joined??,
+            Ok(joined) => joined?,
             Err(_) => tracing::warn!("connections still open at shutdown were dropped"),
         }
         Ok(())
