@@ -65,17 +65,24 @@ impl ArtifactStore {
         Ok(digest)
     }
 
-    /// Reads the blob `digest`, refusing one larger than `limit` bytes.
-    pub fn get(&self, digest: &str, limit: u64) -> Result<Vec<u8>, ArtifactStoreError> {
+    /// Opens the blob `digest` for reading, with its size, for callers that
+    /// stream it rather than hold it in memory.
+    pub fn open_blob(&self, digest: &str) -> Result<(std::fs::File, u64), ArtifactStoreError> {
         check_digest(digest)?;
-        let mut file = match self.root.open(blob_path(digest)) {
-            Ok(file) => file,
+        let file = match self.root.open(blob_path(digest)) {
+            Ok(file) => file.into_std(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ArtifactStoreError::NotFound(digest.to_owned()));
             }
             Err(e) => return Err(e.into()),
         };
         let size = file.metadata()?.len();
+        Ok((file, size))
+    }
+
+    /// Reads the blob `digest`, refusing one larger than `limit` bytes.
+    pub fn get(&self, digest: &str, limit: u64) -> Result<Vec<u8>, ArtifactStoreError> {
+        let (mut file, size) = self.open_blob(digest)?;
         if size > limit {
             return Err(ArtifactStoreError::TooLarge {
                 digest: digest.to_owned(),

@@ -274,6 +274,42 @@ async fn the_demo_pipeline_runs_and_its_events_and_artifacts_can_be_followed() {
 }
 
 #[tokio::test]
+async fn a_large_artifact_downloads_whole_in_many_chunks() {
+    let server = TestServer::open().await;
+    // 3 MiB: dozens of the 64 KiB chunks a download is streamed in.
+    let (pattern, repeat) = ("0123456789abcdef", 3 << 16);
+    let pipeline = json!({"pipeline": {"jobs": {"big": {"plugin": "toolbox",
+        "input": [{"op": "write_out", "name": "big.txt", "data": pattern, "repeat": repeat}]}}}});
+    let (status, created) = server.post("/v1/runs", &pipeline).await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    let (_, listed) = server.get(&format!("/v1/runs/{run_id}/artifacts")).await;
+    let artifact = listed["artifacts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "big.txt"))
+        .expect("big.txt recorded");
+    let expected = pattern.repeat(repeat);
+    let digest = hex::encode(sha2::Sha256::digest(expected.as_bytes()));
+    assert_eq!(artifact["sha256"], digest.as_str());
+    let response = server
+        .request(reqwest::Method::GET, &format!("/v1/artifacts/{digest}"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-length"].to_str().ok(),
+        Some(expected.len().to_string().as_str())
+    );
+    let bytes = response.bytes().await.expect("bytes");
+    assert_eq!(bytes.len(), expected.len());
+    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), digest);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_run_can_be_cancelled_and_a_failed_job_retried() {
     let server = TestServer::open().await;
     let (status, created) = server

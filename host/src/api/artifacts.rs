@@ -1,10 +1,14 @@
 //! Artifacts: a run's list, and the bytes of one by digest.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream;
 use serde::Serialize;
+use tokio::io::AsyncReadExt as _;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -67,17 +71,32 @@ pub async fn download(
     if !recorded {
         return Err(ApiError::not_found(format!("artifact {digest}")));
     }
-    let bytes = state
+    let (file, size) = state
         .runtime
         .artifact_store()
-        .get(&digest, u64::MAX)
+        .open_blob(&digest)
         .map_err(ApiError::internal)?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
             (header::ETAG, format!("\"{digest}\"")),
         ],
-        bytes,
+        Body::from_stream(chunks(tokio::fs::File::from_std(file))),
     )
         .into_response())
+}
+
+/// Bytes read per chunk of a download: large artifacts are streamed, never
+/// held whole in memory.
+const CHUNK: usize = 64 << 10;
+
+fn chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    stream::try_unfold(file, |mut file| async move {
+        let mut buffer = BytesMut::with_capacity(CHUNK);
+        let read = file.read_buf(&mut buffer).await?;
+        Ok((read > 0).then(|| (buffer.freeze(), file)))
+    })
 }

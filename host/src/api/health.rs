@@ -47,6 +47,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
         .database()
         .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
         .map_err(|e| unavailable(format!("database: {e}")))?;
+    state.engine.database().health().map_err(unavailable)?;
     if !state.engine.is_running() {
         return Err(unavailable("the engine has stopped".into()));
     }

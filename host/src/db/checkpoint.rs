@@ -3,7 +3,7 @@
 //! one and syncs the file; left to SQLite's automatic checkpoints, that work
 //! would stall whichever connection happened to commit, mostly the writer.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -15,15 +15,24 @@ const PAUSE: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 pub struct Checkpointer {
     nudges: mpsc::SyncSender<()>,
+    thread: Arc<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
     pub fn start(conn: Connection) -> std::io::Result<Self> {
         let (nudges, received) = mpsc::sync_channel(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("warren-db-checkpoint".into())
             .spawn(move || serve(&conn, &received))?;
-        Ok(Self { nudges })
+        Ok(Self {
+            nudges,
+            thread: Arc::new(thread),
+        })
+    }
+
+    /// False once the thread has ended; from then on the WAL only grows.
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
     }
 
     /// Says that something was committed; cheap and never blocks.

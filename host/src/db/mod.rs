@@ -1,7 +1,7 @@
 //! SQLite storage: PRAGMAs applied on open, migrations embedded in the binary
 //! and applied in order at start. One thread owns the write connection for
-//! runs and jobs ([`writer`]); reads use their own connection, so they never
-//! wait behind writes (WAL).
+//! runs and jobs ([`writer`]); reads use a few connections of their own, so
+//! they never wait behind writes (WAL) nor, mostly, behind each other.
 
 pub mod checkpoint;
 pub mod runs;
@@ -9,6 +9,7 @@ pub mod views;
 pub mod writer;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -54,13 +55,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_runs.sql"),
 ];
 
-/// An open database: the writer thread for runs and jobs, a connection for
+/// Read connections: API requests and event streams read concurrently.
+const READERS: usize = 4;
+
+/// An open database: the writer thread for runs and jobs, connections for
 /// reads, and one for plugin memory (whose calls come from guests, which
 /// run synchronously inside a host call).
 pub struct Database {
     writer: writer::Writer,
     checkpointer: checkpoint::Checkpointer,
-    reader: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
     conn: Mutex<Connection>,
 }
 
@@ -100,10 +105,14 @@ impl Database {
         let writer =
             writer::Writer::start(open_connection(path, durability)?, checkpointer.clone())
                 .map_err(|e| DbError::Commit(format!("cannot start the writer thread: {e}")))?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path, durability).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             writer,
             checkpointer,
-            reader: Mutex::new(open_connection(path, durability)?),
+            readers,
+            next_reader: AtomicUsize::new(0),
             conn: Mutex::new(conn),
         })
     }
@@ -121,13 +130,34 @@ impl Database {
         self.writer.write(work).await
     }
 
-    /// Runs `work` on the read connection.
+    /// Runs `work` on a free read connection, or waits for one.
     pub fn read<R>(
         &self,
         work: impl FnOnce(&Connection) -> Result<R, DbError>,
     ) -> Result<R, DbError> {
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let free = (0..READERS).find_map(|i| self.readers[(start + i) % READERS].try_lock().ok());
+        let conn = match free {
+            Some(conn) => conn,
+            None => self.readers[start % READERS]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        };
         work(&conn)
+    }
+
+    /// Why the database cannot keep up with commits, if it cannot: its
+    /// writer or checkpoint thread has stopped.
+    pub fn health(&self) -> Result<(), String> {
+        if !self.writer.is_running() {
+            return Err("the database writer thread has stopped".into());
+        }
+        if !self.checkpointer.is_running() {
+            return Err(
+                "the WAL checkpoint thread has stopped; the WAL would grow without bound".into(),
+            );
+        }
+        Ok(())
     }
 
     pub fn schema_version(&self) -> Result<i64, DbError> {

@@ -3,7 +3,7 @@
 //! transaction (group commit), each piece inside its own savepoint so one
 //! failing piece does not undo the others.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -25,6 +25,7 @@ const MAX_GROUP: usize = 512;
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Request>,
+    thread: Arc<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -37,10 +38,19 @@ impl Writer {
     /// Starts the thread; it stops when every handle is dropped.
     pub fn start(conn: Connection, checkpointer: Checkpointer) -> std::io::Result<Self> {
         let (queue, requests) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("warren-db-writer".into())
             .spawn(move || serve(conn, &requests, &checkpointer))?;
-        Ok(Self { queue })
+        Ok(Self {
+            queue,
+            thread: Arc::new(thread),
+        })
+    }
+
+    /// False once the thread has ended (it only ends on a panic while
+    /// handles remain).
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
     }
 
     /// Runs `work` in a write transaction and returns once it is committed.

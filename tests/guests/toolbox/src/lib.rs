@@ -17,7 +17,13 @@ enum Op {
     Put { name: String, data: String },
     Get { name: String },
     List,
-    WriteOut { name: String, data: String },
+    /// Writes `data`, `repeat` times over, to `/out/{name}`.
+    WriteOut {
+        name: String,
+        data: String,
+        #[serde(default = "once")]
+        repeat: usize,
+    },
     Spawn { plugin: String, input: Value, reason: String },
     Progress { percent: u8, summary: String },
     Log { message: String },
@@ -27,6 +33,10 @@ enum Op {
     SleepMs { ms: u64 },
     /// Outputs of upstream jobs, by name.
     Upstream,
+}
+
+fn once() -> usize {
+    1
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -75,8 +85,8 @@ impl Job for Toolbox {
                 Op::List => report(artifacts::list().map(|list| {
                     list.into_iter().map(|a| json!({ "name": a.name, "size": a.size })).collect::<Vec<_>>()
                 })),
-                Op::WriteOut { name, data } => report(
-                    std::fs::write(format!("/out/{name}"), data).map_err(Error::from),
+                Op::WriteOut { name, data, repeat } => report(
+                    std::fs::write(format!("/out/{name}"), data.repeat(repeat)).map_err(Error::from),
                 ),
                 Op::Spawn { plugin, input, reason } => report(jobs::spawn(&plugin, &input, &reason)),
                 Op::Progress { percent, summary } => {
