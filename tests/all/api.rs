@@ -17,6 +17,7 @@ const CLIENT: &str = "client-token-0123456789";
 
 struct TestServer {
     _data: tempfile::TempDir,
+    config: ServeConfig,
     server: Option<RunningServer>,
     base: String,
     http: reqwest::Client,
@@ -56,6 +57,7 @@ impl TestServer {
         let base = format!("http://{}", server.addr);
         Self {
             _data: data,
+            config,
             server: Some(server),
             base,
             http: reqwest::Client::new(),
@@ -129,6 +131,16 @@ impl TestServer {
     async fn assert_healthy(&self) {
         let (status, body) = self.get("/ready").await;
         assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
+    }
+
+    /// Stops the server and starts it again on the same data.
+    async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+        let server = serve::start(&self.config).await.expect("server restarts");
+        self.base = format!("http://{}", server.addr);
+        self.server = Some(server);
     }
 
     async fn stop(mut self) {
@@ -381,6 +393,34 @@ async fn a_run_can_be_cancelled_and_a_failed_job_retried() {
     let (status, logs) = server.get(&format!("/v1/jobs/{flaky}/logs")).await;
     assert_eq!(status, 200);
     assert_eq!(logs["attempts"].as_array().map(Vec::len), Some(2));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_manual_retry_keeps_its_fresh_retry_budget_across_a_restart() {
+    let mut server = TestServer::open().await;
+    // Three attempts allowed; attempts 1 to 5 fail, the sixth succeeds.
+    let pipeline = json!({"jobs": {"flaky": {"plugin": "toolbox",
+        "input": [{"op": "fail_until", "attempt": 6}],
+        "retry": {"max_attempts": 3, "initial_backoff_ms": 200, "max_backoff_ms": 200}}}});
+    let (status, created) = server
+        .post("/v1/runs", &json!({"pipeline": pipeline}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    let run = server.wait_for_state(&run_id, "failed").await;
+    let flaky = run["jobs"][0]["id"].as_str().expect("job id").to_owned();
+    assert_eq!(run["jobs"][0]["attempts"], 3, "{run}");
+    let (status, body) = server
+        .post(&format!("/v1/jobs/{flaky}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The retry grants three more attempts. A restart now must not count
+    // the first three against them, or the job would fail at attempt 4.
+    server.restart().await;
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["jobs"][0]["attempts"], 6, "{run}");
     server.stop().await;
 }
 

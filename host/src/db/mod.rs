@@ -53,6 +53,7 @@ pub enum DbError {
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_memory.sql"),
     include_str!("migrations/0002_runs.sql"),
+    include_str!("migrations/0003_retry_base.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

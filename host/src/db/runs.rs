@@ -76,6 +76,9 @@ pub enum Change {
         to: JobState,
         reason: Option<String>,
         attempts: u32,
+        /// Attempts that do not count against the retry policy (made
+        /// before a manual retry).
+        retry_base: u32,
         ready_at: Option<i64>,
         output: Option<String>,
         error: Option<String>,
@@ -281,6 +284,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 to,
                 reason,
                 attempts,
+                retry_base,
                 ready_at,
                 output,
                 error,
@@ -290,9 +294,18 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 if last_update.get(job_id.as_str()) == Some(&index) {
                     conn.prepare_cached(
                         "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
-                         error = ?6, updated_at = ?7 WHERE id = ?1",
+                         error = ?6, updated_at = ?7, retry_base = ?8 WHERE id = ?1",
                     )?
-                    .execute(params![job_id, to.as_str(), attempts, ready_at, output, error, at])?;
+                    .execute(params![
+                        job_id,
+                        to.as_str(),
+                        attempts,
+                        ready_at,
+                        output,
+                        error,
+                        at,
+                        retry_base
+                    ])?;
                 }
                 event(
                     conn,
@@ -381,6 +394,7 @@ pub struct StoredJob {
     pub input: String,
     pub state: JobState,
     pub attempts: u32,
+    pub retry_base: u32,
     pub retry: RetryPolicy,
     pub limits: Limits,
     pub parent_job_id: Option<String>,
@@ -481,8 +495,8 @@ pub fn job_run(conn: &Connection, job_id: &str) -> Result<Option<(String, JobSta
 
 fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError> {
     let mut stmt = conn.prepare(
-        "SELECT id, name, plugin, input, state, attempts, retry, limits, parent_job_id, depth, ready_at, output
-         FROM jobs WHERE run_id = ?1 ORDER BY rowid",
+        "SELECT id, name, plugin, input, state, attempts, retry, limits, parent_job_id, depth, ready_at, output,
+         retry_base FROM jobs WHERE run_id = ?1 ORDER BY rowid",
     )?;
     let rows = stmt.query_map([run_id], |r| {
         Ok((
@@ -498,6 +512,7 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             r.get::<_, u32>(9)?,
             r.get::<_, Option<i64>>(10)?,
             r.get::<_, Option<String>>(11)?,
+            r.get::<_, u32>(12)?,
         ))
     })?;
     let mut jobs = Vec::new();
@@ -515,6 +530,7 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             depth,
             ready_at,
             output,
+            retry_base,
         ) = row?;
         jobs.push(StoredJob {
             id,
@@ -523,6 +539,7 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             input,
             state: job_state(&state)?,
             attempts,
+            retry_base,
             retry: parse_json(&retry)?,
             limits: parse_json(&limits)?,
             parent_job_id,

@@ -176,6 +176,7 @@ impl Scheduler {
         for (index, stored_job) in stored_run.jobs.iter().enumerate() {
             let node = &mut run.jobs[index];
             node.attempts = stored_job.attempts;
+            node.retry_base = stored_job.retry_base;
             node.output = stored_job.output.clone();
             node.not_before = stored_job
                 .ready_at
@@ -798,6 +799,7 @@ fn job_change(
         to,
         reason,
         attempts: node.attempts,
+        retry_base: node.retry_base,
         ready_at: None,
         output,
         error,
@@ -861,6 +863,8 @@ fn reopen(run: &mut ActiveRun, job_id: &str, fx: &mut Effects) -> Result<(), Str
             format!("waits again for retried job {:?}", run.jobs[job].name)
         };
         let from = run.jobs[current].state;
+        // Set first: the change below records the fresh retry budget.
+        run.jobs[current].retry_base = run.jobs[current].attempts;
         fx.changes.push(job_change(
             run,
             current,
@@ -873,7 +877,6 @@ fn reopen(run: &mut ActiveRun, job_id: &str, fx: &mut Effects) -> Result<(), Str
         let node = &mut run.jobs[current];
         node.state = JobState::Pending;
         node.not_before = None;
-        node.retry_base = node.attempts;
         run.unfinished += 1;
         for &dependent in &run.jobs[current].dependents {
             if run.jobs[dependent].state == JobState::Skipped && !reopened.contains(&dependent) {
