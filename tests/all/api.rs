@@ -133,6 +133,28 @@ impl TestServer {
         assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
     }
 
+    async fn metrics(&self) -> String {
+        let response = self
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("text")
+    }
+
+    /// Waits (up to 5 s) until `/metrics` has `line`; returns the last text.
+    async fn wait_for_metric(&self, line: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let metrics = self.metrics().await;
+            if metrics.lines().any(|l| l == line) || Instant::now() > deadline {
+                return metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server and starts it again on the same data.
     async fn restart(&mut self) {
         if let Some(server) = self.server.take() {
@@ -265,18 +287,7 @@ async fn the_demo_pipeline_runs_and_its_events_and_artifacts_can_be_followed() {
             .all(|a| a["fuel_consumed"].as_i64() > Some(0))
     );
 
-    let (status, metrics) = (
-        200,
-        server
-            .request(reqwest::Method::GET, "/metrics")
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text"),
-    );
-    assert_eq!(status, 200);
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("warren_runs_ended_total{state=\"completed\"} 1"),
         "{metrics}"
@@ -333,6 +344,9 @@ async fn a_run_can_be_cancelled_and_a_failed_job_retried() {
     assert_eq!(status, 201, "{created}");
     let run_id = created["id"].as_str().expect("id").to_owned();
     server.wait_for_state(&run_id, "running").await;
+    let line = "warren_jobs{state=\"running\"} 1";
+    let metrics = server.wait_for_metric(line).await;
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
     let asked = Instant::now();
     let (status, body) = server
         .post(&format!("/v1/runs/{run_id}/cancel"), &json!({}))
@@ -341,6 +355,10 @@ async fn a_run_can_be_cancelled_and_a_failed_job_retried() {
     let run = server.wait_for_state(&run_id, "cancelled").await;
     assert_eq!(run["state"], "cancelled");
     assert!(asked.elapsed() < Duration::from_secs(1));
+    // The gauge follows even when nothing else happens afterwards.
+    let line = "warren_jobs{state=\"running\"} 0";
+    let metrics = server.wait_for_metric(line).await;
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
     let (status, body) = server
         .post(&format!("/v1/runs/{run_id}/cancel"), &json!({}))
         .await;

@@ -22,6 +22,18 @@ const JOB_STATES: [JobState; 5] = [
     JobState::NeedsInput,
 ];
 
+/// Every job state, in the order of [`Metrics::jobs_by_state`].
+pub(crate) const ALL_JOB_STATES: [JobState; 8] = [
+    JobState::Pending,
+    JobState::Ready,
+    JobState::Running,
+    JobState::Completed,
+    JobState::Failed,
+    JobState::Skipped,
+    JobState::Cancelled,
+    JobState::NeedsInput,
+];
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     runs_submitted: AtomicU64,
@@ -36,6 +48,8 @@ pub struct Metrics {
     pub(crate) running: AtomicU64,
     pub(crate) queued: AtomicU64,
     pub(crate) active_runs: AtomicU64,
+    /// Jobs of the runs not yet ended, by current state.
+    pub(crate) jobs_by_state: [AtomicU64; ALL_JOB_STATES.len()],
 }
 
 impl Metrics {
@@ -138,6 +152,13 @@ impl Metrics {
             "# HELP warren_fuel_consumed_total Fuel consumed by attempts.\n# TYPE warren_fuel_consumed_total counter\nwarren_fuel_consumed_total {}",
             get(&self.fuel_consumed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP warren_jobs Jobs of the runs not yet ended, by current state.\n# TYPE warren_jobs gauge"
+        );
+        for (state, n) in ALL_JOB_STATES.iter().zip(&self.jobs_by_state) {
+            let _ = writeln!(out, "warren_jobs{{state=\"{state}\"}} {}", get(n));
+        }
         for (name, help, value) in [
             (
                 "warren_attempts_running",

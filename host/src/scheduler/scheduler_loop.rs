@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::inputs::InputDir;
+use super::metrics::ALL_JOB_STATES;
 use super::model::{JobState, RunState};
 use super::run_graph::ActiveRun;
 use super::spec::{Condition, PipelineSpec};
@@ -104,6 +105,8 @@ pub(crate) struct Scheduler {
     draining: bool,
     /// When the queue gauges were last computed.
     gauges_at: Instant,
+    /// Something changed since; they are recomputed when the period ends.
+    gauges_stale: bool,
     effects: Effects,
 }
 
@@ -130,6 +133,7 @@ impl Scheduler {
             running: 0,
             draining: false,
             gauges_at: Instant::now(),
+            gauges_stale: false,
             effects: Effects::default(),
         }
     }
@@ -331,6 +335,7 @@ impl Scheduler {
                     None => break,
                 },
                 () = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
+                () = sleep_until(Some(self.gauges_at + GAUGE_PERIOD)), if self.gauges_stale => {}
             }
             // Everything already queued joins this turn's transaction.
             while let Ok(command) = commands.try_recv() {
@@ -345,8 +350,9 @@ impl Scheduler {
         }
     }
 
-    /// `running` every turn (shutdown waits on it); the queue, which takes
-    /// a walk over every active run, at most every [`GAUGE_PERIOD`].
+    /// `running` every turn (shutdown waits on it); the queue and the jobs
+    /// by state, which take a walk over every active run, at most every
+    /// [`GAUGE_PERIOD`].
     fn update_gauges(&mut self) {
         let metrics = &self.signals.metrics;
         metrics
@@ -354,11 +360,22 @@ impl Scheduler {
             .store(self.running as u64, Ordering::Relaxed);
         let now = Instant::now();
         if now.duration_since(self.gauges_at) < GAUGE_PERIOD {
+            self.gauges_stale = true;
             return;
         }
         self.gauges_at = now;
+        self.gauges_stale = false;
         let queued: usize = self.runs.values().map(|run| run.ready.len()).sum();
         metrics.queued.store(queued as u64, Ordering::Relaxed);
+        let mut by_state = [0u64; ALL_JOB_STATES.len()];
+        for job in self.runs.values().flat_map(|run| &run.jobs) {
+            if let Some(i) = ALL_JOB_STATES.iter().position(|&s| s == job.state) {
+                by_state[i] += 1;
+            }
+        }
+        for (gauge, n) in metrics.jobs_by_state.iter().zip(by_state) {
+            gauge.store(n, Ordering::Relaxed);
+        }
         metrics
             .active_runs
             .store(self.runs.len() as u64, Ordering::Relaxed);
