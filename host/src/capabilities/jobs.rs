@@ -41,6 +41,8 @@ pub type PluginLookup = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// What one attempt may spawn.
 #[derive(Clone)]
 pub struct JobsCtx {
+    /// Whether the plugin's grants allow spawning at all.
+    pub spawn_granted: bool,
     /// How deep this job is in its spawn tree (0 for a job nobody spawned).
     pub depth: u32,
     pub max_depth: u32,
@@ -83,6 +85,11 @@ impl JobsState {
         input: String,
         reason: String,
     ) -> Result<String, HostError> {
+        if !self.grant.spawn_granted {
+            return Err(HostError::AccessDenied(
+                "this plugin is not granted spawn (its manifest or the operator's policy)".into(),
+            ));
+        }
         if self.grant.depth >= self.grant.max_depth {
             return Err(HostError::LimitExceeded(format!(
                 "spawned jobs nest at most {} deep",

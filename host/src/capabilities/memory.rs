@@ -9,6 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::bindings::memory::{Host, Scope};
 use crate::bindings::types::HostError;
 use crate::db::Database;
+use crate::plugins::grants::MemoryScope;
 use crate::runtime::PluginState;
 
 /// Longest key, in bytes.
@@ -26,13 +27,16 @@ pub struct MemoryCtx {
     pub run_namespace: String,
     /// `None` when the run has no story: story calls are denied.
     pub story_namespace: Option<String>,
+    /// The scopes the plugin's grants allow.
+    pub granted: Vec<MemoryScope>,
 }
 
 impl MemoryCtx {
-    pub fn new(run_id: &str, story_id: Option<&str>) -> Self {
+    pub fn new(run_id: &str, story_id: Option<&str>, granted: &[MemoryScope]) -> Self {
         Self {
             run_namespace: format!("run:{run_id}"),
             story_namespace: story_id.map(|s| format!("story:{s}")),
+            granted: granted.to_vec(),
         }
     }
 }
@@ -49,6 +53,15 @@ impl MemoryState {
     }
 
     fn namespace(&self, scope: Scope) -> Result<&str, HostError> {
+        let (granted, name) = match scope {
+            Scope::Run => (MemoryScope::Run, "run"),
+            Scope::Story => (MemoryScope::Story, "story"),
+        };
+        if !self.grant.granted.contains(&granted) {
+            return Err(HostError::AccessDenied(format!(
+                "this plugin is not granted {name} memory (its manifest or the operator's policy)"
+            )));
+        }
         match scope {
             Scope::Run => Ok(&self.grant.run_namespace),
             Scope::Story => self.grant.story_namespace.as_deref().ok_or_else(|| {

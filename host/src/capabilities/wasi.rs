@@ -1,6 +1,6 @@
 //! WASI preview 2 for plugins: only `/work` (private scratch), `/out` (files
-//! left there become artifacts) and, when given, `/in` (read-only) are
-//! preopened. No environment, no arguments, no network, no inherited stdio:
+//! left there become artifacts), when given, `/in` (read-only), and the
+//! host directories the plugin was granted are preopened. No environment, no arguments, no network, no inherited stdio:
 //! stdout and stderr go into the attempt log.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use cap_std::fs::Dir;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::log::{AttemptLog, CapturedStdio, LogSource};
+use crate::plugins::grants::DirectoryGrant;
 
 /// Guest path of the private scratch directory.
 pub const WORK_DIR: &str = "/work";
@@ -59,6 +60,7 @@ pub fn build_ctx(
     log: &AttemptLog,
     scratch: Option<&Scratch>,
     in_dir: Option<&Path>,
+    directories: &[DirectoryGrant],
 ) -> anyhow::Result<WasiCtx> {
     let mut builder = WasiCtxBuilder::new();
     builder
@@ -70,6 +72,14 @@ pub fn build_ctx(
     }
     if let Some(in_dir) = in_dir {
         builder.preopened_dir(in_dir, IN_DIR, FsPerms::ReadOnly)?;
+    }
+    for dir in directories {
+        let perms = if dir.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        builder.preopened_dir(&dir.host, &dir.guest, perms)?;
     }
     Ok(builder.build())
 }

@@ -4,6 +4,7 @@
 //! they never wait behind writes (WAL) nor, mostly, behind each other.
 
 pub mod checkpoint;
+pub mod plugins;
 pub mod runs;
 pub mod views;
 pub mod writer;
@@ -54,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_memory.sql"),
     include_str!("migrations/0002_runs.sql"),
     include_str!("migrations/0003_retry_base.sql"),
+    include_str!("migrations/0004_plugin_versions.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

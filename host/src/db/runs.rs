@@ -33,6 +33,8 @@ pub struct NewJob {
     pub id: String,
     pub name: String,
     pub plugin: String,
+    /// The plugin version it runs (`None`: whichever is active).
+    pub plugin_digest: Option<String>,
     pub input: String,
     pub state: JobState,
     pub retry: RetryPolicy,
@@ -178,8 +180,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 reason,
             } => {
                 let mut insert = conn.prepare_cached(
-                    "INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, parent_job_id, spawn_reason, depth, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                    "INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, parent_job_id, spawn_reason, depth, created_at, updated_at, plugin_digest)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
                 )?;
                 // Jobs of a run mostly share their settings: serialize each
                 // distinct value once (this runs on the writer thread).
@@ -211,7 +213,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         job.parent_job_id,
                         job.spawn_reason,
                         job.depth,
-                        at
+                        at,
+                        job.plugin_digest
                     ])?;
                     event(
                         conn,
@@ -391,6 +394,7 @@ pub struct StoredJob {
     pub id: String,
     pub name: String,
     pub plugin: String,
+    pub plugin_digest: Option<String>,
     pub input: String,
     pub state: JobState,
     pub attempts: u32,
@@ -496,7 +500,7 @@ pub fn job_run(conn: &Connection, job_id: &str) -> Result<Option<(String, JobSta
 fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, name, plugin, input, state, attempts, retry, limits, parent_job_id, depth, ready_at, output,
-         retry_base FROM jobs WHERE run_id = ?1 ORDER BY rowid",
+         retry_base, plugin_digest FROM jobs WHERE run_id = ?1 ORDER BY rowid",
     )?;
     let rows = stmt.query_map([run_id], |r| {
         Ok((
@@ -513,6 +517,7 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             r.get::<_, Option<i64>>(10)?,
             r.get::<_, Option<String>>(11)?,
             r.get::<_, u32>(12)?,
+            r.get::<_, Option<String>>(13)?,
         ))
     })?;
     let mut jobs = Vec::new();
@@ -531,11 +536,13 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             ready_at,
             output,
             retry_base,
+            plugin_digest,
         ) = row?;
         jobs.push(StoredJob {
             id,
             name,
             plugin,
+            plugin_digest,
             input,
             state: job_state(&state)?,
             attempts,

@@ -2,9 +2,11 @@
 //! supported world, imports only what Warren provides) before it is
 //! compiled, cached and pre-linked.
 
+pub mod grants;
 mod registry;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
@@ -13,13 +15,16 @@ use crate::artifact_store::sha256_hex;
 use crate::bindings::{AGENT_EXPORT, AgentPre, CONTRACT_VERSION, JOB_EXPORT, JobPre};
 use crate::runtime::{CacheOutcome, PluginState, Runtime};
 
+pub use grants::Grants;
 pub use registry::PluginRegistry;
 
 /// Largest plugin file accepted.
 pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 
 /// Which world a plugin targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Job,
@@ -76,6 +81,7 @@ pub struct Plugin {
     uses_filesystem: bool,
     cache: CacheOutcome,
     pre: PluginPre,
+    grants: Arc<Grants>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -123,6 +129,17 @@ impl Plugin {
 
     pub(crate) fn pre(&self) -> &PluginPre {
         &self.pre
+    }
+
+    /// What its attempts may use; a plugin loaded without manifest or
+    /// policy gets [`Grants::default`].
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    pub fn with_grants(mut self, grants: Grants) -> Self {
+        self.grants = Arc::new(grants);
+        self
     }
 }
 
@@ -221,6 +238,7 @@ pub(crate) fn load_bytes(
         uses_filesystem,
         cache,
         pre,
+        grants: Arc::default(),
     })
 }
 

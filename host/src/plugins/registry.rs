@@ -7,10 +7,19 @@ use std::sync::{Arc, RwLock};
 use super::{Plugin, PluginError};
 use crate::runtime::Runtime;
 
-/// Loaded plugins by name; cheap to clone and share.
+/// Loaded plugins: the active version of each name, which new runs use, and
+/// every other version still loaded, since a run keeps the version it
+/// started with. Cheap to clone and share.
 #[derive(Clone, Default)]
 pub struct PluginRegistry {
-    plugins: Arc<RwLock<HashMap<String, Plugin>>>,
+    inner: Arc<RwLock<Loaded>>,
+}
+
+#[derive(Default)]
+struct Loaded {
+    active: HashMap<String, Plugin>,
+    /// Every loaded version by `(name, digest)`, active ones included.
+    versions: HashMap<(String, String), Plugin>,
 }
 
 impl std::fmt::Debug for PluginRegistry {
@@ -41,37 +50,69 @@ impl PluginRegistry {
         Ok(rejected)
     }
 
-    /// Adds `plugin`, replacing any plugin of the same name.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Loaded> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds `plugin` and makes it the active version of its name.
     pub fn insert(&self, plugin: Plugin) {
-        self.plugins
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(plugin.name().to_owned(), plugin);
+        let mut loaded = self.write();
+        let key = (plugin.name().to_owned(), plugin.digest().to_owned());
+        loaded.versions.insert(key, plugin.clone());
+        loaded.active.insert(plugin.name().to_owned(), plugin);
     }
 
+    /// Adds `plugin` without making it active: runs pinned to it can run.
+    pub fn add_version(&self, plugin: Plugin) {
+        let key = (plugin.name().to_owned(), plugin.digest().to_owned());
+        self.write().versions.insert(key, plugin);
+    }
+
+    /// Makes a loaded version the active one; false if it is not loaded.
+    pub fn activate(&self, name: &str, digest: &str) -> bool {
+        let mut loaded = self.write();
+        let Some(plugin) = loaded
+            .versions
+            .get(&(name.to_owned(), digest.to_owned()))
+            .cloned()
+        else {
+            return false;
+        };
+        loaded.active.insert(name.to_owned(), plugin);
+        true
+    }
+
+    /// New runs can no longer use `name`; runs pinned to one of its
+    /// versions still can.
+    pub fn retire(&self, name: &str) {
+        self.write().active.remove(name);
+    }
+
+    /// The active version of `name`.
     pub fn get(&self, name: &str) -> Option<Plugin> {
-        self.plugins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
+        self.read().active.get(name).cloned()
+    }
+
+    /// Version `digest` of `name`, active or not, if loaded.
+    pub fn version(&self, name: &str, digest: &str) -> Option<Plugin> {
+        self.read()
+            .versions
+            .get(&(name.to_owned(), digest.to_owned()))
             .cloned()
     }
 
+    /// Whether `name` has an active version.
     pub fn contains(&self, name: &str) -> bool {
-        self.plugins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(name)
+        self.read().active.contains_key(name)
     }
 
+    /// Names with an active version, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .plugins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = self.read().active.keys().cloned().collect();
         names.sort();
         names
     }

@@ -351,7 +351,13 @@ impl Runtime {
             .in_dir
             .as_deref()
             .filter(|_| plugin.uses_filesystem());
-        let wasi = wasi::build_ctx(log, scratch.as_ref(), in_dir)
+        let grants = plugin.grants();
+        let directories = if plugin.uses_filesystem() {
+            &grants.directories[..]
+        } else {
+            &[]
+        };
+        let wasi = wasi::build_ctx(log, scratch.as_ref(), in_dir, directories)
             .map_err(|e| format!("preparing WASI: {e:#}"))?;
         let state = PluginState {
             wasi,
@@ -367,7 +373,7 @@ impl Runtime {
             log: log.clone(),
             memory: MemoryState::new(
                 self.services().db.clone(),
-                MemoryCtx::new(&request.run_id, request.story_id.as_deref()),
+                MemoryCtx::new(&request.run_id, request.story_id.as_deref(), &grants.memory),
             ),
             artifacts: ArtifactsState::new(
                 self.services().artifacts.clone(),
@@ -378,6 +384,7 @@ impl Runtime {
                 },
             ),
             jobs: JobsState::new(JobsCtx {
+                spawn_granted: grants.spawn,
                 depth: request.spawn_depth,
                 max_depth: request.max_spawn_depth,
                 // Without a way to look plugins up, nothing can be spawned.

@@ -38,9 +38,8 @@ pub const MAX_COPIED_INPUT_BYTES: usize = 64 << 20;
 pub struct EngineConfig {
     /// Attempts running at once, over all runs.
     pub max_concurrent_jobs: usize,
-    /// Limits of a job that asks for none.
-    pub default_limits: Limits,
-    /// The most a job may ask for.
+    /// The most a job may ask for, whatever its plugin's grants (a job
+    /// that asks for nothing gets its plugin's default limits).
     pub limit_ceiling: Limits,
     /// Deepest chain of spawned jobs.
     pub max_spawn_depth: u32,
@@ -52,7 +51,6 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_concurrent_jobs: DEFAULT_CONCURRENCY,
-            default_limits: Limits::default(),
             limit_ceiling: Limits {
                 fuel: 1_000_000_000_000,
                 memory_bytes: 1 << 30,
@@ -338,6 +336,21 @@ impl Engine {
         let mut jobs = Vec::with_capacity(spec.jobs.len());
         let mut deps = Vec::new();
         for (name, job) in &spec.jobs {
+            // The run keeps the versions active now (see `plugins`).
+            let plugin = self
+                .plugins
+                .get(&job.plugin)
+                .ok_or_else(|| SpecError::UnknownPlugin {
+                    job: name.clone(),
+                    plugin: job.plugin.clone(),
+                })?;
+            let grants = plugin.grants();
+            job.limits
+                .check(&grants.limits)
+                .map_err(|reason| SpecError::BadLimits {
+                    job: name.clone(),
+                    reason: format!("{reason} granted to plugin {:?}", job.plugin),
+                })?;
             let id = ids[name.as_str()].clone();
             for need in &job.needs {
                 deps.push(NewDep {
@@ -350,6 +363,7 @@ impl Engine {
                 id,
                 name: name.clone(),
                 plugin: job.plugin.clone(),
+                plugin_digest: Some(plugin.digest().to_owned()),
                 input: job
                     .input
                     .as_ref()
@@ -361,7 +375,7 @@ impl Engine {
                     JobState::Pending
                 },
                 retry: job.retry,
-                limits: job.limits.resolve(&self.config.default_limits),
+                limits: job.limits.resolve(&grants.default_limits),
                 parent_job_id: None,
                 spawn_reason: None,
                 depth: 0,

@@ -16,6 +16,8 @@ pub(crate) struct Node {
     pub id: String,
     pub name: String,
     pub plugin: String,
+    /// The plugin version it runs (`None`: whichever is active).
+    pub plugin_digest: Option<String>,
     pub input: String,
     pub state: JobState,
     pub attempts: u32,
@@ -99,6 +101,7 @@ impl ActiveRun {
                 id: job.id.clone(),
                 name: job.name.clone(),
                 plugin: job.plugin.clone(),
+                plugin_digest: job.plugin_digest.clone(),
                 input: job.input.clone(),
                 state: job.state,
                 attempts: 0,

@@ -161,6 +161,7 @@ impl Scheduler {
                 id: j.id.clone(),
                 name: j.name.clone(),
                 plugin: j.plugin.clone(),
+                plugin_digest: j.plugin_digest.clone(),
                 input: j.input.clone(),
                 state: j.state,
                 retry: j.retry,
@@ -652,7 +653,7 @@ impl Scheduler {
                     artifacts: outcome.artifacts,
                 });
                 if !run.cancelling && !outcome.spawned.is_empty() {
-                    insert_children(run, job, outcome.spawned, fx);
+                    insert_children(run, job, outcome.spawned, &self.plugins, fx);
                 }
                 let node = &run.jobs[job];
                 fx.changes.push(job_change(
@@ -945,8 +946,19 @@ fn start_job(
     config: &EngineConfig,
     fx: &mut Effects,
 ) -> bool {
-    let Some(plugin) = plugins.get(&run.jobs[job].plugin) else {
-        let reason = format!("plugin {:?} is not loaded", run.jobs[job].plugin);
+    let node = &run.jobs[job];
+    let plugin = match &node.plugin_digest {
+        Some(digest) => plugins.version(&node.plugin, digest),
+        None => plugins.get(&node.plugin),
+    };
+    let Some(plugin) = plugin else {
+        let reason = match &node.plugin_digest {
+            Some(digest) => format!(
+                "version {digest} of plugin {:?}, which this run uses, is not loaded",
+                node.plugin
+            ),
+            None => format!("plugin {:?} is not loaded", node.plugin),
+        };
         set_state(run, job, JobState::Failed, Some(reason), fx);
         return false;
     };
@@ -998,7 +1010,8 @@ fn start_job(
             );
         }
     }
-    let limits = node.limits.clone();
+    // The version's grants bound the job's limits, whatever was stored.
+    let limits = crate::plugins::grants::capped(&node.limits, &plugin.grants().limits);
     let plugins = plugins.clone();
     let request = AttemptRequest {
         attempt_id,
@@ -1036,6 +1049,7 @@ fn insert_children(
     run: &mut ActiveRun,
     parent: usize,
     spawned: Vec<crate::capabilities::jobs::SpawnRequest>,
+    plugins: &PluginRegistry,
     fx: &mut Effects,
 ) {
     let parent_node = &run.jobs[parent];
@@ -1056,10 +1070,18 @@ fn insert_children(
                 condition: Condition::Always,
             });
         }
+        // A plugin the run already uses runs at the run's version of it.
+        let plugin_digest = run
+            .jobs
+            .iter()
+            .find(|j| j.plugin == request.plugin && j.plugin_digest.is_some())
+            .and_then(|j| j.plugin_digest.clone())
+            .or_else(|| plugins.get(&request.plugin).map(|p| p.digest().to_owned()));
         jobs.push(NewJob {
             id: request.job_id,
             name,
             plugin: request.plugin,
+            plugin_digest,
             input: request.input,
             state: JobState::Pending,
             retry: parent_node.retry,

@@ -183,37 +183,39 @@ impl LimitsSpec {
         }
     }
 
-    fn check(&self, ceiling: &Limits) -> Result<(), String> {
-        let checks: [(&str, Option<u64>, u64); 7] = [
-            ("fuel", self.fuel, ceiling.fuel),
-            ("memory_mb", self.memory_mb, ceiling.memory_bytes >> 20),
-            (
-                "timeout_ms",
-                self.timeout_ms,
-                ceiling.timeout.as_millis() as u64,
-            ),
-            (
-                "max_output_bytes",
-                self.max_output_bytes.map(|v| v as u64),
-                ceiling.max_output_bytes as u64,
-            ),
-            (
-                "max_log_bytes",
-                self.max_log_bytes.map(|v| v as u64),
-                ceiling.max_log_bytes as u64,
-            ),
-            (
-                "max_artifact_bytes",
-                self.max_artifact_bytes,
-                ceiling.max_artifact_bytes,
-            ),
-            (
-                "max_spawned_jobs",
-                self.max_spawned_jobs.map(u64::from),
-                u64::from(ceiling.max_spawned_jobs),
-            ),
-        ];
-        for (name, value, max) in checks {
+    /// Every field by name, widened to `u64`, in declaration order.
+    pub fn fields(&self) -> [(&'static str, Option<u64>); 7] {
+        [
+            ("fuel", self.fuel),
+            ("memory_mb", self.memory_mb),
+            ("timeout_ms", self.timeout_ms),
+            ("max_output_bytes", self.max_output_bytes.map(|v| v as u64)),
+            ("max_log_bytes", self.max_log_bytes.map(|v| v as u64)),
+            ("max_artifact_bytes", self.max_artifact_bytes),
+            ("max_spawned_jobs", self.max_spawned_jobs.map(u64::from)),
+        ]
+    }
+
+    /// The inverse of [`LimitsSpec::fields`]; values too large for a field
+    /// saturate.
+    pub fn from_fields(values: [Option<u64>; 7]) -> Self {
+        let [fuel, memory_mb, timeout_ms, output, log, artifact, spawned] = values;
+        Self {
+            fuel,
+            memory_mb,
+            timeout_ms,
+            max_output_bytes: output.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
+            max_log_bytes: log.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
+            max_artifact_bytes: artifact,
+            max_spawned_jobs: spawned.map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// Refuses zeros (but for `max_spawned_jobs`) and values above `ceiling`.
+    pub fn check(&self, ceiling: &Limits) -> Result<(), String> {
+        let max = LimitsSpec::from(ceiling).fields();
+        for ((name, value), (_, max)) in self.fields().into_iter().zip(max) {
+            let max = max.unwrap_or(u64::MAX);
             match value {
                 Some(0) if name != "max_spawned_jobs" => {
                     return Err(format!("{name} must be above 0"));
@@ -225,6 +227,20 @@ impl LimitsSpec {
             }
         }
         Ok(())
+    }
+}
+
+impl From<&Limits> for LimitsSpec {
+    fn from(limits: &Limits) -> Self {
+        Self {
+            fuel: Some(limits.fuel),
+            memory_mb: Some(limits.memory_bytes >> 20),
+            timeout_ms: Some(limits.timeout.as_millis() as u64),
+            max_output_bytes: Some(limits.max_output_bytes),
+            max_log_bytes: Some(limits.max_log_bytes),
+            max_artifact_bytes: Some(limits.max_artifact_bytes),
+            max_spawned_jobs: Some(limits.max_spawned_jobs),
+        }
     }
 }
 

@@ -1,0 +1,175 @@
+//! Plugin versions as stored: every distinct file content seen under a
+//! plugin name, its manifest and its state, and what its attempts used.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::DbError;
+
+/// What became of a plugin version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// New runs use it.
+    Active,
+    /// It asks for more than the active version; an admin must approve it.
+    PendingApproval,
+    /// Replaced by a newer version; runs that started with it keep it.
+    Inactive,
+    /// Its file was deleted: new runs cannot name the plugin.
+    Retired,
+}
+
+impl VersionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::PendingApproval => "pending_approval",
+            Self::Inactive => "inactive",
+            Self::Retired => "retired",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, DbError> {
+        Ok(match text {
+            "active" => Self::Active,
+            "pending_approval" => Self::PendingApproval,
+            "inactive" => Self::Inactive,
+            "retired" => Self::Retired,
+            other => return Err(DbError::Corrupt(format!("plugin version state {other:?}"))),
+        })
+    }
+}
+
+/// One row of `plugin_versions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub name: String,
+    pub digest: String,
+    pub kind: String,
+    pub size: u64,
+    pub state: VersionState,
+    /// The manifest's TOML text.
+    pub manifest: Option<String>,
+    /// Why it waits for approval.
+    pub note: Option<String>,
+    pub first_seen_at: i64,
+    pub activated_at: Option<i64>,
+    pub approved_at: Option<i64>,
+}
+
+const COLUMNS: &str =
+    "name, digest, kind, size, state, manifest, note, first_seen_at, activated_at, approved_at";
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<(VersionRecord, String)> {
+    Ok((
+        VersionRecord {
+            name: r.get(0)?,
+            digest: r.get(1)?,
+            kind: r.get(2)?,
+            size: r.get(3)?,
+            state: VersionState::Active,
+            manifest: r.get(5)?,
+            note: r.get(6)?,
+            first_seen_at: r.get(7)?,
+            activated_at: r.get(8)?,
+            approved_at: r.get(9)?,
+        },
+        r.get(4)?,
+    ))
+}
+
+fn with_state((mut record, state): (VersionRecord, String)) -> Result<VersionRecord, DbError> {
+    record.state = VersionState::parse(&state)?;
+    Ok(record)
+}
+
+/// Every version, by name then first sight.
+pub fn versions(conn: &Connection) -> Result<Vec<VersionRecord>, DbError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM plugin_versions ORDER BY name, first_seen_at, digest"
+    ))?;
+    let rows = stmt.query_map([], record)?;
+    rows.map(|row| with_state(row?)).collect()
+}
+
+pub fn version(
+    conn: &Connection,
+    name: &str,
+    digest: &str,
+) -> Result<Option<VersionRecord>, DbError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM plugin_versions WHERE name = ?1 AND digest = ?2"
+    ))?
+    .query_row(params![name, digest], record)
+    .optional()?
+    .map(with_state)
+    .transpose()
+}
+
+/// Adds a version, or updates its state, note and times.
+pub fn save(conn: &Connection, v: &VersionRecord) -> Result<(), DbError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO plugin_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (name, digest) DO UPDATE SET state = excluded.state, note = excluded.note,
+         activated_at = excluded.activated_at, approved_at = excluded.approved_at"
+    ))?
+    .execute(params![
+        v.name,
+        v.digest,
+        v.kind,
+        v.size,
+        v.state.as_str(),
+        v.manifest,
+        v.note,
+        v.first_seen_at,
+        v.activated_at,
+        v.approved_at
+    ])?;
+    Ok(())
+}
+
+/// `(plugin, digest)` of the versions jobs not yet ended are pinned to: a
+/// restart must load them even when they are no longer active.
+pub fn pinned_versions(conn: &Connection) -> Result<Vec<(String, String)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT j.plugin, j.plugin_digest FROM runs r JOIN jobs j ON j.run_id = r.id
+         WHERE r.state IN ('pending', 'running') AND j.plugin_digest IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What the attempts of one plugin version used, in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UsageTotals {
+    pub attempts: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub fuel_consumed: u64,
+    pub wall_time_us: u64,
+    /// The largest peak memory of any attempt.
+    pub peak_memory_bytes: u64,
+}
+
+/// Usage totals of version `digest`'s attempts.
+pub fn usage(conn: &Connection, digest: &str) -> Result<UsageTotals, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'),
+             count(*) FILTER (WHERE state = 'failed'), coalesce(sum(fuel_consumed), 0),
+             coalesce(sum(wall_time_us), 0), coalesce(max(peak_memory_bytes), 0)
+             FROM attempts WHERE plugin_digest = ?1",
+        )?
+        .query_row([digest], |r| {
+            Ok(UsageTotals {
+                attempts: r.get(0)?,
+                succeeded: r.get(1)?,
+                failed: r.get(2)?,
+                fuel_consumed: r.get(3)?,
+                wall_time_us: r.get(4)?,
+                peak_memory_bytes: r.get(5)?,
+            })
+        })?)
+}
