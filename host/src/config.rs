@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::db::Durability;
+use crate::plugins::grants::{DirectoryRule, MemoryScope, Policy, capped};
+use crate::scheduler::spec::LimitsSpec;
 
 /// What a bearer token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -44,6 +46,26 @@ pub struct Layer {
     pub shutdown_grace_ms: Option<u64>,
     pub cors_origins: Option<Vec<String>>,
     pub tokens: Option<Vec<Token>>,
+    /// Longest a plugin file may take to validate and compile.
+    pub compile_timeout_ms: Option<u64>,
+    /// `[policy]` of `warren.toml`.
+    pub policy: Option<PolicyLayer>,
+}
+
+/// The operator's caps on plugins (`[policy]`); see [`Policy`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLayer {
+    /// `[policy.max_limits]`: the most any attempt may use.
+    pub max_limits: Option<LimitsSpec>,
+    /// `[policy.default_limits]`: what a job asking for nothing gets.
+    pub default_limits: Option<LimitsSpec>,
+    /// Memory scopes plugins may be granted.
+    pub memory: Option<Vec<MemoryScope>>,
+    /// Whether plugins may be granted spawning.
+    pub spawn: Option<bool>,
+    /// `[[policy.directories]]`: host folders plugins may be given.
+    pub directories: Option<Vec<DirectoryRule>>,
 }
 
 /// Settings of a server, every value decided.
@@ -65,6 +87,8 @@ pub struct ServeConfig {
     /// Origins allowed by CORS; empty: no CORS headers.
     pub cors_origins: Vec<String>,
     pub tokens: Vec<Token>,
+    pub compile_timeout: Duration,
+    pub policy: Policy,
 }
 
 impl Default for ServeConfig {
@@ -81,6 +105,8 @@ impl Default for ServeConfig {
             shutdown_grace: Duration::from_secs(10),
             cors_origins: Vec::new(),
             tokens: Vec::new(),
+            compile_timeout: Duration::from_secs(60),
+            policy: Policy::default(),
         }
     }
 }
@@ -120,8 +146,9 @@ impl Layer {
     /// `WARREN_CACHE_DIR`,
     /// `WARREN_DURABILITY`, `WARREN_MAX_CONCURRENT_JOBS`,
     /// `WARREN_MAX_BODY_BYTES`, `WARREN_REQUEST_TIMEOUT_MS`,
-    /// `WARREN_SHUTDOWN_GRACE_MS`, `WARREN_CORS_ORIGINS` (comma-separated)
-    /// and `WARREN_TOKENS` (`name:role:token`, comma-separated).
+    /// `WARREN_SHUTDOWN_GRACE_MS`, `WARREN_COMPILE_TIMEOUT_MS`,
+    /// `WARREN_CORS_ORIGINS` (comma-separated) and `WARREN_TOKENS`
+    /// (`name:role:token`, comma-separated).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         fn parsed<T: std::str::FromStr>(
             get: &impl Fn(&str) -> Option<String>,
@@ -176,6 +203,9 @@ impl Layer {
                     .collect()
             }),
             tokens,
+            compile_timeout_ms: parsed(&get, "WARREN_COMPILE_TIMEOUT_MS")?,
+            // The policy has tables and lists: warren.toml only.
+            policy: None,
         })
     }
 }
@@ -201,6 +231,27 @@ fn parse_token(entry: &str) -> Result<Token, ConfigError> {
     })
 }
 
+impl PolicyLayer {
+    fn apply(self, mut policy: Policy) -> Result<Policy, ConfigError> {
+        let invalid = |e: String| ConfigError::Invalid(format!("policy: {e}"));
+        let unbounded = LimitsSpec::from_fields([Some(u64::MAX); 7]).resolve(&policy.max_limits);
+        if let Some(max) = self.max_limits {
+            max.check(&unbounded).map_err(invalid)?;
+            policy.max_limits = max.resolve(&policy.max_limits);
+        }
+        if let Some(defaults) = self.default_limits {
+            defaults.check(&unbounded).map_err(invalid)?;
+            policy.default_limits = defaults.resolve(&policy.default_limits);
+        }
+        // Defaults above the caps would be refused at every submission.
+        policy.default_limits = capped(&policy.default_limits, &policy.max_limits);
+        policy.memory = self.memory.unwrap_or(policy.memory);
+        policy.spawn = self.spawn.unwrap_or(policy.spawn);
+        policy.directories = self.directories.unwrap_or(policy.directories);
+        Ok(policy)
+    }
+}
+
 impl ServeConfig {
     /// Applies `layers` in order over the defaults and checks the result.
     pub fn resolve(layers: &[Layer]) -> Result<Self, ConfigError> {
@@ -224,6 +275,12 @@ impl ServeConfig {
             }
             config.cors_origins = layer.cors_origins.unwrap_or(config.cors_origins);
             config.tokens = layer.tokens.unwrap_or(config.tokens);
+            if let Some(ms) = layer.compile_timeout_ms {
+                config.compile_timeout = Duration::from_millis(ms);
+            }
+            if let Some(policy) = layer.policy {
+                config.policy = policy.apply(config.policy)?;
+            }
         }
         config.check()?;
         Ok(config)

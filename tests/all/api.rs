@@ -827,7 +827,9 @@ async fn generated_paths_and_bodies_never_get_a_server_error() {
         ("GET", "/v1/templates/{}"),
         ("GET", "/v1/templates/{}/versions/{}"),
         ("GET", "/v1/plugins"),
+        ("POST", "/v1/plugins"),
         ("GET", "/v1/plugins/{}"),
+        ("POST", "/v1/plugins/{}/versions/{}/approve"),
         ("GET", "/v1/stories/{}/memory"),
         ("GET", "/ready"),
         ("GET", "/{}"),
@@ -842,6 +844,8 @@ async fn generated_paths_and_bodies_never_get_a_server_error() {
         "?limit=99999999999999999999",
         "?zzz=1",
         "?start_after=%ff",
+        "?name=fuzzed",
+        "?name=..%2Fx",
     ];
     let mut generator = Gen(0x5eed_cafe_f00d_1234);
     for round in 0..1500 {
@@ -857,7 +861,13 @@ async fn generated_paths_and_bodies_never_get_a_server_error() {
         } else {
             String::new()
         };
-        let content_type = generator.pick(&["application/json", "application/json", "text/plain"]);
+        let content_type = generator.pick(&[
+            "application/json",
+            "application/json",
+            "text/plain",
+            "application/wasm",
+            "application/toml",
+        ]);
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
@@ -902,7 +912,9 @@ async fn the_openapi_description_covers_every_endpoint() {
         ("get", "/v1/templates/{name}"),
         ("get", "/v1/templates/{name}/versions/{version}"),
         ("get", "/v1/plugins"),
+        ("post", "/v1/plugins"),
         ("get", "/v1/plugins/{name}"),
+        ("post", "/v1/plugins/{name}/versions/{digest}/approve"),
         ("get", "/v1/stories/{story}/memory"),
         ("get", "/v1/events"),
         ("get", "/health"),

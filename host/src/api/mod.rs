@@ -28,6 +28,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub use error::ApiError;
 
 use crate::config::Token;
+use crate::plugins::MAX_PLUGIN_BYTES;
+use crate::plugins::directory::PluginDirectory;
 use crate::runtime::Runtime;
 use crate::scheduler::Engine;
 
@@ -37,6 +39,7 @@ pub type AppState = Arc<AppContext>;
 
 pub struct AppContext {
     pub engine: Engine,
+    pub plugins: PluginDirectory,
     pub runtime: Arc<Runtime>,
     pub tokens: Arc<Vec<Token>>,
     pub request_timeout: Duration,
@@ -72,8 +75,19 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
             "/templates/{name}/versions/{version}",
             get(templates::version),
         )
-        .route("/plugins", get(plugins::list))
+        .route(
+            "/plugins",
+            get(plugins::list).post(
+                plugins::upload
+                    .layer(admin())
+                    .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES as usize)),
+            ),
+        )
         .route("/plugins/{name}", get(plugins::get))
+        .route(
+            "/plugins/{name}/versions/{digest}/approve",
+            post(plugins::approve.layer(admin())),
+        )
         .route("/stories/{story}/memory", get(memory::list))
         .route("/events", get(events::all_events))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -19,7 +19,7 @@ use super::{artifacts, events, health, jobs, memory, plugins, runs, templates};
         jobs::get, jobs::logs, jobs::retry,
         artifacts::list_for_run, artifacts::download,
         templates::create, templates::list, templates::latest, templates::version,
-        plugins::list, plugins::get, memory::list,
+        plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
         health::health, health::ready, health::metrics,
     ),
     modifiers(&BearerAuth),
@@ -29,7 +29,7 @@ use super::{artifacts, events, health, jobs, memory, plugins, runs, templates};
         (name = "jobs", description = "Jobs, their attempts, logs and retries"),
         (name = "artifacts", description = "Files jobs left in /out, by sha256"),
         (name = "templates", description = "Named, versioned pipelines (creating one needs an admin token)"),
-        (name = "plugins", description = "Loaded plugins"),
+        (name = "plugins", description = "The plugins folder: versions, grants, usage, quarantined files; approving and uploading need an admin token"),
         (name = "memory", description = "What plugins remembered for a story"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )

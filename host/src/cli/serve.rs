@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::api::{self, AppContext, RouterOptions};
 use crate::config::ServeConfig;
 use crate::plugins::PluginRegistry;
+use crate::plugins::directory::{PluginDirectory, Watching};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{Engine, EngineConfig};
@@ -26,10 +27,9 @@ const DEMO_PIPELINE: &str = include_str!("../../../examples/pipelines/build-and-
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub engine: Engine,
-    pub plugins_dir: PathBuf,
-    /// Files of the plugins folder that were not loaded, with the reason.
-    pub rejected: Vec<(PathBuf, String)>,
+    pub plugins: PluginDirectory,
     stop: oneshot::Sender<()>,
+    _watching: Watching,
     served: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
@@ -47,21 +47,25 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         .plugins_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::BUILTIN_PLUGINS_DIR));
-    let plugins = PluginRegistry::default();
-    let rejected = plugins
-        .load_dir(&runtime, &plugins_dir)
-        .with_context(|| format!("reading plugins from {}", plugins_dir.display()))?
-        .into_iter()
-        .map(|(path, error)| (path, error.to_string()))
-        .collect::<Vec<_>>();
-    for (path, error) in &rejected {
-        tracing::warn!("plugin {} not loaded: {error}", path.display());
-    }
+    let registry = PluginRegistry::default();
+    let plugins = PluginDirectory::open(
+        runtime.clone(),
+        registry.clone(),
+        &plugins_dir,
+        config.policy.clone(),
+        config.compile_timeout,
+    )
+    .await
+    .with_context(|| format!("loading plugins from {}", plugins_dir.display()))?;
+    let watching = plugins
+        .watch()
+        .with_context(|| format!("watching {}", plugins_dir.display()))?;
     let engine = Engine::start(
         runtime.clone(),
-        plugins,
+        registry,
         EngineConfig {
             max_concurrent_jobs: config.max_concurrent_jobs,
+            limit_ceiling: config.policy.max_limits.clone(),
             ..EngineConfig::default()
         },
     )
@@ -74,6 +78,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let state = Arc::new(AppContext {
         engine: engine.clone(),
+        plugins: plugins.clone(),
         runtime,
         tokens: Arc::new(config.tokens.clone()),
         request_timeout: config.request_timeout,
@@ -97,9 +102,9 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         addr,
         engine,
-        plugins_dir,
-        rejected,
+        plugins,
         stop,
+        _watching: watching,
         served,
         grace: config.shutdown_grace,
     })
@@ -174,11 +179,14 @@ pub fn banner(server: &RunningServer, data_dir: &Path, with_tokens: bool) -> Str
     let mut text = format!(
         "warren listening on {base}\n  data:    {}\n  plugins: {} ({})\n",
         data_dir.display(),
-        server.plugins_dir.display(),
+        server.plugins.dir().display(),
         names.join(", ")
     );
-    for (path, error) in &server.rejected {
-        text.push_str(&format!("  not loaded: {}: {error}\n", path.display()));
+    for quarantined in server.plugins.quarantined() {
+        text.push_str(&format!(
+            "  quarantined: {}: {}\n",
+            quarantined.file, quarantined.reason
+        ));
     }
     text.push_str(&format!(
         "\nStart the demo pipeline:\n  curl -s{auth} -H 'content-type: application/json' \\\n    -d '{{\"template\":\"{DEMO_TEMPLATE}\",\"input\":{{\"goal\":\"a word counter\"}}}}' {base}/v1/runs\n\

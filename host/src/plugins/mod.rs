@@ -2,6 +2,7 @@
 //! supported world, imports only what Warren provides) before it is
 //! compiled, cached and pre-linked.
 
+pub mod directory;
 pub mod grants;
 mod registry;
 
@@ -78,6 +79,7 @@ pub struct Plugin {
     size: u64,
     kind: PluginKind,
     imports: Vec<String>,
+    exports: Vec<String>,
     uses_filesystem: bool,
     cache: CacheOutcome,
     pre: PluginPre,
@@ -115,6 +117,11 @@ impl Plugin {
     /// Interfaces the component imports.
     pub fn imports(&self) -> &[String] {
         &self.imports
+    }
+
+    /// What the component exports.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
     }
 
     /// Whether the component can open files (imports WASI preopens).
@@ -207,6 +214,10 @@ pub(crate) fn load_bytes(
         .imports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
+    let exports: Vec<String> = component_type
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let kind = world_of(&component)?;
     let pre = runtime
         .linker()
@@ -235,6 +246,7 @@ pub(crate) fn load_bytes(
         size,
         kind,
         imports,
+        exports,
         uses_filesystem,
         cache,
         pre,

@@ -65,6 +65,7 @@ pub struct Runtime {
     cache: CompileCache,
     settings: EngineSettings,
     services: Services,
+    data_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -100,11 +101,17 @@ impl Runtime {
             cache,
             settings: config.engine,
             services,
+            data_dir: config.data_dir,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Root of everything this runtime stores.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     pub fn linker(&self) -> &Linker<PluginState> {
