@@ -12,16 +12,16 @@ use warren::config::{Role, ServeConfig, Token};
 
 use crate::support::{TEST_GUESTS_DIR, plugin_path};
 
-const ADMIN: &str = "admin-token-0123456789";
-const CLIENT: &str = "client-token-0123456789";
+pub(crate) const ADMIN: &str = "admin-token-0123456789";
+pub(crate) const CLIENT: &str = "client-token-0123456789";
 
-struct TestServer {
+pub(crate) struct TestServer {
     _data: tempfile::TempDir,
-    config: ServeConfig,
-    server: Option<RunningServer>,
+    pub(crate) config: ServeConfig,
+    pub(crate) server: Option<RunningServer>,
     base: String,
     http: reqwest::Client,
-    token: Option<&'static str>,
+    pub(crate) token: Option<&'static str>,
 }
 
 /// A plugins folder with the first-party plugins and the test guests the
@@ -42,8 +42,16 @@ fn plugins_dir(root: &Path) -> std::path::PathBuf {
 
 impl TestServer {
     async fn start(tokens: Vec<Token>) -> Self {
+        Self::start_with(tokens, |_| {}).await
+    }
+
+    /// A server whose settings `adjust` changes first.
+    pub(crate) async fn start_with(
+        tokens: Vec<Token>,
+        adjust: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let config = ServeConfig {
+        let mut config = ServeConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: data.path().join("data"),
             plugins_dir: Some(plugins_dir(data.path())),
@@ -53,6 +61,7 @@ impl TestServer {
             tokens: tokens.clone(),
             ..ServeConfig::default()
         };
+        adjust(&mut config);
         let server = serve::start(&config).await.expect("server starts");
         let base = format!("http://{}", server.addr);
         Self {
@@ -65,11 +74,11 @@ impl TestServer {
         }
     }
 
-    async fn open() -> Self {
+    pub(crate) async fn open() -> Self {
         Self::start(Vec::new()).await
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match self.token {
             Some(token) => request.bearer_auth(token),
@@ -77,7 +86,7 @@ impl TestServer {
         }
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .request(reqwest::Method::GET, path)
             .send()
@@ -87,7 +96,7 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self
             .request(reqwest::Method::POST, path)
             .json(body)
@@ -100,7 +109,7 @@ impl TestServer {
 
     /// Sends `raw` as is (paths no client library would send) and returns
     /// the status and the JSON body.
-    async fn raw(&self, raw: &str) -> (u16, Value) {
+    pub(crate) async fn raw(&self, raw: &str) -> (u16, Value) {
         let addr = self.server.as_ref().expect("running").addr;
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         stream.write_all(raw.as_bytes()).await.expect("send");
@@ -116,7 +125,7 @@ impl TestServer {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
-    async fn wait_for_state(&self, run_id: &str, state: &str) -> Value {
+    pub(crate) async fn wait_for_state(&self, run_id: &str, state: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (status, run) = self.get(&format!("/v1/runs/{run_id}")).await;
@@ -128,12 +137,12 @@ impl TestServer {
         }
     }
 
-    async fn assert_healthy(&self) {
+    pub(crate) async fn assert_healthy(&self) {
         let (status, body) = self.get("/ready").await;
         assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
     }
 
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         let response = self
             .request(reqwest::Method::GET, "/metrics")
             .send()
@@ -144,7 +153,7 @@ impl TestServer {
     }
 
     /// Waits (up to 5 s) until `/metrics` has `line`; returns the last text.
-    async fn wait_for_metric(&self, line: &str) -> String {
+    pub(crate) async fn wait_for_metric(&self, line: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let metrics = self.metrics().await;
@@ -156,7 +165,7 @@ impl TestServer {
     }
 
     /// Stops the server and starts it again on the same data.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }
@@ -165,7 +174,7 @@ impl TestServer {
         self.server = Some(server);
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }

@@ -6,5 +6,6 @@ mod cli;
 mod crash;
 mod engine;
 mod hostile;
+mod plugin_folder;
 mod runtime;
 mod support;

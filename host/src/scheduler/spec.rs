@@ -255,7 +255,9 @@ pub enum SpecError {
     DuplicateJob(String),
     #[error("job name {0:?} is invalid (letters, digits, `-`, `_`, `.`, at most 64 bytes)")]
     BadJobName(String),
-    #[error("job {job:?}: plugin {plugin:?} is unknown")]
+    #[error(
+        "job {job:?}: plugin {plugin:?} is not loaded (never added, or retired when its file was removed)"
+    )]
     UnknownPlugin { job: String, plugin: String },
     #[error("job {job:?} needs {needs:?}, which is not a job of this pipeline")]
     UnknownDependency { job: String, needs: String },

@@ -31,6 +31,9 @@ enum Op {
     /// Fails (retryable) while this is an earlier attempt than `attempt`.
     FailUntil { attempt: u32 },
     SleepMs { ms: u64 },
+    /// Reads any path the guest can see (a granted directory, say).
+    ReadFile { path: String },
+    WriteFile { path: String, data: String },
     /// Outputs of upstream jobs, by name.
     Upstream,
 }
@@ -85,6 +88,8 @@ impl Job for Toolbox {
                 Op::List => report(artifacts::list().map(|list| {
                     list.into_iter().map(|a| json!({ "name": a.name, "size": a.size })).collect::<Vec<_>>()
                 })),
+                Op::ReadFile { path } => report(std::fs::read_to_string(path).map_err(Error::from)),
+                Op::WriteFile { path, data } => report(std::fs::write(path, data).map_err(Error::from)),
                 Op::WriteOut { name, data, repeat } => report(
                     std::fs::write(format!("/out/{name}"), data.repeat(repeat)).map_err(Error::from),
                 ),
