@@ -233,6 +233,22 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// The plugins folder: a dropped file becoming runnable against a cold
+    /// compile of it, and server start with many plugins, cached or not.
+    Plugins {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Drops and cold compiles measured.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Plugins in the folder at start.
+        #[arg(long, default_value_t = 50)]
+        plugins: usize,
+        /// Folder with wordcount.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
     /// The durable engine: a fan-out of no-op jobs against raw wasmtime,
     /// and a chain of sequential jobs, with durability normal and full.
     Engine {
@@ -562,6 +578,23 @@ fn bench_command(suite: BenchSuite) -> i32 {
             };
             let measured = match server_runtime() {
                 Ok(server) => server.block_on(warren::bench::api::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
+        }
+        BenchSuite::Plugins {
+            json,
+            repeats,
+            plugins,
+            plugins_dir,
+        } => {
+            let options = warren::bench::plugins::PluginsBenchOptions {
+                plugins_dir,
+                repeats,
+                plugins: plugins.max(1),
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(warren::bench::plugins::run(&options)),
                 Err(code) => return code,
             };
             (measured, json)

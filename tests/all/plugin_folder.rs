@@ -13,6 +13,7 @@ use crate::api::{ADMIN, CLIENT, TestServer};
 use crate::support::{guest_path, plugin_path};
 use warren::config::{Role, Token};
 use warren::plugins::grants::MemoryScope;
+use warren::runtime::CacheOutcome;
 
 /// Copies `from` into the folder as `name.wasm` the documented way: a
 /// hidden temporary file, then a rename.
@@ -365,10 +366,15 @@ async fn manifests_are_capped_by_policy_and_an_escalating_version_waits_for_appr
     assert_eq!(attempt_digest(&server, &run).await, v2);
     assert_eq!(run["jobs"][0]["output"], json!({"now": "v2"}));
 
-    // Approval and versions survive a restart.
+    // Approval and versions survive a restart, which compiles nothing.
     server.restart().await;
     let plugin = wait_for_plugin(&server, "careful", |p| p["status"] == "active").await;
     assert_eq!(plugin["active"], v2.as_str(), "{plugin}");
+    let registry = server.server.as_ref().expect("running").engine.plugins();
+    for name in registry.names() {
+        let loaded = registry.get(&name).expect("loaded");
+        assert_eq!(loaded.cache_outcome(), CacheOutcome::Hit, "{name}");
+    }
     assert_eq!(version(&plugin, &v1)["state"], "inactive");
     server.stop().await;
 }
@@ -506,5 +512,33 @@ async fn granted_directories_are_preopened_with_their_access() {
     assert_eq!(output[0], json!({"ok": "from the host"}), "{output}");
     assert!(output[1]["err"].is_string(), "read-only: {output}");
     assert!(!shared.path().join("new.txt").exists());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn compiling_is_bounded_in_time() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let folder = empty.path().to_owned();
+    let server = TestServer::start_with(Vec::new(), |config| {
+        config.plugins_dir = Some(folder.clone());
+        config.compile_timeout = Duration::from_millis(1);
+    })
+    .await;
+    // A content never compiled before (the compile cache is shared by the
+    // tests): compiling it takes far longer than 1 ms.
+    let bytes = std::fs::read(plugin_path("wordcount")).expect("read");
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as usize;
+    let staged = folder.join(".slow.partial");
+    std::fs::write(&staged, warren::bench::plugins::variant(&bytes, unique)).expect("write");
+    std::fs::rename(&staged, folder.join("slow.wasm")).expect("rename");
+    let reason = wait_for_quarantine(&server, "slow.wasm").await;
+    assert!(
+        reason.contains("compiling took longer than 0.001 s"),
+        "{reason}"
+    );
+    server.assert_healthy().await;
     server.stop().await;
 }

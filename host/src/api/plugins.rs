@@ -1,6 +1,8 @@
 //! `/v1/plugins`: what the plugins folder holds (versions, grants, usage,
 //! quarantined files), approving a version, and uploading one (admin).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -134,7 +136,7 @@ fn summary(name: &str, versions: &[Version]) -> PluginSummary {
     }
 }
 
-fn version_view(version: &Version, loaded: Option<Plugin>, usage: UsageTotals) -> VersionView {
+fn version_view(version: &Version, loaded: Option<Arc<Plugin>>, usage: UsageTotals) -> VersionView {
     let record = &version.record;
     VersionView {
         digest: record.digest.clone(),

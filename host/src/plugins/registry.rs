@@ -9,7 +9,8 @@ use crate::runtime::Runtime;
 
 /// Loaded plugins: the active version of each name, which new runs use, and
 /// every other version still loaded, since a run keeps the version it
-/// started with. Cheap to clone and share.
+/// started with. Cheap to clone and share; so are the plugins it hands out
+/// (a lookup per submitted job and per attempt).
 #[derive(Clone, Default)]
 pub struct PluginRegistry {
     inner: Arc<RwLock<Loaded>>,
@@ -17,9 +18,9 @@ pub struct PluginRegistry {
 
 #[derive(Default)]
 struct Loaded {
-    active: HashMap<String, Plugin>,
-    /// Every loaded version by `(name, digest)`, active ones included.
-    versions: HashMap<(String, String), Plugin>,
+    active: HashMap<String, Arc<Plugin>>,
+    /// Every loaded version by name then digest, active ones included.
+    versions: HashMap<String, HashMap<String, Arc<Plugin>>>,
 }
 
 impl std::fmt::Debug for PluginRegistry {
@@ -60,16 +61,24 @@ impl PluginRegistry {
 
     /// Adds `plugin` and makes it the active version of its name.
     pub fn insert(&self, plugin: Plugin) {
+        let plugin = Arc::new(plugin);
         let mut loaded = self.write();
-        let key = (plugin.name().to_owned(), plugin.digest().to_owned());
-        loaded.versions.insert(key, plugin.clone());
+        loaded
+            .versions
+            .entry(plugin.name().to_owned())
+            .or_default()
+            .insert(plugin.digest().to_owned(), plugin.clone());
         loaded.active.insert(plugin.name().to_owned(), plugin);
     }
 
     /// Adds `plugin` without making it active: runs pinned to it can run.
     pub fn add_version(&self, plugin: Plugin) {
-        let key = (plugin.name().to_owned(), plugin.digest().to_owned());
-        self.write().versions.insert(key, plugin);
+        let plugin = Arc::new(plugin);
+        self.write()
+            .versions
+            .entry(plugin.name().to_owned())
+            .or_default()
+            .insert(plugin.digest().to_owned(), plugin);
     }
 
     /// Makes a loaded version the active one; false if it is not loaded.
@@ -77,7 +86,8 @@ impl PluginRegistry {
         let mut loaded = self.write();
         let Some(plugin) = loaded
             .versions
-            .get(&(name.to_owned(), digest.to_owned()))
+            .get(name)
+            .and_then(|versions| versions.get(digest))
             .cloned()
         else {
             return false;
@@ -93,16 +103,13 @@ impl PluginRegistry {
     }
 
     /// The active version of `name`.
-    pub fn get(&self, name: &str) -> Option<Plugin> {
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
         self.read().active.get(name).cloned()
     }
 
     /// Version `digest` of `name`, active or not, if loaded.
-    pub fn version(&self, name: &str, digest: &str) -> Option<Plugin> {
-        self.read()
-            .versions
-            .get(&(name.to_owned(), digest.to_owned()))
-            .cloned()
+    pub fn version(&self, name: &str, digest: &str) -> Option<Arc<Plugin>> {
+        self.read().versions.get(name)?.get(digest).cloned()
     }
 
     /// Whether `name` has an active version.

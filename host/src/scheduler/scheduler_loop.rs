@@ -81,7 +81,7 @@ async fn wait_for(commit: &mut Option<Commit>) -> Result<(), DbError> {
 struct Start {
     run_id: String,
     job: usize,
-    plugin: Plugin,
+    plugin: Arc<Plugin>,
     request: AttemptRequest,
     /// `(producer job id, artifact)` to materialise under `/in`.
     inputs: Vec<(String, Artifact)>,
