@@ -15,6 +15,22 @@ use crate::support::{TEST_GUESTS_DIR, plugin_path};
 pub(crate) const ADMIN: &str = "admin-token-0123456789";
 pub(crate) const CLIENT: &str = "client-token-0123456789";
 
+/// An `admin` token ([`ADMIN`]) and a `client` one ([`CLIENT`]).
+pub(crate) fn admin_and_client() -> Vec<Token> {
+    vec![
+        Token {
+            name: "ops".into(),
+            token: ADMIN.into(),
+            role: Role::Admin,
+        },
+        Token {
+            name: "app".into(),
+            token: CLIENT.into(),
+            role: Role::Client,
+        },
+    ]
+}
+
 pub(crate) struct TestServer {
     _data: tempfile::TempDir,
     pub(crate) config: ServeConfig,
@@ -601,18 +617,7 @@ async fn bad_requests_get_their_json_error_and_the_server_stays_healthy() {
 
 #[tokio::test]
 async fn tokens_decide_who_may_do_what() {
-    let tokens = vec![
-        Token {
-            name: "ops".into(),
-            token: ADMIN.into(),
-            role: Role::Admin,
-        },
-        Token {
-            name: "app".into(),
-            token: CLIENT.into(),
-            role: Role::Client,
-        },
-    ];
+    let tokens = admin_and_client();
     let mut server = TestServer::start(tokens).await;
     let template = json!({"name": "hello", "pipeline": {"jobs": {"a": {"plugin": "echo"}}}});
 

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::api::{ADMIN, CLIENT, TestServer};
+use crate::api::{ADMIN, CLIENT, TestServer, admin_and_client};
 use crate::support::{guest_path, plugin_path};
-use warren::config::{Role, Token};
 use warren::plugins::grants::MemoryScope;
 use warren::runtime::CacheOutcome;
 
@@ -259,19 +258,7 @@ async fn replacing_a_plugin_keeps_running_runs_on_their_version_and_deleting_ret
 
 #[tokio::test]
 async fn manifests_are_capped_by_policy_and_an_escalating_version_waits_for_approval() {
-    let tokens = vec![
-        Token {
-            name: "ops".into(),
-            token: ADMIN.into(),
-            role: Role::Admin,
-        },
-        Token {
-            name: "app".into(),
-            token: CLIENT.into(),
-            role: Role::Client,
-        },
-    ];
-    let mut server = TestServer::start_with(tokens, |config| {
+    let mut server = TestServer::start_with(admin_and_client(), |config| {
         config.policy.max_limits.fuel = 2_000_000_000;
         config.policy.memory = vec![MemoryScope::Run, MemoryScope::Story];
     })
@@ -381,19 +368,7 @@ async fn manifests_are_capped_by_policy_and_an_escalating_version_waits_for_appr
 
 #[tokio::test]
 async fn uploads_go_through_the_folder_and_need_an_admin() {
-    let tokens = vec![
-        Token {
-            name: "ops".into(),
-            token: ADMIN.into(),
-            role: Role::Admin,
-        },
-        Token {
-            name: "app".into(),
-            token: CLIENT.into(),
-            role: Role::Client,
-        },
-    ];
-    let mut server = TestServer::start_with(tokens, |_| {}).await;
+    let mut server = TestServer::start_with(admin_and_client(), |_| {}).await;
     let upload = |server: &TestServer, name: &str, content_type: &str, body: Vec<u8>| {
         server
             .request(reqwest::Method::POST, &format!("/v1/plugins?name={name}"))
