@@ -438,11 +438,54 @@ async fn uploads_go_through_the_folder_and_need_an_admin() {
         .await
         .expect("send");
     assert_eq!(response.status(), 415);
-    let response = upload(&server, "..%2Fescape", "application/wasm", wasm)
+    for bad in ["..%2Fescape", "a.b"] {
+        let response = upload(&server, bad, "application/wasm", wasm.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    assert!(!folder(&server).join("a.b.wasm").exists());
+
+    // A file quarantined for its manifest loads once the manifest is fixed
+    // and the same component is sent again.
+    let response = upload(
+        &server,
+        "kinded",
+        "application/toml",
+        b"kind = \"agent\"\n".to_vec(),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(response.status(), 201);
+    let response = upload(&server, "kinded", "application/wasm", wasm.clone())
         .send()
         .await
         .expect("send");
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the manifest says kind")),
+        "{body}"
+    );
+    let response = upload(
+        &server,
+        "kinded",
+        "application/toml",
+        b"kind = \"job\"\n".to_vec(),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(response.status(), 201);
+    let response = upload(&server, "kinded", "application/wasm", wasm)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 201);
     server.assert_healthy().await;
     server.stop().await;
 }
@@ -515,5 +558,88 @@ async fn compiling_is_bounded_in_time() {
         "{reason}"
     );
     server.assert_healthy().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_file_does_not_reset_what_needs_approval() {
+    let server = TestServer::open().await;
+    let dir = folder(&server);
+    std::fs::write(
+        dir.join("modest.toml"),
+        "spawn = false\nmemory = [\"run\"]\n",
+    )
+    .expect("manifest");
+    drop_plugin(&dir, "modest", &guest_path("toolbox"));
+    let v1 = sha256_of(&guest_path("toolbox"));
+    wait_for_plugin(&server, "modest", |p| p["active"] == v1.as_str()).await;
+
+    std::fs::remove_file(dir.join("modest.wasm")).expect("delete");
+    wait_for_plugin(&server, "modest", |p| p["status"] == "retired").await;
+    // New content asking for more, after the delete: still held.
+    std::fs::write(dir.join("modest.toml"), "spawn = true\n").expect("manifest");
+    drop_plugin(&dir, "modest", &plugin_path("echo"));
+    let v2 = sha256_of(&plugin_path("echo"));
+    let plugin = wait_for_plugin(&server, "modest", |p| {
+        p["versions"].as_array().is_some_and(|v| v.len() == 2)
+    })
+    .await;
+    assert_eq!(
+        version(&plugin, &v2)["state"],
+        "pending_approval",
+        "{plugin}"
+    );
+    assert_eq!(plugin["status"], "retired");
+
+    // A newer file supersedes a version still waiting for approval.
+    std::fs::write(
+        dir.join("modest.toml"),
+        "spawn = false\nmemory = [\"run\"]\n",
+    )
+    .expect("manifest");
+    drop_plugin(&dir, "modest", &plugin_path("wordcount"));
+    let v3 = sha256_of(&plugin_path("wordcount"));
+    let plugin = wait_for_plugin(&server, "modest", |p| p["active"] == v3.as_str()).await;
+    assert_eq!(plugin["active"], v3.as_str(), "{plugin}");
+    let superseded = version(&plugin, &v2);
+    assert_eq!(superseded["state"], "inactive");
+    assert_eq!(
+        superseded["note"],
+        "replaced by a newer file before approval"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_job_of_an_ended_run_gets_its_version_back_after_a_restart() {
+    let mut server = TestServer::open().await;
+    let dir = folder(&server);
+    drop_plugin(&dir, "fickle", &guest_path("toolbox"));
+    let old = sha256_of(&guest_path("toolbox"));
+    wait_for_plugin(&server, "fickle", |p| p["active"] == old.as_str()).await;
+    let pipeline = json!({"jobs": {"only": {"plugin": "fickle",
+        "input": [{"op": "fail_until", "attempt": 2}], "retry": {"max_attempts": 1}}}});
+    let (status, created) = server
+        .post("/v1/runs", &json!({"pipeline": pipeline}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    let run = server.wait_for_state(&run_id, "failed").await;
+    let job = run["jobs"][0]["id"].as_str().expect("job").to_owned();
+
+    // Another version becomes active, and the restart loads only that one.
+    drop_plugin(&dir, "fickle", &plugin_path("echo"));
+    let new = sha256_of(&plugin_path("echo"));
+    wait_for_plugin(&server, "fickle", |p| p["active"] == new.as_str()).await;
+    server.restart().await;
+
+    let (status, body) = server
+        .post(&format!("/v1/jobs/{job}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    let (_, job) = server.get(&format!("/v1/jobs/{job}")).await;
+    assert_eq!(job["attempts"][1]["plugin_digest"], old.as_str(), "{job}");
     server.stop().await;
 }

@@ -229,7 +229,15 @@ pub async fn approve(
 ) -> Result<Json<PluginDetail>, ApiError> {
     check_name("plugin", &name)?;
     check_digest(&digest)?;
-    match state.plugins.approve(&name, &digest).await {
+    // Run to the end even if the client goes away: the database and the
+    // catalogue must not part ways halfway.
+    let plugins = state.plugins.clone();
+    let (approved_name, approved_digest) = (name.clone(), digest.clone());
+    let approved =
+        tokio::spawn(async move { plugins.approve(&approved_name, &approved_digest).await })
+            .await
+            .map_err(ApiError::internal)?;
+    match approved {
         Ok(_) => {}
         Err(e @ ApproveError::NotFound(..)) => return Err(ApiError::not_found(e)),
         Err(e @ ApproveError::NotPending { .. }) => {
@@ -272,7 +280,12 @@ pub async fn upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Examined>), ApiError> {
-    check_name("plugin", &query.name)?;
+    if !crate::plugins::is_valid_plugin_name(&query.name) {
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            "plugin names are letters, digits, `-` and `_`, at most 64",
+        ));
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -299,10 +312,12 @@ pub async fn upload(
             )
         })?;
     }
-    let examined = state
-        .plugins
-        .upload(&query.name, &body, manifest)
+    // Run to the end even if the client goes away (see `approve`).
+    let plugins = state.plugins.clone();
+    let name = query.name.clone();
+    let examined = tokio::spawn(async move { plugins.upload(&name, &body, manifest).await })
         .await
+        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let examined = examined.unwrap_or_else(|| Examined {
         file: format!("{}.toml", query.name),
@@ -311,12 +326,16 @@ pub async fn upload(
         state: "stored".into(),
         reason: None,
     });
-    if examined.state == "quarantined" {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_plugin",
-            examined.reason.unwrap_or_default(),
-        ));
+    match examined.state.as_str() {
+        "quarantined" => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_plugin",
+                examined.reason.unwrap_or_default(),
+            ));
+        }
+        "error" => return Err(ApiError::internal(examined.reason.unwrap_or_default())),
+        _ => {}
     }
     Ok((StatusCode::CREATED, Json(examined)))
 }

@@ -74,6 +74,15 @@ pub fn build_ctx(
         builder.preopened_dir(in_dir, IN_DIR, FsPerms::ReadOnly)?;
     }
     for dir in directories {
+        // Checked again at each attempt: a symlink swapped into the path
+        // since it was granted would lead elsewhere.
+        let now = dir.host.canonicalize()?;
+        anyhow::ensure!(
+            now == dir.host,
+            "granted directory {} now resolves to {}",
+            dir.host.display(),
+            now.display()
+        );
         let perms = if dir.writable {
             FsPerms::ReadWrite
         } else {

@@ -57,9 +57,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
     )
     .await
     .with_context(|| format!("loading plugins from {}", plugins_dir.display()))?;
-    let watching = plugins
-        .watch()
-        .with_context(|| format!("watching {}", plugins_dir.display()))?;
+    let watching = plugins.watch();
     let engine = Engine::start(
         runtime.clone(),
         registry,

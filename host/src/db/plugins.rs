@@ -141,6 +141,15 @@ pub fn pinned_versions(conn: &Connection) -> Result<Vec<(String, String)>, DbErr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// `(plugin, digest)` of the versions the jobs of run `run_id` use.
+pub fn run_versions(conn: &Connection, run_id: &str) -> Result<Vec<(String, String)>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT plugin, plugin_digest FROM jobs WHERE run_id = ?1 AND plugin_digest IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// What the attempts of one plugin version used, in all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct UsageTotals {

@@ -42,6 +42,18 @@ pub struct Quarantined {
     pub reason: String,
     /// Unix milliseconds.
     pub at: i64,
+    #[serde(skip)]
+    pub seen: Seen,
+}
+
+/// What a file was when examined: a quarantine holds until one of these
+/// changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    stamp: Option<FileStamp>,
+    digest: Option<String>,
+    /// The manifest's text.
+    manifest: Option<String>,
 }
 
 /// One version of a plugin, as the catalogue knows it.
@@ -58,7 +70,8 @@ pub struct Examined {
     pub file: String,
     pub name: Option<String>,
     pub digest: Option<String>,
-    /// `active`, `pending_approval`, `inactive`, `retired` or `quarantined`.
+    /// `active`, `pending_approval`, `inactive`, `retired`, `quarantined`,
+    /// or `error` (Warren could not examine it; it tries again).
     pub state: String,
     /// Why it is quarantined or waits for approval.
     pub reason: Option<String>,
@@ -159,6 +172,14 @@ impl PluginDirectory {
                 examining: tokio::sync::Mutex::new(()),
             }),
         };
+        let shared = Arc::downgrade(&directory.shared);
+        directory
+            .shared
+            .registry
+            .set_loader(Arc::new(move |name: &str, digest: &str| {
+                let shared = shared.upgrade()?;
+                load_kept(&shared, name, digest)
+            }));
         directory.restore().await?;
         let files = directory.files()?;
         for path in &files {
@@ -174,9 +195,12 @@ impl PluginDirectory {
             .iter()
             .filter(|(name, versions)| {
                 !present.contains(name)
-                    && versions
-                        .iter()
-                        .any(|v| v.record.state == VersionState::Active)
+                    && versions.iter().any(|v| {
+                        matches!(
+                            v.record.state,
+                            VersionState::Active | VersionState::PendingApproval
+                        )
+                    })
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -223,11 +247,23 @@ impl PluginDirectory {
         let records = self.db().read(stored::versions)?;
         let pinned = self.db().read(stored::pinned_versions)?;
         for record in records {
-            let manifest = record
-                .manifest
-                .as_deref()
-                .and_then(|text| Manifest::parse(text).ok());
-            let grants = grants::grant(manifest.as_ref(), &self.shared.policy);
+            // A stored manifest that no longer parses grants the least, never
+            // everything the policy allows.
+            let (manifest, grants) = match record.manifest.as_deref().map(Manifest::parse) {
+                None => (None, grants::grant(None, &self.shared.policy)),
+                Some(Ok(manifest)) => {
+                    let grants = grants::grant(Some(&manifest), &self.shared.policy);
+                    (Some(manifest), grants)
+                }
+                Some(Err(e)) => {
+                    tracing::error!(
+                        plugin = record.name,
+                        digest = record.digest,
+                        "stored manifest no longer parses ({e}); the version gets the least grants"
+                    );
+                    (None, grants::least(&self.shared.policy))
+                }
+            };
             let needed = record.state == VersionState::Active
                 || pinned.contains(&(record.name.clone(), record.digest.clone()));
             if needed {
@@ -291,20 +327,37 @@ impl PluginDirectory {
         }
     }
 
-    fn quarantine(&self, file: &str, digest: Option<String>, reason: String) -> Examined {
+    /// The file's fault: it is not loaded until it changes (content,
+    /// manifest, or just its modification time).
+    fn quarantine(&self, file: &str, seen: Seen, reason: String) -> Examined {
         tracing::warn!("plugin file {file} quarantined: {reason}");
         let entry = Quarantined {
             file: file.to_owned(),
-            digest: digest.clone(),
+            digest: seen.digest.clone(),
             reason: reason.clone(),
             at: now_ms(),
+            seen: seen.clone(),
         };
         self.catalogue().quarantined.insert(file.to_owned(), entry);
         Examined {
             file: file.to_owned(),
             name: None,
-            digest,
+            digest: seen.digest,
             state: "quarantined".into(),
+            reason: Some(reason),
+        }
+    }
+
+    /// Warren's fault (a database or disk error): nothing is recorded
+    /// against the file, which is examined again at the next listing.
+    fn host_failure(&self, file: &str, digest: Option<String>, reason: String) -> Examined {
+        tracing::error!("plugin file {file} not examined: {reason}");
+        self.catalogue().seen.remove(file);
+        Examined {
+            file: file.to_owned(),
+            name: None,
+            digest,
+            state: "error".into(),
             reason: Some(reason),
         }
     }
@@ -321,44 +374,57 @@ impl PluginDirectory {
 
     /// Makes a version of `path` if its content is new: validated, compiled,
     /// granted, then active, or pending approval when it asks for more than
-    /// the active version. Never fails; what went wrong is in the answer.
+    /// the plugin's last active version. Never fails; what went wrong is in
+    /// the answer.
     pub async fn examine(&self, path: &Path) -> Examined {
         let _turn = self.shared.examining.lock().await;
         let Some((file, name)) = plugin_file(path) else {
             let file = path.display().to_string();
-            return self.quarantine(&file, None, "not a `.wasm` plugin file".into());
+            return self.quarantine(&file, Seen::default(), "not a `.wasm` plugin file".into());
         };
-        if !is_valid_plugin_name(&name) {
-            let error = PluginError::BadName { name };
-            return self.quarantine(&file, None, error.to_string());
-        }
         let metadata = match std::fs::metadata(path) {
             Ok(metadata) => metadata,
-            Err(e) => return self.quarantine(&file, None, format!("cannot read it: {e}")),
+            Err(e) => return self.host_failure(&file, None, format!("cannot read it: {e}")),
         };
         let stamp = FileStamp {
             len: metadata.len(),
             modified: metadata.modified().ok(),
         };
+        // Whatever the outcome, an unchanged file is not examined again.
+        self.catalogue().seen.insert(file.clone(), stamp);
+        let mut seen = Seen {
+            stamp: Some(stamp),
+            ..Seen::default()
+        };
+        if !is_valid_plugin_name(&name) {
+            let error = PluginError::BadName { name };
+            return self.quarantine(&file, seen, error.to_string());
+        }
         if metadata.len() > MAX_PLUGIN_BYTES {
-            self.catalogue().seen.insert(file.clone(), stamp);
             let error = PluginError::TooLarge {
                 size: metadata.len(),
                 limit: MAX_PLUGIN_BYTES,
             };
-            return self.quarantine(&file, None, error.to_string());
+            return self.quarantine(&file, seen, error.to_string());
         }
         let read_path = path.to_owned();
         let bytes = match tokio::task::spawn_blocking(move || std::fs::read(read_path)).await {
             Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => return self.quarantine(&file, None, format!("cannot read it: {e}")),
-            Err(e) => return self.quarantine(&file, None, format!("cannot read it: {e}")),
+            Ok(Err(e)) => return self.host_failure(&file, None, format!("cannot read it: {e}")),
+            Err(e) => return self.host_failure(&file, None, format!("cannot read it: {e}")),
         };
         let digest = sha256_hex(&bytes);
-        self.catalogue().seen.insert(file.clone(), stamp);
-
+        seen.digest = Some(digest.clone());
+        let manifest_text = match read_manifest_text(path) {
+            Ok(text) => text,
+            Err(e) => {
+                let reason = format!("cannot read {name}.{MANIFEST_EXTENSION}: {e}");
+                return self.quarantine(&file, seen, reason);
+            }
+        };
+        seen.manifest = manifest_text.clone();
         if let Some(earlier) = self.catalogue().quarantined.get(&file)
-            && earlier.digest.as_deref() == Some(digest.as_str())
+            && earlier.seen == seen
         {
             return Examined {
                 file,
@@ -368,22 +434,19 @@ impl PluginDirectory {
                 reason: Some(earlier.reason.clone()),
             };
         }
-        let known = self.version(&name, &digest);
-        if let Some(known) = known {
-            return self.reexamine(&file, known).await;
+        if let Some(known) = self.version(&name, &digest) {
+            return self.reexamine(&file, known, bytes).await;
         }
 
-        let manifest = match self.read_manifest(path, &name) {
-            Ok(manifest) => manifest,
-            Err(reason) => return self.quarantine(&file, Some(digest), reason),
+        let manifest = match manifest_text.as_deref().map(|t| parse_manifest(t, &name)) {
+            None => None,
+            Some(Ok(manifest)) => Some(manifest),
+            Some(Err(reason)) => return self.quarantine(&file, seen, reason),
         };
         let size = bytes.len() as u64;
-        if let Err(e) = self.shared.store.put(&bytes) {
-            return self.quarantine(&file, Some(digest), format!("cannot keep a copy: {e}"));
-        }
-        let plugin = match self.compile(&name, bytes).await {
+        let plugin = match self.compile(&name, bytes.clone()).await {
             Ok(plugin) => plugin,
-            Err(reason) => return self.quarantine(&file, Some(digest), reason),
+            Err(reason) => return self.quarantine(&file, seen, reason),
         };
         if let Some(kind) = manifest.as_ref().and_then(|m| m.kind)
             && kind != plugin.kind()
@@ -392,56 +455,37 @@ impl PluginDirectory {
                 "the manifest says kind {kind:?}, the component exports the {:?} world",
                 plugin.kind()
             );
-            return self.quarantine(&file, Some(digest), reason);
+            return self.quarantine(&file, seen, reason);
+        }
+        // Only versions that loaded are kept.
+        if let Err(e) = self.shared.store.put(&bytes) {
+            return self.host_failure(&file, Some(digest), format!("cannot keep a copy: {e}"));
         }
         let grants = grants::grant(manifest.as_ref(), &self.shared.policy);
         let plugin = plugin.with_grants(grants.clone());
-        let active = self.active(&name);
-        let escalations = active
-            .as_ref()
-            .map(|active| grants.escalations_over(&active.grants))
-            .unwrap_or_default();
         let now = now_ms();
-        let mut record = VersionRecord {
+        let record = VersionRecord {
             name: name.clone(),
             digest: digest.clone(),
             kind: format!("{:?}", plugin.kind()).to_lowercase(),
             size,
             state: VersionState::Active,
-            manifest: manifest
-                .as_ref()
-                .and_then(|_| std::fs::read_to_string(manifest_path(path)).ok()),
+            // Exactly the text the grants came from.
+            manifest: manifest_text,
             note: None,
             first_seen_at: now,
-            activated_at: Some(now),
+            activated_at: None,
             approved_at: None,
         };
-        if let Some(active) = &active
-            && !escalations.is_empty()
-        {
-            record.state = VersionState::PendingApproval;
-            record.activated_at = None;
-            record.note = Some(format!(
-                "asks for more than active version {}: {}",
-                active.record.digest,
-                escalations.join(", ")
-            ));
-        }
+        self.shared.registry.add_version(plugin);
         let version = Version {
-            record: record.clone(),
+            record,
             manifest,
             grants,
         };
-        let result = if record.state == VersionState::Active {
-            self.shared.registry.add_version(plugin);
-            self.make_active(version).await
-        } else {
-            self.shared.registry.add_version(plugin);
-            self.save_new(version).await
-        };
-        self.catalogue().quarantined.remove(&file);
-        match result {
-            Ok(()) => {
+        match self.decide(version).await {
+            Ok(record) => {
+                self.catalogue().quarantined.remove(&file);
                 tracing::info!(
                     plugin = name,
                     digest,
@@ -450,73 +494,115 @@ impl PluginDirectory {
                 );
                 Self::examined(&file, &record)
             }
-            Err(e) => self.quarantine(&file, Some(digest), format!("cannot record it: {e}")),
+            Err(e) => self.host_failure(&file, Some(digest), format!("cannot record it: {e}")),
         }
     }
 
-    /// A file whose content is a version seen before: active or pending
-    /// stay so; a version that was active before is active again (going
-    /// back is not an escalation); one never approved waits again.
-    async fn reexamine(&self, file: &str, known: Version) -> Examined {
+    /// Active at once when the plugin has never had an active version, or
+    /// when this one asks for no more than the last active one (whatever
+    /// became of it: deleting a file does not reset what was approved);
+    /// pending approval otherwise. Versions still pending are superseded:
+    /// the folder's newest file is what an admin approves.
+    async fn decide(&self, mut version: Version) -> Result<VersionRecord, DbError> {
+        let name = version.record.name.clone();
+        let escalations = self
+            .baseline(&name)
+            .filter(|base| base.record.digest != version.record.digest)
+            .map(|base| {
+                let more = version.grants.escalations_over(&base.grants);
+                (base.record.digest, more)
+            });
+        let mut changed = Vec::new();
+        match escalations {
+            Some((base, more)) if !more.is_empty() => {
+                version.record.state = VersionState::PendingApproval;
+                version.record.note = Some(format!(
+                    "asks for more than version {base}: {}",
+                    more.join(", ")
+                ));
+            }
+            _ => {
+                version.record.state = VersionState::Active;
+                version.record.note = None;
+                version.record.activated_at = Some(now_ms());
+                if let Some(mut previous) = self.active(&name) {
+                    previous.record.state = VersionState::Inactive;
+                    changed.push(previous);
+                }
+            }
+        }
+        for mut pending in self.pending(&name) {
+            if pending.record.digest != version.record.digest {
+                pending.record.state = VersionState::Inactive;
+                pending.record.note = Some("replaced by a newer file before approval".into());
+                changed.push(pending);
+            }
+        }
+        changed.push(version.clone());
+        self.record(changed).await?;
+        if version.record.state == VersionState::Active {
+            self.shared.registry.activate(&name, &version.record.digest);
+        }
+        Ok(version.record)
+    }
+
+    /// A file whose content is a version seen before. Active and pending
+    /// versions stay so (loaded again if a restart could not); one that was
+    /// active before is active again (going back is no escalation); one
+    /// never active is decided again.
+    async fn reexamine(&self, file: &str, known: Version, bytes: Vec<u8>) -> Examined {
         self.catalogue().quarantined.remove(file);
-        match known.record.state {
-            VersionState::Active | VersionState::PendingApproval => {
-                return Self::examined(file, &known.record);
-            }
-            VersionState::Inactive | VersionState::Retired => {}
-        }
         let (name, digest) = (known.record.name.clone(), known.record.digest.clone());
+        if known.record.state == VersionState::PendingApproval {
+            return Self::examined(file, &known.record);
+        }
         if self.shared.registry.version(&name, &digest).is_none() {
-            match self.load_stored(&name, &digest, &known.grants).await {
-                Ok(plugin) => self.shared.registry.add_version(plugin),
-                Err(reason) => return self.quarantine(file, Some(digest), reason),
+            match self.compile(&name, bytes.clone()).await {
+                Ok(plugin) => self
+                    .shared
+                    .registry
+                    .add_version(plugin.with_grants(known.grants.clone())),
+                Err(reason) => {
+                    let seen = Seen {
+                        digest: Some(digest),
+                        ..Seen::default()
+                    };
+                    return self.quarantine(file, seen, reason);
+                }
+            }
+            if let Err(e) = self.shared.store.put(&bytes) {
+                tracing::warn!(plugin = name, "cannot keep a copy of the version: {e}");
             }
         }
-        let mut version = known;
-        let result = if version.record.activated_at.is_some() {
-            self.make_active(version.clone()).await
-        } else {
-            version.record.state = VersionState::PendingApproval;
-            self.save_new(version.clone()).await
+        let result = match known.record.state {
+            VersionState::Active => {
+                self.shared.registry.activate(&name, &digest);
+                Ok(known.record.clone())
+            }
+            _ if known.record.activated_at.is_some() => {
+                let mut version = known.clone();
+                version.record.state = VersionState::Active;
+                version.record.activated_at = Some(now_ms());
+                let mut changed = Vec::new();
+                if let Some(mut previous) = self.active(&name) {
+                    previous.record.state = VersionState::Inactive;
+                    changed.push(previous);
+                }
+                changed.push(version.clone());
+                match self.record(changed).await {
+                    Ok(()) => {
+                        self.shared.registry.activate(&name, &digest);
+                        Ok(version.record)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => self.decide(known.clone()).await,
         };
         match result {
-            Ok(()) => {
-                let current = self.version(&name, &digest).map(|v| v.record);
-                Self::examined(file, current.as_ref().unwrap_or(&version.record))
-            }
-            Err(e) => self.quarantine(file, Some(digest), format!("cannot record it: {e}")),
+            Ok(record) => Self::examined(file, &record),
+            Err(e) => self.host_failure(file, Some(digest), format!("cannot record it: {e}")),
         }
-    }
-
-    fn read_manifest(&self, path: &Path, name: &str) -> Result<Option<Manifest>, String> {
-        let manifest_file = manifest_path(path);
-        let text = match std::fs::read_to_string(&manifest_file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {name}.{MANIFEST_EXTENSION}: {e}")),
-        };
-        let manifest = Manifest::parse(&text)
-            .map_err(|e| format!("invalid manifest {name}.{MANIFEST_EXTENSION}: {e}"))?;
-        if let Some(named) = &manifest.name
-            && named != name
-        {
-            return Err(format!(
-                "the manifest names the plugin {named:?}, but the file is {name}.{PLUGIN_EXTENSION}"
-            ));
-        }
-        manifest
-            .limits
-            .check(&crate::runtime::Limits {
-                fuel: u64::MAX,
-                memory_bytes: u64::MAX,
-                timeout: Duration::MAX,
-                max_output_bytes: usize::MAX,
-                max_log_bytes: usize::MAX,
-                max_artifact_bytes: u64::MAX,
-                max_spawned_jobs: u32::MAX,
-            })
-            .map_err(|e| format!("invalid manifest {name}.{MANIFEST_EXTENSION}: {e}"))?;
-        Ok(Some(manifest))
     }
 
     fn version(&self, name: &str, digest: &str) -> Option<Version> {
@@ -537,31 +623,35 @@ impl PluginDirectory {
             .cloned()
     }
 
-    /// Records a version that is not active.
-    async fn save_new(&self, version: Version) -> Result<(), DbError> {
-        let record = version.record.clone();
-        self.db()
-            .write(move |conn| stored::save(conn, &record))
-            .await?;
-        self.put(version);
-        Ok(())
+    fn pending(&self, name: &str) -> Vec<Version> {
+        self.catalogue()
+            .versions
+            .get(name)
+            .map(|versions| {
+                versions
+                    .iter()
+                    .filter(|v| v.record.state == VersionState::PendingApproval)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
-    /// Makes `version` (already in the registry) the active one: recorded
-    /// first, then switched, so new runs never see an unrecorded version.
-    async fn make_active(&self, mut version: Version) -> Result<(), DbError> {
-        let now = now_ms();
-        version.record.state = VersionState::Active;
-        version.record.activated_at = Some(now);
-        let mut previous = self.active(&version.record.name);
-        if let Some(previous) = &mut previous {
-            previous.record.state = VersionState::Inactive;
-        }
-        let records: Vec<VersionRecord> = previous
+    /// The version a new one is compared to: the last one made active.
+    fn baseline(&self, name: &str) -> Option<Version> {
+        self.catalogue()
+            .versions
+            .get(name)?
             .iter()
-            .map(|v| v.record.clone())
-            .chain([version.record.clone()])
-            .collect();
+            .filter(|v| v.record.activated_at.is_some())
+            .max_by_key(|v| v.record.activated_at)
+            .cloned()
+    }
+
+    /// Writes `versions` in one transaction, then shows them in the
+    /// catalogue (never the other way round).
+    async fn record(&self, versions: Vec<Version>) -> Result<(), DbError> {
+        let records: Vec<VersionRecord> = versions.iter().map(|v| v.record.clone()).collect();
         self.db()
             .write(move |conn| {
                 for record in &records {
@@ -570,12 +660,9 @@ impl PluginDirectory {
                 Ok(())
             })
             .await?;
-        let (name, digest) = (version.record.name.clone(), version.record.digest.clone());
-        if let Some(previous) = previous {
-            self.put(previous);
+        for version in versions {
+            self.put(version);
         }
-        self.put(version);
-        self.shared.registry.activate(&name, &digest);
         Ok(())
     }
 
@@ -672,9 +759,19 @@ impl PluginDirectory {
             self.shared.registry.add_version(plugin);
         }
         let mut version = version;
-        version.record.approved_at = Some(now_ms());
+        let now = now_ms();
+        version.record.state = VersionState::Active;
+        version.record.approved_at = Some(now);
+        version.record.activated_at = Some(now);
         version.record.note = None;
-        self.make_active(version).await?;
+        let mut changed = Vec::new();
+        if let Some(mut previous) = self.active(name) {
+            previous.record.state = VersionState::Inactive;
+            changed.push(previous);
+        }
+        changed.push(version);
+        self.record(changed).await?;
+        self.shared.registry.activate(name, digest);
         tracing::info!(plugin = name, digest, "plugin version approved");
         self.version(name, digest)
             .ok_or_else(|| ApproveError::NotFound(name.to_owned(), digest.to_owned()))
@@ -732,14 +829,20 @@ impl PluginDirectory {
     }
 
     /// Follows the folder until the returned handle is dropped: file events
-    /// as they come, and a listing every second for what they missed.
-    pub fn watch(&self) -> anyhow::Result<Watching> {
-        use notify::Watcher as _;
+    /// as they come, and a listing every second for what they missed (or
+    /// for everything, where file events are unavailable).
+    pub fn watch(&self) -> Watching {
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let mut watcher = notify::recommended_watcher(move |event| {
-            let _ = events.send(event);
-        })?;
-        watcher.watch(&self.shared.dir, notify::RecursiveMode::NonRecursive)?;
+        let watcher = match watch_events(&self.shared.dir, events) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                tracing::warn!(
+                    "no file events for {} ({e}); it is listed every second instead",
+                    self.shared.dir.display()
+                );
+                None
+            }
+        };
         let directory = self.clone();
         let task = tokio::spawn(async move {
             let mut rescan = tokio::time::interval(RESCAN_PERIOD);
@@ -748,19 +851,18 @@ impl PluginDirectory {
             let mut writing: HashMap<PathBuf, Instant> = HashMap::new();
             loop {
                 tokio::select! {
-                    event = received.recv() => match event {
-                        Some(Ok(event)) => directory.on_event(event, &mut writing).await,
-                        Some(Err(e)) => tracing::warn!("watching the plugins folder: {e}"),
-                        None => break,
+                    Some(event) = received.recv() => match event {
+                        Ok(event) => directory.on_event(event, &mut writing).await,
+                        Err(e) => tracing::warn!("watching the plugins folder: {e}"),
                     },
                     _ = rescan.tick() => directory.rescan(&mut writing).await,
                 }
             }
         });
-        Ok(Watching {
+        Watching {
             _watcher: watcher,
             task,
-        })
+        }
     }
 
     async fn on_event(&self, event: notify::Event, writing: &mut HashMap<PathBuf, Instant>) {
@@ -859,13 +961,82 @@ impl PluginDirectory {
     }
 }
 
+type FileEvents = tokio::sync::mpsc::UnboundedSender<notify::Result<notify::Event>>;
+
+fn watch_events(dir: &Path, events: FileEvents) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = events.send(event);
+    })?;
+    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+/// A version from its kept copy, with its grants, for runs pinned to a
+/// version no longer loaded (a retried job of an ended run, say).
+fn load_kept(shared: &Shared, name: &str, digest: &str) -> Option<Plugin> {
+    let grants = shared
+        .catalogue
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .versions
+        .get(name)?
+        .iter()
+        .find(|v| v.record.digest == digest)?
+        .grants
+        .clone();
+    let loaded = shared
+        .store
+        .get(digest, MAX_PLUGIN_BYTES)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            shared
+                .runtime
+                .load_bytes(name, &bytes)
+                .map_err(|e| e.to_string())
+        });
+    match loaded {
+        Ok(plugin) => Some(plugin.with_grants(grants)),
+        Err(e) => {
+            tracing::warn!(plugin = name, digest, "kept version not loaded: {e}");
+            None
+        }
+    }
+}
+
 fn manifest_path(path: &Path) -> PathBuf {
     path.with_extension(MANIFEST_EXTENSION)
 }
 
+/// The manifest beside `path`, if there is one.
+fn read_manifest_text(path: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(manifest_path(path)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Parses and checks the manifest of plugin `name`.
+fn parse_manifest(text: &str, name: &str) -> Result<Manifest, String> {
+    let invalid = |e: String| format!("invalid manifest {name}.{MANIFEST_EXTENSION}: {e}");
+    let manifest = Manifest::parse(text).map_err(invalid)?;
+    if let Some(named) = &manifest.name
+        && named != name
+    {
+        return Err(format!(
+            "the manifest names the plugin {named:?}, but the file is {name}.{PLUGIN_EXTENSION}"
+        ));
+    }
+    let unbounded = crate::scheduler::spec::LimitsSpec::from_fields([Some(u64::MAX); 7])
+        .resolve(&crate::runtime::Limits::default());
+    manifest.limits.check(&unbounded).map_err(invalid)?;
+    Ok(manifest)
+}
+
 /// Watching the folder; dropping it stops.
 pub struct Watching {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: Option<notify::RecommendedWatcher>,
     task: tokio::task::JoinHandle<()>,
 }
 

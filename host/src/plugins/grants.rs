@@ -199,6 +199,19 @@ pub fn grant(manifest: Option<&Manifest>, policy: &Policy) -> Grants {
     }
 }
 
+/// The least a version can be given: the policy's default limits as its
+/// ceiling, no memory, no spawning, no directory.
+pub fn least(policy: &Policy) -> Grants {
+    Grants {
+        limits: policy.default_limits.clone(),
+        default_limits: policy.default_limits.clone(),
+        memory: Vec::new(),
+        spawn: false,
+        directories: Vec::new(),
+        capped: vec!["its stored manifest no longer parses: least grants".into()],
+    }
+}
+
 /// Ceiling and defaults: a value the manifest asks for is both (capped by
 /// the policy); one it leaves out is the policy's.
 fn grant_limits(asked: &LimitsSpec, policy: &Policy, capped: &mut Vec<String>) -> (Limits, Limits) {

@@ -14,7 +14,11 @@ use crate::runtime::Runtime;
 #[derive(Clone, Default)]
 pub struct PluginRegistry {
     inner: Arc<RwLock<Loaded>>,
+    loader: Arc<RwLock<Option<VersionLoader>>>,
 }
+
+/// Loads a version that is not in memory (from a kept copy); may compile.
+pub type VersionLoader = Arc<dyn Fn(&str, &str) -> Option<Plugin> + Send + Sync>;
 
 #[derive(Default)]
 struct Loaded {
@@ -110,6 +114,31 @@ impl PluginRegistry {
     /// Version `digest` of `name`, active or not, if loaded.
     pub fn version(&self, name: &str, digest: &str) -> Option<Arc<Plugin>> {
         self.read().versions.get(name)?.get(digest).cloned()
+    }
+
+    /// Where [`PluginRegistry::ensure_version`] finds versions not loaded.
+    pub fn set_loader(&self, loader: VersionLoader) {
+        *self.loader.write().unwrap_or_else(|p| p.into_inner()) = Some(loader);
+    }
+
+    /// Loads version `digest` of `name` if it is not loaded and a loader can
+    /// find it; returns whether it is loaded. Blocking: it may compile.
+    pub fn ensure_version(&self, name: &str, digest: &str) -> bool {
+        if self.version(name, digest).is_some() {
+            return true;
+        }
+        let loader = self
+            .loader
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match loader.and_then(|load| load(name, digest)) {
+            Some(plugin) => {
+                self.add_version(plugin);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether `name` has an active version.

@@ -12,6 +12,7 @@ mod scheduler_loop;
 pub mod model;
 pub mod spec;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -328,22 +329,31 @@ impl Engine {
                 MAX_COPIED_INPUT_BYTES >> 20
             )));
         }
-        let ids: std::collections::HashMap<&str, String> = spec
+        let ids: HashMap<&str, String> = spec
             .jobs
             .keys()
             .map(|name| (name.as_str(), crate::db::new_id()))
             .collect();
         let mut jobs = Vec::with_capacity(spec.jobs.len());
         let mut deps = Vec::new();
+        // The run keeps the versions active now, one per plugin even if a
+        // new version becomes active meanwhile.
+        let mut versions: HashMap<&str, Arc<crate::plugins::Plugin>> = HashMap::new();
         for (name, job) in &spec.jobs {
-            // The run keeps the versions active now (see `plugins`).
-            let plugin = self
-                .plugins
-                .get(&job.plugin)
-                .ok_or_else(|| SpecError::UnknownPlugin {
-                    job: name.clone(),
-                    plugin: job.plugin.clone(),
-                })?;
+            let plugin = match versions.get(job.plugin.as_str()) {
+                Some(plugin) => plugin.clone(),
+                None => {
+                    let plugin =
+                        self.plugins
+                            .get(&job.plugin)
+                            .ok_or_else(|| SpecError::UnknownPlugin {
+                                job: name.clone(),
+                                plugin: job.plugin.clone(),
+                            })?;
+                    versions.insert(&job.plugin, plugin.clone());
+                    plugin
+                }
+            };
             let grants = plugin.grants();
             job.limits
                 .check(&grants.limits)
@@ -433,6 +443,18 @@ impl Engine {
             .db
             .read(|conn| runs::job_run(conn, job_id))?
             .ok_or_else(|| EngineError::UnknownJob(job_id.to_owned()))?;
+        // An ended run's versions may be unloaded since (a restart loads
+        // only those of unfinished runs): load them before its jobs start.
+        let versions = self
+            .db
+            .read(|conn| crate::db::plugins::run_versions(conn, &run_id))?;
+        let plugins = self.plugins.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (name, digest) in versions {
+                plugins.ensure_version(&name, &digest);
+            }
+        })
+        .await;
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Retry {
