@@ -643,3 +643,44 @@ async fn a_retried_job_of_an_ended_run_gets_its_version_back_after_a_restart() {
     assert_eq!(job["attempts"][1]["plugin_digest"], old.as_str(), "{job}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_run_can_spawn_a_plugin_it_uses_after_it_is_retired() {
+    let server = TestServer::open().await;
+    let dir = folder(&server);
+    drop_plugin(&dir, "spawner", &guest_path("toolbox"));
+    let digest = sha256_of(&guest_path("toolbox"));
+    wait_for_plugin(&server, "spawner", |p| p["active"] == digest.as_str()).await;
+    let ops = json!([
+        {"op": "sleep_ms", "ms": 800},
+        {"op": "spawn", "plugin": "spawner", "input": [{"op": "context"}], "reason": "again"},
+    ]);
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"first": {"plugin": "spawner", "input": ops}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    server.wait_for_state(&run_id, "running").await;
+    std::fs::remove_file(dir.join("spawner.wasm")).expect("delete");
+    wait_for_plugin(&server, "spawner", |p| p["status"] == "retired").await;
+
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    let jobs = run["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 2, "{run}");
+    assert!(
+        jobs[0]["output"][1]["ok"].is_string(),
+        "the spawn was accepted: {run}"
+    );
+    let child = jobs[1]["id"].as_str().expect("child");
+    let (_, child) = server.get(&format!("/v1/jobs/{child}")).await;
+    assert_eq!(
+        child["attempts"][0]["plugin_digest"],
+        digest.as_str(),
+        "{child}"
+    );
+    server.stop().await;
+}

@@ -52,6 +52,9 @@ pub(crate) struct ActiveRun {
     pub spawned: u32,
     /// Jobs the run may still spawn, shared with its running attempts.
     pub spawn_budget: Arc<AtomicU32>,
+    /// Plugins its jobs are pinned to: its attempts may spawn them even
+    /// once retired.
+    pub pinned_plugins: Arc<Vec<String>>,
     pub cancelling: bool,
     /// Jobs not yet in a terminal state.
     pub unfinished: usize,
@@ -76,6 +79,7 @@ impl ActiveRun {
             running: 0,
             spawned: 0,
             spawn_budget: Arc::new(AtomicU32::new(0)),
+            pinned_plugins: Arc::default(),
             cancelling: false,
             unfinished: 0,
         };
@@ -86,6 +90,9 @@ impl ActiveRun {
     /// Adds jobs and edges (at submission, or spawned).
     pub fn add_jobs(&mut self, jobs: &[NewJob], deps: &[NewDep]) {
         for job in jobs {
+            if job.plugin_digest.is_some() && !self.pinned_plugins.contains(&job.plugin) {
+                Arc::make_mut(&mut self.pinned_plugins).push(job.plugin.clone());
+            }
             let index = self.jobs.len();
             self.by_id.insert(job.id.clone(), index);
             if !job.state.is_terminal() {

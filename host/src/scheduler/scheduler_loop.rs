@@ -1013,6 +1013,7 @@ fn start_job(
     // The version's grants bound the job's limits, whatever was stored.
     let limits = crate::plugins::grants::capped(&node.limits, &plugin.grants().limits);
     let plugins = plugins.clone();
+    let pinned = run.pinned_plugins.clone();
     let request = AttemptRequest {
         attempt_id,
         run_id: run.id.clone(),
@@ -1027,7 +1028,9 @@ fn start_job(
         in_dir: None,
         spawn_depth: node.depth,
         max_spawn_depth: config.max_spawn_depth,
-        plugin_lookup: Some(Arc::new(move |name: &str| plugins.contains(name))),
+        plugin_lookup: Some(Arc::new(move |name: &str| {
+            plugins.contains(name) || pinned.iter().any(|p| p == name)
+        })),
         log_sink: None,
         cancel: Some(cancel),
         spawn_budget: Some(run.spawn_budget.clone()),
