@@ -225,10 +225,6 @@ impl PluginDirectory {
         &self.shared.dir
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.shared.policy
-    }
-
     pub fn registry(&self) -> &PluginRegistry {
         &self.shared.registry
     }

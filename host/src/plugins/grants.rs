@@ -338,10 +338,6 @@ impl Grants {
         }
         more
     }
-
-    pub fn allows_memory(&self, scope: MemoryScope) -> bool {
-        self.memory.contains(&scope)
-    }
 }
 
 /// `limits` lowered, field by field, to `ceiling`.
