@@ -226,9 +226,12 @@ enum BenchSuite {
         /// Clients sending at once.
         #[arg(long, default_value_t = 100)]
         clients: usize,
-        /// Requests of each measured kind.
+        /// Requests of each kind and loop.
         #[arg(long, default_value_t = 20_000)]
         requests: usize,
+        /// Requests a second the clients offer together in the open loop.
+        #[arg(long, default_value_t = 3_000.0)]
+        rate: f64,
         /// Folder with echo.wasm.
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
@@ -569,12 +572,14 @@ fn bench_command(suite: BenchSuite) -> i32 {
             json,
             clients,
             requests,
+            rate,
             plugins_dir,
         } => {
             let options = warren::bench::api::ApiBenchOptions {
                 plugins_dir,
                 clients: clients.max(1),
                 requests,
+                rate,
             };
             let measured = match server_runtime() {
                 Ok(server) => server.block_on(warren::bench::api::run(&options)),

@@ -1,7 +1,17 @@
 //! `warren bench api`: run submissions over HTTP from many concurrent
-//! clients on loopback, against `GET /health` from the same clients (the
-//! HTTP floor), server and load generator in one process.
+//! clients on loopback, server and load generator in one process, each
+//! against `GET /health` sent the same way (the HTTP floor).
+//!
+//! Two kinds of load, both from `clients` keep-alive connections:
+//! - **closed loop**: each client sends its next request as soon as the
+//!   last one is answered. This finds the most the server does (throughput);
+//!   its latencies are then only queueing (100 clients over the throughput).
+//! - **open loop**: the clients together offer `rate` requests a second on
+//!   a fixed schedule, and a latency counts from when its request was due,
+//!   so a stall counts in full for every request it holds back (no
+//!   coordinated omission). This is the latency of a server under that load.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 use super::{Measurement, Samples, millis};
 use crate::cli::serve;
@@ -20,7 +32,10 @@ pub struct ApiBenchOptions {
     pub plugins_dir: PathBuf,
     /// Clients sending at once, each on its own connection.
     pub clients: usize,
+    /// Requests of each kind and loop.
     pub requests: usize,
+    /// Requests a second all clients together offer in the open loop.
+    pub rate: f64,
 }
 
 impl Default for ApiBenchOptions {
@@ -29,11 +44,16 @@ impl Default for ApiBenchOptions {
             plugins_dir: PathBuf::from(crate::BUILTIN_PLUGINS_DIR),
             clients: 100,
             requests: 20_000,
+            rate: 3_000.0,
         }
     }
 }
 
 pub async fn run(options: &ApiBenchOptions) -> anyhow::Result<Vec<Measurement>> {
+    anyhow::ensure!(
+        options.rate.is_finite() && options.rate > 0.0,
+        "the rate must be a positive number of requests a second"
+    );
     let data = super::tempdir()?;
     let plugins = data.join("plugins");
     std::fs::create_dir_all(&plugins)?;
@@ -49,110 +69,257 @@ pub async fn run(options: &ApiBenchOptions) -> anyhow::Result<Vec<Measurement>> 
         ..ServeConfig::default()
     };
     let server = serve::start(&config).await?;
-    let base = format!("http://{}", server.addr);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.clients)
-        .build()?;
+    let addr = server.addr;
     let template = json!({"name": "noop", "pipeline": {"jobs": {"a": {"plugin": "echo"}}}});
-    let created = client
-        .post(format!("{base}/v1/templates"))
-        .json(&template)
-        .send()
+    let mut setup = Connection::open(addr).await?;
+    let created = setup
+        .exchange(&request(
+            addr,
+            "POST",
+            "/v1/templates",
+            Some(&template.to_string()),
+        ))
         .await?;
-    anyhow::ensure!(
-        created.status() == 201,
-        "creating the template: {}",
-        created.status()
-    );
+    anyhow::ensure!(created == 201, "creating the template: {created}");
 
     let health = Load {
-        client: client.clone(),
-        url: format!("{base}/health").parse()?,
-        body: None,
+        addr,
+        request: request(addr, "GET", "/health", None),
         expect: 200,
     };
-    health.drive(options.clients, options.clients * 10).await?;
-    let (health_elapsed, health_samples) = health.drive(options.clients, options.requests).await?;
-
     let submit = Load {
-        client,
-        url: format!("{base}/v1/runs").parse()?,
-        body: Some(json!({"template": "noop", "input": {}}).to_string()),
+        addr,
+        request: request(
+            addr,
+            "POST",
+            "/v1/runs",
+            Some(&json!({"template": "noop", "input": {}}).to_string()),
+        ),
         expect: 201,
     };
-    let (elapsed, samples) = submit.drive(options.clients, options.requests).await?;
+    let clients = options.clients;
+    let requests = options.requests;
+    // The open loop first, on a server with no backlog of runs to execute.
+    health.closed_loop(clients, clients * 10).await?;
+    let health_at_rate = health.open_loop(clients, options.rate, requests).await?;
+    let submit_at_rate = submit.open_loop(clients, options.rate, requests).await?;
+    let health_saturated = health.closed_loop(clients, requests).await?;
+    let submit_saturated = submit.closed_loop(clients, requests).await?;
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&data);
 
-    let per_second = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
-    let health_rate = per_second(options.requests, health_elapsed);
-    let clients = options.clients;
+    let rate = options.rate;
+    let latency = |name: &str, p: f64, value: &Outcome, baseline: &Outcome| {
+        Measurement::new(name, millis(value.latencies.percentile(p)), "ms")
+            .against(millis(baseline.latencies.percentile(p)))
+    };
     Ok(vec![
         Measurement::new(
+            &format!("submissions_per_s_offered_{rate}_per_s"),
+            submit_at_rate.per_second(),
+            "1/s",
+        )
+        .against(rate),
+        latency(
+            &format!("submission_latency_p50_at_{rate}_per_s"),
+            0.5,
+            &submit_at_rate,
+            &health_at_rate,
+        ),
+        latency(
+            &format!("submission_latency_p99_at_{rate}_per_s"),
+            0.99,
+            &submit_at_rate,
+            &health_at_rate,
+        ),
+        latency(
+            &format!("submission_latency_max_at_{rate}_per_s"),
+            1.0,
+            &submit_at_rate,
+            &health_at_rate,
+        ),
+        Measurement::new(
             &format!("health_requests_per_s_{clients}_clients"),
-            health_rate,
+            health_saturated.per_second(),
             "1/s",
         ),
         Measurement::new(
             &format!("run_submissions_per_s_{clients}_clients"),
-            per_second(options.requests, elapsed),
+            submit_saturated.per_second(),
             "1/s",
         )
-        .against(health_rate),
-        Measurement::new(
-            "run_submission_latency_p50",
-            millis(samples.percentile(0.5)),
-            "ms",
-        )
-        .against(millis(health_samples.percentile(0.5))),
-        Measurement::new(
-            "run_submission_latency_p99",
-            millis(samples.percentile(0.99)),
-            "ms",
-        )
-        .against(millis(health_samples.percentile(0.99))),
+        .against(health_saturated.per_second()),
+        latency(
+            "saturated_submission_latency_p50",
+            0.5,
+            &submit_saturated,
+            &health_saturated,
+        ),
+        latency(
+            "saturated_submission_latency_p99",
+            0.99,
+            &submit_saturated,
+            &health_saturated,
+        ),
     ])
 }
 
-/// One kind of request, sent by many clients until a count is reached.
+/// The bytes of one HTTP/1.1 request, prepared once and sent many times.
+fn request(addr: SocketAddr, method: &str, path: &str, json_body: Option<&str>) -> Arc<[u8]> {
+    let text = match json_body {
+        Some(body) => format!(
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        None => format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n"),
+    };
+    text.into_bytes().into()
+}
+
+/// One keep-alive HTTP/1.1 connection. It sends prepared bytes and reads an
+/// answer with a `content-length` body (all Warren sends to these
+/// requests), so the load generator spends little of the machine that the
+/// server under test shares with it.
+struct Connection {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buffer: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends `request` and reads its whole answer; returns the status.
+    async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<u16> {
+        self.stream.write_all(request).await?;
+        self.buffer.clear();
+        let (status, answer_len) = loop {
+            self.read_more().await?;
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut answer = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(head_len) = answer.parse(&self.buffer)? else {
+                continue;
+            };
+            let status = answer.code.context("an answer without a status")?;
+            let mut body_len = 0;
+            for header in answer.headers.iter() {
+                if header.name.eq_ignore_ascii_case("content-length") {
+                    body_len = std::str::from_utf8(header.value)?.trim().parse()?;
+                } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                    anyhow::bail!("the bench reads only answers with a content-length");
+                }
+            }
+            break (status, head_len + body_len);
+        };
+        while self.buffer.len() < answer_len {
+            self.read_more().await?;
+        }
+        Ok(status)
+    }
+
+    async fn read_more(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let read = self.stream.read(&mut chunk).await?;
+        anyhow::ensure!(read > 0, "the server closed the connection");
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(())
+    }
+}
+
+/// One kind of request, sent by many clients.
 struct Load {
-    client: reqwest::Client,
-    /// Parsed once, so the load generator spends its time on requests.
-    url: reqwest::Url,
-    /// JSON to POST; `None` sends GET.
-    body: Option<String>,
+    addr: SocketAddr,
+    request: Arc<[u8]>,
     expect: u16,
 }
 
+/// What one load did: its span and each request's latency.
+struct Outcome {
+    elapsed: Duration,
+    latencies: Samples,
+    requests: usize,
+}
+
+impl Outcome {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 impl Load {
-    /// Sends `requests` requests from `clients` concurrent tasks; returns
-    /// the total time and each request's latency.
-    async fn drive(&self, clients: usize, requests: usize) -> anyhow::Result<(Duration, Samples)> {
+    /// `requests` requests from `clients` connections, each client sending
+    /// its next as soon as the last is answered.
+    async fn closed_loop(&self, clients: usize, requests: usize) -> anyhow::Result<Outcome> {
         let next = Arc::new(AtomicUsize::new(0));
+        self.spread(clients, requests, move |_client, _started| {
+            let next = next.clone();
+            move || (next.fetch_add(1, Ordering::Relaxed) < requests).then(Instant::now)
+        })
+        .await
+    }
+
+    /// `requests` requests due at `rate` a second, evenly spaced; client `c`
+    /// sends requests `c`, `c + clients`, ... A latency counts from when its
+    /// request was due, even if the client was still waiting on the last.
+    async fn open_loop(
+        &self,
+        clients: usize,
+        rate: f64,
+        requests: usize,
+    ) -> anyhow::Result<Outcome> {
+        let spacing = Duration::from_secs_f64(1.0 / rate);
+        self.spread(clients, requests, move |client, started| {
+            let mut index = client;
+            move || {
+                (index < requests).then(|| {
+                    let due = started + spacing.mul_f64(index as f64);
+                    index += clients;
+                    due
+                })
+            }
+        })
+        .await
+    }
+
+    /// Runs `clients` connections; each asks its `schedule` for when its
+    /// next request is due (`None`: done), waits until then and sends it.
+    async fn spread<S, N>(
+        &self,
+        clients: usize,
+        requests: usize,
+        schedule: S,
+    ) -> anyhow::Result<Outcome>
+    where
+        S: Fn(usize, Instant) -> N,
+        N: FnMut() -> Option<Instant> + Send + 'static,
+    {
+        let mut connections = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            connections.push(Connection::open(self.addr).await?);
+        }
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..clients {
-            let next = next.clone();
-            let client = self.client.clone();
-            let url = self.url.clone();
-            let body = self.body.clone();
+        for (client, mut connection) in connections.into_iter().enumerate() {
+            let mut next_due = schedule(client, started);
+            let request = self.request.clone();
             let expect = self.expect;
             tasks.spawn(async move {
                 let mut latencies = Vec::new();
-                while next.fetch_add(1, Ordering::Relaxed) < requests {
-                    let sent = Instant::now();
-                    let request = match &body {
-                        Some(body) => client
-                            .post(url.clone())
-                            .header("content-type", "application/json")
-                            .body(body.clone()),
-                        None => client.get(url.clone()),
-                    };
-                    let response = request.send().await?;
-                    let status = response.status().as_u16();
-                    response.bytes().await?;
-                    latencies.push(sent.elapsed());
-                    anyhow::ensure!(status == expect, "{url} answered {status}");
+                while let Some(due) = next_due() {
+                    // Only a wait that is due later: a timer rounds up to
+                    // the next millisecond.
+                    if due > Instant::now() {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let status = connection.exchange(&request).await?;
+                    latencies.push(due.elapsed());
+                    anyhow::ensure!(status == expect, "answered {status}, not {expect}");
                 }
                 Ok(latencies)
             });
@@ -161,6 +328,10 @@ impl Load {
         while let Some(joined) = tasks.join_next().await {
             all.extend(joined??);
         }
-        Ok((started.elapsed(), Samples::new(all)))
+        Ok(Outcome {
+            elapsed: started.elapsed(),
+            requests: all.len(),
+            latencies: Samples::new(all),
+        })
     }
 }

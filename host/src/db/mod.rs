@@ -103,8 +103,11 @@ impl Database {
         let mut conn = open_connection(path, durability)?;
         migrate(&mut conn)?;
         // Checkpoints run on their own thread (see `checkpoint`).
-        let checkpointer = checkpoint::Checkpointer::start(open_connection(path, durability)?)
-            .map_err(|e| DbError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
+        let checkpointer = checkpoint::Checkpointer::start(
+            open_connection(path, durability)?,
+            checkpoint::CATCH_UP_PAGES,
+        )
+        .map_err(|e| DbError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
         let writer =
             writer::Writer::start(open_connection(path, durability)?, checkpointer.clone())
                 .map_err(|e| DbError::Commit(format!("cannot start the writer thread: {e}")))?;

@@ -9,7 +9,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::DbError;
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{self, Checkpointer};
 
 type Work = Box<dyn FnOnce(&Connection) -> Result<(), DbError> + Send>;
 
@@ -88,6 +88,9 @@ fn serve(mut conn: Connection, requests: &mpsc::Receiver<Request>, checkpointer:
         }
         commit_group(&mut conn, group);
         checkpointer.nudge();
+        if checkpointer.catch_up_requested() {
+            checkpoint::checkpoint(&conn);
+        }
     }
 }
 
