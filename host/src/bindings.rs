@@ -5,7 +5,12 @@ mod job_world {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "job",
-        imports: { default: trappable },
+        // Memory writes wait for the database writer's commit.
+        imports: {
+            "warren:plugin/memory.set": async | trappable,
+            "warren:plugin/memory.delete": async | trappable,
+            default: trappable,
+        },
         exports: { default: async },
     });
 }

@@ -101,14 +101,14 @@ impl Host for MemoryState {
     }
 
     #[tracing::instrument(name = "warren.memory.set", skip(self, value))]
-    fn set(
+    async fn set(
         &mut self,
         scope: Scope,
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), HostError>> {
-        Ok((|| {
-            let namespace = self.namespace(scope)?;
+        let outcome = async {
+            let namespace = self.namespace(scope)?.to_owned();
             check_key(&key)?;
             // `value` was copied out of guest memory (bounded by its cap); only
             // values up to MAX_VALUE_BYTES are stored.
@@ -119,7 +119,8 @@ impl Host for MemoryState {
             }
             let stored = self
                 .db
-                .memory_set(namespace, &key, &value, MAX_KEYS_PER_NAMESPACE)
+                .memory_set(namespace, key, value, MAX_KEYS_PER_NAMESPACE)
+                .await
                 .map_err(unavailable)?;
             if stored {
                 Ok(())
@@ -128,16 +129,25 @@ impl Host for MemoryState {
                     "a namespace holds at most {MAX_KEYS_PER_NAMESPACE} keys"
                 )))
             }
-        })())
+        };
+        Ok(outcome.await)
     }
 
     #[tracing::instrument(name = "warren.memory.delete", skip(self))]
-    fn delete(&mut self, scope: Scope, key: String) -> wasmtime::Result<Result<bool, HostError>> {
-        Ok((|| {
-            let namespace = self.namespace(scope)?;
+    async fn delete(
+        &mut self,
+        scope: Scope,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, HostError>> {
+        let outcome = async {
+            let namespace = self.namespace(scope)?.to_owned();
             check_key(&key)?;
-            self.db.memory_delete(namespace, &key).map_err(unavailable)
-        })())
+            self.db
+                .memory_delete(namespace, key)
+                .await
+                .map_err(unavailable)
+        };
+        Ok(outcome.await)
     }
 
     #[tracing::instrument(name = "warren.memory.list_keys", skip(self))]

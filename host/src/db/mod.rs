@@ -1,7 +1,9 @@
 //! SQLite storage: PRAGMAs applied on open, migrations embedded in the binary
-//! and applied in order at start. One thread owns the write connection for
-//! runs and jobs ([`writer`]); reads use a few connections of their own, so
-//! they never wait behind writes (WAL) nor, mostly, behind each other.
+//! and applied in order at start. One thread owns the write connection
+//! ([`writer`]): every write, plugin memory included, goes through it, so no
+//! two connections ever contend for SQLite's write lock. Reads use a few
+//! connections of their own, so they never wait behind writes (WAL) nor,
+//! mostly, behind each other.
 
 pub mod checkpoint;
 pub mod plugins;
@@ -10,8 +12,8 @@ pub mod views;
 pub mod writer;
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -61,15 +63,12 @@ const MIGRATIONS: &[&str] = &[
 /// Read connections: API requests and event streams read concurrently.
 const READERS: usize = 4;
 
-/// An open database: the writer thread for runs and jobs, connections for
-/// reads, and one for plugin memory (whose calls come from guests, which
-/// run synchronously inside a host call).
+/// An open database: the writer thread and connections for reads.
 pub struct Database {
     writer: writer::Writer,
     checkpointer: checkpoint::Checkpointer,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    conn: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for Database {
@@ -100,17 +99,16 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, Db
 impl Database {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, DbError> {
-        let mut conn = open_connection(path, durability)?;
-        migrate(&mut conn)?;
+        let mut write_conn = open_connection(path, durability)?;
+        migrate(&mut write_conn)?;
         // Checkpoints run on their own thread (see `checkpoint`).
         let checkpointer = checkpoint::Checkpointer::start(
             open_connection(path, durability)?,
             checkpoint::CATCH_UP_PAGES,
         )
         .map_err(|e| DbError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
-        let writer =
-            writer::Writer::start(open_connection(path, durability)?, checkpointer.clone())
-                .map_err(|e| DbError::Commit(format!("cannot start the writer thread: {e}")))?;
+        let writer = writer::Writer::start(write_conn, checkpointer.clone())
+            .map_err(|e| DbError::Commit(format!("cannot start the writer thread: {e}")))?;
         let readers = (0..READERS)
             .map(|_| open_connection(path, durability).map(Mutex::new))
             .collect::<Result<_, _>>()?;
@@ -119,12 +117,7 @@ impl Database {
             checkpointer,
             readers,
             next_reader: AtomicUsize::new(0),
-            conn: Mutex::new(conn),
         })
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `work` in a write transaction, grouped with other writers.
@@ -167,68 +160,62 @@ impl Database {
     }
 
     pub fn schema_version(&self) -> Result<i64, DbError> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        self.read(|conn| Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?))
     }
 
     pub fn memory_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, DbError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT value FROM memory WHERE namespace = ?1 AND key = ?2",
-                params![namespace, key],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM memory WHERE namespace = ?1 AND key = ?2")?
+                .query_row(params![namespace, key], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     /// Sets `key`, unless that would make `namespace` hold more than
     /// `max_keys` keys; returns whether the value was stored. The check and
-    /// the write are one transaction, so concurrent writers cannot overshoot.
-    pub fn memory_set(
+    /// the write are one piece of the writer's transaction, so concurrent
+    /// writers cannot overshoot.
+    pub async fn memory_set(
         &self,
-        namespace: &str,
-        key: &str,
-        value: &[u8],
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
         max_keys: u64,
     ) -> Result<bool, DbError> {
-        let mut conn = self.conn();
-        // Immediate: take the write lock before reading the count.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM memory WHERE namespace = ?1 AND key = ?2)",
-            params![namespace, key],
-            |r| r.get(0),
-        )?;
-        if !exists {
-            let count: i64 = tx.query_row(
-                "SELECT count(*) FROM memory WHERE namespace = ?1",
-                params![namespace],
-                |r| r.get(0),
-            )?;
-            if count as u64 >= max_keys {
-                return Ok(false);
+        self.write(move |conn| {
+            let exists: bool = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM memory WHERE namespace = ?1 AND key = ?2)",
+                )?
+                .query_row(params![namespace, key], |r| r.get(0))?;
+            if !exists {
+                let count: i64 = conn
+                    .prepare_cached("SELECT count(*) FROM memory WHERE namespace = ?1")?
+                    .query_row(params![namespace], |r| r.get(0))?;
+                if count as u64 >= max_keys {
+                    return Ok(false);
+                }
             }
-        }
-        tx.execute(
-            "INSERT INTO memory (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, unixepoch())
-             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            params![namespace, key, value],
-        )?;
-        tx.commit()?;
-        self.checkpointer.nudge();
-        Ok(true)
+            conn.prepare_cached(
+                "INSERT INTO memory (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, unixepoch())
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )?
+            .execute(params![namespace, key, value])?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Returns whether the key existed.
-    pub fn memory_delete(&self, namespace: &str, key: &str) -> Result<bool, DbError> {
-        let deleted = self.conn().execute(
-            "DELETE FROM memory WHERE namespace = ?1 AND key = ?2",
-            params![namespace, key],
-        )?;
-        self.checkpointer.nudge();
-        Ok(deleted > 0)
+    pub async fn memory_delete(&self, namespace: String, key: String) -> Result<bool, DbError> {
+        self.write(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM memory WHERE namespace = ?1 AND key = ?2")?
+                .execute(params![namespace, key])?;
+            Ok(deleted > 0)
+        })
+        .await
     }
 
     /// Keys of `namespace` starting with `prefix` and after `start_after`,
@@ -240,19 +227,20 @@ impl Database {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, DbError> {
-        let conn = self.conn();
-        // Byte-wise prefix match without LIKE's wildcards: key >= prefix and
-        // the key's first bytes equal the prefix.
-        let mut stmt = conn.prepare_cached(
-            "SELECT key FROM memory WHERE namespace = ?1 AND key >= ?2 AND substr(key, 1, length(?2)) = ?2
-             AND (?3 IS NULL OR key > ?3) ORDER BY key LIMIT ?4",
-        )?;
-        let keys = stmt
-            .query_map(params![namespace, prefix, start_after, limit as i64], |r| {
-                r.get(0)
-            })?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(keys)
+        self.read(|conn| {
+            // Byte-wise prefix match without LIKE's wildcards: key >= prefix
+            // and the key's first bytes equal the prefix.
+            let mut stmt = conn.prepare_cached(
+                "SELECT key FROM memory WHERE namespace = ?1 AND key >= ?2 AND substr(key, 1, length(?2)) = ?2
+                 AND (?3 IS NULL OR key > ?3) ORDER BY key LIMIT ?4",
+            )?;
+            let keys = stmt
+                .query_map(params![namespace, prefix, start_after, limit as i64], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(keys)
+        })
     }
 }
 
@@ -292,14 +280,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn key_prefixes_are_literal_not_like_patterns() {
+    /// Sets `key` in `namespace` to `value`, as a plugin would.
+    async fn set(db: &Database, namespace: &str, key: &str, value: &[u8], max_keys: u64) -> bool {
+        db.memory_set(namespace.into(), key.into(), value.to_vec(), max_keys)
+            .await
+            .expect("set")
+    }
+
+    #[tokio::test]
+    async fn key_prefixes_are_literal_not_like_patterns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
         for key in ["a_1", "a%2", "ab", "b"] {
-            assert!(db.memory_set("run:1", key, b"v", 10).expect("set"));
+            assert!(set(&db, "run:1", key, b"v", 10).await);
         }
-        db.memory_set("run:2", "a_other", b"v", 10).expect("set");
+        set(&db, "run:2", "a_other", b"v", 10).await;
         assert_eq!(
             db.memory_keys("run:1", "a_", None, 10).expect("keys"),
             vec!["a_1"]
@@ -316,19 +311,20 @@ mod tests {
             db.memory_keys("run:1", "", Some("a_1"), 2).expect("keys"),
             vec!["ab", "b"]
         );
-        assert!(db.memory_delete("run:1", "b").expect("delete"));
-        assert!(!db.memory_delete("run:1", "b").expect("delete again"));
+        let delete = || db.memory_delete("run:1".into(), "b".into());
+        assert!(delete().await.expect("delete"));
+        assert!(!delete().await.expect("delete again"));
         assert_eq!(db.memory_get("run:2", "a_1").expect("get"), None);
     }
 
-    #[test]
-    fn a_full_namespace_refuses_new_keys_but_updates_existing_ones() {
+    #[tokio::test]
+    async fn a_full_namespace_refuses_new_keys_but_updates_existing_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
-        assert!(db.memory_set("story:s", "a", b"1", 2).expect("set"));
-        assert!(db.memory_set("story:s", "b", b"1", 2).expect("set"));
-        assert!(!db.memory_set("story:s", "c", b"1", 2).expect("refused"));
-        assert!(db.memory_set("story:s", "a", b"2", 2).expect("update"));
+        assert!(set(&db, "story:s", "a", b"1", 2).await);
+        assert!(set(&db, "story:s", "b", b"1", 2).await);
+        assert!(!set(&db, "story:s", "c", b"1", 2).await, "refused");
+        assert!(set(&db, "story:s", "a", b"2", 2).await, "update");
         assert_eq!(
             db.memory_get("story:s", "a").expect("get").as_deref(),
             Some(&b"2"[..])
