@@ -54,6 +54,14 @@ pub async fn run(options: &ApiBenchOptions) -> anyhow::Result<Vec<Measurement>> 
         options.rate.is_finite() && options.rate > 0.0,
         "the rate must be a positive number of requests a second"
     );
+    // The open loop's schedule must fit in a Duration (and in patience).
+    let span = Duration::try_from_secs_f64(options.requests as f64 / options.rate);
+    anyhow::ensure!(
+        span.is_ok_and(|span| span <= Duration::from_secs(86_400)),
+        "{} requests at {:?} a second would take more than a day",
+        options.requests,
+        options.rate
+    );
     let data = super::tempdir()?;
     let plugins = data.join("plugins");
     std::fs::create_dir_all(&plugins)?;
