@@ -734,7 +734,7 @@ impl Gen {
     /// control bytes, very long ones.
     fn segment(&mut self) -> String {
         match self.below(8) {
-            0 => warren::db::new_id(),
+            0 => warren_vocabulary::new_id(),
             1 => self
                 .pick(&[
                     "..",
@@ -754,7 +754,7 @@ impl Gen {
             4 => (0..self.below(40))
                 .map(|_| format!("%{:02x}", self.next() as u8))
                 .collect(),
-            5 => warren::db::new_id().to_uppercase(),
+            5 => warren_vocabulary::new_id().to_uppercase(),
             6 => self.next().to_string(),
             _ => (0..self.below(30))
                 .map(|_| char::from(b'a' + (self.next() % 26) as u8))

@@ -213,11 +213,11 @@ fn a_killed_host_finishes_the_run_on_restart_without_running_completed_jobs_agai
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(artifacts.len(), JOBS);
-    let store =
-        warren::artifact_store::ArtifactStore::open(&data.join("artifacts")).expect("store");
+    let store = warren_sandbox::artifact_store::ArtifactStore::open(&data.join("artifacts"))
+        .expect("store");
     for (sha256, job) in artifacts {
         let bytes = store.get(&sha256, 1 << 20).expect("blob");
-        assert_eq!(warren::artifact_store::sha256_hex(&bytes), sha256);
+        assert_eq!(warren_sandbox::artifact_store::sha256_hex(&bytes), sha256);
         assert_eq!(
             String::from_utf8_lossy(&bytes),
             format!("output of job {}", &job[1..])

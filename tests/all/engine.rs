@@ -2,18 +2,15 @@
 //! dependency conditions, retries, concurrency, artifacts, spawn,
 //! cancellation and history.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use warren::db::runs::{self, RunView};
-use warren::plugins::PluginRegistry;
-use warren::runtime::Runtime;
-use warren::scheduler::model::{JobState, RunState};
 use warren::scheduler::spec::{PipelineSpec, SpecError};
 use warren::scheduler::{Engine, EngineConfig, EngineError, PipelineSource, Submission};
+use warren_vocabulary::{JobState, RunState};
 
-use crate::support::{TEST_GUESTS_DIR, plugin_path, runtime_config};
+use crate::support::{TEST_GUESTS_DIR, host_builder, plugin_path};
 
 struct EngineHost {
     _data: tempfile::TempDir,
@@ -23,8 +20,8 @@ struct EngineHost {
 impl EngineHost {
     async fn new(config: EngineConfig) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let runtime = Arc::new(Runtime::new(runtime_config(data.path())).expect("runtime"));
-        let plugins = PluginRegistry::default();
+        let host = host_builder(data.path()).open().expect("host");
+        let (runtime, plugins) = (&host.runtime, &host.plugins);
         for name in [
             "echo",
             "wordcount",
@@ -40,9 +37,7 @@ impl EngineHost {
             let path = std::path::Path::new(TEST_GUESTS_DIR).join(format!("{name}.wasm"));
             plugins.insert(runtime.load_file(&path).expect("guest"));
         }
-        let engine = Engine::start(runtime, plugins, config)
-            .await
-            .expect("engine");
+        let engine = host.start_engine(config).await.expect("engine");
         Self {
             _data: data,
             engine,
@@ -282,7 +277,7 @@ async fn artifacts_reach_dependents_under_in_and_their_use_is_recorded() {
     assert_eq!(produced.len(), 1);
     assert_eq!(
         produced[0].sha256,
-        warren::artifact_store::sha256_hex(b"one two three four")
+        warren_sandbox::artifact_store::sha256_hex(b"one two three four")
     );
 }
 
@@ -509,7 +504,7 @@ async fn the_example_pipeline_closes_its_feedback_loop() {
     let host = EngineHost::new(EngineConfig::default()).await;
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../examples/pipelines/build-and-check.json"
+        "/../../examples/pipelines/build-and-check.json"
     );
     let pipeline: Value =
         serde_json::from_str(&std::fs::read_to_string(example).expect("example")).expect("json");

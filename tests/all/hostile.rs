@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use warren::plugins::PluginError;
-use warren::runtime::{AttemptFailure, AttemptRequest, LimitHit, Limits};
+use warren_sandbox::plugin::PluginError;
+use warren_sandbox::runtime::{AttemptFailure, AttemptRequest, LimitHit};
+use warren_vocabulary::Limits;
 
 use crate::support::{Canary, TEST_GUESTS_DIR, TestHost, guest_path};
 
@@ -41,7 +42,7 @@ fn every_test_guest_has_a_test() {
 
 fn limits_with_timeout(ms: u64) -> Limits {
     Limits {
-        timeout: Duration::from_millis(ms),
+        timeout_ms: ms,
         ..Limits::default()
     }
 }
@@ -191,7 +192,7 @@ async fn a_log_flood_is_truncated_at_the_log_limit_and_the_job_still_completes()
     request.limits.max_log_bytes = 64 << 10;
     let outcome = host.runtime.run_attempt(&plugin, request).await;
     assert_eq!(outcome.result.as_deref(), Ok("20000"));
-    let overhead = warren::capabilities::log::LINE_OVERHEAD;
+    let overhead = warren_sandbox::capabilities::log::LINE_OVERHEAD;
     let kept: usize = outcome
         .log
         .lines

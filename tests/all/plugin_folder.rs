@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::api::{ADMIN, CLIENT, TestServer, admin_and_client};
 use crate::support::{guest_path, plugin_path};
-use warren::plugins::grants::MemoryScope;
-use warren::runtime::CacheOutcome;
+use warren_sandbox::runtime::CacheOutcome;
+use warren_vocabulary::MemoryScope;
 
 /// Copies `from` into the folder as `name.wasm` the documented way: a
 /// hidden temporary file, then a rename.
@@ -496,7 +496,7 @@ async fn granted_directories_are_preopened_with_their_access() {
     std::fs::write(shared.path().join("note.txt"), "from the host").expect("write");
     let root = shared.path().to_owned();
     let server = TestServer::start_with(Vec::new(), |config| {
-        config.policy.directories = vec![warren::plugins::grants::DirectoryRule {
+        config.policy.directories = vec![warren::catalogue::grants::DirectoryRule {
             host: root.clone(),
             writable: false,
         }];

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use warren::runtime::{
+use warren_sandbox::runtime::{
     AttemptFailure, AttemptRequest, CacheOutcome, JobFailure, Runtime, RuntimeConfig,
 };
 
@@ -14,7 +14,7 @@ use crate::support::{TestHost, plugin_path};
 async fn toolbox(
     host: &TestHost,
     request: AttemptRequest,
-) -> (Vec<Value>, warren::runtime::AttemptOutcome) {
+) -> (Vec<Value>, warren_sandbox::runtime::AttemptOutcome) {
     let plugin = host.guest("toolbox");
     let outcome = host.runtime.run_attempt(&plugin, request).await;
     let output = outcome.result.clone().expect("toolbox succeeds");
@@ -76,7 +76,10 @@ async fn wordcount_counts_input_and_inputs_and_writes_its_report_as_an_artifact(
         .get(&report.sha256, 1 << 20)
         .expect("stored");
     assert_eq!(stored.len() as u64, report.size);
-    assert_eq!(warren::artifact_store::sha256_hex(&stored), report.sha256);
+    assert_eq!(
+        warren_sandbox::artifact_store::sha256_hex(&stored),
+        report.sha256
+    );
     let stored: Value = serde_json::from_slice(&stored).expect("report is JSON");
     assert_eq!(stored["total_words"], 7);
     assert_eq!(

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use warren::plugins::Plugin;
-use warren::runtime::{AttemptOutcome, AttemptRequest, Runtime, RuntimeConfig};
+use warren::host::HostBuilder;
+use warren_sandbox::plugin::Plugin;
+use warren_sandbox::runtime::{AttemptOutcome, AttemptRequest, Runtime, RuntimeConfig};
 
 /// Test guests built by the host's build script.
 pub const TEST_GUESTS_DIR: &str = env!("WARREN_TEST_GUESTS_DIR");
@@ -27,16 +28,23 @@ pub fn runtime_config(data_dir: &Path) -> RuntimeConfig {
     config
 }
 
-/// A runtime over a fresh data directory, removed at the end of the test.
+/// A host over `data_dir` sharing the tests' compile cache.
+pub fn host_builder(data_dir: &Path) -> HostBuilder {
+    HostBuilder::new(data_dir).cache_dir(runtime_config(data_dir).cache_dir)
+}
+
+/// A host (database and runtime) over a fresh data directory, removed at
+/// the end of the test.
 pub struct TestHost {
     pub data: tempfile::TempDir,
-    pub runtime: Runtime,
+    /// Its plugin memory is in the host's SQLite database.
+    pub runtime: std::sync::Arc<Runtime>,
 }
 
 impl TestHost {
     pub fn new() -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let runtime = Runtime::new(runtime_config(data.path())).expect("runtime");
+        let runtime = host_builder(data.path()).open().expect("host").runtime;
         Self { data, runtime }
     }
 

@@ -1,0 +1,43 @@
+//! Host-side bindings of the `warren:plugin` WIT contract. The `agent` world
+//! reuses the `job` world's imports, so each interface has one Rust trait.
+
+mod job_world {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "job",
+        // Memory writes wait for the database writer's commit.
+        imports: {
+            "warren:plugin/memory.set": async | trappable,
+            "warren:plugin/memory.delete": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+    });
+}
+
+mod agent_world {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "agent",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "warren:plugin/types": super::job_world::warren::plugin::types,
+            "warren:plugin/log": super::job_world::warren::plugin::log,
+            "warren:plugin/memory": super::job_world::warren::plugin::memory,
+            "warren:plugin/artifacts": super::job_world::warren::plugin::artifacts,
+        },
+    });
+}
+
+pub use agent_world::exports::warren::plugin::agent_handler;
+pub use agent_world::{Agent, AgentPre};
+pub use job_world::warren::plugin::{artifacts, jobs, log, memory, types};
+pub use job_world::{Job, JobPre};
+
+/// Version of the contract this host implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// Export a job plugin must have.
+pub const JOB_EXPORT: &str = "warren:plugin/job-handler";
+/// Export an agent plugin must have.
+pub const AGENT_EXPORT: &str = "warren:plugin/agent-handler";

@@ -1,0 +1,314 @@
+//! `warren:plugin/artifacts`: artifacts put by the guest (or left in `/out`)
+//! go to the content-addressed store; reads are limited to this job's own
+//! artifacts and its upstream ones.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use warren_vocabulary::Artifact;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::artifact_store::{ArtifactStore, ArtifactStoreError};
+use crate::bindings::artifacts::Host;
+use crate::bindings::types::{ArtifactInfo, HostError};
+
+/// Longest artifact name, in bytes.
+pub const MAX_NAME_BYTES: usize = 512;
+/// Deepest `/`-separated artifact name.
+pub const MAX_NAME_DEPTH: usize = 16;
+/// Most artifacts one attempt may produce.
+pub const MAX_ARTIFACTS_PER_ATTEMPT: usize = 1_000;
+
+impl From<&Artifact> for ArtifactInfo {
+    fn from(a: &Artifact) -> Self {
+        Self {
+            name: a.name.clone(),
+            digest: a.sha256.clone(),
+            size: a.size,
+            producer: a.producer.clone(),
+        }
+    }
+}
+
+/// What one attempt may do with artifacts.
+#[derive(Debug, Clone)]
+pub struct ArtifactsCtx {
+    /// The job's name, recorded as producer.
+    pub producer: String,
+    /// Cap on the bytes this attempt stores.
+    pub max_bytes: u64,
+    /// Artifacts of upstream jobs this job may read, named `<job>/<name>`.
+    pub upstream: Vec<Artifact>,
+}
+
+/// Per-attempt state of the artifacts capability.
+pub struct ArtifactsState {
+    store: Arc<ArtifactStore>,
+    grant: ArtifactsCtx,
+    produced: Vec<Artifact>,
+    bytes_stored: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("invalid artifact name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("artifacts of this attempt would exceed {limit} bytes")]
+    TooManyBytes { limit: u64 },
+    #[error("an attempt produces at most {MAX_ARTIFACTS_PER_ATTEMPT} artifacts")]
+    TooMany,
+    #[error(transparent)]
+    Store(#[from] ArtifactStoreError),
+}
+
+impl From<ArtifactError> for HostError {
+    fn from(e: ArtifactError) -> Self {
+        match e {
+            ArtifactError::InvalidName { .. } => Self::Invalid(e.to_string()),
+            ArtifactError::TooManyBytes { .. } | ArtifactError::TooMany => {
+                Self::LimitExceeded(e.to_string())
+            }
+            ArtifactError::Store(ArtifactStoreError::NotFound(_)) => Self::NotFound(e.to_string()),
+            ArtifactError::Store(ArtifactStoreError::TooLarge { .. }) => {
+                Self::LimitExceeded(e.to_string())
+            }
+            ArtifactError::Store(e) => {
+                tracing::error!("artifact store: {e}");
+                Self::Unavailable("artifact store unavailable".into())
+            }
+        }
+    }
+}
+
+/// Checks an artifact name: relative, `/`-separated, no empty, `.` or `..`
+/// part, no control characters or backslashes.
+pub fn validate_name(name: &str) -> Result<(), ArtifactError> {
+    let invalid = |reason| ArtifactError::InvalidName {
+        name: name.chars().take(64).collect(),
+        reason,
+    };
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(invalid("must be 1 to 512 bytes"));
+    }
+    if name.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(invalid(
+            "control characters and backslashes are not allowed",
+        ));
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > MAX_NAME_DEPTH {
+        return Err(invalid("too many `/`-separated parts"));
+    }
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err(invalid(
+            "must be relative, without empty, `.` or `..` parts",
+        ));
+    }
+    Ok(())
+}
+
+impl ArtifactsState {
+    pub fn new(store: Arc<ArtifactStore>, grant: ArtifactsCtx) -> Self {
+        Self {
+            store,
+            grant,
+            produced: Vec::new(),
+            bytes_stored: 0,
+        }
+    }
+
+    /// Artifacts produced so far, in the order they were stored.
+    pub fn produced(&self) -> &[Artifact] {
+        &self.produced
+    }
+
+    /// Stores `bytes` as artifact `name` of this attempt; a second artifact
+    /// of the same name replaces the first.
+    pub fn store(&mut self, name: &str, bytes: &[u8]) -> Result<Artifact, ArtifactError> {
+        validate_name(name)?;
+        let previous = self.produced.iter().position(|a| a.name == name);
+        let replaced_size = previous.map_or(0, |i| self.produced[i].size);
+        let total = self.bytes_stored - replaced_size + bytes.len() as u64;
+        if total > self.grant.max_bytes {
+            return Err(ArtifactError::TooManyBytes {
+                limit: self.grant.max_bytes,
+            });
+        }
+        if previous.is_none() && self.produced.len() >= MAX_ARTIFACTS_PER_ATTEMPT {
+            return Err(ArtifactError::TooMany);
+        }
+        let sha256 = self.store.put(bytes)?;
+        let artifact = Artifact {
+            name: name.to_owned(),
+            sha256,
+            size: bytes.len() as u64,
+            producer: self.grant.producer.clone(),
+        };
+        self.bytes_stored = total;
+        match previous {
+            Some(i) => self.produced[i] = artifact.clone(),
+            None => self.produced.push(artifact.clone()),
+        }
+        Ok(artifact)
+    }
+
+    /// Turns every regular file under `out` into an artifact named by its
+    /// path relative to `out`. Symlinks and special files are skipped: the
+    /// guest could point them anywhere.
+    pub fn collect_dir(&mut self, out: &Path) -> Result<Vec<String>, ArtifactError> {
+        let dir =
+            Dir::open_ambient_dir(out, ambient_authority()).map_err(ArtifactStoreError::from)?;
+        let mut skipped = Vec::new();
+        self.collect_from(&dir, "", 1, &mut skipped)?;
+        Ok(skipped)
+    }
+
+    /// Bounded walk: at most MAX_NAME_DEPTH levels (names deeper could not
+    /// be stored anyway) and MAX_ARTIFACTS_PER_ATTEMPT entries read.
+    fn collect_from(
+        &mut self,
+        dir: &Dir,
+        prefix: &str,
+        depth: usize,
+        skipped: &mut Vec<String>,
+    ) -> Result<(), ArtifactError> {
+        let too_deep = || ArtifactError::InvalidName {
+            name: prefix.chars().take(64).collect(),
+            reason: "too many `/`-separated parts",
+        };
+        if depth > MAX_NAME_DEPTH {
+            return Err(too_deep());
+        }
+        let mut entries = Vec::new();
+        for entry in dir.entries().map_err(ArtifactStoreError::from)? {
+            if entries.len() + self.produced.len() + skipped.len() >= MAX_ARTIFACTS_PER_ATTEMPT {
+                return Err(ArtifactError::TooMany);
+            }
+            let entry = entry.map_err(ArtifactStoreError::from)?;
+            entries.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        entries.sort();
+        for file_name in entries {
+            let name = if prefix.is_empty() {
+                file_name.clone()
+            } else {
+                format!("{prefix}/{file_name}")
+            };
+            let metadata = dir
+                .symlink_metadata(&file_name)
+                .map_err(ArtifactStoreError::from)?;
+            let kind = metadata.file_type();
+            if kind.is_dir() {
+                let sub = dir.open_dir(&file_name).map_err(ArtifactStoreError::from)?;
+                self.collect_from(&sub, &name, depth + 1, skipped)?;
+            } else if kind.is_file() {
+                // A file larger than what is left of the budget fails the
+                // collection before it is read.
+                if self.bytes_stored + metadata.len() > self.grant.max_bytes {
+                    return Err(ArtifactError::TooManyBytes {
+                        limit: self.grant.max_bytes,
+                    });
+                }
+                let bytes = dir.read(&file_name).map_err(ArtifactStoreError::from)?;
+                self.store(&name, &bytes)?;
+            } else {
+                skipped.push(name);
+            }
+        }
+        Ok(())
+    }
+
+    fn find(&self, name: &str) -> Option<&Artifact> {
+        self.produced.iter().find(|a| a.name == name).or_else(|| {
+            self.grant.upstream.iter().find(|a| {
+                name.strip_prefix(&a.producer)
+                    .and_then(|n| n.strip_prefix('/'))
+                    == Some(a.name.as_str())
+            })
+        })
+    }
+}
+
+impl Host for ArtifactsState {
+    #[tracing::instrument(name = "warren.artifacts.put", skip(self, data), fields(size = data.len()))]
+    fn put(
+        &mut self,
+        name: String,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<ArtifactInfo, HostError>> {
+        Ok(self
+            .store(&name, &data)
+            .map(|a| (&a).into())
+            .map_err(HostError::from))
+    }
+
+    #[tracing::instrument(name = "warren.artifacts.get", skip(self))]
+    fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
+        let Some(artifact) = self.find(&name) else {
+            return Ok(Err(HostError::NotFound(format!(
+                "no artifact {name:?} visible to this job"
+            ))));
+        };
+        // Reads are capped like writes, so a guest cannot pull more into its
+        // memory through the host than it may store.
+        let limit = self.grant.max_bytes;
+        Ok(self
+            .store
+            .get(&artifact.sha256, limit)
+            .map_err(|e| HostError::from(ArtifactError::from(e))))
+    }
+
+    #[tracing::instrument(name = "warren.artifacts.list", skip(self))]
+    fn list(&mut self) -> wasmtime::Result<Result<Vec<ArtifactInfo>, HostError>> {
+        let upstream = self.grant.upstream.iter().map(|a| ArtifactInfo {
+            name: format!("{}/{}", a.producer, a.name),
+            ..a.into()
+        });
+        Ok(Ok(self
+            .produced
+            .iter()
+            .map(ArtifactInfo::from)
+            .chain(upstream)
+            .collect()))
+    }
+}
+
+/// Adds `warren:plugin/artifacts`; `get` finds this capability's state in the
+/// store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut ArtifactsState,
+) -> anyhow::Result<()> {
+    crate::bindings::artifacts::add_to_linker::<T, HasSelf<ArtifactsState>>(linker, get)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_or_confuse_are_rejected() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a\0b",
+            "a/\n",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?} should be rejected");
+        }
+        for good in ["report.txt", "plan/steps.json", "résumé.md", ".hidden"] {
+            assert!(validate_name(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+}

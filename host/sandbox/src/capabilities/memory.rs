@@ -1,0 +1,343 @@
+//! `warren:plugin/memory`: key-value memory behind a [`MemoryStore`]
+//! (SQLite in Warren's server). The host binds each scope to a namespace
+//! (`run:<id>`, `story:<id>`), so a guest can only name keys, never another
+//! run's or story's namespace.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use warren_vocabulary::MemoryScope;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::memory::{Host, Scope};
+use crate::bindings::types::HostError;
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Largest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Most keys in one namespace.
+pub const MAX_KEYS_PER_NAMESPACE: u64 = 10_000;
+/// Most keys one `list-keys` call returns.
+pub const MAX_LISTED_KEYS: usize = 1_000;
+
+/// A storage failure, reported to the guest as `unavailable`.
+pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where memory lives. Writes are async so a store can group them (the
+/// server's SQLite writer thread does); reads are short and synchronous.
+#[async_trait::async_trait]
+pub trait MemoryStore: Send + Sync + std::fmt::Debug {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets `key`, unless that would make `namespace` hold more than
+    /// `max_keys` keys; returns whether the value was stored. The check and
+    /// the write must be atomic, so concurrent writers cannot overshoot.
+    async fn set(
+        &self,
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
+        max_keys: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Returns whether the key existed.
+    async fn delete(&self, namespace: String, key: String) -> Result<bool, StoreError>;
+
+    /// Keys of `namespace` starting with `prefix` (compared byte by byte,
+    /// no wildcards) and after `start_after`, in byte order, at most `limit`.
+    fn keys(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Memory that lives as long as the process: for embedders without a
+/// database, and the default of [`crate::runtime::RuntimeConfig`].
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    entries: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl InMemoryStore {
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Vec<u8>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl MemoryStore for InMemoryStore {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .entries()
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .cloned())
+    }
+
+    async fn set(
+        &self,
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
+        max_keys: u64,
+    ) -> Result<bool, StoreError> {
+        let mut entries = self.entries();
+        let id = (namespace, key);
+        if !entries.contains_key(&id) {
+            let held = entries
+                .range((id.0.clone(), String::new())..)
+                .take_while(|((ns, _), _)| *ns == id.0)
+                .count();
+            if held as u64 >= max_keys {
+                return Ok(false);
+            }
+        }
+        entries.insert(id, value);
+        Ok(true)
+    }
+
+    async fn delete(&self, namespace: String, key: String) -> Result<bool, StoreError> {
+        Ok(self.entries().remove(&(namespace, key)).is_some())
+    }
+
+    fn keys(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let entries = self.entries();
+        Ok(entries
+            .range((namespace.to_owned(), prefix.to_owned())..)
+            .map(|((ns, key), _)| (ns, key))
+            .take_while(|(ns, key)| *ns == namespace && key.starts_with(prefix))
+            .filter(|(_, key)| start_after.is_none_or(|after| key.as_str() > after))
+            .take(limit)
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+}
+
+/// What memory one attempt may use: the namespaces its scopes map to.
+#[derive(Debug, Clone)]
+pub struct MemoryCtx {
+    pub run_namespace: String,
+    /// `None` when the run has no story: story calls are denied.
+    pub story_namespace: Option<String>,
+    /// The scopes the plugin's grants allow.
+    pub granted: Vec<MemoryScope>,
+}
+
+impl MemoryCtx {
+    pub fn new(run_id: &str, story_id: Option<&str>, granted: &[MemoryScope]) -> Self {
+        Self {
+            run_namespace: format!("run:{run_id}"),
+            story_namespace: story_id.map(|s| format!("story:{s}")),
+            granted: granted.to_vec(),
+        }
+    }
+}
+
+/// Per-attempt state of the memory capability.
+pub struct MemoryState {
+    store: Arc<dyn MemoryStore>,
+    grant: MemoryCtx,
+}
+
+impl MemoryState {
+    pub fn new(store: Arc<dyn MemoryStore>, grant: MemoryCtx) -> Self {
+        Self { store, grant }
+    }
+
+    fn namespace(&self, scope: Scope) -> Result<&str, HostError> {
+        let (granted, name) = match scope {
+            Scope::Run => (MemoryScope::Run, "run"),
+            Scope::Story => (MemoryScope::Story, "story"),
+        };
+        if !self.grant.granted.contains(&granted) {
+            return Err(HostError::AccessDenied(format!(
+                "this plugin is not granted {name} memory (its manifest or the operator's policy)"
+            )));
+        }
+        match scope {
+            Scope::Run => Ok(&self.grant.run_namespace),
+            Scope::Story => self.grant.story_namespace.as_deref().ok_or_else(|| {
+                HostError::AccessDenied("this run has no story, so no story memory".into())
+            }),
+        }
+    }
+}
+
+fn check_key(key: &str) -> Result<(), HostError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(HostError::Invalid(format!(
+            "keys must be 1 to {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Storage failures are the host's problem, reported as retryable.
+fn unavailable(e: StoreError) -> HostError {
+    tracing::error!("memory store: {e}");
+    HostError::Unavailable("memory store unavailable".into())
+}
+
+impl Host for MemoryState {
+    #[tracing::instrument(name = "warren.memory.get", skip(self))]
+    fn get(
+        &mut self,
+        scope: Scope,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, HostError>> {
+        Ok((|| {
+            let namespace = self.namespace(scope)?;
+            check_key(&key)?;
+            self.store.get(namespace, &key).map_err(unavailable)
+        })())
+    }
+
+    #[tracing::instrument(name = "warren.memory.set", skip(self, value))]
+    async fn set(
+        &mut self,
+        scope: Scope,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), HostError>> {
+        let outcome = async {
+            let namespace = self.namespace(scope)?.to_owned();
+            check_key(&key)?;
+            // `value` was copied out of guest memory (bounded by its cap); only
+            // values up to MAX_VALUE_BYTES are stored.
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(HostError::LimitExceeded(format!(
+                    "values are at most {MAX_VALUE_BYTES} bytes"
+                )));
+            }
+            let stored = self
+                .store
+                .set(namespace, key, value, MAX_KEYS_PER_NAMESPACE)
+                .await
+                .map_err(unavailable)?;
+            if stored {
+                Ok(())
+            } else {
+                Err(HostError::LimitExceeded(format!(
+                    "a namespace holds at most {MAX_KEYS_PER_NAMESPACE} keys"
+                )))
+            }
+        };
+        Ok(outcome.await)
+    }
+
+    #[tracing::instrument(name = "warren.memory.delete", skip(self))]
+    async fn delete(
+        &mut self,
+        scope: Scope,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, HostError>> {
+        let outcome = async {
+            let namespace = self.namespace(scope)?.to_owned();
+            check_key(&key)?;
+            self.store.delete(namespace, key).await.map_err(unavailable)
+        };
+        Ok(outcome.await)
+    }
+
+    #[tracing::instrument(name = "warren.memory.list_keys", skip(self))]
+    fn list_keys(
+        &mut self,
+        scope: Scope,
+        prefix: String,
+        start_after: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
+        Ok((|| {
+            let namespace = self.namespace(scope)?;
+            let too_long = |s: &str| s.len() > MAX_KEY_BYTES;
+            if too_long(&prefix) || start_after.as_deref().is_some_and(too_long) {
+                return Err(HostError::Invalid(format!(
+                    "prefixes and keys are at most {MAX_KEY_BYTES} bytes"
+                )));
+            }
+            self.store
+                .keys(namespace, &prefix, start_after.as_deref(), MAX_LISTED_KEYS)
+                .map_err(unavailable)
+        })())
+    }
+}
+
+/// Adds `warren:plugin/memory`; `get` finds this capability's state in the
+/// store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut MemoryState,
+) -> anyhow::Result<()> {
+    crate::bindings::memory::add_to_linker::<T, HasSelf<MemoryState>>(linker, get)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_in_memory_store_matches_prefixes_literally_and_caps_namespaces() {
+        let store = InMemoryStore::default();
+        for key in ["a_1", "a%2", "ab", "b"] {
+            assert!(
+                store
+                    .set("run:1".into(), key.into(), b"v".to_vec(), 4)
+                    .await
+                    .expect("set")
+            );
+        }
+        assert!(
+            !store
+                .set("run:1".into(), "c".into(), b"v".to_vec(), 4)
+                .await
+                .expect("full")
+        );
+        assert!(
+            store
+                .set("run:1".into(), "a_1".into(), b"w".to_vec(), 4)
+                .await
+                .expect("update")
+        );
+        assert!(
+            store
+                .set("run:2".into(), "a_0".into(), b"v".to_vec(), 4)
+                .await
+                .expect("other")
+        );
+        assert_eq!(
+            store.keys("run:1", "a_", None, 10).expect("keys"),
+            vec!["a_1"]
+        );
+        assert_eq!(
+            store.keys("run:1", "a", None, 10).expect("keys"),
+            vec!["a%2", "a_1", "ab"]
+        );
+        assert_eq!(
+            store.keys("run:1", "", Some("a_1"), 2).expect("keys"),
+            vec!["ab", "b"]
+        );
+        assert_eq!(store.get("run:1", "a_1").expect("get"), Some(b"w".to_vec()));
+        assert!(
+            store
+                .delete("run:1".into(), "b".into())
+                .await
+                .expect("delete")
+        );
+        assert!(
+            !store
+                .delete("run:1".into(), "b".into())
+                .await
+                .expect("again")
+        );
+        assert_eq!(store.get("run:2", "a_1").expect("get"), None);
+    }
+}

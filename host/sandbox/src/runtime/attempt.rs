@@ -1,0 +1,593 @@
+//! One attempt: a fresh `Store` with its limits, one call into the plugin,
+//! and an outcome that says exactly how it ended.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use warren_vocabulary::{Artifact, Limits, Usage};
+
+use super::{MemoryLimitExceeded, MemoryLimiter, PluginState, Runtime};
+use crate::bindings::{agent_handler, types};
+use crate::capabilities::artifacts::{ArtifactsCtx, ArtifactsState};
+use crate::capabilities::jobs::{JobsCtx, JobsState, PluginLookup, Progress, SpawnRequest};
+use crate::capabilities::log::{AttemptLog, CapturedLog, LogLevel, LogSink, LogSource};
+use crate::capabilities::memory::{MemoryCtx, MemoryState};
+use crate::capabilities::wasi::{self, Scratch};
+use crate::plugin::{Plugin, PluginPre};
+
+/// Longest deadline honoured; longer ones are cut to this.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Fuel between forced yields (a few milliseconds of guest work).
+const FUEL_SLICE: u64 = 10_000_000;
+
+/// Deepest spawn tree by default.
+pub const DEFAULT_MAX_SPAWN_DEPTH: u32 = 4;
+
+/// What to run and under which limits.
+#[derive(Clone)]
+pub struct AttemptRequest {
+    /// Names this attempt in logs, scratch directories and the database.
+    pub attempt_id: String,
+    pub run_id: String,
+    pub job_id: String,
+    pub job_name: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub story_id: Option<String>,
+    /// JSON input.
+    pub input: String,
+    /// `(job name, JSON output)` of upstream jobs.
+    pub upstream: Vec<(String, String)>,
+    pub upstream_artifacts: Vec<Artifact>,
+    pub limits: Limits,
+    /// Host directory shown read-only at `/in`.
+    pub in_dir: Option<PathBuf>,
+    /// Depth of this job in its spawn tree.
+    pub spawn_depth: u32,
+    pub max_spawn_depth: u32,
+    /// Which plugin names `jobs.spawn` accepts; none without it.
+    pub plugin_lookup: Option<PluginLookup>,
+    /// Receives log lines as they are written.
+    pub log_sink: Option<LogSink>,
+    /// Set to stop the attempt at its next epoch tick.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Jobs the whole run may still spawn (shared by its attempts); no
+    /// run-wide limit without it.
+    pub spawn_budget: Option<Arc<std::sync::atomic::AtomicU32>>,
+}
+
+impl AttemptRequest {
+    /// A first attempt of a one-job run with fresh ids and default limits.
+    pub fn new(job_name: impl Into<String>, input: impl Into<String>) -> Self {
+        Self {
+            attempt_id: warren_vocabulary::new_id(),
+            run_id: warren_vocabulary::new_id(),
+            job_id: warren_vocabulary::new_id(),
+            job_name: job_name.into(),
+            attempt: 1,
+            story_id: None,
+            input: input.into(),
+            upstream: Vec::new(),
+            upstream_artifacts: Vec::new(),
+            limits: Limits::default(),
+            in_dir: None,
+            spawn_depth: 0,
+            max_spawn_depth: DEFAULT_MAX_SPAWN_DEPTH,
+            plugin_lookup: None,
+            log_sink: None,
+            cancel: None,
+            spawn_budget: None,
+        }
+    }
+}
+
+/// The plugin's own verdict on a failed call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum JobFailure {
+    Retryable(String),
+    Permanent(String),
+    NeedsInput(Vec<String>),
+}
+
+/// A limit the host enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "limit", rename_all = "snake_case")]
+pub enum LimitHit {
+    Fuel {
+        budget: u64,
+    },
+    Deadline {
+        timeout_ms: u64,
+    },
+    Memory {
+        limit_bytes: u64,
+        requested_bytes: u64,
+    },
+    Stack,
+    Output {
+        size_bytes: u64,
+        limit_bytes: u64,
+    },
+    Artifacts {
+        message: String,
+    },
+}
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fuel { budget } => write!(f, "out of fuel (budget {budget})"),
+            Self::Deadline { timeout_ms } => write!(f, "deadline of {timeout_ms} ms exceeded"),
+            Self::Memory {
+                limit_bytes,
+                requested_bytes,
+            } => write!(
+                f,
+                "memory limit of {limit_bytes} bytes exceeded (asked for {requested_bytes})"
+            ),
+            Self::Stack => write!(f, "wasm stack exhausted (recursion too deep)"),
+            Self::Output {
+                size_bytes,
+                limit_bytes,
+            } => write!(
+                f,
+                "output of {size_bytes} bytes exceeds the limit of {limit_bytes}"
+            ),
+            Self::Artifacts { message } => write!(f, "artifacts: {message}"),
+        }
+    }
+}
+
+/// How an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AttemptFailure {
+    /// The plugin returned an error.
+    Job { error: JobFailure },
+    /// A limit stopped the plugin.
+    Limit { hit: LimitHit },
+    /// The plugin trapped (a panic, an invalid operation...).
+    Trap { message: String },
+    /// The attempt was cancelled.
+    Cancelled,
+    /// The host could not run the attempt (e.g. its scratch directory).
+    Host { message: String },
+}
+
+impl std::fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Job { error } => match error {
+                JobFailure::Retryable(m) => write!(f, "job failed (retryable): {m}"),
+                JobFailure::Permanent(m) => write!(f, "job failed: {m}"),
+                JobFailure::NeedsInput(needs) => write!(f, "job needs input: {}", needs.join(", ")),
+            },
+            Self::Limit { hit } => write!(f, "limit hit: {hit}"),
+            Self::Trap { message } => write!(f, "trap: {message}"),
+            Self::Cancelled => write!(f, "cancelled"),
+            Self::Host { message } => write!(f, "host error: {message}"),
+        }
+    }
+}
+
+/// Everything known about an attempt once it has ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptOutcome {
+    pub attempt_id: String,
+    /// The JSON output, or how the attempt failed.
+    pub result: Result<String, AttemptFailure>,
+    pub usage: Usage,
+    pub log: CapturedLog,
+    /// Artifacts stored by the attempt (kept only on success).
+    pub artifacts: Vec<Artifact>,
+    /// Children the guest asked for (only on success).
+    pub spawned: Vec<SpawnRequest>,
+    pub progress: Option<Progress>,
+}
+
+/// Raised from the epoch callback when the wall-clock deadline passes.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// Raised from the epoch callback when the attempt is cancelled.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+impl Runtime {
+    /// Runs one attempt of `plugin`. Never panics because of the guest: every
+    /// way the guest can end is an [`AttemptOutcome`].
+    pub async fn run_attempt(&self, plugin: &Plugin, request: AttemptRequest) -> AttemptOutcome {
+        let attempt_id = request.attempt_id.clone();
+        let started = Instant::now();
+        let log = AttemptLog::new(
+            &attempt_id,
+            request.limits.max_log_bytes,
+            request.log_sink.clone(),
+        );
+        let (mut store, scratch) = match self.prepare_store(plugin, &request, &attempt_id, &log) {
+            Ok(prepared) => prepared,
+            Err(message) => {
+                return AttemptOutcome {
+                    attempt_id,
+                    result: Err(AttemptFailure::Host { message }),
+                    usage: Usage {
+                        wall_time: started.elapsed(),
+                        ..Usage::default()
+                    },
+                    log: log.finish(),
+                    artifacts: Vec::new(),
+                    spawned: Vec::new(),
+                    progress: None,
+                };
+            }
+        };
+
+        // Capped so a huge timeout cannot overflow the clock.
+        let deadline = started + request.limits.timeout().min(MAX_TIMEOUT);
+        if self.settings().limits {
+            // Cannot fail: fuel metering is on in this engine.
+            let _ = store.set_fuel(request.limits.fuel);
+            // Fuel lives in a register while a loop runs and reaches the store
+            // only at calls, returns or when a slice runs out. Slicing it keeps
+            // the consumption measured for a guest stopped mid-loop (by the
+            // deadline or a cancel) accurate to within one slice.
+            let _ = store.fuel_async_yield_interval(Some(FUEL_SLICE));
+            store.set_epoch_deadline(1);
+            let cancel = request.cancel.clone();
+            store.epoch_deadline_callback(move |_| {
+                if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    return Err(wasmtime::Error::new(Cancelled));
+                }
+                if Instant::now() >= deadline {
+                    return Err(wasmtime::Error::new(DeadlineExceeded));
+                }
+                // Yield each tick so other attempts and the server keep going.
+                Ok(UpdateDeadline::Yield(1))
+            });
+        }
+
+        let call = call_plugin(plugin, &mut store, &request);
+        // Backstop for a guest blocked in a host call (e.g. a WASI sleep),
+        // where no epoch check runs.
+        let backstop = deadline.saturating_duration_since(Instant::now()) + super::EPOCH_TICK * 4;
+        let called = tokio::time::timeout(backstop, call).await;
+
+        let result = match called {
+            Err(_elapsed) => Err(AttemptFailure::Limit {
+                hit: LimitHit::Deadline {
+                    timeout_ms: request.limits.timeout_ms,
+                },
+            }),
+            // Classifying a trap may need what the guest printed.
+            Ok(Err(e)) => Err(classify_error(&e, &request.limits, &log.finish())),
+            Ok(Ok(Err(job_error))) => Err(AttemptFailure::Job { error: job_error }),
+            Ok(Ok(Ok(output))) => check_output(output, &request.limits).and_then(|output| {
+                finish_success(&mut store, scratch.as_ref(), &log).map(|()| output)
+            }),
+        };
+
+        let mut usage = Usage {
+            peak_memory_bytes: store.data().limiter.peak_bytes(),
+            ..Usage::default()
+        };
+        if self.settings().limits {
+            let remaining = store.get_fuel().unwrap_or(request.limits.fuel);
+            usage.fuel_consumed = request.limits.fuel.saturating_sub(remaining);
+        }
+        let state = store.into_data();
+        // A failed attempt leaves nothing behind but its log and usage.
+        let (artifacts, spawned) = if result.is_ok() {
+            (state.artifacts.produced().to_vec(), state.jobs.spawned)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        drop(scratch);
+        usage.wall_time = started.elapsed();
+        AttemptOutcome {
+            attempt_id,
+            result,
+            usage,
+            log: log.finish(),
+            artifacts,
+            spawned,
+            progress: state.jobs.progress,
+        }
+    }
+
+    /// Builds the attempt's store: WASI (with scratch directories for plugins
+    /// that can open files), the memory cap and every capability's state.
+    fn prepare_store(
+        &self,
+        plugin: &Plugin,
+        request: &AttemptRequest,
+        attempt_id: &str,
+        log: &AttemptLog,
+    ) -> Result<(Store<PluginState>, Option<Scratch>), String> {
+        // Scratch directories cost syscalls, so only plugins that can open
+        // files get them.
+        let scratch = if plugin.uses_filesystem() {
+            let scratch = Scratch::create(&self.services().work_root, attempt_id)
+                .map_err(|e| format!("creating the scratch directory: {e}"))?;
+            Some(scratch)
+        } else {
+            None
+        };
+        let in_dir = request
+            .in_dir
+            .as_deref()
+            .filter(|_| plugin.uses_filesystem());
+        let grants = plugin.grants();
+        let directories = if plugin.uses_filesystem() {
+            &grants.directories[..]
+        } else {
+            &[]
+        };
+        let wasi = wasi::build_ctx(log, scratch.as_ref(), in_dir, directories)
+            .map_err(|e| format!("preparing WASI: {e:#}"))?;
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            // Above the engine's maximum a grow would fail in the pool, not
+            // in the limiter, and be reported as a trap.
+            limiter: MemoryLimiter::new(
+                request
+                    .limits
+                    .memory_bytes
+                    .min(self.settings().max_memory_bytes),
+            ),
+            log: log.clone(),
+            memory: MemoryState::new(
+                self.services().memory.clone(),
+                MemoryCtx::new(&request.run_id, request.story_id.as_deref(), &grants.memory),
+            ),
+            artifacts: ArtifactsState::new(
+                self.services().artifacts.clone(),
+                ArtifactsCtx {
+                    producer: request.job_name.clone(),
+                    max_bytes: request.limits.max_artifact_bytes,
+                    upstream: request.upstream_artifacts.clone(),
+                },
+            ),
+            jobs: JobsState::new(JobsCtx {
+                spawn_granted: grants.spawn,
+                depth: request.spawn_depth,
+                max_depth: request.max_spawn_depth,
+                // Without a way to look plugins up, nothing can be spawned.
+                max_spawned: if request.plugin_lookup.is_some() {
+                    request.limits.max_spawned_jobs
+                } else {
+                    0
+                },
+                plugin_exists: request
+                    .plugin_lookup
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(|_| false)),
+                run_budget: request.spawn_budget.clone(),
+            }),
+        };
+        let mut store = Store::new(self.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        Ok((store, scratch))
+    }
+}
+
+type CallResult = wasmtime::Result<Result<String, JobFailure>>;
+
+async fn call_plugin(
+    plugin: &Plugin,
+    store: &mut Store<PluginState>,
+    request: &AttemptRequest,
+) -> CallResult {
+    match plugin.pre() {
+        PluginPre::Job(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let ctx = types::JobContext {
+                run_id: request.run_id.clone(),
+                job_id: request.job_id.clone(),
+                job_name: request.job_name.clone(),
+                attempt: request.attempt,
+                story_id: request.story_id.clone(),
+                input: request.input.clone(),
+                upstream: request
+                    .upstream
+                    .iter()
+                    .map(|(job, output)| types::UpstreamOutput {
+                        job: job.clone(),
+                        output: output.clone(),
+                    })
+                    .collect(),
+            };
+            let result = instance
+                .warren_plugin_job_handler()
+                .call_run(&mut *store, &ctx)
+                .await?;
+            Ok(result.map_err(JobFailure::from))
+        }
+        PluginPre::Agent(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let agent_request = agent_handler::AgentRequest {
+                run_id: request.run_id.clone(),
+                story_id: request.story_id.clone(),
+                input: request.input.clone(),
+                documents: Vec::new(),
+            };
+            let reply = instance
+                .warren_plugin_agent_handler()
+                .call_invoke(&mut *store, &agent_request)
+                .await?;
+            match reply {
+                Ok(reply) => {
+                    // Documents an agent writes are kept as its artifacts.
+                    for document in &reply.documents {
+                        let name = format!("documents/{}", document.name);
+                        if let Err(e) = store
+                            .data_mut()
+                            .artifacts
+                            .store(&name, document.content.as_bytes())
+                        {
+                            return Ok(Err(JobFailure::Permanent(format!(
+                                "document {:?}: {e}",
+                                document.name
+                            ))));
+                        }
+                    }
+                    Ok(Ok(reply.output))
+                }
+                Err(e) => Ok(Err(JobFailure::from(e))),
+            }
+        }
+    }
+}
+
+impl From<types::JobError> for JobFailure {
+    fn from(e: types::JobError) -> Self {
+        match e {
+            types::JobError::Retryable(m) => Self::Retryable(m),
+            types::JobError::Permanent(m) => Self::Permanent(m),
+            types::JobError::NeedsInput(needs) => Self::NeedsInput(needs),
+        }
+    }
+}
+
+fn check_output(output: String, limits: &Limits) -> Result<String, AttemptFailure> {
+    if output.len() > limits.max_output_bytes {
+        return Err(AttemptFailure::Limit {
+            hit: LimitHit::Output {
+                size_bytes: output.len() as u64,
+                limit_bytes: limits.max_output_bytes as u64,
+            },
+        });
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+        return Err(AttemptFailure::Job {
+            error: JobFailure::Permanent(format!("the plugin's output is not JSON: {e}")),
+        });
+    }
+    Ok(output)
+}
+
+/// On success, files left in `/out` become artifacts.
+fn finish_success(
+    store: &mut Store<PluginState>,
+    scratch: Option<&Scratch>,
+    log: &AttemptLog,
+) -> Result<(), AttemptFailure> {
+    let Some(scratch) = scratch else {
+        return Ok(());
+    };
+    match store.data_mut().artifacts.collect_dir(&scratch.out) {
+        Ok(skipped) => {
+            for name in skipped {
+                log.push(
+                    LogSource::Log,
+                    LogLevel::Warn,
+                    &format!("/out/{name} is not a regular file; not kept as an artifact"),
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(AttemptFailure::Limit {
+            hit: LimitHit::Artifacts {
+                message: e.to_string(),
+            },
+        }),
+    }
+}
+
+/// Finds a cause of type `E` anywhere in the error's chain.
+fn find_cause<E: std::error::Error + Send + Sync + 'static>(error: &wasmtime::Error) -> Option<&E> {
+    error.chain().find_map(|cause| cause.downcast_ref::<E>())
+}
+
+fn classify_error(error: &wasmtime::Error, limits: &Limits, log: &CapturedLog) -> AttemptFailure {
+    if let Some(hit) = find_cause::<MemoryLimitExceeded>(error) {
+        return AttemptFailure::Limit {
+            hit: LimitHit::Memory {
+                limit_bytes: hit.limit,
+                requested_bytes: hit.requested,
+            },
+        };
+    }
+    if find_cause::<DeadlineExceeded>(error).is_some() {
+        return AttemptFailure::Limit {
+            hit: LimitHit::Deadline {
+                timeout_ms: limits.timeout_ms,
+            },
+        };
+    }
+    if find_cause::<Cancelled>(error).is_some() {
+        return AttemptFailure::Cancelled;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => AttemptFailure::Limit {
+            hit: LimitHit::Fuel {
+                budget: limits.fuel,
+            },
+        },
+        Some(Trap::StackOverflow) => AttemptFailure::Limit {
+            hit: LimitHit::Stack,
+        },
+        Some(Trap::UnreachableCodeReached) => AttemptFailure::Trap {
+            message: match panic_message(log) {
+                Some(message) => format!("guest panicked: {message}"),
+                None => Trap::UnreachableCodeReached.to_string(),
+            },
+        },
+        Some(trap) => AttemptFailure::Trap {
+            message: trap.to_string(),
+        },
+        None => AttemptFailure::Trap {
+            message: format!("{error:#}"),
+        },
+    }
+}
+
+fn is_panic_line(line: &str) -> bool {
+    line.contains("panicked at")
+}
+
+/// Rust prints `thread '...' panicked at file:line:col:` then the message on
+/// the following line(s).
+fn panic_message(log: &CapturedLog) -> Option<String> {
+    let stderr: Vec<&str> = log
+        .lines
+        .iter()
+        .filter(|l| l.source == LogSource::Stderr)
+        .map(|l| l.message.as_str())
+        .collect();
+    let start = stderr.iter().rposition(|l| is_panic_line(l))?;
+    let rest: Vec<&str> = stderr[start + 1..]
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("note:"))
+        .collect();
+    Some(if rest.is_empty() {
+        stderr[start].to_owned()
+    } else {
+        rest.join("\n")
+    })
+}

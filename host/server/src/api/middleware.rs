@@ -1,0 +1,123 @@
+//! What every request goes through: a request id, a deadline, and the
+//! bearer token check.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::Role;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Keeps a well-formed `x-request-id` from the client or makes one; it is
+/// returned on the response and logged with the request.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| is_valid_request_id(id))
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(warren_vocabulary::new_id);
+    let value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let mut response = next.run(req).await;
+    tracing::info!(
+        request_id = %id,
+        %method,
+        path = %super::extract::shown(&path),
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response.headers_mut().insert(REQUEST_ID, value);
+    response
+}
+
+fn is_valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// A request that has not produced its response in time (a slow client
+/// sending its body included) gets 408.
+pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request took longer than the server allows",
+        )
+        .into_response(),
+    }
+}
+
+/// The role the request's bearer token grants. Without configured tokens
+/// (only allowed on loopback) every request is an admin.
+pub fn role_of(state: &AppState, req: &Request) -> Result<Role, ApiError> {
+    if state.tokens.is_empty() {
+        return Ok(Role::Admin);
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send `authorization: Bearer <token>`",
+            )
+        })?;
+    state
+        .tokens
+        .iter()
+        .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
+        .map(|t| t.role)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))
+}
+
+/// Compares without stopping at the first difference, so timing does not
+/// tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Any valid token.
+pub async fn require_client(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    role_of(&state, &req)?;
+    Ok(next.run(req).await)
+}
+
+/// An admin token.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    match role_of(&state, &req)? {
+        Role::Admin => Ok(next.run(req).await),
+        Role::Client => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs an admin token",
+        )),
+    }
+}

@@ -1,0 +1,150 @@
+//! The HTTP API (`/v1`, JSON) and `warren serve`. One module per resource;
+//! every error is an [`ApiError`].
+
+mod artifacts;
+pub mod error;
+mod events;
+mod extract;
+mod health;
+mod jobs;
+mod memory;
+mod middleware;
+pub mod openapi;
+mod plugins;
+mod runs;
+pub mod server;
+mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use error::ApiError;
+
+use crate::catalogue::directory::PluginDirectory;
+use crate::config::Token;
+use crate::scheduler::Engine;
+use warren_sandbox::plugin::MAX_PLUGIN_BYTES;
+use warren_sandbox::runtime::Runtime;
+
+/// What every handler can reach, shared: the state is cloned for every
+/// request and layer.
+pub type AppState = Arc<AppContext>;
+
+pub struct AppContext {
+    pub engine: Engine,
+    pub plugins: PluginDirectory,
+    pub runtime: Arc<Runtime>,
+    pub tokens: Arc<Vec<Token>>,
+    pub request_timeout: Duration,
+}
+
+/// Settings of the router itself.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    pub max_body_bytes: usize,
+    pub cors_origins: Vec<String>,
+}
+
+/// The whole API.
+pub fn app(state: AppState, options: &RouterOptions) -> Router {
+    use middleware::{require_admin, require_client};
+    let admin = || axum::middleware::from_fn_with_state(state.clone(), require_admin);
+    let v1 = Router::new()
+        .route("/runs", post(runs::create).get(runs::list))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/events", get(events::run_events))
+        .route("/runs/{id}/artifacts", get(artifacts::list_for_run))
+        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/logs", get(jobs::logs))
+        .route("/jobs/{id}/retry", post(jobs::retry))
+        .route("/artifacts/{digest}", get(artifacts::download))
+        .route(
+            "/templates",
+            post(templates::create.layer(admin())).get(templates::list),
+        )
+        .route("/templates/{name}", get(templates::latest))
+        .route(
+            "/templates/{name}/versions/{version}",
+            get(templates::version),
+        )
+        .route(
+            "/plugins",
+            get(plugins::list).post(
+                plugins::upload
+                    .layer(admin())
+                    .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES as usize)),
+            ),
+        )
+        .route("/plugins/{name}", get(plugins::get))
+        .route(
+            "/plugins/{name}/versions/{digest}/approve",
+            post(plugins::approve.layer(admin())),
+        )
+        .route("/stories/{story}/memory", get(memory::list))
+        .route("/events", get(events::all_events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_client,
+        ));
+    let metrics = get(health::metrics).layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        require_client,
+    ));
+    let mut router = Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", metrics)
+        .route("/openapi.json", get(openapi::json))
+        .route("/docs", get(openapi::page))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::deadline,
+        ))
+        .with_state(state);
+    if !options.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = options
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static(middleware::REQUEST_ID),
+                ])
+                .expose_headers([HeaderName::from_static(middleware::REQUEST_ID)]),
+        );
+    }
+    router.layer(axum::middleware::from_fn(middleware::request_id))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// Most items one list response holds.
+pub const MAX_PAGE: usize = 500;

@@ -1,0 +1,360 @@
+//! `/v1/plugins`: what the plugins folder holds (versions, grants, usage,
+//! quarantined files), approving a version, and uploading one (admin).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::extract::{ApiPath, ApiQuery, check_digest, check_name};
+use crate::api::ApiError;
+use crate::api::error::ErrorBody;
+use crate::catalogue::directory::{ApproveError, Examined, Quarantined, Version};
+use crate::catalogue::grants::{DirectoryGrant, Grants};
+use crate::db::plugins::{self as stored, UsageTotals, VersionState};
+use warren_sandbox::plugin::Plugin;
+use warren_vocabulary::{LimitsSpec, MemoryScope, PluginKind};
+
+/// A plugin: its active version, if any, and how many versions it has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginSummary {
+    pub name: String,
+    /// `active`, or `retired` once its file is removed.
+    pub status: String,
+    pub kind: PluginKind,
+    /// sha256 of the active version.
+    pub digest: Option<String>,
+    /// The active version's label, from its manifest.
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub versions: usize,
+    pub pending_approval: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginList {
+    pub plugins: Vec<PluginSummary>,
+    /// Files of the plugins folder that were not loaded, with the reason.
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// What a version's attempts may use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantsView {
+    /// The most a job of this plugin may ask for.
+    pub limits: LimitsSpec,
+    /// What a job gets when its pipeline asks for nothing.
+    pub default_limits: LimitsSpec,
+    pub memory: Vec<MemoryScope>,
+    pub spawn: bool,
+    pub directories: Vec<DirectoryView>,
+    /// What the manifest asked for beyond the policy, and what it got.
+    pub capped: Vec<String>,
+}
+
+/// A host directory preopened for a version's attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryView {
+    /// Canonical host path.
+    pub host: String,
+    pub guest: String,
+    pub writable: bool,
+}
+
+impl From<&DirectoryGrant> for DirectoryView {
+    fn from(grant: &DirectoryGrant) -> Self {
+        Self {
+            host: grant.host.display().to_string(),
+            guest: grant.guest.clone(),
+            writable: grant.writable,
+        }
+    }
+}
+
+impl From<&Grants> for GrantsView {
+    fn from(grants: &Grants) -> Self {
+        Self {
+            limits: LimitsSpec::from(&grants.limits),
+            default_limits: LimitsSpec::from(&grants.default_limits),
+            memory: grants.memory.clone(),
+            spawn: grants.spawn,
+            directories: grants.directories.iter().map(DirectoryView::from).collect(),
+            capped: grants.capped.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    /// sha256 of the file: the version's identity.
+    pub digest: String,
+    pub state: VersionState,
+    pub kind: String,
+    pub size: u64,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    /// Why it waits for approval.
+    pub note: Option<String>,
+    /// Unix milliseconds.
+    pub first_seen_at: i64,
+    pub activated_at: Option<i64>,
+    pub approved_at: Option<i64>,
+    /// Effective grants: the manifest's asks under the operator's policy.
+    pub grants: GrantsView,
+    /// Exports and imports, when the version is loaded.
+    pub exports: Option<Vec<String>>,
+    pub imports: Option<Vec<String>>,
+    /// What its attempts used, in all.
+    pub usage: UsageTotals,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginDetail {
+    pub name: String,
+    pub status: String,
+    /// sha256 of the active version.
+    pub active: Option<String>,
+    /// Oldest first.
+    pub versions: Vec<VersionView>,
+}
+
+fn status(versions: &[Version]) -> (&'static str, Option<&Version>) {
+    match versions
+        .iter()
+        .find(|v| v.record.state == VersionState::Active)
+    {
+        Some(active) => ("active", Some(active)),
+        None => ("retired", None),
+    }
+}
+
+fn summary(name: &str, versions: &[Version]) -> PluginSummary {
+    let (status, active) = status(versions);
+    let shown = active.or(versions.last());
+    PluginSummary {
+        name: name.to_owned(),
+        status: status.into(),
+        kind: if shown.is_some_and(|v| v.record.kind == "agent") {
+            PluginKind::Agent
+        } else {
+            PluginKind::Job
+        },
+        digest: active.map(|v| v.record.digest.clone()),
+        label: active.and_then(|v| v.manifest.as_ref()?.version.clone()),
+        description: active.and_then(|v| v.manifest.as_ref()?.description.clone()),
+        versions: versions.len(),
+        pending_approval: versions
+            .iter()
+            .filter(|v| v.record.state == VersionState::PendingApproval)
+            .count(),
+    }
+}
+
+fn version_view(version: &Version, loaded: Option<Arc<Plugin>>, usage: UsageTotals) -> VersionView {
+    let record = &version.record;
+    VersionView {
+        digest: record.digest.clone(),
+        state: record.state,
+        kind: record.kind.clone(),
+        size: record.size,
+        label: version.manifest.as_ref().and_then(|m| m.version.clone()),
+        description: version
+            .manifest
+            .as_ref()
+            .and_then(|m| m.description.clone()),
+        note: record.note.clone(),
+        first_seen_at: record.first_seen_at,
+        activated_at: record.activated_at,
+        approved_at: record.approved_at,
+        grants: GrantsView::from(&version.grants),
+        exports: loaded.as_ref().map(|p| p.exports().to_vec()),
+        imports: loaded.as_ref().map(|p| p.imports().to_vec()),
+        usage,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, body = PluginList)))]
+/// Every plugin the folder produced, and the files it quarantined.
+pub async fn list(State(state): State<AppState>) -> Json<PluginList> {
+    let plugins = state
+        .plugins
+        .plugins()
+        .iter()
+        .map(|(name, versions)| summary(name, versions))
+        .collect();
+    Json(PluginList {
+        plugins,
+        quarantined: state.plugins.quarantined(),
+    })
+}
+
+#[utoipa::path(
+    get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
+    responses((status = 200, body = PluginDetail), (status = 404, description = "`not_found`", body = ErrorBody))
+)]
+/// One plugin with every version: state, grants, exports, usage totals.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<PluginDetail>, ApiError> {
+    check_name("plugin", &name)?;
+    let versions = state
+        .plugins
+        .versions_of(&name)
+        .ok_or_else(|| ApiError::not_found(format!("plugin {name}")))?;
+    Ok(Json(detail(&state, &name, &versions)?))
+}
+
+fn detail(state: &AppState, name: &str, versions: &[Version]) -> Result<PluginDetail, ApiError> {
+    let (status, active) = status(versions);
+    let registry = state.plugins.registry();
+    let mut views = Vec::with_capacity(versions.len());
+    for version in versions {
+        let digest = &version.record.digest;
+        let usage = state
+            .engine
+            .database()
+            .read(|conn| stored::usage(conn, digest))?;
+        views.push(version_view(version, registry.version(name, digest), usage));
+    }
+    Ok(PluginDetail {
+        name: name.to_owned(),
+        status: status.into(),
+        active: active.map(|v| v.record.digest.clone()),
+        versions: views,
+    })
+}
+
+#[utoipa::path(
+    post, path = "/v1/plugins/{name}/versions/{digest}/approve", tag = "plugins",
+    params(("name" = String, Path), ("digest" = String, Path, description = "sha256 of the version")),
+    responses(
+        (status = 200, description = "The version is active", body = PluginDetail),
+        (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the version is not pending approval", body = ErrorBody),
+    )
+)]
+/// Makes a version held for approval (it asks for more than the active
+/// one) the active version.
+pub async fn approve(
+    State(state): State<AppState>,
+    ApiPath((name, digest)): ApiPath<(String, String)>,
+) -> Result<Json<PluginDetail>, ApiError> {
+    check_name("plugin", &name)?;
+    check_digest(&digest)?;
+    // Run to the end even if the client goes away: the database and the
+    // catalogue must not part ways halfway.
+    let plugins = state.plugins.clone();
+    let (approved_name, approved_digest) = (name.clone(), digest.clone());
+    let approved =
+        tokio::spawn(async move { plugins.approve(&approved_name, &approved_digest).await })
+            .await
+            .map_err(ApiError::internal)?;
+    match approved {
+        Ok(_) => {}
+        Err(e @ ApproveError::NotFound(..)) => return Err(ApiError::not_found(e)),
+        Err(e @ ApproveError::NotPending { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                e.to_string(),
+            ));
+        }
+        Err(ApproveError::Db(e)) => return Err(e.into()),
+        Err(e @ ApproveError::Load(_)) => return Err(ApiError::internal(e)),
+    }
+    let versions = state.plugins.versions_of(&name).unwrap_or_default();
+    Ok(Json(detail(&state, &name, &versions)?))
+}
+
+#[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// The plugin name: the file becomes `NAME.wasm` (or `NAME.toml`).
+    pub name: String,
+}
+
+#[utoipa::path(
+    post, path = "/v1/plugins", tag = "plugins", params(UploadQuery),
+    request_body(content = Vec<u8>, description = "A component (`application/wasm`), or its manifest (`application/toml`), sent first", content_type = "application/wasm"),
+    responses(
+        (status = 201, description = "Examined: `active` or `pending_approval` (for a manifest: stored)", body = Examined),
+        (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_plugin`: quarantined, with the reason", body = ErrorBody),
+    )
+)]
+/// Adds a plugin file (or its manifest) to the plugins folder, the same
+/// way as dropping it there, and answers with what became of it.
+pub async fn upload(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Examined>), ApiError> {
+    if !warren_vocabulary::names::is_valid_plugin_name(&query.name) {
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            "plugin names are letters, digits, `-` and `_`, at most 64",
+        ));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let manifest = match content_type.split(';').next().unwrap_or_default().trim() {
+        "application/wasm" => false,
+        "application/toml" => true,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send a component as application/wasm or a manifest as application/toml",
+            ));
+        }
+    };
+    if manifest {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::bad_request("invalid_manifest", "the manifest is not UTF-8"))?;
+        crate::catalogue::grants::Manifest::parse(text).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_manifest",
+                format!("invalid manifest: {e}"),
+            )
+        })?;
+    }
+    // Run to the end even if the client goes away (see `approve`).
+    let plugins = state.plugins.clone();
+    let name = query.name.clone();
+    let examined = tokio::spawn(async move { plugins.upload(&name, &body, manifest).await })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let examined = examined.unwrap_or_else(|| Examined {
+        file: format!("{}.toml", query.name),
+        name: Some(query.name.clone()),
+        digest: None,
+        state: "stored".into(),
+        reason: None,
+    });
+    match examined.state.as_str() {
+        "quarantined" => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_plugin",
+                examined.reason.unwrap_or_default(),
+            ));
+        }
+        "error" => return Err(ApiError::internal(examined.reason.unwrap_or_default())),
+        _ => {}
+    }
+    Ok((StatusCode::CREATED, Json(examined)))
+}

@@ -1,0 +1,211 @@
+//! `/v1/runs`: start runs (from a template or inline), list, get, cancel.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, check_id, check_name};
+use super::{AppState, MAX_PAGE};
+use crate::api::ApiError;
+use crate::api::error::ErrorBody;
+use crate::db::runs::RunView;
+use crate::db::views::{self, RunFilter, RunSummary};
+use crate::scheduler::spec::PipelineSpec;
+use crate::scheduler::{PipelineSource, Submission};
+use warren_vocabulary::RunState;
+
+/// Give either `template` (and optionally `version`) or `pipeline`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"template": "build-and-check", "input": {"goal": "a word counter"}}))]
+pub struct CreateRun {
+    /// A stored template to run...
+    template: Option<String>,
+    /// ...at this version (default: its latest)...
+    version: Option<i64>,
+    /// ...or a pipeline given inline.
+    pipeline: Option<PipelineSpec>,
+    /// The run's input; jobs without their own get it.
+    #[serde(default)]
+    input: Value,
+    /// Scopes story memory (1 to 128 letters, digits, `-`, `_`, `.`, `:`).
+    story_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunCreated {
+    pub id: String,
+    pub state: RunState,
+}
+
+#[utoipa::path(
+    post, path = "/v1/runs", tag = "runs", request_body = CreateRun,
+    responses(
+        (status = 201, description = "Stored; the run starts on its own", body = RunCreated,
+         headers(("location" = String, description = "The run's URL"))),
+        (status = 404, description = "`unknown_template`", body = ErrorBody),
+        (status = 422, description = "`invalid_body` or `invalid_pipeline` (the message names the job)", body = ErrorBody),
+    )
+)]
+/// Start a run, from a stored template or an inline pipeline.
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateRun>,
+) -> Result<Response, ApiError> {
+    let pipeline = match (body.template, body.pipeline) {
+        (Some(name), None) => {
+            check_name("template", &name)?;
+            PipelineSource::Template {
+                name,
+                version: body.version,
+            }
+        }
+        (None, Some(spec)) if body.version.is_none() => PipelineSource::Inline(spec),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "give either `template` (and optionally `version`) or `pipeline`",
+            ));
+        }
+    };
+    let input = if body.input.is_null() {
+        json!({})
+    } else {
+        body.input
+    };
+    let id = state
+        .engine
+        .submit(Submission {
+            pipeline,
+            input,
+            story_id: body.story_id,
+        })
+        .await?;
+    let location = format!("/v1/runs/{id}");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(RunCreated {
+            id,
+            state: RunState::Pending,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    state: Option<RunState>,
+    template: Option<String>,
+    story_id: Option<String>,
+    /// Cursor: the `next` of the previous page.
+    before: Option<String>,
+    /// 1 to 500; 50 by default.
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    /// Pass as `before` for the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    responses(
+        (status = 200, body = RunPage),
+        (status = 400, description = "`invalid_query` or `invalid_id`", body = ErrorBody),
+    )
+)]
+/// Runs, newest first, a page at a time.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    if let Some(before) = &query.before {
+        check_id("run", before)?;
+    }
+    if let Some(template) = &query.template {
+        check_name("template", template)?;
+    }
+    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let filter = RunFilter {
+        state: query.state.map(|s| s.as_str().to_owned()),
+        template: query.template,
+        story_id: query.story_id,
+        before: query.before,
+        limit,
+    };
+    let runs = state
+        .engine
+        .database()
+        .read(|conn| views::list_runs(conn, &filter))?;
+    let next = (runs.len() == limit)
+        .then(|| runs.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(Json(RunPage { runs, next }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, body = RunView),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+/// A run with its jobs.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RunView>, ApiError> {
+    check_id("run", &id)?;
+    let run = state
+        .engine
+        .run(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
+    Ok(Json(run))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    pub id: String,
+    pub cancelled: bool,
+}
+
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "Cancelled (the cancel is recorded)", body = Cancelled),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`run_ended`", body = ErrorBody),
+    )
+)]
+/// Cancel a run: its guests stop at once, every job not finished ends
+/// `cancelled`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Cancelled>, ApiError> {
+    check_id("run", &id)?;
+    if state.engine.cancel(&id).await? {
+        Ok(Json(Cancelled {
+            id,
+            cancelled: true,
+        }))
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_ended",
+            format!("run {id} has already ended"),
+        ))
+    }
+}

@@ -1,0 +1,1043 @@
+//! The plugins folder of `warren serve`. A `.wasm` file dropped into it
+//! becomes a plugin version without a restart; replacing the file makes a
+//! new version, deleting it retires the plugin. Each file is validated and
+//! compiled in the background, one at a time and with a time bound, before
+//! anything changes; a file that fails is quarantined with the reason.
+//!
+//! Every version's bytes are kept under the data folder, so a run pinned to
+//! a version, or an active version whose file was replaced by one waiting
+//! for approval, still loads after a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::PluginRegistry;
+use super::grants::{self, Grants, Manifest, Policy};
+use crate::db::plugins::{self as stored, VersionRecord, VersionState};
+use crate::db::{Database, DbError};
+use warren_sandbox::artifact_store::{ArtifactStore, sha256_hex};
+use warren_sandbox::plugin::{MAX_PLUGIN_BYTES, Plugin, PluginError};
+use warren_sandbox::runtime::Runtime;
+use warren_vocabulary::names::is_valid_plugin_name;
+use warren_vocabulary::now_ms;
+
+/// How often the folder is listed again, for changes no event reported.
+const RESCAN_PERIOD: Duration = Duration::from_secs(1);
+/// A file written to without being closed is examined once it has been
+/// left alone this long.
+const QUIET_PERIOD: Duration = Duration::from_secs(1);
+
+/// The file extension of plugins, and of their manifests.
+const PLUGIN_EXTENSION: &str = "wasm";
+const MANIFEST_EXTENSION: &str = "toml";
+
+/// A file that was not loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Quarantined {
+    pub file: String,
+    /// sha256 of the file, when it could be read.
+    pub digest: Option<String>,
+    pub reason: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    #[serde(skip)]
+    pub seen: Seen,
+}
+
+/// What a file was when examined: a quarantine holds until one of these
+/// changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    stamp: Option<FileStamp>,
+    digest: Option<String>,
+    /// The manifest's text.
+    manifest: Option<String>,
+}
+
+/// One version of a plugin, as the catalogue knows it.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub record: VersionRecord,
+    pub manifest: Option<Manifest>,
+    pub grants: Grants,
+}
+
+/// What examining a file did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Examined {
+    pub file: String,
+    pub name: Option<String>,
+    pub digest: Option<String>,
+    /// `active`, `pending_approval`, `inactive`, `retired`, `quarantined`,
+    /// or `error` (Warren could not examine it; it tries again).
+    pub state: String,
+    /// Why it is quarantined or waits for approval.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApproveError {
+    #[error("plugin {0} has no version {1}")]
+    NotFound(String, String),
+    #[error("version {digest} of {name} is {state}, not pending approval")]
+    NotPending {
+        name: String,
+        digest: String,
+        state: &'static str,
+    },
+    #[error("cannot load the version: {0}")]
+    Load(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The folder, the versions it produced and the files it quarantined.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct PluginDirectory {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    runtime: Arc<Runtime>,
+    db: Arc<Database>,
+    registry: PluginRegistry,
+    dir: PathBuf,
+    policy: Policy,
+    compile_timeout: Duration,
+    /// The bytes of every version, by digest.
+    store: ArtifactStore,
+    catalogue: Mutex<Catalogue>,
+    /// Files are examined one at a time: compiling is heavy, and two
+    /// examinations of the same name must not interleave.
+    examining: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Catalogue {
+    /// By plugin name, oldest first.
+    versions: BTreeMap<String, Vec<Version>>,
+    /// By file name.
+    quarantined: BTreeMap<String, Quarantined>,
+    /// What each file was when last examined, so an unchanged file is not
+    /// read again.
+    seen: HashMap<String, FileStamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+/// `name` for `name.wasm`, if the file is a plugin candidate at all (hidden
+/// files, such as uploads being written, are not).
+fn plugin_file(path: &Path) -> Option<(String, String)> {
+    let file = path.file_name()?.to_str()?;
+    if file.starts_with('.') {
+        return None;
+    }
+    let stem = file.strip_suffix(PLUGIN_EXTENSION)?.strip_suffix('.')?;
+    Some((file.to_owned(), stem.to_owned()))
+}
+
+impl PluginDirectory {
+    /// Restores the versions the database knows (loading the active ones
+    /// and those unfinished runs use), then examines every file of `dir`
+    /// and retires the plugins whose file is gone.
+    pub async fn open(
+        runtime: Arc<Runtime>,
+        db: Arc<Database>,
+        registry: PluginRegistry,
+        dir: &Path,
+        policy: Policy,
+        compile_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let store = ArtifactStore::open(&runtime.data_dir().join("plugin-versions"))?;
+        let directory = Self {
+            shared: Arc::new(Shared {
+                runtime,
+                db,
+                registry,
+                dir: dir.to_owned(),
+                policy,
+                compile_timeout,
+                store,
+                catalogue: Mutex::default(),
+                examining: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let shared = Arc::downgrade(&directory.shared);
+        directory
+            .shared
+            .registry
+            .set_loader(Arc::new(move |name: &str, digest: &str| {
+                let shared = shared.upgrade()?;
+                load_kept(&shared, name, digest)
+            }));
+        directory.restore().await?;
+        let files = directory.files()?;
+        for path in &files {
+            directory.examine(path).await;
+        }
+        let present: Vec<String> = files
+            .iter()
+            .filter_map(|p| plugin_file(p).map(|(_, name)| name))
+            .collect();
+        let gone: Vec<String> = directory
+            .catalogue()
+            .versions
+            .iter()
+            .filter(|(name, versions)| {
+                !present.contains(name)
+                    && versions.iter().any(|v| {
+                        matches!(
+                            v.record.state,
+                            VersionState::Active | VersionState::PendingApproval
+                        )
+                    })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            directory.retire(&name).await;
+        }
+        Ok(directory)
+    }
+
+    fn db(&self) -> &Database {
+        &self.shared.db
+    }
+
+    fn catalogue(&self) -> MutexGuard<'_, Catalogue> {
+        self.shared
+            .catalogue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn registry(&self) -> &PluginRegistry {
+        &self.shared.registry
+    }
+
+    /// The `.wasm` files of the folder, sorted.
+    fn files(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.shared.dir)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| plugin_file(path).is_some() && path.is_file())
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    async fn restore(&self) -> anyhow::Result<()> {
+        let records = self.db().read(stored::versions)?;
+        let pinned = self.db().read(stored::pinned_versions)?;
+        for record in records {
+            // A stored manifest that no longer parses grants the least, never
+            // everything the policy allows.
+            let (manifest, grants) = match record.manifest.as_deref().map(Manifest::parse) {
+                None => (None, grants::grant(None, &self.shared.policy)),
+                Some(Ok(manifest)) => {
+                    let grants = grants::grant(Some(&manifest), &self.shared.policy);
+                    (Some(manifest), grants)
+                }
+                Some(Err(e)) => {
+                    tracing::error!(
+                        plugin = record.name,
+                        digest = record.digest,
+                        "stored manifest no longer parses ({e}); the version gets the least grants"
+                    );
+                    (None, grants::least(&self.shared.policy))
+                }
+            };
+            let needed = record.state == VersionState::Active
+                || pinned.contains(&(record.name.clone(), record.digest.clone()));
+            if needed {
+                match self
+                    .load_stored(&record.name, &record.digest, &grants)
+                    .await
+                {
+                    Ok(plugin) if record.state == VersionState::Active => {
+                        self.shared.registry.insert(plugin);
+                    }
+                    Ok(plugin) => self.shared.registry.add_version(plugin),
+                    Err(e) => tracing::warn!(
+                        plugin = record.name,
+                        digest = record.digest,
+                        "stored plugin version not loaded: {e}"
+                    ),
+                }
+            }
+            self.catalogue()
+                .versions
+                .entry(record.name.clone())
+                .or_default()
+                .push(Version {
+                    record,
+                    manifest,
+                    grants,
+                });
+        }
+        Ok(())
+    }
+
+    /// Loads a version from the kept bytes (compiled code comes from the
+    /// cache when it is there).
+    async fn load_stored(
+        &self,
+        name: &str,
+        digest: &str,
+        grants: &Grants,
+    ) -> Result<Plugin, String> {
+        let bytes = self
+            .shared
+            .store
+            .get(digest, MAX_PLUGIN_BYTES)
+            .map_err(|e| e.to_string())?;
+        let plugin = self.compile(name, bytes).await?;
+        Ok(plugin.with_grants(grants.clone()))
+    }
+
+    /// Validates and compiles off the async threads, within the time bound.
+    async fn compile(&self, name: &str, bytes: Vec<u8>) -> Result<Plugin, String> {
+        let runtime = self.shared.runtime.clone();
+        let owned_name = name.to_owned();
+        let work = tokio::task::spawn_blocking(move || runtime.load_bytes(&owned_name, &bytes));
+        match tokio::time::timeout(self.shared.compile_timeout, work).await {
+            Ok(Ok(result)) => result.map_err(|e: PluginError| e.to_string()),
+            Ok(Err(e)) => Err(format!("validation stopped: {e}")),
+            Err(_) => Err(format!(
+                "compiling took longer than {} s",
+                self.shared.compile_timeout.as_secs_f64()
+            )),
+        }
+    }
+
+    /// The file's fault: it is not loaded until it changes (content,
+    /// manifest, or just its modification time).
+    fn quarantine(&self, file: &str, seen: Seen, reason: String) -> Examined {
+        tracing::warn!("plugin file {file} quarantined: {reason}");
+        let entry = Quarantined {
+            file: file.to_owned(),
+            digest: seen.digest.clone(),
+            reason: reason.clone(),
+            at: now_ms(),
+            seen: seen.clone(),
+        };
+        self.catalogue().quarantined.insert(file.to_owned(), entry);
+        Examined {
+            file: file.to_owned(),
+            name: None,
+            digest: seen.digest,
+            state: "quarantined".into(),
+            reason: Some(reason),
+        }
+    }
+
+    /// Warren's fault (a database or disk error): nothing is recorded
+    /// against the file, which is examined again at the next listing.
+    fn host_failure(&self, file: &str, digest: Option<String>, reason: String) -> Examined {
+        tracing::error!("plugin file {file} not examined: {reason}");
+        self.catalogue().seen.remove(file);
+        Examined {
+            file: file.to_owned(),
+            name: None,
+            digest,
+            state: "error".into(),
+            reason: Some(reason),
+        }
+    }
+
+    fn examined(file: &str, version: &VersionRecord) -> Examined {
+        Examined {
+            file: file.to_owned(),
+            name: Some(version.name.clone()),
+            digest: Some(version.digest.clone()),
+            state: version.state.as_str().into(),
+            reason: version.note.clone(),
+        }
+    }
+
+    /// Makes a version of `path` if its content is new: validated, compiled,
+    /// granted, then active, or pending approval when it asks for more than
+    /// the plugin's last active version. Never fails; what went wrong is in
+    /// the answer.
+    pub async fn examine(&self, path: &Path) -> Examined {
+        let _turn = self.shared.examining.lock().await;
+        let Some((file, name)) = plugin_file(path) else {
+            let file = path.display().to_string();
+            return self.quarantine(&file, Seen::default(), "not a `.wasm` plugin file".into());
+        };
+        let metadata = match std::fs::metadata(path) {
+            Ok(metadata) => metadata,
+            Err(e) => return self.host_failure(&file, None, format!("cannot read it: {e}")),
+        };
+        let stamp = FileStamp {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        };
+        // Whatever the outcome, an unchanged file is not examined again.
+        self.catalogue().seen.insert(file.clone(), stamp);
+        let mut seen = Seen {
+            stamp: Some(stamp),
+            ..Seen::default()
+        };
+        if !is_valid_plugin_name(&name) {
+            let error = PluginError::BadName { name };
+            return self.quarantine(&file, seen, error.to_string());
+        }
+        if metadata.len() > MAX_PLUGIN_BYTES {
+            let error = PluginError::TooLarge {
+                size: metadata.len(),
+                limit: MAX_PLUGIN_BYTES,
+            };
+            return self.quarantine(&file, seen, error.to_string());
+        }
+        let read_path = path.to_owned();
+        let bytes = match tokio::task::spawn_blocking(move || std::fs::read(read_path)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return self.host_failure(&file, None, format!("cannot read it: {e}")),
+            Err(e) => return self.host_failure(&file, None, format!("cannot read it: {e}")),
+        };
+        let digest = sha256_hex(&bytes);
+        seen.digest = Some(digest.clone());
+        let manifest_text = match read_manifest_text(path) {
+            Ok(text) => text,
+            Err(e) => {
+                let reason = format!("cannot read {name}.{MANIFEST_EXTENSION}: {e}");
+                return self.quarantine(&file, seen, reason);
+            }
+        };
+        seen.manifest = manifest_text.clone();
+        if let Some(earlier) = self.catalogue().quarantined.get(&file)
+            && earlier.seen == seen
+        {
+            return Examined {
+                file,
+                name: Some(name),
+                digest: Some(digest),
+                state: "quarantined".into(),
+                reason: Some(earlier.reason.clone()),
+            };
+        }
+        if let Some(known) = self.version(&name, &digest) {
+            return self.reexamine(&file, known, bytes).await;
+        }
+
+        let manifest = match manifest_text.as_deref().map(|t| parse_manifest(t, &name)) {
+            None => None,
+            Some(Ok(manifest)) => Some(manifest),
+            Some(Err(reason)) => return self.quarantine(&file, seen, reason),
+        };
+        let size = bytes.len() as u64;
+        let plugin = match self.compile(&name, bytes.clone()).await {
+            Ok(plugin) => plugin,
+            Err(reason) => return self.quarantine(&file, seen, reason),
+        };
+        if let Some(kind) = manifest.as_ref().and_then(|m| m.kind)
+            && kind != plugin.kind()
+        {
+            let reason = format!(
+                "the manifest says kind {kind:?}, the component exports the {:?} world",
+                plugin.kind()
+            );
+            return self.quarantine(&file, seen, reason);
+        }
+        // Only versions that loaded are kept.
+        if let Err(e) = self.shared.store.put(&bytes) {
+            return self.host_failure(&file, Some(digest), format!("cannot keep a copy: {e}"));
+        }
+        let grants = grants::grant(manifest.as_ref(), &self.shared.policy);
+        let plugin = plugin.with_grants(grants.clone());
+        let now = now_ms();
+        let record = VersionRecord {
+            name: name.clone(),
+            digest: digest.clone(),
+            kind: format!("{:?}", plugin.kind()).to_lowercase(),
+            size,
+            state: VersionState::Active,
+            // Exactly the text the grants came from.
+            manifest: manifest_text,
+            note: None,
+            first_seen_at: now,
+            activated_at: None,
+            approved_at: None,
+        };
+        self.shared.registry.add_version(plugin);
+        let version = Version {
+            record,
+            manifest,
+            grants,
+        };
+        match self.decide(version).await {
+            Ok(record) => {
+                self.catalogue().quarantined.remove(&file);
+                tracing::info!(
+                    plugin = name,
+                    digest,
+                    state = record.state.as_str(),
+                    "plugin version added"
+                );
+                Self::examined(&file, &record)
+            }
+            Err(e) => self.host_failure(&file, Some(digest), format!("cannot record it: {e}")),
+        }
+    }
+
+    /// Active at once when the plugin has never had an active version, or
+    /// when this one asks for no more than the last active one (whatever
+    /// became of it: deleting a file does not reset what was approved);
+    /// pending approval otherwise. Versions still pending are superseded:
+    /// the folder's newest file is what an admin approves.
+    async fn decide(&self, mut version: Version) -> Result<VersionRecord, DbError> {
+        let name = version.record.name.clone();
+        let escalations = self
+            .baseline(&name)
+            .filter(|base| base.record.digest != version.record.digest)
+            .map(|base| {
+                let more = version.grants.escalations_over(&base.grants);
+                (base.record.digest, more)
+            });
+        let mut changed = Vec::new();
+        match escalations {
+            Some((base, more)) if !more.is_empty() => {
+                version.record.state = VersionState::PendingApproval;
+                version.record.note = Some(format!(
+                    "asks for more than version {base}: {}",
+                    more.join(", ")
+                ));
+            }
+            _ => {
+                version.record.state = VersionState::Active;
+                version.record.note = None;
+                version.record.activated_at = Some(now_ms());
+                if let Some(mut previous) = self.active(&name) {
+                    previous.record.state = VersionState::Inactive;
+                    changed.push(previous);
+                }
+            }
+        }
+        for mut pending in self.pending(&name) {
+            if pending.record.digest != version.record.digest {
+                pending.record.state = VersionState::Inactive;
+                pending.record.note = Some("replaced by a newer file before approval".into());
+                changed.push(pending);
+            }
+        }
+        changed.push(version.clone());
+        self.record(changed).await?;
+        if version.record.state == VersionState::Active {
+            self.shared.registry.activate(&name, &version.record.digest);
+        }
+        Ok(version.record)
+    }
+
+    /// A file whose content is a version seen before. Active and pending
+    /// versions stay so (loaded again if a restart could not); one that was
+    /// active before is active again (going back is no escalation); one
+    /// never active is decided again.
+    async fn reexamine(&self, file: &str, known: Version, bytes: Vec<u8>) -> Examined {
+        self.catalogue().quarantined.remove(file);
+        let (name, digest) = (known.record.name.clone(), known.record.digest.clone());
+        if known.record.state == VersionState::PendingApproval {
+            return Self::examined(file, &known.record);
+        }
+        if self.shared.registry.version(&name, &digest).is_none() {
+            match self.compile(&name, bytes.clone()).await {
+                Ok(plugin) => self
+                    .shared
+                    .registry
+                    .add_version(plugin.with_grants(known.grants.clone())),
+                Err(reason) => {
+                    let seen = Seen {
+                        digest: Some(digest),
+                        ..Seen::default()
+                    };
+                    return self.quarantine(file, seen, reason);
+                }
+            }
+            if let Err(e) = self.shared.store.put(&bytes) {
+                tracing::warn!(plugin = name, "cannot keep a copy of the version: {e}");
+            }
+        }
+        let result = match known.record.state {
+            VersionState::Active => {
+                self.shared.registry.activate(&name, &digest);
+                Ok(known.record.clone())
+            }
+            _ if known.record.activated_at.is_some() => {
+                let mut version = known.clone();
+                version.record.state = VersionState::Active;
+                version.record.activated_at = Some(now_ms());
+                let mut changed = Vec::new();
+                if let Some(mut previous) = self.active(&name) {
+                    previous.record.state = VersionState::Inactive;
+                    changed.push(previous);
+                }
+                changed.push(version.clone());
+                match self.record(changed).await {
+                    Ok(()) => {
+                        self.shared.registry.activate(&name, &digest);
+                        Ok(version.record)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => self.decide(known.clone()).await,
+        };
+        match result {
+            Ok(record) => Self::examined(file, &record),
+            Err(e) => self.host_failure(file, Some(digest), format!("cannot record it: {e}")),
+        }
+    }
+
+    fn version(&self, name: &str, digest: &str) -> Option<Version> {
+        self.catalogue()
+            .versions
+            .get(name)?
+            .iter()
+            .find(|v| v.record.digest == digest)
+            .cloned()
+    }
+
+    fn active(&self, name: &str) -> Option<Version> {
+        self.catalogue()
+            .versions
+            .get(name)?
+            .iter()
+            .find(|v| v.record.state == VersionState::Active)
+            .cloned()
+    }
+
+    fn pending(&self, name: &str) -> Vec<Version> {
+        self.catalogue()
+            .versions
+            .get(name)
+            .map(|versions| {
+                versions
+                    .iter()
+                    .filter(|v| v.record.state == VersionState::PendingApproval)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The version a new one is compared to: the last one made active.
+    fn baseline(&self, name: &str) -> Option<Version> {
+        self.catalogue()
+            .versions
+            .get(name)?
+            .iter()
+            .filter(|v| v.record.activated_at.is_some())
+            .max_by_key(|v| v.record.activated_at)
+            .cloned()
+    }
+
+    /// Writes `versions` in one transaction, then shows them in the
+    /// catalogue (never the other way round).
+    async fn record(&self, versions: Vec<Version>) -> Result<(), DbError> {
+        let records: Vec<VersionRecord> = versions.iter().map(|v| v.record.clone()).collect();
+        self.db()
+            .write(move |conn| {
+                for record in &records {
+                    stored::save(conn, record)?;
+                }
+                Ok(())
+            })
+            .await?;
+        for version in versions {
+            self.put(version);
+        }
+        Ok(())
+    }
+
+    /// Stores `version` in the catalogue, replacing its earlier state.
+    fn put(&self, version: Version) {
+        let mut catalogue = self.catalogue();
+        let versions = catalogue
+            .versions
+            .entry(version.record.name.clone())
+            .or_default();
+        match versions
+            .iter_mut()
+            .find(|v| v.record.digest == version.record.digest)
+        {
+            Some(slot) => *slot = version,
+            None => versions.push(version),
+        }
+    }
+
+    /// The file of `name` is gone: new runs can no longer use it. Its
+    /// versions stay, for history and for the runs pinned to them.
+    pub async fn retire(&self, name: &str) {
+        let _turn = self.shared.examining.lock().await;
+        let file = format!("{name}.{PLUGIN_EXTENSION}");
+        if self.shared.dir.join(&file).is_file() {
+            return;
+        }
+        {
+            let mut catalogue = self.catalogue();
+            catalogue.seen.remove(&file);
+            catalogue.quarantined.remove(&file);
+        }
+        let mut changed: Vec<Version> = self
+            .catalogue()
+            .versions
+            .get(name)
+            .map(|versions| {
+                versions
+                    .iter()
+                    .filter(|v| {
+                        matches!(
+                            v.record.state,
+                            VersionState::Active | VersionState::PendingApproval
+                        )
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if changed.is_empty() {
+            return;
+        }
+        for version in &mut changed {
+            version.record.state = VersionState::Retired;
+        }
+        let records: Vec<VersionRecord> = changed.iter().map(|v| v.record.clone()).collect();
+        let saved = self
+            .db()
+            .write(move |conn| {
+                for record in &records {
+                    stored::save(conn, record)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = saved {
+            tracing::error!(plugin = name, "retiring the plugin was not recorded: {e}");
+        }
+        self.shared.registry.retire(name);
+        for version in changed {
+            self.put(version);
+        }
+        tracing::info!(plugin = name, "plugin retired: its file was removed");
+    }
+
+    /// Makes a version waiting for approval the active one.
+    pub async fn approve(&self, name: &str, digest: &str) -> Result<Version, ApproveError> {
+        let _turn = self.shared.examining.lock().await;
+        let version = self
+            .version(name, digest)
+            .ok_or_else(|| ApproveError::NotFound(name.to_owned(), digest.to_owned()))?;
+        if version.record.state != VersionState::PendingApproval {
+            return Err(ApproveError::NotPending {
+                name: name.to_owned(),
+                digest: digest.to_owned(),
+                state: version.record.state.as_str(),
+            });
+        }
+        if self.shared.registry.version(name, digest).is_none() {
+            let plugin = self
+                .load_stored(name, digest, &version.grants)
+                .await
+                .map_err(ApproveError::Load)?;
+            self.shared.registry.add_version(plugin);
+        }
+        let mut version = version;
+        let now = now_ms();
+        version.record.state = VersionState::Active;
+        version.record.approved_at = Some(now);
+        version.record.activated_at = Some(now);
+        version.record.note = None;
+        let mut changed = Vec::new();
+        if let Some(mut previous) = self.active(name) {
+            previous.record.state = VersionState::Inactive;
+            changed.push(previous);
+        }
+        changed.push(version);
+        self.record(changed).await?;
+        self.shared.registry.activate(name, digest);
+        tracing::info!(plugin = name, digest, "plugin version approved");
+        self.version(name, digest)
+            .ok_or_else(|| ApproveError::NotFound(name.to_owned(), digest.to_owned()))
+    }
+
+    /// Every plugin's versions, by name.
+    pub fn plugins(&self) -> BTreeMap<String, Vec<Version>> {
+        self.catalogue().versions.clone()
+    }
+
+    pub fn versions_of(&self, name: &str) -> Option<Vec<Version>> {
+        self.catalogue().versions.get(name).cloned()
+    }
+
+    pub fn quarantined(&self) -> Vec<Quarantined> {
+        self.catalogue().quarantined.values().cloned().collect()
+    }
+
+    /// Lands uploaded bytes in the folder the way an operator should: a
+    /// hidden temporary file, then an atomic rename; then examines it.
+    pub async fn upload(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        manifest: bool,
+    ) -> std::io::Result<Option<Examined>> {
+        let extension = if manifest {
+            MANIFEST_EXTENSION
+        } else {
+            PLUGIN_EXTENSION
+        };
+        let target = self.shared.dir.join(format!("{name}.{extension}"));
+        let temporary = self.shared.dir.join(format!(
+            ".{name}.{extension}.{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let contents = bytes.to_vec();
+        let (from, to) = (temporary.clone(), target.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut file = std::fs::File::create(&from)?;
+            file.write_all(&contents)?;
+            file.sync_all()?;
+            std::fs::rename(&from, &to)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })?;
+        if manifest {
+            return Ok(None);
+        }
+        Ok(Some(self.examine(&target).await))
+    }
+
+    /// Follows the folder until the returned handle is dropped: file events
+    /// as they come, and a listing every second for what they missed (or
+    /// for everything, where file events are unavailable).
+    pub fn watch(&self) -> Watching {
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = match watch_events(&self.shared.dir, events) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                tracing::warn!(
+                    "no file events for {} ({e}); it is listed every second instead",
+                    self.shared.dir.display()
+                );
+                None
+            }
+        };
+        let directory = self.clone();
+        let task = tokio::spawn(async move {
+            let mut rescan = tokio::time::interval(RESCAN_PERIOD);
+            rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Files written to and not yet closed, with the last write.
+            let mut writing: HashMap<PathBuf, Instant> = HashMap::new();
+            loop {
+                tokio::select! {
+                    Some(event) = received.recv() => match event {
+                        Ok(event) => directory.on_event(event, &mut writing).await,
+                        Err(e) => tracing::warn!("watching the plugins folder: {e}"),
+                    },
+                    _ = rescan.tick() => directory.rescan(&mut writing).await,
+                }
+            }
+        });
+        Watching {
+            _watcher: watcher,
+            task,
+        }
+    }
+
+    async fn on_event(&self, event: notify::Event, writing: &mut HashMap<PathBuf, Instant>) {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        match event.kind {
+            // Written and closed, or renamed in: complete.
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                for path in event.paths.iter().filter(|p| plugin_file(p).is_some()) {
+                    writing.remove(path);
+                    if path.is_file() {
+                        self.examine(path).await;
+                    }
+                }
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                if let [from, to] = &event.paths[..] {
+                    self.on_gone(from, writing).await;
+                    if plugin_file(to).is_some() && to.is_file() {
+                        writing.remove(to);
+                        self.examine(to).await;
+                    }
+                }
+            }
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                for path in &event.paths {
+                    self.on_gone(path, writing).await;
+                }
+            }
+            EventKind::Create(_) | EventKind::Modify(_) => {
+                for path in event.paths.iter().filter(|p| plugin_file(p).is_some()) {
+                    writing.insert(path.clone(), Instant::now());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_gone(&self, path: &Path, writing: &mut HashMap<PathBuf, Instant>) {
+        writing.remove(path);
+        if let Some((_, name)) = plugin_file(path)
+            && !path.exists()
+        {
+            self.retire(&name).await;
+        }
+    }
+
+    /// Examines files that changed without an event saying they are
+    /// complete (once left alone for a while), and retires plugins whose
+    /// file is gone.
+    async fn rescan(&self, writing: &mut HashMap<PathBuf, Instant>) {
+        let files = match self.files() {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("listing the plugins folder: {e}");
+                return;
+            }
+        };
+        for path in &files {
+            if writing
+                .get(path)
+                .is_some_and(|at| at.elapsed() < QUIET_PERIOD)
+            {
+                continue;
+            }
+            writing.remove(path);
+            let Some((file, _)) = plugin_file(path) else {
+                continue;
+            };
+            let stamp = std::fs::metadata(path).ok().map(|m| FileStamp {
+                len: m.len(),
+                modified: m.modified().ok(),
+            });
+            let unchanged = stamp.is_some() && self.catalogue().seen.get(&file) == stamp.as_ref();
+            if !unchanged {
+                self.examine(path).await;
+            }
+        }
+        let gone: Vec<String> = {
+            let catalogue = self.catalogue();
+            catalogue
+                .seen
+                .keys()
+                .filter(|file| {
+                    !files
+                        .iter()
+                        .any(|p| p.file_name().is_some_and(|n| n == file.as_str()))
+                })
+                .filter_map(|file| plugin_file(Path::new(file)).map(|(_, name)| name))
+                .collect()
+        };
+        for name in gone {
+            self.retire(&name).await;
+        }
+    }
+}
+
+type FileEvents = tokio::sync::mpsc::UnboundedSender<notify::Result<notify::Event>>;
+
+fn watch_events(dir: &Path, events: FileEvents) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = events.send(event);
+    })?;
+    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+/// A version from its kept copy, with its grants, for runs pinned to a
+/// version no longer loaded (a retried job of an ended run, say).
+fn load_kept(shared: &Shared, name: &str, digest: &str) -> Option<Plugin> {
+    let grants = shared
+        .catalogue
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .versions
+        .get(name)?
+        .iter()
+        .find(|v| v.record.digest == digest)?
+        .grants
+        .clone();
+    let loaded = shared
+        .store
+        .get(digest, MAX_PLUGIN_BYTES)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            shared
+                .runtime
+                .load_bytes(name, &bytes)
+                .map_err(|e| e.to_string())
+        });
+    match loaded {
+        Ok(plugin) => Some(plugin.with_grants(grants)),
+        Err(e) => {
+            tracing::warn!(plugin = name, digest, "kept version not loaded: {e}");
+            None
+        }
+    }
+}
+
+fn manifest_path(path: &Path) -> PathBuf {
+    path.with_extension(MANIFEST_EXTENSION)
+}
+
+/// The manifest beside `path`, if there is one.
+fn read_manifest_text(path: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(manifest_path(path)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Parses and checks the manifest of plugin `name`.
+fn parse_manifest(text: &str, name: &str) -> Result<Manifest, String> {
+    let invalid = |e: String| format!("invalid manifest {name}.{MANIFEST_EXTENSION}: {e}");
+    let manifest = Manifest::parse(text).map_err(invalid)?;
+    if let Some(named) = &manifest.name
+        && named != name
+    {
+        return Err(format!(
+            "the manifest names the plugin {named:?}, but the file is {name}.{PLUGIN_EXTENSION}"
+        ));
+    }
+    let unbounded = warren_vocabulary::LimitsSpec::from_fields([Some(u64::MAX); 7])
+        .resolve(&warren_vocabulary::Limits::default());
+    manifest.limits.check(&unbounded).map_err(invalid)?;
+    Ok(manifest)
+}
+
+/// Watching the folder; dropping it stops.
+pub struct Watching {
+    _watcher: Option<notify::RecommendedWatcher>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,155 @@
+//! The plugins an engine can run, by name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use warren_sandbox::plugin::{Plugin, PluginError};
+use warren_sandbox::runtime::Runtime;
+
+/// Loaded plugins: the active version of each name, which new runs use, and
+/// every other version still loaded, since a run keeps the version it
+/// started with. Cheap to clone and share; so are the plugins it hands out
+/// (a lookup per submitted job and per attempt).
+#[derive(Clone, Default)]
+pub struct PluginRegistry {
+    inner: Arc<RwLock<Loaded>>,
+    loader: Arc<RwLock<Option<VersionLoader>>>,
+}
+
+/// Loads a version that is not in memory (from a kept copy); may compile.
+pub type VersionLoader = Arc<dyn Fn(&str, &str) -> Option<Plugin> + Send + Sync>;
+
+#[derive(Default)]
+struct Loaded {
+    active: HashMap<String, Arc<Plugin>>,
+    /// Every loaded version by name then digest, active ones included.
+    versions: HashMap<String, HashMap<String, Arc<Plugin>>>,
+}
+
+impl std::fmt::Debug for PluginRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl PluginRegistry {
+    /// Loads every `.wasm` file of `dir`; returns the files it rejected.
+    pub fn load_dir(
+        &self,
+        runtime: &Runtime,
+        dir: &Path,
+    ) -> std::io::Result<Vec<(PathBuf, PluginError)>> {
+        let mut rejected = Vec::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            match runtime.load_file(&path) {
+                Ok(plugin) => self.insert(plugin),
+                Err(e) => rejected.push((path, e)),
+            }
+        }
+        Ok(rejected)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Loaded> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds `plugin` and makes it the active version of its name.
+    pub fn insert(&self, plugin: Plugin) {
+        let plugin = Arc::new(plugin);
+        let mut loaded = self.write();
+        loaded
+            .versions
+            .entry(plugin.name().to_owned())
+            .or_default()
+            .insert(plugin.digest().to_owned(), plugin.clone());
+        loaded.active.insert(plugin.name().to_owned(), plugin);
+    }
+
+    /// Adds `plugin` without making it active: runs pinned to it can run.
+    pub fn add_version(&self, plugin: Plugin) {
+        let plugin = Arc::new(plugin);
+        self.write()
+            .versions
+            .entry(plugin.name().to_owned())
+            .or_default()
+            .insert(plugin.digest().to_owned(), plugin);
+    }
+
+    /// Makes a loaded version the active one; false if it is not loaded.
+    pub fn activate(&self, name: &str, digest: &str) -> bool {
+        let mut loaded = self.write();
+        let Some(plugin) = loaded
+            .versions
+            .get(name)
+            .and_then(|versions| versions.get(digest))
+            .cloned()
+        else {
+            return false;
+        };
+        loaded.active.insert(name.to_owned(), plugin);
+        true
+    }
+
+    /// New runs can no longer use `name`; runs pinned to one of its
+    /// versions still can.
+    pub fn retire(&self, name: &str) {
+        self.write().active.remove(name);
+    }
+
+    /// The active version of `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.read().active.get(name).cloned()
+    }
+
+    /// Version `digest` of `name`, active or not, if loaded.
+    pub fn version(&self, name: &str, digest: &str) -> Option<Arc<Plugin>> {
+        self.read().versions.get(name)?.get(digest).cloned()
+    }
+
+    /// Where [`PluginRegistry::ensure_version`] finds versions not loaded.
+    pub fn set_loader(&self, loader: VersionLoader) {
+        *self.loader.write().unwrap_or_else(|p| p.into_inner()) = Some(loader);
+    }
+
+    /// Loads version `digest` of `name` if it is not loaded and a loader can
+    /// find it; returns whether it is loaded. Blocking: it may compile.
+    pub fn ensure_version(&self, name: &str, digest: &str) -> bool {
+        if self.version(name, digest).is_some() {
+            return true;
+        }
+        let loader = self
+            .loader
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match loader.and_then(|load| load(name, digest)) {
+            Some(plugin) => {
+                self.add_version(plugin);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `name` has an active version.
+    pub fn contains(&self, name: &str) -> bool {
+        self.read().active.contains_key(name)
+    }
+
+    /// Names with an active version, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read().active.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}

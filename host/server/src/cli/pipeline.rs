@@ -1,0 +1,133 @@
+//! `warren pipeline run FILE` and `warren pipeline resume`: the engine in
+//! one process, until its runs end. A run interrupted by a crash is picked
+//! up by the next `resume` (or `run`) on the same data directory.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::exit;
+use crate::db::Durability;
+use crate::db::runs::RunView;
+use crate::host::HostBuilder;
+use crate::scheduler::spec::PipelineSpec;
+use crate::scheduler::{Engine, EngineConfig, EngineError, PipelineSource, Submission};
+use warren_vocabulary::RunState;
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub plugins_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0:#}")]
+    Host(anyhow::Error),
+}
+
+impl PipelineError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Usage(_) | Self::Engine(EngineError::Spec(_) | EngineError::BadStoryId(_)) => {
+                exit::INVALID
+            }
+            _ => exit::LIMIT_OR_TRAP,
+        }
+    }
+}
+
+/// The exit code for a run that ended: 0 completed, 1 failed, 2 otherwise.
+pub fn exit_code(run: &RunView) -> i32 {
+    match run.state {
+        RunState::Completed => exit::SUCCESS,
+        RunState::Failed => exit::JOB_ERROR,
+        _ => exit::LIMIT_OR_TRAP,
+    }
+}
+
+/// Starts an engine over `options`, recovering unfinished runs.
+pub async fn start_engine(options: &EngineOptions) -> Result<Engine, PipelineError> {
+    let host = HostBuilder::new(&options.data_dir)
+        .durability(options.durability)
+        .open()
+        .map_err(PipelineError::Host)?;
+    let rejected = host
+        .plugins
+        .load_dir(&host.runtime, &options.plugins_dir)
+        .map_err(|e| {
+            PipelineError::Usage(format!(
+                "cannot read {}: {e}",
+                options.plugins_dir.display()
+            ))
+        })?;
+    for (path, error) in rejected {
+        eprintln!("warning: skipping {}: {error}", path.display());
+    }
+    let engine_config = EngineConfig {
+        max_concurrent_jobs: options.concurrency.max(1),
+        ..EngineConfig::default()
+    };
+    Ok(host.start_engine(engine_config).await?)
+}
+
+/// Submits the pipeline in `file` and waits for the run to end.
+pub async fn run(
+    options: &EngineOptions,
+    file: &std::path::Path,
+    input: serde_json::Value,
+    story_id: Option<String>,
+) -> Result<RunView, PipelineError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| PipelineError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let spec: PipelineSpec = serde_json::from_str(&text).map_err(|e| {
+        PipelineError::Usage(format!("{} is not a valid pipeline: {e}", file.display()))
+    })?;
+    let engine = start_engine(options).await?;
+    let run_id = engine
+        .submit(Submission {
+            pipeline: PipelineSource::Inline(spec),
+            input,
+            story_id,
+        })
+        .await?;
+    eprintln!("run {run_id} submitted");
+    wait_until_ended(&engine, &run_id).await
+}
+
+/// Finishes every run a previous process left unfinished.
+pub async fn resume(options: &EngineOptions) -> Result<Vec<RunView>, PipelineError> {
+    let engine = start_engine(options).await?;
+    let mut ended = Vec::new();
+    for run_id in engine.recovered_runs() {
+        ended.push(wait_until_ended(&engine, run_id).await?);
+    }
+    Ok(ended)
+}
+
+async fn wait_until_ended(engine: &Engine, run_id: &str) -> Result<RunView, PipelineError> {
+    loop {
+        let run = engine.wait(run_id, Duration::from_secs(3600)).await?;
+        if run.state.is_terminal() {
+            return Ok(run);
+        }
+    }
+}
+
+/// One line per job on stderr.
+pub fn print_summary(run: &RunView) {
+    eprintln!("run {}: {}", run.id, run.state);
+    for job in &run.jobs {
+        eprintln!(
+            "  {:<24} {:<12} attempts {}",
+            job.name,
+            job.state.as_str(),
+            job.attempts
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! `warren serve`: the engine behind the HTTP API, with the plugins of a
+//! folder and a demo template, until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::oneshot;
+
+use crate::api::{self, AppContext, RouterOptions};
+use crate::catalogue::directory::{PluginDirectory, Watching};
+use crate::config::ServeConfig;
+use crate::host::HostBuilder;
+use crate::scheduler::spec::PipelineSpec;
+use crate::scheduler::{Engine, EngineConfig};
+
+/// The template every fresh server offers, made of first-party plugins.
+pub const DEMO_TEMPLATE: &str = "build-and-check";
+const DEMO_PIPELINE: &str = include_str!("../../../../examples/pipelines/build-and-check.json");
+
+/// A server listening and running; dropping it does not stop it, call
+/// [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub engine: Engine,
+    pub plugins: PluginDirectory,
+    stop: oneshot::Sender<()>,
+    _watching: Watching,
+    served: tokio::task::JoinHandle<()>,
+    grace: Duration,
+}
+
+/// Opens the data folder, loads plugins, recovers unfinished runs, adds the
+/// demo template if missing, and starts answering on `config.listen`.
+pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
+    let mut builder = HostBuilder::new(&config.data_dir)
+        .durability(config.durability)
+        .compile_timeout(config.compile_timeout);
+    if let Some(cache_dir) = &config.cache_dir {
+        builder = builder.cache_dir(Some(cache_dir.clone()));
+    }
+    let host = builder.open()?;
+    let plugins_dir = config
+        .plugins_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::BUILTIN_PLUGINS_DIR));
+    let plugins = host
+        .open_plugins_dir(&plugins_dir, config.policy.clone())
+        .await?;
+    let watching = plugins.watch();
+    let engine = host
+        .start_engine(EngineConfig {
+            max_concurrent_jobs: config.max_concurrent_jobs,
+            limit_ceiling: config.policy.max_limits.clone(),
+            ..EngineConfig::default()
+        })
+        .await?;
+    let runtime = host.runtime.clone();
+    add_demo_template(&engine).await;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AppContext {
+        engine: engine.clone(),
+        plugins: plugins.clone(),
+        runtime,
+        tokens: Arc::new(config.tokens.clone()),
+        request_timeout: config.request_timeout,
+    });
+    let router = api::app(
+        state,
+        &RouterOptions {
+            max_body_bytes: config.max_body_bytes,
+            cors_origins: config.cors_origins.clone(),
+        },
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(api::server::serve(
+        listener,
+        router,
+        config.request_timeout,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(RunningServer {
+        addr,
+        engine,
+        plugins,
+        stop,
+        _watching: watching,
+        served,
+        grace: config.shutdown_grace,
+    })
+}
+
+async fn add_demo_template(engine: &Engine) {
+    let exists = engine
+        .database()
+        .read(|conn| crate::db::runs::get_template(conn, DEMO_TEMPLATE, None));
+    if !matches!(exists, Ok(None)) {
+        return;
+    }
+    let created = match serde_json::from_str::<PipelineSpec>(DEMO_PIPELINE) {
+        Ok(spec) => engine
+            .create_template(DEMO_TEMPLATE, &spec)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = created {
+        tracing::info!("demo template {DEMO_TEMPLATE:?} not added: {e}");
+    }
+}
+
+impl RunningServer {
+    /// Stops accepting requests, gives running attempts the grace period to
+    /// finish, and returns; what is left is recovered at the next start.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.engine.drain();
+        let deadline = Instant::now() + self.grace;
+        let metrics = self.engine.metrics();
+        while metrics.running.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = metrics.running.load(Ordering::Relaxed);
+        if left > 0 {
+            tracing::warn!(
+                "{left} attempts still running at shutdown; the next start retries them"
+            );
+        }
+        // What the attempts that finished decided is committed before exit.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(remaining, self.engine.sync())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the last decisions were not committed in time; the next start redoes them"
+            );
+        }
+        // Open streams (SSE) are not waited for beyond the grace period.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, self.served).await {
+            Ok(joined) => joined?,
+            Err(_) => tracing::warn!("connections still open at shutdown were dropped"),
+        }
+        Ok(())
+    }
+}
+
+/// What `warren serve` prints once it listens.
+pub fn banner(server: &RunningServer, data_dir: &Path, with_tokens: bool) -> String {
+    let base = format!("http://{}", server.addr);
+    let auth = if with_tokens {
+        " -H \"authorization: Bearer $WARREN_TOKEN\""
+    } else {
+        ""
+    };
+    let mut names = server.engine.plugins().names();
+    names.sort();
+    let mut text = format!(
+        "warren listening on {base}\n  data:    {}\n  plugins: {} ({})\n",
+        data_dir.display(),
+        server.plugins.dir().display(),
+        names.join(", ")
+    );
+    for quarantined in server.plugins.quarantined() {
+        text.push_str(&format!(
+            "  quarantined: {}: {}\n",
+            quarantined.file, quarantined.reason
+        ));
+    }
+    text.push_str(&format!(
+        "\nStart the demo pipeline:\n  curl -s{auth} -H 'content-type: application/json' \\\n    -d '{{\"template\":\"{DEMO_TEMPLATE}\",\"input\":{{\"goal\":\"a word counter\"}}}}' {base}/v1/runs\n\
+         Follow it (use the id it returned):\n  curl -sN{auth} {base}/v1/runs/RUN_ID/events\n\
+         API: {base}/v1   health: {base}/health   metrics: {base}/metrics\n"
+    ));
+    text
+}
+
+/// Resolves when the process is asked to stop.
+pub async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

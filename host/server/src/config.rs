@@ -1,0 +1,373 @@
+//! `warren serve` settings: built-in defaults, then `warren.toml`, then
+//! `WARREN_*` environment variables, then flags; each layer overrides the
+//! one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::catalogue::grants::{DirectoryRule, Policy};
+use crate::db::Durability;
+use warren_vocabulary::{LimitsSpec, MemoryScope};
+
+/// What a bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything a client may do, plus templates, plugins and configuration.
+    Admin,
+    /// Runs, approvals and reading.
+    Client,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// Shown in logs instead of the secret.
+    pub name: String,
+    pub token: String,
+    pub role: Role,
+}
+
+/// One layer of settings; unset fields leave the layer below in place.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub plugins_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub durability: Option<Durability>,
+    pub max_concurrent_jobs: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
+    pub shutdown_grace_ms: Option<u64>,
+    pub cors_origins: Option<Vec<String>>,
+    pub tokens: Option<Vec<Token>>,
+    /// Longest a plugin file may take to validate and compile.
+    pub compile_timeout_ms: Option<u64>,
+    /// `[policy]` of `warren.toml`.
+    pub policy: Option<PolicyLayer>,
+}
+
+/// The operator's caps on plugins (`[policy]`); see [`Policy`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLayer {
+    /// `[policy.max_limits]`: the most any attempt may use.
+    pub max_limits: Option<LimitsSpec>,
+    /// `[policy.default_limits]`: what a job asking for nothing gets.
+    pub default_limits: Option<LimitsSpec>,
+    /// Memory scopes plugins may be granted.
+    pub memory: Option<Vec<MemoryScope>>,
+    /// Whether plugins may be granted spawning.
+    pub spawn: Option<bool>,
+    /// `[[policy.directories]]`: host folders plugins may be given.
+    pub directories: Option<Vec<DirectoryRule>>,
+}
+
+/// Settings of a server, every value decided.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: the first-party plugins built with this binary.
+    pub plugins_dir: Option<PathBuf>,
+    /// Compiled plugins; `None`: `DATA_DIR/cache`.
+    pub cache_dir: Option<PathBuf>,
+    pub durability: Durability,
+    pub max_concurrent_jobs: usize,
+    pub max_body_bytes: usize,
+    /// A request that takes longer (a slow client included) gets 408.
+    pub request_timeout: Duration,
+    /// How long running attempts get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// Origins allowed by CORS; empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    pub tokens: Vec<Token>,
+    pub compile_timeout: Duration,
+    pub policy: Policy,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("warren-data"),
+            plugins_dir: None,
+            cache_dir: None,
+            durability: Durability::Normal,
+            max_concurrent_jobs: crate::scheduler::DEFAULT_CONCURRENCY,
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            cors_origins: Vec::new(),
+            tokens: Vec::new(),
+            compile_timeout: Duration::from_secs(60),
+            policy: Policy::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: {error}")]
+    Parse { path: PathBuf, error: String },
+    #[error("{name}: {message}")]
+    Env { name: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Name of the configuration file looked for in the current folder.
+pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
+
+impl Layer {
+    /// Reads a `warren.toml`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            error: e.to_string(),
+        })
+    }
+
+    /// Reads `WARREN_LISTEN`, `WARREN_DATA_DIR`, `WARREN_PLUGINS_DIR`,
+    /// `WARREN_CACHE_DIR`,
+    /// `WARREN_DURABILITY`, `WARREN_MAX_CONCURRENT_JOBS`,
+    /// `WARREN_MAX_BODY_BYTES`, `WARREN_REQUEST_TIMEOUT_MS`,
+    /// `WARREN_SHUTDOWN_GRACE_MS`, `WARREN_COMPILE_TIMEOUT_MS`,
+    /// `WARREN_CORS_ORIGINS` (comma-separated) and `WARREN_TOKENS`
+    /// (`name:role:token`, comma-separated).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn parsed<T: std::str::FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
+            name: &str,
+        ) -> Result<Option<T>, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            get(name)
+                .map(|value| {
+                    value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+                        name: name.to_owned(),
+                        message: e.to_string(),
+                    })
+                })
+                .transpose()
+        }
+        let durability = match get("WARREN_DURABILITY").as_deref() {
+            None => None,
+            Some("normal") => Some(Durability::Normal),
+            Some("full") => Some(Durability::Full),
+            Some(other) => {
+                return Err(ConfigError::Env {
+                    name: "WARREN_DURABILITY".into(),
+                    message: format!("{other:?} is neither `normal` nor `full`"),
+                });
+            }
+        };
+        let tokens = get("WARREN_TOKENS")
+            .map(|list| {
+                list.split(',')
+                    .filter(|entry| !entry.trim().is_empty())
+                    .map(|entry| parse_token(entry.trim()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(Self {
+            listen: parsed(&get, "WARREN_LISTEN")?,
+            data_dir: get("WARREN_DATA_DIR").map(PathBuf::from),
+            plugins_dir: get("WARREN_PLUGINS_DIR").map(PathBuf::from),
+            cache_dir: get("WARREN_CACHE_DIR").map(PathBuf::from),
+            durability,
+            max_concurrent_jobs: parsed(&get, "WARREN_MAX_CONCURRENT_JOBS")?,
+            max_body_bytes: parsed(&get, "WARREN_MAX_BODY_BYTES")?,
+            request_timeout_ms: parsed(&get, "WARREN_REQUEST_TIMEOUT_MS")?,
+            shutdown_grace_ms: parsed(&get, "WARREN_SHUTDOWN_GRACE_MS")?,
+            cors_origins: get("WARREN_CORS_ORIGINS").map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            tokens,
+            compile_timeout_ms: parsed(&get, "WARREN_COMPILE_TIMEOUT_MS")?,
+            // The policy has tables and lists: warren.toml only.
+            policy: None,
+        })
+    }
+}
+
+fn parse_token(entry: &str) -> Result<Token, ConfigError> {
+    let bad = || ConfigError::Env {
+        name: "WARREN_TOKENS".into(),
+        message: format!("{entry:?} is not `name:admin:token` or `name:client:token`"),
+    };
+    let mut parts = entry.splitn(3, ':');
+    let (Some(name), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let role = match role {
+        "admin" => Role::Admin,
+        "client" => Role::Client,
+        _ => return Err(bad()),
+    };
+    Ok(Token {
+        name: name.to_owned(),
+        token: token.to_owned(),
+        role,
+    })
+}
+
+impl PolicyLayer {
+    fn apply(self, mut policy: Policy) -> Result<Policy, ConfigError> {
+        let invalid = |e: String| ConfigError::Invalid(format!("policy: {e}"));
+        let unbounded = LimitsSpec::from_fields([Some(u64::MAX); 7]).resolve(&policy.max_limits);
+        if let Some(max) = self.max_limits {
+            max.check(&unbounded).map_err(invalid)?;
+            policy.max_limits = max.resolve(&policy.max_limits);
+        }
+        if let Some(defaults) = self.default_limits {
+            defaults.check(&unbounded).map_err(invalid)?;
+            policy.default_limits = defaults.resolve(&policy.default_limits);
+        }
+        // Defaults above the caps would be refused at every submission.
+        policy.default_limits = policy.default_limits.capped_at(&policy.max_limits);
+        policy.memory = self.memory.unwrap_or(policy.memory);
+        policy.spawn = self.spawn.unwrap_or(policy.spawn);
+        policy.directories = self.directories.unwrap_or(policy.directories);
+        Ok(policy)
+    }
+}
+
+impl ServeConfig {
+    /// Applies `layers` in order over the defaults and checks the result.
+    pub fn resolve(layers: &[Layer]) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        for layer in layers {
+            let layer = layer.clone();
+            config.listen = layer.listen.unwrap_or(config.listen);
+            config.data_dir = layer.data_dir.unwrap_or(config.data_dir);
+            config.plugins_dir = layer.plugins_dir.or(config.plugins_dir);
+            config.cache_dir = layer.cache_dir.or(config.cache_dir);
+            config.durability = layer.durability.unwrap_or(config.durability);
+            config.max_concurrent_jobs = layer
+                .max_concurrent_jobs
+                .unwrap_or(config.max_concurrent_jobs);
+            config.max_body_bytes = layer.max_body_bytes.unwrap_or(config.max_body_bytes);
+            if let Some(ms) = layer.request_timeout_ms {
+                config.request_timeout = Duration::from_millis(ms);
+            }
+            if let Some(ms) = layer.shutdown_grace_ms {
+                config.shutdown_grace = Duration::from_millis(ms);
+            }
+            config.cors_origins = layer.cors_origins.unwrap_or(config.cors_origins);
+            config.tokens = layer.tokens.unwrap_or(config.tokens);
+            if let Some(ms) = layer.compile_timeout_ms {
+                config.compile_timeout = Duration::from_millis(ms);
+            }
+            if let Some(policy) = layer.policy {
+                config.policy = policy.apply(config.policy)?;
+            }
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to listen on {} without any token: configure `tokens` (or WARREN_TOKENS), or listen on a loopback address",
+                self.listen
+            )));
+        }
+        if let Some(token) = self.tokens.iter().find(|t| t.token.len() < 16) {
+            return Err(ConfigError::Invalid(format!(
+                "token {:?} is shorter than 16 characters",
+                token.name
+            )));
+        }
+        if self.max_concurrent_jobs == 0 || self.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_concurrent_jobs and max_body_bytes must be above 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_layers_win_and_unset_fields_keep_earlier_ones() {
+        let file: Layer = toml::from_str(
+            r#"
+            listen = "127.0.0.1:9000"
+            data_dir = "from-file"
+            durability = "full"
+            [[tokens]]
+            name = "ops"
+            token = "0123456789abcdef-admin"
+            role = "admin"
+            "#,
+        )
+        .expect("valid");
+        let env =
+            Layer::from_env(|name| (name == "WARREN_DATA_DIR").then(|| "from-env".to_owned()))
+                .expect("valid");
+        let flags = Layer {
+            listen: Some("127.0.0.1:9100".parse().expect("valid")),
+            ..Layer::default()
+        };
+        let config = ServeConfig::resolve(&[file, env, flags]).expect("valid");
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.data_dir, PathBuf::from("from-env"));
+        assert_eq!(config.durability, Durability::Full);
+        assert_eq!(config.tokens.len(), 1);
+        assert_eq!(config.tokens[0].role, Role::Admin);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_reason() {
+        let open = Layer {
+            listen: Some("0.0.0.0:8080".parse().expect("valid")),
+            ..Layer::default()
+        };
+        let error = ServeConfig::resolve(&[open])
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("without any token"), "{error}");
+
+        let error = toml::from_str::<Layer>("listen = \"x\"\nport = 1").expect_err("refused");
+        assert!(error.to_string().contains("port") || error.to_string().contains("listen"));
+
+        let error = Layer::from_env(|name| {
+            (name == "WARREN_TOKENS").then(|| "ops:root:0123456789abcdef".to_owned())
+        })
+        .expect_err("refused")
+        .to_string();
+        assert!(error.contains("WARREN_TOKENS"), "{error}");
+
+        let short =
+            Layer::from_env(|name| (name == "WARREN_TOKENS").then(|| "ops:admin:short".to_owned()))
+                .expect("valid");
+        let error = ServeConfig::resolve(&[short])
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("shorter than 16"), "{error}");
+    }
+}

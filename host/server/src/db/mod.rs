@@ -1,0 +1,391 @@
+//! SQLite storage: PRAGMAs applied on open, migrations embedded in the binary
+//! and applied in order at start. One thread owns the write connection
+//! ([`writer`]): every write, plugin memory included, goes through it, so no
+//! two connections ever contend for SQLite's write lock. Reads use a few
+//! connections of their own, so they never wait behind writes (WAL) nor,
+//! mostly, behind each other.
+
+pub mod checkpoint;
+pub mod plugins;
+pub mod runs;
+pub mod views;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use warren_sandbox::capabilities::memory::{MemoryStore, StoreError};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a commit survives a crash of the
+    /// process; the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: a commit survives power loss, at a cost per commit.
+    Full,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this binary knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// Migrations in order; the schema version is the number applied.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_memory.sql"),
+    include_str!("migrations/0002_runs.sql"),
+    include_str!("migrations/0003_retry_base.sql"),
+    include_str!("migrations/0004_plugin_versions.sql"),
+    include_str!("migrations/0005_limits_in_ms.sql"),
+];
+
+/// Read connections: API requests and event streams read concurrently.
+const READERS: usize = 4;
+
+/// An open database: the writer thread and connections for reads.
+pub struct Database {
+    writer: writer::Writer,
+    checkpointer: checkpoint::Checkpointer,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Database")
+    }
+}
+
+fn open_connection(path: &Path, durability: Durability) -> Result<Connection, DbError> {
+    let conn = Connection::open(path)?;
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {synchronous};
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32768;
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA wal_autocheckpoint = 0;"
+    ))?;
+    Ok(conn)
+}
+
+impl Database {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, DbError> {
+        let mut write_conn = open_connection(path, durability)?;
+        migrate(&mut write_conn)?;
+        // Checkpoints run on their own thread (see `checkpoint`).
+        let checkpointer = checkpoint::Checkpointer::start(
+            open_connection(path, durability)?,
+            checkpoint::CATCH_UP_PAGES,
+        )
+        .map_err(|e| DbError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
+        let writer = writer::Writer::start(write_conn, checkpointer.clone())
+            .map_err(|e| DbError::Commit(format!("cannot start the writer thread: {e}")))?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path, durability).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            writer,
+            checkpointer,
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `work` in a write transaction, grouped with other writers.
+    pub async fn write<R, F>(&self, work: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        self.writer.write(work).await
+    }
+
+    /// Runs `work` on a free read connection, or waits for one.
+    pub fn read<R>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let free = (0..READERS).find_map(|i| self.readers[(start + i) % READERS].try_lock().ok());
+        let conn = match free {
+            Some(conn) => conn,
+            None => self.readers[start % READERS]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        };
+        work(&conn)
+    }
+
+    /// Why the database cannot keep up with commits, if it cannot: its
+    /// writer or checkpoint thread has stopped.
+    pub fn health(&self) -> Result<(), String> {
+        if !self.writer.is_running() {
+            return Err("the database writer thread has stopped".into());
+        }
+        if !self.checkpointer.is_running() {
+            return Err(
+                "the WAL checkpoint thread has stopped; the WAL would grow without bound".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64, DbError> {
+        self.read(|conn| Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+    }
+
+    pub fn memory_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, DbError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM memory WHERE namespace = ?1 AND key = ?2")?
+                .query_row(params![namespace, key], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    /// Sets `key`, unless that would make `namespace` hold more than
+    /// `max_keys` keys; returns whether the value was stored. The check and
+    /// the write are one piece of the writer's transaction, so concurrent
+    /// writers cannot overshoot.
+    pub async fn memory_set(
+        &self,
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
+        max_keys: u64,
+    ) -> Result<bool, DbError> {
+        self.write(move |conn| {
+            let exists: bool = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM memory WHERE namespace = ?1 AND key = ?2)",
+                )?
+                .query_row(params![namespace, key], |r| r.get(0))?;
+            if !exists {
+                let count: i64 = conn
+                    .prepare_cached("SELECT count(*) FROM memory WHERE namespace = ?1")?
+                    .query_row(params![namespace], |r| r.get(0))?;
+                if count as u64 >= max_keys {
+                    return Ok(false);
+                }
+            }
+            conn.prepare_cached(
+                "INSERT INTO memory (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, unixepoch())
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )?
+            .execute(params![namespace, key, value])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Returns whether the key existed.
+    pub async fn memory_delete(&self, namespace: String, key: String) -> Result<bool, DbError> {
+        self.write(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM memory WHERE namespace = ?1 AND key = ?2")?
+                .execute(params![namespace, key])?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    /// Keys of `namespace` starting with `prefix` and after `start_after`,
+    /// in byte order, at most `limit`.
+    pub fn memory_keys(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, DbError> {
+        self.read(|conn| {
+            // Byte-wise prefix match without LIKE's wildcards: key >= prefix
+            // and the key's first bytes equal the prefix.
+            let mut stmt = conn.prepare_cached(
+                "SELECT key FROM memory WHERE namespace = ?1 AND key >= ?2 AND substr(key, 1, length(?2)) = ?2
+                 AND (?3 IS NULL OR key > ?3) ORDER BY key LIMIT ?4",
+            )?;
+            let keys = stmt
+                .query_map(params![namespace, prefix, start_after, limit as i64], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(keys)
+        })
+    }
+}
+
+/// Plugin memory lives in the `memory` table; writes go through the writer
+/// thread like every other write.
+#[async_trait::async_trait]
+impl MemoryStore for Database {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.memory_get(namespace, key)?)
+    }
+
+    async fn set(
+        &self,
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
+        max_keys: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.memory_set(namespace, key, value, max_keys).await?)
+    }
+
+    async fn delete(&self, namespace: String, key: String) -> Result<bool, StoreError> {
+        Ok(self.memory_delete(namespace, key).await?)
+    }
+
+    fn keys(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(self.memory_keys(namespace, prefix, start_after, limit)?)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > known {
+        return Err(DbError::SchemaTooNew { found, known });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_migrates_to_the_latest_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        assert_eq!(
+            db.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
+        // Opening again applies nothing twice.
+        drop(db);
+        let db = Database::open(&dir.path().join("w.db"), Durability::Full).expect("reopen");
+        assert_eq!(
+            db.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
+    }
+
+    #[test]
+    fn stored_limits_move_from_a_duration_to_milliseconds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = Connection::open(dir.path().join("w.db")).expect("open");
+        conn.execute_batch("PRAGMA user_version = 0; PRAGMA foreign_keys = OFF;")
+            .expect("pragmas");
+        // Migrate to the schema before the change, store a job the old way.
+        for (index, sql) in MIGRATIONS[..4].iter().enumerate() {
+            conn.execute_batch(sql).expect("migration");
+            conn.pragma_update(None, "user_version", index as i64 + 1)
+                .expect("version");
+        }
+        let old = r#"{"fuel":5,"memory_bytes":1048576,"timeout":{"secs":2,"nanos":500000000},"max_output_bytes":10,"max_log_bytes":10,"max_artifact_bytes":10,"max_spawned_jobs":0}"#;
+        conn.execute(
+            "INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, depth, created_at, updated_at)
+             VALUES ('j', 'r', 'a', 'echo', '{}', 'pending', '{}', ?1, 0, 0, 0)",
+            params![old],
+        )
+        .expect("old job");
+        migrate(&mut conn).expect("migrate");
+        let stored: String = conn
+            .query_row("SELECT limits FROM jobs WHERE id = 'j'", [], |r| r.get(0))
+            .expect("limits");
+        let limits: warren_vocabulary::Limits = serde_json::from_str(&stored).expect("parses");
+        assert_eq!(limits.timeout_ms, 2_500);
+        assert_eq!(limits.memory_bytes, 1 << 20);
+        assert!(!stored.contains("secs"), "{stored}");
+    }
+
+    /// Sets `key` in `namespace` to `value`, as a plugin would.
+    async fn set(db: &Database, namespace: &str, key: &str, value: &[u8], max_keys: u64) -> bool {
+        db.memory_set(namespace.into(), key.into(), value.to_vec(), max_keys)
+            .await
+            .expect("set")
+    }
+
+    #[tokio::test]
+    async fn key_prefixes_are_literal_not_like_patterns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        for key in ["a_1", "a%2", "ab", "b"] {
+            assert!(set(&db, "run:1", key, b"v", 10).await);
+        }
+        set(&db, "run:2", "a_other", b"v", 10).await;
+        assert_eq!(
+            db.memory_keys("run:1", "a_", None, 10).expect("keys"),
+            vec!["a_1"]
+        );
+        assert_eq!(
+            db.memory_keys("run:1", "a", None, 10).expect("keys"),
+            vec!["a%2", "a_1", "ab"]
+        );
+        assert_eq!(
+            db.memory_keys("run:1", "", None, 2).expect("keys"),
+            vec!["a%2", "a_1"]
+        );
+        assert_eq!(
+            db.memory_keys("run:1", "", Some("a_1"), 2).expect("keys"),
+            vec!["ab", "b"]
+        );
+        let delete = || db.memory_delete("run:1".into(), "b".into());
+        assert!(delete().await.expect("delete"));
+        assert!(!delete().await.expect("delete again"));
+        assert_eq!(db.memory_get("run:2", "a_1").expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_namespace_refuses_new_keys_but_updates_existing_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        assert!(set(&db, "story:s", "a", b"1", 2).await);
+        assert!(set(&db, "story:s", "b", b"1", 2).await);
+        assert!(!set(&db, "story:s", "c", b"1", 2).await, "refused");
+        assert!(set(&db, "story:s", "a", b"2", 2).await, "update");
+        assert_eq!(
+            db.memory_get("story:s", "a").expect("get").as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(db.memory_get("story:s", "c").expect("get"), None);
+    }
+}

@@ -1,0 +1,838 @@
+//! Persistence of runs, jobs, attempts, artifacts and events. The scheduler
+//! decides; this module writes its decisions as [`Change`]s, each state
+//! change with its event row, in the caller's transaction.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::DbError;
+use warren_vocabulary::{
+    Artifact, Condition, JobState, Limits, RetryPolicy, RunState, Usage, now_ms,
+};
+
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub template: Option<(String, i64)>,
+    /// The pipeline as validated, JSON.
+    pub spec: String,
+    pub input: String,
+    pub story_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    /// The plugin version it runs (`None`: whichever is active).
+    pub plugin_digest: Option<String>,
+    pub input: String,
+    pub state: JobState,
+    pub retry: RetryPolicy,
+    pub limits: Limits,
+    pub parent_job_id: Option<String>,
+    pub spawn_reason: Option<String>,
+    pub depth: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDep {
+    pub job_id: String,
+    pub depends_on: String,
+    pub condition: Condition,
+}
+
+/// One decision of the scheduler, written with its event.
+#[derive(Debug, Clone)]
+pub enum Change {
+    InsertRun(NewRun),
+    InsertJobs {
+        run_id: String,
+        jobs: Vec<NewJob>,
+        deps: Vec<NewDep>,
+        reason: String,
+    },
+    /// A cancel was asked for; kept so a restart finishes cancelling.
+    CancelRequested {
+        run_id: String,
+    },
+    RunState {
+        run_id: String,
+        from: RunState,
+        to: RunState,
+        reason: Option<String>,
+    },
+    JobState {
+        run_id: String,
+        job_id: String,
+        from: JobState,
+        to: JobState,
+        reason: Option<String>,
+        attempts: u32,
+        /// Attempts that do not count against the retry policy (made
+        /// before a manual retry).
+        retry_base: u32,
+        ready_at: Option<i64>,
+        output: Option<String>,
+        error: Option<String>,
+    },
+    StartAttempt {
+        attempt_id: String,
+        job_id: String,
+        number: u32,
+        plugin_digest: String,
+    },
+    FinishAttempt {
+        job_id: String,
+        number: u32,
+        succeeded: bool,
+        error: Option<String>,
+        log: String,
+        usage: Usage,
+    },
+    Artifacts {
+        job_id: String,
+        artifacts: Vec<Artifact>,
+    },
+    ArtifactUses {
+        consumer_job_id: String,
+        attempt: u32,
+        /// `(producer job id, artifact name)`.
+        uses: Vec<(String, String)>,
+    },
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String, DbError> {
+    serde_json::to_string(value).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+/// One row of the history.
+struct Event<'a> {
+    run_id: &'a str,
+    job_id: Option<&'a str>,
+    kind: &'a str,
+    from: Option<&'a str>,
+    to: &'a str,
+    reason: Option<&'a str>,
+}
+
+fn event(conn: &Connection, at: i64, e: Event<'_>) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "INSERT INTO events (at, run_id, job_id, kind, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![at, e.run_id, e.job_id, e.kind, e.from, e.to, e.reason])?;
+    Ok(())
+}
+
+/// Writes `changes` in order, in the caller's transaction. A job that
+/// changes state several times in one batch (ready, then running) gets one
+/// row update with its last state, and one event per change.
+pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
+    let at = now_ms();
+    let mut last_update: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, change) in changes.iter().enumerate() {
+        if let Change::JobState { job_id, .. } = change {
+            last_update.insert(job_id, index);
+        }
+    }
+    for (index, change) in changes.iter().enumerate() {
+        match change {
+            Change::InsertRun(run) => {
+                conn.prepare_cached(
+                    "INSERT INTO runs (id, template_name, template_version, spec, input, story_id, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                )?
+                .execute(params![
+                    run.id,
+                    run.template.as_ref().map(|t| &t.0),
+                    run.template.as_ref().map(|t| t.1),
+                    run.spec,
+                    run.input,
+                    run.story_id,
+                    at
+                ])?;
+                event(
+                    conn,
+                    at,
+                    Event {
+                        run_id: &run.id,
+                        job_id: None,
+                        kind: "run",
+                        from: None,
+                        to: RunState::Pending.as_str(),
+                        reason: Some("submitted"),
+                    },
+                )?;
+            }
+            Change::InsertJobs {
+                run_id,
+                jobs,
+                deps,
+                reason,
+            } => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, parent_job_id, spawn_reason, depth, created_at, updated_at, plugin_digest)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
+                )?;
+                // Jobs of a run mostly share their settings: serialize each
+                // distinct value once (this runs on the writer thread).
+                let mut settings: Option<(RetryPolicy, Limits, String, String)> = None;
+                for job in jobs {
+                    let fresh = settings.as_ref().is_none_or(|(retry, limits, _, _)| {
+                        *retry != job.retry || *limits != job.limits
+                    });
+                    if fresh {
+                        settings = Some((
+                            job.retry,
+                            job.limits.clone(),
+                            json(&job.retry)?,
+                            json(&job.limits)?,
+                        ));
+                    }
+                    let Some((_, _, retry_json, limits_json)) = &settings else {
+                        continue;
+                    };
+                    insert.execute(params![
+                        job.id,
+                        run_id,
+                        job.name,
+                        job.plugin,
+                        job.input,
+                        job.state.as_str(),
+                        retry_json,
+                        limits_json,
+                        job.parent_job_id,
+                        job.spawn_reason,
+                        job.depth,
+                        at,
+                        job.plugin_digest
+                    ])?;
+                    event(
+                        conn,
+                        at,
+                        Event {
+                            run_id,
+                            job_id: Some(&job.id),
+                            kind: "job",
+                            from: None,
+                            to: job.state.as_str(),
+                            reason: Some(reason),
+                        },
+                    )?;
+                }
+                let mut insert_dep = conn.prepare_cached(
+                    "INSERT INTO job_deps (job_id, depends_on, condition) VALUES (?1, ?2, ?3)",
+                )?;
+                for dep in deps {
+                    insert_dep.execute(params![
+                        dep.job_id,
+                        dep.depends_on,
+                        dep.condition.as_str()
+                    ])?;
+                }
+            }
+            Change::CancelRequested { run_id } => {
+                conn.prepare_cached("UPDATE runs SET cancel_requested_at = ?2 WHERE id = ?1")?
+                    .execute(params![run_id, at])?;
+                event(
+                    conn,
+                    at,
+                    Event {
+                        run_id,
+                        job_id: None,
+                        kind: "cancel",
+                        from: None,
+                        to: "cancelling",
+                        reason: Some("cancel requested"),
+                    },
+                )?;
+            }
+            Change::RunState {
+                run_id,
+                from,
+                to,
+                reason,
+            } => {
+                let finished = to.is_terminal().then_some(at);
+                conn.prepare_cached(
+                    "UPDATE runs SET state = ?2, updated_at = ?3, finished_at = ?4 WHERE id = ?1",
+                )?
+                .execute(params![run_id, to.as_str(), at, finished])?;
+                event(
+                    conn,
+                    at,
+                    Event {
+                        run_id,
+                        job_id: None,
+                        kind: "run",
+                        from: Some(from.as_str()),
+                        to: to.as_str(),
+                        reason: reason.as_deref(),
+                    },
+                )?;
+            }
+            Change::JobState {
+                run_id,
+                job_id,
+                from,
+                to,
+                reason,
+                attempts,
+                retry_base,
+                ready_at,
+                output,
+                error,
+            } => {
+                // Only the last state change of a job in this batch is written
+                // to its row; none before it carries an output or an error.
+                if last_update.get(job_id.as_str()) == Some(&index) {
+                    conn.prepare_cached(
+                        "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
+                         error = ?6, updated_at = ?7, retry_base = ?8 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        job_id,
+                        to.as_str(),
+                        attempts,
+                        ready_at,
+                        output,
+                        error,
+                        at,
+                        retry_base
+                    ])?;
+                }
+                event(
+                    conn,
+                    at,
+                    Event {
+                        run_id,
+                        job_id: Some(job_id),
+                        kind: "job",
+                        from: Some(from.as_str()),
+                        to: to.as_str(),
+                        reason: reason.as_deref(),
+                    },
+                )?;
+            }
+            Change::StartAttempt {
+                attempt_id,
+                job_id,
+                number,
+                plugin_digest,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO attempts (id, job_id, number, state, plugin_digest, started_at) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+                )?
+                .execute(params![attempt_id, job_id, number, plugin_digest, at])?;
+            }
+            Change::FinishAttempt {
+                job_id,
+                number,
+                succeeded,
+                error,
+                log,
+                usage,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE attempts SET state = ?3, finished_at = ?4, error = ?5, log = ?6, fuel_consumed = ?7,
+                     peak_memory_bytes = ?8, wall_time_us = ?9 WHERE job_id = ?1 AND number = ?2",
+                )?
+                .execute(params![
+                    job_id,
+                    number,
+                    if *succeeded { "succeeded" } else { "failed" },
+                    at,
+                    error,
+                    log,
+                    usage.fuel_consumed as i64,
+                    usage.peak_memory_bytes as i64,
+                    usage.wall_time.as_micros() as i64
+                ])?;
+            }
+            Change::Artifacts { job_id, artifacts } => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT OR REPLACE INTO artifacts (job_id, name, sha256, size) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for artifact in artifacts {
+                    insert.execute(params![
+                        job_id,
+                        artifact.name,
+                        artifact.sha256,
+                        artifact.size as i64
+                    ])?;
+                }
+            }
+            Change::ArtifactUses {
+                consumer_job_id,
+                attempt,
+                uses,
+            } => {
+                let mut insert = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO artifact_uses (consumer_job_id, producer_job_id, name, attempt) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (producer, name) in uses {
+                    insert.execute(params![consumer_job_id, producer, name, attempt])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A job as stored, for the scheduler to rebuild its state.
+#[derive(Debug, Clone)]
+pub struct StoredJob {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    pub plugin_digest: Option<String>,
+    pub input: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub retry_base: u32,
+    pub retry: RetryPolicy,
+    pub limits: Limits,
+    pub parent_job_id: Option<String>,
+    pub depth: u32,
+    pub ready_at: Option<i64>,
+    pub output: Option<String>,
+}
+
+/// A run that is not finished, with everything the scheduler needs.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    pub id: String,
+    pub spec: String,
+    pub input: String,
+    pub story_id: Option<String>,
+    pub state: RunState,
+    pub cancel_requested: bool,
+    pub jobs: Vec<StoredJob>,
+    pub deps: Vec<NewDep>,
+    /// `(producer job id, artifact)`.
+    pub artifacts: Vec<(String, Artifact)>,
+    /// Attempts still marked running: the process died during them.
+    pub running_attempts: Vec<(String, String)>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.to_string()))
+}
+
+fn job_state(text: &str) -> Result<JobState, DbError> {
+    JobState::parse(text).ok_or_else(|| DbError::Corrupt(format!("job state {text:?}")))
+}
+
+fn run_state(text: &str) -> Result<RunState, DbError> {
+    RunState::parse(text).ok_or_else(|| DbError::Corrupt(format!("run state {text:?}")))
+}
+
+/// Every run not in a terminal state.
+pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
+    load_runs(conn, "state IN ('pending', 'running')", &[])
+}
+
+/// One run, whatever its state.
+pub fn load_run(conn: &Connection, run_id: &str) -> Result<Option<StoredRun>, DbError> {
+    Ok(load_runs(conn, "id = ?1", &[&run_id])?.pop())
+}
+
+fn load_runs(
+    conn: &Connection,
+    filter: &str,
+    values: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<StoredRun>, DbError> {
+    let mut runs = Vec::new();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, spec, input, story_id, state, cancel_requested_at IS NOT NULL FROM runs
+         WHERE {filter} ORDER BY created_at, id"
+    ))?;
+    let rows = stmt.query_map(values, |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, bool>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, spec, input, story_id, state, cancel_requested) = row?;
+        runs.push(StoredRun {
+            state: run_state(&state)?,
+            cancel_requested,
+            jobs: load_jobs(conn, &id)?,
+            deps: load_deps(conn, &id)?,
+            artifacts: load_artifacts(conn, &id)?,
+            running_attempts: load_running_attempts(conn, &id)?,
+            id,
+            spec,
+            input,
+            story_id,
+        });
+    }
+    Ok(runs)
+}
+
+/// The run and state of a job.
+pub fn job_run(conn: &Connection, job_id: &str) -> Result<Option<(String, JobState)>, DbError> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT run_id, state FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(run_id, state)| Ok((run_id, job_state(&state)?)))
+        .transpose()
+}
+
+fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, plugin, input, state, attempts, retry, limits, parent_job_id, depth, ready_at, output,
+         retry_base, plugin_digest FROM jobs WHERE run_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, u32>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, Option<String>>(8)?,
+            r.get::<_, u32>(9)?,
+            r.get::<_, Option<i64>>(10)?,
+            r.get::<_, Option<String>>(11)?,
+            r.get::<_, u32>(12)?,
+            r.get::<_, Option<String>>(13)?,
+        ))
+    })?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let (
+            id,
+            name,
+            plugin,
+            input,
+            state,
+            attempts,
+            retry,
+            limits,
+            parent_job_id,
+            depth,
+            ready_at,
+            output,
+            retry_base,
+            plugin_digest,
+        ) = row?;
+        jobs.push(StoredJob {
+            id,
+            name,
+            plugin,
+            plugin_digest,
+            input,
+            state: job_state(&state)?,
+            attempts,
+            retry_base,
+            retry: parse_json(&retry)?,
+            limits: parse_json(&limits)?,
+            parent_job_id,
+            depth,
+            ready_at,
+            output,
+        });
+    }
+    Ok(jobs)
+}
+
+fn load_deps(conn: &Connection, run_id: &str) -> Result<Vec<NewDep>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT d.job_id, d.depends_on, d.condition FROM job_deps d JOIN jobs j ON j.id = d.job_id WHERE j.run_id = ?1",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut deps = Vec::new();
+    for row in rows {
+        let (job_id, depends_on, condition) = row?;
+        let condition = Condition::parse(&condition)
+            .ok_or_else(|| DbError::Corrupt(format!("condition {condition:?}")))?;
+        deps.push(NewDep {
+            job_id,
+            depends_on,
+            condition,
+        });
+    }
+    Ok(deps)
+}
+
+fn load_artifacts(conn: &Connection, run_id: &str) -> Result<Vec<(String, Artifact)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.job_id, a.name, a.sha256, a.size, j.name FROM artifacts a JOIN jobs j ON j.id = a.job_id
+         WHERE j.run_id = ?1 ORDER BY a.rowid",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Artifact {
+                name: r.get(1)?,
+                sha256: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
+                producer: r.get(4)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn load_running_attempts(
+    conn: &Connection,
+    run_id: &str,
+) -> Result<Vec<(String, String)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.id, a.job_id FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ?1 AND a.state = 'running'",
+    )?;
+    let rows = stmt.query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A run as a client sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub state: RunState,
+    pub template: Option<String>,
+    pub template_version: Option<i64>,
+    pub story_id: Option<String>,
+    pub input: serde_json::Value,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub jobs: Vec<JobView>,
+}
+
+/// A job as a client sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+    pub parent_job_id: Option<String>,
+    pub spawn_reason: Option<String>,
+    pub depth: u32,
+}
+
+/// An attempt as a client sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    pub id: String,
+    pub number: u32,
+    pub state: String,
+    pub plugin_digest: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<serde_json::Value>,
+    pub fuel_consumed: Option<i64>,
+    pub peak_memory_bytes: Option<i64>,
+    pub wall_time_us: Option<i64>,
+}
+
+fn json_value(text: Option<String>) -> Option<serde_json::Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+}
+
+/// The columns [`JobRow::read`] reads, first in a `SELECT`.
+pub(crate) const JOB_VIEW_COLUMNS: &str =
+    "id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth";
+
+/// A job row as stored, before its state and JSON are checked.
+pub(crate) struct JobRow {
+    id: String,
+    name: String,
+    plugin: String,
+    state: String,
+    attempts: u32,
+    output: Option<String>,
+    error: Option<String>,
+    parent_job_id: Option<String>,
+    spawn_reason: Option<String>,
+    depth: u32,
+}
+
+impl JobRow {
+    /// Reads [`JOB_VIEW_COLUMNS`] from the start of `r`.
+    pub(crate) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            plugin: r.get(2)?,
+            state: r.get(3)?,
+            attempts: r.get(4)?,
+            output: r.get(5)?,
+            error: r.get(6)?,
+            parent_job_id: r.get(7)?,
+            spawn_reason: r.get(8)?,
+            depth: r.get(9)?,
+        })
+    }
+
+    pub(crate) fn into_view(self) -> Result<JobView, DbError> {
+        Ok(JobView {
+            state: job_state(&self.state)?,
+            id: self.id,
+            name: self.name,
+            plugin: self.plugin,
+            attempts: self.attempts,
+            output: json_value(self.output),
+            error: json_value(self.error),
+            parent_job_id: self.parent_job_id,
+            spawn_reason: self.spawn_reason,
+            depth: self.depth,
+        })
+    }
+}
+
+pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunView>, DbError> {
+    let run = conn
+        .query_row(
+            "SELECT id, state, template_name, template_version, story_id, input, created_at, finished_at FROM runs WHERE id = ?1",
+            [run_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, state, template, template_version, story_id, input, created_at, finished_at)) =
+        run
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {JOB_VIEW_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY rowid"
+    ))?;
+    let rows = stmt.query_map([run_id], JobRow::read)?;
+    let jobs = rows
+        .map(|row| row?.into_view())
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(Some(RunView {
+        id,
+        state: run_state(&state)?,
+        template,
+        template_version,
+        story_id,
+        input: json_value(Some(input)).unwrap_or_default(),
+        created_at,
+        finished_at,
+        jobs,
+    }))
+}
+
+pub fn attempts(conn: &Connection, job_id: &str) -> Result<Vec<AttemptView>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, number, state, plugin_digest, started_at, finished_at, error, fuel_consumed, peak_memory_bytes, wall_time_us
+         FROM attempts WHERE job_id = ?1 ORDER BY number",
+    )?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok(AttemptView {
+            id: r.get(0)?,
+            number: r.get(1)?,
+            state: r.get(2)?,
+            plugin_digest: r.get(3)?,
+            started_at: r.get(4)?,
+            finished_at: r.get(5)?,
+            error: json_value(r.get(6)?),
+            fuel_consumed: r.get(7)?,
+            peak_memory_bytes: r.get(8)?,
+            wall_time_us: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Artifacts of one job.
+pub fn job_artifacts(conn: &Connection, job_id: &str) -> Result<Vec<Artifact>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.name, a.sha256, a.size, j.name FROM artifacts a JOIN jobs j ON j.id = a.job_id WHERE a.job_id = ?1 ORDER BY a.rowid",
+    )?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok(Artifact {
+            name: r.get(0)?,
+            sha256: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            producer: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `(producer job id, name, attempt)` of every artifact job `consumer` read.
+pub fn artifact_uses(
+    conn: &Connection,
+    consumer_job_id: &str,
+) -> Result<Vec<(String, String, u32)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT producer_job_id, name, attempt FROM artifact_uses WHERE consumer_job_id = ?1 ORDER BY producer_job_id, name, attempt",
+    )?;
+    let rows = stmt.query_map([consumer_job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Stores a new version of template `name`; returns the version number.
+pub fn insert_template(conn: &Connection, name: &str, spec: &str) -> Result<i64, DbError> {
+    let version: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) + 1 FROM templates WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO templates (name, version, spec, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, version, spec, now_ms()],
+    )?;
+    Ok(version)
+}
+
+/// The spec of template `name` at `version`, or at its latest version.
+pub fn get_template(
+    conn: &Connection,
+    name: &str,
+    version: Option<i64>,
+) -> Result<Option<(i64, String)>, DbError> {
+    let row = match version {
+        Some(v) => conn
+            .query_row(
+                "SELECT version, spec FROM templates WHERE name = ?1 AND version = ?2",
+                params![name, v],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+        None => conn
+            .query_row(
+                "SELECT version, spec FROM templates WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?,
+    };
+    Ok(row)
+}

@@ -1,0 +1,709 @@
+//! The `warren` command line. Everything it does lives in the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use warren::cli::{exit, new, run};
+use warren_vocabulary::Limits;
+
+#[derive(Parser)]
+#[command(
+    name = "warren",
+    version,
+    about = "Run jobs and agents as sandboxed WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API with the engine, the plugins of a folder and a
+    /// demo template.
+    ///
+    /// Settings: built-in defaults, then `warren.toml` (or --config), then
+    /// `WARREN_*` environment variables, then these flags.
+    Serve(ServeArgs),
+    /// Start a run of a template on a server; prints the run's id.
+    Submit {
+        template: String,
+        /// The run's input (JSON, or `@file`).
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Story id: scopes story memory.
+        #[arg(long)]
+        story: Option<String>,
+        /// Follow the run until it ends, as `warren watch` does.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show a run and its jobs. Exit code: 0 completed, 1 failed, 2 otherwise.
+    Status {
+        run: String,
+        /// Print the run as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a job's logs, attempt by attempt.
+    Logs {
+        job: String,
+        /// Keep printing attempts as they end, until the job does.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Follow a run live: a progress bar and each job as it changes state.
+    Watch {
+        run: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Run a plugin once, locally, and print its JSON output.
+    ///
+    /// Exit codes: 0 success, 1 the job returned an error, 2 a limit was hit
+    /// or the plugin trapped, 3 invalid plugin or bad usage.
+    Run(RunArgs),
+    /// Create a new plugin crate.
+    New {
+        kind: NewKind,
+        /// Plugin name (letters, digits, `-`, `_`).
+        name: String,
+        /// Folder to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path of the warren-sdk crate (defaults to the one this binary was built with).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Run pipelines (job graphs) durably in this process.
+    Pipeline {
+        #[command(subcommand)]
+        command: PipelineCommand,
+    },
+    /// Measure Warren against baselines in the same run.
+    Bench {
+        #[command(subcommand)]
+        suite: BenchSuite,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The server's address.
+    #[arg(long, env = "WARREN_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Bearer token, if the server wants one.
+    #[arg(long, env = "WARREN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ServerArgs {
+    fn server(&self) -> warren::cli::client::Server {
+        warren::cli::client::Server {
+            url: self.server.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Where Warren keeps its database, artifacts and compile cache
+    /// [default: warren-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Folder of plugins (`NAME.wasm`) [default: the first-party plugins
+    /// built with this binary].
+    #[arg(long)]
+    plugins_dir: Option<PathBuf>,
+    /// Configuration file [default: warren.toml if it exists].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `normal` or `full` [default: normal].
+    #[arg(long)]
+    durability: Option<DurabilityArg>,
+}
+
+#[derive(Subcommand)]
+enum PipelineCommand {
+    /// Submit the pipeline in FILE and run it to the end.
+    ///
+    /// Exit codes: 0 the run completed, 1 it failed, 2 it was cancelled or
+    /// the host failed, 3 invalid pipeline or bad usage.
+    Run {
+        /// The pipeline, JSON.
+        file: PathBuf,
+        /// The run's input (JSON, or `@file`).
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Story id: scopes story memory.
+        #[arg(long)]
+        story: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Print the run as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish the runs an earlier process left unfinished.
+    Resume {
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Print the runs as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// Folder of plugins (`NAME.wasm`) the pipeline may name.
+    #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+    plugins_dir: PathBuf,
+    /// Where Warren keeps its database, artifacts and compile cache.
+    #[arg(long, default_value = "warren-data")]
+    data_dir: PathBuf,
+    /// `normal`: a commit survives a crash of the process; `full`: it also
+    /// survives power loss, at a cost per commit.
+    #[arg(long, default_value = "normal")]
+    durability: DurabilityArg,
+    /// Attempts running at once.
+    #[arg(long, default_value_t = warren::scheduler::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Normal,
+    Full,
+}
+
+impl EngineArgs {
+    fn options(&self) -> warren::cli::pipeline::EngineOptions {
+        warren::cli::pipeline::EngineOptions {
+            plugins_dir: self.plugins_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            durability: match self.durability {
+                DurabilityArg::Normal => warren::db::Durability::Normal,
+                DurabilityArg::Full => warren::db::Durability::Full,
+            },
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum BenchSuite {
+    /// Instantiate+call against raw wasmtime and a subprocess, limits on vs.
+    /// off, cold compile vs. cached load.
+    Runtime {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Calls per instantiate+call benchmark.
+        #[arg(long, default_value_t = 5000)]
+        iterations: usize,
+        /// Folder with echo.wasm, checksum.wasm, primes.wasm and wordcount.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
+    /// The HTTP API: run submissions from concurrent clients on loopback,
+    /// against `GET /health` from the same clients.
+    Api {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Clients sending at once.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Requests of each kind and loop.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Requests a second the clients offer together in the open loop.
+        #[arg(long, default_value_t = 3_000.0)]
+        rate: f64,
+        /// Folder with echo.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
+    /// The plugins folder: a dropped file becoming runnable against a cold
+    /// compile of it, and server start with many plugins, cached or not.
+    Plugins {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Drops and cold compiles measured.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Plugins in the folder at start.
+        #[arg(long, default_value_t = 50)]
+        plugins: usize,
+        /// Folder with wordcount.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
+    /// The durable engine: a fan-out of no-op jobs against raw wasmtime,
+    /// and a chain of sequential jobs, with durability normal and full.
+    Engine {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Jobs of the fan-out run.
+        #[arg(long, default_value_t = 10_000)]
+        fanout: usize,
+        /// Jobs of the chain run.
+        #[arg(long, default_value_t = 200)]
+        chain: usize,
+        /// Attempts running at once.
+        #[arg(long, default_value_t = warren::scheduler::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+        /// Folder with echo.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NewKind {
+    Job,
+    Agent,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The plugin's `.wasm` file, or the name of a first-party plugin (echo,
+    /// wordcount, checksum, primes, planner, dev, tester, report).
+    plugin: PathBuf,
+    /// JSON input, or `@file` to read it from a file.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// Fuel budget (about one unit per wasm instruction).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory cap in MiB.
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Wall-clock deadline in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Directory shown read-only to the plugin at `/in`.
+    #[arg(long = "in")]
+    in_dir: Option<PathBuf>,
+    /// Where Warren keeps its database, artifacts and compile cache.
+    #[arg(long, default_value = "warren-data")]
+    data_dir: PathBuf,
+    /// Story id: scopes the plugin's story memory.
+    #[arg(long)]
+    story: Option<String>,
+    /// Print one JSON object (output, error, usage, artifacts, log) instead.
+    #[arg(long)]
+    json: bool,
+}
+
+// The server allocates small objects on every core all the time; glibc's
+// allocator spent about a sixth of `warren bench api` in malloc and free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::SUCCESS
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+                .unwrap_or_else(|_| // `warren run` prints guest lines itself.
+                "warn,wasmtime=error,warren::guest=off".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match cli.command {
+        Command::Serve(args) => serve_command(args),
+        Command::Submit {
+            template,
+            input,
+            story,
+            watch,
+            server,
+        } => client_command(async move {
+            use warren::cli::client;
+            let input = run::read_input(&input)
+                .map_err(|e| client::ClientError::Usage(e.to_string()))
+                .and_then(|text| {
+                    serde_json::from_str(&text)
+                        .map_err(|e| client::ClientError::Usage(format!("--input: {e}")))
+                })?;
+            let server = server.server();
+            let id = client::submit(&server, &template, input, story).await?;
+            println!("{id}");
+            if !watch {
+                return Ok(exit::SUCCESS);
+            }
+            let run = client::watch(&server, &id).await?;
+            client::print_status(&run);
+            Ok(client::run_exit_code(&run))
+        }),
+        Command::Status { run, json, server } => client_command(async move {
+            use warren::cli::client;
+            let run = client::status(&server.server(), &run).await?;
+            if json {
+                println!("{run}");
+            } else {
+                client::print_status(&run);
+            }
+            Ok(client::run_exit_code(&run))
+        }),
+        Command::Logs {
+            job,
+            follow,
+            server,
+        } => client_command(async move {
+            warren::cli::client::logs(&server.server(), &job, follow).await?;
+            Ok(exit::SUCCESS)
+        }),
+        Command::Watch { run, server } => client_command(async move {
+            use warren::cli::client;
+            let run = client::watch(&server.server(), &run).await?;
+            client::print_status(&run);
+            Ok(client::run_exit_code(&run))
+        }),
+        Command::Run(args) => run_command(args),
+        Command::New {
+            kind,
+            name,
+            dir,
+            sdk,
+        } => new_command(kind, &name, &dir, sdk.as_deref()),
+        Command::Bench { suite } => bench_command(suite),
+        Command::Pipeline { command } => pipeline_command(command),
+    };
+    std::process::exit(code);
+}
+
+fn async_runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::LIMIT_OR_TRAP
+        })
+}
+
+/// The server's runtime: HTTP and guests on every core.
+fn server_runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::LIMIT_OR_TRAP
+        })
+}
+
+fn client_command(
+    command: impl std::future::Future<Output = Result<i32, warren::cli::client::ClientError>>,
+) -> i32 {
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn serve_command(args: ServeArgs) -> i32 {
+    use warren::config::{DEFAULT_CONFIG_FILE, Layer, ServeConfig};
+    let file = match &args.config {
+        Some(path) => Layer::from_file(path).map(Some),
+        None if std::path::Path::new(DEFAULT_CONFIG_FILE).exists() => {
+            Layer::from_file(DEFAULT_CONFIG_FILE.as_ref()).map(Some)
+        }
+        None => Ok(None),
+    };
+    let layers = file.and_then(|file| {
+        let env = Layer::from_env(|name| std::env::var(name).ok())?;
+        let flags = Layer {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            plugins_dir: args.plugins_dir.clone(),
+            durability: args.durability.map(|d| match d {
+                DurabilityArg::Normal => warren::db::Durability::Normal,
+                DurabilityArg::Full => warren::db::Durability::Full,
+            }),
+            ..Layer::default()
+        };
+        Ok(file.into_iter().chain([env, flags]).collect::<Vec<_>>())
+    });
+    let config = match layers.and_then(|layers| ServeConfig::resolve(&layers)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let served = runtime.block_on(async {
+        let server = warren::cli::serve::start(&config).await?;
+        print!(
+            "{}",
+            warren::cli::serve::banner(&server, &config.data_dir, !config.tokens.is_empty())
+        );
+        warren::cli::serve::stop_signal().await;
+        eprintln!(
+            "stopping: letting running attempts finish (up to {:?})",
+            config.shutdown_grace
+        );
+        server.shutdown().await
+    });
+    match served {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::LIMIT_OR_TRAP
+        }
+    }
+}
+
+fn pipeline_command(command: PipelineCommand) -> i32 {
+    use warren::cli::pipeline;
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let (runs, json) = match command {
+        PipelineCommand::Run {
+            file,
+            input,
+            story,
+            engine,
+            json,
+        } => {
+            let input = match run::read_input(&input).map(|text| serde_json::from_str(&text)) {
+                Ok(Ok(input)) => input,
+                Ok(Err(e)) => {
+                    eprintln!("error: --input: {e}");
+                    return exit::INVALID;
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return e.exit_code();
+                }
+            };
+            let result = runtime.block_on(pipeline::run(&engine.options(), &file, input, story));
+            (result.map(|run| vec![run]), json)
+        }
+        PipelineCommand::Resume { engine, json } => {
+            (runtime.block_on(pipeline::resume(&engine.options())), json)
+        }
+    };
+    let runs = match runs {
+        Ok(runs) => runs,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    for run in &runs {
+        if json {
+            match serde_json::to_string(run) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("error: cannot print the run: {e}"),
+            }
+        } else {
+            pipeline::print_summary(run);
+        }
+    }
+    runs.iter()
+        .map(pipeline::exit_code)
+        .max()
+        .unwrap_or(exit::SUCCESS)
+}
+
+fn bench_command(suite: BenchSuite) -> i32 {
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let (measured, json) = match suite {
+        BenchSuite::Runtime {
+            json,
+            iterations,
+            plugins_dir,
+        } => {
+            let options = warren::bench::runtime::RuntimeBenchOptions {
+                plugins_dir,
+                iterations,
+                ..Default::default()
+            };
+            (
+                runtime.block_on(warren::bench::runtime::run(&options)),
+                json,
+            )
+        }
+        BenchSuite::Api {
+            json,
+            clients,
+            requests,
+            rate,
+            plugins_dir,
+        } => {
+            let options = warren::bench::api::ApiBenchOptions {
+                plugins_dir,
+                clients: clients.max(1),
+                requests,
+                rate,
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(warren::bench::api::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
+        }
+        BenchSuite::Plugins {
+            json,
+            repeats,
+            plugins,
+            plugins_dir,
+        } => {
+            let options = warren::bench::plugins::PluginsBenchOptions {
+                plugins_dir,
+                repeats,
+                plugins: plugins.max(1),
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(warren::bench::plugins::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
+        }
+        BenchSuite::Engine {
+            json,
+            fanout,
+            chain,
+            concurrency,
+            plugins_dir,
+        } => {
+            let options = warren::bench::engine::EngineBenchOptions {
+                plugins_dir,
+                fanout_jobs: fanout,
+                chain_jobs: chain,
+                concurrency,
+            };
+            (runtime.block_on(warren::bench::engine::run(&options)), json)
+        }
+    };
+    match measured {
+        Ok(measurements) => {
+            warren::bench::print(&measurements, json);
+            exit::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::LIMIT_OR_TRAP
+        }
+    }
+}
+
+fn run_command(args: RunArgs) -> i32 {
+    let input = match run::read_input(&args.input) {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    let defaults = Limits::default();
+    let limits = Limits {
+        fuel: args.fuel.unwrap_or(defaults.fuel),
+        memory_bytes: args
+            .memory_mb
+            .map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+        timeout_ms: args.timeout_ms.unwrap_or(defaults.timeout_ms),
+        ..defaults
+    };
+    let options = run::RunOptions {
+        plugin: args.plugin,
+        input,
+        limits,
+        in_dir: args.in_dir,
+        data_dir: args.data_dir,
+        story_id: args.story,
+        echo_log: !args.json,
+    };
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let report = match runtime.block_on(run::run(options)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot print the report: {e}"),
+        }
+    } else {
+        if let Some(output) = &report.root.output {
+            println!("{output}");
+        }
+        run::print_summary(&report);
+    }
+    report.exit_code()
+}
+
+fn new_command(
+    kind: NewKind,
+    name: &str,
+    dir: &std::path::Path,
+    sdk: Option<&std::path::Path>,
+) -> i32 {
+    let template = match kind {
+        NewKind::Job => new::Template::Job,
+        NewKind::Agent => new::Template::Agent,
+    };
+    match new::scaffold(template, name, dir, sdk) {
+        Ok(path) => {
+            println!("created {}", path.display());
+            println!(
+                "  cd {} && cargo build --release --target wasm32-wasip2",
+                path.display()
+            );
+            exit::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+    }
+}

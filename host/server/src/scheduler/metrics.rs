@@ -1,0 +1,187 @@
+//! Counters of what the engine committed, for `/metrics` (Prometheus text
+//! format). The scheduler counts each batch of decisions as it sends it to
+//! the database, so the figures follow the history.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::db::runs::Change;
+use warren_vocabulary::{JobState, RunState};
+
+/// Upper bounds (seconds) of the attempt duration histogram.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0,
+];
+
+const RUN_STATES: [RunState; 3] = [RunState::Completed, RunState::Failed, RunState::Cancelled];
+const JOB_STATES: [JobState; 5] = [
+    JobState::Completed,
+    JobState::Failed,
+    JobState::Skipped,
+    JobState::Cancelled,
+    JobState::NeedsInput,
+];
+
+/// Every job state, in the order of [`Metrics::jobs_by_state`].
+pub(crate) const ALL_JOB_STATES: [JobState; 8] = [
+    JobState::Pending,
+    JobState::Ready,
+    JobState::Running,
+    JobState::Completed,
+    JobState::Failed,
+    JobState::Skipped,
+    JobState::Cancelled,
+    JobState::NeedsInput,
+];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    runs_submitted: AtomicU64,
+    runs_ended: [AtomicU64; RUN_STATES.len()],
+    jobs_ended: [AtomicU64; JOB_STATES.len()],
+    attempts_succeeded: AtomicU64,
+    attempts_failed: AtomicU64,
+    duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    duration_sum_us: AtomicU64,
+    fuel_consumed: AtomicU64,
+    /// Gauges, set by the scheduler each turn.
+    pub(crate) running: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) active_runs: AtomicU64,
+    /// Jobs of the runs not yet ended, by current state.
+    pub(crate) jobs_by_state: [AtomicU64; ALL_JOB_STATES.len()],
+}
+
+impl Metrics {
+    pub(crate) fn count(&self, changes: &[Change]) {
+        for change in changes {
+            match change {
+                Change::InsertRun(_) => {
+                    self.runs_submitted.fetch_add(1, Ordering::Relaxed);
+                }
+                Change::RunState { to, .. } => {
+                    if let Some(i) = RUN_STATES.iter().position(|s| s == to) {
+                        self.runs_ended[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Change::JobState { to, .. } => {
+                    if let Some(i) = JOB_STATES.iter().position(|s| s == to) {
+                        self.jobs_ended[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Change::FinishAttempt {
+                    succeeded, usage, ..
+                } => {
+                    let outcome = if *succeeded {
+                        &self.attempts_succeeded
+                    } else {
+                        &self.attempts_failed
+                    };
+                    outcome.fetch_add(1, Ordering::Relaxed);
+                    let seconds = usage.wall_time.as_secs_f64();
+                    if let Some(i) = DURATION_BUCKETS.iter().position(|&b| seconds <= b) {
+                        self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.duration_sum_us
+                        .fetch_add(usage.wall_time.as_micros() as u64, Ordering::Relaxed);
+                    self.fuel_consumed
+                        .fetch_add(usage.fuel_consumed, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP warren_runs_submitted_total Runs accepted.\n# TYPE warren_runs_submitted_total counter\nwarren_runs_submitted_total {}",
+            get(&self.runs_submitted)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP warren_runs_ended_total Runs that ended, by final state.\n# TYPE warren_runs_ended_total counter"
+        );
+        for (state, n) in RUN_STATES.iter().zip(&self.runs_ended) {
+            let _ = writeln!(
+                out,
+                "warren_runs_ended_total{{state=\"{state}\"}} {}",
+                get(n)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP warren_jobs_ended_total Jobs that ended, by final state.\n# TYPE warren_jobs_ended_total counter"
+        );
+        for (state, n) in JOB_STATES.iter().zip(&self.jobs_ended) {
+            let _ = writeln!(
+                out,
+                "warren_jobs_ended_total{{state=\"{state}\"}} {}",
+                get(n)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP warren_attempts_total Attempts that ended, by outcome.\n# TYPE warren_attempts_total counter\nwarren_attempts_total{{outcome=\"succeeded\"}} {}\nwarren_attempts_total{{outcome=\"failed\"}} {}",
+            get(&self.attempts_succeeded),
+            get(&self.attempts_failed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP warren_attempt_duration_seconds Wall time of attempts.\n# TYPE warren_attempt_duration_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (bound, n) in DURATION_BUCKETS.iter().zip(&self.duration_buckets) {
+            cumulative += get(n);
+            let _ = writeln!(
+                out,
+                "warren_attempt_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = get(&self.attempts_succeeded) + get(&self.attempts_failed);
+        let _ = writeln!(
+            out,
+            "warren_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nwarren_attempt_duration_seconds_sum {}\nwarren_attempt_duration_seconds_count {count}",
+            get(&self.duration_sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# HELP warren_fuel_consumed_total Fuel consumed by attempts.\n# TYPE warren_fuel_consumed_total counter\nwarren_fuel_consumed_total {}",
+            get(&self.fuel_consumed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP warren_jobs Jobs of the runs not yet ended, by current state.\n# TYPE warren_jobs gauge"
+        );
+        for (state, n) in ALL_JOB_STATES.iter().zip(&self.jobs_by_state) {
+            let _ = writeln!(out, "warren_jobs{{state=\"{state}\"}} {}", get(n));
+        }
+        for (name, help, value) in [
+            (
+                "warren_attempts_running",
+                "Attempts running now.",
+                &self.running,
+            ),
+            (
+                "warren_jobs_queued",
+                "Jobs ready and waiting for a slot.",
+                &self.queued,
+            ),
+            (
+                "warren_runs_active",
+                "Runs not yet ended.",
+                &self.active_runs,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                get(value)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,507 @@
+//! The durable orchestration engine: runs of job graphs, scheduled from an
+//! in-memory mirror of SQLite, with every decision committed before it is
+//! acted on. A job whose attempt was running when the process died is
+//! retried at the next start (at-least-once); a completed job never runs
+//! again.
+
+mod inputs;
+pub mod metrics;
+mod run_graph;
+mod scheduler_loop;
+
+pub mod spec;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::catalogue::PluginRegistry;
+use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunView};
+use crate::db::{Database, DbError};
+use spec::{PipelineSpec, SpecError};
+use warren_sandbox::runtime::Runtime;
+use warren_vocabulary::Limits;
+use warren_vocabulary::{JobState, RunState};
+
+/// Attempts running at once by default. Enough to keep the database
+/// writer and the guests busy at the same time; each needs one pooled
+/// instance slot (256 by default).
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// Most bytes of run input copied into a run's jobs.
+pub const MAX_COPIED_INPUT_BYTES: usize = 64 << 20;
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Attempts running at once, over all runs.
+    pub max_concurrent_jobs: usize,
+    /// The most a job may ask for, whatever its plugin's grants (a job
+    /// that asks for nothing gets its plugin's default limits).
+    pub limit_ceiling: Limits,
+    /// Deepest chain of spawned jobs.
+    pub max_spawn_depth: u32,
+    /// Jobs one run may spawn in all.
+    pub max_spawned_per_run: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_jobs: DEFAULT_CONCURRENCY,
+            limit_ceiling: Limits::default_ceiling(),
+            max_spawn_depth: 4,
+            max_spawned_per_run: 1_000,
+        }
+    }
+}
+
+/// A request to start a run.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub pipeline: PipelineSource,
+    /// The run's input (JSON); jobs without their own input get it.
+    pub input: Value,
+    pub story_id: Option<String>,
+}
+
+/// Where a run's pipeline comes from.
+#[derive(Debug, Clone)]
+pub enum PipelineSource {
+    Inline(PipelineSpec),
+    /// A stored template, at a version or its latest.
+    Template {
+        name: String,
+        version: Option<i64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("template {0:?} not found")]
+    UnknownTemplate(String),
+    #[error("run {0:?} not found")]
+    UnknownRun(String),
+    #[error("{0:?} is not a valid story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)")]
+    BadStoryId(String),
+    #[error("job {0:?} not found")]
+    UnknownJob(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    NotRetryable(String),
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub(crate) enum Command {
+    /// A committed run to schedule.
+    Submitted(run_graph::ActiveRun),
+    Cancel {
+        run_id: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Finished(scheduler_loop::Completion),
+    Retry {
+        run_id: String,
+        job_id: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Start no more attempts (the process is stopping).
+    Drain,
+    /// Answered once every decision made before it is committed.
+    Sync {
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// Handle on a running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    db: Arc<Database>,
+    plugins: PluginRegistry,
+    config: Arc<EngineConfig>,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Bumped whenever a run ends.
+    finished: watch::Receiver<u64>,
+    /// Bumped after every commit of the scheduler.
+    committed: watch::Receiver<u64>,
+    metrics: Arc<metrics::Metrics>,
+    /// Runs an earlier process left unfinished, picked up at start.
+    recovered: Arc<Vec<String>>,
+    templates: Arc<std::sync::Mutex<TemplateCache>>,
+}
+
+/// A stored template version: parsed, and as stored.
+type StoredTemplate = Arc<(Arc<PipelineSpec>, String)>;
+
+/// Parsed templates by `(name, version)`, and each name's latest version.
+#[derive(Default)]
+struct TemplateCache {
+    versions: std::collections::HashMap<(String, i64), StoredTemplate>,
+    latest: std::collections::HashMap<String, i64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("plugins", &self.plugins)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn is_valid_story_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl Engine {
+    /// Recovers what a previous process left unfinished, then starts
+    /// scheduling on the current tokio runtime.
+    pub async fn start(
+        runtime: Arc<Runtime>,
+        db: Arc<Database>,
+        plugins: PluginRegistry,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let (finished_tx, finished) = watch::channel(0);
+        let (committed_tx, committed) = watch::channel(0);
+        let metrics = Arc::new(metrics::Metrics::default());
+        let config = Arc::new(config);
+        let stored = db.read(runs::load_active_runs)?;
+        let recovered = stored.iter().map(|run| run.id.clone()).collect();
+        let scheduler = scheduler_loop::Scheduler::new(
+            runtime,
+            db.clone(),
+            plugins.clone(),
+            config.clone(),
+            commands.clone(),
+            scheduler_loop::Signals {
+                finished: finished_tx,
+                committed: committed_tx,
+                metrics: metrics.clone(),
+            },
+        );
+        let scheduler = scheduler.recover(stored).await?;
+        tokio::spawn(scheduler.run(receiver));
+        Ok(Self {
+            db,
+            plugins,
+            config,
+            commands,
+            finished,
+            committed,
+            metrics,
+            recovered: Arc::new(recovered),
+            templates: Arc::default(),
+        })
+    }
+
+    /// Runs an earlier process left unfinished (some may have ended since).
+    pub fn recovered_runs(&self) -> &[String] {
+        &self.recovered
+    }
+
+    pub fn plugins(&self) -> &PluginRegistry {
+        &self.plugins
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Changes after each commit of the scheduler: something new may be in
+    /// the history.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Whether the scheduler is still running.
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
+    /// Stores a new version of template `name` after validating it.
+    pub async fn create_template(
+        &self,
+        name: &str,
+        spec: &PipelineSpec,
+    ) -> Result<i64, EngineError> {
+        if !spec::is_valid_job_name(name) {
+            return Err(SpecError::BadTemplateName(name.to_owned()).into());
+        }
+        spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
+        let text = serde_json::to_string(spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let stored_name = name.to_owned();
+        let version = self
+            .db
+            .write(move |conn| runs::insert_template(conn, &stored_name, &text))
+            .await?;
+        let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = cache.latest.entry(name.to_owned()).or_insert(version);
+        *latest = (*latest).max(version);
+        Ok(version)
+    }
+
+    /// Template `name` at `version` (or its latest), parsed. Versions never
+    /// change once stored, so each is read from the database once.
+    fn template(
+        &self,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(i64, StoredTemplate), EngineError> {
+        let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        let asked = version;
+        let version = version.or_else(|| cache.latest.get(name).copied());
+        if let Some(version) = version
+            && let Some(stored) = cache.versions.get(&(name.to_owned(), version))
+        {
+            return Ok((version, stored.clone()));
+        }
+        let (version, text) = self
+            .db
+            .read(|conn| runs::get_template(conn, name, version))?
+            .ok_or_else(|| EngineError::UnknownTemplate(name.to_owned()))?;
+        let spec: PipelineSpec =
+            serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let stored = Arc::new((Arc::new(spec), text));
+        if asked.is_none() {
+            let latest = cache.latest.entry(name.to_owned()).or_insert(version);
+            *latest = (*latest).max(version);
+        }
+        cache
+            .versions
+            .insert((name.to_owned(), version), stored.clone());
+        Ok((version, stored))
+    }
+
+    /// Validates and stores a run; returns its id once it is committed.
+    pub async fn submit(&self, submission: Submission) -> Result<String, EngineError> {
+        if let Some(story) = &submission.story_id
+            && !is_valid_story_id(story)
+        {
+            return Err(EngineError::BadStoryId(story.clone()));
+        }
+        let (spec, spec_text, template) = match submission.pipeline {
+            PipelineSource::Inline(spec) => {
+                let text =
+                    serde_json::to_string(&spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
+                (Arc::new(spec), text, None)
+            }
+            PipelineSource::Template { name, version } => {
+                let (version, stored) = self.template(&name, version)?;
+                (stored.0.clone(), stored.1.clone(), Some((name, version)))
+            }
+        };
+        spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
+
+        let run_id = warren_vocabulary::new_id();
+        let input = submission.input.to_string();
+        // Each job without an input of its own stores a copy of the run's.
+        let copies = spec.jobs.values().filter(|j| j.input.is_none()).count();
+        if input.len().saturating_mul(copies) > MAX_COPIED_INPUT_BYTES {
+            return Err(EngineError::TooLarge(format!(
+                "the run input ({} bytes) copied to {copies} jobs would exceed {} MiB; give the jobs inputs of their own or send a smaller input",
+                input.len(),
+                MAX_COPIED_INPUT_BYTES >> 20
+            )));
+        }
+        let ids: HashMap<&str, String> = spec
+            .jobs
+            .keys()
+            .map(|name| (name.as_str(), warren_vocabulary::new_id()))
+            .collect();
+        let mut jobs = Vec::with_capacity(spec.jobs.len());
+        let mut deps = Vec::new();
+        // The run keeps the versions active now, one per plugin even if a
+        // new version becomes active meanwhile.
+        let mut versions: HashMap<&str, Arc<warren_sandbox::plugin::Plugin>> = HashMap::new();
+        for (name, job) in &spec.jobs {
+            let plugin = match versions.get(job.plugin.as_str()) {
+                Some(plugin) => plugin.clone(),
+                None => {
+                    let plugin =
+                        self.plugins
+                            .get(&job.plugin)
+                            .ok_or_else(|| SpecError::UnknownPlugin {
+                                job: name.clone(),
+                                plugin: job.plugin.clone(),
+                            })?;
+                    versions.insert(&job.plugin, plugin.clone());
+                    plugin
+                }
+            };
+            let grants = plugin.grants();
+            job.limits
+                .check(&grants.limits)
+                .map_err(|reason| SpecError::BadLimits {
+                    job: name.clone(),
+                    reason: format!("{reason} granted to plugin {:?}", job.plugin),
+                })?;
+            let id = ids[name.as_str()].clone();
+            for need in &job.needs {
+                deps.push(NewDep {
+                    job_id: id.clone(),
+                    depends_on: ids[need.job()].clone(),
+                    condition: need.condition(),
+                });
+            }
+            jobs.push(NewJob {
+                id,
+                name: name.clone(),
+                plugin: job.plugin.clone(),
+                plugin_digest: Some(plugin.digest().to_owned()),
+                input: job
+                    .input
+                    .as_ref()
+                    .map_or_else(|| input.clone(), Value::to_string),
+                // Jobs that need nothing are ready from the start.
+                state: if job.needs.is_empty() {
+                    JobState::Ready
+                } else {
+                    JobState::Pending
+                },
+                retry: job.retry,
+                limits: job.limits.resolve(&grants.default_limits),
+                parent_job_id: None,
+                spawn_reason: None,
+                depth: 0,
+            });
+        }
+        let new_run = NewRun {
+            id: run_id.clone(),
+            template,
+            spec: spec_text,
+            input,
+            story_id: submission.story_id,
+        };
+        let graph =
+            run_graph::ActiveRun::new(&new_run, spec.max_parallel, &jobs, &deps, RunState::Pending);
+        let changes = vec![
+            Change::InsertRun(new_run),
+            Change::InsertJobs {
+                run_id: run_id.clone(),
+                jobs,
+                deps,
+                reason: "submitted".into(),
+            },
+        ];
+        let changes = Arc::new(changes);
+        let batch = changes.clone();
+        self.db.write(move |conn| runs::apply(conn, &batch)).await?;
+        self.metrics.count(&changes);
+        self.commands
+            .send(Command::Submitted(graph))
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(run_id)
+    }
+
+    /// Cancels a run: running guests stop at their next epoch tick, every
+    /// job not finished ends `cancelled`. Returns false if the run had
+    /// already ended.
+    pub async fn cancel(&self, run_id: &str) -> Result<bool, EngineError> {
+        if self.run(run_id)?.is_none() {
+            return Err(EngineError::UnknownRun(run_id.to_owned()));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Cancel {
+                run_id: run_id.to_owned(),
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Runs a failed job (or one that needed input) again; see
+    /// [`scheduler_loop`]. Returns its run's id.
+    pub async fn retry_job(&self, job_id: &str) -> Result<String, EngineError> {
+        let (run_id, _) = self
+            .db
+            .read(|conn| runs::job_run(conn, job_id))?
+            .ok_or_else(|| EngineError::UnknownJob(job_id.to_owned()))?;
+        // An ended run's versions may be unloaded since (a restart loads
+        // only those of unfinished runs): load them before its jobs start.
+        let versions = self
+            .db
+            .read(|conn| crate::db::plugins::run_versions(conn, &run_id))?;
+        let plugins = self.plugins.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (name, digest) in versions {
+                plugins.ensure_version(&name, &digest);
+            }
+        })
+        .await;
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Retry {
+                run_id: run_id.clone(),
+                job_id: job_id.to_owned(),
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::NotRetryable)?;
+        // Answer once the retry is recorded.
+        self.sync().await?;
+        Ok(run_id)
+    }
+
+    /// Starts no more attempts; those running go on. For a shutdown: what is
+    /// left is picked up by the next start.
+    pub fn drain(&self) {
+        let _ = self.commands.send(Command::Drain);
+    }
+
+    /// Returns once every decision the scheduler made so far is committed
+    /// (e.g. before the process exits).
+    pub async fn sync(&self) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Sync { reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?;
+        Ok(())
+    }
+
+    /// The run as stored now.
+    pub fn run(&self, run_id: &str) -> Result<Option<RunView>, EngineError> {
+        Ok(self.db.read(|conn| runs::get_run(conn, run_id))?)
+    }
+
+    /// Waits until the run ends (or `timeout` passes) and returns it.
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunView, EngineError> {
+        let mut finished = self.finished.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let run = self
+                .run(run_id)?
+                .ok_or_else(|| EngineError::UnknownRun(run_id.to_owned()))?;
+            if run.state.is_terminal() {
+                return Ok(run);
+            }
+            match tokio::time::timeout_at(deadline, finished.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(EngineError::Stopped),
+                Err(_) => return Ok(run),
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The in-memory mirror of one unfinished run: its jobs, their edges, and
+//! which of them can run.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Instant;
+
+use crate::db::runs::{NewDep, NewJob, NewRun};
+use warren_vocabulary::{Artifact, Condition, JobState, Limits, RetryPolicy, RunState};
+
+pub(crate) struct Node {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    /// The plugin version it runs (`None`: whichever is active).
+    pub plugin_digest: Option<String>,
+    pub input: String,
+    pub state: JobState,
+    pub attempts: u32,
+    /// Attempts made before the last manual retry; the retry policy counts
+    /// from there.
+    pub retry_base: u32,
+    pub retry: RetryPolicy,
+    pub limits: Limits,
+    pub depth: u32,
+    /// `(dependency index, condition)`.
+    pub deps: Vec<(usize, Condition)>,
+    pub dependents: Vec<usize>,
+    /// A retry waits until then.
+    pub not_before: Option<Instant>,
+    pub output: Option<String>,
+    pub artifacts: Vec<Artifact>,
+    /// Set while an attempt runs; raising it stops the attempt.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+pub(crate) struct ActiveRun {
+    pub id: String,
+    pub story_id: Option<String>,
+    pub state: RunState,
+    pub max_parallel: usize,
+    pub jobs: Vec<Node>,
+    pub by_id: HashMap<String, usize>,
+    /// Jobs ready to start, in the order they became ready.
+    pub ready: VecDeque<usize>,
+    pub running: usize,
+    /// Jobs spawned so far.
+    pub spawned: u32,
+    /// Jobs the run may still spawn, shared with its running attempts.
+    pub spawn_budget: Arc<AtomicU32>,
+    /// Plugins its jobs are pinned to: its attempts may spawn them even
+    /// once retired.
+    pub pinned_plugins: Arc<Vec<String>>,
+    pub cancelling: bool,
+    /// Jobs not yet in a terminal state.
+    pub unfinished: usize,
+}
+
+impl ActiveRun {
+    pub fn new(
+        run: &NewRun,
+        max_parallel: Option<u32>,
+        jobs: &[NewJob],
+        deps: &[NewDep],
+        state: RunState,
+    ) -> Self {
+        let mut graph = Self {
+            id: run.id.clone(),
+            story_id: run.story_id.clone(),
+            state,
+            max_parallel: max_parallel.map_or(usize::MAX, |m| m as usize),
+            jobs: Vec::with_capacity(jobs.len()),
+            by_id: HashMap::with_capacity(jobs.len()),
+            ready: VecDeque::new(),
+            running: 0,
+            spawned: 0,
+            spawn_budget: Arc::new(AtomicU32::new(0)),
+            pinned_plugins: Arc::default(),
+            cancelling: false,
+            unfinished: 0,
+        };
+        graph.add_jobs(jobs, deps);
+        graph
+    }
+
+    /// Adds jobs and edges (at submission, or spawned).
+    pub fn add_jobs(&mut self, jobs: &[NewJob], deps: &[NewDep]) {
+        for job in jobs {
+            if job.plugin_digest.is_some() && !self.pinned_plugins.contains(&job.plugin) {
+                Arc::make_mut(&mut self.pinned_plugins).push(job.plugin.clone());
+            }
+            let index = self.jobs.len();
+            self.by_id.insert(job.id.clone(), index);
+            if !job.state.is_terminal() {
+                self.unfinished += 1;
+            }
+            if job.parent_job_id.is_some() {
+                self.spawned += 1;
+            }
+            if job.state == JobState::Ready {
+                self.ready.push_back(index);
+            }
+            self.jobs.push(Node {
+                id: job.id.clone(),
+                name: job.name.clone(),
+                plugin: job.plugin.clone(),
+                plugin_digest: job.plugin_digest.clone(),
+                input: job.input.clone(),
+                state: job.state,
+                attempts: 0,
+                retry_base: 0,
+                retry: job.retry,
+                limits: job.limits.clone(),
+                depth: job.depth,
+                deps: Vec::new(),
+                dependents: Vec::new(),
+                not_before: None,
+                output: None,
+                artifacts: Vec::new(),
+                cancel: None,
+            });
+        }
+        for dep in deps {
+            let (Some(&job), Some(&on)) =
+                (self.by_id.get(&dep.job_id), self.by_id.get(&dep.depends_on))
+            else {
+                continue;
+            };
+            self.jobs[job].deps.push((on, dep.condition));
+            self.jobs[on].dependents.push(job);
+        }
+    }
+
+    /// Gives the run what is left of `max_spawned` after the jobs it has
+    /// spawned already.
+    pub fn set_spawn_budget(&self, max_spawned: u32) {
+        self.spawn_budget
+            .store(max_spawned.saturating_sub(self.spawned), Ordering::Relaxed);
+    }
+
+    /// What a pending job's dependencies allow now: `None` while one is
+    /// still unfinished (or a retry's backoff runs), else whether it may run,
+    /// with the reason when it may not.
+    pub fn readiness(&self, index: usize, now: Instant) -> Option<Result<(), String>> {
+        let node = &self.jobs[index];
+        if node.state != JobState::Pending || node.not_before.is_some_and(|t| t > now) {
+            return None;
+        }
+        for &(dep, condition) in &node.deps {
+            let dep_state = self.jobs[dep].state;
+            if !dep_state.is_terminal() {
+                return None;
+            }
+            let met = match condition {
+                Condition::OnSuccess => dep_state == JobState::Completed,
+                Condition::OnFailure => dep_state == JobState::Failed,
+                Condition::Always => true,
+            };
+            if !met {
+                return Some(Err(format!(
+                    "dependency {:?} ended {dep_state}, needed {}",
+                    self.jobs[dep].name,
+                    condition.as_str()
+                )));
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// The state the run ends in once every job has.
+    pub fn final_state(&self) -> RunState {
+        if self.cancelling {
+            RunState::Cancelled
+        } else if self.jobs.iter().any(|j| {
+            matches!(
+                j.state,
+                JobState::Failed | JobState::NeedsInput | JobState::Cancelled
+            )
+        }) {
+            RunState::Failed
+        } else {
+            RunState::Completed
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! What kind of plugin a component is, and the memory scopes it may use.
+
+use serde::{Deserialize, Serialize};
+
+/// Which world a plugin targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Job,
+    Agent,
+}
+
+crate::text_enum!(PluginKind {
+    Job => "job",
+    Agent => "agent",
+});
+
+/// A memory namespace a plugin's calls may be bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryScope {
+    /// Private to one run.
+    Run,
+    /// Shared by the runs of one story.
+    Story,
+}
+
+crate::text_enum!(MemoryScope {
+    Run => "run",
+    Story => "story",
+});

@@ -1,0 +1,68 @@
+//! Run and job states, as stored and as shown to clients.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its dependencies (or for a retry's backoff).
+    Pending,
+    /// Dependencies met; waiting for a slot.
+    Ready,
+    Running,
+    Completed,
+    Failed,
+    /// Its dependencies can no longer be met.
+    Skipped,
+    Cancelled,
+    /// Ended asking for input it did not have.
+    NeedsInput,
+}
+
+crate::text_enum!(RunState {
+    Pending => "pending",
+    Running => "running",
+    Completed => "completed",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
+
+crate::text_enum!(JobState {
+    Pending => "pending",
+    Ready => "ready",
+    Running => "running",
+    Completed => "completed",
+    Failed => "failed",
+    Skipped => "skipped",
+    Cancelled => "cancelled",
+    NeedsInput => "needs_input",
+});
+
+impl RunState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Skipped | Self::Cancelled | Self::NeedsInput
+        )
+    }
+}
