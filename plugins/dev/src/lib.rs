@@ -46,10 +46,17 @@ impl Job for Dev {
         // Revisions count across the whole run, including spawned devs.
         let revision = memory::run().get_json::<u64>("revision")?.unwrap_or(0) + 1;
         memory::run().set_json("revision", &revision)?;
-        std::fs::write("/out/patch.txt", format!("revision {revision}\n{}\n", changes.join("\n")))?;
+        std::fs::write(
+            "/out/patch.txt",
+            format!("revision {revision}\n{}\n", changes.join("\n")),
+        )?;
         log::info(&format!("revision {revision}: {} changes", changes.len()));
         let retest_job = if input.retest {
-            Some(jobs::spawn("tester", &serde_json::json!({}), "re-check after the fix")?)
+            Some(jobs::spawn(
+                "tester",
+                &serde_json::json!({}),
+                "re-check after the fix",
+            )?)
         } else {
             None
         };

@@ -27,7 +27,9 @@ impl Job for Primes {
 
     fn run(_ctx: &Context, input: Input) -> Result<Output, Error> {
         if input.limit > MAX_LIMIT {
-            return Err(Error::permanent(format!("limit must be at most {MAX_LIMIT}")));
+            return Err(Error::permanent(format!(
+                "limit must be at most {MAX_LIMIT}"
+            )));
         }
         Ok(Output {
             limit: input.limit,
@@ -48,7 +50,9 @@ fn count_primes(limit: usize) -> u32 {
         }
         count += 1;
         // `n * n` overflows a 32-bit usize for large `n`; such `n` mark nothing.
-        let Some(mut multiple) = n.checked_mul(n) else { continue };
+        let Some(mut multiple) = n.checked_mul(n) else {
+            continue;
+        };
         while multiple < limit {
             composite[multiple] = true;
             multiple += n;

@@ -27,11 +27,17 @@ impl Job for Report {
         markdown.push_str("\n## Artifacts\n\n");
         let mut names = Vec::new();
         for artifact in artifacts::list()? {
-            markdown.push_str(&format!("- {} ({} bytes, sha256 {})\n", artifact.name, artifact.size, artifact.digest));
+            markdown.push_str(&format!(
+                "- {} ({} bytes, sha256 {})\n",
+                artifact.name, artifact.size, artifact.digest
+            ));
             names.push(artifact.name);
         }
         std::fs::write("/out/report.md", markdown)?;
-        Ok(Summary { jobs, artifacts: names })
+        Ok(Summary {
+            jobs,
+            artifacts: names,
+        })
     }
 }
 

@@ -51,7 +51,9 @@ impl Job for Tester {
         let Some((checked, patch)) = latest_patch()? else {
             return Err(Error::needs_input(["a patch.txt from an upstream dev job"]));
         };
-        let failed_before = memory::run().get_json::<bool>("failed_once")?.unwrap_or(false);
+        let failed_before = memory::run()
+            .get_json::<bool>("failed_once")?
+            .unwrap_or(false);
         if !patch.contains("fix:") && !failed_before {
             memory::run().set_json("failed_once", &true)?;
             let finding = "empty input is not handled".to_owned();

@@ -28,7 +28,7 @@ impl CompileCache {
     /// A cache in `dir`, or no cache at all with `None`.
     pub fn new(engine: &Engine, dir: Option<PathBuf>) -> anyhow::Result<Self> {
         if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir)?;
+            prepare_dir(dir)?;
         }
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -84,12 +84,52 @@ impl CompileCache {
     }
 }
 
-/// Loads a file this cache wrote. The cache directory lives under Warren's
-/// data directory and only ever holds output of `precompile_component` by
-/// the same engine configuration; wasmtime checks that configuration again.
+/// Creates the cache folder readable and writable by Warren's user only,
+/// and refuses an existing one that other users can write to: whoever can
+/// write a file there can make Warren run any native code.
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let metadata = std::fs::metadata(dir)?;
+        let mode = metadata.permissions().mode();
+        if mode & 0o022 != 0 {
+            anyhow::bail!(
+                "the compile cache {} can be written by other users (mode {:o}); \
+                 make it private (chmod 700) or choose another folder",
+                dir.display(),
+                mode & 0o777
+            );
+        }
+        // `load_precompiled` also needs the folder to be ours.
+        let owner = metadata.uid();
+        let me = rustix::process::geteuid().as_raw();
+        if owner != me {
+            anyhow::bail!(
+                "the compile cache {} belongs to another user (uid {owner}); choose a folder of Warren's own",
+                dir.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// Loads a file this cache wrote.
 #[allow(unsafe_code)]
 fn load_precompiled(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
-    // SAFETY: see above; the file is our own compiler output, not user input.
+    // SAFETY: `deserialize_file` maps the file and runs its machine code
+    // as is: it must be the output of `Component::serialize` from a
+    // compatible engine, and must not change while mapped. wasmtime checks
+    // the header and the engine configuration, not the code. What makes
+    // this hold is who can write the folder: `prepare_dir` made it (or
+    // found it) owned by Warren's user and writable by no one else, and
+    // this cache writes only whole files, renamed into place.
     Ok(unsafe { Component::deserialize_file(engine, path) }?)
 }
 
@@ -112,5 +152,28 @@ impl Hasher for Sha256Hasher {
 
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_cache_folder_is_private_and_a_shared_one_is_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("cache");
+        prepare_dir(&dir).expect("created");
+        let mode = std::fs::metadata(&dir)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let error = prepare_dir(&dir).expect_err("refused").to_string();
+        assert!(error.contains("can be written by other users"), "{error}");
     }
 }

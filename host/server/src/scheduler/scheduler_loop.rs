@@ -689,7 +689,7 @@ impl Scheduler {
                 if next == JobState::Pending {
                     let delay = node
                         .retry
-                        .backoff(node.attempts - node.retry_base + 1, rand_unit());
+                        .backoff(node.attempts - node.retry_base + 1, fastrand::f64());
                     let at = Instant::now() + delay;
                     let reason = format!("retry in {} ms after: {failure}", delay.as_millis());
                     let ready_at = warren_vocabulary::now_ms() + delay.as_millis() as i64;
@@ -745,12 +745,6 @@ fn is_retryable(failure: &AttemptFailure) -> bool {
         AttemptFailure::Trap { .. } | AttemptFailure::Host { .. } => true,
         AttemptFailure::Cancelled => false,
     }
-}
-
-fn rand_unit() -> f64 {
-    let bytes = uuid::Uuid::new_v4();
-    let value = u64::from_le_bytes(bytes.as_bytes()[..8].try_into().unwrap_or_default());
-    (value >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn host_failure(message: String) -> AttemptOutcome {

@@ -29,13 +29,19 @@ fn symlink(target: &str, link_in_work: &str) -> Result<(), String> {
         .iter()
         .find(|(_, path)| path == "/work")
         .ok_or("no /work preopen")?;
-    work.symlink_at(target, link_in_work).map_err(|e| format!("{e:?}"))
+    work.symlink_at(target, link_in_work)
+        .map_err(|e| format!("{e:?}"))
 }
 
 fn symlink_in(dir: &str, target: &str, link: &str) -> Result<(), String> {
     let dirs = wasip2::filesystem::preopens::get_directories();
-    let (descriptor, _) = dirs.iter().find(|(_, path)| path == dir).ok_or("no such preopen")?;
-    descriptor.symlink_at(target, link).map_err(|e| format!("{e:?}"))
+    let (descriptor, _) = dirs
+        .iter()
+        .find(|(_, path)| path == dir)
+        .ok_or("no such preopen")?;
+    descriptor
+        .symlink_at(target, link)
+        .map_err(|e| format!("{e:?}"))
 }
 
 impl Job for FsEscape {
@@ -53,11 +59,17 @@ impl Job for FsEscape {
 
         record("read_absolute", outcome(std::fs::read_to_string(canary)));
         record("write_absolute", outcome(std::fs::write(canary, "pwned")));
-        record("read_etc_passwd", outcome(std::fs::read_to_string("/etc/passwd")));
+        record(
+            "read_etc_passwd",
+            outcome(std::fs::read_to_string("/etc/passwd")),
+        );
         let dotdot = format!("/work/{climb}{relative_canary}");
         record("read_dotdot", outcome(std::fs::read_to_string(&dotdot)));
         record("write_dotdot", outcome(std::fs::write(&dotdot, "pwned")));
-        record("write_relative", outcome(std::fs::write("../canary.txt", "pwned")));
+        record(
+            "write_relative",
+            outcome(std::fs::write("../canary.txt", "pwned")),
+        );
 
         // A symlink inside /work pointing outside, made by the guest itself.
         let absolute_link = symlink(canary, "link-absolute");
@@ -82,13 +94,28 @@ impl Job for FsEscape {
         record("symlink_relative", relative_link);
 
         // The host planted `/in/link.txt` pointing at the canary.
-        record("read_in_symlink", outcome(std::fs::read_to_string("/in/link.txt")));
-        record("write_in_symlink", outcome(std::fs::write("/in/link.txt", "pwned")));
+        record(
+            "read_in_symlink",
+            outcome(std::fs::read_to_string("/in/link.txt")),
+        );
+        record(
+            "write_in_symlink",
+            outcome(std::fs::write("/in/link.txt", "pwned")),
+        );
 
         // Inputs are read-only.
-        record("write_in_new", outcome(std::fs::write("/in/new.txt", "pwned")));
-        record("write_in_existing", outcome(std::fs::write("/in/input.txt", "pwned")));
-        record("remove_in_existing", outcome(std::fs::remove_file("/in/input.txt")));
+        record(
+            "write_in_new",
+            outcome(std::fs::write("/in/new.txt", "pwned")),
+        );
+        record(
+            "write_in_existing",
+            outcome(std::fs::write("/in/input.txt", "pwned")),
+        );
+        record(
+            "remove_in_existing",
+            outcome(std::fs::remove_file("/in/input.txt")),
+        );
 
         // A symlink left in /out must not make the host copy the canary.
         let out_link = symlink_in("/out", &relative_target, "leak.txt");

@@ -10,12 +10,30 @@ use warren_sdk::{Context, Error, Job, artifacts, jobs, log, memory};
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
     Context,
-    MemGet { scope: Scope, key: String },
-    MemSet { scope: Scope, key: String, value: String },
-    MemDelete { scope: Scope, key: String },
-    MemKeys { scope: Scope, prefix: String },
-    Put { name: String, data: String },
-    Get { name: String },
+    MemGet {
+        scope: Scope,
+        key: String,
+    },
+    MemSet {
+        scope: Scope,
+        key: String,
+        value: String,
+    },
+    MemDelete {
+        scope: Scope,
+        key: String,
+    },
+    MemKeys {
+        scope: Scope,
+        prefix: String,
+    },
+    Put {
+        name: String,
+        data: String,
+    },
+    Get {
+        name: String,
+    },
     List,
     /// Writes `data`, `repeat` times over, to `/out/{name}`.
     WriteOut {
@@ -24,16 +42,37 @@ enum Op {
         #[serde(default = "once")]
         repeat: usize,
     },
-    Spawn { plugin: String, input: Value, reason: String },
-    Progress { percent: u8, summary: String },
-    Log { message: String },
-    Fail { kind: String, message: String },
+    Spawn {
+        plugin: String,
+        input: Value,
+        reason: String,
+    },
+    Progress {
+        percent: u8,
+        summary: String,
+    },
+    Log {
+        message: String,
+    },
+    Fail {
+        kind: String,
+        message: String,
+    },
     /// Fails (retryable) while this is an earlier attempt than `attempt`.
-    FailUntil { attempt: u32 },
-    SleepMs { ms: u64 },
+    FailUntil {
+        attempt: u32,
+    },
+    SleepMs {
+        ms: u64,
+    },
     /// Reads any path the guest can see (a granted directory, say).
-    ReadFile { path: String },
-    WriteFile { path: String, data: String },
+    ReadFile {
+        path: String,
+    },
+    WriteFile {
+        path: String,
+        data: String,
+    },
     /// Outputs of upstream jobs, by name.
     Upstream,
 }
@@ -78,22 +117,41 @@ impl Job for Toolbox {
                     "attempt": ctx.attempt, "story_id": ctx.story_id,
                 }}),
                 Op::MemGet { scope: s, key } => report(
-                    scope(s).get(&key).map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned())),
+                    scope(s)
+                        .get(&key)
+                        .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned())),
                 ),
-                Op::MemSet { scope: s, key, value } => report(scope(s).set(&key, value.as_bytes())),
+                Op::MemSet {
+                    scope: s,
+                    key,
+                    value,
+                } => report(scope(s).set(&key, value.as_bytes())),
                 Op::MemDelete { scope: s, key } => report(scope(s).delete(&key)),
                 Op::MemKeys { scope: s, prefix } => report(scope(s).keys(&prefix)),
-                Op::Put { name, data } => report(artifacts::put(&name, data.as_bytes()).map(|a| a.digest)),
-                Op::Get { name } => report(artifacts::get(&name).map(|b| String::from_utf8_lossy(&b).into_owned())),
+                Op::Put { name, data } => {
+                    report(artifacts::put(&name, data.as_bytes()).map(|a| a.digest))
+                }
+                Op::Get { name } => {
+                    report(artifacts::get(&name).map(|b| String::from_utf8_lossy(&b).into_owned()))
+                }
                 Op::List => report(artifacts::list().map(|list| {
-                    list.into_iter().map(|a| json!({ "name": a.name, "size": a.size })).collect::<Vec<_>>()
+                    list.into_iter()
+                        .map(|a| json!({ "name": a.name, "size": a.size }))
+                        .collect::<Vec<_>>()
                 })),
                 Op::ReadFile { path } => report(std::fs::read_to_string(path).map_err(Error::from)),
-                Op::WriteFile { path, data } => report(std::fs::write(path, data).map_err(Error::from)),
+                Op::WriteFile { path, data } => {
+                    report(std::fs::write(path, data).map_err(Error::from))
+                }
                 Op::WriteOut { name, data, repeat } => report(
-                    std::fs::write(format!("/out/{name}"), data.repeat(repeat)).map_err(Error::from),
+                    std::fs::write(format!("/out/{name}"), data.repeat(repeat))
+                        .map_err(Error::from),
                 ),
-                Op::Spawn { plugin, input, reason } => report(jobs::spawn(&plugin, &input, &reason)),
+                Op::Spawn {
+                    plugin,
+                    input,
+                    reason,
+                } => report(jobs::spawn(&plugin, &input, &reason)),
                 Op::Progress { percent, summary } => {
                     jobs::progress(percent, &summary);
                     json!({ "ok": null })
@@ -104,7 +162,10 @@ impl Job for Toolbox {
                 }
                 Op::FailUntil { attempt } => {
                     if ctx.attempt < attempt {
-                        return Err(Error::retryable(format!("attempt {} is too early", ctx.attempt)));
+                        return Err(Error::retryable(format!(
+                            "attempt {} is too early",
+                            ctx.attempt
+                        )));
                     }
                     json!({ "ok": ctx.attempt })
                 }
