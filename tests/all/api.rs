@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use warren::cli::serve::{self, RunningServer};
 use warren::config::{Role, ServeConfig, Token};
+use warren::serve::{self, RunningServer};
 
 use crate::support::{TEST_GUESTS_DIR, plugin_path};
 

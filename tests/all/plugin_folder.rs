@@ -550,7 +550,7 @@ async fn compiling_is_bounded_in_time() {
         .expect("clock")
         .as_nanos() as usize;
     let staged = folder.join(".slow.partial");
-    std::fs::write(&staged, warren::bench::plugins::variant(&bytes, unique)).expect("write");
+    std::fs::write(&staged, warren_sandbox::plugin::with_marker(&bytes, unique)).expect("write");
     std::fs::rename(&staged, folder.join("slow.wasm")).expect("rename");
     let reason = wait_for_quarantine(&server, "slow.wasm").await;
     assert!(

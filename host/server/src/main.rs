@@ -1,9 +1,13 @@
-//! The `warren` command line. Everything it does lives in the library.
+//! The `warren` command line: the commands (`cli`) and benchmarks (`bench`)
+//! over the `warren` library.
+
+mod bench;
+mod cli;
 
 use std::path::PathBuf;
 
+use crate::cli::{exit, new, run};
 use clap::{Parser, Subcommand, ValueEnum};
-use warren::cli::{exit, new, run};
 use warren_vocabulary::Limits;
 
 #[derive(Parser)]
@@ -104,8 +108,8 @@ struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn server(&self) -> warren::cli::client::Server {
-        warren::cli::client::Server {
+    fn server(&self) -> crate::cli::client::Server {
+        crate::cli::client::Server {
             url: self.server.clone(),
             token: self.token.clone(),
         }
@@ -188,8 +192,8 @@ enum DurabilityArg {
 }
 
 impl EngineArgs {
-    fn options(&self) -> warren::cli::pipeline::EngineOptions {
-        warren::cli::pipeline::EngineOptions {
+    fn options(&self) -> crate::cli::pipeline::EngineOptions {
+        crate::cli::pipeline::EngineOptions {
             plugins_dir: self.plugins_dir.clone(),
             data_dir: self.data_dir.clone(),
             durability: match self.durability {
@@ -344,7 +348,7 @@ fn main() {
             watch,
             server,
         } => client_command(async move {
-            use warren::cli::client;
+            use crate::cli::client;
             let input = run::read_input(&input)
                 .map_err(|e| client::ClientError::Usage(e.to_string()))
                 .and_then(|text| {
@@ -362,7 +366,7 @@ fn main() {
             Ok(client::run_exit_code(&run))
         }),
         Command::Status { run, json, server } => client_command(async move {
-            use warren::cli::client;
+            use crate::cli::client;
             let run = client::status(&server.server(), &run).await?;
             if json {
                 println!("{run}");
@@ -376,11 +380,11 @@ fn main() {
             follow,
             server,
         } => client_command(async move {
-            warren::cli::client::logs(&server.server(), &job, follow).await?;
+            crate::cli::client::logs(&server.server(), &job, follow).await?;
             Ok(exit::SUCCESS)
         }),
         Command::Watch { run, server } => client_command(async move {
-            use warren::cli::client;
+            use crate::cli::client;
             let run = client::watch(&server.server(), &run).await?;
             client::print_status(&run);
             Ok(client::run_exit_code(&run))
@@ -420,7 +424,7 @@ fn server_runtime() -> Result<tokio::runtime::Runtime, i32> {
 }
 
 fn client_command(
-    command: impl std::future::Future<Output = Result<i32, warren::cli::client::ClientError>>,
+    command: impl std::future::Future<Output = Result<i32, crate::cli::client::ClientError>>,
 ) -> i32 {
     let runtime = match async_runtime() {
         Ok(runtime) => runtime,
@@ -472,12 +476,12 @@ fn serve_command(args: ServeArgs) -> i32 {
         Err(code) => return code,
     };
     let served = runtime.block_on(async {
-        let server = warren::cli::serve::start(&config).await?;
+        let server = warren::serve::start(&config).await?;
         print!(
             "{}",
-            warren::cli::serve::banner(&server, &config.data_dir, !config.tokens.is_empty())
+            warren::serve::banner(&server, &config.data_dir, !config.tokens.is_empty())
         );
-        warren::cli::serve::stop_signal().await;
+        warren::serve::stop_signal().await;
         eprintln!(
             "stopping: letting running attempts finish (up to {:?})",
             config.shutdown_grace
@@ -494,7 +498,7 @@ fn serve_command(args: ServeArgs) -> i32 {
 }
 
 fn pipeline_command(command: PipelineCommand) -> i32 {
-    use warren::cli::pipeline;
+    use crate::cli::pipeline;
     let runtime = match async_runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -559,15 +563,12 @@ fn bench_command(suite: BenchSuite) -> i32 {
             iterations,
             plugins_dir,
         } => {
-            let options = warren::bench::runtime::RuntimeBenchOptions {
+            let options = crate::bench::runtime::RuntimeBenchOptions {
                 plugins_dir,
                 iterations,
                 ..Default::default()
             };
-            (
-                runtime.block_on(warren::bench::runtime::run(&options)),
-                json,
-            )
+            (runtime.block_on(crate::bench::runtime::run(&options)), json)
         }
         BenchSuite::Api {
             json,
@@ -576,14 +577,14 @@ fn bench_command(suite: BenchSuite) -> i32 {
             rate,
             plugins_dir,
         } => {
-            let options = warren::bench::api::ApiBenchOptions {
+            let options = crate::bench::api::ApiBenchOptions {
                 plugins_dir,
                 clients: clients.max(1),
                 requests,
                 rate,
             };
             let measured = match server_runtime() {
-                Ok(server) => server.block_on(warren::bench::api::run(&options)),
+                Ok(server) => server.block_on(crate::bench::api::run(&options)),
                 Err(code) => return code,
             };
             (measured, json)
@@ -594,13 +595,13 @@ fn bench_command(suite: BenchSuite) -> i32 {
             plugins,
             plugins_dir,
         } => {
-            let options = warren::bench::plugins::PluginsBenchOptions {
+            let options = crate::bench::plugins::PluginsBenchOptions {
                 plugins_dir,
                 repeats,
                 plugins: plugins.max(1),
             };
             let measured = match server_runtime() {
-                Ok(server) => server.block_on(warren::bench::plugins::run(&options)),
+                Ok(server) => server.block_on(crate::bench::plugins::run(&options)),
                 Err(code) => return code,
             };
             (measured, json)
@@ -612,18 +613,18 @@ fn bench_command(suite: BenchSuite) -> i32 {
             concurrency,
             plugins_dir,
         } => {
-            let options = warren::bench::engine::EngineBenchOptions {
+            let options = crate::bench::engine::EngineBenchOptions {
                 plugins_dir,
                 fanout_jobs: fanout,
                 chain_jobs: chain,
                 concurrency,
             };
-            (runtime.block_on(warren::bench::engine::run(&options)), json)
+            (runtime.block_on(crate::bench::engine::run(&options)), json)
         }
     };
     match measured {
         Ok(measurements) => {
-            warren::bench::print(&measurements, json);
+            crate::bench::print(&measurements, json);
             exit::SUCCESS
         }
         Err(e) => {

@@ -319,6 +319,35 @@ fn unsupported_import(error: &wasmtime::Error, imports: &[String]) -> PluginErro
     }
 }
 
+/// The component with a custom section holding `index` appended: the same
+/// code under another digest, so each copy is compiled and cached on its own
+/// (for benchmarks and tests of many plugins).
+pub fn with_marker(bytes: &[u8], index: usize) -> Vec<u8> {
+    let name = b"warren-bench";
+    let payload = index.to_le_bytes();
+    let mut section = Vec::new();
+    leb128(&mut section, name.len());
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, section.len());
+    out.extend_from_slice(&section);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use super::{Measurement, Samples, millis};
-use crate::cli::serve;
-use crate::config::ServeConfig;
+use warren::config::ServeConfig;
+use warren::serve;
 
 #[derive(Debug, Clone)]
 pub struct ApiBenchOptions {
@@ -41,7 +41,7 @@ pub struct ApiBenchOptions {
 impl Default for ApiBenchOptions {
     fn default() -> Self {
         Self {
-            plugins_dir: PathBuf::from(crate::BUILTIN_PLUGINS_DIR),
+            plugins_dir: PathBuf::from(warren::BUILTIN_PLUGINS_DIR),
             clients: 100,
             requests: 20_000,
             rate: 3_000.0,

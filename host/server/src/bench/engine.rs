@@ -10,10 +10,10 @@ use serde_json::json;
 
 use super::raw::RawWasmtime;
 use super::{Measurement, millis};
-use crate::db::Durability;
-use crate::host::HostBuilder;
-use crate::scheduler::spec::PipelineSpec;
-use crate::scheduler::{Engine, EngineConfig, PipelineSource, Submission};
+use warren::db::Durability;
+use warren::host::HostBuilder;
+use warren::scheduler::spec::PipelineSpec;
+use warren::scheduler::{Engine, EngineConfig, PipelineSource, Submission};
 use warren_sandbox::runtime::{Runtime, RuntimeConfig};
 use warren_vocabulary::RunState;
 
@@ -30,10 +30,10 @@ pub struct EngineBenchOptions {
 impl Default for EngineBenchOptions {
     fn default() -> Self {
         Self {
-            plugins_dir: PathBuf::from(crate::BUILTIN_PLUGINS_DIR),
+            plugins_dir: PathBuf::from(warren::BUILTIN_PLUGINS_DIR),
             fanout_jobs: 10_000,
             chain_jobs: 200,
-            concurrency: crate::scheduler::DEFAULT_CONCURRENCY,
+            concurrency: warren::scheduler::DEFAULT_CONCURRENCY,
         }
     }
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::{Measurement, Samples, millis};
-use crate::catalogue::directory::PluginDirectory;
-use crate::cli::serve;
-use crate::config::ServeConfig;
+use warren::catalogue::directory::PluginDirectory;
+use warren::config::ServeConfig;
+use warren::serve;
 use warren_sandbox::runtime::{CacheOutcome, Runtime, RuntimeConfig};
 
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct PluginsBenchOptions {
 impl Default for PluginsBenchOptions {
     fn default() -> Self {
         Self {
-            plugins_dir: PathBuf::from(crate::BUILTIN_PLUGINS_DIR),
+            plugins_dir: PathBuf::from(warren::BUILTIN_PLUGINS_DIR),
             repeats: 5,
             plugins: 50,
         }
@@ -128,7 +128,10 @@ async fn start_times(
     let folder = root.join("plugins");
     std::fs::create_dir_all(&folder)?;
     for i in 0..count {
-        std::fs::write(folder.join(format!("plugin-{i}.wasm")), variant(bytes, i))?;
+        std::fs::write(
+            folder.join(format!("plugin-{i}.wasm")),
+            warren_sandbox::plugin::with_marker(bytes, i),
+        )?;
     }
     let config = config(root, &folder);
     let started = Instant::now();
@@ -166,33 +169,5 @@ fn config(root: &Path, folder: &Path) -> ServeConfig {
         data_dir: root.join("data"),
         plugins_dir: Some(folder.to_owned()),
         ..ServeConfig::default()
-    }
-}
-
-/// The component with a custom section appended: the same code, another
-/// digest, so each variant is compiled and cached on its own.
-pub fn variant(bytes: &[u8], index: usize) -> Vec<u8> {
-    let name = b"warren-bench";
-    let payload = index.to_le_bytes();
-    let mut section = Vec::new();
-    leb128(&mut section, name.len());
-    section.extend_from_slice(name);
-    section.extend_from_slice(&payload);
-    let mut out = bytes.to_vec();
-    out.push(0); // custom section id
-    leb128(&mut out, section.len());
-    out.extend_from_slice(&section);
-    out
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: usize) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
     }
 }

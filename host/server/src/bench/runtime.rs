@@ -28,7 +28,7 @@ pub struct RuntimeBenchOptions {
 impl Default for RuntimeBenchOptions {
     fn default() -> Self {
         Self {
-            plugins_dir: PathBuf::from(crate::BUILTIN_PLUGINS_DIR),
+            plugins_dir: PathBuf::from(warren::BUILTIN_PLUGINS_DIR),
             iterations: 5_000,
             cpu_runs: 31,
             compiles: 5,

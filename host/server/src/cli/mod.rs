@@ -4,7 +4,6 @@ pub mod client;
 pub mod new;
 pub mod pipeline;
 pub mod run;
-pub mod serve;
 
 /// Process exit codes of `warren run` (and of bad usage everywhere).
 pub mod exit {

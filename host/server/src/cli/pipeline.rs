@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::exit;
-use crate::db::Durability;
-use crate::db::runs::RunView;
-use crate::host::HostBuilder;
-use crate::scheduler::spec::PipelineSpec;
-use crate::scheduler::{Engine, EngineConfig, EngineError, PipelineSource, Submission};
+use warren::db::Durability;
+use warren::db::runs::RunView;
+use warren::host::HostBuilder;
+use warren::scheduler::spec::PipelineSpec;
+use warren::scheduler::{Engine, EngineConfig, EngineError, PipelineSource, Submission};
 use warren_vocabulary::RunState;
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::exit;
-use crate::host::HostBuilder;
+use warren::host::HostBuilder;
 use warren_sandbox::capabilities::jobs::Progress;
 use warren_sandbox::capabilities::log::{CapturedLog, LogLine, LogSink};
 use warren_sandbox::plugin::{Plugin, PluginError};
@@ -109,7 +109,7 @@ pub fn resolve_plugin(arg: &Path) -> PathBuf {
     let builtin = arg
         .to_str()
         .filter(|name| !arg.exists() && warren_vocabulary::names::is_valid_plugin_name(name))
-        .map(|name| Path::new(crate::BUILTIN_PLUGINS_DIR).join(format!("{name}.wasm")));
+        .map(|name| Path::new(warren::BUILTIN_PLUGINS_DIR).join(format!("{name}.wasm")));
     match builtin {
         Some(path) if path.is_file() => path,
         _ => arg.to_path_buf(),

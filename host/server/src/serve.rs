@@ -1,4 +1,4 @@
-//! `warren serve`: the engine behind the HTTP API, with the plugins of a
+//! A running Warren server (`warren serve`): the engine behind the HTTP API, with the plugins of a
 //! folder and a demo template, until SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use crate::scheduler::{Engine, EngineConfig};
 
 /// The template every fresh server offers, made of first-party plugins.
 pub const DEMO_TEMPLATE: &str = "build-and-check";
-const DEMO_PIPELINE: &str = include_str!("../../../../examples/pipelines/build-and-check.json");
+const DEMO_PIPELINE: &str = include_str!("../../../examples/pipelines/build-and-check.json");
 
 /// A server listening and running; dropping it does not stop it, call
 /// [`RunningServer::shutdown`].
