@@ -4,10 +4,14 @@
 //! retried at the next start (at-least-once); a completed job never runs
 //! again.
 
+mod decisions;
 mod inputs;
+mod launch;
 pub mod metrics;
+mod recovery;
 mod run_graph;
 mod scheduler_loop;
+pub mod transitions;
 
 pub mod spec;
 
@@ -108,7 +112,7 @@ pub(crate) enum Command {
         run_id: String,
         reply: oneshot::Sender<bool>,
     },
-    Finished(scheduler_loop::Completion),
+    Finished(launch::Completion),
     Retry {
         run_id: String,
         job_id: String,

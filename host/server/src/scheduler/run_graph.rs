@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
+use super::transitions::condition_met;
 use crate::db::runs::{NewDep, NewJob, NewRun};
 use warren_vocabulary::{Artifact, Condition, JobState, Limits, RetryPolicy, RunState};
 
@@ -152,12 +153,7 @@ impl ActiveRun {
             if !dep_state.is_terminal() {
                 return None;
             }
-            let met = match condition {
-                Condition::OnSuccess => dep_state == JobState::Completed,
-                Condition::OnFailure => dep_state == JobState::Failed,
-                Condition::Always => true,
-            };
-            if !met {
+            if !condition_met(condition, dep_state) {
                 return Some(Err(format!(
                     "dependency {:?} ended {dep_state}, needed {}",
                     self.jobs[dep].name,
@@ -166,21 +162,5 @@ impl ActiveRun {
             }
         }
         Some(Ok(()))
-    }
-
-    /// The state the run ends in once every job has.
-    pub fn final_state(&self) -> RunState {
-        if self.cancelling {
-            RunState::Cancelled
-        } else if self.jobs.iter().any(|j| {
-            matches!(
-                j.state,
-                JobState::Failed | JobState::NeedsInput | JobState::Cancelled
-            )
-        }) {
-            RunState::Failed
-        } else {
-            RunState::Completed
-        }
     }
 }

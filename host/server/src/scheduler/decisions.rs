@@ -1,0 +1,499 @@
+//! The scheduler's decisions over one run's graph: which job moves where
+//! (through the tables of [`super::transitions`]), what each move records,
+//! which attempts start. No I/O: decisions collect in [`Effects`], which the
+//! loop commits and launches.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use warren_sandbox::capabilities::jobs::SpawnRequest;
+use warren_sandbox::plugin::Plugin;
+use warren_sandbox::runtime::{AttemptFailure, AttemptRequest};
+use warren_vocabulary::{Artifact, Condition, JobState, RunState};
+
+use super::EngineConfig;
+use super::launch::Completion;
+use super::run_graph::ActiveRun;
+use super::transitions::{
+    JobEvent, RunEvent, after_failure, job_transition, run_ending, run_transition,
+};
+use crate::catalogue::PluginRegistry;
+use crate::db::runs::{Change, NewDep, NewJob};
+
+/// Decisions not yet sent to the database.
+#[derive(Default)]
+pub(super) struct Effects {
+    pub changes: Vec<Change>,
+    pub starts: Vec<Start>,
+    /// Cancels and syncs to acknowledge once their decisions are committed.
+    pub replies: Vec<tokio::sync::oneshot::Sender<bool>>,
+    pub runs_finished: u64,
+}
+
+/// An attempt decided on, to launch.
+pub(crate) struct Start {
+    pub run_id: String,
+    pub job: usize,
+    pub plugin: Arc<Plugin>,
+    pub request: AttemptRequest,
+    /// `(producer job id, artifact)` to materialise under `/in`.
+    pub inputs: Vec<(String, Artifact)>,
+}
+
+/// The state `event` moves job `job` of `run` to. An event the table does
+/// not allow is a scheduler bug: it is logged and nothing changes.
+fn next_state(run: &ActiveRun, job: usize, event: JobEvent) -> Option<JobState> {
+    let from = run.jobs[job].state;
+    let to = job_transition(from, event);
+    if to.is_none() {
+        tracing::error!(
+            run = %run.id,
+            job = %run.jobs[job].name,
+            "no job transition from {from} on {event:?}; the job is left {from}"
+        );
+    }
+    to
+}
+
+/// Moves a job by `event` (not through an attempt's end), records it and
+/// propagates if the job ended; returns whether it moved.
+pub(super) fn move_job(
+    run: &mut ActiveRun,
+    job: usize,
+    event: JobEvent,
+    reason: Option<String>,
+    fx: &mut Effects,
+) -> bool {
+    let Some(to) = next_state(run, job, event) else {
+        return false;
+    };
+    let from = run.jobs[job].state;
+    fx.changes
+        .push(job_change(run, job, from, to, reason, None, None));
+    run.jobs[job].state = to;
+    if to == JobState::Ready {
+        run.ready.push_back(job);
+    }
+    if to.is_terminal() {
+        terminal(run, job, fx);
+    }
+    true
+}
+
+/// Moves a run by `event` and records it; returns whether it moved.
+pub(super) fn move_run(
+    run: &mut ActiveRun,
+    event: RunEvent,
+    reason: String,
+    fx: &mut Effects,
+) -> bool {
+    let from = run.state;
+    let Some(to) = run_transition(from, event) else {
+        tracing::error!(run = %run.id, "no run transition from {from} on {event:?}; the run is left {from}");
+        return false;
+    };
+    fx.changes.push(Change::RunState {
+        run_id: run.id.clone(),
+        from,
+        to,
+        reason: Some(reason),
+    });
+    run.state = to;
+    true
+}
+
+/// What an ended attempt decides for its job. Returns when the job should
+/// be looked at again, for a retry after its backoff.
+pub(super) fn finish_attempt(
+    run: &mut ActiveRun,
+    completion: Completion,
+    plugins: &PluginRegistry,
+    fx: &mut Effects,
+) -> Option<Instant> {
+    let Completion {
+        job,
+        attempt,
+        outcome,
+        uses,
+        ..
+    } = completion;
+    run.running = run.running.saturating_sub(1);
+    run.jobs[job].cancel = None;
+    fx.changes.push(Change::FinishAttempt {
+        job_id: run.jobs[job].id.clone(),
+        number: attempt,
+        succeeded: outcome.result.is_ok(),
+        error: outcome
+            .result
+            .as_ref()
+            .err()
+            .and_then(|e| serde_json::to_string(e).ok()),
+        log: serde_json::to_string(&outcome.log).unwrap_or_default(),
+        usage: outcome.usage.clone(),
+    });
+    if !uses.is_empty() {
+        fx.changes.push(Change::ArtifactUses {
+            consumer_job_id: run.jobs[job].id.clone(),
+            attempt,
+            uses,
+        });
+    }
+
+    match outcome.result {
+        Ok(output) => {
+            let node = &mut run.jobs[job];
+            node.output = Some(output.clone());
+            node.artifacts = outcome.artifacts.clone();
+            fx.changes.push(Change::Artifacts {
+                job_id: node.id.clone(),
+                artifacts: outcome.artifacts,
+            });
+            if !run.cancelling && !outcome.spawned.is_empty() {
+                insert_children(run, job, outcome.spawned, plugins, fx);
+            }
+            let to = next_state(run, job, JobEvent::Succeeded)?;
+            let from = run.jobs[job].state;
+            fx.changes
+                .push(job_change(run, job, from, to, None, Some(output), None));
+            run.jobs[job].state = to;
+            terminal(run, job, fx);
+            None
+        }
+        Err(failure) => finish_failure(run, job, failure, fx),
+    }
+}
+
+fn finish_failure(
+    run: &mut ActiveRun,
+    job: usize,
+    failure: AttemptFailure,
+    fx: &mut Effects,
+) -> Option<Instant> {
+    let error = serde_json::to_string(&failure).ok();
+    let node = &run.jobs[job];
+    let attempts_left = node.attempts - node.retry_base < node.retry.max_attempts;
+    let event = after_failure(&failure, run.cancelling, attempts_left);
+    let to = next_state(run, job, event)?;
+    let from = run.jobs[job].state;
+    if event != JobEvent::RetryScheduled {
+        let reason = Some(failure.to_string());
+        fx.changes
+            .push(job_change(run, job, from, to, reason, None, error));
+        run.jobs[job].state = to;
+        terminal(run, job, fx);
+        return None;
+    }
+    let node = &run.jobs[job];
+    let delay = node
+        .retry
+        .backoff(node.attempts - node.retry_base + 1, fastrand::f64());
+    let at = Instant::now() + delay;
+    let reason = format!("retry in {} ms after: {failure}", delay.as_millis());
+    let mut change = job_change(run, job, from, to, Some(reason), None, error);
+    if let Change::JobState { ready_at, .. } = &mut change {
+        *ready_at = Some(warren_vocabulary::now_ms() + delay.as_millis() as i64);
+    }
+    fx.changes.push(change);
+    let node = &mut run.jobs[job];
+    node.state = to;
+    node.not_before = Some(at);
+    Some(at)
+}
+
+fn job_change(
+    run: &ActiveRun,
+    job: usize,
+    from: JobState,
+    to: JobState,
+    reason: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+) -> Change {
+    let node = &run.jobs[job];
+    Change::JobState {
+        run_id: run.id.clone(),
+        job_id: node.id.clone(),
+        from,
+        to,
+        reason,
+        attempts: node.attempts,
+        retry_base: node.retry_base,
+        ready_at: None,
+        output,
+        error,
+    }
+}
+
+/// Puts a failed job back to pending, and with it the dependents its
+/// failure skipped; an ended run is running again.
+pub(super) fn reopen(run: &mut ActiveRun, job_id: &str, fx: &mut Effects) -> Result<(), String> {
+    let job = *run
+        .by_id
+        .get(job_id)
+        .ok_or_else(|| format!("job {job_id} is not in run {}", run.id))?;
+    let state = run.jobs[job].state;
+    if job_transition(state, JobEvent::RetryRequested).is_none() {
+        return Err(format!(
+            "job {:?} is {state}; only failed jobs and jobs needing input can be retried",
+            run.jobs[job].name
+        ));
+    }
+    if run.cancelling || run.state == RunState::Cancelled {
+        return Err(format!("run {} was cancelled", run.id));
+    }
+    if run.state.is_terminal() {
+        let reason = format!("job {:?} retried", run.jobs[job].name);
+        move_run(run, RunEvent::JobRetried, reason, fx);
+    }
+    let mut reopened = vec![job];
+    let mut index = 0;
+    while index < reopened.len() {
+        let current = reopened[index];
+        index += 1;
+        let (event, reason) = if current == job {
+            (JobEvent::RetryRequested, "retry requested".to_owned())
+        } else {
+            (
+                JobEvent::Reopened,
+                format!("waits again for retried job {:?}", run.jobs[job].name),
+            )
+        };
+        // Set first: the change below records the fresh retry budget.
+        run.jobs[current].retry_base = run.jobs[current].attempts;
+        if !move_job(run, current, event, Some(reason), fx) {
+            continue;
+        }
+        run.jobs[current].not_before = None;
+        run.unfinished += 1;
+        for &dependent in &run.jobs[current].dependents {
+            if run.jobs[dependent].state == JobState::Skipped && !reopened.contains(&dependent) {
+                reopened.push(dependent);
+            }
+        }
+    }
+    evaluate(run, job, Instant::now(), fx);
+    Ok(())
+}
+
+/// Promotes or skips a pending job whose dependencies allow it.
+pub(super) fn evaluate(run: &mut ActiveRun, job: usize, now: Instant, fx: &mut Effects) {
+    // A cancelled run's jobs are all being cancelled; none becomes ready.
+    if run.cancelling {
+        return;
+    }
+    match run.readiness(job, now) {
+        Some(Ok(())) => {
+            move_job(run, job, JobEvent::DependenciesMet, None, fx);
+        }
+        Some(Err(reason)) => {
+            move_job(run, job, JobEvent::DependenciesUnmet, Some(reason), fx);
+        }
+        None => {}
+    }
+}
+
+/// A job reached a terminal state: its dependents may now run or be skipped.
+fn terminal(run: &mut ActiveRun, job: usize, fx: &mut Effects) {
+    run.unfinished = run.unfinished.saturating_sub(1);
+    let now = Instant::now();
+    let dependents = run.jobs[job].dependents.clone();
+    for dependent in dependents {
+        evaluate(run, dependent, now, fx);
+    }
+}
+
+/// The next job of `run` waiting for a slot.
+pub(super) fn next_ready(run: &mut ActiveRun) -> Option<usize> {
+    while let Some(job) = run.ready.pop_front() {
+        if run.jobs[job].state == JobState::Ready {
+            return Some(job);
+        }
+    }
+    None
+}
+
+/// Decides to start `job`; returns whether an attempt will run.
+pub(super) fn start_job(
+    run: &mut ActiveRun,
+    job: usize,
+    plugins: &PluginRegistry,
+    config: &EngineConfig,
+    fx: &mut Effects,
+) -> bool {
+    let node = &run.jobs[job];
+    let plugin = match &node.plugin_digest {
+        Some(digest) => plugins.version(&node.plugin, digest),
+        None => plugins.get(&node.plugin),
+    };
+    let Some(plugin) = plugin else {
+        let reason = match &node.plugin_digest {
+            Some(digest) => format!(
+                "version {digest} of plugin {:?}, which this run uses, is not loaded",
+                node.plugin
+            ),
+            None => format!("plugin {:?} is not loaded", node.plugin),
+        };
+        move_job(run, job, JobEvent::PluginMissing, Some(reason), fx);
+        return false;
+    };
+    if run.state == RunState::Pending {
+        let reason = format!("job {:?} started", run.jobs[job].name);
+        move_run(run, RunEvent::JobStarted, reason, fx);
+    }
+    let node = &mut run.jobs[job];
+    node.attempts += 1;
+    let attempt_id = warren_vocabulary::new_id();
+    let cancel = Arc::new(AtomicBool::new(false));
+    node.cancel = Some(cancel.clone());
+    run.running += 1;
+    let Some(running) = next_state(run, job, JobEvent::Started) else {
+        return false;
+    };
+    fx.changes.push(job_change(
+        run,
+        job,
+        JobState::Ready,
+        running,
+        None,
+        None,
+        None,
+    ));
+    let node = &run.jobs[job];
+    fx.changes.push(Change::StartAttempt {
+        attempt_id: attempt_id.clone(),
+        job_id: node.id.clone(),
+        number: node.attempts,
+        plugin_digest: plugin.digest().to_owned(),
+    });
+
+    let mut upstream = Vec::new();
+    let mut inputs = Vec::new();
+    for &(dep, _) in &node.deps {
+        let dep_node = &run.jobs[dep];
+        if dep_node.state == JobState::Completed {
+            if let Some(output) = &dep_node.output {
+                upstream.push((dep_node.name.clone(), output.clone()));
+            }
+            inputs.extend(
+                dep_node
+                    .artifacts
+                    .iter()
+                    .map(|a| (dep_node.id.clone(), a.clone())),
+            );
+        }
+    }
+    // The version's grants bound the job's limits, whatever was stored.
+    let limits = node.limits.capped_at(&plugin.grants().limits);
+    let plugins = plugins.clone();
+    let pinned = run.pinned_plugins.clone();
+    let request = AttemptRequest {
+        attempt_id,
+        run_id: run.id.clone(),
+        job_id: node.id.clone(),
+        job_name: node.name.clone(),
+        attempt: node.attempts,
+        story_id: run.story_id.clone(),
+        input: node.input.clone(),
+        upstream,
+        upstream_artifacts: Vec::new(),
+        limits,
+        in_dir: None,
+        spawn_depth: node.depth,
+        max_spawn_depth: config.max_spawn_depth,
+        plugin_lookup: Some(Arc::new(move |name: &str| {
+            plugins.contains(name) || pinned.iter().any(|p| p == name)
+        })),
+        log_sink: None,
+        cancel: Some(cancel),
+        spawn_budget: Some(run.spawn_budget.clone()),
+    };
+    run.jobs[job].state = running;
+    fx.starts.push(Start {
+        run_id: run.id.clone(),
+        job,
+        plugin,
+        request,
+        inputs,
+    });
+    true
+}
+
+/// Adds the jobs an attempt spawned: each runs after its parent (and sees
+/// its output and artifacts), and the parent's dependents wait for it.
+fn insert_children(
+    run: &mut ActiveRun,
+    parent: usize,
+    spawned: Vec<SpawnRequest>,
+    plugins: &PluginRegistry,
+    fx: &mut Effects,
+) {
+    let parent_node = &run.jobs[parent];
+    let mut jobs = Vec::with_capacity(spawned.len());
+    let mut deps = Vec::new();
+    for (offset, request) in spawned.into_iter().enumerate() {
+        // `~` never appears in pipeline job names, so these cannot clash.
+        let name = format!("{}~{}", request.plugin, run.jobs.len() + offset);
+        deps.push(NewDep {
+            job_id: request.job_id.clone(),
+            depends_on: parent_node.id.clone(),
+            condition: Condition::OnSuccess,
+        });
+        for &dependent in &parent_node.dependents {
+            deps.push(NewDep {
+                job_id: run.jobs[dependent].id.clone(),
+                depends_on: request.job_id.clone(),
+                condition: Condition::Always,
+            });
+        }
+        // A plugin the run already uses runs at the run's version of it.
+        let plugin_digest = run
+            .jobs
+            .iter()
+            .find(|j| j.plugin == request.plugin && j.plugin_digest.is_some())
+            .and_then(|j| j.plugin_digest.clone())
+            .or_else(|| plugins.get(&request.plugin).map(|p| p.digest().to_owned()));
+        jobs.push(NewJob {
+            id: request.job_id,
+            name,
+            plugin: request.plugin,
+            plugin_digest,
+            input: request.input,
+            state: JobState::Pending,
+            retry: parent_node.retry,
+            limits: parent_node.limits.clone(),
+            parent_job_id: Some(parent_node.id.clone()),
+            spawn_reason: Some(request.reason),
+            depth: parent_node.depth + 1,
+        });
+    }
+    run.add_jobs(&jobs, &deps);
+    fx.changes.push(Change::InsertJobs {
+        run_id: run.id.clone(),
+        jobs,
+        deps,
+        reason: format!("spawned by {}", run.jobs[parent].name),
+    });
+}
+
+/// Ends a run whose jobs have all ended.
+pub(super) fn finish_run(run: &mut ActiveRun, fx: &mut Effects) {
+    let event = run_ending(run.cancelling, run.jobs.iter().map(|j| j.state));
+    let reason = match event {
+        RunEvent::Cancelled => "cancelled".to_owned(),
+        _ => {
+            let count = |state: JobState| run.jobs.iter().filter(|j| j.state == state).count();
+            format!(
+                "every job ended: {} completed, {} failed, {} skipped, {} needing input, {} cancelled",
+                count(JobState::Completed),
+                count(JobState::Failed),
+                count(JobState::Skipped),
+                count(JobState::NeedsInput),
+                count(JobState::Cancelled)
+            )
+        }
+    };
+    if move_run(run, event, reason, fx) {
+        fx.runs_finished += 1;
+    }
+}

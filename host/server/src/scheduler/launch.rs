@@ -1,0 +1,95 @@
+//! Running a decided attempt: `/in` materialised from upstream artifacts,
+//! the attempt on its own task, and its end sent back to the scheduler as a
+//! [`Completion`], whatever happens to the task.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use warren_sandbox::capabilities::log::CapturedLog;
+use warren_sandbox::runtime::{AttemptFailure, AttemptOutcome, Runtime};
+use warren_vocabulary::{Artifact, Usage};
+
+use super::Command;
+use super::decisions::Start;
+use super::inputs::InputDir;
+
+/// An attempt that ended.
+pub(crate) struct Completion {
+    pub run_id: String,
+    pub job: usize,
+    pub attempt: u32,
+    pub outcome: AttemptOutcome,
+    /// Upstream artifacts it was given: `(producer job id, name)`.
+    pub uses: Vec<(String, String)>,
+}
+
+/// Runs `start` on a task of its own and reports its end on `commands`.
+pub(super) fn launch(
+    runtime: Arc<Runtime>,
+    commands: mpsc::UnboundedSender<Command>,
+    start: Start,
+) {
+    let (run_id, job, attempt) = (start.run_id.clone(), start.job, start.request.attempt);
+    let uses: Vec<(String, String)> = start
+        .inputs
+        .iter()
+        .map(|(id, a)| (id.clone(), a.name.clone()))
+        .collect();
+    let attempt_task = tokio::spawn(run_started(runtime, start));
+    tokio::spawn(async move {
+        // A panic in the attempt must still free its slot and end the job.
+        let outcome = match attempt_task.await {
+            Ok(outcome) => outcome,
+            Err(e) => host_failure(format!("the attempt task failed: {e}")),
+        };
+        let _ = commands.send(Command::Finished(Completion {
+            run_id,
+            job,
+            attempt,
+            outcome,
+            uses,
+        }));
+    });
+}
+
+/// The outcome of an attempt the host could not run.
+pub(super) fn host_failure(message: String) -> AttemptOutcome {
+    AttemptOutcome {
+        attempt_id: String::new(),
+        result: Err(AttemptFailure::Host { message }),
+        usage: Usage::default(),
+        log: CapturedLog::default(),
+        artifacts: Vec::new(),
+        spawned: Vec::new(),
+        progress: None,
+    }
+}
+
+/// Materialises `/in` and runs one started attempt.
+async fn run_started(runtime: Arc<Runtime>, start: Start) -> AttemptOutcome {
+    let Start {
+        plugin,
+        mut request,
+        inputs,
+        ..
+    } = start;
+    let artifacts: Vec<Artifact> = inputs.into_iter().map(|(_, a)| a).collect();
+    request.upstream_artifacts = artifacts.clone();
+    // Only plugins that can open files see `/in`.
+    let input_dir = if plugin.uses_filesystem() && !artifacts.is_empty() {
+        match InputDir::create(
+            runtime.work_root(),
+            &request.attempt_id,
+            runtime.artifact_store(),
+            &artifacts,
+            request.limits.max_artifact_bytes,
+        ) {
+            Ok(dir) => Some(dir),
+            Err(e) => return host_failure(format!("materialising /in: {e}")),
+        }
+    } else {
+        None
+    };
+    request.in_dir = input_dir.as_ref().map(|d| d.path.clone());
+    runtime.run_attempt(&plugin, request).await
+}

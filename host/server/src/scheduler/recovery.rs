@@ -1,0 +1,152 @@
+//! Picking up what a previous process left: each unfinished run rebuilt
+//! from its rows, its interrupted attempts closed as failed (host restart)
+//! and retried under their policy, a cancel asked for before the crash
+//! carried out.
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use warren_sandbox::runtime::AttemptOutcome;
+use warren_vocabulary::JobState;
+
+use super::decisions::{evaluate, finish_run, move_job};
+use super::launch::{Completion, host_failure};
+use super::run_graph::ActiveRun;
+use super::scheduler_loop::Scheduler;
+use super::spec::PipelineSpec;
+use super::transitions::JobEvent;
+use crate::db::DbError;
+use crate::db::runs::{NewJob, NewRun, StoredRun};
+
+/// The in-memory state of a stored run.
+pub(super) fn rebuild(
+    stored_run: &StoredRun,
+    max_spawned_per_run: u32,
+    now: Instant,
+    now_ms: i64,
+) -> Result<ActiveRun, DbError> {
+    let spec: PipelineSpec =
+        serde_json::from_str(&stored_run.spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let new_run = NewRun {
+        id: stored_run.id.clone(),
+        template: None,
+        spec: String::new(),
+        input: stored_run.input.clone(),
+        story_id: stored_run.story_id.clone(),
+    };
+    let jobs: Vec<NewJob> = stored_run
+        .jobs
+        .iter()
+        .map(|j| NewJob {
+            id: j.id.clone(),
+            name: j.name.clone(),
+            plugin: j.plugin.clone(),
+            plugin_digest: j.plugin_digest.clone(),
+            input: j.input.clone(),
+            state: j.state,
+            retry: j.retry,
+            limits: j.limits.clone(),
+            parent_job_id: j.parent_job_id.clone(),
+            spawn_reason: None,
+            depth: j.depth,
+        })
+        .collect();
+    let mut run = ActiveRun::new(
+        &new_run,
+        spec.max_parallel,
+        &jobs,
+        &stored_run.deps,
+        stored_run.state,
+    );
+    for (index, stored_job) in stored_run.jobs.iter().enumerate() {
+        let node = &mut run.jobs[index];
+        node.attempts = stored_job.attempts;
+        node.retry_base = stored_job.retry_base;
+        node.output = stored_job.output.clone();
+        node.not_before = stored_job
+            .ready_at
+            .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
+    }
+    for (producer, artifact) in &stored_run.artifacts {
+        if let Some(&index) = run.by_id.get(producer) {
+            run.jobs[index].artifacts.push(artifact.clone());
+        }
+    }
+    // A cancel asked for before the crash is finished now.
+    run.cancelling = stored_run.cancel_requested;
+    run.set_spawn_budget(max_spawned_per_run);
+    Ok(run)
+}
+
+impl Scheduler {
+    /// Rebuilds the unfinished runs: attempts that were running when the
+    /// process died are closed as failed (host restart) and retried under
+    /// their policy.
+    pub async fn recover(mut self, stored: Vec<StoredRun>) -> Result<Self, DbError> {
+        let count = stored.len();
+        let now = Instant::now();
+        let now_ms = warren_vocabulary::now_ms();
+        for stored_run in stored {
+            let run = rebuild(&stored_run, self.config.max_spawned_per_run, now, now_ms)?;
+            let run_id = run.id.clone();
+            self.runs.insert(run_id.clone(), run);
+
+            for (attempt_id, job_id) in &stored_run.running_attempts {
+                let Some(&job) = self.runs[&run_id].by_id.get(job_id) else {
+                    continue;
+                };
+                let attempt = self.runs[&run_id].jobs[job].attempts;
+                if let Some(run) = self.runs.get_mut(&run_id) {
+                    run.running += 1;
+                }
+                self.running += 1;
+                let outcome = AttemptOutcome {
+                    attempt_id: attempt_id.clone(),
+                    ..host_failure("host restart: the process ended during the attempt".into())
+                };
+                self.on_finished(Completion {
+                    run_id: run_id.clone(),
+                    job,
+                    attempt,
+                    outcome,
+                    uses: Vec::new(),
+                });
+            }
+            // Closing its interrupted attempts may have ended the run.
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            if run.cancelling {
+                for index in 0..run.jobs.len() {
+                    if !run.jobs[index].state.is_terminal() {
+                        move_job(
+                            run,
+                            index,
+                            JobEvent::Cancelled,
+                            Some("run cancelled".into()),
+                            &mut self.effects,
+                        );
+                    }
+                }
+            }
+            for index in 0..run.jobs.len() {
+                // Ready jobs were queued when the graph was built.
+                if run.jobs[index].state == JobState::Pending {
+                    if let Some(at) = run.jobs[index].not_before {
+                        self.timers.push(Reverse((at, run_id.clone(), index)));
+                    }
+                    evaluate(run, index, now, &mut self.effects);
+                }
+            }
+            if run.unfinished == 0 {
+                finish_run(run, &mut self.effects);
+            } else {
+                self.enqueue(&run_id);
+            }
+        }
+        self.runs.retain(|_, run| !run.state.is_terminal());
+        self.flush().await?;
+        tracing::info!(runs = count, "recovered unfinished runs");
+        Ok(self)
+    }
+}

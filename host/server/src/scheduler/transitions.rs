@@ -1,0 +1,334 @@
+//! Every state change of a job or a run, as pure functions of the state and
+//! what happened: the scheduler asks here before it changes anything, and
+//! the tables below are tested over every (state, event) pair.
+
+use warren_sandbox::runtime::{AttemptFailure, JobFailure, LimitHit};
+use warren_vocabulary::{Condition, JobState, RunState};
+
+/// What happens to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEvent {
+    /// Its dependencies let it run.
+    DependenciesMet,
+    /// Its dependencies can no longer be met.
+    DependenciesUnmet,
+    /// An attempt starts.
+    Started,
+    /// Its plugin, or the version its run uses, is not loaded.
+    PluginMissing,
+    /// The attempt succeeded.
+    Succeeded,
+    /// The attempt failed in a way worth retrying, and attempts are left.
+    RetryScheduled,
+    /// The attempt failed for good.
+    Failed,
+    /// The plugin asked for input it did not have.
+    InputNeeded,
+    /// Its run was cancelled, or its attempt was.
+    Cancelled,
+    /// Someone asked for it to run again.
+    RetryRequested,
+    /// A job it waits for runs again, so the reason it was skipped is gone.
+    Reopened,
+}
+
+impl JobEvent {
+    pub const ALL: &'static [Self] = &[
+        Self::DependenciesMet,
+        Self::DependenciesUnmet,
+        Self::Started,
+        Self::PluginMissing,
+        Self::Succeeded,
+        Self::RetryScheduled,
+        Self::Failed,
+        Self::InputNeeded,
+        Self::Cancelled,
+        Self::RetryRequested,
+        Self::Reopened,
+    ];
+}
+
+/// The state `event` moves a job in `from` to; `None` when the event cannot
+/// happen in that state.
+pub fn job_transition(from: JobState, event: JobEvent) -> Option<JobState> {
+    use JobEvent as E;
+    use JobState as S;
+    Some(match (from, event) {
+        (S::Pending, E::DependenciesMet) => S::Ready,
+        (S::Pending, E::DependenciesUnmet) => S::Skipped,
+        (S::Ready, E::Started) => S::Running,
+        (S::Ready, E::PluginMissing) => S::Failed,
+        (S::Running, E::Succeeded) => S::Completed,
+        (S::Running, E::RetryScheduled) => S::Pending,
+        (S::Running, E::Failed) => S::Failed,
+        (S::Running, E::InputNeeded) => S::NeedsInput,
+        (S::Pending | S::Ready | S::Running, E::Cancelled) => S::Cancelled,
+        (S::Failed | S::NeedsInput, E::RetryRequested) => S::Pending,
+        (S::Skipped, E::Reopened) => S::Pending,
+        _ => return None,
+    })
+}
+
+/// What happens to a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEvent {
+    /// Its first attempt starts.
+    JobStarted,
+    /// Every job ended, none failed.
+    AllSucceeded,
+    /// Every job ended, some failed, needed input or were cancelled.
+    SomeFailed,
+    /// Every job ended after the run was cancelled.
+    Cancelled,
+    /// A job of the ended run was retried.
+    JobRetried,
+}
+
+impl RunEvent {
+    pub const ALL: &'static [Self] = &[
+        Self::JobStarted,
+        Self::AllSucceeded,
+        Self::SomeFailed,
+        Self::Cancelled,
+        Self::JobRetried,
+    ];
+}
+
+/// The state `event` moves a run in `from` to; `None` when the event cannot
+/// happen in that state.
+pub fn run_transition(from: RunState, event: RunEvent) -> Option<RunState> {
+    use RunEvent as E;
+    use RunState as S;
+    Some(match (from, event) {
+        (S::Pending, E::JobStarted) => S::Running,
+        (S::Pending | S::Running, E::AllSucceeded) => S::Completed,
+        (S::Pending | S::Running, E::SomeFailed) => S::Failed,
+        (S::Pending | S::Running, E::Cancelled) => S::Cancelled,
+        // A cancelled run stays cancelled.
+        (S::Completed | S::Failed, E::JobRetried) => S::Running,
+        _ => return None,
+    })
+}
+
+/// How a run whose jobs have all ended ends.
+pub fn run_ending(cancelling: bool, jobs: impl IntoIterator<Item = JobState>) -> RunEvent {
+    if cancelling {
+        return RunEvent::Cancelled;
+    }
+    let failed = jobs.into_iter().any(|state| {
+        matches!(
+            state,
+            JobState::Failed | JobState::NeedsInput | JobState::Cancelled
+        )
+    });
+    if failed {
+        RunEvent::SomeFailed
+    } else {
+        RunEvent::AllSucceeded
+    }
+}
+
+/// Whether a dependency that ended in `state` lets its dependent run.
+pub fn condition_met(condition: Condition, state: JobState) -> bool {
+    match condition {
+        Condition::OnSuccess => state == JobState::Completed,
+        Condition::OnFailure => state == JobState::Failed,
+        Condition::Always => true,
+    }
+}
+
+/// Retried: failures that may go away (the plugin says so, a trap, a
+/// deadline, the host). Not retried: permanent errors and limits that the
+/// same input would hit again.
+pub fn is_retryable(failure: &AttemptFailure) -> bool {
+    match failure {
+        AttemptFailure::Job { error } => matches!(error, JobFailure::Retryable(_)),
+        AttemptFailure::Limit { hit } => matches!(hit, LimitHit::Deadline { .. }),
+        AttemptFailure::Trap { .. } | AttemptFailure::Host { .. } => true,
+        AttemptFailure::Cancelled => false,
+    }
+}
+
+/// What a failed attempt means for its job.
+pub fn after_failure(failure: &AttemptFailure, cancelling: bool, attempts_left: bool) -> JobEvent {
+    if cancelling || *failure == AttemptFailure::Cancelled {
+        return JobEvent::Cancelled;
+    }
+    match failure {
+        AttemptFailure::Job {
+            error: JobFailure::NeedsInput(_),
+        } => JobEvent::InputNeeded,
+        f if is_retryable(f) && attempts_left => JobEvent::RetryScheduled,
+        _ => JobEvent::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every transition a job can make; any pair not listed has none.
+    const JOB_TABLE: &[(JobState, JobEvent, JobState)] = {
+        use JobEvent as E;
+        use JobState as S;
+        &[
+            (S::Pending, E::DependenciesMet, S::Ready),
+            (S::Pending, E::DependenciesUnmet, S::Skipped),
+            (S::Pending, E::Cancelled, S::Cancelled),
+            (S::Ready, E::Started, S::Running),
+            (S::Ready, E::PluginMissing, S::Failed),
+            (S::Ready, E::Cancelled, S::Cancelled),
+            (S::Running, E::Succeeded, S::Completed),
+            (S::Running, E::RetryScheduled, S::Pending),
+            (S::Running, E::Failed, S::Failed),
+            (S::Running, E::InputNeeded, S::NeedsInput),
+            (S::Running, E::Cancelled, S::Cancelled),
+            (S::Failed, E::RetryRequested, S::Pending),
+            (S::NeedsInput, E::RetryRequested, S::Pending),
+            (S::Skipped, E::Reopened, S::Pending),
+        ]
+    };
+
+    const RUN_TABLE: &[(RunState, RunEvent, RunState)] = {
+        use RunEvent as E;
+        use RunState as S;
+        &[
+            (S::Pending, E::JobStarted, S::Running),
+            (S::Pending, E::AllSucceeded, S::Completed),
+            (S::Pending, E::SomeFailed, S::Failed),
+            (S::Pending, E::Cancelled, S::Cancelled),
+            (S::Running, E::AllSucceeded, S::Completed),
+            (S::Running, E::SomeFailed, S::Failed),
+            (S::Running, E::Cancelled, S::Cancelled),
+            (S::Completed, E::JobRetried, S::Running),
+            (S::Failed, E::JobRetried, S::Running),
+        ]
+    };
+
+    #[test]
+    fn every_job_state_and_event_pair_follows_the_table() {
+        let mut checked = 0;
+        for &state in JobState::ALL {
+            for &event in JobEvent::ALL {
+                let expected = JOB_TABLE
+                    .iter()
+                    .find(|(s, e, _)| *s == state && *e == event)
+                    .map(|(_, _, to)| *to);
+                assert_eq!(
+                    job_transition(state, event),
+                    expected,
+                    "job in {state} on {event:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, JobState::ALL.len() * JobEvent::ALL.len());
+    }
+
+    #[test]
+    fn every_run_state_and_event_pair_follows_the_table() {
+        let mut checked = 0;
+        for &state in RunState::ALL {
+            for &event in RunEvent::ALL {
+                let expected = RUN_TABLE
+                    .iter()
+                    .find(|(s, e, _)| *s == state && *e == event)
+                    .map(|(_, _, to)| *to);
+                assert_eq!(
+                    run_transition(state, event),
+                    expected,
+                    "run in {state} on {event:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, RunState::ALL.len() * RunEvent::ALL.len());
+    }
+
+    #[test]
+    fn ended_states_only_leave_by_a_retry_and_cancelled_ones_never() {
+        for &state in JobState::ALL.iter().filter(|s| s.is_terminal()) {
+            for &event in JobEvent::ALL {
+                if let Some(to) = job_transition(state, event) {
+                    assert!(
+                        matches!(event, JobEvent::RetryRequested | JobEvent::Reopened),
+                        "{state} left on {event:?}"
+                    );
+                    assert_eq!(to, JobState::Pending);
+                }
+            }
+        }
+        for &event in RunEvent::ALL {
+            assert_eq!(run_transition(RunState::Cancelled, event), None);
+        }
+    }
+
+    #[test]
+    fn a_run_ends_by_its_jobs_unless_it_was_cancelled() {
+        use JobState as S;
+        assert_eq!(
+            run_ending(false, [S::Completed, S::Skipped]),
+            RunEvent::AllSucceeded
+        );
+        for bad in [S::Failed, S::NeedsInput, S::Cancelled] {
+            assert_eq!(run_ending(false, [S::Completed, bad]), RunEvent::SomeFailed);
+        }
+        assert_eq!(run_ending(true, [S::Completed]), RunEvent::Cancelled);
+        assert_eq!(run_ending(false, []), RunEvent::AllSucceeded);
+    }
+
+    #[test]
+    fn conditions_decide_on_the_dependency_outcome() {
+        for &state in JobState::ALL.iter().filter(|s| s.is_terminal()) {
+            assert_eq!(
+                condition_met(Condition::OnSuccess, state),
+                state == JobState::Completed
+            );
+            assert_eq!(
+                condition_met(Condition::OnFailure, state),
+                state == JobState::Failed
+            );
+            assert!(condition_met(Condition::Always, state));
+        }
+    }
+
+    #[test]
+    fn failures_become_retries_only_when_worth_it_and_allowed() {
+        let retryable = AttemptFailure::Job {
+            error: JobFailure::Retryable("busy".into()),
+        };
+        let permanent = AttemptFailure::Job {
+            error: JobFailure::Permanent("no".into()),
+        };
+        let needs = AttemptFailure::Job {
+            error: JobFailure::NeedsInput(vec!["doc".into()]),
+        };
+        let fuel = AttemptFailure::Limit {
+            hit: LimitHit::Fuel { budget: 1 },
+        };
+        let deadline = AttemptFailure::Limit {
+            hit: LimitHit::Deadline { timeout_ms: 1 },
+        };
+        let trap = AttemptFailure::Trap {
+            message: "x".into(),
+        };
+        assert_eq!(
+            after_failure(&retryable, false, true),
+            JobEvent::RetryScheduled
+        );
+        assert_eq!(after_failure(&retryable, false, false), JobEvent::Failed);
+        assert_eq!(
+            after_failure(&deadline, false, true),
+            JobEvent::RetryScheduled
+        );
+        assert_eq!(after_failure(&trap, false, true), JobEvent::RetryScheduled);
+        assert_eq!(after_failure(&permanent, false, true), JobEvent::Failed);
+        assert_eq!(after_failure(&fuel, false, true), JobEvent::Failed);
+        assert_eq!(after_failure(&needs, false, true), JobEvent::InputNeeded);
+        assert_eq!(after_failure(&retryable, true, true), JobEvent::Cancelled);
+        assert_eq!(
+            after_failure(&AttemptFailure::Cancelled, false, true),
+            JobEvent::Cancelled
+        );
+    }
+}
