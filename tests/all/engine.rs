@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use warren::db::runs::{self, RunView};
+use warren::db::runs::{self, RunRecord};
 use warren::scheduler::spec::{PipelineSpec, SpecError};
 use warren::scheduler::{Engine, EngineConfig, EngineError, PipelineSource, Submission};
 use warren_vocabulary::{JobState, RunState};
@@ -44,7 +44,7 @@ impl EngineHost {
         }
     }
 
-    async fn run(&self, pipeline: Value) -> RunView {
+    async fn run(&self, pipeline: Value) -> RunRecord {
         let id = self.submit(pipeline, json!({})).await.expect("submitted");
         self.engine
             .wait(&id, Duration::from_secs(30))
@@ -63,7 +63,7 @@ impl EngineHost {
             .await
     }
 
-    fn attempts(&self, job_id: &str) -> Vec<runs::AttemptView> {
+    fn attempts(&self, job_id: &str) -> Vec<runs::AttemptRecord> {
         self.engine
             .database()
             .read(|c| runs::attempts(c, job_id))
@@ -71,7 +71,7 @@ impl EngineHost {
     }
 }
 
-fn job<'a>(run: &'a RunView, name: &str) -> &'a runs::JobView {
+fn job<'a>(run: &'a RunRecord, name: &str) -> &'a runs::JobRecord {
     run.jobs
         .iter()
         .find(|j| j.name == name)
@@ -190,7 +190,7 @@ async fn permanent_errors_are_not_retried_and_retries_stop_at_the_maximum() {
 }
 
 /// Largest number of attempts running at the same time.
-fn max_overlap(attempts: &[runs::AttemptView]) -> usize {
+fn max_overlap(attempts: &[runs::AttemptRecord]) -> usize {
     let mut edges: Vec<(i64, i32)> = Vec::new();
     for a in attempts {
         edges.push((a.started_at, 1));
@@ -331,7 +331,7 @@ async fn cancelling_a_run_stops_an_infinite_loop_within_a_second() {
         .expect("submitted");
     let started = Instant::now();
     loop {
-        let run = host.engine.run(&id).expect("read").expect("run");
+        let run = host.engine.run(&id).await.expect("read").expect("run");
         if job(&run, "spin").state == JobState::Running {
             break;
         }
@@ -368,7 +368,7 @@ async fn every_state_change_is_in_the_append_only_history() {
     let events = host
         .engine
         .database()
-        .read(|c| warren::db::views::events_after(c, Some(&run.id), 0, 1_000))
+        .read(|c| warren::db::reads::events_after(c, Some(&run.id), 0, 1_000))
         .expect("events");
     let transitions: Vec<(Option<&str>, &str, &str)> = events
         .iter()

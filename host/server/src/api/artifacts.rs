@@ -13,9 +13,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{ApiPath, check_digest, check_id};
+use super::views::ArtifactView;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
-use crate::db::views::{self, ArtifactView};
+use crate::db::reads;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunArtifacts {
@@ -36,16 +37,18 @@ pub async fn list_for_run(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RunArtifacts>, ApiError> {
     check_id("run", &id)?;
-    if state.engine.run(&id)?.is_none() {
+    if state.engine.run(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("run {id}")));
     }
+    let run_id = id.clone();
     let artifacts = state
         .engine
         .database()
-        .read(|conn| views::run_artifacts(conn, &id))?;
+        .query(move |conn| reads::run_artifacts(conn, &run_id))
+        .await?;
     Ok(Json(RunArtifacts {
         run_id: id,
-        artifacts,
+        artifacts: artifacts.into_iter().map(Into::into).collect(),
     }))
 }
 
@@ -64,10 +67,12 @@ pub async fn download(
     ApiPath(digest): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     check_digest(&digest)?;
+    let sha256 = digest.clone();
     let recorded = state
         .engine
         .database()
-        .read(|conn| views::artifact_exists(conn, &digest))?;
+        .query(move |conn| reads::artifact_exists(conn, &sha256))
+        .await?;
     if !recorded {
         return Err(ApiError::not_found(format!("artifact {digest}")));
     }

@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::extract::{ApiPath, ApiQuery, check_id};
+use super::views::EventRow;
 use crate::api::ApiError;
-use crate::db::views::{self, EventRow};
+use crate::db::reads;
 
 /// Rows read from the history at a time.
 const BATCH: usize = 500;
@@ -62,7 +63,7 @@ pub async fn run_events(
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     check_id("run", &id)?;
-    if state.engine.run(&id)?.is_none() {
+    if state.engine.run(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("run {id}")));
     }
     let after = start_after(&headers, &query)?;
@@ -125,20 +126,29 @@ impl Follow {
                 self.after = row.id;
                 return Some(row);
             }
+            let (run_id, after) = (self.run_id.clone(), self.after);
             let rows = self
                 .state
                 .engine
                 .database()
-                .read(|conn| views::events_after(conn, self.run_id.as_deref(), self.after, BATCH))
+                .query(move |conn| reads::events_after(conn, run_id.as_deref(), after, BATCH))
+                .await
                 .ok()?;
             if !rows.is_empty() {
-                self.buffered.extend(rows);
+                self.buffered.extend(rows.into_iter().map(EventRow::from));
                 continue;
             }
             if let Some(run_id) = &self.run_id {
                 // Every event is out and the run has ended (a retried run
                 // may end more than once: only its state now counts).
-                let ended = self.state.engine.run(run_id).ok()??.state.is_terminal();
+                let ended = self
+                    .state
+                    .engine
+                    .run(run_id)
+                    .await
+                    .ok()??
+                    .state
+                    .is_terminal();
                 if ended {
                     return None;
                 }

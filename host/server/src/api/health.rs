@@ -45,7 +45,8 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
     state
         .engine
         .database()
-        .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .query(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .await
         .map_err(|e| unavailable(format!("database: {e}")))?;
     state.engine.database().health().map_err(unavailable)?;
     if !state.engine.is_running() {

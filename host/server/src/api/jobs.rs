@@ -7,9 +7,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{ApiPath, check_id};
+use super::views::{AttemptLogView, JobDetail};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
-use crate::db::views::{self, AttemptLogView, JobDetail};
+use crate::db::reads;
 use warren_vocabulary::JobState;
 
 #[utoipa::path(
@@ -26,12 +27,14 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
     check_id("job", &id)?;
+    let job_id = id.clone();
     let job = state
         .engine
         .database()
-        .read(|conn| views::get_job(conn, &id))?
+        .query(move |conn| reads::get_job(conn, &job_id))
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
-    Ok(Json(job))
+    Ok(Json(job.into()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -55,17 +58,21 @@ pub async fn logs(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobLogs>, ApiError> {
     check_id("job", &id)?;
-    let db = state.engine.database();
-    if db
-        .read(|conn| crate::db::runs::job_run(conn, &id))?
-        .is_none()
-    {
-        return Err(ApiError::not_found(format!("job {id}")));
-    }
-    let attempts = db.read(|conn| views::job_logs(conn, &id))?;
+    let job_id = id.clone();
+    let attempts = state
+        .engine
+        .database()
+        .query(move |conn| {
+            if crate::db::runs::job_run(conn, &job_id)?.is_none() {
+                return Ok(None);
+            }
+            reads::job_logs(conn, &job_id).map(Some)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     Ok(Json(JobLogs {
         job_id: id,
-        attempts,
+        attempts: attempts.into_iter().map(Into::into).collect(),
     }))
 }
 

@@ -9,7 +9,7 @@ use super::extract::{ApiPath, ApiQuery, shown};
 use super::{AppState, MAX_PAGE};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
-use crate::db::views;
+use crate::db::reads;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -57,9 +57,13 @@ pub async fn list(
     }
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let namespace = format!("story:{story}");
-    let entries = state.engine.database().read(|conn| {
-        views::memory_entries(conn, &namespace, query.start_after.as_deref(), limit)
-    })?;
+    let entries = state
+        .engine
+        .database()
+        .query(move |conn| {
+            reads::memory_entries(conn, &namespace, query.start_after.as_deref(), limit)
+        })
+        .await?;
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|(k, _)| k.clone()))
         .flatten();

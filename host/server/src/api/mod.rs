@@ -14,6 +14,7 @@ mod plugins;
 mod runs;
 pub mod server;
 mod templates;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Duration;

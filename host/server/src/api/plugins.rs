@@ -207,19 +207,30 @@ pub async fn get(
         .plugins
         .versions_of(&name)
         .ok_or_else(|| ApiError::not_found(format!("plugin {name}")))?;
-    Ok(Json(detail(&state, &name, &versions)?))
+    Ok(Json(detail(&state, &name, &versions).await?))
 }
 
-fn detail(state: &AppState, name: &str, versions: &[Version]) -> Result<PluginDetail, ApiError> {
+async fn detail(
+    state: &AppState,
+    name: &str,
+    versions: &[Version],
+) -> Result<PluginDetail, ApiError> {
     let (status, active) = status(versions);
     let registry = state.plugins.registry();
+    let digests: Vec<String> = versions.iter().map(|v| v.record.digest.clone()).collect();
+    let usages = state
+        .engine
+        .database()
+        .query(move |conn| {
+            digests
+                .iter()
+                .map(|digest| stored::usage(conn, digest))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
     let mut views = Vec::with_capacity(versions.len());
-    for version in versions {
+    for (version, usage) in versions.iter().zip(usages) {
         let digest = &version.record.digest;
-        let usage = state
-            .engine
-            .database()
-            .read(|conn| stored::usage(conn, digest))?;
         views.push(version_view(version, registry.version(name, digest), usage));
     }
     Ok(PluginDetail {
@@ -270,7 +281,7 @@ pub async fn approve(
         Err(e @ ApproveError::Load(_)) => return Err(ApiError::internal(e)),
     }
     let versions = state.plugins.versions_of(&name).unwrap_or_default();
-    Ok(Json(detail(&state, &name, &versions)?))
+    Ok(Json(detail(&state, &name, &versions).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]

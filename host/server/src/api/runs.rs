@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, check_id, check_name};
+use super::views::{RunSummary, RunView};
 use super::{AppState, MAX_PAGE};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
-use crate::db::runs::RunView;
-use crate::db::views::{self, RunFilter, RunSummary};
+use crate::db::reads::{self, RunFilter};
 use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{PipelineSource, Submission};
 use warren_vocabulary::RunState;
@@ -147,10 +147,12 @@ pub async fn list(
     let runs = state
         .engine
         .database()
-        .read(|conn| views::list_runs(conn, &filter))?;
+        .query(move |conn| reads::list_runs(conn, &filter))
+        .await?;
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
+    let runs = runs.into_iter().map(Into::into).collect();
     Ok(Json(RunPage { runs, next }))
 }
 
@@ -170,9 +172,10 @@ pub async fn get(
     check_id("run", &id)?;
     let run = state
         .engine
-        .run(&id)?
+        .run(&id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
-    Ok(Json(run))
+    Ok(Json(run.into()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

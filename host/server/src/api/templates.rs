@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, check_name};
+use super::views::TemplateSummary;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
-use crate::db::{runs, views};
+use crate::db::{reads, runs};
 use crate::scheduler::spec::PipelineSpec;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -60,14 +61,16 @@ pub async fn create(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TemplateList {
-    pub templates: Vec<views::TemplateSummary>,
+    pub templates: Vec<TemplateSummary>,
 }
 
 #[utoipa::path(get, path = "/v1/templates", tag = "templates", responses((status = 200, body = TemplateList)))]
 /// Template names and their latest versions.
 pub async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiError> {
-    let templates = state.engine.database().read(views::list_templates)?;
-    Ok(Json(TemplateList { templates }))
+    let templates = state.engine.database().query(reads::list_templates).await?;
+    Ok(Json(TemplateList {
+        templates: templates.into_iter().map(Into::into).collect(),
+    }))
 }
 
 #[utoipa::path(
@@ -80,7 +83,7 @@ pub async fn latest(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TemplateVersion>, ApiError> {
     check_name("template", &name)?;
-    template(&state, name, None)
+    template(&state, name, None).await
 }
 
 #[utoipa::path(
@@ -94,18 +97,20 @@ pub async fn version(
     ApiPath((name, version)): ApiPath<(String, i64)>,
 ) -> Result<Json<TemplateVersion>, ApiError> {
     check_name("template", &name)?;
-    template(&state, name, Some(version))
+    template(&state, name, Some(version)).await
 }
 
-fn template(
+async fn template(
     state: &AppState,
     name: String,
     version: Option<i64>,
 ) -> Result<Json<TemplateVersion>, ApiError> {
+    let template_name = name.clone();
     let (version, spec) = state
         .engine
         .database()
-        .read(|conn| runs::get_template(conn, &name, version))?
+        .query(move |conn| runs::get_template(conn, &template_name, version))
+        .await?
         .ok_or_else(|| match version {
             Some(v) => ApiError::not_found(format!("template {name} version {v}")),
             None => ApiError::not_found(format!("template {name}")),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::exit;
 use warren::db::Durability;
-use warren::db::runs::RunView;
+use warren::db::runs::RunRecord;
 use warren::host::HostBuilder;
 use warren::scheduler::spec::PipelineSpec;
 use warren::scheduler::{Engine, EngineConfig, EngineError, PipelineSource, Submission};
@@ -43,7 +43,7 @@ impl PipelineError {
 }
 
 /// The exit code for a run that ended: 0 completed, 1 failed, 2 otherwise.
-pub fn exit_code(run: &RunView) -> i32 {
+pub fn exit_code(run: &RunRecord) -> i32 {
     match run.state {
         RunState::Completed => exit::SUCCESS,
         RunState::Failed => exit::JOB_ERROR,
@@ -82,7 +82,7 @@ pub async fn run(
     file: &std::path::Path,
     input: serde_json::Value,
     story_id: Option<String>,
-) -> Result<RunView, PipelineError> {
+) -> Result<RunRecord, PipelineError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| PipelineError::Usage(format!("cannot read {}: {e}", file.display())))?;
     let spec: PipelineSpec = serde_json::from_str(&text).map_err(|e| {
@@ -101,7 +101,7 @@ pub async fn run(
 }
 
 /// Finishes every run a previous process left unfinished.
-pub async fn resume(options: &EngineOptions) -> Result<Vec<RunView>, PipelineError> {
+pub async fn resume(options: &EngineOptions) -> Result<Vec<RunRecord>, PipelineError> {
     let engine = start_engine(options).await?;
     let mut ended = Vec::new();
     for run_id in engine.recovered_runs() {
@@ -110,7 +110,7 @@ pub async fn resume(options: &EngineOptions) -> Result<Vec<RunView>, PipelineErr
     Ok(ended)
 }
 
-async fn wait_until_ended(engine: &Engine, run_id: &str) -> Result<RunView, PipelineError> {
+async fn wait_until_ended(engine: &Engine, run_id: &str) -> Result<RunRecord, PipelineError> {
     loop {
         let run = engine.wait(run_id, Duration::from_secs(3600)).await?;
         if run.state.is_terminal() {
@@ -120,7 +120,7 @@ async fn wait_until_ended(engine: &Engine, run_id: &str) -> Result<RunView, Pipe
 }
 
 /// One line per job on stderr.
-pub fn print_summary(run: &RunView) {
+pub fn print_summary(run: &RunRecord) {
     eprintln!("run {}: {}", run.id, run.state);
     for job in &run.jobs {
         eprintln!(

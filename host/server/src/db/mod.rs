@@ -7,13 +7,13 @@
 
 pub mod checkpoint;
 pub mod plugins;
+pub mod reads;
 pub mod runs;
-pub mod views;
 pub mod writer;
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use warren_sandbox::capabilities::memory::{MemoryStore, StoreError};
@@ -44,6 +44,8 @@ pub enum DbError {
     Corrupt(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("a database read did not finish: {0}")]
+    Read(String),
 }
 
 /// Migrations in order; the schema version is the number applied.
@@ -138,6 +140,19 @@ impl Database {
                 .unwrap_or_else(|p| p.into_inner()),
         };
         work(&conn)
+    }
+
+    /// Runs `work` on a read connection from a blocking thread, so the async
+    /// worker threads (HTTP, guests, the scheduler) never wait on SQLite.
+    pub async fn query<R, F>(self: &Arc<Self>, work: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.read(work))
+            .await
+            .map_err(|e| DbError::Read(e.to_string()))?
     }
 
     /// Why the database cannot keep up with commits, if it cannot: its

@@ -606,8 +606,8 @@ fn load_running_attempts(
 }
 
 /// A run as a client sees it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RunView {
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
     pub id: String,
     pub state: RunState,
     pub template: Option<String>,
@@ -616,12 +616,12 @@ pub struct RunView {
     pub input: serde_json::Value,
     pub created_at: i64,
     pub finished_at: Option<i64>,
-    pub jobs: Vec<JobView>,
+    pub jobs: Vec<JobRecord>,
 }
 
 /// A job as a client sees it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct JobView {
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
     pub id: String,
     pub name: String,
     pub plugin: String,
@@ -635,8 +635,8 @@ pub struct JobView {
 }
 
 /// An attempt as a client sees it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct AttemptView {
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
     pub id: String,
     pub number: u32,
     pub state: String,
@@ -654,7 +654,7 @@ fn json_value(text: Option<String>) -> Option<serde_json::Value> {
 }
 
 /// The columns [`JobRow::read`] reads, first in a `SELECT`.
-pub(crate) const JOB_VIEW_COLUMNS: &str =
+pub(crate) const JOB_RECORD_COLUMNS: &str =
     "id, name, plugin, state, attempts, output, error, parent_job_id, spawn_reason, depth";
 
 /// A job row as stored, before its state and JSON are checked.
@@ -672,7 +672,7 @@ pub(crate) struct JobRow {
 }
 
 impl JobRow {
-    /// Reads [`JOB_VIEW_COLUMNS`] from the start of `r`.
+    /// Reads [`JOB_RECORD_COLUMNS`] from the start of `r`.
     pub(crate) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             id: r.get(0)?,
@@ -688,8 +688,8 @@ impl JobRow {
         })
     }
 
-    pub(crate) fn into_view(self) -> Result<JobView, DbError> {
-        Ok(JobView {
+    pub(crate) fn into_view(self) -> Result<JobRecord, DbError> {
+        Ok(JobRecord {
             state: job_state(&self.state)?,
             id: self.id,
             name: self.name,
@@ -704,7 +704,7 @@ impl JobRow {
     }
 }
 
-pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunView>, DbError> {
+pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, DbError> {
     let run = conn
         .query_row(
             "SELECT id, state, template_name, template_version, story_id, input, created_at, finished_at FROM runs WHERE id = ?1",
@@ -729,13 +729,13 @@ pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunView>, DbErr
         return Ok(None);
     };
     let mut stmt = conn.prepare(&format!(
-        "SELECT {JOB_VIEW_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY rowid"
+        "SELECT {JOB_RECORD_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY rowid"
     ))?;
     let rows = stmt.query_map([run_id], JobRow::read)?;
     let jobs = rows
         .map(|row| row?.into_view())
         .collect::<Result<Vec<_>, DbError>>()?;
-    Ok(Some(RunView {
+    Ok(Some(RunRecord {
         id,
         state: run_state(&state)?,
         template,
@@ -748,13 +748,13 @@ pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunView>, DbErr
     }))
 }
 
-pub fn attempts(conn: &Connection, job_id: &str) -> Result<Vec<AttemptView>, DbError> {
+pub fn attempts(conn: &Connection, job_id: &str) -> Result<Vec<AttemptRecord>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, number, state, plugin_digest, started_at, finished_at, error, fuel_consumed, peak_memory_bytes, wall_time_us
          FROM attempts WHERE job_id = ?1 ORDER BY number",
     )?;
     let rows = stmt.query_map([job_id], |r| {
-        Ok(AttemptView {
+        Ok(AttemptRecord {
             id: r.get(0)?,
             number: r.get(1)?,
             state: r.get(2)?,

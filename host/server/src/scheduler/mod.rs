@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalogue::PluginRegistry;
-use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunView};
+use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunRecord};
 use crate::db::{Database, DbError};
 use spec::{PipelineSpec, SpecError};
 use warren_sandbox::runtime::Runtime;
@@ -221,7 +221,7 @@ impl Engine {
         &self.plugins
     }
 
-    pub fn database(&self) -> &Database {
+    pub fn database(&self) -> &Arc<Database> {
         &self.db
     }
 
@@ -419,7 +419,7 @@ impl Engine {
     /// job not finished ends `cancelled`. Returns false if the run had
     /// already ended.
     pub async fn cancel(&self, run_id: &str) -> Result<bool, EngineError> {
-        if self.run(run_id)?.is_none() {
+        if self.run(run_id).await?.is_none() {
             return Err(EngineError::UnknownRun(run_id.to_owned()));
         }
         let (reply, answer) = oneshot::channel();
@@ -435,15 +435,21 @@ impl Engine {
     /// Runs a failed job (or one that needed input) again; see
     /// [`scheduler_loop`]. Returns its run's id.
     pub async fn retry_job(&self, job_id: &str) -> Result<String, EngineError> {
-        let (run_id, _) = self
+        let id = job_id.to_owned();
+        let (run_id, versions) = self
             .db
-            .read(|conn| runs::job_run(conn, job_id))?
+            .query(move |conn| {
+                let Some((run_id, _)) = runs::job_run(conn, &id)? else {
+                    return Ok(None);
+                };
+                // An ended run's versions may be unloaded since (a restart
+                // loads only those of unfinished runs): load them before
+                // its jobs start.
+                let versions = crate::db::plugins::run_versions(conn, &run_id)?;
+                Ok(Some((run_id, versions)))
+            })
+            .await?
             .ok_or_else(|| EngineError::UnknownJob(job_id.to_owned()))?;
-        // An ended run's versions may be unloaded since (a restart loads
-        // only those of unfinished runs): load them before its jobs start.
-        let versions = self
-            .db
-            .read(|conn| crate::db::plugins::run_versions(conn, &run_id))?;
         let plugins = self.plugins.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for (name, digest) in versions {
@@ -486,17 +492,22 @@ impl Engine {
     }
 
     /// The run as stored now.
-    pub fn run(&self, run_id: &str) -> Result<Option<RunView>, EngineError> {
-        Ok(self.db.read(|conn| runs::get_run(conn, run_id))?)
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, EngineError> {
+        let run_id = run_id.to_owned();
+        Ok(self
+            .db
+            .query(move |conn| runs::get_run(conn, &run_id))
+            .await?)
     }
 
     /// Waits until the run ends (or `timeout` passes) and returns it.
-    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunView, EngineError> {
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunRecord, EngineError> {
         let mut finished = self.finished.clone();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let run = self
-                .run(run_id)?
+                .run(run_id)
+                .await?
                 .ok_or_else(|| EngineError::UnknownRun(run_id.to_owned()))?;
             if run.state.is_terminal() {
                 return Ok(run);

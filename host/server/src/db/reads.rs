@@ -5,11 +5,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::DbError;
-use super::runs::{AttemptView, JOB_VIEW_COLUMNS, JobRow, JobView};
+use super::runs::{AttemptRecord, JOB_RECORD_COLUMNS, JobRecord, JobRow};
 
 /// A run in a list (its jobs are fetched with the run).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RunSummary {
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummaryRecord {
     pub id: String,
     pub state: String,
     pub template: Option<String>,
@@ -30,7 +30,7 @@ pub struct RunFilter {
 }
 
 /// Newest first.
-pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary>, DbError> {
+pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummaryRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, state, template_name, template_version, story_id, created_at, finished_at FROM runs
          WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR template_name = ?2)
@@ -46,7 +46,7 @@ pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary
             filter.limit as i64
         ],
         |r| {
-            Ok(RunSummary {
+            Ok(RunSummaryRecord {
                 id: r.get(0)?,
                 state: r.get(1)?,
                 template: r.get(2)?,
@@ -61,18 +61,18 @@ pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary
 }
 
 /// A job with its run, attempts and artifacts.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct JobDetail {
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDetailRecord {
     pub run_id: String,
     #[serde(flatten)]
-    pub job: JobView,
+    pub job: JobRecord,
     pub input: serde_json::Value,
-    pub attempts: Vec<AttemptView>,
-    pub artifacts: Vec<ArtifactView>,
+    pub attempts: Vec<AttemptRecord>,
+    pub artifacts: Vec<ArtifactRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ArtifactView {
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactRecord {
     pub job_id: String,
     pub job: String,
     pub name: String,
@@ -84,10 +84,10 @@ fn json_or_text(text: String) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
 }
 
-pub fn get_job(conn: &Connection, job_id: &str) -> Result<Option<JobDetail>, DbError> {
+pub fn get_job(conn: &Connection, job_id: &str) -> Result<Option<JobDetailRecord>, DbError> {
     let row = conn
         .query_row(
-            &format!("SELECT {JOB_VIEW_COLUMNS}, run_id, input FROM jobs WHERE id = ?1"),
+            &format!("SELECT {JOB_RECORD_COLUMNS}, run_id, input FROM jobs WHERE id = ?1"),
             [job_id],
             |r| {
                 Ok((
@@ -102,7 +102,7 @@ pub fn get_job(conn: &Connection, job_id: &str) -> Result<Option<JobDetail>, DbE
         return Ok(None);
     };
     let job = job.into_view()?;
-    Ok(Some(JobDetail {
+    Ok(Some(JobDetailRecord {
         run_id,
         input: json_or_text(input),
         attempts: super::runs::attempts(conn, &job.id)?,
@@ -112,17 +112,17 @@ pub fn get_job(conn: &Connection, job_id: &str) -> Result<Option<JobDetail>, DbE
 }
 
 /// Artifacts of every job of a run.
-pub fn run_artifacts(conn: &Connection, run_id: &str) -> Result<Vec<ArtifactView>, DbError> {
+pub fn run_artifacts(conn: &Connection, run_id: &str) -> Result<Vec<ArtifactRecord>, DbError> {
     artifacts(conn, "j.run_id = ?1", run_id)
 }
 
-fn artifacts(conn: &Connection, filter: &str, key: &str) -> Result<Vec<ArtifactView>, DbError> {
+fn artifacts(conn: &Connection, filter: &str, key: &str) -> Result<Vec<ArtifactRecord>, DbError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT a.job_id, j.name, a.name, a.sha256, a.size FROM artifacts a JOIN jobs j ON j.id = a.job_id
          WHERE {filter} ORDER BY a.rowid"
     ))?;
     let rows = stmt.query_map([key], |r| {
-        Ok(ArtifactView {
+        Ok(ArtifactRecord {
             job_id: r.get(0)?,
             job: r.get(1)?,
             name: r.get(2)?,
@@ -141,19 +141,19 @@ pub fn artifact_exists(conn: &Connection, sha256: &str) -> Result<bool, DbError>
 }
 
 /// The log each attempt of a job left, in attempt order.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct AttemptLogView {
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptLogRecord {
     pub attempt: u32,
     pub state: String,
     pub log: serde_json::Value,
 }
 
-pub fn job_logs(conn: &Connection, job_id: &str) -> Result<Vec<AttemptLogView>, DbError> {
+pub fn job_logs(conn: &Connection, job_id: &str) -> Result<Vec<AttemptLogRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT number, state, log FROM attempts WHERE job_id = ?1 ORDER BY number",
     )?;
     let rows = stmt.query_map([job_id], |r| {
-        Ok(AttemptLogView {
+        Ok(AttemptLogRecord {
             attempt: r.get(0)?,
             state: r.get(1)?,
             log: r
@@ -165,8 +165,8 @@ pub fn job_logs(conn: &Connection, job_id: &str) -> Result<Vec<AttemptLogView>, 
 }
 
 /// One entry of the history, with its run.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct EventRow {
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
     pub id: i64,
     pub at: i64,
     pub run_id: String,
@@ -183,13 +183,13 @@ pub fn events_after(
     run_id: Option<&str>,
     after: i64,
     limit: usize,
-) -> Result<Vec<EventRow>, DbError> {
+) -> Result<Vec<EventRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, run_id, job_id, kind, from_state, to_state, reason FROM events
          WHERE id > ?1 AND (?2 IS NULL OR run_id = ?2) ORDER BY id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![after, run_id, limit as i64], |r| {
-        Ok(EventRow {
+        Ok(EventRecord {
             id: r.get(0)?,
             at: r.get(1)?,
             run_id: r.get(2)?,
@@ -203,19 +203,19 @@ pub fn events_after(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TemplateSummary {
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateRecord {
     pub name: String,
     pub latest_version: i64,
     pub updated_at: i64,
 }
 
-pub fn list_templates(conn: &Connection) -> Result<Vec<TemplateSummary>, DbError> {
+pub fn list_templates(conn: &Connection) -> Result<Vec<TemplateRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT name, max(version), max(created_at) FROM templates GROUP BY name ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok(TemplateSummary {
+        Ok(TemplateRecord {
             name: r.get(0)?,
             latest_version: r.get(1)?,
             updated_at: r.get(2)?,
