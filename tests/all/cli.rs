@@ -289,3 +289,131 @@ fn new_job_and_new_agent_build_and_run_as_they_stand() {
         }
     }
 }
+
+/// Copies a test guest into `dir` with `manifest` beside it.
+fn guest_with_manifest(dir: &Path, guest: &str, manifest: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{guest}.wasm"));
+    std::fs::copy(guest_path(guest), &path).expect("copy guest");
+    std::fs::write(dir.join(format!("{guest}.toml")), manifest).expect("manifest");
+    path
+}
+
+#[test]
+fn run_applies_the_manifest_and_caps_it_with_the_operator_policy() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let config = plugins.path().join("warren.toml");
+    std::fs::write(
+        &config,
+        "[policy]\nmemory = [\"run\", \"story\"]\nspawn = false\n\n[policy.max_limits]\nfuel = 50_000_000\n",
+    )
+    .expect("config");
+    // The manifest leaves out story memory and asks for spawning, which
+    // the policy refuses.
+    let toolbox = guest_with_manifest(
+        plugins.path(),
+        "toolbox",
+        "memory = [\"run\"]\nspawn = true\n",
+    );
+    let input = json!([
+        {"op": "mem_set", "scope": "run", "key": "k", "value": "v"},
+        {"op": "mem_set", "scope": "story", "key": "k", "value": "v"},
+        {"op": "spawn", "plugin": "toolbox", "input": [], "reason": "try"},
+    ])
+    .to_string();
+    let output = warren(
+        data.path(),
+        &[
+            "run",
+            path_arg(&toolbox),
+            "--config",
+            path_arg(&config),
+            "--story",
+            "s1",
+            "--input",
+            &input,
+            "--json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("report");
+    let results = &report["output"];
+    assert_eq!(results[0], json!({"ok": null}));
+    let story = results[1]["err"].as_str().expect("story memory refused");
+    assert!(story.contains("not granted story memory"), "{story}");
+    let spawn = results[2]["err"].as_str().expect("spawn refused");
+    assert!(spawn.contains("not granted spawn"), "{spawn}");
+    assert_eq!(report["children"], json!([]));
+
+    // A manifest asking for more fuel than the policy allows gets the
+    // policy's maximum: the loop runs out of fuel there.
+    let spin = guest_with_manifest(
+        plugins.path(),
+        "spin_forever",
+        "[limits]\nfuel = 5_000_000_000_000\n",
+    );
+    let output = warren(
+        data.path(),
+        &[
+            "run",
+            path_arg(&spin),
+            "--config",
+            path_arg(&config),
+            "--json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("report");
+    assert_eq!(
+        report["error"],
+        json!({"type": "limit", "hit": {"limit": "fuel", "budget": 50_000_000}})
+    );
+
+    // Asking the command line for more than the policy allows is refused.
+    let output = warren(
+        data.path(),
+        &[
+            "run",
+            path_arg(&spin),
+            "--config",
+            path_arg(&config),
+            "--fuel",
+            "60000000",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("fuel is 60000000"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_spawned_job_reads_its_parents_artifacts_under_in() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let toolbox = plugins.path().join("toolbox.wasm");
+    std::fs::copy(guest_path("toolbox"), &toolbox).expect("copy");
+    let input = json!([
+        {"op": "write_out", "name": "note.txt", "data": "from the parent"},
+        {"op": "spawn", "plugin": "toolbox", "input": [
+            {"op": "read_file", "path": "/in/toolbox/note.txt"},
+            {"op": "list"},
+        ], "reason": "read it"},
+    ])
+    .to_string();
+    let output = warren(
+        data.path(),
+        &["run", path_arg(&toolbox), "--input", &input, "--json"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("report");
+    assert_eq!(report["artifacts"][0]["name"], "note.txt");
+    let child = &report["children"][0];
+    assert_eq!(child["output"][0], json!({"ok": "from the parent"}));
+    assert_eq!(
+        child["output"][1],
+        json!({"ok": [{"name": "toolbox/note.txt", "size": 15}]})
+    );
+}

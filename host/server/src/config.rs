@@ -130,6 +130,20 @@ pub enum ConfigError {
 pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
 
 impl Layer {
+    /// The operator's layers: the file (`config`, or `./warren.toml` when it
+    /// exists), then the `WARREN_*` variables.
+    pub fn operator(config: Option<&Path>) -> Result<Vec<Self>, ConfigError> {
+        let file = match config {
+            Some(path) => Some(Self::from_file(path)?),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Some(Self::from_file(DEFAULT_CONFIG_FILE.as_ref())?)
+            }
+            None => None,
+        };
+        let env = Self::from_env(|name| std::env::var(name).ok())?;
+        Ok(file.into_iter().chain([env]).collect())
+    }
+
     /// Reads a `warren.toml`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {

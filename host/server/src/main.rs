@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::cli::{exit, new, run};
 use clap::{Parser, Subcommand, ValueEnum};
-use warren_vocabulary::Limits;
+use warren_vocabulary::LimitsSpec;
 
 #[derive(Parser)]
 #[command(
@@ -299,12 +299,18 @@ struct RunArgs {
     /// Wall-clock deadline in milliseconds.
     #[arg(long)]
     timeout_ms: Option<u64>,
-    /// Directory shown read-only to the plugin at `/in`.
+    /// Directory shown read-only to the plugin at `/in` (not to the jobs it
+    /// spawns: they see its artifacts there).
     #[arg(long = "in")]
     in_dir: Option<PathBuf>,
-    /// Where Warren keeps its database, artifacts and compile cache.
-    #[arg(long, default_value = "warren-data")]
-    data_dir: PathBuf,
+    /// Where Warren keeps the run's database, artifacts and compile cache;
+    /// a temporary folder by default (story memory then lasts one run).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The operator's settings, whose `[policy]` caps the plugin
+    /// (default: `./warren.toml` if it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Story id: scopes the plugin's story memory.
     #[arg(long)]
     story: Option<String>,
@@ -440,16 +446,8 @@ fn client_command(
 }
 
 fn serve_command(args: ServeArgs) -> i32 {
-    use warren::config::{DEFAULT_CONFIG_FILE, Layer, ServeConfig};
-    let file = match &args.config {
-        Some(path) => Layer::from_file(path).map(Some),
-        None if std::path::Path::new(DEFAULT_CONFIG_FILE).exists() => {
-            Layer::from_file(DEFAULT_CONFIG_FILE.as_ref()).map(Some)
-        }
-        None => Ok(None),
-    };
-    let layers = file.and_then(|file| {
-        let env = Layer::from_env(|name| std::env::var(name).ok())?;
+    use warren::config::{Layer, ServeConfig};
+    let layers = Layer::operator(args.config.as_deref()).map(|mut layers| {
         let flags = Layer {
             listen: args.listen,
             data_dir: args.data_dir.clone(),
@@ -460,7 +458,8 @@ fn serve_command(args: ServeArgs) -> i32 {
             }),
             ..Layer::default()
         };
-        Ok(file.into_iter().chain([env, flags]).collect::<Vec<_>>())
+        layers.push(flags);
+        layers
     });
     let config = match layers.and_then(|layers| ServeConfig::resolve(&layers)) {
         Ok(config) => config,
@@ -642,14 +641,11 @@ fn run_command(args: RunArgs) -> i32 {
             return e.exit_code();
         }
     };
-    let defaults = Limits::default();
-    let limits = Limits {
-        fuel: args.fuel.unwrap_or(defaults.fuel),
-        memory_bytes: args
-            .memory_mb
-            .map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
-        timeout_ms: args.timeout_ms.unwrap_or(defaults.timeout_ms),
-        ..defaults
+    let limits = LimitsSpec {
+        fuel: args.fuel,
+        memory_mb: args.memory_mb,
+        timeout_ms: args.timeout_ms,
+        ..LimitsSpec::default()
     };
     let options = run::RunOptions {
         plugin: args.plugin,
@@ -657,6 +653,7 @@ fn run_command(args: RunArgs) -> i32 {
         limits,
         in_dir: args.in_dir,
         data_dir: args.data_dir,
+        config: args.config,
         story_id: args.story,
         echo_log: !args.json,
     };

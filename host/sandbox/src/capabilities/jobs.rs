@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::jobs::Host;
@@ -28,7 +28,7 @@ pub struct SpawnRequest {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     pub percent: u8,
     pub summary: String,

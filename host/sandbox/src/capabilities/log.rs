@@ -4,13 +4,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::log::{Host, Level};
 
 /// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogSource {
     Log,
@@ -18,7 +18,7 @@ pub enum LogSource {
     Stderr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace,
@@ -40,7 +40,7 @@ impl From<Level> for LogLevel {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Milliseconds since the attempt started.
     pub at_ms: u64,
@@ -50,7 +50,7 @@ pub struct LogLine {
 }
 
 /// The attempt's log as it was when the attempt ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapturedLog {
     pub lines: Vec<LogLine>,
     /// Bytes the guest wrote beyond the log limit, dropped.

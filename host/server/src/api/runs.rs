@@ -84,6 +84,7 @@ pub async fn create(
             pipeline,
             input,
             story_id: body.story_id,
+            in_dir: None,
         })
         .await?;
     let location = format!("/v1/runs/{id}");

@@ -5,6 +5,7 @@
 
 pub mod directory;
 pub mod grants;
+pub mod plugin_file;
 mod registry;
 
 pub use registry::PluginRegistry;

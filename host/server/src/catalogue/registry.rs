@@ -15,10 +15,15 @@ use warren_sandbox::runtime::Runtime;
 pub struct PluginRegistry {
     inner: Arc<RwLock<Loaded>>,
     loader: Arc<RwLock<Option<VersionLoader>>>,
+    source: Arc<RwLock<Option<PluginSource>>>,
 }
 
 /// Loads a version that is not in memory (from a kept copy); may compile.
 pub type VersionLoader = Arc<dyn Fn(&str, &str) -> Option<Plugin> + Send + Sync>;
+
+/// Finds a plugin by name the first time it is asked for (`warren run`
+/// loads the plugins a job spawns from beside it); may compile.
+pub type PluginSource = Arc<dyn Fn(&str) -> Option<Plugin> + Send + Sync>;
 
 #[derive(Default)]
 struct Loaded {
@@ -106,9 +111,25 @@ impl PluginRegistry {
         self.write().active.remove(name);
     }
 
-    /// The active version of `name`.
+    /// The active version of `name`, loaded from the source (if one is
+    /// set) the first time it is asked for.
     pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        if let Some(plugin) = self.read().active.get(name).cloned() {
+            return Some(plugin);
+        }
+        let source = self
+            .source
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let plugin = source(name)?;
+        self.insert(plugin);
         self.read().active.get(name).cloned()
+    }
+
+    /// Where [`PluginRegistry::get`] finds plugins not loaded yet.
+    pub fn set_source(&self, source: PluginSource) {
+        *self.source.write().unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
     /// Version `digest` of `name`, active or not, if loaded.
@@ -141,9 +162,9 @@ impl PluginRegistry {
         }
     }
 
-    /// Whether `name` has an active version.
+    /// Whether `name` has an active version (or its source has one).
     pub fn contains(&self, name: &str) -> bool {
-        self.read().active.contains_key(name)
+        self.get(name).is_some()
     }
 
     /// Names with an active version, sorted.

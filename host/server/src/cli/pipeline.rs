@@ -94,6 +94,7 @@ pub async fn run(
             pipeline: PipelineSource::Inline(spec),
             input,
             story_id,
+            in_dir: None,
         })
         .await?;
     eprintln!("run {run_id} submitted");

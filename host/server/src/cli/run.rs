@@ -1,19 +1,28 @@
-//! `warren run`: runs one plugin locally, then the jobs it spawned (after
-//! their parent, depth-limited), and reports output, usage and artifacts.
+//! `warren run`: one plugin as a one-job pipeline of the engine, over a
+//! temporary data directory (or `--data-dir`). Its manifest and the
+//! operator's policy apply, the jobs it spawns run after it and see its
+//! output and artifacts, exactly as under `warren serve`; the report gives
+//! every job's output, usage, artifacts and log.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use super::exit;
+use warren::catalogue::grants::Policy;
+use warren::catalogue::plugin_file::{self, PluginFileError};
+use warren::config::{Layer, ServeConfig};
+use warren::db::reads::{JobOutcomeRecord, job_outcomes};
 use warren::host::HostBuilder;
+use warren::scheduler::spec::{JobSpec, PipelineSpec};
+use warren::scheduler::{EngineConfig, EngineError, PipelineSource, Submission};
 use warren_sandbox::capabilities::jobs::Progress;
 use warren_sandbox::capabilities::log::{CapturedLog, LogLine, LogSink};
-use warren_sandbox::plugin::{Plugin, PluginError};
-use warren_sandbox::runtime::{AttemptFailure, AttemptOutcome, AttemptRequest};
-use warren_vocabulary::{Artifact, Limits, Usage};
+use warren_sandbox::runtime::AttemptFailure;
+use warren_vocabulary::{Artifact, JobState, LimitsSpec, RetryPolicy, Usage};
 
 /// Options of `warren run`.
 #[derive(Debug, Clone)]
@@ -21,9 +30,14 @@ pub struct RunOptions {
     pub plugin: PathBuf,
     /// JSON input.
     pub input: String,
-    pub limits: Limits,
+    /// What the command line asks for; the rest comes from the plugin's
+    /// grants.
+    pub limits: LimitsSpec,
     pub in_dir: Option<PathBuf>,
-    pub data_dir: PathBuf,
+    /// Where the run is kept; a temporary folder when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// The operator's `warren.toml` (its `[policy]` applies).
+    pub config: Option<PathBuf>,
     pub story_id: Option<String>,
     /// Print live log lines on stderr.
     pub echo_log: bool,
@@ -75,7 +89,10 @@ impl RunReport {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("invalid plugin {path}: {source}")]
-    InvalidPlugin { path: String, source: PluginError },
+    InvalidPlugin {
+        path: String,
+        source: PluginFileError,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("{0:#}")]
@@ -90,6 +107,21 @@ impl RunError {
         }
     }
 }
+
+impl From<EngineError> for RunError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Spec(_) | EngineError::BadStoryId(_) | EngineError::TooLarge(_) => {
+                Self::Usage(e.to_string())
+            }
+            e => Self::Host(e.into()),
+        }
+    }
+}
+
+/// Jobs a local run may spawn in all (the spawn tree could otherwise reach
+/// 16^4 jobs).
+pub const MAX_LOCAL_JOBS: u32 = 256;
 
 /// Parses `--input`: inline JSON, or `@path` to read it from a file.
 pub fn read_input(arg: &str) -> Result<String, RunError> {
@@ -125,145 +157,149 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
             dir.display()
         )));
     }
+    let input: serde_json::Value = serde_json::from_str(&options.input)
+        .map_err(|e| RunError::Usage(format!("--input is not valid JSON: {e}")))?;
     let plugin_path = resolve_plugin(&options.plugin);
-    let host = HostBuilder::new(&options.data_dir)
-        .open()
-        .map_err(RunError::Host)?;
-    let runtime = &host.runtime;
-    let root_plugin =
-        runtime
-            .load_file(&plugin_path)
-            .map_err(|source| RunError::InvalidPlugin {
-                path: plugin_path.display().to_string(),
-                source,
-            })?;
-    // Spawned plugins are looked up beside the one being run.
+    let policy = operator_policy(options.config.as_deref())?;
+    // Removed when the run is reported.
+    let (data_dir, temporary) = match &options.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temporary = tempfile::tempdir().map_err(|e| RunError::Host(e.into()))?;
+            (temporary.path().to_owned(), Some(temporary))
+        }
+    };
+    let mut builder = HostBuilder::new(&data_dir);
+    if temporary.is_some()
+        && let Some(cache) = user_cache_dir()
+    {
+        // A temporary data directory would compile every plugin every time.
+        builder = builder.cache_dir(Some(cache));
+    }
+    let host = builder.open().map_err(RunError::Host)?;
+    let root = plugin_file::load(&host.runtime, &plugin_path, &policy).map_err(|source| {
+        RunError::InvalidPlugin {
+            path: plugin_path.display().to_string(),
+            source,
+        }
+    })?;
+    let name = root.name().to_owned();
+    host.plugins.insert(root);
+    // Plugins the job spawns are found beside it, with their manifests.
     let plugin_dir = plugin_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let lookup_dir = plugin_dir.clone();
-    let lookup: warren_sandbox::capabilities::jobs::PluginLookup =
-        Arc::new(move |name: &str| lookup_dir.join(format!("{name}.wasm")).is_file());
-    let sink: Option<LogSink> = options
-        .echo_log
-        .then(|| Arc::new(print_log_line) as LogSink);
+    let runtime = host.runtime.clone();
+    let sibling_policy = policy.clone();
+    host.plugins.set_source(Arc::new(move |sibling: &str| {
+        let path = plugin_dir.join(format!("{sibling}.wasm"));
+        if !path.is_file() {
+            return None;
+        }
+        plugin_file::load(&runtime, &path, &sibling_policy)
+            .map_err(|e| eprintln!("warning: cannot load {}: {e}", path.display()))
+            .ok()
+    }));
 
-    let mut request = AttemptRequest::new(root_plugin.name(), options.input.clone());
-    request.story_id = options.story_id.clone();
-    request.limits = options.limits.clone();
-    request.in_dir = options.in_dir.clone();
-    request.plugin_lookup = Some(lookup.clone());
-    request.log_sink = sink.clone();
-    let run_id = request.run_id.clone();
-    let root_outcome = runtime.run_attempt(&root_plugin, request.clone()).await;
-    let root = report(&root_plugin, &request, None, &root_outcome);
-
-    // Children run breadth-first after their parent; depth is bounded by the
-    // jobs capability, so this queue is finite.
-    let mut queue: VecDeque<_> = root_outcome
-        .spawned
+    let engine = host
+        .start_engine(EngineConfig {
+            limit_ceiling: policy.max_limits.clone(),
+            max_spawned_per_run: MAX_LOCAL_JOBS,
+            log_sink: options
+                .echo_log
+                .then(|| Arc::new(print_log_line) as LogSink),
+            ..EngineConfig::default()
+        })
+        .await?;
+    let job = JobSpec {
+        plugin: name.clone(),
+        input: None,
+        needs: Vec::new(),
+        retry: RetryPolicy::default(),
+        limits: options.limits,
+    };
+    let run_id = engine
+        .submit(Submission {
+            pipeline: PipelineSource::Inline(PipelineSpec {
+                name: None,
+                max_parallel: None,
+                jobs: BTreeMap::from([(name, job)]),
+            }),
+            input,
+            story_id: options.story_id.clone(),
+            in_dir: options.in_dir.clone(),
+        })
+        .await?;
+    while !engine
+        .wait(&run_id, Duration::from_secs(3600))
+        .await?
+        .state
+        .is_terminal()
+    {}
+    let id = run_id.clone();
+    let mut jobs = host
+        .db
+        .query(move |conn| job_outcomes(conn, &id))
+        .await
+        .map_err(|e| RunError::Host(e.into()))?
         .into_iter()
-        .map(|s| (s, 1, root_plugin.name().to_owned(), root.output.clone()))
-        .collect();
-    let mut children = Vec::new();
-    while let Some((spawn, depth, parent, parent_output)) = queue.pop_front() {
-        if children.len() >= MAX_LOCAL_JOBS {
-            children.push(not_run(
-                spawn,
-                format!("a local run runs at most {MAX_LOCAL_JOBS} spawned jobs"),
-            ));
-            continue;
-        }
-        let path = plugin_dir.join(format!("{}.wasm", spawn.plugin));
-        let mut child_request = request.clone();
-        child_request.job_id = spawn.job_id.clone();
-        child_request.job_name = spawn.plugin.clone();
-        child_request.input = spawn.input.clone();
-        child_request.spawn_depth = depth;
-        child_request.in_dir = None;
-        child_request.upstream = vec![(
-            parent,
-            parent_output
-                .map(|o| o.get().to_owned())
-                .unwrap_or_default(),
-        )];
-        let plugin = match runtime.load_file(&path) {
-            Ok(plugin) => plugin,
-            Err(e) => {
-                children.push(not_run(
-                    spawn,
-                    format!("cannot load the spawned plugin: {e}"),
-                ));
-                continue;
-            }
-        };
-        let outcome = runtime.run_attempt(&plugin, child_request.clone()).await;
-        let child = report(&plugin, &child_request, Some(spawn.reason), &outcome);
-        for grandchild in outcome.spawned {
-            queue.push_back((
-                grandchild,
-                depth + 1,
-                plugin.name().to_owned(),
-                child.output.clone(),
-            ));
-        }
-        children.push(child);
-    }
+        .map(report);
+    let root = jobs
+        .next()
+        .ok_or_else(|| RunError::Host(anyhow::anyhow!("run {run_id} has no job")))?;
     Ok(RunReport {
         run_id,
         root,
-        children,
+        children: jobs.collect(),
     })
 }
 
-/// Spawned jobs a local run executes at most (the spawn tree could
-/// otherwise reach 16^4 jobs).
-pub const MAX_LOCAL_JOBS: usize = 256;
+/// The `[policy]` of the operator's `warren.toml` and `WARREN_*` variables.
+fn operator_policy(config: Option<&Path>) -> Result<Policy, RunError> {
+    Layer::operator(config)
+        .and_then(|layers| ServeConfig::resolve(&layers))
+        .map(|config| config.policy)
+        .map_err(|e| RunError::Usage(e.to_string()))
+}
 
-/// The report of a spawned job that was not run.
-fn not_run(spawn: warren_sandbox::capabilities::jobs::SpawnRequest, why: String) -> JobReport {
+/// Compiled plugins kept between `warren run`s without `--data-dir`:
+/// `$XDG_CACHE_HOME/warren` or `~/.cache/warren`.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("warren"))
+}
+
+/// A job as the report shows it, from what the engine stored.
+fn report(job: JobOutcomeRecord) -> JobReport {
+    let error = parse(job.error.as_deref()).or_else(|| {
+        (job.state != JobState::Completed).then(|| AttemptFailure::Host {
+            message: format!("the job ended {} without an attempt", job.state),
+        })
+    });
     JobReport {
-        job_id: spawn.job_id,
-        plugin: spawn.plugin,
-        digest: String::new(),
-        reason: Some(spawn.reason),
-        output: None,
-        error: Some(AttemptFailure::Host { message: why }),
-        usage: Usage::default(),
-        artifacts: Vec::new(),
-        progress: None,
-        log: CapturedLog::default(),
+        job_id: job.id,
+        plugin: job.plugin,
+        digest: job.plugin_digest.unwrap_or_default(),
+        reason: job.spawn_reason,
+        output: job
+            .output
+            .and_then(|o| serde_json::value::RawValue::from_string(o).ok()),
+        error,
+        usage: job.usage,
+        artifacts: job.artifacts,
+        progress: parse(job.progress.as_deref()),
+        log: parse(job.log.as_deref()).unwrap_or_default(),
     }
 }
 
-fn report(
-    plugin: &Plugin,
-    request: &AttemptRequest,
-    reason: Option<String>,
-    outcome: &AttemptOutcome,
-) -> JobReport {
-    let (output, error) = match &outcome.result {
-        // The runtime checked that the output parses.
-        Ok(output) => (
-            serde_json::value::RawValue::from_string(output.clone()).ok(),
-            None,
-        ),
-        Err(failure) => (None, Some(failure.clone())),
-    };
-    JobReport {
-        job_id: request.job_id.clone(),
-        plugin: plugin.name().to_owned(),
-        digest: plugin.digest().to_owned(),
-        reason,
-        output,
-        error,
-        usage: outcome.usage.clone(),
-        artifacts: outcome.artifacts.clone(),
-        progress: outcome.progress.clone(),
-        log: outcome.log.clone(),
-    }
+/// Stored JSON read back; what does not parse is left out of the report.
+fn parse<T: serde::de::DeserializeOwned>(text: Option<&str>) -> Option<T> {
+    text.and_then(|t| serde_json::from_str(t).ok())
 }
 
 fn print_log_line(line: &LogLine) {

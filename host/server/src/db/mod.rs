@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_retry_base.sql"),
     include_str!("migrations/0004_plugin_versions.sql"),
     include_str!("migrations/0005_limits_in_ms.sql"),
+    include_str!("migrations/0006_attempt_progress.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::DbError;
 use super::runs::{AttemptRecord, JOB_RECORD_COLUMNS, JobRecord, JobRow};
+use warren_vocabulary::{Artifact, JobState, Usage};
 
 /// A run in a list (its jobs are fetched with the run).
 #[derive(Debug, Clone, Serialize)]
@@ -239,4 +240,85 @@ pub fn memory_entries(
         Ok((r.get(0)?, r.get(1)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How one job of a run ended, with its last attempt: what `warren run`
+/// reports.
+#[derive(Debug, Clone)]
+pub struct JobOutcomeRecord {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    pub plugin_digest: Option<String>,
+    pub state: JobState,
+    pub spawn_reason: Option<String>,
+    /// JSON text, as the plugin produced it.
+    pub output: Option<String>,
+    /// The last attempt's failure, JSON.
+    pub error: Option<String>,
+    /// The last attempt's captured log, JSON.
+    pub log: Option<String>,
+    /// The last attempt's progress, JSON.
+    pub progress: Option<String>,
+    pub usage: Usage,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// Every job of `run_id` in the order it was created (spawned jobs after
+/// their parent), each with its last attempt and its artifacts.
+pub fn job_outcomes(conn: &Connection, run_id: &str) -> Result<Vec<JobOutcomeRecord>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.id, j.name, j.plugin, j.plugin_digest, j.state, j.spawn_reason, j.output,
+                a.error, a.log, a.progress, a.fuel_consumed, a.peak_memory_bytes, a.wall_time_us
+         FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
+         WHERE j.run_id = ?1 ORDER BY j.rowid",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        Ok((
+            JobOutcomeRecord {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                plugin: r.get(2)?,
+                plugin_digest: r.get(3)?,
+                state: JobState::Pending,
+                spawn_reason: r.get(5)?,
+                output: r.get(6)?,
+                error: r.get(7)?,
+                log: r.get(8)?,
+                progress: r.get(9)?,
+                usage: Usage {
+                    fuel_consumed: r.get::<_, Option<i64>>(10)?.unwrap_or(0) as u64,
+                    peak_memory_bytes: r.get::<_, Option<i64>>(11)?.unwrap_or(0) as u64,
+                    wall_time: std::time::Duration::from_micros(
+                        r.get::<_, Option<i64>>(12)?.unwrap_or(0) as u64,
+                    ),
+                },
+                artifacts: Vec::new(),
+            },
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let (mut job, state) = row?;
+        job.state = JobState::parse(&state)
+            .ok_or_else(|| DbError::Corrupt(format!("job state {state:?}")))?;
+        jobs.push(job);
+    }
+    let mut artifacts = conn.prepare_cached(
+        "SELECT name, sha256, size FROM artifacts WHERE job_id = ?1 ORDER BY rowid",
+    )?;
+    for job in &mut jobs {
+        job.artifacts = artifacts
+            .query_map([&job.id], |r| {
+                Ok(Artifact {
+                    name: r.get(0)?,
+                    sha256: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    producer: job.name.clone(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(jobs)
 }

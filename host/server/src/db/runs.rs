@@ -90,6 +90,8 @@ pub enum Change {
         error: Option<String>,
         log: String,
         usage: Usage,
+        /// The last progress reported, JSON.
+        progress: Option<String>,
     },
     Artifacts {
         job_id: String,
@@ -333,10 +335,11 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 error,
                 log,
                 usage,
+                progress,
             } => {
                 conn.prepare_cached(
                     "UPDATE attempts SET state = ?3, finished_at = ?4, error = ?5, log = ?6, fuel_consumed = ?7,
-                     peak_memory_bytes = ?8, wall_time_us = ?9 WHERE job_id = ?1 AND number = ?2",
+                     peak_memory_bytes = ?8, wall_time_us = ?9, progress = ?10 WHERE job_id = ?1 AND number = ?2",
                 )?
                 .execute(params![
                     job_id,
@@ -347,7 +350,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     log,
                     usage.fuel_consumed as i64,
                     usage.peak_memory_bytes as i64,
-                    usage.wall_time.as_micros() as i64
+                    usage.wall_time.as_micros() as i64,
+                    progress
                 ])?;
             }
             Change::Artifacts { job_id, artifacts } => {

@@ -131,6 +131,10 @@ pub(super) fn finish_attempt(
             .and_then(|e| serde_json::to_string(e).ok()),
         log: serde_json::to_string(&outcome.log).unwrap_or_default(),
         usage: outcome.usage.clone(),
+        progress: outcome
+            .progress
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok()),
     });
     if !uses.is_empty() {
         fx.changes.push(Change::ArtifactUses {
@@ -398,13 +402,13 @@ pub(super) fn start_job(
         upstream,
         upstream_artifacts: Vec::new(),
         limits,
-        in_dir: None,
+        in_dir: run.in_dir.clone().filter(|_| node.depth == 0),
         spawn_depth: node.depth,
         max_spawn_depth: config.max_spawn_depth,
         plugin_lookup: Some(Arc::new(move |name: &str| {
             plugins.contains(name) || pinned.iter().any(|p| p == name)
         })),
-        log_sink: None,
+        log_sink: config.log_sink.clone(),
         cancel: Some(cancel),
         spawn_budget: Some(run.spawn_budget.clone()),
     };

@@ -90,6 +90,8 @@ async fn run_started(runtime: Arc<Runtime>, start: Start) -> AttemptOutcome {
     } else {
         None
     };
-    request.in_dir = input_dir.as_ref().map(|d| d.path.clone());
+    if let Some(dir) = &input_dir {
+        request.in_dir = Some(dir.path.clone());
+    }
     runtime.run_attempt(&plugin, request).await
 }

@@ -26,6 +26,7 @@ use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunRecord};
 use crate::db::{Database, DbError};
 use spec::{PipelineSpec, SpecError};
+use warren_sandbox::capabilities::log::LogSink;
 use warren_sandbox::runtime::Runtime;
 use warren_vocabulary::Limits;
 use warren_vocabulary::{JobState, RunState};
@@ -39,7 +40,7 @@ pub const DEFAULT_CONCURRENCY: usize = 64;
 pub const MAX_COPIED_INPUT_BYTES: usize = 64 << 20;
 
 /// Engine-wide settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Attempts running at once, over all runs.
     pub max_concurrent_jobs: usize,
@@ -50,6 +51,21 @@ pub struct EngineConfig {
     pub max_spawn_depth: u32,
     /// Jobs one run may spawn in all.
     pub max_spawned_per_run: u32,
+    /// Receives every attempt's log lines as they are written (`warren run`
+    /// prints them); none by default.
+    pub log_sink: Option<LogSink>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("max_concurrent_jobs", &self.max_concurrent_jobs)
+            .field("limit_ceiling", &self.limit_ceiling)
+            .field("max_spawn_depth", &self.max_spawn_depth)
+            .field("max_spawned_per_run", &self.max_spawned_per_run)
+            .field("log_sink", &self.log_sink.is_some())
+            .finish()
+    }
 }
 
 impl Default for EngineConfig {
@@ -59,6 +75,7 @@ impl Default for EngineConfig {
             limit_ceiling: Limits::default_ceiling(),
             max_spawn_depth: 4,
             max_spawned_per_run: 1_000,
+            log_sink: None,
         }
     }
 }
@@ -70,6 +87,10 @@ pub struct Submission {
     /// The run's input (JSON); jobs without their own input get it.
     pub input: Value,
     pub story_id: Option<String>,
+    /// A host folder shown read-only at `/in` to the jobs submitted (not to
+    /// those they spawn, which see their parent's artifacts there). Kept in
+    /// memory only: `warren run` uses it, a recovered run runs without it.
+    pub in_dir: Option<std::path::PathBuf>,
 }
 
 /// Where a run's pipeline comes from.
@@ -394,8 +415,9 @@ impl Engine {
             input,
             story_id: submission.story_id,
         };
-        let graph =
+        let mut graph =
             run_graph::ActiveRun::new(&new_run, spec.max_parallel, &jobs, &deps, RunState::Pending);
+        graph.in_dir = submission.in_dir;
         let changes = vec![
             Change::InsertRun(new_run),
             Change::InsertJobs {

@@ -54,6 +54,8 @@ pub(crate) struct ActiveRun {
     /// once retired.
     pub pinned_plugins: Arc<Vec<String>>,
     pub cancelling: bool,
+    /// Shown at `/in` to jobs nobody spawned (see `Submission::in_dir`).
+    pub in_dir: Option<std::path::PathBuf>,
     /// Jobs not yet in a terminal state.
     pub unfinished: usize,
 }
@@ -79,6 +81,7 @@ impl ActiveRun {
             spawn_budget: Arc::new(AtomicU32::new(0)),
             pinned_plugins: Arc::default(),
             cancelling: false,
+            in_dir: None,
             unfinished: 0,
         };
         graph.add_jobs(jobs, deps);
