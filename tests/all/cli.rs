@@ -417,3 +417,44 @@ fn a_spawned_job_reads_its_parents_artifacts_under_in() {
         json!({"ok": [{"name": "toolbox/note.txt", "size": 15}]})
     );
 }
+
+#[test]
+fn pipeline_run_applies_manifests_and_the_operator_policy() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let plugins = tempfile::tempdir().expect("tempdir");
+    guest_with_manifest(plugins.path(), "toolbox", "memory = [\"run\"]\n");
+    let config = plugins.path().join("warren.toml");
+    std::fs::write(&config, "[policy]\nspawn = false\n").expect("config");
+    let pipeline = plugins.path().join("pipeline.json");
+    let ops = json!([
+        {"op": "mem_set", "scope": "story", "key": "k", "value": "v"},
+        {"op": "spawn", "plugin": "toolbox", "input": [], "reason": "try"},
+    ]);
+    std::fs::write(
+        &pipeline,
+        json!({"jobs": {"box": {"plugin": "toolbox", "input": ops}}}).to_string(),
+    )
+    .expect("pipeline");
+    let output = warren(
+        data.path(),
+        &[
+            "pipeline",
+            "run",
+            path_arg(&pipeline),
+            "--plugins-dir",
+            path_arg(plugins.path()),
+            "--config",
+            path_arg(&config),
+            "--story",
+            "s1",
+            "--json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let run: Value = serde_json::from_slice(&output.stdout).expect("run");
+    let results = &run["jobs"][0]["output"];
+    let story = results[0]["err"].as_str().expect("story memory refused");
+    assert!(story.contains("not granted story memory"), "{story}");
+    let spawn = results[1]["err"].as_str().expect("spawn refused");
+    assert!(spawn.contains("not granted spawn"), "{spawn}");
+}

@@ -183,6 +183,10 @@ struct EngineArgs {
     /// Attempts running at once.
     #[arg(long, default_value_t = warren::scheduler::DEFAULT_CONCURRENCY)]
     concurrency: usize,
+    /// The operator's settings, whose `[policy]` caps the plugins
+    /// (default: `./warren.toml` if it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -201,6 +205,7 @@ impl EngineArgs {
                 DurabilityArg::Full => warren::db::Durability::Full,
             },
             concurrency: self.concurrency,
+            config: self.config.clone(),
         }
     }
 }

@@ -1,11 +1,9 @@
 //! The plugins an engine can run, by name.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use warren_sandbox::plugin::{Plugin, PluginError};
-use warren_sandbox::runtime::Runtime;
+use warren_sandbox::plugin::Plugin;
 
 /// Loaded plugins: the active version of each name, which new runs use, and
 /// every other version still loaded, since a run keeps the version it
@@ -39,27 +37,6 @@ impl std::fmt::Debug for PluginRegistry {
 }
 
 impl PluginRegistry {
-    /// Loads every `.wasm` file of `dir`; returns the files it rejected.
-    pub fn load_dir(
-        &self,
-        runtime: &Runtime,
-        dir: &Path,
-    ) -> std::io::Result<Vec<(PathBuf, PluginError)>> {
-        let mut rejected = Vec::new();
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            match runtime.load_file(&path) {
-                Ok(plugin) => self.insert(plugin),
-                Err(e) => rejected.push((path, e)),
-            }
-        }
-        Ok(rejected)
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }

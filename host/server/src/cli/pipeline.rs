@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::exit;
+use warren::config::{Layer, ServeConfig};
 use warren::db::Durability;
 use warren::db::runs::RunRecord;
 use warren::host::HostBuilder;
@@ -19,6 +20,8 @@ pub struct EngineOptions {
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub concurrency: usize,
+    /// The operator's `warren.toml`, whose `[policy]` caps the plugins.
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,24 +56,29 @@ pub fn exit_code(run: &RunRecord) -> i32 {
 
 /// Starts an engine over `options`, recovering unfinished runs.
 pub async fn start_engine(options: &EngineOptions) -> Result<Engine, PipelineError> {
+    let policy = Layer::operator(options.config.as_deref())
+        .and_then(|layers| ServeConfig::resolve(&layers))
+        .map_err(|e| PipelineError::Usage(e.to_string()))?
+        .policy;
     let host = HostBuilder::new(&options.data_dir)
         .durability(options.durability)
         .open()
         .map_err(PipelineError::Host)?;
-    let rejected = host
-        .plugins
-        .load_dir(&host.runtime, &options.plugins_dir)
-        .map_err(|e| {
-            PipelineError::Usage(format!(
-                "cannot read {}: {e}",
-                options.plugins_dir.display()
-            ))
-        })?;
-    for (path, error) in rejected {
-        eprintln!("warning: skipping {}: {error}", path.display());
+    // As under `warren serve`: manifests and policy apply, and the versions
+    // unfinished runs are pinned to are restored; the folder is not watched.
+    let plugins = host
+        .open_plugins_dir(&options.plugins_dir, policy.clone())
+        .await
+        .map_err(PipelineError::Host)?;
+    for quarantined in plugins.quarantined() {
+        eprintln!(
+            "warning: skipping {}: {}",
+            quarantined.file, quarantined.reason
+        );
     }
     let engine_config = EngineConfig {
         max_concurrent_jobs: options.concurrency.max(1),
+        limit_ceiling: policy.max_limits,
         ..EngineConfig::default()
     };
     Ok(host.start_engine(engine_config).await?)
