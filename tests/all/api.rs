@@ -1054,3 +1054,47 @@ fn sigterm_lets_a_running_attempt_finish_before_the_server_exits() {
         .expect("the job and its attempt");
     assert_eq!((job.as_str(), attempt.as_str()), ("completed", "succeeded"));
 }
+
+/// `warren submit --watch`, as a client would run it against a server:
+/// every state change of the run arrives over SSE, and the command ends
+/// with the run's exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_watch_follows_the_run_to_its_end_over_sse() {
+    let server = TestServer::open().await;
+    let base = server.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args([
+                "submit",
+                "build-and-check",
+                "--input",
+                r#"{"goal":"a word counter"}"#,
+                "--watch",
+                "--server",
+                &base,
+            ])
+            .output()
+            .expect("run warren")
+    })
+    .await
+    .expect("client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The events, in order, then the summary.
+    let submitted = stdout.find("run pending (submitted)").expect("submitted");
+    let report = stdout.find("job report completed").expect("report ran");
+    let ended = stdout
+        .find("run completed (every job ended")
+        .expect("run ended");
+    assert!(submitted < report && report < ended, "{stdout}");
+    assert!(stdout.contains("job alert skipped"), "{stdout}");
+    assert!(
+        stdout.contains(": completed\n"),
+        "the final status is printed: {stdout}"
+    );
+}

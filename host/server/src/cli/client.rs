@@ -2,9 +2,11 @@
 //! `warren serve`, over its HTTP API.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
+use eventsource_stream::Eventsource as _;
+use futures_util::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::exit;
@@ -211,41 +213,41 @@ pub async fn watch(server: &Server, run_id: &str) -> Result<Value, ClientError> 
             )
         })
         .collect();
-    let mut response = server
+    let response = server
         .request(reqwest::Method::GET, &format!("/v1/runs/{run_id}/events"))
         .send()
         .await
         .map_err(|e| server.unreachable(&e))?;
-    let bar = std::io::stderr().is_terminal();
-    let mut pending = String::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| server.unreachable(&e))? {
-        pending.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = pending.find("\n\n") {
-            let block: String = pending.drain(..end + 2).collect();
-            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                continue;
-            };
-            let Ok(event) = serde_json::from_str::<Value>(data) else {
-                continue;
-            };
-            // Spawned jobs appear during the run: ask for their names.
-            if let Some(job_id) = event["job_id"].as_str()
-                && !states.contains_key(job_id)
-                && let Ok(job) = server.get(&format!("/v1/jobs/{job_id}")).await
-            {
-                let name = job["name"].as_str().unwrap_or(job_id).to_owned();
-                states.insert(job_id.to_owned(), (name, String::new()));
-            }
-            show_event(&event, &mut states, bar);
+    // Hidden (and every line printed plainly) when stderr is not a terminal.
+    let bar = ProgressBar::new(states.len() as u64).with_style(
+        ProgressStyle::with_template("[{bar:20}] {pos}/{len} jobs done")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#."),
+    );
+    let mut events = response.bytes_stream().eventsource();
+    while let Some(message) = events.next().await {
+        let message = message.map_err(|e| ClientError::Unreachable {
+            url: server.url.clone(),
+            error: e.to_string(),
+        })?;
+        let Ok(event) = serde_json::from_str::<Value>(&message.data) else {
+            continue;
+        };
+        // Spawned jobs appear during the run: ask for their names.
+        if let Some(job_id) = event["job_id"].as_str()
+            && !states.contains_key(job_id)
+            && let Ok(job) = server.get(&format!("/v1/jobs/{job_id}")).await
+        {
+            let name = job["name"].as_str().unwrap_or(job_id).to_owned();
+            states.insert(job_id.to_owned(), (name, String::new()));
         }
+        show_event(&event, &mut states, &bar);
     }
-    if bar {
-        eprintln!();
-    }
+    bar.finish();
     status(server, run_id).await
 }
 
-fn show_event(event: &Value, states: &mut HashMap<String, (String, String)>, bar: bool) {
+fn show_event(event: &Value, states: &mut HashMap<String, (String, String)>, bar: &ProgressBar) {
     let to = event["to_state"].as_str().unwrap_or("?");
     let reason = event["reason"]
         .as_str()
@@ -261,24 +263,12 @@ fn show_event(event: &Value, states: &mut HashMap<String, (String, String)>, bar
         }
         None => format!("run {to}{reason}"),
     };
-    if !bar {
-        println!("{line}");
-        return;
-    }
     let done = states
         .values()
         .filter(|(_, s)| TERMINAL_JOB_STATES.contains(&s.as_str()))
         .count();
-    let total = states.len().max(1);
-    let width = 20;
-    let filled = done * width / total;
-    // The bar is redrawn in place on stderr; state changes scroll above it.
-    eprint!("\r\x1b[2K");
-    println!("{line}");
-    let _ = std::io::stdout().flush();
-    eprint!(
-        "[{}{}] {done}/{total} jobs done",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    );
+    // State changes scroll above the bar, which is redrawn on stderr.
+    bar.suspend(|| println!("{line}"));
+    bar.set_length(states.len() as u64);
+    bar.set_position(done as u64);
 }
