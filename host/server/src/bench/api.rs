@@ -1,6 +1,6 @@
 //! `warren bench api`: run submissions over HTTP from many concurrent
-//! clients on loopback, server and load generator in one process, each
-//! against `GET /health` sent the same way (the HTTP floor).
+//! clients on loopback to a `warren serve` child process, each against
+//! `GET /health` sent the same way (the HTTP floor).
 //!
 //! Two kinds of load, both from `clients` keep-alive connections:
 //! - **closed loop**: each client sends its next request as soon as the
@@ -22,9 +22,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use super::serve_child::ServeChild;
 use super::{Measurement, Samples, millis};
-use warren::config::ServeConfig;
-use warren::serve;
 
 #[derive(Debug, Clone)]
 pub struct ApiBenchOptions {
@@ -70,13 +69,7 @@ pub async fn run(options: &ApiBenchOptions) -> anyhow::Result<Vec<Measurement>> 
         plugins.join("echo.wasm"),
     )
     .with_context(|| format!("copying echo.wasm from {}", options.plugins_dir.display()))?;
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: data.join("data"),
-        plugins_dir: Some(plugins),
-        ..ServeConfig::default()
-    };
-    let server = serve::start(&config).await?;
+    let server = ServeChild::start(&data.join("data"), &plugins).await?;
     let addr = server.addr;
     let template = json!({"name": "noop", "pipeline": {"jobs": {"a": {"plugin": "echo"}}}});
     let mut setup = Connection::open(addr).await?;
@@ -113,7 +106,7 @@ pub async fn run(options: &ApiBenchOptions) -> anyhow::Result<Vec<Measurement>> 
     let submit_at_rate = submit.open_loop(clients, options.rate, requests).await?;
     let health_saturated = health.closed_loop(clients, requests).await?;
     let submit_saturated = submit.closed_loop(clients, requests).await?;
-    server.shutdown().await?;
+    server.stop().await?;
     let _ = std::fs::remove_dir_all(&data);
 
     let rate = options.rate;

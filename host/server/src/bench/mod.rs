@@ -6,6 +6,7 @@ pub mod engine;
 pub mod plugins;
 mod raw;
 pub mod runtime;
+mod serve_child;
 
 use std::path::PathBuf;
 use std::time::Duration;
