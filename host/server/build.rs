@@ -6,6 +6,9 @@
 //! deadlock on its lock) and none of the outer build's flags (they are meant
 //! for the host, not for wasm).
 
+// A build script reports failure by panicking.
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,6 +1,9 @@
 //! Integration tests: real components built from source, a real SQLite file
 //! and the real `warren` binary.
 
+// All of this crate is test code: a failed assumption is a failed test.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 mod api;
 mod cli;
 mod crash;

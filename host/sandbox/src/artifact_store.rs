@@ -97,11 +97,7 @@ impl ArtifactStore {
 }
 
 fn check_digest(digest: &str) -> Result<(), ArtifactStoreError> {
-    let valid = digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if valid {
+    if warren_vocabulary::names::is_valid_digest(digest) {
         Ok(())
     } else {
         Err(ArtifactStoreError::BadDigest(digest.to_owned()))

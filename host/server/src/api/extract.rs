@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use warren_vocabulary::names;
 
 use super::error::ApiError;
 
@@ -80,10 +81,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 
 /// Run, job and attempt ids are lowercase hyphenated UUIDs.
 pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
-    let well_formed = id.len() == 36
-        && uuid::Uuid::try_parse(id).is_ok()
-        && !id.bytes().any(|b| b.is_ascii_uppercase());
-    if well_formed {
+    if names::is_valid_id(id) {
         Ok(())
     } else {
         Err(ApiError::bad_request(
@@ -95,11 +93,7 @@ pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
 
 /// Artifact digests are 64 lowercase hex digits.
 pub fn check_digest(digest: &str) -> Result<(), ApiError> {
-    if digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if names::is_valid_digest(digest) {
         Ok(())
     } else {
         Err(ApiError::bad_request(
@@ -113,9 +107,9 @@ pub fn check_digest(digest: &str) -> Result<(), ApiError> {
 }
 
 /// Template and plugin names: letters, digits, `-`, `_`, `.`, starting
-/// with a letter or digit.
+/// with a letter or digit (a plugin name with `.` is found nowhere).
 pub fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
-    if crate::scheduler::spec::is_valid_job_name(name) {
+    if names::is_valid_template_name(name) {
         Ok(())
     } else {
         Err(ApiError::bad_request(

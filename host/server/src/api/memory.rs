@@ -49,7 +49,7 @@ pub async fn list(
     ApiPath(story): ApiPath<String>,
     ApiQuery(query): ApiQuery<MemoryQuery>,
 ) -> Result<Json<MemoryPage>, ApiError> {
-    if !crate::scheduler::is_valid_story_id(&story) {
+    if !warren_vocabulary::names::is_valid_story_id(&story) {
         return Err(ApiError::bad_request(
             "invalid_id",
             format!("{} is not a story id", shown(&story)),

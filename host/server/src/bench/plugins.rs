@@ -165,7 +165,7 @@ fn compiled_count(plugins: &PluginDirectory) -> usize {
 
 fn config(root: &Path, folder: &Path) -> ServeConfig {
     ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("a valid address"),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: root.join("data"),
         plugins_dir: Some(folder.to_owned()),
         ..ServeConfig::default()

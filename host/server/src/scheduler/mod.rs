@@ -29,6 +29,7 @@ use spec::{PipelineSpec, SpecError};
 use warren_sandbox::capabilities::log::LogSink;
 use warren_sandbox::runtime::Runtime;
 use warren_vocabulary::Limits;
+use warren_vocabulary::names;
 use warren_vocabulary::{JobState, RunState};
 
 /// Attempts running at once by default. Enough to keep the database
@@ -182,14 +183,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-pub fn is_valid_story_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
 impl Engine {
     /// Recovers what a previous process left unfinished, then starts
     /// scheduling on the current tokio runtime.
@@ -267,7 +260,7 @@ impl Engine {
         name: &str,
         spec: &PipelineSpec,
     ) -> Result<i64, EngineError> {
-        if !spec::is_valid_job_name(name) {
+        if !names::is_valid_template_name(name) {
             return Err(SpecError::BadTemplateName(name.to_owned()).into());
         }
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
@@ -318,7 +311,7 @@ impl Engine {
     /// Validates and stores a run; returns its id once it is committed.
     pub async fn submit(&self, submission: Submission) -> Result<String, EngineError> {
         if let Some(story) = &submission.story_id
-            && !is_valid_story_id(story)
+            && !names::is_valid_story_id(story)
         {
             return Err(EngineError::BadStoryId(story.clone()));
         }

@@ -18,8 +18,7 @@ use std::fmt;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use warren_vocabulary::names::is_valid_job_name;
-use warren_vocabulary::names::is_valid_plugin_name;
+use warren_vocabulary::names::{is_valid_job_name, is_valid_plugin_name};
 use warren_vocabulary::{Condition, Limits, LimitsSpec, RetryPolicy};
 
 /// Most jobs one pipeline may declare.
