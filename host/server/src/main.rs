@@ -260,6 +260,19 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// Server start: spawn to /health and to a first finished run, cold and
+    /// warm, and with many uncached plugins in the folder.
+    Start {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Uncached plugins in the folder of the last start.
+        #[arg(long, default_value_t = 50)]
+        plugins: usize,
+        /// Folder with the first-party plugins.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
     /// The durable engine: a fan-out of no-op jobs against raw wasmtime,
     /// and a chain of sequential jobs, with durability normal and full.
     Engine {
@@ -609,6 +622,17 @@ fn bench_command(suite: BenchSuite) -> i32 {
                 Err(code) => return code,
             };
             (measured, json)
+        }
+        BenchSuite::Start {
+            json,
+            plugins,
+            plugins_dir,
+        } => {
+            let options = crate::bench::start::StartBenchOptions {
+                plugins_dir,
+                plugins: plugins.max(1),
+            };
+            (runtime.block_on(crate::bench::start::run(&options)), json)
         }
         BenchSuite::Engine {
             json,

@@ -7,6 +7,7 @@ pub mod plugins;
 mod raw;
 pub mod runtime;
 mod serve_child;
+pub mod start;
 
 use std::path::PathBuf;
 use std::time::Duration;

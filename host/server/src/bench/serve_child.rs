@@ -20,16 +20,8 @@ impl ServeChild {
     /// Starts `warren serve` (this same binary) on a free loopback port
     /// and returns once it listens.
     pub async fn start(data_dir: &Path, plugins_dir: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--plugins-dir")
-            .arg(plugins_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting warren serve")?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut child = Self::spawn(data_dir, plugins_dir, listen, None)?;
         let stdout = child.stdout.take().context("the server's stdout")?;
         // Its first line says where it listens.
         let line = tokio::task::spawn_blocking(move || {
@@ -46,6 +38,46 @@ impl ServeChild {
             anyhow::bail!("warren serve did not start: {line:?}");
         };
         Ok(Self { child, addr })
+    }
+
+    /// Starts `warren serve` on `listen` and returns at once, for a caller
+    /// that times the start itself; `cache_dir` replaces `DATA_DIR/cache`.
+    pub fn spawn_on(
+        data_dir: &Path,
+        plugins_dir: &Path,
+        listen: SocketAddr,
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let child = Self::spawn(data_dir, plugins_dir, listen, cache_dir)?;
+        Ok(Self {
+            child,
+            addr: listen,
+        })
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        plugins_dir: &Path,
+        listen: SocketAddr,
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<Child> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--plugins-dir")
+            .arg(plugins_dir)
+            .env_remove("WARREN_CACHE_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(cache_dir) = cache_dir {
+            command.env("WARREN_CACHE_DIR", cache_dir);
+        }
+        command.spawn().context("starting warren serve")
     }
 
     /// Asks the server to stop (SIGTERM) and waits for it to exit.
