@@ -1,7 +1,10 @@
 //! The plugins an engine can run, by name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use warren_sandbox::plugin::Plugin;
 
@@ -14,6 +17,16 @@ pub struct PluginRegistry {
     inner: Arc<RwLock<Loaded>>,
     loader: Arc<RwLock<Option<VersionLoader>>>,
     source: Arc<RwLock<Option<PluginSource>>>,
+    loading: Arc<watch::Sender<Loading>>,
+}
+
+/// Names whose files are still being examined (a start compiles in the
+/// background): runs naming them wait, and the loader takes them first.
+#[derive(Debug, Default)]
+pub struct Loading {
+    pub names: HashSet<String>,
+    /// Names a submitted run is waiting for.
+    pub wanted: HashSet<String>,
 }
 
 /// Loads a version that is not in memory (from a kept copy); may compile.
@@ -139,6 +152,45 @@ impl PluginRegistry {
         }
     }
 
+    /// `names` are about to be examined: runs naming them wait for it.
+    pub fn expect(&self, names: impl IntoIterator<Item = String>) {
+        self.loading
+            .send_modify(|loading| loading.names.extend(names));
+    }
+
+    /// `name` was examined (whatever came of it).
+    pub fn settle(&self, name: &str) {
+        self.loading.send_if_modified(|loading| {
+            loading.wanted.remove(name);
+            loading.names.remove(name)
+        });
+    }
+
+    /// Which names are being examined, and which of them runs wait for.
+    pub fn loading(&self) -> watch::Receiver<Loading> {
+        self.loading.subscribe()
+    }
+
+    /// Waits (at most `patience`) until none of `names` is being examined,
+    /// asking for them first. Returns whether they all were.
+    pub async fn wait_examined(&self, names: &[&str], patience: Duration) -> bool {
+        let mut loading = self.loading.subscribe();
+        let waiting = |loading: &Loading| names.iter().any(|n| loading.names.contains(*n));
+        if !waiting(&loading.borrow()) {
+            return true;
+        }
+        self.loading.send_modify(|loading| {
+            for name in names {
+                if loading.names.contains(*name) {
+                    loading.wanted.insert((*name).to_owned());
+                }
+            }
+        });
+        tokio::time::timeout(patience, loading.wait_for(|l| !waiting(l)))
+            .await
+            .is_ok_and(|done| done.is_ok())
+    }
+
     /// Whether `name` has an active version (or its source has one).
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
@@ -149,5 +201,43 @@ impl PluginRegistry {
         let mut names: Vec<String> = self.read().active.keys().cloned().collect();
         names.sort();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wait_ends_when_the_names_are_examined_and_asks_for_them_first() {
+        let registry = PluginRegistry::default();
+        assert!(
+            registry
+                .wait_examined(&["echo"], Duration::from_millis(1))
+                .await,
+            "nothing is loading"
+        );
+        registry.expect(["echo".to_owned(), "other".to_owned()]);
+        assert!(
+            !registry
+                .wait_examined(&["echo"], Duration::from_millis(20))
+                .await,
+            "still loading"
+        );
+        assert!(registry.loading().borrow().wanted.contains("echo"));
+        let settler = registry.clone();
+        let waiter = tokio::spawn(async move {
+            registry
+                .wait_examined(&["echo"], Duration::from_secs(10))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        settler.settle("echo");
+        assert!(waiter.await.expect("waiter"), "examined");
+        let loading = settler.loading();
+        let loading = loading.borrow();
+        assert!(!loading.names.contains("echo"));
+        assert!(!loading.wanted.contains("echo"));
+        assert!(loading.names.contains("other"));
     }
 }

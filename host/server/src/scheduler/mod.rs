@@ -37,6 +37,9 @@ use warren_vocabulary::{JobState, RunState};
 /// instance slot (256 by default).
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
+/// How long a submission waits for a plugin still being compiled.
+pub const PLUGIN_WAIT: Duration = Duration::from_secs(120);
+
 /// Most bytes of run input copied into a run's jobs.
 pub const MAX_COPIED_INPUT_BYTES: usize = 64 << 20;
 
@@ -263,6 +266,8 @@ impl Engine {
         if !names::is_valid_template_name(name) {
             return Err(SpecError::BadTemplateName(name.to_owned()).into());
         }
+        let named: Vec<&str> = spec.jobs.values().map(|j| j.plugin.as_str()).collect();
+        self.plugins.wait_examined(&named, PLUGIN_WAIT).await;
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
         let text = serde_json::to_string(spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
         let stored_name = name.to_owned();
@@ -326,6 +331,9 @@ impl Engine {
                 (stored.0.clone(), stored.1.clone(), Some((name, version)))
             }
         };
+        // Plugins still being compiled at start are waited for, not refused.
+        let named: Vec<&str> = spec.jobs.values().map(|j| j.plugin.as_str()).collect();
+        self.plugins.wait_examined(&named, PLUGIN_WAIT).await;
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
 
         let run_id = warren_vocabulary::new_id();
