@@ -78,7 +78,9 @@ impl TestServer {
             ..ServeConfig::default()
         };
         adjust(&mut config);
-        let server = serve::start(&config).await.expect("server starts");
+        let mut server = serve::start(&config).await.expect("server starts");
+        // Tests look at the folder as examined; the background is tested apart.
+        server.ready().await;
         let base = format!("http://{}", server.addr);
         Self {
             _data: data,
@@ -185,7 +187,8 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }
-        let server = serve::start(&self.config).await.expect("server restarts");
+        let mut server = serve::start(&self.config).await.expect("server restarts");
+        server.ready().await;
         self.base = format!("http://{}", server.addr);
         self.server = Some(server);
     }

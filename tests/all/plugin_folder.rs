@@ -684,3 +684,66 @@ async fn a_run_can_spawn_a_plugin_it_uses_after_it_is_retired() {
     );
     server.stop().await;
 }
+
+/// A start answers before it has compiled the folder: the uncached files
+/// compile in the background, and a run naming one of them is not refused
+/// but waits for it (the file runs wait for is compiled first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_answers_at_once_and_runs_wait_for_plugins_still_compiling() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let folder = root.path().join("plugins");
+    std::fs::create_dir_all(&folder).expect("folder");
+    let echo = std::fs::read(plugin_path("echo")).expect("echo");
+    for i in 0..6 {
+        let bytes = warren_sandbox::plugin::with_marker(&echo, 1_000 + i);
+        std::fs::write(folder.join(format!("copy-{i}.wasm")), bytes).expect("copy");
+    }
+    let config = warren::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: root.path().join("data"),
+        plugins_dir: Some(folder),
+        // A cache of its own: nothing here is compiled yet.
+        cache_dir: Some(root.path().join("cache")),
+        ..warren::config::ServeConfig::default()
+    };
+    let mut server = warren::serve::start(&config).await.expect("starts");
+    // Compiling six components takes far longer than returning from start.
+    let loading = server.engine.plugins().loading().borrow().names.len();
+    assert!(loading > 0, "start waited for the compiles");
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+
+    let created = http
+        .post(format!("{base}/v1/runs"))
+        .json(&json!({"pipeline": {"jobs": {"a": {"plugin": "copy-5", "input": {"n": 5}}}}}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(
+        created.status(),
+        201,
+        "the run waited instead of being refused"
+    );
+    let id = created.json::<Value>().await.expect("body")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let run = server
+        .engine
+        .wait(&id, std::time::Duration::from_secs(60))
+        .await
+        .expect("run ends");
+    assert_eq!(run.state, warren_vocabulary::RunState::Completed);
+    assert_eq!(run.jobs[0].output, Some(json!({"n": 5})));
+
+    server.ready().await;
+    assert_eq!(server.engine.plugins().names().len(), 6);
+    assert!(server.engine.plugins().loading().borrow().names.is_empty());
+    server.shutdown().await.expect("shutdown");
+}

@@ -110,9 +110,10 @@ impl HostBuilder {
 }
 
 impl Host {
-    /// Loads the plugins of `dir` with their manifests under `policy`,
-    /// restoring the versions the database knows; the folder is watched
-    /// only once [`PluginDirectory::watch`] is called.
+    /// Opens the plugins folder `dir` with manifests under `policy`,
+    /// restoring the versions the database knows; its files are examined by
+    /// [`PluginDirectory::examine_all`], and the folder is watched only once
+    /// [`PluginDirectory::watch`] is called.
     pub async fn open_plugins_dir(
         &self,
         dir: &Path,

@@ -493,12 +493,21 @@ fn serve_command(args: ServeArgs) -> i32 {
         Err(code) => return code,
     };
     let served = runtime.block_on(async {
-        let server = warren::serve::start(&config).await?;
-        print!(
-            "{}",
-            warren::serve::banner(&server, &config.data_dir, !config.tokens.is_empty())
-        );
-        warren::serve::stop_signal().await;
+        let mut server = warren::serve::start(&config).await?;
+        // Listening for a stop from now on, even while the folder compiles.
+        let stop = warren::serve::stop_signal();
+        tokio::pin!(stop);
+        tokio::select! {
+            // It answers already; the banner lists the plugins once examined.
+            () = server.ready() => {
+                print!(
+                    "{}",
+                    warren::serve::banner(&server, &config.data_dir, !config.tokens.is_empty())
+                );
+                (&mut stop).await;
+            }
+            () = &mut stop => {}
+        }
         eprintln!(
             "stopping: letting running attempts finish (up to {:?})",
             config.shutdown_grace

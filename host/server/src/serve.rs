@@ -30,6 +30,8 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     _watching: Watching,
     served: tokio::task::JoinHandle<()>,
+    /// Examining the folder's files and adding the demo template.
+    background: Option<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -59,7 +61,6 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         })
         .await?;
     let runtime = host.runtime.clone();
-    add_demo_template(&engine).await;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -88,6 +89,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
             let _ = stopped.await;
         },
     ));
+    // Files the database did not know compile in the background: the server
+    // answers meanwhile, and runs naming them wait for them.
+    let background = tokio::spawn({
+        let (plugins, engine) = (plugins.clone(), engine.clone());
+        async move {
+            plugins.examine_all().await;
+            add_demo_template(&engine).await;
+        }
+    });
     Ok(RunningServer {
         addr,
         engine,
@@ -95,6 +105,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         stop,
         _watching: watching,
         served,
+        background: Some(background),
         grace: config.shutdown_grace,
     })
 }
@@ -119,6 +130,14 @@ async fn add_demo_template(engine: &Engine) {
 }
 
 impl RunningServer {
+    /// Waits until every file of the plugins folder is examined and the
+    /// demo template is added (the server answers before).
+    pub async fn ready(&mut self) {
+        if let Some(background) = self.background.take() {
+            let _ = background.await;
+        }
+    }
+
     /// Stops accepting requests, gives running attempts the grace period to
     /// finish, and returns; what is left is recovered at the next start.
     pub async fn shutdown(self) -> anyhow::Result<()> {

@@ -100,7 +100,8 @@ fn cold_compiles(bytes: &[u8], root: &Path, repeats: usize) -> anyhow::Result<Ve
 async fn drop_to_runnable(bytes: &[u8], root: &Path) -> anyhow::Result<Duration> {
     let folder = root.join("plugins");
     std::fs::create_dir_all(&folder)?;
-    let server = serve::start(&config(root, &folder)).await?;
+    let mut server = serve::start(&config(root, &folder)).await?;
+    server.ready().await;
     let staged = folder.join(".wordcount.wasm.partial");
     std::fs::write(&staged, bytes)?;
     let started = Instant::now();
@@ -135,13 +136,15 @@ async fn start_times(
     }
     let config = config(root, &folder);
     let started = Instant::now();
-    let server = serve::start(&config).await?;
+    let mut server = serve::start(&config).await?;
+    server.ready().await;
     let uncached = started.elapsed();
     anyhow::ensure!(server.engine.plugins().names().len() == count);
     server.shutdown().await?;
 
     let started = Instant::now();
-    let server = serve::start(&config).await?;
+    let mut server = serve::start(&config).await?;
+    server.ready().await;
     let cached = started.elapsed();
     let compiled = compiled_count(&server.plugins);
     server.shutdown().await?;

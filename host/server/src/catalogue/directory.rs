@@ -8,7 +8,7 @@
 //! a version, or an active version whose file was replaced by one waiting
 //! for approval, still loads after a restart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -148,8 +148,9 @@ fn plugin_file(path: &Path) -> Option<(String, String)> {
 
 impl PluginDirectory {
     /// Restores the versions the database knows (loading the active ones
-    /// and those unfinished runs use), then examines every file of `dir`
-    /// and retires the plugins whose file is gone.
+    /// and those unfinished runs use) and notes every file of `dir` as
+    /// still to examine: runs naming them wait until
+    /// [`PluginDirectory::examine_all`] has.
     pub async fn open(
         runtime: Arc<Runtime>,
         db: Arc<Database>,
@@ -181,15 +182,53 @@ impl PluginDirectory {
                 load_kept(&shared, name, digest)
             }));
         directory.restore().await?;
-        let files = directory.files()?;
-        for path in &files {
-            directory.examine(path).await;
-        }
+        let names: Vec<String> = directory
+            .files()?
+            .iter()
+            .filter_map(|p| plugin_file(p).map(|(_, name)| name))
+            .collect();
+        directory.shared.registry.expect(names);
+        Ok(directory)
+    }
+
+    /// Examines every file of the folder, on as many workers as the
+    /// machine has cores (compiling is the slow part and runs outside the
+    /// examination lock), the files a submitted run waits for first; then
+    /// retires the plugins whose file is gone. `warren serve` runs this in
+    /// the background once it listens.
+    pub async fn examine_all(&self) {
+        let files = match self.files() {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::error!("cannot list {}: {e}", self.shared.dir.display());
+                Vec::new()
+            }
+        };
         let present: Vec<String> = files
             .iter()
             .filter_map(|p| plugin_file(p).map(|(_, name)| name))
             .collect();
-        let gone: Vec<String> = directory
+        let queue = Arc::new(Mutex::new(VecDeque::from(files)));
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..workers {
+            let (directory, queue) = (self.clone(), queue.clone());
+            tasks.spawn(async move {
+                while let Some(path) = directory.next_to_examine(&queue) {
+                    directory.precompile(&path).await;
+                    directory.examine(&path).await;
+                    if let Some((_, name)) = plugin_file(&path) {
+                        directory.shared.registry.settle(&name);
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        // Whatever a failed worker left is examined as far as runs go.
+        for name in &present {
+            self.shared.registry.settle(name);
+        }
+        let gone: Vec<String> = self
             .catalogue()
             .versions
             .iter()
@@ -205,9 +244,43 @@ impl PluginDirectory {
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
-            directory.retire(&name).await;
+            self.retire(&name).await;
         }
-        Ok(directory)
+    }
+
+    /// Waits until no file of the folder is left to examine.
+    pub async fn all_examined(&self) {
+        let mut loading = self.shared.registry.loading();
+        let _ = loading.wait_for(|l| l.names.is_empty()).await;
+    }
+
+    /// The next file to examine: one a run waits for, else the next in order.
+    fn next_to_examine(&self, queue: &Mutex<VecDeque<PathBuf>>) -> Option<PathBuf> {
+        let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = self.shared.registry.loading().borrow().wanted.clone();
+        let first = queue
+            .iter()
+            .position(|p| plugin_file(p).is_some_and(|(_, name)| wanted.contains(&name)))
+            .unwrap_or(0);
+        queue.remove(first)
+    }
+
+    /// Compiles `path` into the cache outside the examination lock, so that
+    /// several files compile at once and [`Self::examine`] finds them there.
+    /// Anything wrong with the file is for the examination to report.
+    async fn precompile(&self, path: &Path) {
+        let Some((_, name)) = plugin_file(path) else {
+            return;
+        };
+        let path = path.to_owned();
+        let runtime = self.shared.runtime.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let small = std::fs::metadata(&path).is_ok_and(|m| m.len() <= MAX_PLUGIN_BYTES);
+            if small && let Ok(bytes) = std::fs::read(&path) {
+                let _ = runtime.load_bytes(&name, &bytes);
+            }
+        })
+        .await;
     }
 
     fn db(&self) -> &Database {

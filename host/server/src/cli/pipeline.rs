@@ -70,6 +70,7 @@ pub async fn start_engine(options: &EngineOptions) -> Result<Engine, PipelineErr
         .open_plugins_dir(&options.plugins_dir, policy.clone())
         .await
         .map_err(PipelineError::Host)?;
+    plugins.examine_all().await;
     for quarantined in plugins.quarantined() {
         eprintln!(
             "warning: skipping {}: {}",
