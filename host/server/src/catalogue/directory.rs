@@ -135,6 +135,11 @@ struct FileStamp {
     modified: Option<SystemTime>,
 }
 
+/// The next file of a start's queue.
+fn pop(queue: &Mutex<VecDeque<PathBuf>>) -> Option<PathBuf> {
+    queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+}
+
 /// `name` for `name.wasm`, if the file is a plugin candidate at all (hidden
 /// files, such as uploads being written, are not).
 fn plugin_file(path: &Path) -> Option<(String, String)> {
@@ -193,7 +198,7 @@ impl PluginDirectory {
 
     /// Examines every file of the folder, on as many workers as the
     /// machine has cores (compiling is the slow part and runs outside the
-    /// examination lock), the files a submitted run waits for first; then
+    /// examination lock), a file a submitted run waits for at once; then
     /// retires the plugins whose file is gone. `warren serve` runs this in
     /// the background once it listens.
     pub async fn examine_all(&self) {
@@ -214,16 +219,39 @@ impl PluginDirectory {
         for _ in 0..workers {
             let (directory, queue) = (self.clone(), queue.clone());
             tasks.spawn(async move {
-                while let Some(path) = directory.next_to_examine(&queue) {
-                    directory.precompile(&path).await;
-                    directory.examine(&path).await;
-                    if let Some((_, name)) = plugin_file(&path) {
-                        directory.shared.registry.settle(&name);
-                    }
+                while let Some(path) = pop(&queue) {
+                    directory.examine_one(&path).await;
                 }
             });
         }
+        // A file a run waits for does not wait for a worker: it is taken
+        // out of the queue and examined at once, beside them.
+        let express = tokio::spawn({
+            let (directory, queue) = (self.clone(), queue.clone());
+            async move {
+                let mut loading = directory.shared.registry.loading();
+                let mut started = tokio::task::JoinSet::new();
+                while loading.changed().await.is_ok() {
+                    let wanted = loading.borrow_and_update().wanted.clone();
+                    let taken: VecDeque<PathBuf> = {
+                        let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+                        let (taken, left): (VecDeque<PathBuf>, VecDeque<PathBuf>) =
+                            queue.drain(..).partition(|p| {
+                                plugin_file(p).is_some_and(|(_, name)| wanted.contains(&name))
+                            });
+                        *queue = left;
+                        taken
+                    };
+                    for path in taken {
+                        let directory = directory.clone();
+                        started.spawn(async move { directory.examine_one(&path).await });
+                    }
+                }
+                while started.join_next().await.is_some() {}
+            }
+        });
         while tasks.join_next().await.is_some() {}
+        express.abort();
         // Whatever a failed worker left is examined as far as runs go.
         for name in &present {
             self.shared.registry.settle(name);
@@ -254,15 +282,13 @@ impl PluginDirectory {
         let _ = loading.wait_for(|l| l.names.is_empty()).await;
     }
 
-    /// The next file to examine: one a run waits for, else the next in order.
-    fn next_to_examine(&self, queue: &Mutex<VecDeque<PathBuf>>) -> Option<PathBuf> {
-        let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
-        let wanted = self.shared.registry.loading().borrow().wanted.clone();
-        let first = queue
-            .iter()
-            .position(|p| plugin_file(p).is_some_and(|(_, name)| wanted.contains(&name)))
-            .unwrap_or(0);
-        queue.remove(first)
+    /// Compiles, examines and settles one file of the start.
+    async fn examine_one(&self, path: &Path) {
+        self.precompile(path).await;
+        self.examine(path).await;
+        if let Some((_, name)) = plugin_file(path) {
+            self.shared.registry.settle(&name);
+        }
     }
 
     /// Compiles `path` into the cache outside the examination lock, so that
