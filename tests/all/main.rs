@@ -9,3 +9,4 @@ mod hostile;
 mod plugin_folder;
 mod runtime;
 mod support;
+mod wit;
