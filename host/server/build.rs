@@ -43,7 +43,7 @@ fn main() {
     let guests_target = root.join("target").join("guests");
 
     ensure_wasm_target();
-    for watched in ["sdk/src", "sdk/Cargo.toml", "wit"] {
+    for watched in ["sdk/src", "sdk/Cargo.toml", "sdk/wit", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 

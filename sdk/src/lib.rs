@@ -1,8 +1,10 @@
 //! `warren-sdk`: write Warren jobs and agents in plain Rust.
 //!
 //! A job is a type implementing [`Job`] with serde-typed input and output,
-//! exported with [`export_job!`]. Build it with
-//! `cargo build --release --target wasm32-wasip2` and run it with
+//! exported with [`export_job!`]. `warren new job my-job` scaffolds such a
+//! crate; its `.cargo/config.toml` selects the `wasm32-wasip2` target, so
+//! `cargo build --release` builds the component (elsewhere, add
+//! `--target wasm32-wasip2`). Run it with
 //! `warren run target/wasm32-wasip2/release/my_job.wasm --input '{"text":"hi"}'`.
 //!
 //! ```no_run
@@ -52,13 +54,17 @@ pub use job::{Context, Job};
 
 /// Generated bindings of the `warren:plugin` WIT contract. Plugin authors do
 /// not need these; they are public for the export macros.
+///
+/// They read `sdk/wit/`, a copy of the repository's top-level `wit/` (the
+/// contract's home) that ships inside the crate; tests/all/wit.rs keeps the
+/// two identical.
 #[doc(hidden)]
 pub mod bindings {
     /// The `job` world: imports every capability, exports `job-handler`.
     pub mod job {
         wit_bindgen::generate!({
             world: "job",
-            path: "../wit",
+            path: "wit",
             pub_export_macro: true,
             export_macro_name: "__export_job_world",
             default_bindings_module: "warren_sdk::bindings::job",
@@ -70,7 +76,7 @@ pub mod bindings {
     pub mod agent {
         wit_bindgen::generate!({
             world: "agent",
-            path: "../wit",
+            path: "wit",
             pub_export_macro: true,
             export_macro_name: "__export_agent_world",
             default_bindings_module: "warren_sdk::bindings::agent",

@@ -242,52 +242,197 @@ fn story_memory_survives_between_cli_runs() {
     assert_eq!(stdout, json!([{"ok": "kept"}]));
 }
 
-/// A plugin author's path: scaffold, build for wasm32-wasip2, run.
-#[test]
-fn new_job_and_new_agent_build_and_run_as_they_stand() {
-    let work = tempfile::tempdir().expect("tempdir");
-    // One target dir for both crates, so their dependencies build once.
-    let target = work.path().join("target");
-    for (kind, name, input) in [
-        ("job", "demo", r#"{"text":"one two three"}"#),
-        ("agent", "helper", r#"{"question":"why?"}"#),
-    ] {
-        let created = Command::new(WARREN)
-            .args(["new", kind, name, "--dir"])
-            .arg(work.path())
-            .output()
-            .expect("warren new");
-        assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
-        let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .current_dir(work.path().join(name))
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .output()
-            .expect("cargo build");
-        assert!(build.status.success(), "{}", stderr(&build));
-        let wasm = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
-        let output = warren(
-            &work.path().join("data"),
-            &["run", path_arg(&wasm), "--input", input, "--json"],
-        );
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-        let report: Value = serde_json::from_slice(&output.stdout).expect("report");
-        match kind {
-            "job" => assert_eq!(
-                report["output"],
-                json!({"text": "one two three", "words": 3})
-            ),
-            _ => {
-                assert_eq!(
-                    report["output"],
-                    json!({"answer": "You asked: why?", "questions_in_this_run": 1})
-                );
-                assert_eq!(report["artifacts"][0]["name"], "documents/answer.md");
-            }
+/// Variables of this test's own build that a plugin author's shell would
+/// not have: flags, target and target dir, profile overrides, and what
+/// cargo sets for the test binary. Network and registry settings stay.
+fn is_outer_build_variable(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "CARGO_BUILD_",
+        "CARGO_TARGET_",
+        "CARGO_ENCODED_",
+        "CARGO_PROFILE_",
+        "CARGO_MANIFEST_",
+        "CARGO_PKG_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+        "CARGO_PRIMARY_",
+    ];
+    matches!(
+        name,
+        "RUSTFLAGS" | "RUSTDOCFLAGS" | "CARGO_INCREMENTAL" | "OUT_DIR"
+    ) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+}
+
+/// `cargo build --release` in `dir`, as a plugin author runs it there
+/// (into `target_dir` if given, else the crate's own `target/`).
+fn author_cargo_build(dir: &Path, target_dir: Option<&Path>) -> Output {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(["build", "--release"]).current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_outer_build_variable) {
+            command.env_remove(name);
         }
     }
+    if let Some(target_dir) = target_dir {
+        command.env("CARGO_TARGET_DIR", target_dir);
+    }
+    command.output().expect("cargo build")
+}
+
+/// `warren new ...` run from `cwd`.
+fn warren_new(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(WARREN)
+        .arg("new")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("warren new")
+}
+
+/// A plugin author's path: in a folder outside any checkout, scaffold
+/// against a local SDK, `cargo build --release`, run the component.
+#[test]
+fn new_job_and_new_agent_build_with_cargo_build_release_and_run() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository");
+    let work_path = work.path().canonicalize().expect("tempdir");
+    assert!(
+        !work_path.starts_with(&repository),
+        "the temporary folder must be outside the repository"
+    );
+    let sdk = repository.join("sdk");
+    for (kind, name) in [("job", "x"), ("agent", "helper")] {
+        let created = warren_new(&work_path, &[kind, name, "--sdk", path_arg(&sdk)]);
+        assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
+        let stdout = String::from_utf8_lossy(&created.stdout);
+        assert!(stdout.contains("&& cargo build --release\n"), "{stdout}");
+    }
+
+    // The job builds alone: its own .cargo/config.toml picks the target and
+    // its own target/ receives the component.
+    let job = work_path.join("x");
+    let build = author_cargo_build(&job, None);
+    assert!(build.status.success(), "{}", stderr(&build));
+    let data = work_path.join("data");
+    let output = Command::new(WARREN)
+        .args([
+            "run",
+            "target/wasm32-wasip2/release/x.wasm",
+            "--input",
+            r#"{"text":"a b"}"#,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .current_dir(&job)
+        .output()
+        .expect("warren run");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdout: Value = serde_json::from_slice(&output.stdout).expect("stdout is the JSON output");
+    assert_eq!(stdout, json!({"text": "a b", "words": 2}));
+
+    // The agent shares the job's target dir so its dependencies are not
+    // built twice; the target still comes from its .cargo/config.toml.
+    let agent = work_path.join("helper");
+    let build = author_cargo_build(&agent, Some(&job.join("target")));
+    assert!(build.status.success(), "{}", stderr(&build));
+    let wasm = job.join("target/wasm32-wasip2/release/helper.wasm");
+    let output = warren(
+        &data,
+        &[
+            "run",
+            path_arg(&wasm),
+            "--input",
+            r#"{"question":"why?"}"#,
+            "--json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("report");
+    assert_eq!(
+        report["output"],
+        json!({"answer": "You asked: why?", "questions_in_this_run": 1})
+    );
+    assert_eq!(report["artifacts"][0]["name"], "documents/answer.md");
+}
+
+/// Without `--sdk` the crate depends on the published SDK of this version,
+/// so it builds wherever `warren` is installed, with no checkout.
+#[test]
+fn new_job_depends_on_the_published_sdk_and_targets_wasm() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let created = warren_new(work.path(), &["job", "y"]);
+    assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
+    let crate_dir = work.path().join("y");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("Cargo.toml");
+    let sdk_lines: Vec<&str> = manifest
+        .lines()
+        .filter(|l| l.starts_with("warren-sdk"))
+        .collect();
+    // The SDK is versioned with warren (tests/all/wit.rs), today "0.1.0".
+    let expected = format!("warren-sdk = \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(sdk_lines, [expected.as_str()], "{manifest}");
+    let config: toml::Value = toml::from_str(
+        &std::fs::read_to_string(crate_dir.join(".cargo/config.toml")).expect("config"),
+    )
+    .expect("config is TOML");
+    assert_eq!(
+        config.get("build").and_then(|b| b.get("target")),
+        Some(&toml::Value::from("wasm32-wasip2"))
+    );
+    let readme = std::fs::read_to_string(crate_dir.join("README.md")).expect("README");
+    assert!(
+        readme.contains("cargo build --release\nwarren run target/wasm32-wasip2/release/y.wasm"),
+        "{readme}"
+    );
+}
+
+/// Bad names, an existing folder and an `--sdk` that is not the SDK are
+/// refused with a clear message, exit code 3, and nothing written.
+#[test]
+fn new_refuses_bad_names_existing_folders_and_wrong_sdk_paths() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let not_sdk = work.path().join("not-sdk");
+    std::fs::create_dir(&not_sdk).expect("mkdir");
+    std::fs::create_dir(work.path().join("taken")).expect("mkdir");
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["job", "../evil"], "is not a valid plugin name"),
+        (vec!["agent", "fn"], "is not a valid plugin name"),
+        (vec!["job", "taken"], "already exists"),
+        (
+            vec!["job", "z", "--sdk", path_arg(&not_sdk)],
+            "no Cargo.toml in it",
+        ),
+        (
+            vec!["job", "z", "--sdk", path_arg(&repository)],
+            "did you mean",
+        ),
+        (vec!["job", "z", "--sdk", "/no/such/sdk"], "cannot open it"),
+    ];
+    for (args, expected) in cases {
+        let output = warren_new(work.path(), &args);
+        assert_eq!(output.status.code(), Some(3), "{args:?}");
+        let err = stderr(&output);
+        assert!(
+            err.starts_with("error: ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
+    }
+    let mut left: Vec<_> = std::fs::read_dir(work.path())
+        .expect("read")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["not-sdk", "taken"]);
+    assert_eq!(
+        std::fs::read_dir(work.path().join("taken"))
+            .expect("read")
+            .count(),
+        0
+    );
 }
 
 /// Copies a test guest into `dir` with `manifest` beside it.

@@ -12,3 +12,4 @@ mod hostile;
 mod plugin_folder;
 mod runtime;
 mod support;
+mod wit;

@@ -81,8 +81,9 @@ enum Command {
         /// Folder to create the crate in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path of the warren-sdk crate (defaults to the one this binary was built with).
-        #[arg(long)]
+        /// Depend on the warren-sdk crate in this folder (a Warren checkout's
+        /// `sdk`) instead of the published warren-sdk of this version.
+        #[arg(long, value_name = "PATH")]
         sdk: Option<PathBuf>,
     },
     /// Run pipelines (job graphs) durably in this process.
@@ -733,10 +734,7 @@ fn new_command(
     match new::scaffold(template, name, dir, sdk) {
         Ok(path) => {
             println!("created {}", path.display());
-            println!(
-                "  cd {} && cargo build --release --target wasm32-wasip2",
-                path.display()
-            );
+            println!("  cd {} && cargo build --release", path.display());
             exit::SUCCESS
         }
         Err(e) => {
