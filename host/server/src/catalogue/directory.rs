@@ -73,11 +73,47 @@ pub struct Examined {
     pub file: String,
     pub name: Option<String>,
     pub digest: Option<String>,
-    /// `active`, `pending_approval`, `inactive`, `retired`, `quarantined`,
-    /// or `error` (Warren could not examine it; it tries again).
-    pub state: String,
+    pub state: FileState,
     /// Why it is quarantined or waits for approval.
     pub reason: Option<String>,
+}
+
+/// What became of a file: the state of the version it holds, or why it
+/// holds none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    Active,
+    PendingApproval,
+    Inactive,
+    Retired,
+    /// Not loaded until it changes.
+    Quarantined,
+    /// Warren could not examine it (its own fault); it tries again.
+    Error,
+    /// A manifest, kept for the component sent after it.
+    Stored,
+}
+
+warren_vocabulary::text_enum!(FileState {
+    Active => "active",
+    PendingApproval => "pending_approval",
+    Inactive => "inactive",
+    Retired => "retired",
+    Quarantined => "quarantined",
+    Error => "error",
+    Stored => "stored",
+});
+
+impl From<VersionState> for FileState {
+    fn from(state: VersionState) -> Self {
+        match state {
+            VersionState::Active => Self::Active,
+            VersionState::PendingApproval => Self::PendingApproval,
+            VersionState::Inactive => Self::Inactive,
+            VersionState::Retired => Self::Retired,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +124,7 @@ pub enum ApproveError {
     NotPending {
         name: String,
         digest: String,
-        state: &'static str,
+        state: VersionState,
     },
     #[error("cannot load the version: {0}")]
     Load(String),
@@ -339,7 +375,7 @@ impl PluginDirectory {
             file: file.to_owned(),
             name: None,
             digest: seen.digest,
-            state: "quarantined".into(),
+            state: FileState::Quarantined,
             reason: Some(reason),
         }
     }
@@ -353,7 +389,7 @@ impl PluginDirectory {
             file: file.to_owned(),
             name: None,
             digest,
-            state: "error".into(),
+            state: FileState::Error,
             reason: Some(reason),
         }
     }
@@ -363,7 +399,7 @@ impl PluginDirectory {
             file: file.to_owned(),
             name: Some(version.name.clone()),
             digest: Some(version.digest.clone()),
-            state: version.state.as_str().into(),
+            state: version.state.into(),
             reason: version.note.clone(),
         }
     }
@@ -426,7 +462,7 @@ impl PluginDirectory {
                 file,
                 name: Some(name),
                 digest: Some(digest),
-                state: "quarantined".into(),
+                state: FileState::Quarantined,
                 reason: Some(earlier.reason.clone()),
             };
         }
@@ -463,7 +499,7 @@ impl PluginDirectory {
         let record = VersionRecord {
             name: name.clone(),
             digest: digest.clone(),
-            kind: format!("{:?}", plugin.kind()).to_lowercase(),
+            kind: plugin.kind(),
             size,
             state: VersionState::Active,
             // Exactly the text the grants came from.
@@ -744,7 +780,7 @@ impl PluginDirectory {
             return Err(ApproveError::NotPending {
                 name: name.to_owned(),
                 digest: digest.to_owned(),
-                state: version.record.state.as_str(),
+                state: version.record.state,
             });
         }
         if self.shared.registry.version(name, digest).is_none() {
@@ -1039,5 +1075,21 @@ pub struct Watching {
 impl Drop for Watching {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_states_are_shown_as_serde_writes_them() {
+        for &state in FileState::ALL {
+            let json = serde_json::to_string(&state).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+        for &state in VersionState::ALL {
+            assert_eq!(FileState::from(state).as_str(), state.as_str());
+        }
     }
 }
