@@ -17,7 +17,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::PluginRegistry;
-use super::grants::{self, Grants, Manifest, Policy};
+use super::grants::{self, Manifest, Policy};
+pub use super::lifecycle::Version;
+use super::lifecycle::{self, Refusal, Transition};
 use crate::db::plugins::{self as stored, VersionRecord, VersionState};
 use crate::db::{Database, DbError};
 use warren_sandbox::artifact_store::{ArtifactStore, sha256_hex};
@@ -57,14 +59,6 @@ pub struct Seen {
     digest: Option<String>,
     /// The manifest's text.
     manifest: Option<String>,
-}
-
-/// One version of a plugin, as the catalogue knows it.
-#[derive(Debug, Clone)]
-pub struct Version {
-    pub record: VersionRecord,
-    pub manifest: Option<Manifest>,
-    pub grants: Grants,
 }
 
 /// What examining a file did.
@@ -130,6 +124,14 @@ pub enum ApproveError {
     Load(String),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// Why a new file content is not a version.
+enum Failure {
+    /// The file's: it is quarantined.
+    File(String),
+    /// Warren's: it is examined again.
+    Host(String),
 }
 
 /// The folder, the versions it produced and the files it quarantined.
@@ -225,22 +227,8 @@ impl PluginDirectory {
             .iter()
             .filter_map(|p| plugin_file(p).map(|(_, name)| name))
             .collect();
-        let gone: Vec<String> = directory
-            .catalogue()
-            .versions
-            .iter()
-            .filter(|(name, versions)| {
-                !present.contains(name)
-                    && versions.iter().any(|v| {
-                        matches!(
-                            v.record.state,
-                            VersionState::Active | VersionState::PendingApproval
-                        )
-                    })
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in gone {
+        let names: Vec<String> = directory.catalogue().versions.keys().cloned().collect();
+        for name in names.into_iter().filter(|name| !present.contains(name)) {
             directory.retire(&name).await;
         }
         Ok(directory)
@@ -279,69 +267,66 @@ impl PluginDirectory {
         let records = self.db().read(stored::versions)?;
         let pinned = self.db().read(stored::pinned_versions)?;
         for record in records {
-            // A stored manifest that no longer parses grants the least, never
-            // everything the policy allows.
-            let (manifest, grants) = match record.manifest.as_deref().map(Manifest::parse) {
-                None => (None, grants::grant(None, &self.shared.policy)),
-                Some(Ok(manifest)) => {
-                    let grants = grants::grant(Some(&manifest), &self.shared.policy);
-                    (Some(manifest), grants)
-                }
-                Some(Err(e)) => {
-                    tracing::error!(
-                        plugin = record.name,
-                        digest = record.digest,
-                        "stored manifest no longer parses ({e}); the version gets the least grants"
-                    );
-                    (None, grants::least(&self.shared.policy))
-                }
-            };
-            let needed = record.state == VersionState::Active
-                || pinned.contains(&(record.name.clone(), record.digest.clone()));
-            if needed {
-                match self
-                    .load_stored(&record.name, &record.digest, &grants)
-                    .await
-                {
-                    Ok(plugin) if record.state == VersionState::Active => {
-                        self.shared.registry.insert(plugin);
-                    }
-                    Ok(plugin) => self.shared.registry.add_version(plugin),
-                    Err(e) => tracing::warn!(
-                        plugin = record.name,
-                        digest = record.digest,
+            let (version, broken) = lifecycle::from_store(record, &self.shared.policy);
+            if let Some(e) = broken {
+                tracing::error!(
+                    plugin = version.record.name,
+                    digest = version.record.digest,
+                    "stored manifest no longer parses ({e}); the version gets the least grants"
+                );
+            }
+            self.put(version);
+        }
+        for (name, versions) in self.plugins() {
+            let pinned: Vec<String> = pinned
+                .iter()
+                .filter(|(plugin, _)| *plugin == name)
+                .map(|(_, digest)| digest.clone())
+                .collect();
+            let transition = lifecycle::restored(&versions, &pinned);
+            let needed = versions.iter().filter(|v| {
+                let digest = &v.record.digest;
+                transition.load.contains(digest) || transition.activate.as_ref() == Some(digest)
+            });
+            for version in needed {
+                if let Err(e) = self.ensure_loaded(version, None).await {
+                    tracing::warn!(
+                        plugin = name,
+                        digest = version.record.digest,
                         "stored plugin version not loaded: {e}"
-                    ),
+                    );
                 }
             }
-            self.catalogue()
-                .versions
-                .entry(record.name.clone())
-                .or_default()
-                .push(Version {
-                    record,
-                    manifest,
-                    grants,
-                });
+            self.commit(&name, transition).await?;
         }
         Ok(())
     }
 
-    /// Loads a version from the kept bytes (compiled code comes from the
-    /// cache when it is there).
-    async fn load_stored(
-        &self,
-        name: &str,
-        digest: &str,
-        grants: &Grants,
-    ) -> Result<Plugin, String> {
-        let bytes = self
-            .shared
-            .store
-            .get(digest, MAX_PLUGIN_BYTES)
-            .map_err(|e| e.to_string())?;
-        let plugin = self.compile(name, bytes).await?;
-        Ok(plugin.with_grants(grants.clone()))
+    /// Loads `version` unless it is loaded: from `bytes` (its file's, then
+    /// kept) or from the kept copy (compiled code comes from the cache when
+    /// it is there).
+    async fn ensure_loaded(&self, version: &Version, bytes: Option<Vec<u8>>) -> Result<(), String> {
+        let (name, digest) = (&version.record.name, &version.record.digest);
+        if self.shared.registry.version(name, digest).is_some() {
+            return Ok(());
+        }
+        let keep = bytes.is_some();
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None => self
+                .shared
+                .store
+                .get(digest, MAX_PLUGIN_BYTES)
+                .map_err(|e| e.to_string())?,
+        };
+        let plugin = self.compile(name, bytes.clone()).await?;
+        self.shared
+            .registry
+            .add_version(plugin.with_grants(version.grants.clone()));
+        if keep && let Err(e) = self.shared.store.put(&bytes) {
+            tracing::warn!(plugin = name, "cannot keep a copy of the version: {e}");
+        }
+        Ok(())
     }
 
     /// Validates and compiles off the async threads, within the time bound.
@@ -466,175 +451,97 @@ impl PluginDirectory {
                 reason: Some(earlier.reason.clone()),
             };
         }
-        if let Some(known) = self.version(&name, &digest) {
-            return self.reexamine(&file, known, bytes).await;
+        let known = self.version(&name, &digest);
+        let new = known.is_none();
+        let version = match known {
+            Some(known) => known,
+            None => match self.validate(&name, &digest, &bytes, manifest_text).await {
+                Ok(version) => version,
+                Err(Failure::File(reason)) => return self.quarantine(&file, seen, reason),
+                Err(Failure::Host(reason)) => {
+                    return self.host_failure(&file, Some(digest), reason);
+                }
+            },
+        };
+        let versions = self.versions_of(&name).unwrap_or_default();
+        let transition = lifecycle::seen(&versions, version.clone(), now_ms());
+        // A version seen before may not be loaded (a restart could not).
+        if transition.activate.as_ref() == Some(&digest)
+            && let Err(reason) = self.ensure_loaded(&version, Some(bytes)).await
+        {
+            return self.quarantine(&file, seen, reason);
         }
+        if let Err(e) = self.commit(&name, transition).await {
+            return self.host_failure(&file, Some(digest), format!("cannot record it: {e}"));
+        }
+        self.catalogue().quarantined.remove(&file);
+        let record = self
+            .version(&name, &digest)
+            .map_or(version.record, |v| v.record);
+        if new {
+            tracing::info!(
+                plugin = name,
+                digest,
+                state = record.state.as_str(),
+                "plugin version added"
+            );
+        }
+        Self::examined(&file, &record)
+    }
 
-        let manifest = match manifest_text.as_deref().map(|t| parse_manifest(t, &name)) {
+    /// A content never seen under this name as a version: its manifest
+    /// checked, compiled, its kind checked, a copy kept, granted and loaded
+    /// (the lifecycle decides its state).
+    async fn validate(
+        &self,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        manifest_text: Option<String>,
+    ) -> Result<Version, Failure> {
+        let manifest = match manifest_text.as_deref().map(|t| parse_manifest(t, name)) {
             None => None,
             Some(Ok(manifest)) => Some(manifest),
-            Some(Err(reason)) => return self.quarantine(&file, seen, reason),
+            Some(Err(reason)) => return Err(Failure::File(reason)),
         };
-        let size = bytes.len() as u64;
-        let plugin = match self.compile(&name, bytes.clone()).await {
-            Ok(plugin) => plugin,
-            Err(reason) => return self.quarantine(&file, seen, reason),
-        };
+        let plugin = self
+            .compile(name, bytes.to_vec())
+            .await
+            .map_err(Failure::File)?;
         if let Some(kind) = manifest.as_ref().and_then(|m| m.kind)
             && kind != plugin.kind()
         {
-            let reason = format!(
+            return Err(Failure::File(format!(
                 "the manifest says kind {kind:?}, the component exports the {:?} world",
                 plugin.kind()
-            );
-            return self.quarantine(&file, seen, reason);
+            )));
         }
         // Only versions that loaded are kept.
-        if let Err(e) = self.shared.store.put(&bytes) {
-            return self.host_failure(&file, Some(digest), format!("cannot keep a copy: {e}"));
+        if let Err(e) = self.shared.store.put(bytes) {
+            return Err(Failure::Host(format!("cannot keep a copy: {e}")));
         }
         let grants = grants::grant(manifest.as_ref(), &self.shared.policy);
-        let plugin = plugin.with_grants(grants.clone());
-        let now = now_ms();
         let record = VersionRecord {
-            name: name.clone(),
-            digest: digest.clone(),
+            name: name.to_owned(),
+            digest: digest.to_owned(),
             kind: plugin.kind(),
-            size,
-            state: VersionState::Active,
+            size: bytes.len() as u64,
+            state: VersionState::PendingApproval,
             // Exactly the text the grants came from.
             manifest: manifest_text,
             note: None,
-            first_seen_at: now,
+            first_seen_at: now_ms(),
             activated_at: None,
             approved_at: None,
         };
-        self.shared.registry.add_version(plugin);
-        let version = Version {
+        self.shared
+            .registry
+            .add_version(plugin.with_grants(grants.clone()));
+        Ok(Version {
             record,
             manifest,
             grants,
-        };
-        match self.decide(version).await {
-            Ok(record) => {
-                self.catalogue().quarantined.remove(&file);
-                tracing::info!(
-                    plugin = name,
-                    digest,
-                    state = record.state.as_str(),
-                    "plugin version added"
-                );
-                Self::examined(&file, &record)
-            }
-            Err(e) => self.host_failure(&file, Some(digest), format!("cannot record it: {e}")),
-        }
-    }
-
-    /// Active at once when the plugin has never had an active version, or
-    /// when this one asks for no more than the last active one (whatever
-    /// became of it: deleting a file does not reset what was approved);
-    /// pending approval otherwise. Versions still pending are superseded:
-    /// the folder's newest file is what an admin approves.
-    async fn decide(&self, mut version: Version) -> Result<VersionRecord, DbError> {
-        let name = version.record.name.clone();
-        let escalations = self
-            .baseline(&name)
-            .filter(|base| base.record.digest != version.record.digest)
-            .map(|base| {
-                let more = version.grants.escalations_over(&base.grants);
-                (base.record.digest, more)
-            });
-        let mut changed = Vec::new();
-        match escalations {
-            Some((base, more)) if !more.is_empty() => {
-                version.record.state = VersionState::PendingApproval;
-                version.record.note = Some(format!(
-                    "asks for more than version {base}: {}",
-                    more.join(", ")
-                ));
-            }
-            _ => {
-                version.record.state = VersionState::Active;
-                version.record.note = None;
-                version.record.activated_at = Some(now_ms());
-                if let Some(mut previous) = self.active(&name) {
-                    previous.record.state = VersionState::Inactive;
-                    changed.push(previous);
-                }
-            }
-        }
-        for mut pending in self.pending(&name) {
-            if pending.record.digest != version.record.digest {
-                pending.record.state = VersionState::Inactive;
-                pending.record.note = Some("replaced by a newer file before approval".into());
-                changed.push(pending);
-            }
-        }
-        changed.push(version.clone());
-        self.record(changed).await?;
-        if version.record.state == VersionState::Active {
-            self.shared.registry.activate(&name, &version.record.digest);
-        }
-        Ok(version.record)
-    }
-
-    /// A file whose content is a version seen before. Active and pending
-    /// versions stay so (loaded again if a restart could not); one that was
-    /// active before is active again (going back is no escalation); one
-    /// never active is decided again.
-    async fn reexamine(&self, file: &str, known: Version, bytes: Vec<u8>) -> Examined {
-        self.catalogue().quarantined.remove(file);
-        let (name, digest) = (known.record.name.clone(), known.record.digest.clone());
-        if known.record.state == VersionState::PendingApproval {
-            return Self::examined(file, &known.record);
-        }
-        if self.shared.registry.version(&name, &digest).is_none() {
-            match self.compile(&name, bytes.clone()).await {
-                Ok(plugin) => self
-                    .shared
-                    .registry
-                    .add_version(plugin.with_grants(known.grants.clone())),
-                Err(reason) => {
-                    let seen = Seen {
-                        digest: Some(digest),
-                        ..Seen::default()
-                    };
-                    return self.quarantine(file, seen, reason);
-                }
-            }
-            if let Err(e) = self.shared.store.put(&bytes) {
-                tracing::warn!(plugin = name, "cannot keep a copy of the version: {e}");
-            }
-        }
-        let result = match known.record.state {
-            VersionState::Active => {
-                self.shared.registry.activate(&name, &digest);
-                Ok(known.record.clone())
-            }
-            _ if known.record.activated_at.is_some() => {
-                let mut version = known.clone();
-                version.record.state = VersionState::Active;
-                version.record.activated_at = Some(now_ms());
-                let mut changed = Vec::new();
-                if let Some(mut previous) = self.active(&name) {
-                    previous.record.state = VersionState::Inactive;
-                    changed.push(previous);
-                }
-                changed.push(version.clone());
-                match self.record(changed).await {
-                    Ok(()) => {
-                        self.shared.registry.activate(&name, &digest);
-                        Ok(version.record)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            _ => self.decide(known.clone()).await,
-        };
-        match result {
-            Ok(record) => Self::examined(file, &record),
-            Err(e) => self.host_failure(file, Some(digest), format!("cannot record it: {e}")),
-        }
+        })
     }
 
     fn version(&self, name: &str, digest: &str) -> Option<Version> {
@@ -646,54 +553,34 @@ impl PluginDirectory {
             .cloned()
     }
 
-    fn active(&self, name: &str) -> Option<Version> {
-        self.catalogue()
-            .versions
-            .get(name)?
-            .iter()
-            .find(|v| v.record.state == VersionState::Active)
-            .cloned()
-    }
-
-    fn pending(&self, name: &str) -> Vec<Version> {
-        self.catalogue()
-            .versions
-            .get(name)
-            .map(|versions| {
-                versions
-                    .iter()
-                    .filter(|v| v.record.state == VersionState::PendingApproval)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The version a new one is compared to: the last one made active.
-    fn baseline(&self, name: &str) -> Option<Version> {
-        self.catalogue()
-            .versions
-            .get(name)?
-            .iter()
-            .filter(|v| v.record.activated_at.is_some())
-            .max_by_key(|v| v.record.activated_at)
-            .cloned()
-    }
-
-    /// Writes `versions` in one transaction, then shows them in the
-    /// catalogue (never the other way round).
-    async fn record(&self, versions: Vec<Version>) -> Result<(), DbError> {
-        let records: Vec<VersionRecord> = versions.iter().map(|v| v.record.clone()).collect();
-        self.db()
-            .write(move |conn| {
-                for record in &records {
-                    stored::save(conn, record)?;
-                }
-                Ok(())
-            })
-            .await?;
-        for version in versions {
-            self.put(version);
+    /// The one way versions change: `transition` is recorded in one
+    /// transaction, then shown in the catalogue, then applied to the
+    /// registry (never the other way round). A version to activate must be
+    /// loaded.
+    async fn commit(&self, name: &str, transition: Transition) -> Result<(), DbError> {
+        if !transition.changed.is_empty() {
+            let records: Vec<VersionRecord> = transition
+                .changed
+                .iter()
+                .map(|v| v.record.clone())
+                .collect();
+            self.db()
+                .write(move |conn| {
+                    for record in &records {
+                        stored::save(conn, record)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            for version in transition.changed {
+                self.put(version);
+            }
+        }
+        if let Some(digest) = &transition.activate {
+            self.shared.registry.activate(name, digest);
+        }
+        if transition.retire {
+            self.shared.registry.retire(name);
         }
         Ok(())
     }
@@ -722,91 +609,45 @@ impl PluginDirectory {
         if self.shared.dir.join(&file).is_file() {
             return;
         }
-        {
-            let mut catalogue = self.catalogue();
-            catalogue.seen.remove(&file);
-            catalogue.quarantined.remove(&file);
-        }
-        let mut changed: Vec<Version> = self
-            .catalogue()
-            .versions
-            .get(name)
-            .map(|versions| {
-                versions
-                    .iter()
-                    .filter(|v| {
-                        matches!(
-                            v.record.state,
-                            VersionState::Active | VersionState::PendingApproval
-                        )
-                    })
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if changed.is_empty() {
-            return;
-        }
-        for version in &mut changed {
-            version.record.state = VersionState::Retired;
-        }
-        let records: Vec<VersionRecord> = changed.iter().map(|v| v.record.clone()).collect();
-        let saved = self
-            .db()
-            .write(move |conn| {
-                for record in &records {
-                    stored::save(conn, record)?;
+        self.catalogue().quarantined.remove(&file);
+        let transition = lifecycle::removed(&self.versions_of(name).unwrap_or_default());
+        let retired = !transition.changed.is_empty();
+        match self.commit(name, transition).await {
+            Ok(()) => {
+                self.catalogue().seen.remove(&file);
+                if retired {
+                    tracing::info!(plugin = name, "plugin retired: its file was removed");
                 }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = saved {
-            tracing::error!(plugin = name, "retiring the plugin was not recorded: {e}");
+            }
+            // Still seen: the next listing tries again.
+            Err(e) => tracing::error!(plugin = name, "retiring the plugin was not recorded: {e}"),
         }
-        self.shared.registry.retire(name);
-        for version in changed {
-            self.put(version);
-        }
-        tracing::info!(plugin = name, "plugin retired: its file was removed");
     }
 
     /// Makes a version waiting for approval the active one.
     pub async fn approve(&self, name: &str, digest: &str) -> Result<Version, ApproveError> {
         let _turn = self.shared.examining.lock().await;
-        let version = self
-            .version(name, digest)
-            .ok_or_else(|| ApproveError::NotFound(name.to_owned(), digest.to_owned()))?;
-        if version.record.state != VersionState::PendingApproval {
-            return Err(ApproveError::NotPending {
-                name: name.to_owned(),
-                digest: digest.to_owned(),
-                state: version.record.state,
-            });
-        }
-        if self.shared.registry.version(name, digest).is_none() {
-            let plugin = self
-                .load_stored(name, digest, &version.grants)
-                .await
-                .map_err(ApproveError::Load)?;
-            self.shared.registry.add_version(plugin);
-        }
-        let mut version = version;
-        let now = now_ms();
-        version.record.state = VersionState::Active;
-        version.record.approved_at = Some(now);
-        version.record.activated_at = Some(now);
-        version.record.note = None;
-        let mut changed = Vec::new();
-        if let Some(mut previous) = self.active(name) {
-            previous.record.state = VersionState::Inactive;
-            changed.push(previous);
-        }
-        changed.push(version);
-        self.record(changed).await?;
-        self.shared.registry.activate(name, digest);
+        let not_found = || ApproveError::NotFound(name.to_owned(), digest.to_owned());
+        let versions = self.versions_of(name).unwrap_or_default();
+        let transition =
+            lifecycle::approved(&versions, digest, now_ms()).map_err(|refusal| match refusal {
+                Refusal::Unknown => not_found(),
+                Refusal::NotPending(state) => ApproveError::NotPending {
+                    name: name.to_owned(),
+                    digest: digest.to_owned(),
+                    state,
+                },
+            })?;
+        let version = versions
+            .iter()
+            .find(|v| v.record.digest == digest)
+            .ok_or_else(not_found)?;
+        self.ensure_loaded(version, None)
+            .await
+            .map_err(ApproveError::Load)?;
+        self.commit(name, transition).await?;
         tracing::info!(plugin = name, digest, "plugin version approved");
-        self.version(name, digest)
-            .ok_or_else(|| ApproveError::NotFound(name.to_owned(), digest.to_owned()))
+        self.version(name, digest).ok_or_else(not_found)
     }
 
     /// Every plugin's versions, by name.

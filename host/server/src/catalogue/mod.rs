@@ -5,6 +5,7 @@
 
 pub mod directory;
 pub mod grants;
+mod lifecycle;
 mod registry;
 
 pub use registry::PluginRegistry;
