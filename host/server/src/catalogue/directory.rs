@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -20,6 +20,7 @@ use super::PluginRegistry;
 use super::grants::{self, Manifest, Policy};
 pub use super::lifecycle::Version;
 use super::lifecycle::{self, Refusal, Transition};
+use super::watcher::{self, Change, FileStamp, FolderWatcher, PLUGIN_EXTENSION, plugin_file};
 use crate::db::plugins::{self as stored, VersionRecord, VersionState};
 use crate::db::{Database, DbError};
 use warren_sandbox::artifact_store::{ArtifactStore, sha256_hex};
@@ -28,14 +29,7 @@ use warren_sandbox::runtime::Runtime;
 use warren_vocabulary::names::is_valid_plugin_name;
 use warren_vocabulary::now_ms;
 
-/// How often the folder is listed again, for changes no event reported.
-const RESCAN_PERIOD: Duration = Duration::from_secs(1);
-/// A file written to without being closed is examined once it has been
-/// left alone this long.
-const QUIET_PERIOD: Duration = Duration::from_secs(1);
-
-/// The file extension of plugins, and of their manifests.
-const PLUGIN_EXTENSION: &str = "wasm";
+/// The file extension of manifests.
 const MANIFEST_EXTENSION: &str = "toml";
 
 /// A file that was not loaded, and why.
@@ -167,23 +161,6 @@ struct Catalogue {
     seen: HashMap<String, FileStamp>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-/// `name` for `name.wasm`, if the file is a plugin candidate at all (hidden
-/// files, such as uploads being written, are not).
-fn plugin_file(path: &Path) -> Option<(String, String)> {
-    let file = path.file_name()?.to_str()?;
-    if file.starts_with('.') {
-        return None;
-    }
-    let stem = file.strip_suffix(PLUGIN_EXTENSION)?.strip_suffix('.')?;
-    Some((file.to_owned(), stem.to_owned()))
-}
-
 impl PluginDirectory {
     /// Restores the versions the database knows (loading the active ones
     /// and those unfinished runs use), then examines every file of `dir`
@@ -219,13 +196,13 @@ impl PluginDirectory {
                 load_kept(&shared, name, digest)
             }));
         directory.restore().await?;
-        let files = directory.files()?;
-        for path in &files {
+        let files = watcher::list(dir)?;
+        for (path, _) in &files {
             directory.examine(path).await;
         }
         let present: Vec<String> = files
             .iter()
-            .filter_map(|p| plugin_file(p).map(|(_, name)| name))
+            .filter_map(|(p, _)| plugin_file(p).map(|(_, name)| name))
             .collect();
         let names: Vec<String> = directory.catalogue().versions.keys().cloned().collect();
         for name in names.into_iter().filter(|name| !present.contains(name)) {
@@ -251,16 +228,6 @@ impl PluginDirectory {
 
     pub fn registry(&self) -> &PluginRegistry {
         &self.shared.registry
-    }
-
-    /// The `.wasm` files of the folder, sorted.
-    fn files(&self) -> std::io::Result<Vec<PathBuf>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.shared.dir)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| plugin_file(path).is_some() && path.is_file())
-            .collect();
-        files.sort();
-        Ok(files)
     }
 
     async fn restore(&self) -> anyhow::Result<()> {
@@ -403,10 +370,7 @@ impl PluginDirectory {
             Ok(metadata) => metadata,
             Err(e) => return self.host_failure(&file, None, format!("cannot read it: {e}")),
         };
-        let stamp = FileStamp {
-            len: metadata.len(),
-            modified: metadata.modified().ok(),
-        };
+        let stamp = FileStamp::of(&metadata);
         // Whatever the outcome, an unchanged file is not examined again.
         self.catalogue().seen.insert(file.clone(), stamp);
         let mut seen = Seen {
@@ -701,119 +665,61 @@ impl PluginDirectory {
         Ok(Some(self.examine(&target).await))
     }
 
-    /// Follows the folder until the returned handle is dropped: file events
-    /// as they come, and a listing every second for what they missed (or
-    /// for everything, where file events are unavailable).
+    /// Follows the folder (file events, and a listing every second) until
+    /// the returned handle is dropped. Needs a tokio runtime.
     pub fn watch(&self) -> Watching {
-        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let watcher = match watch_events(&self.shared.dir, events) {
-            Ok(watcher) => Some(watcher),
-            Err(e) => {
-                tracing::warn!(
-                    "no file events for {} ({e}); it is listed every second instead",
-                    self.shared.dir.display()
-                );
-                None
-            }
-        };
+        let mut folder = FolderWatcher::start(&self.shared.dir);
         let directory = self.clone();
         let task = tokio::spawn(async move {
-            let mut rescan = tokio::time::interval(RESCAN_PERIOD);
-            rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // Files written to and not yet closed, with the last write.
-            let mut writing: HashMap<PathBuf, Instant> = HashMap::new();
             loop {
-                tokio::select! {
-                    Some(event) = received.recv() => match event {
-                        Ok(event) => directory.on_event(event, &mut writing).await,
-                        Err(e) => tracing::warn!("watching the plugins folder: {e}"),
-                    },
-                    _ = rescan.tick() => directory.rescan(&mut writing).await,
+                match folder.next().await {
+                    Change::File(path) => directory.look_at(&path).await,
+                    Change::Listing => directory.rescan().await,
                 }
             }
         });
-        Watching {
-            _watcher: watcher,
-            task,
+        Watching { task }
+    }
+
+    /// A plugin file an event says is complete or gone: examined if it
+    /// changed since, its plugin retired if it is gone.
+    async fn look_at(&self, path: &Path) {
+        let Some((file, name)) = plugin_file(path) else {
+            return;
+        };
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_file() => {
+                let examined = self.catalogue().seen.get(&file).copied();
+                if examined != Some(FileStamp::of(&metadata)) {
+                    self.examine(path).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.retire(&name).await,
+            Err(e) => tracing::warn!("plugin file {file} not looked at: {e}"),
         }
     }
 
-    async fn on_event(&self, event: notify::Event, writing: &mut HashMap<PathBuf, Instant>) {
-        use notify::EventKind;
-        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
-        match event.kind {
-            // Written and closed, or renamed in: complete.
-            EventKind::Access(AccessKind::Close(AccessMode::Write))
-            | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-                for path in event.paths.iter().filter(|p| plugin_file(p).is_some()) {
-                    writing.remove(path);
-                    if path.is_file() {
-                        self.examine(path).await;
-                    }
-                }
-            }
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-                if let [from, to] = &event.paths[..] {
-                    self.on_gone(from, writing).await;
-                    if plugin_file(to).is_some() && to.is_file() {
-                        writing.remove(to);
-                        self.examine(to).await;
-                    }
-                }
-            }
-            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-                for path in &event.paths {
-                    self.on_gone(path, writing).await;
-                }
-            }
-            EventKind::Create(_) | EventKind::Modify(_) => {
-                for path in event.paths.iter().filter(|p| plugin_file(p).is_some()) {
-                    writing.insert(path.clone(), Instant::now());
-                }
-            }
-            _ => {}
-        }
-    }
-
-    async fn on_gone(&self, path: &Path, writing: &mut HashMap<PathBuf, Instant>) {
-        writing.remove(path);
-        if let Some((_, name)) = plugin_file(path)
-            && !path.exists()
-        {
-            self.retire(&name).await;
-        }
-    }
-
-    /// Examines files that changed without an event saying they are
-    /// complete (once left alone for a while), and retires plugins whose
-    /// file is gone.
-    async fn rescan(&self, writing: &mut HashMap<PathBuf, Instant>) {
-        let files = match self.files() {
-            Ok(files) => files,
+    /// Examines the files that changed and were left alone, and retires
+    /// the plugins whose file is gone.
+    async fn rescan(&self) {
+        let listing = match watcher::list(&self.shared.dir) {
+            Ok(listing) => listing,
             Err(e) => {
                 tracing::warn!("listing the plugins folder: {e}");
                 return;
             }
         };
-        for path in &files {
-            if writing
-                .get(path)
-                .is_some_and(|at| at.elapsed() < QUIET_PERIOD)
-            {
-                continue;
-            }
-            writing.remove(path);
-            let Some((file, _)) = plugin_file(path) else {
-                continue;
-            };
-            let stamp = std::fs::metadata(path).ok().map(|m| FileStamp {
-                len: m.len(),
-                modified: m.modified().ok(),
-            });
-            let unchanged = stamp.is_some() && self.catalogue().seen.get(&file) == stamp.as_ref();
-            if !unchanged {
-                self.examine(path).await;
-            }
+        let due = {
+            let catalogue = self.catalogue();
+            watcher::due(
+                &listing,
+                |file| catalogue.seen.get(file).copied(),
+                SystemTime::now(),
+            )
+        };
+        for path in &due {
+            self.examine(path).await;
         }
         let gone: Vec<String> = {
             let catalogue = self.catalogue();
@@ -821,9 +727,9 @@ impl PluginDirectory {
                 .seen
                 .keys()
                 .filter(|file| {
-                    !files
+                    !listing
                         .iter()
-                        .any(|p| p.file_name().is_some_and(|n| n == file.as_str()))
+                        .any(|(p, _)| p.file_name().is_some_and(|n| n == file.as_str()))
                 })
                 .filter_map(|file| plugin_file(Path::new(file)).map(|(_, name)| name))
                 .collect()
@@ -832,17 +738,6 @@ impl PluginDirectory {
             self.retire(&name).await;
         }
     }
-}
-
-type FileEvents = tokio::sync::mpsc::UnboundedSender<notify::Result<notify::Event>>;
-
-fn watch_events(dir: &Path, events: FileEvents) -> notify::Result<notify::RecommendedWatcher> {
-    use notify::Watcher as _;
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = events.send(event);
-    })?;
-    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
-    Ok(watcher)
 }
 
 /// A version from its kept copy, with its grants, for runs pinned to a
@@ -909,7 +804,6 @@ fn parse_manifest(text: &str, name: &str) -> Result<Manifest, String> {
 
 /// Watching the folder; dropping it stops.
 pub struct Watching {
-    _watcher: Option<notify::RecommendedWatcher>,
     task: tokio::task::JoinHandle<()>,
 }
 
