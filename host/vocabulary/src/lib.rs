@@ -30,7 +30,10 @@ pub use state::{JobState, RunState};
 pub use usage::Usage;
 
 /// Enums stored and shown as snake_case text: one `as_str`, one `parse`,
-/// `Display`, and `ALL` (every variant, for exhaustive tests).
+/// `Display`, and `ALL` (every variant, for exhaustive tests). Exported so
+/// every crate of the host converts its enums the same way; each text must
+/// be serde's form of its variant (test it over `ALL`).
+#[macro_export]
 macro_rules! text_enum {
     ($ty:ty { $($variant:ident => $text:literal),* $(,)? }) => {
         impl $ty {
@@ -46,14 +49,13 @@ macro_rules! text_enum {
             }
         }
 
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     };
 }
-pub(crate) use text_enum;
 
 #[cfg(test)]
 mod tests {

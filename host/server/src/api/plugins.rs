@@ -14,7 +14,7 @@ use super::AppState;
 use super::extract::{ApiPath, ApiQuery, check_digest, check_name};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
-use crate::catalogue::directory::{ApproveError, Examined, Quarantined, Version};
+use crate::catalogue::directory::{ApproveError, Examined, FileState, Quarantined, Version};
 use crate::catalogue::grants::{DirectoryGrant, Grants};
 use crate::db::plugins::{self as stored, UsageTotals, VersionState};
 use warren_sandbox::plugin::Plugin;
@@ -94,7 +94,7 @@ pub struct VersionView {
     /// sha256 of the file: the version's identity.
     pub digest: String,
     pub state: VersionState,
-    pub kind: String,
+    pub kind: PluginKind,
     pub size: u64,
     pub label: Option<String>,
     pub description: Option<String>,
@@ -139,11 +139,7 @@ fn summary(name: &str, versions: &[Version]) -> PluginSummary {
     PluginSummary {
         name: name.to_owned(),
         status: status.into(),
-        kind: if shown.is_some_and(|v| v.record.kind == "agent") {
-            PluginKind::Agent
-        } else {
-            PluginKind::Job
-        },
+        kind: shown.map_or(PluginKind::Job, |v| v.record.kind),
         digest: active.map(|v| v.record.digest.clone()),
         label: active.and_then(|v| v.manifest.as_ref()?.version.clone()),
         description: active.and_then(|v| v.manifest.as_ref()?.description.clone()),
@@ -160,7 +156,7 @@ fn version_view(version: &Version, loaded: Option<Arc<Plugin>>, usage: UsageTota
     VersionView {
         digest: record.digest.clone(),
         state: record.state,
-        kind: record.kind.clone(),
+        kind: record.kind,
         size: record.size,
         label: version.manifest.as_ref().and_then(|m| m.version.clone()),
         description: version
@@ -353,18 +349,18 @@ pub async fn upload(
         file: format!("{}.toml", query.name),
         name: Some(query.name.clone()),
         digest: None,
-        state: "stored".into(),
+        state: FileState::Stored,
         reason: None,
     });
-    match examined.state.as_str() {
-        "quarantined" => {
+    match examined.state {
+        FileState::Quarantined => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_plugin",
                 examined.reason.unwrap_or_default(),
             ));
         }
-        "error" => return Err(ApiError::internal(examined.reason.unwrap_or_default())),
+        FileState::Error => return Err(ApiError::internal(examined.reason.unwrap_or_default())),
         _ => {}
     }
     Ok((StatusCode::CREATED, Json(examined)))

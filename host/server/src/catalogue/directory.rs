@@ -11,13 +11,16 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::PluginRegistry;
-use super::grants::{self, Grants, Manifest, Policy};
+use super::grants::{self, Manifest, Policy};
+pub use super::lifecycle::Version;
+use super::lifecycle::{self, Refusal, Transition};
+use super::watcher::{self, Change, FileStamp, FolderWatcher, PLUGIN_EXTENSION, plugin_file};
 use crate::db::plugins::{self as stored, VersionRecord, VersionState};
 use crate::db::{Database, DbError};
 use warren_sandbox::artifact_store::{ArtifactStore, sha256_hex};
@@ -26,14 +29,7 @@ use warren_sandbox::runtime::Runtime;
 use warren_vocabulary::names::is_valid_plugin_name;
 use warren_vocabulary::now_ms;
 
-/// How often the folder is listed again, for changes no event reported.
-const RESCAN_PERIOD: Duration = Duration::from_secs(1);
-/// A file written to without being closed is examined once it has been
-/// left alone this long.
-const QUIET_PERIOD: Duration = Duration::from_secs(1);
-
-/// The file extension of plugins, and of their manifests.
-const PLUGIN_EXTENSION: &str = "wasm";
+/// The file extension of manifests.
 const MANIFEST_EXTENSION: &str = "toml";
 
 /// A file that was not loaded, and why.
@@ -59,25 +55,53 @@ pub struct Seen {
     manifest: Option<String>,
 }
 
-/// One version of a plugin, as the catalogue knows it.
-#[derive(Debug, Clone)]
-pub struct Version {
-    pub record: VersionRecord,
-    pub manifest: Option<Manifest>,
-    pub grants: Grants,
-}
-
 /// What examining a file did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Examined {
     pub file: String,
     pub name: Option<String>,
     pub digest: Option<String>,
-    /// `active`, `pending_approval`, `inactive`, `retired`, `quarantined`,
-    /// or `error` (Warren could not examine it; it tries again).
-    pub state: String,
+    pub state: FileState,
     /// Why it is quarantined or waits for approval.
     pub reason: Option<String>,
+}
+
+/// What became of a file: the state of the version it holds, or why it
+/// holds none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    Active,
+    PendingApproval,
+    Inactive,
+    Retired,
+    /// Not loaded until it changes.
+    Quarantined,
+    /// Warren could not examine it (its own fault); it tries again.
+    Error,
+    /// A manifest, kept for the component sent after it.
+    Stored,
+}
+
+warren_vocabulary::text_enum!(FileState {
+    Active => "active",
+    PendingApproval => "pending_approval",
+    Inactive => "inactive",
+    Retired => "retired",
+    Quarantined => "quarantined",
+    Error => "error",
+    Stored => "stored",
+});
+
+impl From<VersionState> for FileState {
+    fn from(state: VersionState) -> Self {
+        match state {
+            VersionState::Active => Self::Active,
+            VersionState::PendingApproval => Self::PendingApproval,
+            VersionState::Inactive => Self::Inactive,
+            VersionState::Retired => Self::Retired,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,12 +112,20 @@ pub enum ApproveError {
     NotPending {
         name: String,
         digest: String,
-        state: &'static str,
+        state: VersionState,
     },
     #[error("cannot load the version: {0}")]
     Load(String),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// Why a new file content is not a version.
+enum Failure {
+    /// The file's: it is quarantined.
+    File(String),
+    /// Warren's: it is examined again.
+    Host(String),
 }
 
 /// The folder, the versions it produced and the files it quarantined.
@@ -116,6 +148,8 @@ struct Shared {
     /// Files are examined one at a time: compiling is heavy, and two
     /// examinations of the same name must not interleave.
     examining: tokio::sync::Mutex<()>,
+    /// New contents a start compiled ahead of their examination, by digest.
+    precompiled: Mutex<HashMap<String, Result<Plugin, String>>>,
 }
 
 #[derive(Default)]
@@ -129,26 +163,9 @@ struct Catalogue {
     seen: HashMap<String, FileStamp>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
 /// The next file of a start's queue.
 fn pop(queue: &Mutex<VecDeque<PathBuf>>) -> Option<PathBuf> {
     queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
-}
-
-/// `name` for `name.wasm`, if the file is a plugin candidate at all (hidden
-/// files, such as uploads being written, are not).
-fn plugin_file(path: &Path) -> Option<(String, String)> {
-    let file = path.file_name()?.to_str()?;
-    if file.starts_with('.') {
-        return None;
-    }
-    let stem = file.strip_suffix(PLUGIN_EXTENSION)?.strip_suffix('.')?;
-    Some((file.to_owned(), stem.to_owned()))
 }
 
 impl PluginDirectory {
@@ -176,6 +193,7 @@ impl PluginDirectory {
                 store,
                 catalogue: Mutex::default(),
                 examining: tokio::sync::Mutex::new(()),
+                precompiled: Mutex::default(),
             }),
         };
         let shared = Arc::downgrade(&directory.shared);
@@ -187,10 +205,9 @@ impl PluginDirectory {
                 load_kept(&shared, name, digest)
             }));
         directory.restore().await?;
-        let names: Vec<String> = directory
-            .files()?
+        let names: Vec<String> = watcher::list(dir)?
             .iter()
-            .filter_map(|p| plugin_file(p).map(|(_, name)| name))
+            .filter_map(|(p, _)| plugin_file(p).map(|(_, name)| name))
             .collect();
         directory.shared.registry.expect(names);
         Ok(directory)
@@ -202,7 +219,7 @@ impl PluginDirectory {
     /// retires the plugins whose file is gone. `warren serve` runs this in
     /// the background once it listens.
     pub async fn examine_all(&self) {
-        let files = match self.files() {
+        let files = match watcher::list(&self.shared.dir) {
             Ok(files) => files,
             Err(e) => {
                 tracing::error!("cannot list {}: {e}", self.shared.dir.display());
@@ -211,10 +228,14 @@ impl PluginDirectory {
         };
         let present: Vec<String> = files
             .iter()
-            .filter_map(|p| plugin_file(p).map(|(_, name)| name))
+            .filter_map(|(p, _)| plugin_file(p).map(|(_, name)| name))
             .collect();
-        let queue = Arc::new(Mutex::new(VecDeque::from(files)));
-        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let queue = Arc::new(Mutex::new(
+            files.into_iter().map(|(p, _)| p).collect::<VecDeque<_>>(),
+        ));
+        // wasmtime already compiles a component's functions on every core:
+        // on 2 cores, two files at once took 30% longer than one at a time.
+        let workers = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..workers {
             let (directory, queue) = (self.clone(), queue.clone());
@@ -252,26 +273,13 @@ impl PluginDirectory {
         });
         while tasks.join_next().await.is_some() {}
         express.abort();
+        self.precompiled().clear();
         // Whatever a failed worker left is examined as far as runs go.
         for name in &present {
             self.shared.registry.settle(name);
         }
-        let gone: Vec<String> = self
-            .catalogue()
-            .versions
-            .iter()
-            .filter(|(name, versions)| {
-                !present.contains(name)
-                    && versions.iter().any(|v| {
-                        matches!(
-                            v.record.state,
-                            VersionState::Active | VersionState::PendingApproval
-                        )
-                    })
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in gone {
+        let names: Vec<String> = self.catalogue().versions.keys().cloned().collect();
+        for name in names.into_iter().filter(|name| !present.contains(name)) {
             self.retire(&name).await;
         }
     }
@@ -291,22 +299,31 @@ impl PluginDirectory {
         }
     }
 
-    /// Compiles `path` into the cache outside the examination lock, so that
-    /// several files compile at once and [`Self::examine`] finds them there.
-    /// Anything wrong with the file is for the examination to report.
+    /// Compiles a new content of `path` outside the examination lock, so
+    /// that a run waiting for it is not held behind another file's
+    /// examination; [`Self::examine`] takes the result. Anything wrong
+    /// with the file is for the examination to report.
     async fn precompile(&self, path: &Path) {
         let Some((_, name)) = plugin_file(path) else {
             return;
         };
-        let path = path.to_owned();
-        let runtime = self.shared.runtime.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let small = std::fs::metadata(&path).is_ok_and(|m| m.len() <= MAX_PLUGIN_BYTES);
-            if small && let Ok(bytes) = std::fs::read(&path) {
-                let _ = runtime.load_bytes(&name, &bytes);
-            }
-        })
-        .await;
+        let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_PLUGIN_BYTES);
+        let Some(bytes) = small.then(|| std::fs::read(path).ok()).flatten() else {
+            return;
+        };
+        let digest = sha256_hex(&bytes);
+        if self.version(&name, &digest).is_some() {
+            return;
+        }
+        let compiled = self.compile(&name, bytes).await;
+        self.precompiled().insert(digest, compiled);
+    }
+
+    fn precompiled(&self) -> MutexGuard<'_, HashMap<String, Result<Plugin, String>>> {
+        self.shared
+            .precompiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn db(&self) -> &Database {
@@ -328,83 +345,70 @@ impl PluginDirectory {
         &self.shared.registry
     }
 
-    /// The `.wasm` files of the folder, sorted.
-    fn files(&self) -> std::io::Result<Vec<PathBuf>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.shared.dir)?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| plugin_file(path).is_some() && path.is_file())
-            .collect();
-        files.sort();
-        Ok(files)
-    }
-
     async fn restore(&self) -> anyhow::Result<()> {
         let records = self.db().read(stored::versions)?;
         let pinned = self.db().read(stored::pinned_versions)?;
         for record in records {
-            // A stored manifest that no longer parses grants the least, never
-            // everything the policy allows.
-            let (manifest, grants) = match record.manifest.as_deref().map(Manifest::parse) {
-                None => (None, grants::grant(None, &self.shared.policy)),
-                Some(Ok(manifest)) => {
-                    let grants = grants::grant(Some(&manifest), &self.shared.policy);
-                    (Some(manifest), grants)
-                }
-                Some(Err(e)) => {
-                    tracing::error!(
-                        plugin = record.name,
-                        digest = record.digest,
-                        "stored manifest no longer parses ({e}); the version gets the least grants"
-                    );
-                    (None, grants::least(&self.shared.policy))
-                }
-            };
-            let needed = record.state == VersionState::Active
-                || pinned.contains(&(record.name.clone(), record.digest.clone()));
-            if needed {
-                match self
-                    .load_stored(&record.name, &record.digest, &grants)
-                    .await
-                {
-                    Ok(plugin) if record.state == VersionState::Active => {
-                        self.shared.registry.insert(plugin);
-                    }
-                    Ok(plugin) => self.shared.registry.add_version(plugin),
-                    Err(e) => tracing::warn!(
-                        plugin = record.name,
-                        digest = record.digest,
+            let (version, broken) = lifecycle::from_store(record, &self.shared.policy);
+            if let Some(e) = broken {
+                tracing::error!(
+                    plugin = version.record.name,
+                    digest = version.record.digest,
+                    "stored manifest no longer parses ({e}); the version gets the least grants"
+                );
+            }
+            self.put(version);
+        }
+        for (name, versions) in self.plugins() {
+            let pinned: Vec<String> = pinned
+                .iter()
+                .filter(|(plugin, _)| *plugin == name)
+                .map(|(_, digest)| digest.clone())
+                .collect();
+            let transition = lifecycle::restored(&versions, &pinned);
+            let needed = versions.iter().filter(|v| {
+                let digest = &v.record.digest;
+                transition.load.contains(digest) || transition.activate.as_ref() == Some(digest)
+            });
+            for version in needed {
+                if let Err(e) = self.ensure_loaded(version, None).await {
+                    tracing::warn!(
+                        plugin = name,
+                        digest = version.record.digest,
                         "stored plugin version not loaded: {e}"
-                    ),
+                    );
                 }
             }
-            self.catalogue()
-                .versions
-                .entry(record.name.clone())
-                .or_default()
-                .push(Version {
-                    record,
-                    manifest,
-                    grants,
-                });
+            self.commit(&name, transition).await?;
         }
         Ok(())
     }
 
-    /// Loads a version from the kept bytes (compiled code comes from the
-    /// cache when it is there).
-    async fn load_stored(
-        &self,
-        name: &str,
-        digest: &str,
-        grants: &Grants,
-    ) -> Result<Plugin, String> {
-        let bytes = self
-            .shared
-            .store
-            .get(digest, MAX_PLUGIN_BYTES)
-            .map_err(|e| e.to_string())?;
-        let plugin = self.compile(name, bytes).await?;
-        Ok(plugin.with_grants(grants.clone()))
+    /// Loads `version` unless it is loaded: from `bytes` (its file's, then
+    /// kept) or from the kept copy (compiled code comes from the cache when
+    /// it is there).
+    async fn ensure_loaded(&self, version: &Version, bytes: Option<Vec<u8>>) -> Result<(), String> {
+        let (name, digest) = (&version.record.name, &version.record.digest);
+        if self.shared.registry.version(name, digest).is_some() {
+            return Ok(());
+        }
+        let keep = bytes.is_some();
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None => self
+                .shared
+                .store
+                .get(digest, MAX_PLUGIN_BYTES)
+                .map_err(|e| e.to_string())?,
+        };
+        let plugin = self.compile(name, bytes.clone()).await?;
+        self.shared
+            .registry
+            .add_version(plugin.with_grants(version.grants.clone()));
+        if keep && let Err(e) = self.shared.store.put(&bytes) {
+            tracing::warn!(plugin = name, "cannot keep a copy of the version: {e}");
+        }
+        Ok(())
     }
 
     /// Validates and compiles off the async threads, within the time bound.
@@ -438,7 +442,7 @@ impl PluginDirectory {
             file: file.to_owned(),
             name: None,
             digest: seen.digest,
-            state: "quarantined".into(),
+            state: FileState::Quarantined,
             reason: Some(reason),
         }
     }
@@ -452,7 +456,7 @@ impl PluginDirectory {
             file: file.to_owned(),
             name: None,
             digest,
-            state: "error".into(),
+            state: FileState::Error,
             reason: Some(reason),
         }
     }
@@ -462,7 +466,7 @@ impl PluginDirectory {
             file: file.to_owned(),
             name: Some(version.name.clone()),
             digest: Some(version.digest.clone()),
-            state: version.state.as_str().into(),
+            state: version.state.into(),
             reason: version.note.clone(),
         }
     }
@@ -481,10 +485,7 @@ impl PluginDirectory {
             Ok(metadata) => metadata,
             Err(e) => return self.host_failure(&file, None, format!("cannot read it: {e}")),
         };
-        let stamp = FileStamp {
-            len: metadata.len(),
-            modified: metadata.modified().ok(),
-        };
+        let stamp = FileStamp::of(&metadata);
         // Whatever the outcome, an unchanged file is not examined again.
         self.catalogue().seen.insert(file.clone(), stamp);
         let mut seen = Seen {
@@ -525,179 +526,103 @@ impl PluginDirectory {
                 file,
                 name: Some(name),
                 digest: Some(digest),
-                state: "quarantined".into(),
+                state: FileState::Quarantined,
                 reason: Some(earlier.reason.clone()),
             };
         }
-        if let Some(known) = self.version(&name, &digest) {
-            return self.reexamine(&file, known, bytes).await;
+        let known = self.version(&name, &digest);
+        let new = known.is_none();
+        let version = match known {
+            Some(known) => known,
+            None => match self.validate(&name, &digest, &bytes, manifest_text).await {
+                Ok(version) => version,
+                Err(Failure::File(reason)) => return self.quarantine(&file, seen, reason),
+                Err(Failure::Host(reason)) => {
+                    return self.host_failure(&file, Some(digest), reason);
+                }
+            },
+        };
+        let versions = self.versions_of(&name).unwrap_or_default();
+        let transition = lifecycle::seen(&versions, version.clone(), now_ms());
+        // A version seen before may not be loaded (a restart could not).
+        if transition.activate.as_ref() == Some(&digest)
+            && let Err(reason) = self.ensure_loaded(&version, Some(bytes)).await
+        {
+            return self.quarantine(&file, seen, reason);
         }
+        if let Err(e) = self.commit(&name, transition).await {
+            return self.host_failure(&file, Some(digest), format!("cannot record it: {e}"));
+        }
+        self.catalogue().quarantined.remove(&file);
+        let record = self
+            .version(&name, &digest)
+            .map_or(version.record, |v| v.record);
+        if new {
+            tracing::info!(
+                plugin = name,
+                digest,
+                state = record.state.as_str(),
+                "plugin version added"
+            );
+        }
+        Self::examined(&file, &record)
+    }
 
-        let manifest = match manifest_text.as_deref().map(|t| parse_manifest(t, &name)) {
+    /// A content never seen under this name as a version: its manifest
+    /// checked, compiled, its kind checked, a copy kept, granted and loaded
+    /// (the lifecycle decides its state).
+    async fn validate(
+        &self,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        manifest_text: Option<String>,
+    ) -> Result<Version, Failure> {
+        let manifest = match manifest_text.as_deref().map(|t| parse_manifest(t, name)) {
             None => None,
             Some(Ok(manifest)) => Some(manifest),
-            Some(Err(reason)) => return self.quarantine(&file, seen, reason),
+            Some(Err(reason)) => return Err(Failure::File(reason)),
         };
-        let size = bytes.len() as u64;
-        let plugin = match self.compile(&name, bytes.clone()).await {
-            Ok(plugin) => plugin,
-            Err(reason) => return self.quarantine(&file, seen, reason),
-        };
+        let precompiled = self.precompiled().remove(digest);
+        let plugin = match precompiled {
+            Some(compiled) => compiled,
+            None => self.compile(name, bytes.to_vec()).await,
+        }
+        .map_err(Failure::File)?;
         if let Some(kind) = manifest.as_ref().and_then(|m| m.kind)
             && kind != plugin.kind()
         {
-            let reason = format!(
+            return Err(Failure::File(format!(
                 "the manifest says kind {kind:?}, the component exports the {:?} world",
                 plugin.kind()
-            );
-            return self.quarantine(&file, seen, reason);
+            )));
         }
         // Only versions that loaded are kept.
-        if let Err(e) = self.shared.store.put(&bytes) {
-            return self.host_failure(&file, Some(digest), format!("cannot keep a copy: {e}"));
+        if let Err(e) = self.shared.store.put(bytes) {
+            return Err(Failure::Host(format!("cannot keep a copy: {e}")));
         }
         let grants = grants::grant(manifest.as_ref(), &self.shared.policy);
-        let plugin = plugin.with_grants(grants.clone());
-        let now = now_ms();
         let record = VersionRecord {
-            name: name.clone(),
-            digest: digest.clone(),
-            kind: format!("{:?}", plugin.kind()).to_lowercase(),
-            size,
-            state: VersionState::Active,
+            name: name.to_owned(),
+            digest: digest.to_owned(),
+            kind: plugin.kind(),
+            size: bytes.len() as u64,
+            state: VersionState::PendingApproval,
             // Exactly the text the grants came from.
             manifest: manifest_text,
             note: None,
-            first_seen_at: now,
+            first_seen_at: now_ms(),
             activated_at: None,
             approved_at: None,
         };
-        self.shared.registry.add_version(plugin);
-        let version = Version {
+        self.shared
+            .registry
+            .add_version(plugin.with_grants(grants.clone()));
+        Ok(Version {
             record,
             manifest,
             grants,
-        };
-        match self.decide(version).await {
-            Ok(record) => {
-                self.catalogue().quarantined.remove(&file);
-                tracing::info!(
-                    plugin = name,
-                    digest,
-                    state = record.state.as_str(),
-                    "plugin version added"
-                );
-                Self::examined(&file, &record)
-            }
-            Err(e) => self.host_failure(&file, Some(digest), format!("cannot record it: {e}")),
-        }
-    }
-
-    /// Active at once when the plugin has never had an active version, or
-    /// when this one asks for no more than the last active one (whatever
-    /// became of it: deleting a file does not reset what was approved);
-    /// pending approval otherwise. Versions still pending are superseded:
-    /// the folder's newest file is what an admin approves.
-    async fn decide(&self, mut version: Version) -> Result<VersionRecord, DbError> {
-        let name = version.record.name.clone();
-        let escalations = self
-            .baseline(&name)
-            .filter(|base| base.record.digest != version.record.digest)
-            .map(|base| {
-                let more = version.grants.escalations_over(&base.grants);
-                (base.record.digest, more)
-            });
-        let mut changed = Vec::new();
-        match escalations {
-            Some((base, more)) if !more.is_empty() => {
-                version.record.state = VersionState::PendingApproval;
-                version.record.note = Some(format!(
-                    "asks for more than version {base}: {}",
-                    more.join(", ")
-                ));
-            }
-            _ => {
-                version.record.state = VersionState::Active;
-                version.record.note = None;
-                version.record.activated_at = Some(now_ms());
-                if let Some(mut previous) = self.active(&name) {
-                    previous.record.state = VersionState::Inactive;
-                    changed.push(previous);
-                }
-            }
-        }
-        for mut pending in self.pending(&name) {
-            if pending.record.digest != version.record.digest {
-                pending.record.state = VersionState::Inactive;
-                pending.record.note = Some("replaced by a newer file before approval".into());
-                changed.push(pending);
-            }
-        }
-        changed.push(version.clone());
-        self.record(changed).await?;
-        if version.record.state == VersionState::Active {
-            self.shared.registry.activate(&name, &version.record.digest);
-        }
-        Ok(version.record)
-    }
-
-    /// A file whose content is a version seen before. Active and pending
-    /// versions stay so (loaded again if a restart could not); one that was
-    /// active before is active again (going back is no escalation); one
-    /// never active is decided again.
-    async fn reexamine(&self, file: &str, known: Version, bytes: Vec<u8>) -> Examined {
-        self.catalogue().quarantined.remove(file);
-        let (name, digest) = (known.record.name.clone(), known.record.digest.clone());
-        if known.record.state == VersionState::PendingApproval {
-            return Self::examined(file, &known.record);
-        }
-        if self.shared.registry.version(&name, &digest).is_none() {
-            match self.compile(&name, bytes.clone()).await {
-                Ok(plugin) => self
-                    .shared
-                    .registry
-                    .add_version(plugin.with_grants(known.grants.clone())),
-                Err(reason) => {
-                    let seen = Seen {
-                        digest: Some(digest),
-                        ..Seen::default()
-                    };
-                    return self.quarantine(file, seen, reason);
-                }
-            }
-            if let Err(e) = self.shared.store.put(&bytes) {
-                tracing::warn!(plugin = name, "cannot keep a copy of the version: {e}");
-            }
-        }
-        let result = match known.record.state {
-            VersionState::Active => {
-                self.shared.registry.activate(&name, &digest);
-                Ok(known.record.clone())
-            }
-            _ if known.record.activated_at.is_some() => {
-                let mut version = known.clone();
-                version.record.state = VersionState::Active;
-                version.record.activated_at = Some(now_ms());
-                let mut changed = Vec::new();
-                if let Some(mut previous) = self.active(&name) {
-                    previous.record.state = VersionState::Inactive;
-                    changed.push(previous);
-                }
-                changed.push(version.clone());
-                match self.record(changed).await {
-                    Ok(()) => {
-                        self.shared.registry.activate(&name, &digest);
-                        Ok(version.record)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            _ => self.decide(known.clone()).await,
-        };
-        match result {
-            Ok(record) => Self::examined(file, &record),
-            Err(e) => self.host_failure(file, Some(digest), format!("cannot record it: {e}")),
-        }
+        })
     }
 
     fn version(&self, name: &str, digest: &str) -> Option<Version> {
@@ -709,54 +634,34 @@ impl PluginDirectory {
             .cloned()
     }
 
-    fn active(&self, name: &str) -> Option<Version> {
-        self.catalogue()
-            .versions
-            .get(name)?
-            .iter()
-            .find(|v| v.record.state == VersionState::Active)
-            .cloned()
-    }
-
-    fn pending(&self, name: &str) -> Vec<Version> {
-        self.catalogue()
-            .versions
-            .get(name)
-            .map(|versions| {
-                versions
-                    .iter()
-                    .filter(|v| v.record.state == VersionState::PendingApproval)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The version a new one is compared to: the last one made active.
-    fn baseline(&self, name: &str) -> Option<Version> {
-        self.catalogue()
-            .versions
-            .get(name)?
-            .iter()
-            .filter(|v| v.record.activated_at.is_some())
-            .max_by_key(|v| v.record.activated_at)
-            .cloned()
-    }
-
-    /// Writes `versions` in one transaction, then shows them in the
-    /// catalogue (never the other way round).
-    async fn record(&self, versions: Vec<Version>) -> Result<(), DbError> {
-        let records: Vec<VersionRecord> = versions.iter().map(|v| v.record.clone()).collect();
-        self.db()
-            .write(move |conn| {
-                for record in &records {
-                    stored::save(conn, record)?;
-                }
-                Ok(())
-            })
-            .await?;
-        for version in versions {
-            self.put(version);
+    /// The one way versions change: `transition` is recorded in one
+    /// transaction, then shown in the catalogue, then applied to the
+    /// registry (never the other way round). A version to activate must be
+    /// loaded.
+    async fn commit(&self, name: &str, transition: Transition) -> Result<(), DbError> {
+        if !transition.changed.is_empty() {
+            let records: Vec<VersionRecord> = transition
+                .changed
+                .iter()
+                .map(|v| v.record.clone())
+                .collect();
+            self.db()
+                .write(move |conn| {
+                    for record in &records {
+                        stored::save(conn, record)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            for version in transition.changed {
+                self.put(version);
+            }
+        }
+        if let Some(digest) = &transition.activate {
+            self.shared.registry.activate(name, digest);
+        }
+        if transition.retire {
+            self.shared.registry.retire(name);
         }
         Ok(())
     }
@@ -785,91 +690,45 @@ impl PluginDirectory {
         if self.shared.dir.join(&file).is_file() {
             return;
         }
-        {
-            let mut catalogue = self.catalogue();
-            catalogue.seen.remove(&file);
-            catalogue.quarantined.remove(&file);
-        }
-        let mut changed: Vec<Version> = self
-            .catalogue()
-            .versions
-            .get(name)
-            .map(|versions| {
-                versions
-                    .iter()
-                    .filter(|v| {
-                        matches!(
-                            v.record.state,
-                            VersionState::Active | VersionState::PendingApproval
-                        )
-                    })
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if changed.is_empty() {
-            return;
-        }
-        for version in &mut changed {
-            version.record.state = VersionState::Retired;
-        }
-        let records: Vec<VersionRecord> = changed.iter().map(|v| v.record.clone()).collect();
-        let saved = self
-            .db()
-            .write(move |conn| {
-                for record in &records {
-                    stored::save(conn, record)?;
+        self.catalogue().quarantined.remove(&file);
+        let transition = lifecycle::removed(&self.versions_of(name).unwrap_or_default());
+        let retired = !transition.changed.is_empty();
+        match self.commit(name, transition).await {
+            Ok(()) => {
+                self.catalogue().seen.remove(&file);
+                if retired {
+                    tracing::info!(plugin = name, "plugin retired: its file was removed");
                 }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = saved {
-            tracing::error!(plugin = name, "retiring the plugin was not recorded: {e}");
+            }
+            // Still seen: the next listing tries again.
+            Err(e) => tracing::error!(plugin = name, "retiring the plugin was not recorded: {e}"),
         }
-        self.shared.registry.retire(name);
-        for version in changed {
-            self.put(version);
-        }
-        tracing::info!(plugin = name, "plugin retired: its file was removed");
     }
 
     /// Makes a version waiting for approval the active one.
     pub async fn approve(&self, name: &str, digest: &str) -> Result<Version, ApproveError> {
         let _turn = self.shared.examining.lock().await;
-        let version = self
-            .version(name, digest)
-            .ok_or_else(|| ApproveError::NotFound(name.to_owned(), digest.to_owned()))?;
-        if version.record.state != VersionState::PendingApproval {
-            return Err(ApproveError::NotPending {
-                name: name.to_owned(),
-                digest: digest.to_owned(),
-                state: version.record.state.as_str(),
-            });
-        }
-        if self.shared.registry.version(name, digest).is_none() {
-            let plugin = self
-                .load_stored(name, digest, &version.grants)
-                .await
-                .map_err(ApproveError::Load)?;
-            self.shared.registry.add_version(plugin);
-        }
-        let mut version = version;
-        let now = now_ms();
-        version.record.state = VersionState::Active;
-        version.record.approved_at = Some(now);
-        version.record.activated_at = Some(now);
-        version.record.note = None;
-        let mut changed = Vec::new();
-        if let Some(mut previous) = self.active(name) {
-            previous.record.state = VersionState::Inactive;
-            changed.push(previous);
-        }
-        changed.push(version);
-        self.record(changed).await?;
-        self.shared.registry.activate(name, digest);
+        let not_found = || ApproveError::NotFound(name.to_owned(), digest.to_owned());
+        let versions = self.versions_of(name).unwrap_or_default();
+        let transition =
+            lifecycle::approved(&versions, digest, now_ms()).map_err(|refusal| match refusal {
+                Refusal::Unknown => not_found(),
+                Refusal::NotPending(state) => ApproveError::NotPending {
+                    name: name.to_owned(),
+                    digest: digest.to_owned(),
+                    state,
+                },
+            })?;
+        let version = versions
+            .iter()
+            .find(|v| v.record.digest == digest)
+            .ok_or_else(not_found)?;
+        self.ensure_loaded(version, None)
+            .await
+            .map_err(ApproveError::Load)?;
+        self.commit(name, transition).await?;
         tracing::info!(plugin = name, digest, "plugin version approved");
-        self.version(name, digest)
-            .ok_or_else(|| ApproveError::NotFound(name.to_owned(), digest.to_owned()))
+        self.version(name, digest).ok_or_else(not_found)
     }
 
     /// Every plugin's versions, by name.
@@ -923,119 +782,61 @@ impl PluginDirectory {
         Ok(Some(self.examine(&target).await))
     }
 
-    /// Follows the folder until the returned handle is dropped: file events
-    /// as they come, and a listing every second for what they missed (or
-    /// for everything, where file events are unavailable).
+    /// Follows the folder (file events, and a listing every second) until
+    /// the returned handle is dropped. Needs a tokio runtime.
     pub fn watch(&self) -> Watching {
-        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let watcher = match watch_events(&self.shared.dir, events) {
-            Ok(watcher) => Some(watcher),
-            Err(e) => {
-                tracing::warn!(
-                    "no file events for {} ({e}); it is listed every second instead",
-                    self.shared.dir.display()
-                );
-                None
-            }
-        };
+        let mut folder = FolderWatcher::start(&self.shared.dir);
         let directory = self.clone();
         let task = tokio::spawn(async move {
-            let mut rescan = tokio::time::interval(RESCAN_PERIOD);
-            rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // Files written to and not yet closed, with the last write.
-            let mut writing: HashMap<PathBuf, Instant> = HashMap::new();
             loop {
-                tokio::select! {
-                    Some(event) = received.recv() => match event {
-                        Ok(event) => directory.on_event(event, &mut writing).await,
-                        Err(e) => tracing::warn!("watching the plugins folder: {e}"),
-                    },
-                    _ = rescan.tick() => directory.rescan(&mut writing).await,
+                match folder.next().await {
+                    Change::File(path) => directory.look_at(&path).await,
+                    Change::Listing => directory.rescan().await,
                 }
             }
         });
-        Watching {
-            _watcher: watcher,
-            task,
+        Watching { task }
+    }
+
+    /// A plugin file an event says is complete or gone: examined if it
+    /// changed since, its plugin retired if it is gone.
+    async fn look_at(&self, path: &Path) {
+        let Some((file, name)) = plugin_file(path) else {
+            return;
+        };
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_file() => {
+                let examined = self.catalogue().seen.get(&file).copied();
+                if examined != Some(FileStamp::of(&metadata)) {
+                    self.examine(path).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.retire(&name).await,
+            Err(e) => tracing::warn!("plugin file {file} not looked at: {e}"),
         }
     }
 
-    async fn on_event(&self, event: notify::Event, writing: &mut HashMap<PathBuf, Instant>) {
-        use notify::EventKind;
-        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
-        match event.kind {
-            // Written and closed, or renamed in: complete.
-            EventKind::Access(AccessKind::Close(AccessMode::Write))
-            | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-                for path in event.paths.iter().filter(|p| plugin_file(p).is_some()) {
-                    writing.remove(path);
-                    if path.is_file() {
-                        self.examine(path).await;
-                    }
-                }
-            }
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-                if let [from, to] = &event.paths[..] {
-                    self.on_gone(from, writing).await;
-                    if plugin_file(to).is_some() && to.is_file() {
-                        writing.remove(to);
-                        self.examine(to).await;
-                    }
-                }
-            }
-            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-                for path in &event.paths {
-                    self.on_gone(path, writing).await;
-                }
-            }
-            EventKind::Create(_) | EventKind::Modify(_) => {
-                for path in event.paths.iter().filter(|p| plugin_file(p).is_some()) {
-                    writing.insert(path.clone(), Instant::now());
-                }
-            }
-            _ => {}
-        }
-    }
-
-    async fn on_gone(&self, path: &Path, writing: &mut HashMap<PathBuf, Instant>) {
-        writing.remove(path);
-        if let Some((_, name)) = plugin_file(path)
-            && !path.exists()
-        {
-            self.retire(&name).await;
-        }
-    }
-
-    /// Examines files that changed without an event saying they are
-    /// complete (once left alone for a while), and retires plugins whose
-    /// file is gone.
-    async fn rescan(&self, writing: &mut HashMap<PathBuf, Instant>) {
-        let files = match self.files() {
-            Ok(files) => files,
+    /// Examines the files that changed and were left alone, and retires
+    /// the plugins whose file is gone.
+    async fn rescan(&self) {
+        let listing = match watcher::list(&self.shared.dir) {
+            Ok(listing) => listing,
             Err(e) => {
                 tracing::warn!("listing the plugins folder: {e}");
                 return;
             }
         };
-        for path in &files {
-            if writing
-                .get(path)
-                .is_some_and(|at| at.elapsed() < QUIET_PERIOD)
-            {
-                continue;
-            }
-            writing.remove(path);
-            let Some((file, _)) = plugin_file(path) else {
-                continue;
-            };
-            let stamp = std::fs::metadata(path).ok().map(|m| FileStamp {
-                len: m.len(),
-                modified: m.modified().ok(),
-            });
-            let unchanged = stamp.is_some() && self.catalogue().seen.get(&file) == stamp.as_ref();
-            if !unchanged {
-                self.examine(path).await;
-            }
+        let due = {
+            let catalogue = self.catalogue();
+            watcher::due(
+                &listing,
+                |file| catalogue.seen.get(file).copied(),
+                SystemTime::now(),
+            )
+        };
+        for path in &due {
+            self.examine(path).await;
         }
         let gone: Vec<String> = {
             let catalogue = self.catalogue();
@@ -1043,9 +844,9 @@ impl PluginDirectory {
                 .seen
                 .keys()
                 .filter(|file| {
-                    !files
+                    !listing
                         .iter()
-                        .any(|p| p.file_name().is_some_and(|n| n == file.as_str()))
+                        .any(|(p, _)| p.file_name().is_some_and(|n| n == file.as_str()))
                 })
                 .filter_map(|file| plugin_file(Path::new(file)).map(|(_, name)| name))
                 .collect()
@@ -1054,17 +855,6 @@ impl PluginDirectory {
             self.retire(&name).await;
         }
     }
-}
-
-type FileEvents = tokio::sync::mpsc::UnboundedSender<notify::Result<notify::Event>>;
-
-fn watch_events(dir: &Path, events: FileEvents) -> notify::Result<notify::RecommendedWatcher> {
-    use notify::Watcher as _;
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = events.send(event);
-    })?;
-    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
-    Ok(watcher)
 }
 
 /// A version from its kept copy, with its grants, for runs pinned to a
@@ -1131,12 +921,27 @@ fn parse_manifest(text: &str, name: &str) -> Result<Manifest, String> {
 
 /// Watching the folder; dropping it stops.
 pub struct Watching {
-    _watcher: Option<notify::RecommendedWatcher>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Watching {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_states_are_shown_as_serde_writes_them() {
+        for &state in FileState::ALL {
+            let json = serde_json::to_string(&state).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+        for &state in VersionState::ALL {
+            assert_eq!(FileState::from(state).as_str(), state.as_str());
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! Plugin versions as stored: every distinct file content seen under a
 //! plugin name, its manifest and its state, and what its attempts used.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::DbError;
+use warren_vocabulary::PluginKind;
 
 /// What became of a plugin version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -21,33 +22,19 @@ pub enum VersionState {
     Retired,
 }
 
-impl VersionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::PendingApproval => "pending_approval",
-            Self::Inactive => "inactive",
-            Self::Retired => "retired",
-        }
-    }
-
-    fn parse(text: &str) -> Result<Self, DbError> {
-        Ok(match text {
-            "active" => Self::Active,
-            "pending_approval" => Self::PendingApproval,
-            "inactive" => Self::Inactive,
-            "retired" => Self::Retired,
-            other => return Err(DbError::Corrupt(format!("plugin version state {other:?}"))),
-        })
-    }
-}
+warren_vocabulary::text_enum!(VersionState {
+    Active => "active",
+    PendingApproval => "pending_approval",
+    Inactive => "inactive",
+    Retired => "retired",
+});
 
 /// One row of `plugin_versions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRecord {
     pub name: String,
     pub digest: String,
-    pub kind: String,
+    pub kind: PluginKind,
     pub size: u64,
     pub state: VersionState,
     /// The manifest's TOML text.
@@ -62,12 +49,15 @@ pub struct VersionRecord {
 const COLUMNS: &str =
     "name, digest, kind, size, state, manifest, note, first_seen_at, activated_at, approved_at";
 
-fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<(VersionRecord, String)> {
+/// A row, with its kind and state still as stored.
+type RawRecord = (VersionRecord, String, String);
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
     Ok((
         VersionRecord {
             name: r.get(0)?,
             digest: r.get(1)?,
-            kind: r.get(2)?,
+            kind: PluginKind::Job,
             size: r.get(3)?,
             state: VersionState::Active,
             manifest: r.get(5)?,
@@ -76,12 +66,16 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<(VersionRecord, String)> {
             activated_at: r.get(8)?,
             approved_at: r.get(9)?,
         },
+        r.get(2)?,
         r.get(4)?,
     ))
 }
 
-fn with_state((mut record, state): (VersionRecord, String)) -> Result<VersionRecord, DbError> {
-    record.state = VersionState::parse(&state)?;
+fn parsed((mut record, kind, state): RawRecord) -> Result<VersionRecord, DbError> {
+    record.kind = PluginKind::parse(&kind)
+        .ok_or_else(|| DbError::Corrupt(format!("plugin kind {kind:?}")))?;
+    record.state = VersionState::parse(&state)
+        .ok_or_else(|| DbError::Corrupt(format!("plugin version state {state:?}")))?;
     Ok(record)
 }
 
@@ -91,21 +85,7 @@ pub fn versions(conn: &Connection) -> Result<Vec<VersionRecord>, DbError> {
         "SELECT {COLUMNS} FROM plugin_versions ORDER BY name, first_seen_at, digest"
     ))?;
     let rows = stmt.query_map([], record)?;
-    rows.map(|row| with_state(row?)).collect()
-}
-
-pub fn version(
-    conn: &Connection,
-    name: &str,
-    digest: &str,
-) -> Result<Option<VersionRecord>, DbError> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM plugin_versions WHERE name = ?1 AND digest = ?2"
-    ))?
-    .query_row(params![name, digest], record)
-    .optional()?
-    .map(with_state)
-    .transpose()
+    rows.map(|row| parsed(row?)).collect()
 }
 
 /// Adds a version, or updates its state, note and times.
@@ -118,7 +98,7 @@ pub fn save(conn: &Connection, v: &VersionRecord) -> Result<(), DbError> {
     .execute(params![
         v.name,
         v.digest,
-        v.kind,
+        v.kind.as_str(),
         v.size,
         v.state.as_str(),
         v.manifest,
@@ -181,4 +161,19 @@ pub fn usage(conn: &Connection, digest: &str) -> Result<UsageTotals, DbError> {
                 peak_memory_bytes: r.get(5)?,
             })
         })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_states_are_stored_and_shown_as_serde_writes_them() {
+        for &state in VersionState::ALL {
+            let json = serde_json::to_string(&state).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+            assert_eq!(VersionState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(VersionState::parse("Active"), None);
+    }
 }

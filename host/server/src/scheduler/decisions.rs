@@ -103,6 +103,30 @@ pub(super) fn move_run(
     true
 }
 
+/// Cancels every job of `run` not ended: running guests are told to stop
+/// (their attempts end `cancelled`), the others end now.
+pub(super) fn cancel_jobs(run: &mut ActiveRun, fx: &mut Effects) {
+    for index in 0..run.jobs.len() {
+        match run.jobs[index].state {
+            JobState::Running => {
+                if let Some(flag) = &run.jobs[index].cancel {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            state if !state.is_terminal() => {
+                move_job(
+                    run,
+                    index,
+                    JobEvent::Cancelled,
+                    Some("run cancelled".into()),
+                    fx,
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
 /// What an ended attempt decides for its job. Returns when the job should
 /// be looked at again, for a retry after its backoff.
 pub(super) fn finish_attempt(

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 use warren_sandbox::runtime::AttemptOutcome;
 use warren_vocabulary::JobState;
 
-use super::decisions::{evaluate, finish_run, move_job};
+use super::decisions::{cancel_jobs, evaluate, finish_run};
 use super::launch::{Completion, host_failure};
 use super::run_graph::ActiveRun;
 use super::scheduler_loop::Scheduler;
 use super::spec::PipelineSpec;
-use super::transitions::JobEvent;
 use crate::db::DbError;
 use crate::db::runs::{NewJob, NewRun, StoredRun};
 
@@ -117,17 +116,7 @@ impl Scheduler {
                 continue;
             };
             if run.cancelling {
-                for index in 0..run.jobs.len() {
-                    if !run.jobs[index].state.is_terminal() {
-                        move_job(
-                            run,
-                            index,
-                            JobEvent::Cancelled,
-                            Some("run cancelled".into()),
-                            &mut self.effects,
-                        );
-                    }
-                }
+                cancel_jobs(run, &mut self.effects);
             }
             for index in 0..run.jobs.len() {
                 // Ready jobs were queued when the graph was built.

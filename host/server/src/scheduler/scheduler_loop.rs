@@ -13,16 +13,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use warren_sandbox::runtime::Runtime;
-use warren_vocabulary::JobState;
 
 use super::decisions::{
-    Effects, evaluate, finish_attempt, finish_run, move_job, next_ready, reopen, start_job,
+    Effects, cancel_jobs, evaluate, finish_attempt, finish_run, next_ready, reopen, start_job,
 };
 use super::launch::{Completion, launch};
 use super::metrics::ALL_JOB_STATES;
 use super::recovery::rebuild;
 use super::run_graph::ActiveRun;
-use super::transitions::JobEvent;
 use super::{Command, EngineConfig};
 use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change};
@@ -270,25 +268,7 @@ impl Scheduler {
         self.effects.changes.push(Change::CancelRequested {
             run_id: run.id.clone(),
         });
-        for index in 0..run.jobs.len() {
-            match run.jobs[index].state {
-                JobState::Running => {
-                    if let Some(flag) = &run.jobs[index].cancel {
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                }
-                state if !state.is_terminal() => {
-                    move_job(
-                        run,
-                        index,
-                        JobEvent::Cancelled,
-                        Some("run cancelled".into()),
-                        &mut self.effects,
-                    );
-                }
-                _ => {}
-            }
-        }
+        cancel_jobs(run, &mut self.effects);
         if run.unfinished == 0 {
             finish_run(run, &mut self.effects);
             self.runs.remove(run_id);
