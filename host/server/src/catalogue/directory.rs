@@ -307,6 +307,11 @@ impl PluginDirectory {
         let Some((_, name)) = plugin_file(path) else {
             return;
         };
+        // A plugin restored from the database is runnable already: its file
+        // is examined as usual, without reading it twice.
+        if self.shared.registry.get(&name).is_some() {
+            return;
+        }
         let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_PLUGIN_BYTES);
         let Some(bytes) = small.then(|| std::fs::read(path).ok()).flatten() else {
             return;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 /// How long events are held to be joined: short, as a file renamed in
 /// should become runnable at once (a rename's halves come together).
-const DEBOUNCE: Duration = Duration::from_millis(50);
+const DEBOUNCE: Duration = Duration::from_millis(10);
 /// How often the folder is listed.
 const LISTING_PERIOD: Duration = Duration::from_secs(1);
 /// A listed file modified more recently may still be being written.
