@@ -793,6 +793,9 @@ impl PluginDirectory {
         let mut folder = FolderWatcher::start(&self.shared.dir);
         let directory = self.clone();
         let task = tokio::spawn(async move {
+            // The start examines every file first; what changed meanwhile
+            // waits in the watcher's queue.
+            directory.all_examined().await;
             loop {
                 match folder.next().await {
                     Change::File(path) => directory.look_at(&path).await,
