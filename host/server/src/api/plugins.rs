@@ -14,9 +14,9 @@ use super::AppState;
 use super::extract::{ApiPath, ApiQuery, check_digest, check_name};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
-use crate::catalogue::directory::{ApproveError, Examined, FileState, Quarantined, Version};
+use crate::catalogue::directory::{self as folder, ApproveError, Version};
 use crate::catalogue::grants::{DirectoryGrant, Grants};
-use crate::db::plugins::{self as stored, UsageTotals, VersionState};
+use crate::db::plugins::{self as stored, VersionState as StoredState};
 use warren_sandbox::plugin::Plugin;
 use warren_vocabulary::{LimitsSpec, MemoryScope, PluginKind};
 
@@ -34,6 +34,132 @@ pub struct PluginSummary {
     pub description: Option<String>,
     pub versions: usize,
     pub pending_approval: usize,
+}
+
+/// What became of a plugin version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// New runs use it.
+    Active,
+    /// It asks for more than the active version; an admin must approve it.
+    PendingApproval,
+    /// Replaced by a newer version; runs that started with it keep it.
+    Inactive,
+    /// Its file was deleted: new runs cannot name the plugin.
+    Retired,
+}
+
+impl From<StoredState> for VersionState {
+    fn from(state: StoredState) -> Self {
+        match state {
+            StoredState::Active => Self::Active,
+            StoredState::PendingApproval => Self::PendingApproval,
+            StoredState::Inactive => Self::Inactive,
+            StoredState::Retired => Self::Retired,
+        }
+    }
+}
+
+/// What the attempts of one plugin version used, in all.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageTotals {
+    pub attempts: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub fuel_consumed: u64,
+    pub wall_time_us: u64,
+    /// The largest peak memory of any attempt.
+    pub peak_memory_bytes: u64,
+}
+
+impl From<stored::UsageTotals> for UsageTotals {
+    fn from(usage: stored::UsageTotals) -> Self {
+        Self {
+            attempts: usage.attempts,
+            succeeded: usage.succeeded,
+            failed: usage.failed,
+            fuel_consumed: usage.fuel_consumed,
+            wall_time_us: usage.wall_time_us,
+            peak_memory_bytes: usage.peak_memory_bytes,
+        }
+    }
+}
+
+/// A file of the plugins folder that was not loaded, and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Quarantined {
+    pub file: String,
+    /// sha256 of the file, when it could be read.
+    pub digest: Option<String>,
+    pub reason: String,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+impl From<folder::Quarantined> for Quarantined {
+    fn from(q: folder::Quarantined) -> Self {
+        Self {
+            file: q.file,
+            digest: q.digest,
+            reason: q.reason,
+            at: q.at,
+        }
+    }
+}
+
+/// What examining an uploaded file did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Examined {
+    pub file: String,
+    pub name: Option<String>,
+    pub digest: Option<String>,
+    pub state: FileState,
+    /// Why it is quarantined or waits for approval.
+    pub reason: Option<String>,
+}
+
+impl From<folder::Examined> for Examined {
+    fn from(e: folder::Examined) -> Self {
+        Self {
+            file: e.file,
+            name: e.name,
+            digest: e.digest,
+            state: e.state.into(),
+            reason: e.reason,
+        }
+    }
+}
+
+/// What became of a file: the state of the version it holds, or why it
+/// holds none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    Active,
+    PendingApproval,
+    Inactive,
+    Retired,
+    /// Not loaded until it changes.
+    Quarantined,
+    /// Warren could not examine it (its own fault); it tries again.
+    Error,
+    /// A manifest, kept for the component sent after it.
+    Stored,
+}
+
+impl From<folder::FileState> for FileState {
+    fn from(state: folder::FileState) -> Self {
+        match state {
+            folder::FileState::Active => Self::Active,
+            folder::FileState::PendingApproval => Self::PendingApproval,
+            folder::FileState::Inactive => Self::Inactive,
+            folder::FileState::Retired => Self::Retired,
+            folder::FileState::Quarantined => Self::Quarantined,
+            folder::FileState::Error => Self::Error,
+            folder::FileState::Stored => Self::Stored,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,7 +252,7 @@ pub struct PluginDetail {
 fn status(versions: &[Version]) -> (&'static str, Option<&Version>) {
     match versions
         .iter()
-        .find(|v| v.record.state == VersionState::Active)
+        .find(|v| v.record.state == StoredState::Active)
     {
         Some(active) => ("active", Some(active)),
         None => ("retired", None),
@@ -146,16 +272,20 @@ fn summary(name: &str, versions: &[Version]) -> PluginSummary {
         versions: versions.len(),
         pending_approval: versions
             .iter()
-            .filter(|v| v.record.state == VersionState::PendingApproval)
+            .filter(|v| v.record.state == StoredState::PendingApproval)
             .count(),
     }
 }
 
-fn version_view(version: &Version, loaded: Option<Arc<Plugin>>, usage: UsageTotals) -> VersionView {
+fn version_view(
+    version: &Version,
+    loaded: Option<Arc<Plugin>>,
+    usage: stored::UsageTotals,
+) -> VersionView {
     let record = &version.record;
     VersionView {
         digest: record.digest.clone(),
-        state: record.state,
+        state: record.state.into(),
         kind: record.kind,
         size: record.size,
         label: version.manifest.as_ref().and_then(|m| m.version.clone()),
@@ -170,7 +300,7 @@ fn version_view(version: &Version, loaded: Option<Arc<Plugin>>, usage: UsageTota
         grants: GrantsView::from(&version.grants),
         exports: loaded.as_ref().map(|p| p.exports().to_vec()),
         imports: loaded.as_ref().map(|p| p.imports().to_vec()),
-        usage,
+        usage: usage.into(),
     }
 }
 
@@ -185,7 +315,12 @@ pub async fn list(State(state): State<AppState>) -> Json<PluginList> {
         .collect();
     Json(PluginList {
         plugins,
-        quarantined: state.plugins.quarantined(),
+        quarantined: state
+            .plugins
+            .quarantined()
+            .into_iter()
+            .map(Quarantined::from)
+            .collect(),
     })
 }
 
@@ -345,13 +480,16 @@ pub async fn upload(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let examined = examined.unwrap_or_else(|| Examined {
-        file: format!("{}.toml", query.name),
-        name: Some(query.name.clone()),
-        digest: None,
-        state: FileState::Stored,
-        reason: None,
-    });
+    let examined = examined.map_or_else(
+        || Examined {
+            file: format!("{}.toml", query.name),
+            name: Some(query.name.clone()),
+            digest: None,
+            state: FileState::Stored,
+            reason: None,
+        },
+        Examined::from,
+    );
     match examined.state {
         FileState::Quarantined => {
             return Err(ApiError::new(
@@ -364,4 +502,22 @@ pub async fn upload(
         _ => {}
     }
     Ok((StatusCode::CREATED, Json(examined)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published states say what the stored ones say.
+    #[test]
+    fn views_of_states_serialize_as_the_stored_text() {
+        for &state in StoredState::ALL {
+            let json = serde_json::to_value(VersionState::from(state)).expect("json");
+            assert_eq!(json, state.as_str());
+        }
+        for &state in folder::FileState::ALL {
+            let json = serde_json::to_value(FileState::from(state)).expect("json");
+            assert_eq!(json, state.as_str());
+        }
+    }
 }

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::PluginRegistry;
 use super::grants::{self, Manifest, Policy};
@@ -33,7 +32,7 @@ use warren_vocabulary::now_ms;
 const MANIFEST_EXTENSION: &str = "toml";
 
 /// A file that was not loaded, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Quarantined {
     pub file: String,
     /// sha256 of the file, when it could be read.
@@ -56,7 +55,7 @@ pub struct Seen {
 }
 
 /// What examining a file did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Examined {
     pub file: String,
     pub name: Option<String>,
@@ -68,7 +67,7 @@ pub struct Examined {
 
 /// What became of a file: the state of the version it holds, or why it
 /// holds none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileState {
     Active,

@@ -5,14 +5,13 @@
 use std::path::{Component as PathPart, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 pub use warren_sandbox::plugin::grants::{DirectoryGrant, Grants};
 use warren_vocabulary::{Limits, LimitsSpec, MemoryScope, PluginKind};
 
 /// The optional manifest beside a plugin file. Everything is optional; what
 /// it leaves out, the policy decides.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Must be the file's name without `.wasm` when given.
@@ -41,10 +40,9 @@ impl Manifest {
 }
 
 /// A host directory a manifest asks to see at `guest`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryRequest {
-    #[schema(value_type = String)]
     pub host: PathBuf,
     pub guest: String,
     #[serde(default)]

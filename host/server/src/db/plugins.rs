@@ -3,13 +3,12 @@
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::DbError;
 use warren_vocabulary::PluginKind;
 
 /// What became of a plugin version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VersionState {
     /// New runs use it.
@@ -131,7 +130,7 @@ pub fn run_versions(conn: &Connection, run_id: &str) -> Result<Vec<(String, Stri
 }
 
 /// What the attempts of one plugin version used, in all.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct UsageTotals {
     pub attempts: u64,
     pub succeeded: u64,
