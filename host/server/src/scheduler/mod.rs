@@ -283,26 +283,38 @@ impl Engine {
 
     /// Template `name` at `version` (or its latest), parsed. Versions never
     /// change once stored, so each is read from the database once.
-    fn template(
+    async fn template(
         &self,
         name: &str,
         version: Option<i64>,
     ) -> Result<(i64, StoredTemplate), EngineError> {
-        let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
         let asked = version;
-        let version = version.or_else(|| cache.latest.get(name).copied());
-        if let Some(version) = version
-            && let Some(stored) = cache.versions.get(&(name.to_owned(), version))
-        {
-            return Ok((version, stored.clone()));
+        let cached = {
+            let cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+            let version = version.or_else(|| cache.latest.get(name).copied());
+            match version {
+                Some(v) => cache
+                    .versions
+                    .get(&(name.to_owned(), v))
+                    .map(|t| (v, t.clone())),
+                None => None,
+            }
+        };
+        if let Some(found) = cached {
+            return Ok(found);
         }
+        let wanted = name.to_owned();
         let (version, text) = self
             .db
-            .read(|conn| runs::get_template(conn, name, version))?
+            .query(move |conn| runs::get_template(conn, &wanted, version))
+            .await?
             .ok_or_else(|| EngineError::UnknownTemplate(name.to_owned()))?;
         let spec: PipelineSpec =
             serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))?;
         let stored = Arc::new((Arc::new(spec), text));
+        // Versions never change, and `latest` only grows, so a template
+        // stored meanwhile cannot be undone here.
+        let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
         if asked.is_none() {
             let latest = cache.latest.entry(name.to_owned()).or_insert(version);
             *latest = (*latest).max(version);
@@ -327,7 +339,7 @@ impl Engine {
                 (Arc::new(spec), text, None)
             }
             PipelineSource::Template { name, version } => {
-                let (version, stored) = self.template(&name, version)?;
+                let (version, stored) = self.template(&name, version).await?;
                 (stored.0.clone(), stored.1.clone(), Some((name, version)))
             }
         };
