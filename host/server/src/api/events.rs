@@ -90,6 +90,9 @@ struct Follow {
     after: i64,
     buffered: VecDeque<EventRow>,
     commits: tokio::sync::watch::Receiver<u64>,
+    /// The run was seen ended after a read that found no event: the next
+    /// read, which sees everything committed with the end, is the last.
+    ended: bool,
 }
 
 fn sse(
@@ -104,6 +107,7 @@ fn sse(
         after,
         buffered: VecDeque::new(),
         commits,
+        ended: false,
     };
     let stream = futures_util::stream::unfold(follow, |mut follow| async move {
         let row = follow.next().await?;
@@ -136,12 +140,20 @@ impl Follow {
                 .ok()?;
             if !rows.is_empty() {
                 self.buffered.extend(rows.into_iter().map(EventRow::from));
+                // A retried run goes on after an end: its state is read again.
+                self.ended = false;
                 continue;
             }
             if let Some(run_id) = &self.run_id {
                 // Every event is out and the run has ended (a retried run
-                // may end more than once: only its state now counts).
-                let ended = self
+                // may end more than once: only its state now counts). The
+                // end may have been committed after the events were read:
+                // they are read once more, since the end and its events
+                // are committed together.
+                if self.ended {
+                    return None;
+                }
+                self.ended = self
                     .state
                     .engine
                     .run(run_id)
@@ -149,8 +161,8 @@ impl Follow {
                     .ok()??
                     .state
                     .is_terminal();
-                if ended {
-                    return None;
+                if self.ended {
+                    continue;
                 }
             }
             if let Ok(Err(_)) = tokio::time::timeout(POLL, self.commits.changed()).await {
