@@ -253,6 +253,10 @@ impl PluginDirectory {
                 let mut started = tokio::task::JoinSet::new();
                 while loading.changed().await.is_ok() {
                     let wanted = loading.borrow_and_update().wanted.clone();
+                    // Most changes are files settling; nothing to take then.
+                    if wanted.is_empty() {
+                        continue;
+                    }
                     let taken: VecDeque<PathBuf> = {
                         let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
                         let (taken, left): (VecDeque<PathBuf>, VecDeque<PathBuf>) =
