@@ -13,8 +13,9 @@ use warren_vocabulary::{JobState, RunState};
 use crate::support::{TEST_GUESTS_DIR, host_builder, plugin_path};
 
 struct EngineHost {
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     engine: Engine,
+    store: std::sync::Arc<warren_sandbox::artifact_store::ArtifactStore>,
 }
 
 impl EngineHost {
@@ -39,8 +40,9 @@ impl EngineHost {
         }
         let engine = host.start_engine(config).await.expect("engine");
         Self {
-            _data: data,
+            data,
             engine,
+            store: host.runtime.artifact_store().clone(),
         }
     }
 
@@ -651,4 +653,190 @@ async fn traps_and_deadlines_are_retried() {
             .as_ref()
             .is_some_and(|e| e.to_string().contains("deadline"))
     }));
+}
+
+#[tokio::test]
+async fn run_memory_is_deleted_when_its_run_ends() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let set = |scope: &str| json!({"op": "mem_set", "scope": scope, "key": "k", "value": "v"});
+    let run = host
+        .run(json!({"jobs": {
+            "writer": toolbox(json!([set("run")])),
+            "reader": {"plugin": "toolbox", "needs": ["writer"],
+                       "input": [{"op": "mem_get", "scope": "run", "key": "k"}]},
+        }}))
+        .await;
+    assert_eq!(run.state, RunState::Completed);
+    // The second job saw the first one's memory while the run was alive.
+    let read = job(&run, "reader").output.clone().expect("output");
+    assert_eq!(read[0]["ok"], "v");
+    let left: i64 = host
+        .engine
+        .database()
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM memory WHERE namespace = ?1",
+                [format!("run:{}", run.id)],
+                |r| r.get(0),
+            )?)
+        })
+        .expect("count");
+    assert_eq!(left, 0, "the ended run's memory is gone");
+}
+
+#[tokio::test]
+async fn a_huge_guest_error_is_stored_and_told_bounded() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let run = host
+        .run(json!({"jobs": {
+            "loud": toolbox(json!([{"op": "fail_big", "kind": "permanent", "bytes": 8 << 20}])),
+            "needy": toolbox(json!([{"op": "fail_big", "kind": "needs_input", "bytes": 10_000, "items": 5_000}])),
+        }}))
+        .await;
+    assert_eq!(run.state, RunState::Failed);
+    let (errors, reasons): (i64, i64) = host
+        .engine
+        .database()
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT max(length(error)) FROM jobs WHERE run_id = ?1),
+                        (SELECT max(length(reason)) FROM events WHERE run_id = ?1)",
+                [&run.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .expect("sizes");
+    assert!(
+        (4_000..=16_384).contains(&errors),
+        "the longest stored error is {errors} bytes"
+    );
+    assert!(
+        (4_000..=8_192).contains(&reasons),
+        "the longest event reason is {reasons} bytes"
+    );
+}
+
+/// Every blob file under the artifact store's `sha256/` folder.
+fn blobs(host: &EngineHost) -> Vec<String> {
+    let root = host.data.path().join("artifacts").join("sha256");
+    let mut found: Vec<String> = std::fs::read_dir(&root)
+        .expect("sha256 folder")
+        .flat_map(|shard| std::fs::read_dir(shard.expect("shard").path()).expect("shard"))
+        .map(|blob| {
+            blob.expect("blob")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn staged_entries(host: &EngineHost) -> usize {
+    std::fs::read_dir(host.data.path().join("artifacts").join("staging"))
+        .expect("staging folder")
+        .count()
+}
+
+#[tokio::test]
+async fn a_failed_attempt_and_a_refused_out_leave_no_blob() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let run = host
+        .run(json!({"jobs": {
+            "fails": toolbox(json!([
+                {"op": "put", "name": "a.txt", "data": "written before failing"},
+                {"op": "fail", "kind": "permanent", "message": "then fails"},
+            ])),
+            "too_much_out": {"plugin": "toolbox", "limits": {"max_artifact_bytes": 100_000},
+                "input": [
+                    {"op": "put", "name": "b.txt", "data": "put before /out is refused"},
+                    {"op": "write_out", "name": "big.bin", "data": "x", "repeat": 200_000},
+                ]},
+        }}))
+        .await;
+    assert_eq!(job(&run, "fails").state, JobState::Failed);
+    assert_eq!(job(&run, "too_much_out").state, JobState::Failed);
+    assert_eq!(blobs(&host), Vec::<String>::new());
+    assert_eq!(staged_entries(&host), 0);
+}
+
+#[tokio::test]
+async fn the_collector_removes_orphans_and_never_a_referenced_blob_under_concurrent_commits() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let orphan = host.store.put(b"nothing refers to me").expect("orphan");
+    let db = host.engine.database().clone();
+
+    // Runs commit artifacts while the collector runs again and again.
+    let submitted: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            let ops = json!([{"op": "put", "name": "out.txt", "data": format!("content {i}")}]);
+            ids.push(
+                host.submit(json!({"jobs": {"a": toolbox(ops)}}), json!({}))
+                    .await
+                    .expect("submitted"),
+            );
+        }
+        ids
+    };
+    let collector = {
+        let (db, store) = (db.clone(), host.store.clone());
+        tokio::spawn(async move {
+            for _ in 0..50 {
+                warren::upkeep::collect_artifacts(db.clone(), store.clone())
+                    .await
+                    .expect("collected");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for id in &submitted {
+        let run = host
+            .engine
+            .wait(id, Duration::from_secs(30))
+            .await
+            .expect("run ends");
+        assert_eq!(run.state, RunState::Completed);
+    }
+    collector.await.expect("collector");
+    assert!(!blobs(&host).contains(&orphan), "the orphan was collected");
+    warren::upkeep::collect_artifacts(db.clone(), host.store.clone())
+        .await
+        .expect("collected");
+
+    // Every referenced blob is there, and nothing else.
+    let mut referenced: Vec<String> = db
+        .read(|c| {
+            let mut stmt = c.prepare("SELECT DISTINCT sha256 FROM artifacts")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .expect("digests");
+    referenced.sort();
+    assert_eq!(referenced.len(), 40);
+    assert_eq!(blobs(&host), referenced);
+    assert!(!blobs(&host).contains(&orphan));
+}
+
+#[tokio::test]
+async fn what_a_previous_process_staged_is_swept_at_start() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let staged = data.path().join("artifacts/staging/0193a1b2-dead-beef");
+    std::fs::create_dir_all(&staged).expect("staging");
+    std::fs::write(staged.join("0".repeat(64)), "left by a crash").expect("write");
+    std::fs::create_dir_all(data.path().join("artifacts/tmp")).expect("tmp");
+    std::fs::write(data.path().join("artifacts/tmp/half"), "half written").expect("write");
+    let host = host_builder(data.path()).open().expect("host");
+    let _engine = host
+        .start_engine(EngineConfig::default())
+        .await
+        .expect("engine");
+    let left = |folder: &str| {
+        std::fs::read_dir(data.path().join("artifacts").join(folder))
+            .expect("folder")
+            .count()
+    };
+    assert_eq!(left("staging"), 0);
+    assert_eq!(left("tmp"), 0);
 }

@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod crash;
 mod engine;
+mod hardening;
 mod hostile;
 mod plugin_folder;
 mod runtime;

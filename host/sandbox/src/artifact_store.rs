@@ -1,9 +1,17 @@
 //! Content-addressed blob storage for artifacts: each distinct content is
 //! stored once, named by its sha256, under the data directory. All file
 //! access goes through a cap-std `Dir` rooted there.
+//!
+//! An attempt's artifacts are staged in a folder of their own and reach the
+//! shared blobs only when whoever ran the attempt promotes them (after it
+//! succeeded); a failed attempt's folder is removed. Promoted blobs are
+//! pinned until their references are committed, so the garbage collector,
+//! which removes blobs nothing references, never takes one in between.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
@@ -23,17 +31,35 @@ pub enum ArtifactStoreError {
     },
     #[error("{0:?} is not a sha256 digest")]
     BadDigest(String),
+    #[error("{0:?} is not an attempt id")]
+    BadAttempt(String),
 }
 
 #[derive(Debug)]
 pub struct ArtifactStore {
     root: Dir,
+    /// Blobs promoted whose references are not committed yet, with how many
+    /// promotions hold each. The collector holds this lock while it decides.
+    pins: Mutex<HashMap<String, usize>>,
 }
 
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
+
+/// What one garbage collection found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Blobs looked at.
+    pub examined: u64,
+    /// Blobs removed, and their bytes.
+    pub removed: u64,
+    pub removed_bytes: u64,
+}
+
+/// Blobs the collector looks at per decision (and per reference query).
+const COLLECT_BATCH: usize = 500;
 
 impl ArtifactStore {
     /// Opens (creating if needed) the store at `path`.
@@ -42,11 +68,16 @@ impl ArtifactStore {
         let root = Dir::open_ambient_dir(path, ambient_authority())?;
         root.create_dir_all("sha256")?;
         root.create_dir_all("tmp")?;
-        Ok(Self { root })
+        root.create_dir_all("staging")?;
+        Ok(Self {
+            root,
+            pins: Mutex::default(),
+        })
     }
 
     /// Stores `bytes` and returns their digest. Storing the same bytes twice
-    /// keeps one copy.
+    /// keeps one copy. For content referenced at once by its caller; an
+    /// attempt's artifacts go through [`Self::stage`].
     pub fn put(&self, bytes: &[u8]) -> Result<String, ArtifactStoreError> {
         let digest = sha256_hex(bytes);
         let path = blob_path(&digest);
@@ -55,44 +86,254 @@ impl ArtifactStore {
         }
         self.root
             .create_dir_all(format!("sha256/{}", &digest[..2]))?;
-        // Write then rename, so a reader never sees a partial blob.
+        let tmp = self.write_tmp(bytes)?;
+        self.root.rename(&tmp, &self.root, &path)?;
+        Ok(digest)
+    }
+
+    /// Writes `bytes` durably to a new file under `tmp/`, whose name it
+    /// returns, for a rename into place: a reader never sees a partial blob.
+    fn write_tmp(&self, bytes: &[u8]) -> Result<String, ArtifactStoreError> {
         let tmp = format!("tmp/{}", uuid::Uuid::new_v4().simple());
         let mut file = self.root.create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_data()?;
-        drop(file);
+        Ok(tmp)
+    }
+
+    /// Stores `bytes` for the attempt `attempt_id` only, until
+    /// [`Self::promote`] or [`Self::discard`].
+    pub fn stage(&self, attempt_id: &str, bytes: &[u8]) -> Result<String, ArtifactStoreError> {
+        let folder = staging_folder(attempt_id)?;
+        let digest = sha256_hex(bytes);
+        let path = format!("{folder}/{digest}");
+        if self.root.exists(&path) {
+            return Ok(digest);
+        }
+        self.root.create_dir_all(&folder)?;
+        let tmp = self.write_tmp(bytes)?;
         self.root.rename(&tmp, &self.root, &path)?;
         Ok(digest)
+    }
+
+    /// Reads a blob the attempt `attempt_id` staged, refusing one larger
+    /// than `limit` bytes.
+    pub fn get_staged(
+        &self,
+        attempt_id: &str,
+        digest: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, ArtifactStoreError> {
+        check_digest(digest)?;
+        let path = format!("{}/{digest}", staging_folder(attempt_id)?);
+        read_limited(self.open_file(&path, digest)?, digest, limit)
+    }
+
+    /// Makes the staged blobs `digests` of `attempt_id` shared blobs and
+    /// removes the attempt's staging folder. The blobs stay pinned (safe
+    /// from the collector) until the returned [`Pins`] are dropped: drop
+    /// them once the references are committed.
+    pub fn promote(
+        self: &Arc<Self>,
+        attempt_id: &str,
+        digests: &[String],
+    ) -> Result<Pins, ArtifactStoreError> {
+        let folder = staging_folder(attempt_id)?;
+        let pins = Pins::new(self.clone(), digests);
+        for digest in digests {
+            check_digest(digest)?;
+            let path = blob_path(digest);
+            if !self.root.exists(&path) {
+                self.root
+                    .create_dir_all(format!("sha256/{}", &digest[..2]))?;
+                self.root
+                    .rename(format!("{folder}/{digest}"), &self.root, &path)?;
+            }
+        }
+        self.discard(attempt_id)?;
+        Ok(pins)
+    }
+
+    /// Removes what the attempt `attempt_id` staged.
+    pub fn discard(&self, attempt_id: &str) -> Result<(), ArtifactStoreError> {
+        match self.root.remove_dir_all(staging_folder(attempt_id)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every staging folder and half-written file: what attempts
+    /// that cannot be running any more (a restart) left. Returns how many
+    /// entries went.
+    pub fn sweep_staging(&self) -> Result<usize, ArtifactStoreError> {
+        let mut swept = 0;
+        for folder in ["staging", "tmp"] {
+            for entry in self.root.read_dir(folder)? {
+                let entry = entry?;
+                let path = format!("{folder}/{}", entry.file_name().to_string_lossy());
+                if entry.file_type()?.is_dir() {
+                    self.root.remove_dir_all(&path)?;
+                } else {
+                    self.root.remove_file(&path)?;
+                }
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Removes every blob that `referenced` does not name and no promotion
+    /// pins. `referenced` gets a batch of digests and answers which of them
+    /// are referenced; it is asked while the pins are locked, so a blob
+    /// promoted after the lock waits, and one whose references were
+    /// committed before it is seen as referenced.
+    pub fn collect_garbage(
+        &self,
+        mut referenced: impl FnMut(&[String]) -> Result<HashSet<String>, String>,
+    ) -> Result<Collected, ArtifactStoreError> {
+        let mut collected = Collected::default();
+        let mut batch = Vec::with_capacity(COLLECT_BATCH);
+        for shard in self.root.read_dir("sha256")? {
+            let shard = shard?.file_name().to_string_lossy().into_owned();
+            for blob in self.root.read_dir(format!("sha256/{shard}"))? {
+                let digest = blob?.file_name().to_string_lossy().into_owned();
+                if warren_vocabulary::names::is_valid_digest(&digest) {
+                    batch.push(digest);
+                }
+                if batch.len() == COLLECT_BATCH {
+                    self.collect_batch(&mut batch, &mut referenced, &mut collected)?;
+                }
+            }
+        }
+        self.collect_batch(&mut batch, &mut referenced, &mut collected)?;
+        Ok(collected)
+    }
+
+    fn collect_batch(
+        &self,
+        batch: &mut Vec<String>,
+        referenced: &mut impl FnMut(&[String]) -> Result<HashSet<String>, String>,
+        collected: &mut Collected,
+    ) -> Result<(), ArtifactStoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let pins = self.pins();
+        let keep = referenced(batch).map_err(std::io::Error::other)?;
+        for digest in batch.drain(..) {
+            collected.examined += 1;
+            if keep.contains(&digest) || pins.contains_key(&digest) {
+                continue;
+            }
+            let path = blob_path(&digest);
+            let size = self.root.metadata(&path).map_or(0, |m| m.len());
+            match self.root.remove_file(&path) {
+                Ok(()) => {
+                    collected.removed += 1;
+                    collected.removed_bytes += size;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn pins(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.pins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open_file(&self, path: &str, digest: &str) -> Result<std::fs::File, ArtifactStoreError> {
+        match self.root.open(path) {
+            Ok(file) => Ok(file.into_std()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ArtifactStoreError::NotFound(digest.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Opens the blob `digest` for reading, with its size, for callers that
     /// stream it rather than hold it in memory.
     pub fn open_blob(&self, digest: &str) -> Result<(std::fs::File, u64), ArtifactStoreError> {
         check_digest(digest)?;
-        let file = match self.root.open(blob_path(digest)) {
-            Ok(file) => file.into_std(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ArtifactStoreError::NotFound(digest.to_owned()));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let file = self.open_file(&blob_path(digest), digest)?;
         let size = file.metadata()?.len();
         Ok((file, size))
     }
 
     /// Reads the blob `digest`, refusing one larger than `limit` bytes.
     pub fn get(&self, digest: &str, limit: u64) -> Result<Vec<u8>, ArtifactStoreError> {
-        let (mut file, size) = self.open_blob(digest)?;
-        if size > limit {
-            return Err(ArtifactStoreError::TooLarge {
-                digest: digest.to_owned(),
-                size,
-                limit,
-            });
+        check_digest(digest)?;
+        read_limited(self.open_file(&blob_path(digest), digest)?, digest, limit)
+    }
+}
+
+/// Blobs pinned by one promotion; dropping this unpins them.
+#[derive(Debug)]
+pub struct Pins {
+    store: Arc<ArtifactStore>,
+    digests: Vec<String>,
+}
+
+impl Pins {
+    fn new(store: Arc<ArtifactStore>, digests: &[String]) -> Self {
+        let mut pins = store.pins();
+        for digest in digests {
+            *pins.entry(digest.clone()).or_default() += 1;
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut bytes)?;
-        Ok(bytes)
+        drop(pins);
+        Self {
+            store,
+            digests: digests.to_vec(),
+        }
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let mut pins = self.store.pins();
+        for digest in &self.digests {
+            if let Some(count) = pins.get_mut(digest) {
+                *count -= 1;
+                if *count == 0 {
+                    pins.remove(digest);
+                }
+            }
+        }
+    }
+}
+
+fn read_limited(
+    mut file: std::fs::File,
+    digest: &str,
+    limit: u64,
+) -> Result<Vec<u8>, ArtifactStoreError> {
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Err(ArtifactStoreError::TooLarge {
+            digest: digest.to_owned(),
+            size,
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The staging folder of an attempt; the id becomes a path, so it is
+/// checked to be one.
+fn staging_folder(attempt_id: &str) -> Result<String, ArtifactStoreError> {
+    let safe = !attempt_id.is_empty()
+        && attempt_id.len() <= 64
+        && attempt_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if safe {
+        Ok(format!("staging/{attempt_id}"))
+    } else {
+        Err(ArtifactStoreError::BadAttempt(attempt_id.to_owned()))
     }
 }
 
@@ -128,6 +369,45 @@ mod tests {
             .expect("dir")
             .count();
         assert_eq!(blobs, 1);
+    }
+
+    #[test]
+    fn staged_blobs_are_shared_only_once_promoted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(ArtifactStore::open(dir.path()).expect("open"));
+        let kept = store.stage("attempt-1", b"kept").expect("stage");
+        let dropped = store.stage("attempt-2", b"dropped").expect("stage");
+        assert!(matches!(
+            store.get(&kept, 100),
+            Err(ArtifactStoreError::NotFound(_))
+        ));
+        assert_eq!(
+            store.get_staged("attempt-1", &kept, 100).expect("own"),
+            b"kept"
+        );
+        assert!(store.stage("../escape", b"x").is_err());
+
+        let pins = store
+            .promote("attempt-1", std::slice::from_ref(&kept))
+            .expect("promote");
+        store.discard("attempt-2").expect("discard");
+        assert_eq!(store.get(&kept, 100).expect("shared"), b"kept");
+        assert!(matches!(
+            store.get(&dropped, 100),
+            Err(ArtifactStoreError::NotFound(_))
+        ));
+        // Pinned, so kept though nothing references it; gone once unpinned.
+        let nothing = |_: &[String]| Ok(HashSet::new());
+        assert_eq!(store.collect_garbage(nothing).expect("gc").removed, 0);
+        drop(pins);
+        let collected = store.collect_garbage(nothing).expect("gc");
+        assert_eq!((collected.removed, collected.removed_bytes), (1, 4));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("staging"))
+                .expect("staging")
+                .count(),
+            0
+        );
     }
 
     #[test]

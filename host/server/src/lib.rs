@@ -14,6 +14,7 @@ pub mod db;
 pub mod host;
 pub mod scheduler;
 pub mod serve;
+pub mod upkeep;
 
 /// Folder holding the first-party plugins built with this binary.
 pub const BUILTIN_PLUGINS_DIR: &str = env!("WARREN_BUILTIN_PLUGINS_DIR");

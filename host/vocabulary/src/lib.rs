@@ -19,6 +19,7 @@ pub mod names;
 mod pipeline;
 mod plugin;
 mod state;
+pub mod text;
 mod usage;
 
 pub use artifact::Artifact;

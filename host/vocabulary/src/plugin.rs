@@ -31,3 +31,11 @@ crate::text_enum!(MemoryScope {
     Run => "run",
     Story => "story",
 });
+
+impl MemoryScope {
+    /// The stored namespace of this scope for the run or story `id`:
+    /// `run:<id>` or `story:<id>`. The host picks it, never the guest.
+    pub fn namespace(self, id: &str) -> String {
+        format!("{}:{id}", self.as_str())
+    }
+}

@@ -1,13 +1,14 @@
 //! `warren:plugin/artifacts`: artifacts put by the guest (or left in `/out`)
-//! go to the content-addressed store; reads are limited to this job's own
-//! artifacts and its upstream ones.
+//! are staged in the content-addressed store for this attempt (shared only
+//! once the attempt succeeded and its runner promoted them); reads are
+//! limited to this job's own artifacts and its upstream ones.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use warren_vocabulary::Artifact;
+use warren_vocabulary::{Artifact, text};
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::artifact_store::{ArtifactStore, ArtifactStoreError};
@@ -35,6 +36,8 @@ impl From<&Artifact> for ArtifactInfo {
 /// What one attempt may do with artifacts.
 #[derive(Debug, Clone)]
 pub struct ArtifactsCtx {
+    /// The attempt whose staging folder receives what it stores.
+    pub attempt_id: String,
     /// The job's name, recorded as producer.
     pub producer: String,
     /// Cap on the bytes this attempt stores.
@@ -53,7 +56,7 @@ pub struct ArtifactsState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("invalid artifact name {name:?}: {reason}")]
+    #[error("invalid artifact name {}: {reason}", text::shown(name))]
     InvalidName { name: String, reason: &'static str },
     #[error("artifacts of this attempt would exceed {limit} bytes")]
     TooManyBytes { limit: u64 },
@@ -83,18 +86,19 @@ impl From<ArtifactError> for HostError {
 }
 
 /// Checks an artifact name: relative, `/`-separated, no empty, `.` or `..`
-/// part, no control characters or backslashes.
+/// part, no control or bidirectional formatting characters, no
+/// backslashes.
 pub fn validate_name(name: &str) -> Result<(), ArtifactError> {
     let invalid = |reason| ArtifactError::InvalidName {
-        name: name.chars().take(64).collect(),
+        name: name.to_owned(),
         reason,
     };
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return Err(invalid("must be 1 to 512 bytes"));
     }
-    if name.chars().any(|c| c.is_control() || c == '\\') {
+    if text::has_hidden_characters(name) || name.contains('\\') {
         return Err(invalid(
-            "control characters and backslashes are not allowed",
+            "control characters, bidirectional formatting characters and backslashes are not allowed",
         ));
     }
     let parts: Vec<&str> = name.split('/').collect();
@@ -128,12 +132,12 @@ impl ArtifactsState {
     }
 
     /// Stores `bytes` as artifact `name` of this attempt; a second artifact
-    /// of the same name replaces the first.
+    /// of the same name replaces the first. Every call's bytes count
+    /// against the budget, replaced or not: each one was written.
     pub fn store(&mut self, name: &str, bytes: &[u8]) -> Result<Artifact, ArtifactError> {
         validate_name(name)?;
         let previous = self.produced.iter().position(|a| a.name == name);
-        let replaced_size = previous.map_or(0, |i| self.produced[i].size);
-        let total = self.bytes_stored - replaced_size + bytes.len() as u64;
+        let total = self.bytes_stored + bytes.len() as u64;
         if total > self.grant.max_bytes {
             return Err(ArtifactError::TooManyBytes {
                 limit: self.grant.max_bytes,
@@ -142,7 +146,7 @@ impl ArtifactsState {
         if previous.is_none() && self.produced.len() >= MAX_ARTIFACTS_PER_ATTEMPT {
             return Err(ArtifactError::TooMany);
         }
-        let sha256 = self.store.put(bytes)?;
+        let sha256 = self.store.stage(&self.grant.attempt_id, bytes)?;
         let artifact = Artifact {
             name: name.to_owned(),
             sha256,
@@ -178,7 +182,7 @@ impl ArtifactsState {
         skipped: &mut Vec<String>,
     ) -> Result<(), ArtifactError> {
         let too_deep = || ArtifactError::InvalidName {
-            name: prefix.chars().take(64).collect(),
+            name: prefix.to_owned(),
             reason: "too many `/`-separated parts",
         };
         if depth > MAX_NAME_DEPTH {
@@ -223,13 +227,12 @@ impl ArtifactsState {
         Ok(())
     }
 
-    fn find(&self, name: &str) -> Option<&Artifact> {
-        self.produced.iter().find(|a| a.name == name).or_else(|| {
-            self.grant.upstream.iter().find(|a| {
-                name.strip_prefix(&a.producer)
-                    .and_then(|n| n.strip_prefix('/'))
-                    == Some(a.name.as_str())
-            })
+    /// An upstream artifact, named `<job>/<name>`.
+    fn find_upstream(&self, name: &str) -> Option<&Artifact> {
+        self.grant.upstream.iter().find(|a| {
+            name.strip_prefix(&a.producer)
+                .and_then(|n| n.strip_prefix('/'))
+                == Some(a.name.as_str())
         })
     }
 }
@@ -249,18 +252,21 @@ impl Host for ArtifactsState {
 
     #[tracing::instrument(name = "warren.artifacts.get", skip(self))]
     fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
-        let Some(artifact) = self.find(&name) else {
-            return Ok(Err(HostError::NotFound(format!(
-                "no artifact {name:?} visible to this job"
-            ))));
-        };
         // Reads are capped like writes, so a guest cannot pull more into its
         // memory through the host than it may store.
         let limit = self.grant.max_bytes;
-        Ok(self
-            .store
-            .get(&artifact.sha256, limit)
-            .map_err(|e| HostError::from(ArtifactError::from(e))))
+        let read = if let Some(own) = self.produced.iter().find(|a| a.name == name) {
+            self.store
+                .get_staged(&self.grant.attempt_id, &own.sha256, limit)
+        } else if let Some(upstream) = self.find_upstream(&name) {
+            self.store.get(&upstream.sha256, limit)
+        } else {
+            return Ok(Err(HostError::NotFound(format!(
+                "no artifact {} visible to this job",
+                text::shown(&name)
+            ))));
+        };
+        Ok(read.map_err(|e| HostError::from(ArtifactError::from(e))))
     }
 
     #[tracing::instrument(name = "warren.artifacts.list", skip(self))]
@@ -304,6 +310,8 @@ mod tests {
             "a\\b",
             "a\0b",
             "a/\n",
+            "cod\u{202e}txt.exe",
+            "a\u{2066}b",
         ] {
             assert!(validate_name(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
+use warren_vocabulary::text;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::jobs::Host;
@@ -103,8 +104,8 @@ impl JobsState {
         }
         if !warren_vocabulary::names::is_valid_plugin_name(&plugin) {
             return Err(HostError::Invalid(format!(
-                "{:?} is not a plugin name",
-                truncated(&plugin, 64)
+                "{} is not a plugin name",
+                text::shown(&plugin)
             )));
         }
         if !(self.grant.plugin_exists)(&plugin) {
@@ -117,6 +118,9 @@ impl JobsState {
         }
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&input) {
             return Err(HostError::Invalid(format!("input is not JSON: {e}")));
+        }
+        if let Err(e) = text::check_json_depth(&input) {
+            return Err(HostError::Invalid(format!("input: {e}")));
         }
         if reason.len() > MAX_REASON_BYTES {
             return Err(HostError::Invalid(format!(
@@ -147,14 +151,6 @@ impl JobsState {
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
-fn truncated(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
 impl Host for JobsState {
     #[tracing::instrument(name = "warren.jobs.spawn", skip(self, input, reason))]
     fn spawn(
@@ -171,7 +167,7 @@ impl Host for JobsState {
     fn progress(&mut self, percent: u8, summary: String) -> wasmtime::Result<()> {
         self.progress = Some(Progress {
             percent: percent.min(100),
-            summary: truncated(&summary, MAX_SUMMARY_BYTES),
+            summary: text::prefix(&summary, MAX_SUMMARY_BYTES).to_owned(),
         });
         Ok(())
     }

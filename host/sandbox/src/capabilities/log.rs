@@ -149,7 +149,7 @@ impl LogBuffer {
             self.captured.dropped_bytes += message.len() as u64;
             return;
         }
-        let kept = truncate_at_char_boundary(message, room - LINE_OVERHEAD);
+        let kept = warren_vocabulary::text::prefix(message, room - LINE_OVERHEAD);
         self.captured.dropped_bytes += (message.len() - kept.len()) as u64;
         self.kept_bytes += kept.len() + LINE_OVERHEAD;
         let line = LogLine {
@@ -187,17 +187,6 @@ impl LogBuffer {
         self.pending(source).extend_from_slice(&rest[..held]);
         self.captured.dropped_bytes += (rest.len() - held) as u64;
     }
-}
-
-fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// `tracing` target of guest log lines, so they can be filtered apart.
@@ -384,11 +373,5 @@ mod tests {
             9,
             "the tenth line would not fit with its overhead"
         );
-    }
-
-    #[test]
-    fn truncation_never_splits_a_character() {
-        assert_eq!(truncate_at_char_boundary("héllo", 2), "h");
-        assert_eq!(truncate_at_char_boundary("héllo", 3), "hé");
     }
 }

@@ -135,8 +135,8 @@ pub struct MemoryCtx {
 impl MemoryCtx {
     pub fn new(run_id: &str, story_id: Option<&str>, granted: &[MemoryScope]) -> Self {
         Self {
-            run_namespace: format!("run:{run_id}"),
-            story_namespace: story_id.map(|s| format!("story:{s}")),
+            run_namespace: MemoryScope::Run.namespace(run_id),
+            story_namespace: story_id.map(|s| MemoryScope::Story.namespace(s)),
             granted: granted.to_vec(),
         }
     }

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use warren_vocabulary::text::{self, MAX_ERROR_BYTES};
 use warren_vocabulary::{Artifact, Limits, Usage};
 
 use super::{MemoryLimitExceeded, MemoryLimiter, PluginState, Runtime};
+use crate::artifact_store::Pins;
 use crate::bindings::{agent_handler, types};
 use crate::capabilities::artifacts::{ArtifactsCtx, ArtifactsState};
 use crate::capabilities::jobs::{JobsCtx, JobsState, PluginLookup, Progress, SpawnRequest};
@@ -186,7 +188,8 @@ pub struct AttemptOutcome {
     pub result: Result<String, AttemptFailure>,
     pub usage: Usage,
     pub log: CapturedLog,
-    /// Artifacts stored by the attempt (kept only on success).
+    /// Artifacts stored by the attempt (kept only on success; see
+    /// [`Runtime::run_attempt_staged`] for when they are shared).
     pub artifacts: Vec<Artifact>,
     /// Children the guest asked for (only on success).
     pub spawned: Vec<SpawnRequest>,
@@ -219,8 +222,44 @@ impl std::error::Error for Cancelled {}
 
 impl Runtime {
     /// Runs one attempt of `plugin`. Never panics because of the guest: every
-    /// way the guest can end is an [`AttemptOutcome`].
+    /// way the guest can end is an [`AttemptOutcome`]. The artifacts of a
+    /// successful attempt are in the artifact store when this returns.
     pub async fn run_attempt(&self, plugin: &Plugin, request: AttemptRequest) -> AttemptOutcome {
+        let mut outcome = self.run_attempt_staged(plugin, request).await;
+        if outcome.result.is_ok()
+            && let Err(e) = self.promote_artifacts(&outcome).await
+        {
+            outcome.result = Err(AttemptFailure::Host {
+                message: format!("keeping the artifacts: {e}"),
+            });
+            outcome.artifacts.clear();
+        }
+        outcome
+    }
+
+    /// Moves a successful attempt's staged artifacts into the shared store.
+    /// They stay pinned (safe from [`crate::artifact_store::ArtifactStore::collect_garbage`]) while
+    /// the returned [`Pins`] live: keep them until the references to the
+    /// artifacts are committed.
+    pub async fn promote_artifacts(&self, outcome: &AttemptOutcome) -> Result<Pins, String> {
+        let store = self.services().artifacts.clone();
+        let attempt_id = outcome.attempt_id.clone();
+        let digests: Vec<String> = outcome.artifacts.iter().map(|a| a.sha256.clone()).collect();
+        tokio::task::spawn_blocking(move || store.promote(&attempt_id, &digests))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs one attempt of `plugin`, leaving the artifacts of a successful
+    /// attempt staged: only the attempt itself can read them until
+    /// [`Runtime::promote_artifacts`] (or [`crate::artifact_store::ArtifactStore::discard`], or the
+    /// sweep at the next start). A failed attempt's are removed here.
+    pub async fn run_attempt_staged(
+        &self,
+        plugin: &Plugin,
+        request: AttemptRequest,
+    ) -> AttemptOutcome {
         let attempt_id = request.attempt_id.clone();
         let started = Instant::now();
         let log = AttemptLog::new(
@@ -306,6 +345,14 @@ impl Runtime {
             (Vec::new(), Vec::new())
         };
         drop(scratch);
+        if result.is_err() {
+            let store = self.services().artifacts.clone();
+            let id = attempt_id.clone();
+            let discarded = tokio::task::spawn_blocking(move || store.discard(&id)).await;
+            if let Ok(Err(e)) = discarded {
+                tracing::error!(attempt = %attempt_id, "removing a failed attempt's artifacts: {e}");
+            }
+        }
         usage.wall_time = started.elapsed();
         AttemptOutcome {
             attempt_id,
@@ -367,6 +414,7 @@ impl Runtime {
             artifacts: ArtifactsState::new(
                 self.services().artifacts.clone(),
                 ArtifactsCtx {
+                    attempt_id: attempt_id.to_owned(),
                     producer: request.job_name.clone(),
                     max_bytes: request.limits.max_artifact_bytes,
                     upstream: request.upstream_artifacts.clone(),
@@ -450,8 +498,8 @@ async fn call_plugin(
                             .store(&name, document.content.as_bytes())
                         {
                             return Ok(Err(JobFailure::Permanent(format!(
-                                "document {:?}: {e}",
-                                document.name
+                                "document {}: {e}",
+                                text::shown(&document.name)
                             ))));
                         }
                     }
@@ -463,12 +511,19 @@ async fn call_plugin(
     }
 }
 
+/// A guest's error, bounded: what is kept is stored, logged and shown.
 impl From<types::JobError> for JobFailure {
     fn from(e: types::JobError) -> Self {
         match e {
-            types::JobError::Retryable(m) => Self::Retryable(m),
-            types::JobError::Permanent(m) => Self::Permanent(m),
-            types::JobError::NeedsInput(needs) => Self::NeedsInput(needs),
+            types::JobError::Retryable(m) => Self::Retryable(text::bounded(&m, MAX_ERROR_BYTES)),
+            types::JobError::Permanent(m) => Self::Permanent(text::bounded(&m, MAX_ERROR_BYTES)),
+            types::JobError::NeedsInput(needs) => Self::NeedsInput(
+                needs
+                    .iter()
+                    .take(text::MAX_NEEDS)
+                    .map(|need| text::bounded(need, text::MAX_NEED_BYTES))
+                    .collect(),
+            ),
         }
     }
 }
@@ -485,6 +540,11 @@ fn check_output(output: String, limits: &Limits) -> Result<String, AttemptFailur
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
         return Err(AttemptFailure::Job {
             error: JobFailure::Permanent(format!("the plugin's output is not JSON: {e}")),
+        });
+    }
+    if let Err(e) = text::check_json_depth(&output) {
+        return Err(AttemptFailure::Job {
+            error: JobFailure::Permanent(format!("the plugin's output: {e}")),
         });
     }
     Ok(output)
@@ -553,7 +613,9 @@ fn classify_error(error: &wasmtime::Error, limits: &Limits, log: &CapturedLog) -
         },
         Some(Trap::UnreachableCodeReached) => AttemptFailure::Trap {
             message: match panic_message(log) {
-                Some(message) => format!("guest panicked: {message}"),
+                Some(message) => {
+                    text::bounded(&format!("guest panicked: {message}"), MAX_ERROR_BYTES)
+                }
                 None => Trap::UnreachableCodeReached.to_string(),
             },
         },
@@ -561,7 +623,7 @@ fn classify_error(error: &wasmtime::Error, limits: &Limits, log: &CapturedLog) -
             message: trap.to_string(),
         },
         None => AttemptFailure::Trap {
-            message: format!("{error:#}"),
+            message: text::bounded(&format!("{error:#}"), MAX_ERROR_BYTES),
         },
     }
 }

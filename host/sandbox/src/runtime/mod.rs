@@ -120,7 +120,7 @@ impl Runtime {
         &self.settings
     }
 
-    pub fn artifact_store(&self) -> &ArtifactStore {
+    pub fn artifact_store(&self) -> &Arc<ArtifactStore> {
         &self.services.artifacts
     }
 

@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_plugin_versions.sql"),
     include_str!("migrations/0005_limits_in_ms.sql"),
     include_str!("migrations/0006_attempt_progress.sql"),
+    include_str!("migrations/0007_artifacts_by_digest.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.
@@ -238,21 +239,39 @@ impl Database {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, DbError> {
+        // Byte-wise prefix match without LIKE's wildcards, as a range of
+        // the primary key: prefix <= key < the prefix's successor. (Text
+        // functions such as length() stop at a NUL; comparisons do not.)
+        let end = prefix_successor(prefix);
         self.read(|conn| {
-            // Byte-wise prefix match without LIKE's wildcards: key >= prefix
-            // and the key's first bytes equal the prefix.
             let mut stmt = conn.prepare_cached(
-                "SELECT key FROM memory WHERE namespace = ?1 AND key >= ?2 AND substr(key, 1, length(?2)) = ?2
-                 AND (?3 IS NULL OR key > ?3) ORDER BY key LIMIT ?4",
+                "SELECT key FROM memory WHERE namespace = ?1 AND key >= ?2
+                 AND (?3 IS NULL OR key < CAST(?3 AS TEXT))
+                 AND (?4 IS NULL OR key > ?4) ORDER BY key LIMIT ?5",
             )?;
             let keys = stmt
-                .query_map(params![namespace, prefix, start_after, limit as i64], |r| {
-                    r.get(0)
-                })?
+                .query_map(
+                    params![namespace, prefix, end, start_after, limit as i64],
+                    |r| r.get(0),
+                )?
                 .collect::<Result<Vec<String>, _>>()?;
             Ok(keys)
         })
     }
+}
+
+/// The smallest byte string greater than every string starting with
+/// `prefix` (`None` when there is none: an empty prefix matches all).
+/// UTF-8 has no 0xff byte, so the last byte can always be raised.
+fn prefix_successor(prefix: &str) -> Option<Vec<u8>> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Plugin memory lives in the `memory` table; writes go through the writer
@@ -388,6 +407,21 @@ mod tests {
         assert!(delete().await.expect("delete"));
         assert!(!delete().await.expect("delete again"));
         assert_eq!(db.memory_get("run:2", "a_1").expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn key_prefixes_may_hold_nul_and_any_character() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        for key in ["a\0b", "a\0c", "a", "a\u{1}", "é1", "éa", "f"] {
+            assert!(set(&db, "run:1", key, b"v", 10).await);
+        }
+        let keys = |prefix: &str| db.memory_keys("run:1", prefix, None, 10).expect("keys");
+        assert_eq!(keys("a\0"), vec!["a\0b", "a\0c"]);
+        assert_eq!(keys("a\0c"), vec!["a\0c"]);
+        assert_eq!(keys("é"), vec!["é1", "éa"]);
+        assert_eq!(keys("a").len(), 4);
+        assert!(keys("a\0d").is_empty());
     }
 
     #[tokio::test]

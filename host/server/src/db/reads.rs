@@ -141,6 +141,21 @@ pub fn artifact_exists(conn: &Connection, sha256: &str) -> Result<bool, DbError>
         .exists([sha256])?)
 }
 
+/// Which of `digests` some artifact row references.
+pub fn referenced_digests(
+    conn: &Connection,
+    digests: &[String],
+) -> Result<std::collections::HashSet<String>, DbError> {
+    let list = serde_json::to_string(digests).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT sha256 FROM artifacts WHERE sha256 IN (SELECT value FROM json_each(?1))",
+    )?;
+    let found = stmt
+        .query_map([list], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(found)
+}
+
 /// The log each attempt of a job left, in attempt order.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptLogRecord {

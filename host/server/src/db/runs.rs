@@ -6,8 +6,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::DbError;
+use warren_vocabulary::text;
 use warren_vocabulary::{
-    Artifact, Condition, JobState, Limits, RetryPolicy, RunState, Usage, now_ms,
+    Artifact, Condition, JobState, Limits, MemoryScope, RetryPolicy, RunState, Usage, now_ms,
 };
 
 #[derive(Debug, Clone)]
@@ -120,11 +121,21 @@ struct Event<'a> {
 }
 
 fn event(conn: &Connection, at: i64, e: Event<'_>) -> Result<(), DbError> {
+    let reason = e.reason.map(|r| text::bounded(r, text::MAX_REASON_BYTES));
     conn.prepare_cached(
         "INSERT INTO events (at, run_id, job_id, kind, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![at, e.run_id, e.job_id, e.kind, e.from, e.to, e.reason])?;
+    .execute(params![at, e.run_id, e.job_id, e.kind, e.from, e.to, reason])?;
     Ok(())
+}
+
+/// A backstop on stored errors (JSON of a failure): the guest's texts in
+/// them were cut at `text::MAX_ERROR_BYTES` already, and escaping can at
+/// most double them, so only a host bug reaches this bound.
+fn bounded_error(error: &Option<String>) -> Option<String> {
+    error
+        .as_deref()
+        .map(|e| text::bounded(e, 4 * text::MAX_REASON_BYTES))
 }
 
 /// Writes `changes` in order, in the caller's transaction. A job that
@@ -261,6 +272,12 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     "UPDATE runs SET state = ?2, updated_at = ?3, finished_at = ?4 WHERE id = ?1",
                 )?
                 .execute(params![run_id, to.as_str(), at, finished])?;
+                // Run memory lives as long as its run, and goes in the same
+                // commit as the run's end.
+                if finished.is_some() {
+                    conn.prepare_cached("DELETE FROM memory WHERE namespace = ?1")?
+                        .execute(params![MemoryScope::Run.namespace(run_id)])?;
+                }
                 event(
                     conn,
                     at,
@@ -299,7 +316,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         attempts,
                         ready_at,
                         output,
-                        error,
+                        bounded_error(error),
                         at,
                         retry_base
                     ])?;
@@ -346,7 +363,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     number,
                     if *succeeded { "succeeded" } else { "failed" },
                     at,
-                    error,
+                    bounded_error(error),
                     log,
                     usage.fuel_consumed as i64,
                     usage.peak_memory_bytes as i64,

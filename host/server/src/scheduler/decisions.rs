@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::jobs::SpawnRequest;
 use warren_sandbox::plugin::Plugin;
 use warren_sandbox::runtime::{AttemptFailure, AttemptRequest};
@@ -29,6 +30,9 @@ pub(super) struct Effects {
     /// Cancels and syncs to acknowledge once their decisions are committed.
     pub replies: Vec<tokio::sync::oneshot::Sender<bool>>,
     pub runs_finished: u64,
+    /// Promoted artifacts kept from the garbage collector until the
+    /// commit that references them is done.
+    pub pins: Vec<Pins>,
 }
 
 /// An attempt decided on, to launch.
@@ -140,8 +144,10 @@ pub(super) fn finish_attempt(
         attempt,
         outcome,
         uses,
+        pins,
         ..
     } = completion;
+    fx.pins.extend(pins);
     run.running = run.running.saturating_sub(1);
     run.jobs[job].cancel = None;
     fx.changes.push(Change::FinishAttempt {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::log::CapturedLog;
 use warren_sandbox::runtime::{AttemptFailure, AttemptOutcome, Runtime};
 use warren_vocabulary::{Artifact, Usage};
@@ -21,6 +22,8 @@ pub(crate) struct Completion {
     pub outcome: AttemptOutcome,
     /// Upstream artifacts it was given: `(producer job id, name)`.
     pub uses: Vec<(String, String)>,
+    /// Its promoted artifacts, pinned until their references are committed.
+    pub pins: Option<Pins>,
 }
 
 /// Runs `start` on a task of its own and reports its end on `commands`.
@@ -35,19 +38,36 @@ pub(super) fn launch(
         .iter()
         .map(|(id, a)| (id.clone(), a.name.clone()))
         .collect();
-    let attempt_task = tokio::spawn(run_started(runtime, start));
+    let attempt_task = tokio::spawn(run_started(runtime.clone(), start));
     tokio::spawn(async move {
         // A panic in the attempt must still free its slot and end the job.
-        let outcome = match attempt_task.await {
+        let mut outcome = match attempt_task.await {
             Ok(outcome) => outcome,
             Err(e) => host_failure(format!("the attempt task failed: {e}")),
         };
+        let mut pins = None;
+        if outcome.result.is_ok() {
+            match runtime.promote_artifacts(&outcome).await {
+                Ok(promoted) => pins = Some(promoted),
+                Err(e) => {
+                    outcome = AttemptOutcome {
+                        artifacts: Vec::new(),
+                        spawned: Vec::new(),
+                        result: Err(AttemptFailure::Host {
+                            message: format!("keeping the artifacts: {e}"),
+                        }),
+                        ..outcome
+                    };
+                }
+            }
+        }
         let _ = commands.send(Command::Finished(Completion {
             run_id,
             job,
             attempt,
             outcome,
             uses,
+            pins,
         }));
     });
 }
@@ -93,5 +113,6 @@ async fn run_started(runtime: Arc<Runtime>, start: Start) -> AttemptOutcome {
     if let Some(dir) = &input_dir {
         request.in_dir = Some(dir.path.clone());
     }
-    runtime.run_attempt(&plugin, request).await
+    // Promoted by `launch` once the attempt succeeded.
+    runtime.run_attempt_staged(&plugin, request).await
 }

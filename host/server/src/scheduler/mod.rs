@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunRecord};
 use crate::db::{Database, DbError};
+use crate::upkeep;
 use spec::{PipelineSpec, SpecError};
 use warren_sandbox::capabilities::log::LogSink;
 use warren_sandbox::runtime::Runtime;
@@ -200,6 +201,14 @@ impl Engine {
         let (committed_tx, committed) = watch::channel(0);
         let metrics = Arc::new(metrics::Metrics::default());
         let config = Arc::new(config);
+        // No attempt runs yet: whatever is staged was left by another
+        // process, and no attempt of it will be promoted.
+        let store = runtime.artifact_store().clone();
+        match upkeep::sweep_staged(store.clone()).await {
+            Ok(0) => {}
+            Ok(swept) => tracing::info!(swept, "removed artifacts staged by a previous process"),
+            Err(e) => tracing::error!("sweeping staged artifacts: {e:#}"),
+        }
         let stored = db.read(runs::load_active_runs)?;
         let recovered = stored.iter().map(|run| run.id.clone()).collect();
         let scheduler = scheduler_loop::Scheduler::new(
@@ -216,6 +225,7 @@ impl Engine {
         );
         let scheduler = scheduler.recover(stored).await?;
         tokio::spawn(scheduler.run(receiver));
+        upkeep::collect_artifacts_periodically(db.clone(), store, upkeep::COLLECT_EVERY);
         Ok(Self {
             db,
             plugins,

@@ -109,6 +109,7 @@ impl Scheduler {
                     attempt,
                     outcome,
                     uses: Vec::new(),
+                    pins: None,
                 });
             }
             // Closing its interrupted attempts may have ended the run.

@@ -358,7 +358,10 @@ impl Scheduler {
         let changes = Arc::new(std::mem::take(&mut self.effects.changes));
         self.signals.metrics.count(&changes);
         let db = self.db.clone();
+        let pins = std::mem::take(&mut self.effects.pins);
         let write = Box::pin(async move {
+            // Dropped (unpinned) when the write is over, either way.
+            let _pins = pins;
             let mut tries = 0;
             loop {
                 let batch = changes.clone();

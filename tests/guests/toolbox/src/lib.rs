@@ -75,6 +75,27 @@ enum Op {
     },
     /// Outputs of upstream jobs, by name.
     Upstream,
+    /// Reports arrays nested `depth` deep (JSON no input could carry).
+    Nest {
+        depth: usize,
+    },
+    /// Spawns `plugin` with arrays nested `depth` deep as its input.
+    SpawnNested {
+        plugin: String,
+        depth: usize,
+    },
+    /// Fails with a `bytes`-long message (or `items` needs of that size).
+    FailBig {
+        kind: String,
+        bytes: usize,
+        #[serde(default = "once")]
+        items: usize,
+    },
+}
+
+/// `[[[...]]]`, `depth` arrays deep.
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(Value::Null, |inner, _| Value::Array(vec![inner]))
 }
 
 fn once() -> usize {
@@ -180,6 +201,17 @@ impl Job for Toolbox {
                         upstream.insert(name.to_owned(), value.unwrap_or(Value::Null));
                     }
                     json!({ "ok": upstream })
+                }
+                Op::Nest { depth } => json!({ "ok": nested(depth) }),
+                Op::SpawnNested { plugin, depth } => {
+                    report(jobs::spawn(&plugin, &nested(depth), "nested"))
+                }
+                Op::FailBig { kind, bytes, items } => {
+                    let message = "x".repeat(bytes);
+                    return Err(match kind.as_str() {
+                        "needs_input" => Error::needs_input(vec![message; items]),
+                        _ => Error::permanent(message),
+                    });
                 }
                 Op::Fail { kind, message } => {
                     return Err(match kind.as_str() {
