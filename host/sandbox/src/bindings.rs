@@ -5,10 +5,15 @@ mod job_world {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "job",
-        // Memory writes wait for the database writer's commit.
         imports: {
+            // Host calls that wait on disk or SQLite run it off the async
+            // worker threads, so no API request waits behind a plugin.
+            "warren:plugin/memory.get": async | trappable,
             "warren:plugin/memory.set": async | trappable,
             "warren:plugin/memory.delete": async | trappable,
+            "warren:plugin/memory.list-keys": async | trappable,
+            "warren:plugin/artifacts.put": async | trappable,
+            "warren:plugin/artifacts.get": async | trappable,
             default: trappable,
         },
         exports: { default: async },

@@ -135,30 +135,40 @@ impl ArtifactsState {
     /// of the same name replaces the first. Every call's bytes count
     /// against the budget, replaced or not: each one was written.
     pub fn store(&mut self, name: &str, bytes: &[u8]) -> Result<Artifact, ArtifactError> {
+        self.check_store(name, bytes.len())?;
+        let sha256 = self.store.stage(&self.grant.attempt_id, bytes)?;
+        Ok(self.record(name, sha256, bytes.len()))
+    }
+
+    /// Whether `size` more bytes under `name` fit this attempt's limits.
+    fn check_store(&self, name: &str, size: usize) -> Result<(), ArtifactError> {
         validate_name(name)?;
-        let previous = self.produced.iter().position(|a| a.name == name);
-        let total = self.bytes_stored + bytes.len() as u64;
-        if total > self.grant.max_bytes {
+        if self.bytes_stored + size as u64 > self.grant.max_bytes {
             return Err(ArtifactError::TooManyBytes {
                 limit: self.grant.max_bytes,
             });
         }
-        if previous.is_none() && self.produced.len() >= MAX_ARTIFACTS_PER_ATTEMPT {
+        let new_name = !self.produced.iter().any(|a| a.name == name);
+        if new_name && self.produced.len() >= MAX_ARTIFACTS_PER_ATTEMPT {
             return Err(ArtifactError::TooMany);
         }
-        let sha256 = self.store.stage(&self.grant.attempt_id, bytes)?;
+        Ok(())
+    }
+
+    /// Records a staged blob as artifact `name`, replacing an earlier one.
+    fn record(&mut self, name: &str, sha256: String, size: usize) -> Artifact {
         let artifact = Artifact {
             name: name.to_owned(),
             sha256,
-            size: bytes.len() as u64,
+            size: size as u64,
             producer: self.grant.producer.clone(),
         };
-        self.bytes_stored = total;
-        match previous {
+        self.bytes_stored += size as u64;
+        match self.produced.iter().position(|a| a.name == name) {
             Some(i) => self.produced[i] = artifact.clone(),
             None => self.produced.push(artifact.clone()),
         }
-        Ok(artifact)
+        artifact
     }
 
     /// Turns every regular file under `out` into an artifact named by its
@@ -239,34 +249,50 @@ impl ArtifactsState {
 
 impl Host for ArtifactsState {
     #[tracing::instrument(name = "warren.artifacts.put", skip(self, data), fields(size = data.len()))]
-    fn put(
+    async fn put(
         &mut self,
         name: String,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<ArtifactInfo, HostError>> {
-        Ok(self
-            .store(&name, &data)
-            .map(|a| (&a).into())
-            .map_err(HostError::from))
+        if let Err(e) = self.check_store(&name, data.len()) {
+            return Ok(Err(e.into()));
+        }
+        // Hashing, writing and syncing happen on a blocking thread.
+        let (store, attempt_id, size) = (
+            self.store.clone(),
+            self.grant.attempt_id.clone(),
+            data.len(),
+        );
+        let staged = tokio::task::spawn_blocking(move || store.stage(&attempt_id, &data)).await;
+        Ok(match staged {
+            Ok(Ok(sha256)) => Ok((&self.record(&name, sha256, size)).into()),
+            Ok(Err(e)) => Err(ArtifactError::from(e).into()),
+            Err(e) => Err(HostError::Unavailable(format!("artifact store: {e}"))),
+        })
     }
 
     #[tracing::instrument(name = "warren.artifacts.get", skip(self))]
-    fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
         // Reads are capped like writes, so a guest cannot pull more into its
         // memory through the host than it may store.
         let limit = self.grant.max_bytes;
+        let store = self.store.clone();
         let read = if let Some(own) = self.produced.iter().find(|a| a.name == name) {
-            self.store
-                .get_staged(&self.grant.attempt_id, &own.sha256, limit)
+            let (attempt_id, digest) = (self.grant.attempt_id.clone(), own.sha256.clone());
+            tokio::task::spawn_blocking(move || store.get_staged(&attempt_id, &digest, limit)).await
         } else if let Some(upstream) = self.find_upstream(&name) {
-            self.store.get(&upstream.sha256, limit)
+            let digest = upstream.sha256.clone();
+            tokio::task::spawn_blocking(move || store.get(&digest, limit)).await
         } else {
             return Ok(Err(HostError::NotFound(format!(
                 "no artifact {} visible to this job",
                 text::shown(&name)
             ))));
         };
-        Ok(read.map_err(|e| HostError::from(ArtifactError::from(e))))
+        Ok(match read {
+            Ok(read) => read.map_err(|e| HostError::from(ArtifactError::from(e))),
+            Err(e) => Err(HostError::Unavailable(format!("artifact store: {e}"))),
+        })
     }
 
     #[tracing::instrument(name = "warren.artifacts.list", skip(self))]

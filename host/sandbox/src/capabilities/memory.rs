@@ -189,16 +189,22 @@ fn unavailable(e: StoreError) -> HostError {
 
 impl Host for MemoryState {
     #[tracing::instrument(name = "warren.memory.get", skip(self))]
-    fn get(
+    async fn get(
         &mut self,
         scope: Scope,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, HostError>> {
-        Ok((|| {
-            let namespace = self.namespace(scope)?;
+        let outcome = async {
+            let namespace = self.namespace(scope)?.to_owned();
             check_key(&key)?;
-            self.store.get(namespace, &key).map_err(unavailable)
-        })())
+            let store = self.store.clone();
+            // A database read: off the async worker threads.
+            tokio::task::spawn_blocking(move || store.get(&namespace, &key))
+                .await
+                .map_err(|e| HostError::Unavailable(format!("memory store: {e}")))?
+                .map_err(unavailable)
+        };
+        Ok(outcome.await)
     }
 
     #[tracing::instrument(name = "warren.memory.set", skip(self, value))]
@@ -249,24 +255,29 @@ impl Host for MemoryState {
     }
 
     #[tracing::instrument(name = "warren.memory.list_keys", skip(self))]
-    fn list_keys(
+    async fn list_keys(
         &mut self,
         scope: Scope,
         prefix: String,
         start_after: Option<String>,
     ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
-        Ok((|| {
-            let namespace = self.namespace(scope)?;
+        let outcome = async {
+            let namespace = self.namespace(scope)?.to_owned();
             let too_long = |s: &str| s.len() > MAX_KEY_BYTES;
             if too_long(&prefix) || start_after.as_deref().is_some_and(too_long) {
                 return Err(HostError::Invalid(format!(
                     "prefixes and keys are at most {MAX_KEY_BYTES} bytes"
                 )));
             }
-            self.store
-                .keys(namespace, &prefix, start_after.as_deref(), MAX_LISTED_KEYS)
-                .map_err(unavailable)
-        })())
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                store.keys(&namespace, &prefix, start_after.as_deref(), MAX_LISTED_KEYS)
+            })
+            .await
+            .map_err(|e| HostError::Unavailable(format!("memory store: {e}")))?
+            .map_err(unavailable)
+        };
+        Ok(outcome.await)
     }
 }
 
