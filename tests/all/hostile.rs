@@ -13,6 +13,7 @@ use crate::support::{Canary, TEST_GUESTS_DIR, TestHost, guest_path};
 /// Every test guest, so that a new guest without a test is noticed.
 const COVERED_GUESTS: &[&str] = &[
     "deep_recursion",
+    "disk_filler",
     "fs_escape",
     "huge_output",
     "log_flood",
@@ -365,4 +366,59 @@ async fn a_cancelled_attempt_stops_promptly() {
     assert_eq!(outcome.result, Err(AttemptFailure::Cancelled));
     assert!(started.elapsed() < Duration::from_millis(1000));
     after_hostile(&host, &canary).await;
+}
+
+fn disk_limits(bytes: u64, files: u64) -> Limits {
+    Limits {
+        max_disk_bytes: bytes,
+        max_disk_files: files,
+        ..Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn a_disk_filler_is_stopped_at_its_byte_quota_while_writing() {
+    let host = TestHost::new();
+    let canary = Canary::new();
+    let plugin = host.guest("disk_filler");
+    let mut request = AttemptRequest::new("disk_filler", r#"{"mode":"bytes"}"#);
+    request.limits = disk_limits(8 << 20, 100);
+    let outcome = host.runtime.run_attempt(&plugin, request).await;
+    assert_eq!(
+        outcome.result,
+        Err(AttemptFailure::Limit {
+            hit: LimitHit::DiskBytes {
+                limit_bytes: 8 << 20
+            }
+        })
+    );
+    after_hostile(&host, &canary).await;
+}
+
+#[tokio::test]
+async fn a_file_creator_is_stopped_at_its_file_quota() {
+    let host = TestHost::new();
+    let canary = Canary::new();
+    let plugin = host.guest("disk_filler");
+    let mut request = AttemptRequest::new("disk_filler", r#"{"mode":"files"}"#);
+    request.limits = disk_limits(8 << 20, 100);
+    let outcome = host.runtime.run_attempt(&plugin, request).await;
+    assert_eq!(
+        outcome.result,
+        Err(AttemptFailure::Limit {
+            hit: LimitHit::DiskFiles { limit_files: 100 }
+        })
+    );
+    after_hostile(&host, &canary).await;
+}
+
+#[tokio::test]
+async fn deleting_a_file_gives_its_bytes_and_its_place_back() {
+    let host = TestHost::new();
+    let plugin = host.guest("disk_filler");
+    // 20 MiB written in all, never more than 1 MiB at once.
+    let mut request = AttemptRequest::new("disk_filler", r#"{"mode":"rewrite","rounds":20}"#);
+    request.limits = disk_limits(4 << 20, 3);
+    let outcome = host.runtime.run_attempt(&plugin, request).await;
+    assert_eq!(outcome.result.as_deref(), Ok("20971520"));
 }

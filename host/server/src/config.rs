@@ -248,7 +248,8 @@ fn parse_token(entry: &str) -> Result<Token, ConfigError> {
 impl PolicyLayer {
     fn apply(self, mut policy: Policy) -> Result<Policy, ConfigError> {
         let invalid = |e: String| ConfigError::Invalid(format!("policy: {e}"));
-        let unbounded = LimitsSpec::from_fields([Some(u64::MAX); 7]).resolve(&policy.max_limits);
+        let unbounded = LimitsSpec::from_fields([Some(u64::MAX); LimitsSpec::FIELDS])
+            .resolve(&policy.max_limits);
         if let Some(max) = self.max_limits {
             max.check(&unbounded).map_err(invalid)?;
             policy.max_limits = max.resolve(&policy.max_limits);

@@ -7,8 +7,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Per-attempt limits. Defaults are small and safe; a caller asks for more
-/// explicitly.
+/// explicitly. A stored value without a field (written before it existed)
+/// takes the field's default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// Fuel budget (roughly one unit per wasm instruction).
     pub fuel: u64,
@@ -24,6 +26,11 @@ pub struct Limits {
     pub max_artifact_bytes: u64,
     /// Cap on the jobs one attempt may spawn.
     pub max_spawned_jobs: u32,
+    /// Cap on the bytes the attempt writes to disk (`/work`, `/out`, any
+    /// writable granted folder), overwrites included, deletions given back.
+    pub max_disk_bytes: u64,
+    /// Cap on the files, folders and links the attempt creates there.
+    pub max_disk_files: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +43,8 @@ impl Default for Limits {
             max_log_bytes: 256 << 10,
             max_artifact_bytes: 64 << 20,
             max_spawned_jobs: 16,
+            max_disk_bytes: 256 << 20,
+            max_disk_files: 10_000,
         }
     }
 }
@@ -51,6 +60,8 @@ impl Limits {
             max_log_bytes: 16 << 20,
             max_artifact_bytes: 1 << 30,
             max_spawned_jobs: 1_000,
+            max_disk_bytes: 16 << 30,
+            max_disk_files: 1_000_000,
         }
     }
 
@@ -69,6 +80,8 @@ impl Limits {
             max_log_bytes: self.max_log_bytes.min(ceiling.max_log_bytes),
             max_artifact_bytes: self.max_artifact_bytes.min(ceiling.max_artifact_bytes),
             max_spawned_jobs: self.max_spawned_jobs.min(ceiling.max_spawned_jobs),
+            max_disk_bytes: self.max_disk_bytes.min(ceiling.max_disk_bytes),
+            max_disk_files: self.max_disk_files.min(ceiling.max_disk_files),
         }
     }
 }
@@ -86,9 +99,14 @@ pub struct LimitsSpec {
     pub max_log_bytes: Option<usize>,
     pub max_artifact_bytes: Option<u64>,
     pub max_spawned_jobs: Option<u32>,
+    pub max_disk_bytes: Option<u64>,
+    pub max_disk_files: Option<u64>,
 }
 
 impl LimitsSpec {
+    /// How many fields [`LimitsSpec::fields`] lists.
+    pub const FIELDS: usize = 9;
+
     /// The effective limits over `defaults`.
     pub fn resolve(&self, defaults: &Limits) -> Limits {
         Limits {
@@ -101,11 +119,13 @@ impl LimitsSpec {
                 .max_artifact_bytes
                 .unwrap_or(defaults.max_artifact_bytes),
             max_spawned_jobs: self.max_spawned_jobs.unwrap_or(defaults.max_spawned_jobs),
+            max_disk_bytes: self.max_disk_bytes.unwrap_or(defaults.max_disk_bytes),
+            max_disk_files: self.max_disk_files.unwrap_or(defaults.max_disk_files),
         }
     }
 
     /// Every field by name, widened to `u64`, in declaration order.
-    pub fn fields(&self) -> [(&'static str, Option<u64>); 7] {
+    pub fn fields(&self) -> [(&'static str, Option<u64>); Self::FIELDS] {
         [
             ("fuel", self.fuel),
             ("memory_mb", self.memory_mb),
@@ -114,13 +134,25 @@ impl LimitsSpec {
             ("max_log_bytes", self.max_log_bytes.map(|v| v as u64)),
             ("max_artifact_bytes", self.max_artifact_bytes),
             ("max_spawned_jobs", self.max_spawned_jobs.map(u64::from)),
+            ("max_disk_bytes", self.max_disk_bytes),
+            ("max_disk_files", self.max_disk_files),
         ]
     }
 
     /// The inverse of [`LimitsSpec::fields`]; values too large for a field
     /// saturate.
-    pub fn from_fields(values: [Option<u64>; 7]) -> Self {
-        let [fuel, memory_mb, timeout_ms, output, log, artifact, spawned] = values;
+    pub fn from_fields(values: [Option<u64>; Self::FIELDS]) -> Self {
+        let [
+            fuel,
+            memory_mb,
+            timeout_ms,
+            output,
+            log,
+            artifact,
+            spawned,
+            disk_bytes,
+            disk_files,
+        ] = values;
         Self {
             fuel,
             memory_mb,
@@ -129,6 +161,8 @@ impl LimitsSpec {
             max_log_bytes: log.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
             max_artifact_bytes: artifact,
             max_spawned_jobs: spawned.map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+            max_disk_bytes: disk_bytes,
+            max_disk_files: disk_files,
         }
     }
 
@@ -161,6 +195,8 @@ impl From<&Limits> for LimitsSpec {
             max_log_bytes: Some(limits.max_log_bytes),
             max_artifact_bytes: Some(limits.max_artifact_bytes),
             max_spawned_jobs: Some(limits.max_spawned_jobs),
+            max_disk_bytes: Some(limits.max_disk_bytes),
+            max_disk_files: Some(limits.max_disk_files),
         }
     }
 }

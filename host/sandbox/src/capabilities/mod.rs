@@ -7,6 +7,7 @@
 //! Denial is a `host-error` value the guest can handle; a host fault is a trap.
 
 pub mod artifacts;
+pub mod disk_quota;
 pub mod jobs;
 pub mod log;
 pub mod memory;

@@ -17,6 +17,7 @@ use super::{MemoryLimitExceeded, MemoryLimiter, PluginState, Runtime};
 use crate::artifact_store::Pins;
 use crate::bindings::{agent_handler, types};
 use crate::capabilities::artifacts::{ArtifactsCtx, ArtifactsState};
+use crate::capabilities::disk_quota::{DiskQuota, DiskQuotaExceeded};
 use crate::capabilities::jobs::{JobsCtx, JobsState, PluginLookup, Progress, SpawnRequest};
 use crate::capabilities::log::{AttemptLog, CapturedLog, LogLevel, LogSink, LogSource};
 use crate::capabilities::memory::{MemoryCtx, MemoryState};
@@ -121,6 +122,12 @@ pub enum LimitHit {
     Artifacts {
         message: String,
     },
+    DiskBytes {
+        limit_bytes: u64,
+    },
+    DiskFiles {
+        limit_files: u64,
+    },
 }
 
 impl std::fmt::Display for LimitHit {
@@ -144,6 +151,12 @@ impl std::fmt::Display for LimitHit {
                 "output of {size_bytes} bytes exceeds the limit of {limit_bytes}"
             ),
             Self::Artifacts { message } => write!(f, "artifacts: {message}"),
+            Self::DiskBytes { limit_bytes } => {
+                write!(f, "disk quota of {limit_bytes} bytes written exceeded")
+            }
+            Self::DiskFiles { limit_files } => {
+                write!(f, "disk quota of {limit_files} files created exceeded")
+            }
         }
     }
 }
@@ -398,6 +411,10 @@ impl Runtime {
         let state = PluginState {
             wasi,
             table: ResourceTable::new(),
+            disk: Arc::new(DiskQuota::new(
+                request.limits.max_disk_bytes,
+                request.limits.max_disk_files,
+            )),
             // Above the engine's maximum a grow would fail in the pool, not
             // in the limiter, and be reported as a trap.
             limiter: MemoryLimiter::new(
@@ -589,6 +606,14 @@ fn classify_error(error: &wasmtime::Error, limits: &Limits, log: &CapturedLog) -
             hit: LimitHit::Memory {
                 limit_bytes: hit.limit,
                 requested_bytes: hit.requested,
+            },
+        };
+    }
+    if let Some(hit) = find_cause::<DiskQuotaExceeded>(error) {
+        return AttemptFailure::Limit {
+            hit: match *hit {
+                DiskQuotaExceeded::Bytes { limit } => LimitHit::DiskBytes { limit_bytes: limit },
+                DiskQuotaExceeded::Files { limit } => LimitHit::DiskFiles { limit_files: limit },
             },
         };
     }

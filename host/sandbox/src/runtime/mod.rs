@@ -20,6 +20,7 @@ pub use limiter::{MemoryLimitExceeded, MemoryLimiter};
 
 use crate::artifact_store::ArtifactStore;
 use crate::capabilities::artifacts::ArtifactsState;
+use crate::capabilities::disk_quota::DiskQuota;
 use crate::capabilities::jobs::JobsState;
 use crate::capabilities::log::AttemptLog;
 use crate::capabilities::memory::{InMemoryStore, MemoryState, MemoryStore};
@@ -153,6 +154,7 @@ impl Runtime {
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
+    pub(crate) disk: Arc<DiskQuota>,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) log: AttemptLog,
     pub(crate) memory: MemoryState,
@@ -174,8 +176,16 @@ impl crate::bindings::types::Host for PluginState {}
 /// Adds every interface Warren provides (WASI p2 and `warren:plugin`), each
 /// capability given its own part of the attempt's state.
 fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    use crate::capabilities::{artifacts, jobs, log, memory};
+    use crate::capabilities::{artifacts, disk_quota, jobs, log, memory};
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    // wasmtime-wasi's filesystem, with every write charged to the quota.
+    disk_quota::add_to_linker(linker, |s| disk_quota::QuotaFilesystem {
+        inner: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+            ctx: s.wasi.filesystem(),
+            table: &mut s.table,
+        },
+        quota: &s.disk,
+    })?;
     crate::bindings::types::add_to_linker::<PluginState, wasmtime::component::HasSelf<PluginState>>(
         linker,
         |s| s,

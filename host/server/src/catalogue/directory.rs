@@ -924,8 +924,10 @@ fn parse_manifest(text: &str, name: &str) -> Result<Manifest, String> {
             "the manifest names the plugin {named:?}, but the file is {name}.{PLUGIN_EXTENSION}"
         ));
     }
-    let unbounded = warren_vocabulary::LimitsSpec::from_fields([Some(u64::MAX); 7])
-        .resolve(&warren_vocabulary::Limits::default());
+    let unbounded = warren_vocabulary::LimitsSpec::from_fields(
+        [Some(u64::MAX); warren_vocabulary::LimitsSpec::FIELDS],
+    )
+    .resolve(&warren_vocabulary::Limits::default());
     manifest.limits.check(&unbounded).map_err(invalid)?;
     Ok(manifest)
 }

@@ -165,8 +165,8 @@ pub fn least(policy: &Policy) -> Grants {
 fn grant_limits(asked: &LimitsSpec, policy: &Policy, capped: &mut Vec<String>) -> (Limits, Limits) {
     let max = LimitsSpec::from(&policy.max_limits).fields();
     let defaults = LimitsSpec::from(&policy.default_limits).fields();
-    let mut ceiling = [None; 7];
-    let mut default = [None; 7];
+    let mut ceiling = [None; LimitsSpec::FIELDS];
+    let mut default = [None; LimitsSpec::FIELDS];
     for (i, (name, asked)) in asked.fields().into_iter().enumerate() {
         let cap = max[i].1.unwrap_or(u64::MAX);
         let granted = match asked {

@@ -61,7 +61,8 @@ pub fn read_manifest(path: &Path, name: &str) -> Result<Option<Manifest>, Plugin
             "the manifest names the plugin {named:?}, but the file is {name}.wasm"
         )));
     }
-    let unbounded = LimitsSpec::from_fields([Some(u64::MAX); 7]).resolve(&Limits::default());
+    let unbounded =
+        LimitsSpec::from_fields([Some(u64::MAX); LimitsSpec::FIELDS]).resolve(&Limits::default());
     manifest.limits.check(&unbounded).map_err(invalid)?;
     Ok(Some(manifest))
 }
