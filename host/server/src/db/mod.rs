@@ -6,6 +6,7 @@
 //! mostly, behind each other.
 
 pub mod checkpoint;
+pub mod idempotency;
 pub mod plugins;
 pub mod reads;
 pub mod runs;
@@ -56,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_plugin_versions.sql"),
     include_str!("migrations/0005_limits_in_ms.sql"),
     include_str!("migrations/0006_attempt_progress.sql"),
+    include_str!("migrations/0007_idempotency.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.
