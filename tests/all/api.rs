@@ -619,6 +619,45 @@ async fn bad_requests_get_their_json_error_and_the_server_stays_healthy() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let server = TestServer::start(admin_and_client()).await;
+    let host = "Host: localhost\r\nConnection: close\r\n";
+    let with = |authorization: &str| {
+        format!("GET /v1/runs HTTP/1.1\r\n{host}authorization: {authorization}\r\n\r\n")
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let (status, body) = server.raw(&with(&format!("{scheme} {CLIENT}"))).await;
+        assert_eq!(status, 200, "{scheme}: {body}");
+    }
+    for refused in [
+        format!("Basic {CLIENT}"),
+        format!("bearer{CLIENT}"),
+        "bearer wrong-token-0123456789".to_owned(),
+        "bearer".to_owned(),
+    ] {
+        let (status, body) = server.raw(&with(&refused)).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (401, &json!("unauthorized")),
+            "{refused}"
+        );
+    }
+    // The role still comes from the token, whatever the scheme's case.
+    let template = r#"{"name": "t", "pipeline": {"jobs": {"a": {"plugin": "echo"}}}}"#;
+    let post = |token: &str| {
+        format!(
+            "POST /v1/templates HTTP/1.1\r\n{host}authorization: BEARER {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{template}",
+            template.len()
+        )
+    };
+    let (status, body) = server.raw(&post(CLIENT)).await;
+    assert_eq!((status, &body["code"]), (403, &json!("forbidden")));
+    let (status, body) = server.raw(&post(ADMIN)).await;
+    assert_eq!((status, &body["version"]), (201, &json!(1)), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn tokens_decide_who_may_do_what() {
     let tokens = admin_and_client();
     let mut server = TestServer::start(tokens).await;
