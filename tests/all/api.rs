@@ -618,6 +618,221 @@ async fn bad_requests_get_their_json_error_and_the_server_stays_healthy() {
     server.stop().await;
 }
 
+/// Phrases of axum's rejections and of serde's type names: none reaches a
+/// client. (An uploaded manifest's TOML error is shown as it is: it points
+/// at the line of the manifest.)
+const FRAMEWORK_WORDS: &[&str] = &[
+    "Failed to",
+    "failed to",
+    "Cannot parse",
+    "Invalid URL",
+    "deserialize",
+    "Expected request with",
+    "Wrong number of path",
+    "i64",
+    "u64",
+    "usize",
+    "u32",
+    "struct ",
+    "variant",
+];
+
+fn assert_in_warrens_words(reply: &Value) {
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "{reply}");
+    for words in FRAMEWORK_WORDS {
+        assert!(!message.contains(words), "{words:?} in {reply}");
+    }
+}
+
+#[tokio::test]
+async fn query_path_and_body_errors_have_warrens_codes_and_words() {
+    let server = TestServer::open().await;
+    let host = "Host: localhost\r\nConnection: close\r\n";
+    let get = |target: &str| format!("GET {target} HTTP/1.1\r\n{host}\r\n");
+    let post = |target: &str, content_type: &str, body: &str| {
+        format!(
+            "POST {target} HTTP/1.1\r\n{host}content-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let json = "application/json";
+    // Each request, the answer's status and code, and words its message has.
+    let cases: Vec<(String, u16, &str, &str)> = vec![
+        (get("/v1/runs?before=x"), 400, "invalid_query", "`before`"),
+        (
+            get("/v1/runs?before=0191C0DE-0000-7000-8000-000000000000"),
+            400,
+            "invalid_query",
+            "not a run id",
+        ),
+        (
+            get("/v1/runs?template=..%2Fx"),
+            400,
+            "invalid_query",
+            "`template`",
+        ),
+        (
+            get("/v1/runs?story_id=%00"),
+            400,
+            "invalid_query",
+            "`story_id`",
+        ),
+        (
+            get("/v1/runs?limit=many"),
+            400,
+            "invalid_query",
+            "`limit` = \"many\"",
+        ),
+        (
+            get("/v1/runs?limit=99999999999999999999"),
+            400,
+            "invalid_query",
+            "not a whole number",
+        ),
+        (get("/v1/runs?limit=-1"), 400, "invalid_query", "`limit`"),
+        (
+            get("/v1/runs?limit=1&limit=2"),
+            400,
+            "invalid_query",
+            "given twice",
+        ),
+        (
+            get("/v1/runs?state=bogus"),
+            400,
+            "invalid_query",
+            "unknown value `bogus`",
+        ),
+        (
+            get("/v1/runs?zzz=1"),
+            400,
+            "invalid_query",
+            "unknown query parameter `zzz`",
+        ),
+        (
+            get("/v1/events?after=soon"),
+            400,
+            "invalid_query",
+            "`after`",
+        ),
+        (
+            get("/v1/stories/s/memory?limit=x"),
+            400,
+            "invalid_query",
+            "`limit`",
+        ),
+        (
+            post("/v1/plugins?name=..%2Fx", "application/wasm", "x"),
+            400,
+            "invalid_query",
+            "`name`",
+        ),
+        (
+            post("/v1/plugins", "application/wasm", "x"),
+            400,
+            "invalid_query",
+            "`name`",
+        ),
+        (
+            get("/v1/templates/build-and-check/versions/99999999999999999999"),
+            400,
+            "invalid_id",
+            "not a template version",
+        ),
+        (
+            get("/v1/templates/build-and-check/versions/9223372036854775808"),
+            400,
+            "invalid_id",
+            "not a template version",
+        ),
+        (
+            get("/v1/templates/build-and-check/versions/0"),
+            400,
+            "invalid_id",
+            "not a template version",
+        ),
+        (
+            get("/v1/templates/build-and-check/versions/-1"),
+            400,
+            "invalid_id",
+            "not a template version",
+        ),
+        (
+            get("/v1/templates/build-and-check/versions/9223372036854775807"),
+            404,
+            "not_found",
+            "version 9223372036854775807",
+        ),
+        (get("/v1/runs/%ff%fe"), 400, "invalid_id", "UTF-8"),
+        (
+            post("/v1/runs", json, "{\"templa"),
+            400,
+            "invalid_json",
+            "line 1, column 8",
+        ),
+        (
+            post("/v1/runs", json, "{\"template\": \"x\"} trailing"),
+            400,
+            "invalid_json",
+            "not valid JSON",
+        ),
+        (
+            post("/v1/runs", json, "[]"),
+            422,
+            "invalid_body",
+            "expected an object",
+        ),
+        (
+            post(
+                "/v1/runs",
+                json,
+                "{\"template\": \"x\", \"version\": 99999999999999999999}",
+            ),
+            422,
+            "invalid_body",
+            "`version`: expected a whole number from -9223372036854775808 to 9223372036854775807",
+        ),
+        (
+            post(
+                "/v1/runs",
+                json,
+                "{\"pipeline\": {\"jobs\": {\"a\": {\"plugin\": 7}}}}",
+            ),
+            422,
+            "invalid_body",
+            "`pipeline.jobs.a.plugin`: expected a string, got the number 7",
+        ),
+        (
+            post("/v1/runs", json, "{\"surprise\": 1}"),
+            422,
+            "invalid_body",
+            "unknown field `surprise`",
+        ),
+        (
+            post("/v1/runs", "text/plain", "{}"),
+            415,
+            "unsupported_media_type",
+            "application/json",
+        ),
+    ];
+    for (request, status, code, words) in cases {
+        let (got, body) = server.raw(&request).await;
+        let line = request.lines().next().unwrap_or_default().to_owned();
+        assert_eq!(
+            (got, &body["code"]),
+            (status, &json!(code)),
+            "{line}: {body}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{line}: {words:?} not in {body}");
+        assert_in_warrens_words(&body);
+    }
+    // The largest version that can exist is looked up, not refused.
+    let (status, found) = server.get("/v1/templates/build-and-check/versions/1").await;
+    assert_eq!((status, &found["version"]), (200, &json!(1)), "{found}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let server = TestServer::start(admin_and_client()).await;
@@ -939,6 +1154,7 @@ async fn generated_paths_and_bodies_never_get_a_server_error() {
                 reply["code"].is_string(),
                 "round {round}: {shown:?} -> {reply}"
             );
+            assert_in_warrens_words(&reply);
         }
     }
     server.assert_healthy().await;
@@ -999,6 +1215,12 @@ async fn the_openapi_description_covers_every_endpoint() {
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
+    );
+    let version = &doc["paths"]["/v1/templates/{name}/versions/{version}"]["get"]["responses"];
+    assert!(
+        version["400"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("invalid_id"))
     );
 
     let page = server

@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod jobs;
 mod memory;
+mod messages;
 mod middleware;
 pub mod openapi;
 mod plugins;

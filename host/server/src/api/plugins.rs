@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{ApiPath, ApiQuery, check_digest, check_name};
+use super::extract::{ApiPath, ApiQuery, bad_query, check_digest, check_name};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::catalogue::directory::{self as folder, ApproveError, Version};
@@ -427,6 +427,7 @@ pub struct UploadQuery {
     request_body(content = Vec<u8>, description = "A component (`application/wasm`), or its manifest (`application/toml`), sent first", content_type = "application/wasm"),
     responses(
         (status = 201, description = "Examined: `active` or `pending_approval` (for a manifest: stored)", body = Examined),
+        (status = 400, description = "`invalid_query` (a malformed plugin name) or `invalid_manifest` (not UTF-8)", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
@@ -442,9 +443,10 @@ pub async fn upload(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Examined>), ApiError> {
     if !warren_vocabulary::names::is_valid_plugin_name(&query.name) {
-        return Err(ApiError::bad_request(
-            "invalid_id",
-            "plugin names are letters, digits, `-` and `_`, at most 64",
+        return Err(bad_query(
+            "name",
+            &query.name,
+            "not a plugin name (letters, digits, `-` and `_`, at most 64)",
         ));
     }
     let content_type = headers

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, check_id, check_name};
+use super::extract::{ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name};
 use super::views::{RunSummary, RunView};
 use super::{AppState, MAX_PAGE};
 use crate::api::ApiError;
@@ -16,7 +16,7 @@ use crate::api::error::ErrorBody;
 use crate::db::reads::{self, RunFilter};
 use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{PipelineSource, Submission};
-use warren_vocabulary::RunState;
+use warren_vocabulary::{RunState, names};
 
 /// Give either `template` (and optionally `version`) or `pipeline`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -123,7 +123,7 @@ pub struct RunPage {
     get, path = "/v1/runs", tag = "runs", params(ListQuery),
     responses(
         (status = 200, body = RunPage),
-        (status = 400, description = "`invalid_query` or `invalid_id`", body = ErrorBody),
+        (status = 400, description = "`invalid_query`: an unknown parameter, or a malformed value", body = ErrorBody),
     )
 )]
 /// Runs, newest first, a page at a time.
@@ -131,11 +131,28 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
-    if let Some(before) = &query.before {
-        check_id("run", before)?;
+    if let Some(before) = &query.before
+        && !names::is_valid_id(before)
+    {
+        return Err(bad_query(
+            "before",
+            before,
+            "not a run id (pass the `next` of the previous page)",
+        ));
     }
-    if let Some(template) = &query.template {
-        check_name("template", template)?;
+    if let Some(template) = &query.template
+        && !names::is_valid_template_name(template)
+    {
+        return Err(bad_query("template", template, "not a template name"));
+    }
+    if let Some(story) = &query.story_id
+        && !names::is_valid_story_id(story)
+    {
+        return Err(bad_query(
+            "story_id",
+            story,
+            "not a story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)",
+        ));
     }
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let filter = RunFilter {

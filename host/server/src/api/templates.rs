@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{ApiJson, ApiPath, check_name};
+use super::extract::{ApiJson, ApiPath, check_name, check_version};
 use super::views::TemplateSummary;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
@@ -88,15 +88,20 @@ pub async fn latest(
 
 #[utoipa::path(
     get, path = "/v1/templates/{name}/versions/{version}", tag = "templates",
-    params(("name" = String, Path), ("version" = i64, Path)),
-    responses((status = 200, body = TemplateVersion), (status = 404, description = "`not_found`", body = ErrorBody))
+    params(("name" = String, Path), ("version" = i64, Path, minimum = 1, description = "A version number, from 1")),
+    responses(
+        (status = 200, body = TemplateVersion),
+        (status = 400, description = "`invalid_id`: a malformed name, or a version that is not a whole number from 1 to 2^63 - 1", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
 )]
 /// One version of a template.
 pub async fn version(
     State(state): State<AppState>,
-    ApiPath((name, version)): ApiPath<(String, i64)>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<Json<TemplateVersion>, ApiError> {
     check_name("template", &name)?;
+    let version = check_version(&version)?;
     template(&state, name, Some(version)).await
 }
 
