@@ -35,14 +35,14 @@ pub(crate) struct TestServer {
     _data: tempfile::TempDir,
     pub(crate) config: ServeConfig,
     pub(crate) server: Option<RunningServer>,
-    base: String,
+    pub(crate) base: String,
     http: reqwest::Client,
     pub(crate) token: Option<&'static str>,
 }
 
 /// A plugins folder with the first-party plugins and the test guests the
 /// API tests use.
-fn plugins_dir(root: &Path) -> std::path::PathBuf {
+pub(crate) fn plugins_dir(root: &Path) -> std::path::PathBuf {
     let dir = root.join("plugins");
     std::fs::create_dir_all(&dir).expect("plugins dir");
     for name in ["echo", "planner", "dev", "tester", "report", "wordcount"] {
@@ -1216,6 +1216,30 @@ async fn the_openapi_description_covers_every_endpoint() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    // The operations that create something take an Idempotency-Key and
+    // say what a reused or busy key gets.
+    for path in ["/v1/runs", "/v1/templates", "/v1/plugins"] {
+        let operation = &doc["paths"][path]["post"];
+        let takes_key = operation["parameters"].as_array().is_some_and(|params| {
+            params
+                .iter()
+                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+        });
+        assert!(takes_key, "{path}: {}", operation["parameters"]);
+        let responses = &operation["responses"];
+        let says = |status: &str, code: &str| {
+            responses[status]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains(code))
+        };
+        assert!(says("409", "idempotency_key_in_use"), "{path}: {responses}");
+        assert!(says("422", "idempotency_key_reused"), "{path}: {responses}");
+        assert!(says("400", "invalid_header"), "{path}: {responses}");
+        assert!(
+            responses["201"]["headers"]["idempotent-replayed"].is_object(),
+            "{path}: {responses}"
+        );
+    }
     let version = &doc["paths"]["/v1/templates/{name}/versions/{version}"]["get"]["responses"];
     assert!(
         version["400"]["description"]
@@ -1235,7 +1259,16 @@ async fn the_openapi_description_covers_every_endpoint() {
 
 /// Starts `warren serve` on a free port with its data under `root`; returns
 /// the process and the address from its first line.
-fn spawn_serve(root: &Path, extra: &[&str]) -> (std::process::Child, String) {
+pub(crate) fn spawn_serve(root: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    spawn_serve_with_env(root, extra, &[])
+}
+
+/// [`spawn_serve`], with environment variables set for the process.
+pub(crate) fn spawn_serve_with_env(
+    root: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -1245,6 +1278,7 @@ fn spawn_serve(root: &Path, extra: &[&str]) -> (std::process::Child, String) {
             "WARREN_CACHE_DIR",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
         )
+        .envs(env.iter().copied())
         .current_dir(root)
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod engine;
 mod hostile;
+mod idempotency;
 mod plugin_folder;
 mod runtime;
 mod support;
