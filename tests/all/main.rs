@@ -10,6 +10,7 @@ mod crash;
 mod engine;
 mod hardening;
 mod hostile;
+mod idempotency;
 mod plugin_folder;
 mod runtime;
 mod support;

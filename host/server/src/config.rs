@@ -48,6 +48,8 @@ pub struct Layer {
     pub tokens: Option<Vec<Token>>,
     /// Longest a plugin file may take to validate and compile.
     pub compile_timeout_ms: Option<u64>,
+    /// How long an `Idempotency-Key` and its answer are kept.
+    pub idempotency_retention_ms: Option<u64>,
     /// `[policy]` of `warren.toml`.
     pub policy: Option<PolicyLayer>,
 }
@@ -88,6 +90,8 @@ pub struct ServeConfig {
     pub cors_origins: Vec<String>,
     pub tokens: Vec<Token>,
     pub compile_timeout: Duration,
+    /// How long an `Idempotency-Key` and its answer are kept.
+    pub idempotency_retention: Duration,
     pub policy: Policy,
 }
 
@@ -106,6 +110,7 @@ impl Default for ServeConfig {
             cors_origins: Vec::new(),
             tokens: Vec::new(),
             compile_timeout: Duration::from_secs(60),
+            idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             policy: Policy::default(),
         }
     }
@@ -125,6 +130,12 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// How long idempotency keys are kept by default: a day, like Stripe's.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest retention accepted.
+const MAX_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(10 * 366 * 24 * 60 * 60);
 
 /// Name of the configuration file looked for in the current folder.
 pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
@@ -161,6 +172,7 @@ impl Layer {
     /// `WARREN_DURABILITY`, `WARREN_MAX_CONCURRENT_JOBS`,
     /// `WARREN_MAX_BODY_BYTES`, `WARREN_REQUEST_TIMEOUT_MS`,
     /// `WARREN_SHUTDOWN_GRACE_MS`, `WARREN_COMPILE_TIMEOUT_MS`,
+    /// `WARREN_IDEMPOTENCY_RETENTION_MS`,
     /// `WARREN_CORS_ORIGINS` (comma-separated) and `WARREN_TOKENS`
     /// (`name:role:token`, comma-separated).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -218,6 +230,7 @@ impl Layer {
             }),
             tokens,
             compile_timeout_ms: parsed(&get, "WARREN_COMPILE_TIMEOUT_MS")?,
+            idempotency_retention_ms: parsed(&get, "WARREN_IDEMPOTENCY_RETENTION_MS")?,
             // The policy has tables and lists: warren.toml only.
             policy: None,
         })
@@ -293,6 +306,9 @@ impl ServeConfig {
             if let Some(ms) = layer.compile_timeout_ms {
                 config.compile_timeout = Duration::from_millis(ms);
             }
+            if let Some(ms) = layer.idempotency_retention_ms {
+                config.idempotency_retention = Duration::from_millis(ms);
+            }
             if let Some(policy) = layer.policy {
                 config.policy = policy.apply(config.policy)?;
             }
@@ -318,6 +334,15 @@ impl ServeConfig {
             return Err(ConfigError::Invalid(
                 "max_concurrent_jobs and max_body_bytes must be above 0".into(),
             ));
+        }
+        // Stored as Unix milliseconds: a longer window would overflow them.
+        if self.idempotency_retention.is_zero()
+            || self.idempotency_retention > MAX_IDEMPOTENCY_RETENTION
+        {
+            return Err(ConfigError::Invalid(format!(
+                "idempotency_retention_ms must be from 1 to {} (10 years)",
+                MAX_IDEMPOTENCY_RETENTION.as_millis()
+            )));
         }
         Ok(())
     }
@@ -354,6 +379,31 @@ mod tests {
         assert_eq!(config.durability, Durability::Full);
         assert_eq!(config.tokens.len(), 1);
         assert_eq!(config.tokens[0].role, Role::Admin);
+    }
+
+    #[test]
+    fn the_idempotency_retention_defaults_to_a_day_and_can_be_set() {
+        let config = ServeConfig::resolve(&[]).expect("defaults");
+        assert_eq!(config.idempotency_retention, Duration::from_secs(86_400));
+        let file: Layer = toml::from_str("idempotency_retention_ms = 60000").expect("valid");
+        let env = Layer::from_env(|name| {
+            (name == "WARREN_IDEMPOTENCY_RETENTION_MS").then(|| "1500".to_owned())
+        })
+        .expect("valid");
+        let config = ServeConfig::resolve(std::slice::from_ref(&file)).expect("valid");
+        assert_eq!(config.idempotency_retention, Duration::from_secs(60));
+        let config = ServeConfig::resolve(&[file, env]).expect("valid");
+        assert_eq!(config.idempotency_retention, Duration::from_millis(1500));
+        for refused in [
+            "idempotency_retention_ms = 0",
+            "idempotency_retention_ms = 1000000000000",
+        ] {
+            let layer: Layer = toml::from_str(refused).expect("parses");
+            let error = ServeConfig::resolve(&[layer])
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains("idempotency_retention_ms"), "{error}");
+        }
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         runtime,
         tokens: Arc::new(config.tokens.clone()),
         request_timeout: config.request_timeout,
+        // A request waiting for the first with its key answers before its
+        // own deadline.
+        idempotency: api::idempotency::Keys::new(
+            config.idempotency_retention,
+            config.request_timeout / 2,
+        ),
     });
     let router = api::app(
         state,

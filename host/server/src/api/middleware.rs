@@ -65,17 +65,29 @@ pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -
     }
 }
 
-/// The role the request's bearer token grants. Without configured tokens
-/// (only allowed on loopback) every request is an admin.
-pub fn role_of(state: &AppState, req: &Request) -> Result<Role, ApiError> {
+/// Who sent a request, as its bearer token says; the auth middleware puts
+/// it in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name; `None` when the server has no tokens.
+    pub name: Option<String>,
+    pub role: Role,
+}
+
+/// Who the request's bearer token says sent it. Without configured tokens
+/// (only allowed on loopback) every request is an anonymous admin.
+pub fn caller_of(state: &AppState, req: &Request) -> Result<Caller, ApiError> {
     if state.tokens.is_empty() {
-        return Ok(Role::Admin);
+        return Ok(Caller {
+            name: None,
+            role: Role::Admin,
+        });
     }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -89,32 +101,70 @@ pub fn role_of(state: &AppState, req: &Request) -> Result<Role, ApiError> {
         // Compared without stopping at the first difference, so timing
         // does not tell how much of a guess was right.
         .find(|t| bool::from(t.token.as_bytes().ct_eq(presented.as_bytes())))
-        .map(|t| t.role)
+        .map(|t| Caller {
+            name: Some(t.name.clone()),
+            role: t.role,
+        })
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))
+}
+
+/// The token of an `authorization` value: the scheme is case-insensitive
+/// (RFC 9110, 11.1), so `bearer` and `BEARER` work as `Bearer` does.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Any valid token.
 pub async fn require_client(
     State(state): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    role_of(&state, &req)?;
+    let caller = caller_of(&state, &req)?;
+    req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }
 
 /// An admin token.
 pub async fn require_admin(
     State(state): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    match role_of(&state, &req)? {
-        Role::Admin => Ok(next.run(req).await),
+    let caller = caller_of(&state, &req)?;
+    match caller.role {
+        Role::Admin => {
+            req.extensions_mut().insert(caller);
+            Ok(next.run(req).await)
+        }
         Role::Client => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "this needs an admin token",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR  abc"] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value}");
+        }
+        for value in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Bearer\tabc",
+            "abc",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
     }
 }

@@ -6,8 +6,10 @@ pub mod error;
 mod events;
 mod extract;
 mod health;
+pub mod idempotency;
 mod jobs;
 mod memory;
+mod messages;
 mod middleware;
 pub mod openapi;
 mod plugins;
@@ -44,6 +46,8 @@ pub struct AppContext {
     pub runtime: Arc<Runtime>,
     pub tokens: Arc<Vec<Token>>,
     pub request_timeout: Duration,
+    /// `Idempotency-Key`s: their retention, those being answered.
+    pub idempotency: idempotency::Keys,
 }
 
 /// Settings of the router itself.
@@ -128,8 +132,13 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
                     header::AUTHORIZATION,
                     header::CONTENT_TYPE,
                     HeaderName::from_static(middleware::REQUEST_ID),
+                    HeaderName::from_static(idempotency::HEADER),
                 ])
-                .expose_headers([HeaderName::from_static(middleware::REQUEST_ID)]),
+                .expose_headers([
+                    header::LOCATION,
+                    HeaderName::from_static(middleware::REQUEST_ID),
+                    HeaderName::from_static(idempotency::REPLAYED),
+                ]),
         );
     }
     router.layer(axum::middleware::from_fn(middleware::request_id))

@@ -7,15 +7,18 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{ApiPath, ApiQuery, check_digest, check_name};
+use super::extract::{ApiPath, ApiQuery, bad_query, check_digest, check_name};
+use super::idempotency::{self, Idempotent, KeyHeader, Start};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::catalogue::directory::{self as folder, ApproveError, Version};
 use crate::catalogue::grants::{DirectoryGrant, Grants};
+use crate::db::idempotency::Answer;
 use crate::db::plugins::{self as stored, VersionState as StoredState};
 use warren_sandbox::plugin::Plugin;
 use warren_vocabulary::{LimitsSpec, MemoryScope, PluginKind};
@@ -423,14 +426,17 @@ pub struct UploadQuery {
 }
 
 #[utoipa::path(
-    post, path = "/v1/plugins", tag = "plugins", params(UploadQuery),
+    post, path = "/v1/plugins", tag = "plugins", params(UploadQuery, KeyHeader),
     request_body(content = Vec<u8>, description = "A component (`application/wasm`), or its manifest (`application/toml`), sent first", content_type = "application/wasm"),
     responses(
-        (status = 201, description = "Examined: `active` or `pending_approval` (for a manifest: stored)", body = Examined),
+        (status = 201, description = "Examined: `active` or `pending_approval` (for a manifest: stored). With an `Idempotency-Key` used before for the same request: the first answer again", body = Examined,
+         headers(("idempotent-replayed" = String, description = "`true` when this is the answer to an earlier request with the same `Idempotency-Key`"))),
+        (status = 400, description = "`invalid_query` (a malformed plugin name), `invalid_manifest` (not UTF-8) or `invalid_header` (a malformed `Idempotency-Key`)", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_plugin`: quarantined, with the reason", body = ErrorBody),
+        (status = 422, description = "`invalid_plugin`: quarantined, with the reason; `invalid_manifest`; `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
 /// Adds a plugin file (or its manifest) to the plugins folder, the same
@@ -439,14 +445,21 @@ pub async fn upload(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Examined>), ApiError> {
+    request: Idempotent<Bytes>,
+) -> Result<Response, ApiError> {
+    let Idempotent { key, body } = request;
     if !warren_vocabulary::names::is_valid_plugin_name(&query.name) {
-        return Err(ApiError::bad_request(
-            "invalid_id",
-            "plugin names are letters, digits, `-` and `_`, at most 64",
+        return Err(bad_query(
+            "name",
+            &query.name,
+            "not a plugin name (letters, digits, `-` and `_`, at most 64)",
         ));
     }
+    let db = state.engine.database().clone();
+    let claim = match state.idempotency.start(&db, key).await? {
+        Start::Answered(answer) => return Ok(answer),
+        Start::Proceed(claim) => claim,
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -473,17 +486,46 @@ pub async fn upload(
             )
         })?;
     }
-    // Run to the end even if the client goes away (see `approve`).
-    let plugins = state.plugins.clone();
-    let name = query.name.clone();
-    let examined = tokio::spawn(async move { plugins.upload(&name, &body, manifest).await })
+    // Run to the end even if the client goes away (see `approve`), the key
+    // kept included.
+    let task = state.clone();
+    tokio::spawn(async move {
+        let uploaded = upload_file(&task, query.name, body, manifest).await;
+        // The file lands in the folder outside any transaction: its key is
+        // kept right after. A crash in between leaves the key unknown, and
+        // the request sent again lands on the same version (a version is
+        // its digest).
+        if let (Ok(answer), Some(claim)) = (&uploaded, &claim) {
+            let record = claim.record();
+            let stored = answer.clone();
+            if let Err(e) = db.write(move |conn| record.store(conn, &stored)).await {
+                // The upload is done and its answer true; sent again, the
+                // request would land on the same version.
+                tracing::warn!("the idempotency key of an upload was not kept: {e}");
+            }
+        }
+        task.idempotency.finish(&db, claim, uploaded).await
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Writes the file into the folder and says what became of it.
+async fn upload_file(
+    state: &AppState,
+    name: String,
+    body: Bytes,
+    manifest: bool,
+) -> Result<Answer, ApiError> {
+    let examined = state
+        .plugins
+        .upload(&name, &body, manifest)
         .await
-        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let examined = examined.map_or_else(
         || Examined {
-            file: format!("{}.toml", query.name),
-            name: Some(query.name.clone()),
+            file: format!("{name}.toml"),
+            name: Some(name.clone()),
             digest: None,
             state: FileState::Stored,
             reason: None,
@@ -501,7 +543,7 @@ pub async fn upload(
         FileState::Error => return Err(ApiError::internal(examined.reason.unwrap_or_default())),
         _ => {}
     }
-    Ok((StatusCode::CREATED, Json(examined)))
+    idempotency::answer(StatusCode::CREATED, &examined, None).map_err(ApiError::from)
 }
 
 #[cfg(test)]

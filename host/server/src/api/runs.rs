@@ -2,13 +2,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, check_id, check_name};
+use super::extract::{ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name};
+use super::idempotency::{self, Idempotent, KeyHeader, Start};
 use super::views::{RunSummary, RunView};
 use super::{AppState, MAX_PAGE};
 use crate::api::ApiError;
@@ -16,7 +17,7 @@ use crate::api::error::ErrorBody;
 use crate::db::reads::{self, RunFilter};
 use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{PipelineSource, Submission};
-use warren_vocabulary::RunState;
+use warren_vocabulary::{RunState, names};
 
 /// Give either `template` (and optionally `version`) or `pipeline`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -43,19 +44,33 @@ pub struct RunCreated {
 }
 
 #[utoipa::path(
-    post, path = "/v1/runs", tag = "runs", request_body = CreateRun,
+    post, path = "/v1/runs", tag = "runs", request_body = CreateRun, params(KeyHeader),
     responses(
-        (status = 201, description = "Stored; the run starts on its own", body = RunCreated,
-         headers(("location" = String, description = "The run's URL"))),
+        (status = 201, description = "Stored; the run starts on its own. With an `Idempotency-Key` used before for the same request: the first answer again", body = RunCreated,
+         headers(
+            ("location" = String, description = "The run's URL"),
+            ("idempotent-replayed" = String, description = "`true` when this is the answer to an earlier request with the same `Idempotency-Key`"),
+         )),
+        (status = 400, description = "`invalid_json`, `invalid_id` (a malformed template name or story id) or `invalid_header` (a malformed `Idempotency-Key`)", body = ErrorBody),
         (status = 404, description = "`unknown_template`", body = ErrorBody),
-        (status = 422, description = "`invalid_body` or `invalid_pipeline` (the message names the job)", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
 /// Start a run, from a stored template or an inline pipeline.
 pub async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateRun>,
+    request: Idempotent<ApiJson<CreateRun>>,
 ) -> Result<Response, ApiError> {
+    let Idempotent {
+        key,
+        body: ApiJson(body),
+    } = request;
+    let db = state.engine.database().clone();
+    let claim = match state.idempotency.start(&db, key).await? {
+        Start::Answered(answer) => return Ok(answer),
+        Start::Proceed(claim) => claim,
+    };
     let pipeline = match (body.template, body.pipeline) {
         (Some(name), None) => {
             check_name("template", &name)?;
@@ -78,25 +93,40 @@ pub async fn create(
     } else {
         body.input
     };
-    let id = state
-        .engine
-        .submit(Submission {
-            pipeline,
-            input,
-            story_id: body.story_id,
-            in_dir: None,
-        })
-        .await?;
-    let location = format!("/v1/runs/{id}");
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(RunCreated {
-            id,
-            state: RunState::Pending,
-        }),
-    )
-        .into_response())
+    let submission = Submission {
+        pipeline,
+        input,
+        story_id: body.story_id,
+        in_dir: None,
+    };
+    // Runs to the end even if the client goes away: a committed run must be
+    // scheduled, and its key is kept with it.
+    let task = state.clone();
+    tokio::spawn(async move {
+        let record = claim.as_ref().map(idempotency::Claim::record);
+        let created = task
+            .engine
+            .submit_with(submission, move |conn, id| {
+                let answer = idempotency::answer(
+                    StatusCode::CREATED,
+                    &RunCreated {
+                        id: id.to_owned(),
+                        state: RunState::Pending,
+                    },
+                    Some(format!("/v1/runs/{id}")),
+                )?;
+                if let Some(record) = &record {
+                    record.store(conn, &answer)?;
+                }
+                Ok(answer)
+            })
+            .await
+            .map(|(_, answer)| answer)
+            .map_err(ApiError::from);
+        task.idempotency.finish(&db, claim, created).await
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -123,7 +153,7 @@ pub struct RunPage {
     get, path = "/v1/runs", tag = "runs", params(ListQuery),
     responses(
         (status = 200, body = RunPage),
-        (status = 400, description = "`invalid_query` or `invalid_id`", body = ErrorBody),
+        (status = 400, description = "`invalid_query`: an unknown parameter, or a malformed value", body = ErrorBody),
     )
 )]
 /// Runs, newest first, a page at a time.
@@ -131,11 +161,28 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
-    if let Some(before) = &query.before {
-        check_id("run", before)?;
+    if let Some(before) = &query.before
+        && !names::is_valid_id(before)
+    {
+        return Err(bad_query(
+            "before",
+            before,
+            "not a run id (pass the `next` of the previous page)",
+        ));
     }
-    if let Some(template) = &query.template {
-        check_name("template", template)?;
+    if let Some(template) = &query.template
+        && !names::is_valid_template_name(template)
+    {
+        return Err(bad_query("template", template, "not a template name"));
+    }
+    if let Some(story) = &query.story_id
+        && !names::is_valid_story_id(story)
+    {
+        return Err(bad_query(
+            "story_id",
+            story,
+            "not a story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)",
+        ));
     }
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let filter = RunFilter {

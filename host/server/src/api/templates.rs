@@ -4,11 +4,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::extract::{ApiJson, ApiPath, check_name};
+use super::extract::{ApiJson, ApiPath, check_name, check_version};
+use super::idempotency::{self, Idempotent, KeyHeader, Start};
 use super::views::TemplateSummary;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
@@ -32,31 +34,61 @@ pub struct TemplateVersion {
 }
 
 #[utoipa::path(
-    post, path = "/v1/templates", tag = "templates", request_body = CreateTemplate,
+    post, path = "/v1/templates", tag = "templates", request_body = CreateTemplate, params(KeyHeader),
     responses(
-        (status = 201, description = "Stored as the next version (the first is 1)", body = TemplateVersion),
+        (status = 201, description = "Stored as the next version (the first is 1). With an `Idempotency-Key` used before for the same request: the first answer again", body = TemplateVersion,
+         headers(("idempotent-replayed" = String, description = "`true` when this is the answer to an earlier request with the same `Idempotency-Key`"))),
+        (status = 400, description = "`invalid_json`, `invalid_id` (a malformed name) or `invalid_header` (a malformed `Idempotency-Key`)", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
-        (status = 422, description = "`invalid_pipeline`", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_pipeline` or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
 /// Store a new version of a template.
 pub async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateTemplate>,
-) -> Result<(StatusCode, Json<TemplateVersion>), ApiError> {
+    request: Idempotent<ApiJson<CreateTemplate>>,
+) -> Result<Response, ApiError> {
+    let Idempotent {
+        key,
+        body: ApiJson(body),
+    } = request;
+    let db = state.engine.database().clone();
+    let claim = match state.idempotency.start(&db, key).await? {
+        Start::Answered(answer) => return Ok(answer),
+        Start::Proceed(claim) => claim,
+    };
     check_name("template", &body.name)?;
-    let version = state
-        .engine
-        .create_template(&body.name, &body.pipeline)
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TemplateVersion {
-            name: body.name,
-            version,
-            pipeline: None,
-        }),
-    ))
+    // Runs to the end even if the client goes away: the engine's cache of
+    // latest versions must learn of a version once it is committed.
+    let task = state.clone();
+    tokio::spawn(async move {
+        let record = claim.as_ref().map(idempotency::Claim::record);
+        let name = body.name.clone();
+        let created = task
+            .engine
+            .create_template_with(&body.name, &body.pipeline, move |conn, version| {
+                let answer = idempotency::answer(
+                    StatusCode::CREATED,
+                    &TemplateVersion {
+                        name,
+                        version,
+                        pipeline: None,
+                    },
+                    None,
+                )?;
+                if let Some(record) = &record {
+                    record.store(conn, &answer)?;
+                }
+                Ok(answer)
+            })
+            .await
+            .map(|(_, answer)| answer)
+            .map_err(ApiError::from);
+        task.idempotency.finish(&db, claim, created).await
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -88,15 +120,20 @@ pub async fn latest(
 
 #[utoipa::path(
     get, path = "/v1/templates/{name}/versions/{version}", tag = "templates",
-    params(("name" = String, Path), ("version" = i64, Path)),
-    responses((status = 200, body = TemplateVersion), (status = 404, description = "`not_found`", body = ErrorBody))
+    params(("name" = String, Path), ("version" = i64, Path, minimum = 1, description = "A version number, from 1")),
+    responses(
+        (status = 200, body = TemplateVersion),
+        (status = 400, description = "`invalid_id`: a malformed name, or a version that is not a whole number from 1 to 2^63 - 1", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
 )]
 /// One version of a template.
 pub async fn version(
     State(state): State<AppState>,
-    ApiPath((name, version)): ApiPath<(String, i64)>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<Json<TemplateVersion>, ApiError> {
     check_name("template", &name)?;
+    let version = check_version(&version)?;
     template(&state, name, Some(version)).await
 }
 

@@ -6,6 +6,7 @@
 //! mostly, behind each other.
 
 pub mod checkpoint;
+pub mod idempotency;
 pub mod plugins;
 pub mod reads;
 pub mod runs;
@@ -57,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_limits_in_ms.sql"),
     include_str!("migrations/0006_attempt_progress.sql"),
     include_str!("migrations/0007_artifacts_by_digest.sql"),
+    include_str!("migrations/0008_idempotency.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

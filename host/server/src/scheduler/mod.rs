@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::Connection;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -273,6 +274,23 @@ impl Engine {
         name: &str,
         spec: &PipelineSpec,
     ) -> Result<i64, EngineError> {
+        let (version, ()) = self.create_template_with(name, spec, |_, _| Ok(())).await?;
+        Ok(version)
+    }
+
+    /// [`Self::create_template`], and `also` in the transaction that stores
+    /// the version, given its number (e.g. an idempotency key with the
+    /// answer): both are committed or neither is.
+    pub async fn create_template_with<R, F>(
+        &self,
+        name: &str,
+        spec: &PipelineSpec,
+        also: F,
+    ) -> Result<(i64, R), EngineError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, i64) -> Result<R, DbError> + Send + 'static,
+    {
         if !names::is_valid_template_name(name) {
             return Err(SpecError::BadTemplateName(name.to_owned()).into());
         }
@@ -281,14 +299,17 @@ impl Engine {
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
         let text = serde_json::to_string(spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
         let stored_name = name.to_owned();
-        let version = self
+        let (version, also) = self
             .db
-            .write(move |conn| runs::insert_template(conn, &stored_name, &text))
+            .write(move |conn| {
+                let version = runs::insert_template(conn, &stored_name, &text)?;
+                Ok((version, also(conn, version)?))
+            })
             .await?;
         let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
         let latest = cache.latest.entry(name.to_owned()).or_insert(version);
         *latest = (*latest).max(version);
-        Ok(version)
+        Ok((version, also))
     }
 
     /// Template `name` at `version` (or its latest), parsed. Versions never
@@ -337,6 +358,22 @@ impl Engine {
 
     /// Validates and stores a run; returns its id once it is committed.
     pub async fn submit(&self, submission: Submission) -> Result<String, EngineError> {
+        let (run_id, ()) = self.submit_with(submission, |_, _| Ok(())).await?;
+        Ok(run_id)
+    }
+
+    /// [`Self::submit`], and `also` in the transaction that stores the run,
+    /// given its id (e.g. an idempotency key with the answer): both are
+    /// committed or neither is, and the run is scheduled only if they are.
+    pub async fn submit_with<R, F>(
+        &self,
+        submission: Submission,
+        also: F,
+    ) -> Result<(String, R), EngineError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &str) -> Result<R, DbError> + Send + 'static,
+    {
         if let Some(story) = &submission.story_id
             && !names::is_valid_story_id(story)
         {
@@ -452,12 +489,19 @@ impl Engine {
         ];
         let changes = Arc::new(changes);
         let batch = changes.clone();
-        self.db.write(move |conn| runs::apply(conn, &batch)).await?;
+        let stored_id = run_id.clone();
+        let also = self
+            .db
+            .write(move |conn| {
+                runs::apply(conn, &batch)?;
+                also(conn, &stored_id)
+            })
+            .await?;
         self.metrics.count(&changes);
         self.commands
             .send(Command::Submitted(graph))
             .map_err(|_| EngineError::Stopped)?;
-        Ok(run_id)
+        Ok((run_id, also))
     }
 
     /// Cancels a run: running guests stop at their next epoch tick, every
