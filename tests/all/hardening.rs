@@ -182,3 +182,23 @@ async fn a_run_input_nested_too_deep_is_refused_by_the_api() {
     assert_eq!(status, 201, "{body}");
     server.stop().await;
 }
+
+#[test]
+fn one_process_at_a_time_uses_a_data_directory() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let first = crate::support::host_builder(data.path())
+        .open()
+        .expect("first host");
+    let error = crate::support::host_builder(data.path())
+        .open()
+        .expect_err("a second host on the same directory is refused")
+        .to_string();
+    assert!(
+        error.contains("in use by another warren process"),
+        "{error}"
+    );
+    drop(first);
+    crate::support::host_builder(data.path())
+        .open()
+        .expect("the directory is free again");
+}

@@ -47,7 +47,12 @@ pub struct Host {
     pub runtime: Arc<Runtime>,
     pub plugins: PluginRegistry,
     compile_timeout: Duration,
+    /// Held while the host lives: one process per data directory.
+    _lock: Arc<std::fs::File>,
 }
+
+/// The file whose lock says a process uses the data directory.
+pub const LOCK_FILE: &str = "warren.lock";
 
 impl HostBuilder {
     /// A host over `data_dir` (created if missing), its compile cache in
@@ -89,6 +94,7 @@ impl HostBuilder {
     pub fn open(self) -> anyhow::Result<Host> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        let lock = lock_data_dir(&self.data_dir)?;
         let db = Arc::new(
             Database::open(&self.data_dir.join("warren.db"), self.durability)
                 .context("opening the database")?,
@@ -105,7 +111,31 @@ impl HostBuilder {
             runtime: Arc::new(runtime),
             plugins: PluginRegistry::default(),
             compile_timeout: self.compile_timeout,
+            _lock: Arc::new(lock),
         })
+    }
+}
+
+/// Takes the data directory's lock, or says another process has it: two
+/// schedulers on one database would run the same jobs, and a collector
+/// could remove a blob another process is about to reference.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "the data directory {} is in use by another warren process; stop it first",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
     }
 }
 
