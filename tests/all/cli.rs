@@ -603,3 +603,60 @@ fn pipeline_run_applies_manifests_and_the_operator_policy() {
     let spawn = results[1]["err"].as_str().expect("spawn refused");
     assert!(spawn.contains("not granted spawn"), "{spawn}");
 }
+
+#[tokio::test]
+async fn gc_deletes_runs_past_retention_and_refuses_a_directory_in_use() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let run_id = {
+        let host = crate::support::host_builder(data.path())
+            .open()
+            .expect("host");
+        host.plugins
+            .insert(host.runtime.load_file(&plugin_path("echo")).expect("echo"));
+        let engine = host.start_engine(Default::default()).await.expect("engine");
+        let spec = serde_json::from_value(serde_json::json!({"jobs": {"a": {"plugin": "echo"}}}))
+            .expect("spec");
+        let id = engine
+            .submit(warren::scheduler::Submission {
+                pipeline: warren::scheduler::PipelineSource::Inline(spec),
+                input: serde_json::json!({}),
+                story_id: None,
+                in_dir: None,
+            })
+            .await
+            .expect("submitted");
+        engine
+            .wait(&id, std::time::Duration::from_secs(30))
+            .await
+            .expect("ends");
+
+        // While this process holds the directory, gc refuses it.
+        let refused = warren(data.path(), &["gc"]);
+        assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains("in use by another warren process"));
+        id
+    };
+
+    let kept = warren(data.path(), &["gc", "--json", "--retention-days", "1"]);
+    assert_eq!(kept.status.code(), Some(0), "{}", stderr(&kept));
+    let report: serde_json::Value = serde_json::from_slice(&kept.stdout).expect("json");
+    assert_eq!(report["runs_deleted"], 0, "{report}");
+    assert_eq!(report["vacuumed"], false, "a new database is incremental");
+
+    let db = rusqlite::Connection::open(data.path().join("warren.db")).expect("open");
+    db.execute(
+        "UPDATE runs SET finished_at = finished_at - 2 * 86400000 WHERE id = ?1",
+        [&run_id],
+    )
+    .expect("backdate");
+    drop(db);
+    let deleted = warren(data.path(), &["gc", "--json", "--retention-days", "1"]);
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+    let report: serde_json::Value = serde_json::from_slice(&deleted.stdout).expect("json");
+    assert_eq!(report["runs_deleted"], 1, "{report}");
+    let db = rusqlite::Connection::open(data.path().join("warren.db")).expect("open");
+    let runs: i64 = db
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(runs, 0);
+}

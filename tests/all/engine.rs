@@ -840,3 +840,70 @@ async fn what_a_previous_process_staged_is_swept_at_start() {
     assert_eq!(left("staging"), 0);
     assert_eq!(left("tmp"), 0);
 }
+
+/// Rows about `run_id` in each table that records runs.
+fn rows_about(db: &warren::db::Database, run_id: &str) -> Vec<i64> {
+    let run_id = run_id.to_owned();
+    db.read(move |c| {
+        let count = |sql: &str| -> Result<i64, warren::db::DbError> {
+            Ok(c.query_row(sql, [&run_id], |r| r.get(0))?)
+        };
+        let jobs = "SELECT id FROM jobs WHERE run_id = ?1";
+        Ok(vec![
+            count("SELECT count(*) FROM runs WHERE id = ?1")?,
+            count("SELECT count(*) FROM jobs WHERE run_id = ?1")?,
+            count(&format!(
+                "SELECT count(*) FROM attempts WHERE job_id IN ({jobs})"
+            ))?,
+            count(&format!(
+                "SELECT count(*) FROM artifacts WHERE job_id IN ({jobs})"
+            ))?,
+            count("SELECT count(*) FROM events WHERE run_id = ?1")?,
+        ])
+    })
+    .expect("counts")
+}
+
+#[tokio::test]
+async fn retention_deletes_old_ended_runs_with_their_history_and_blobs() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    let put = |text: &str| toolbox(json!([{"op": "put", "name": "a.txt", "data": text}]));
+    let old = host
+        .run(json!({"jobs": {"a": put("old content"), "b": {"plugin": "echo", "needs": ["a"]}}}))
+        .await;
+    let new = host.run(json!({"jobs": {"a": put("new content")}})).await;
+    let db = host.engine.database().clone();
+    let old_id = old.id.clone();
+    db.write(move |c| {
+        c.execute(
+            "UPDATE runs SET finished_at = finished_at - 3 * 86400000 WHERE id = ?1",
+            [&old_id],
+        )?;
+        Ok(())
+    })
+    .await
+    .expect("backdated");
+    let before = blobs(&host);
+    assert_eq!(before.len(), 2);
+
+    let report = warren::upkeep::upkeep(
+        db.clone(),
+        host.store.clone(),
+        Some(Duration::from_secs(86_400)),
+    )
+    .await
+    .expect("upkeep");
+    assert_eq!(report.runs_deleted, 1);
+    assert_eq!(report.blobs_removed, 1);
+    assert_eq!(rows_about(&db, &old.id), [0, 0, 0, 0, 0]);
+    let kept = rows_about(&db, &new.id);
+    assert_eq!(&kept[..4], [1, 1, 1, 1]);
+    assert!(kept[4] >= 4, "the kept run's events stay: {kept:?}");
+    assert_eq!(blobs(&host).len(), 1);
+    // History stays append-only for runs that exist.
+    let new_id = new.id.clone();
+    let tampered = db
+        .write(move |c| Ok(c.execute("DELETE FROM events WHERE run_id = ?1", [&new_id])?))
+        .await;
+    assert!(tampered.is_err(), "a kept run's events cannot be deleted");
+}

@@ -202,3 +202,24 @@ fn one_process_at_a_time_uses_a_data_directory() {
         .open()
         .expect("the directory is free again");
 }
+
+#[tokio::test]
+async fn new_runs_are_refused_while_the_disk_is_nearly_full() {
+    let server = crate::api::TestServer::start_with(Vec::new(), |config| {
+        config.min_free_disk_bytes = u64::MAX;
+    })
+    .await;
+    let pipeline = json!({"jobs": {"a": {"plugin": "echo"}}});
+    let (status, body) = server
+        .post("/v1/runs", &json!({"pipeline": pipeline}))
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("insufficient_storage")),
+        "{body}"
+    );
+    let (status, runs) = server.get("/v1/runs").await;
+    assert_eq!(status, 200);
+    assert_eq!(runs["runs"], json!([]), "nothing was stored");
+    server.stop().await;
+}

@@ -50,6 +50,10 @@ pub struct Layer {
     pub compile_timeout_ms: Option<u64>,
     /// How long an `Idempotency-Key` and its answer are kept.
     pub idempotency_retention_ms: Option<u64>,
+    /// Days an ended run is kept (with its history, logs and artifacts).
+    pub retention_days: Option<u64>,
+    /// Free space under which new runs are refused.
+    pub min_free_disk_mb: Option<u64>,
     /// `[policy]` of `warren.toml`.
     pub policy: Option<PolicyLayer>,
 }
@@ -92,6 +96,9 @@ pub struct ServeConfig {
     pub compile_timeout: Duration,
     /// How long an `Idempotency-Key` and its answer are kept.
     pub idempotency_retention: Duration,
+    /// How long ended runs are kept; forever when `None`.
+    pub keep_ended_runs: Option<Duration>,
+    pub min_free_disk_bytes: u64,
     pub policy: Policy,
 }
 
@@ -111,6 +118,8 @@ impl Default for ServeConfig {
             tokens: Vec::new(),
             compile_timeout: Duration::from_secs(60),
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
+            keep_ended_runs: None,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_MB << 20,
             policy: Policy::default(),
         }
     }
@@ -136,6 +145,9 @@ pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 
 
 /// The longest retention accepted.
 const MAX_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(10 * 366 * 24 * 60 * 60);
+
+/// Free space under which new runs are refused, by default.
+pub const DEFAULT_MIN_FREE_DISK_MB: u64 = 1024;
 
 /// Name of the configuration file looked for in the current folder.
 pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";
@@ -172,7 +184,8 @@ impl Layer {
     /// `WARREN_DURABILITY`, `WARREN_MAX_CONCURRENT_JOBS`,
     /// `WARREN_MAX_BODY_BYTES`, `WARREN_REQUEST_TIMEOUT_MS`,
     /// `WARREN_SHUTDOWN_GRACE_MS`, `WARREN_COMPILE_TIMEOUT_MS`,
-    /// `WARREN_IDEMPOTENCY_RETENTION_MS`,
+    /// `WARREN_IDEMPOTENCY_RETENTION_MS`, `WARREN_RETENTION_DAYS`,
+    /// `WARREN_MIN_FREE_DISK_MB`,
     /// `WARREN_CORS_ORIGINS` (comma-separated) and `WARREN_TOKENS`
     /// (`name:role:token`, comma-separated).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -231,6 +244,8 @@ impl Layer {
             tokens,
             compile_timeout_ms: parsed(&get, "WARREN_COMPILE_TIMEOUT_MS")?,
             idempotency_retention_ms: parsed(&get, "WARREN_IDEMPOTENCY_RETENTION_MS")?,
+            retention_days: parsed(&get, "WARREN_RETENTION_DAYS")?,
+            min_free_disk_mb: parsed(&get, "WARREN_MIN_FREE_DISK_MB")?,
             // The policy has tables and lists: warren.toml only.
             policy: None,
         })
@@ -308,6 +323,17 @@ impl ServeConfig {
             }
             if let Some(ms) = layer.idempotency_retention_ms {
                 config.idempotency_retention = Duration::from_millis(ms);
+            }
+            if let Some(days) = layer.retention_days {
+                if days == 0 {
+                    return Err(ConfigError::Invalid(
+                        "retention_days must be at least 1 (leave it out to keep every run)".into(),
+                    ));
+                }
+                config.keep_ended_runs = Some(Duration::from_secs(days.saturating_mul(86_400)));
+            }
+            if let Some(mb) = layer.min_free_disk_mb {
+                config.min_free_disk_bytes = mb.saturating_mul(1 << 20);
             }
             if let Some(policy) = layer.policy {
                 config.policy = policy.apply(config.policy)?;

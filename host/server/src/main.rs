@@ -44,6 +44,24 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Upkeep now, on a data directory no server is using: removes what
+    /// crashed attempts staged, deletes ended runs past their retention
+    /// (`retention_days`, or --retention-days), removes artifact blobs
+    /// nothing references, and gives the database's free pages back.
+    Gc {
+        /// The data directory (default: the configuration's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Delete runs that ended more than this many days ago.
+        #[arg(long)]
+        retention_days: Option<u64>,
+        /// Operator configuration (default: ./warren.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a run and its jobs. Exit code: 0 completed, 1 failed, 2 otherwise.
     Status {
         run: String,
@@ -414,6 +432,19 @@ fn main() {
             client::print_status(&run);
             Ok(client::run_exit_code(&run))
         }),
+        Command::Gc {
+            data_dir,
+            retention_days,
+            config,
+            json,
+        } => gc_command(
+            crate::cli::gc::GcOptions {
+                data_dir,
+                retention_days,
+                config,
+            },
+            json,
+        ),
         Command::Run(args) => run_command(args),
         Command::New {
             kind,
@@ -425,6 +456,40 @@ fn main() {
         Command::Pipeline { command } => pipeline_command(command),
     };
     std::process::exit(code);
+}
+
+fn gc_command(options: crate::cli::gc::GcOptions, json: bool) -> i32 {
+    let runtime = match async_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(crate::cli::gc::gc(options)) {
+        Ok(report) if json => {
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            exit::SUCCESS
+        }
+        Ok(report) => {
+            println!(
+                "removed {} staged entries, {} ended runs, {} unreferenced blobs ({} bytes); database {} -> {} bytes{}",
+                report.staged_removed,
+                report.upkeep.runs_deleted,
+                report.upkeep.blobs_removed,
+                report.upkeep.bytes_removed,
+                report.database_bytes_before,
+                report.database_bytes_after,
+                if report.vacuumed {
+                    " (rewritten for incremental vacuum)"
+                } else {
+                    ""
+                }
+            );
+            exit::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::INVALID
+        }
+    }
 }
 
 fn async_runtime() -> Result<tokio::runtime::Runtime, i32> {

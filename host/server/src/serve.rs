@@ -57,6 +57,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         .start_engine(EngineConfig {
             max_concurrent_jobs: config.max_concurrent_jobs,
             limit_ceiling: config.policy.max_limits.clone(),
+            keep_ended_runs: config.keep_ended_runs,
+            min_free_disk_bytes: config.min_free_disk_bytes,
             ..EngineConfig::default()
         })
         .await?;

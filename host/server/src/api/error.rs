@@ -118,6 +118,11 @@ impl From<EngineError> for ApiError {
                 "unavailable",
                 error.to_string(),
             ),
+            EngineError::InsufficientStorage(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "insufficient_storage",
+                error.to_string(),
+            ),
             EngineError::Db(e) => e.into(),
         }
     }

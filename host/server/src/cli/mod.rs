@@ -1,6 +1,7 @@
 //! What the `warren` commands do; `main.rs` only parses the command line.
 
 pub mod client;
+pub mod gc;
 pub mod new;
 pub mod pipeline;
 pub mod run;

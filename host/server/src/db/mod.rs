@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod idempotency;
 pub mod plugins;
 pub mod reads;
+pub mod retention;
 pub mod runs;
 pub mod writer;
 
@@ -59,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_attempt_progress.sql"),
     include_str!("migrations/0007_artifacts_by_digest.sql"),
     include_str!("migrations/0008_idempotency.sql"),
+    include_str!("migrations/0009_retention.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.
@@ -84,8 +86,12 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, Db
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
+    // auto_vacuum first: only a file with nothing in it yet takes it (an
+    // older database changes with a full VACUUM, which `warren gc` does);
+    // on any other it does nothing.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA auto_vacuum = INCREMENTAL;
+         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {synchronous};
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 10000;

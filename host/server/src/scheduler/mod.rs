@@ -60,6 +60,12 @@ pub struct EngineConfig {
     /// Receives every attempt's log lines as they are written (`warren run`
     /// prints them); none by default.
     pub log_sink: Option<LogSink>,
+    /// How long ended runs are kept (deleted by upkeep after); forever when
+    /// `None`.
+    pub keep_ended_runs: Option<Duration>,
+    /// New runs are refused while the data directory's file system has
+    /// less free space than this (0: never).
+    pub min_free_disk_bytes: u64,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -70,6 +76,8 @@ impl std::fmt::Debug for EngineConfig {
             .field("max_spawn_depth", &self.max_spawn_depth)
             .field("max_spawned_per_run", &self.max_spawned_per_run)
             .field("log_sink", &self.log_sink.is_some())
+            .field("keep_ended_runs", &self.keep_ended_runs)
+            .field("min_free_disk_bytes", &self.min_free_disk_bytes)
             .finish()
     }
 }
@@ -82,6 +90,8 @@ impl Default for EngineConfig {
             max_spawn_depth: 4,
             max_spawned_per_run: 1_000,
             log_sink: None,
+            keep_ended_runs: None,
+            min_free_disk_bytes: 0,
         }
     }
 }
@@ -128,6 +138,8 @@ pub enum EngineError {
     NotRetryable(String),
     #[error("the engine has stopped")]
     Stopped,
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -168,6 +180,8 @@ pub struct Engine {
     /// Runs an earlier process left unfinished, picked up at start.
     recovered: Arc<Vec<String>>,
     templates: Arc<std::sync::Mutex<TemplateCache>>,
+    /// Whose free space decides whether new runs are taken.
+    data_dir: std::path::PathBuf,
 }
 
 /// A stored template version: parsed, and as stored.
@@ -205,6 +219,7 @@ impl Engine {
         // No attempt runs yet: whatever is staged was left by another
         // process, and no attempt of it will be promoted.
         let store = runtime.artifact_store().clone();
+        let data_dir = runtime.data_dir().to_path_buf();
         match upkeep::sweep_staged(store.clone()).await {
             Ok(0) => {}
             Ok(swept) => tracing::info!(swept, "removed artifacts staged by a previous process"),
@@ -226,7 +241,12 @@ impl Engine {
         );
         let scheduler = scheduler.recover(stored).await?;
         tokio::spawn(scheduler.run(receiver));
-        upkeep::collect_artifacts_periodically(db.clone(), store, upkeep::COLLECT_EVERY);
+        upkeep::upkeep_periodically(
+            db.clone(),
+            store,
+            config.keep_ended_runs,
+            upkeep::UPKEEP_EVERY,
+        );
         Ok(Self {
             db,
             plugins,
@@ -236,6 +256,7 @@ impl Engine {
             committed,
             metrics,
             recovered: Arc::new(recovered),
+            data_dir,
             templates: Arc::default(),
         })
     }
@@ -357,6 +378,27 @@ impl Engine {
     }
 
     /// Validates and stores a run; returns its id once it is committed.
+    /// Refuses new work while the disk is nearly full: a run refused now
+    /// costs less than one failing midway.
+    fn check_free_space(&self) -> Result<(), EngineError> {
+        let floor = self.config.min_free_disk_bytes;
+        if floor == 0 {
+            return Ok(());
+        }
+        let stats = rustix::fs::statvfs(&self.data_dir).map_err(|e| {
+            EngineError::InsufficientStorage(format!("cannot read free space: {e}"))
+        })?;
+        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+        if free < floor {
+            return Err(EngineError::InsufficientStorage(format!(
+                "{} MiB free on the data directory's disk, under the {} MiB floor; new runs wait until space is freed",
+                free >> 20,
+                floor >> 20
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn submit(&self, submission: Submission) -> Result<String, EngineError> {
         let (run_id, ()) = self.submit_with(submission, |_, _| Ok(())).await?;
         Ok(run_id)
@@ -379,6 +421,7 @@ impl Engine {
         {
             return Err(EngineError::BadStoryId(story.clone()));
         }
+        self.check_free_space()?;
         let (spec, spec_text, template) = match submission.pipeline {
             PipelineSource::Inline(spec) => {
                 let text =
