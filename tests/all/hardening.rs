@@ -223,3 +223,23 @@ async fn new_runs_are_refused_while_the_disk_is_nearly_full() {
     assert_eq!(runs["runs"], json!([]), "nothing was stored");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn story_memory_stops_at_its_byte_quota() {
+    let host = TestHost::new();
+    let ops = json!([
+        {"op": "mem_fill", "scope": "story", "prefix": "k", "count": 80, "bytes": 1_000_000},
+    ]);
+    let mut request = AttemptRequest::new("toolbox", ops.to_string());
+    request.story_id = Some("big-story".into());
+    let outcome = toolbox(&host, request).await;
+    let report = &results(&outcome)[0]["ok"];
+    let quota = warren_sandbox::capabilities::memory::NAMESPACE_QUOTA.max_bytes;
+    // Each key holds 1,000,000 bytes and its name.
+    assert_eq!(report["stored"], quota / 1_000_002, "{report}");
+    let refused = report["refused"].as_str().expect("refused");
+    assert!(
+        refused.contains(&format!("at most {quota} bytes")),
+        "{refused}"
+    );
+}

@@ -16,10 +16,30 @@ use crate::bindings::types::HostError;
 pub const MAX_KEY_BYTES: usize = 512;
 /// Largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
-/// Most keys in one namespace.
-pub const MAX_KEYS_PER_NAMESPACE: u64 = 10_000;
+/// What one namespace (a run's, a story's) may hold.
+pub const NAMESPACE_QUOTA: NamespaceQuota = NamespaceQuota {
+    max_keys: 10_000,
+    max_bytes: 64 << 20,
+};
 /// Most keys one `list-keys` call returns.
 pub const MAX_LISTED_KEYS: usize = 1_000;
+
+/// What one namespace may hold: keys, and bytes of keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceQuota {
+    pub max_keys: u64,
+    pub max_bytes: u64,
+}
+
+/// What a `set` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    Stored,
+    /// Refused: a new key would pass the key quota.
+    TooManyKeys,
+    /// Refused: the namespace would hold more bytes than its quota.
+    TooManyBytes,
+}
 
 /// A storage failure, reported to the guest as `unavailable`.
 pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,15 +51,15 @@ pub trait MemoryStore: Send + Sync + std::fmt::Debug {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Sets `key`, unless that would make `namespace` hold more than
-    /// `max_keys` keys; returns whether the value was stored. The check and
-    /// the write must be atomic, so concurrent writers cannot overshoot.
+    /// `quota` allows. The check and the write must be atomic, so
+    /// concurrent writers cannot overshoot.
     async fn set(
         &self,
         namespace: String,
         key: String,
         value: Vec<u8>,
-        max_keys: u64,
-    ) -> Result<bool, StoreError>;
+        quota: NamespaceQuota,
+    ) -> Result<SetOutcome, StoreError>;
 
     /// Returns whether the key existed.
     async fn delete(&self, namespace: String, key: String) -> Result<bool, StoreError>;
@@ -82,21 +102,28 @@ impl MemoryStore for InMemoryStore {
         namespace: String,
         key: String,
         value: Vec<u8>,
-        max_keys: u64,
-    ) -> Result<bool, StoreError> {
+        quota: NamespaceQuota,
+    ) -> Result<SetOutcome, StoreError> {
         let mut entries = self.entries();
         let id = (namespace, key);
-        if !entries.contains_key(&id) {
-            let held = entries
-                .range((id.0.clone(), String::new())..)
-                .take_while(|((ns, _), _)| *ns == id.0)
-                .count();
-            if held as u64 >= max_keys {
-                return Ok(false);
-            }
+        let (mut keys, mut bytes) = (0u64, 0u64);
+        for ((_, key), value) in entries
+            .range((id.0.clone(), String::new())..)
+            .take_while(|((ns, _), _)| *ns == id.0)
+        {
+            keys += 1;
+            bytes += (key.len() + value.len()) as u64;
+        }
+        let replaced = entries.get(&id).map(|old| (id.1.len() + old.len()) as u64);
+        if replaced.is_none() && keys >= quota.max_keys {
+            return Ok(SetOutcome::TooManyKeys);
+        }
+        let after = bytes - replaced.unwrap_or(0) + (id.1.len() + value.len()) as u64;
+        if after > quota.max_bytes {
+            return Ok(SetOutcome::TooManyBytes);
         }
         entries.insert(id, value);
-        Ok(true)
+        Ok(SetOutcome::Stored)
     }
 
     async fn delete(&self, namespace: String, key: String) -> Result<bool, StoreError> {
@@ -224,17 +251,22 @@ impl Host for MemoryState {
                     "values are at most {MAX_VALUE_BYTES} bytes"
                 )));
             }
-            let stored = self
+            let quota = NAMESPACE_QUOTA;
+            match self
                 .store
-                .set(namespace, key, value, MAX_KEYS_PER_NAMESPACE)
+                .set(namespace, key, value, quota)
                 .await
-                .map_err(unavailable)?;
-            if stored {
-                Ok(())
-            } else {
-                Err(HostError::LimitExceeded(format!(
-                    "a namespace holds at most {MAX_KEYS_PER_NAMESPACE} keys"
-                )))
+                .map_err(unavailable)?
+            {
+                SetOutcome::Stored => Ok(()),
+                SetOutcome::TooManyKeys => Err(HostError::LimitExceeded(format!(
+                    "a namespace holds at most {} keys",
+                    quota.max_keys
+                ))),
+                SetOutcome::TooManyBytes => Err(HostError::LimitExceeded(format!(
+                    "a namespace holds at most {} bytes of keys and values",
+                    quota.max_bytes
+                ))),
             }
         };
         Ok(outcome.await)
@@ -298,31 +330,48 @@ mod tests {
     #[tokio::test]
     async fn the_in_memory_store_matches_prefixes_literally_and_caps_namespaces() {
         let store = InMemoryStore::default();
+        let quota = NamespaceQuota {
+            max_keys: 4,
+            max_bytes: 1 << 20,
+        };
+        let big = vec![0u8; 1 << 20];
+        assert_eq!(
+            store
+                .set("run:3".into(), "k".into(), big, quota)
+                .await
+                .expect("too big"),
+            SetOutcome::TooManyBytes,
+            "the key's bytes count too"
+        );
         for key in ["a_1", "a%2", "ab", "b"] {
-            assert!(
+            assert_eq!(
                 store
-                    .set("run:1".into(), key.into(), b"v".to_vec(), 4)
+                    .set("run:1".into(), key.into(), b"v".to_vec(), quota)
                     .await
-                    .expect("set")
+                    .expect("set"),
+                SetOutcome::Stored
             );
         }
-        assert!(
-            !store
-                .set("run:1".into(), "c".into(), b"v".to_vec(), 4)
-                .await
-                .expect("full")
-        );
-        assert!(
+        assert_eq!(
             store
-                .set("run:1".into(), "a_1".into(), b"w".to_vec(), 4)
+                .set("run:1".into(), "c".into(), b"v".to_vec(), quota)
                 .await
-                .expect("update")
+                .expect("full"),
+            SetOutcome::TooManyKeys
         );
-        assert!(
+        assert_eq!(
             store
-                .set("run:2".into(), "a_0".into(), b"v".to_vec(), 4)
+                .set("run:1".into(), "a_1".into(), b"w".to_vec(), quota)
                 .await
-                .expect("other")
+                .expect("update"),
+            SetOutcome::Stored
+        );
+        assert_eq!(
+            store
+                .set("run:2".into(), "a_0".into(), b"v".to_vec(), quota)
+                .await
+                .expect("other"),
+            SetOutcome::Stored
         );
         assert_eq!(
             store.keys("run:1", "a_", None, 10).expect("keys"),

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use warren_sandbox::capabilities::memory::{MemoryStore, StoreError};
+use warren_sandbox::capabilities::memory::{MemoryStore, NamespaceQuota, SetOutcome, StoreError};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_artifacts_by_digest.sql"),
     include_str!("migrations/0008_idempotency.sql"),
     include_str!("migrations/0009_retention.sql"),
+    include_str!("migrations/0010_memory_usage.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.
@@ -192,37 +193,42 @@ impl Database {
         })
     }
 
-    /// Sets `key`, unless that would make `namespace` hold more than
-    /// `max_keys` keys; returns whether the value was stored. The check and
-    /// the write are one piece of the writer's transaction, so concurrent
-    /// writers cannot overshoot.
+    /// Sets `key` unless `namespace` would then hold more than `quota`
+    /// (keys, or bytes of keys and values, as `memory_usage` counts them).
+    /// Check and write are one piece of the writer's transaction.
     pub async fn memory_set(
         &self,
         namespace: String,
         key: String,
         value: Vec<u8>,
-        max_keys: u64,
-    ) -> Result<bool, DbError> {
+        quota: NamespaceQuota,
+    ) -> Result<SetOutcome, DbError> {
         self.write(move |conn| {
-            let exists: bool = conn
+            let (keys, bytes): (i64, i64) = conn
+                .prepare_cached("SELECT keys, bytes FROM memory_usage WHERE namespace = ?1")?
+                .query_row(params![namespace], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .unwrap_or((0, 0));
+            let replaced: Option<i64> = conn
                 .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM memory WHERE namespace = ?1 AND key = ?2)",
+                    "SELECT length(CAST(key AS BLOB)) + length(value) FROM memory
+                     WHERE namespace = ?1 AND key = ?2",
                 )?
-                .query_row(params![namespace, key], |r| r.get(0))?;
-            if !exists {
-                let count: i64 = conn
-                    .prepare_cached("SELECT count(*) FROM memory WHERE namespace = ?1")?
-                    .query_row(params![namespace], |r| r.get(0))?;
-                if count as u64 >= max_keys {
-                    return Ok(false);
-                }
+                .query_row(params![namespace, key], |r| r.get(0))
+                .optional()?;
+            if replaced.is_none() && keys as u64 >= quota.max_keys {
+                return Ok(SetOutcome::TooManyKeys);
+            }
+            let after = bytes - replaced.unwrap_or(0) + (key.len() + value.len()) as i64;
+            if after as u64 > quota.max_bytes {
+                return Ok(SetOutcome::TooManyBytes);
             }
             conn.prepare_cached(
                 "INSERT INTO memory (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, unixepoch())
                  ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             )?
             .execute(params![namespace, key, value])?;
-            Ok(true)
+            Ok(SetOutcome::Stored)
         })
         .await
     }
@@ -295,9 +301,9 @@ impl MemoryStore for Database {
         namespace: String,
         key: String,
         value: Vec<u8>,
-        max_keys: u64,
-    ) -> Result<bool, StoreError> {
-        Ok(self.memory_set(namespace, key, value, max_keys).await?)
+        quota: NamespaceQuota,
+    ) -> Result<SetOutcome, StoreError> {
+        Ok(self.memory_set(namespace, key, value, quota).await?)
     }
 
     async fn delete(&self, namespace: String, key: String) -> Result<bool, StoreError> {
@@ -382,9 +388,14 @@ mod tests {
 
     /// Sets `key` in `namespace` to `value`, as a plugin would.
     async fn set(db: &Database, namespace: &str, key: &str, value: &[u8], max_keys: u64) -> bool {
-        db.memory_set(namespace.into(), key.into(), value.to_vec(), max_keys)
+        let quota = NamespaceQuota {
+            max_keys,
+            max_bytes: 1 << 20,
+        };
+        db.memory_set(namespace.into(), key.into(), value.to_vec(), quota)
             .await
             .expect("set")
+            == SetOutcome::Stored
     }
 
     #[tokio::test]
@@ -415,6 +426,49 @@ mod tests {
         assert!(delete().await.expect("delete"));
         assert!(!delete().await.expect("delete again"));
         assert_eq!(db.memory_get("run:2", "a_1").expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn namespace_usage_follows_every_write_and_caps_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        let usage = |ns: &'static str| {
+            db.read(move |c| {
+                Ok(c.query_row(
+                    "SELECT keys, bytes FROM memory_usage WHERE namespace = ?1",
+                    [ns],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .optional()?)
+            })
+            .expect("usage")
+        };
+        let quota = NamespaceQuota {
+            max_keys: 10,
+            max_bytes: 100,
+        };
+        let put = |key: &str, len: usize| {
+            db.memory_set("story:s".into(), key.into(), vec![b'v'; len], quota)
+        };
+        assert_eq!(put("a", 40).await.expect("set"), SetOutcome::Stored);
+        assert_eq!(put("bb", 40).await.expect("set"), SetOutcome::Stored);
+        assert_eq!(usage("story:s"), Some((2, 83)));
+        // 83 - 41 + 61 = 103: over.
+        assert_eq!(put("a", 60).await.expect("set"), SetOutcome::TooManyBytes);
+        assert_eq!(put("a", 50).await.expect("set"), SetOutcome::Stored);
+        assert_eq!(usage("story:s"), Some((2, 93)));
+        assert!(
+            db.memory_delete("story:s".into(), "a".into())
+                .await
+                .expect("delete")
+        );
+        assert_eq!(usage("story:s"), Some((1, 42)));
+        assert!(
+            db.memory_delete("story:s".into(), "bb".into())
+                .await
+                .expect("delete")
+        );
+        assert_eq!(usage("story:s"), None, "an empty namespace has no row");
     }
 
     #[tokio::test]

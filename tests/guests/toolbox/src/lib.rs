@@ -75,6 +75,14 @@ enum Op {
     },
     /// Outputs of upstream jobs, by name.
     Upstream,
+    /// Sets `count` keys `{prefix}{i}` to `bytes`-long values; reports how
+    /// many were stored and the first refusal.
+    MemFill {
+        scope: Scope,
+        prefix: String,
+        count: usize,
+        bytes: usize,
+    },
     /// Reports arrays nested `depth` deep (JSON no input could carry).
     Nest {
         depth: usize,
@@ -201,6 +209,26 @@ impl Job for Toolbox {
                         upstream.insert(name.to_owned(), value.unwrap_or(Value::Null));
                     }
                     json!({ "ok": upstream })
+                }
+                Op::MemFill {
+                    scope: s,
+                    prefix,
+                    count,
+                    bytes,
+                } => {
+                    let value = vec![b'm'; bytes];
+                    let mut stored = 0;
+                    let mut refused = None;
+                    for i in 0..count {
+                        match scope(s).set(&format!("{prefix}{i}"), &value) {
+                            Ok(()) => stored += 1,
+                            Err(e) => {
+                                refused = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    json!({ "ok": { "stored": stored, "refused": refused } })
                 }
                 Op::Nest { depth } => json!({ "ok": nested(depth) }),
                 Op::SpawnNested { plugin, depth } => {
