@@ -907,3 +907,42 @@ async fn retention_deletes_old_ended_runs_with_their_history_and_blobs() {
         .await;
     assert!(tampered.is_err(), "a kept run's events cannot be deleted");
 }
+
+#[tokio::test]
+async fn a_run_holds_a_bounded_total_of_inputs_and_outputs() {
+    let host = EngineHost::new(EngineConfig {
+        max_run_data_bytes: 100_000,
+        ..EngineConfig::default()
+    })
+    .await;
+    let text = |n: usize| json!({"text": "x".repeat(n)});
+    let refused = host
+        .submit(
+            json!({"jobs": {"a": {"plugin": "echo", "input": text(60_000)},
+                            "b": {"plugin": "echo", "input": text(60_000)}}}),
+            json!({}),
+        )
+        .await
+        .expect_err("inputs alone are over the total");
+    assert!(
+        matches!(refused, EngineError::TooLarge(ref m) if m.contains("more than the 100000")),
+        "{refused}"
+    );
+
+    // Inputs 60 KB; the first output brings 90 KB, the second would pass.
+    let run = host
+        .run(json!({"jobs": {
+            "a": {"plugin": "echo", "input": text(30_000)},
+            "b": {"plugin": "echo", "input": text(30_000), "needs": ["a"]},
+        }}))
+        .await;
+    assert_eq!(job(&run, "a").state, JobState::Completed);
+    assert_eq!(job(&run, "b").state, JobState::Failed);
+    let attempts = host.attempts(&job(&run, "b").id);
+    let error = attempts[0].error.clone().expect("error");
+    assert_eq!(
+        error["hit"],
+        json!({"limit": "run_data", "limit_bytes": 100_000}),
+        "{error}"
+    );
+}

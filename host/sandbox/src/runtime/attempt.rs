@@ -128,6 +128,11 @@ pub enum LimitHit {
     DiskFiles {
         limit_files: u64,
     },
+    /// The run's inputs and outputs together (the engine's limit, not the
+    /// attempt's).
+    RunData {
+        limit_bytes: u64,
+    },
 }
 
 impl std::fmt::Display for LimitHit {
@@ -157,6 +162,10 @@ impl std::fmt::Display for LimitHit {
             Self::DiskFiles { limit_files } => {
                 write!(f, "disk quota of {limit_files} files created exceeded")
             }
+            Self::RunData { limit_bytes } => write!(
+                f,
+                "the run's inputs and outputs would pass {limit_bytes} bytes"
+            ),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::jobs::SpawnRequest;
 use warren_sandbox::plugin::Plugin;
-use warren_sandbox::runtime::{AttemptFailure, AttemptRequest};
+use warren_sandbox::runtime::{AttemptFailure, AttemptRequest, LimitHit};
 use warren_vocabulary::{Artifact, Condition, JobState, RunState};
 
 use super::EngineConfig;
@@ -137,16 +137,35 @@ pub(super) fn finish_attempt(
     run: &mut ActiveRun,
     completion: Completion,
     plugins: &PluginRegistry,
+    max_run_data_bytes: u64,
     fx: &mut Effects,
 ) -> Option<Instant> {
     let Completion {
         job,
         attempt,
-        outcome,
+        mut outcome,
         uses,
         pins,
         ..
     } = completion;
+    // What the output and the spawned inputs add must fit the run's total.
+    if let Ok(output) = &outcome.result {
+        let added = output.len() as u64
+            + outcome
+                .spawned
+                .iter()
+                .map(|s| s.input.len() as u64)
+                .sum::<u64>();
+        if run.data_bytes.saturating_add(added) > max_run_data_bytes {
+            outcome.result = Err(AttemptFailure::Limit {
+                hit: LimitHit::RunData {
+                    limit_bytes: max_run_data_bytes,
+                },
+            });
+        } else {
+            run.data_bytes += added;
+        }
+    }
     fx.pins.extend(pins);
     run.running = run.running.saturating_sub(1);
     run.jobs[job].cancel = None;

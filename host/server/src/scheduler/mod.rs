@@ -42,6 +42,9 @@ pub const DEFAULT_CONCURRENCY: usize = 64;
 /// How long a submission waits for a plugin still being compiled.
 pub const PLUGIN_WAIT: Duration = Duration::from_secs(120);
 
+/// Default of [`EngineConfig::max_run_data_bytes`].
+pub const DEFAULT_MAX_RUN_DATA_BYTES: u64 = 256 << 20;
+
 /// Most bytes of run input copied into a run's jobs.
 pub const MAX_COPIED_INPUT_BYTES: usize = 64 << 20;
 
@@ -66,6 +69,10 @@ pub struct EngineConfig {
     /// New runs are refused while the data directory's file system has
     /// less free space than this (0: never).
     pub min_free_disk_bytes: u64,
+    /// Most bytes of job inputs and outputs one run holds in all (inline
+    /// and spawned): past it a submission is refused, and an attempt whose
+    /// output or spawns would pass it fails.
+    pub max_run_data_bytes: u64,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -78,6 +85,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("log_sink", &self.log_sink.is_some())
             .field("keep_ended_runs", &self.keep_ended_runs)
             .field("min_free_disk_bytes", &self.min_free_disk_bytes)
+            .field("max_run_data_bytes", &self.max_run_data_bytes)
             .finish()
     }
 }
@@ -92,6 +100,7 @@ impl Default for EngineConfig {
             log_sink: None,
             keep_ended_runs: None,
             min_free_disk_bytes: 0,
+            max_run_data_bytes: DEFAULT_MAX_RUN_DATA_BYTES,
         }
     }
 }
@@ -520,6 +529,12 @@ impl Engine {
         };
         let mut graph =
             run_graph::ActiveRun::new(&new_run, spec.max_parallel, &jobs, &deps, RunState::Pending);
+        if graph.data_bytes > self.config.max_run_data_bytes {
+            return Err(EngineError::TooLarge(format!(
+                "the jobs' inputs come to {} bytes, more than the {} a run may hold",
+                graph.data_bytes, self.config.max_run_data_bytes
+            )));
+        }
         graph.in_dir = submission.in_dir;
         let changes = vec![
             Change::InsertRun(new_run),

@@ -62,6 +62,7 @@ pub(super) fn rebuild(
         node.attempts = stored_job.attempts;
         node.retry_base = stored_job.retry_base;
         node.output = stored_job.output.clone();
+        run.data_bytes += node.output.as_ref().map_or(0, |o| o.len() as u64);
         node.not_before = stored_job
             .ready_at
             .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));

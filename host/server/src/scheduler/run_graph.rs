@@ -58,6 +58,9 @@ pub(crate) struct ActiveRun {
     pub in_dir: Option<std::path::PathBuf>,
     /// Jobs not yet in a terminal state.
     pub unfinished: usize,
+    /// Bytes of every job's input and output so far (see
+    /// `EngineConfig::max_run_data_bytes`).
+    pub data_bytes: u64,
 }
 
 impl ActiveRun {
@@ -83,6 +86,7 @@ impl ActiveRun {
             cancelling: false,
             in_dir: None,
             unfinished: 0,
+            data_bytes: 0,
         };
         graph.add_jobs(jobs, deps);
         graph
@@ -105,6 +109,7 @@ impl ActiveRun {
             if job.state == JobState::Ready {
                 self.ready.push_back(index);
             }
+            self.data_bytes += job.input.len() as u64;
             self.jobs.push(Node {
                 id: job.id.clone(),
                 name: job.name.clone(),

@@ -408,7 +408,13 @@ impl Scheduler {
         let Some(run) = self.runs.get_mut(&run_id) else {
             return;
         };
-        let retry_at = finish_attempt(run, completion, &self.plugins, &mut self.effects);
+        let retry_at = finish_attempt(
+            run,
+            completion,
+            &self.plugins,
+            self.config.max_run_data_bytes,
+            &mut self.effects,
+        );
         if let Some(at) = retry_at {
             self.timers.push(Reverse((at, run_id.clone(), job)));
         }
