@@ -346,9 +346,7 @@ impl Runtime {
             // Classifying a trap may need what the guest printed.
             Ok(Err(e)) => Err(classify_error(&e, &request.limits, &log.finish())),
             Ok(Ok(Err(job_error))) => Err(AttemptFailure::Job { error: job_error }),
-            Ok(Ok(Ok(output))) => check_output(output, &request.limits).and_then(|output| {
-                finish_success(&mut store, scratch.as_ref(), &log).map(|()| output)
-            }),
+            Ok(Ok(Ok(output))) => check_output(output, &request.limits),
         };
 
         let mut usage = Usage {
@@ -360,11 +358,36 @@ impl Runtime {
             usage.fuel_consumed = request.limits.fuel.saturating_sub(remaining);
         }
         let state = store.into_data();
+        let mut produced = Some(state.artifacts);
+        // On success, files left in `/out` become artifacts, read and
+        // stored off the async threads.
+        let result = match (result, scratch.as_ref(), produced.take()) {
+            (Ok(output), Some(scratch), Some(mut artifacts)) => {
+                let (out, log) = (scratch.out.clone(), log.clone());
+                let collected = tokio::task::spawn_blocking(move || {
+                    let collected = collect_out(&mut artifacts, &out, &log);
+                    (artifacts, collected)
+                })
+                .await;
+                match collected {
+                    Ok((artifacts, collected)) => {
+                        produced = Some(artifacts);
+                        collected.map(|()| output)
+                    }
+                    Err(e) => Err(AttemptFailure::Host {
+                        message: format!("collecting /out: {e}"),
+                    }),
+                }
+            }
+            (result, _, artifacts) => {
+                produced = artifacts;
+                result
+            }
+        };
         // A failed attempt leaves nothing behind but its log and usage.
-        let (artifacts, spawned) = if result.is_ok() {
-            (state.artifacts.produced().to_vec(), state.jobs.spawned)
-        } else {
-            (Vec::new(), Vec::new())
+        let (artifacts, spawned) = match (&result, produced) {
+            (Ok(_), Some(produced)) => (produced.produced().to_vec(), state.jobs.spawned),
+            _ => (Vec::new(), Vec::new()),
         };
         drop(scratch);
         if result.is_err() {
@@ -577,15 +600,12 @@ fn check_output(output: String, limits: &Limits) -> Result<String, AttemptFailur
 }
 
 /// On success, files left in `/out` become artifacts.
-fn finish_success(
-    store: &mut Store<PluginState>,
-    scratch: Option<&Scratch>,
+fn collect_out(
+    artifacts: &mut ArtifactsState,
+    out: &std::path::Path,
     log: &AttemptLog,
 ) -> Result<(), AttemptFailure> {
-    let Some(scratch) = scratch else {
-        return Ok(());
-    };
-    match store.data_mut().artifacts.collect_dir(&scratch.out) {
+    match artifacts.collect_dir(out) {
         Ok(skipped) => {
             for name in skipped {
                 log.push(
