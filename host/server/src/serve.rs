@@ -29,6 +29,8 @@ pub struct RunningServer {
     pub plugins: PluginDirectory,
     stop: oneshot::Sender<()>,
     _watching: Watching,
+    /// Where attempts run; shut down after the engine stops.
+    _attempts: AttemptsRuntime,
     served: tokio::task::JoinHandle<()>,
     /// Examining the folder's files and adding the demo template.
     background: Option<tokio::task::JoinHandle<()>>,
@@ -53,8 +55,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         .open_plugins_dir(&plugins_dir, config.policy.clone())
         .await?;
     let watching = plugins.watch();
+    let attempts = AttemptsRuntime::start()?;
     let engine = host
         .start_engine(EngineConfig {
+            attempts_on: Some(attempts.handle()),
             max_concurrent_jobs: config.max_concurrent_jobs,
             limit_ceiling: config.policy.max_limits.clone(),
             keep_ended_runs: config.keep_ended_runs,
@@ -112,10 +116,45 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         plugins,
         stop,
         _watching: watching,
+        _attempts: attempts,
         served,
         background: Some(background),
         grace: config.shutdown_grace,
     })
+}
+
+/// The tokio runtime attempts run on, apart from the one answering HTTP,
+/// so a guest busy between two epoch ticks (or in a long host call) holds
+/// one of its threads, not a thread a request is waiting for: the OS
+/// shares the cores between the two runtimes' threads.
+struct AttemptsRuntime(Option<tokio::runtime::Runtime>);
+
+impl AttemptsRuntime {
+    fn start() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(1, usize::from))
+            .thread_name("warren-attempts")
+            .enable_all()
+            .build()
+            .context("starting the attempts' runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for AttemptsRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime may block, which an async context forbids.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 async fn add_demo_template(engine: &Engine) {

@@ -26,10 +26,12 @@ pub(crate) struct Completion {
     pub pins: Option<Pins>,
 }
 
-/// Runs `start` on a task of its own and reports its end on `commands`.
+/// Runs `start` on a task of its own (on `attempts_on` when given) and
+/// reports its end on `commands`.
 pub(super) fn launch(
     runtime: Arc<Runtime>,
     commands: mpsc::UnboundedSender<Command>,
+    attempts_on: Option<&tokio::runtime::Handle>,
     start: Start,
 ) {
     let (run_id, job, attempt) = (start.run_id.clone(), start.job, start.request.attempt);
@@ -38,7 +40,11 @@ pub(super) fn launch(
         .iter()
         .map(|(id, a)| (id.clone(), a.name.clone()))
         .collect();
-    let attempt_task = tokio::spawn(run_started(runtime.clone(), start));
+    let work = run_started(runtime.clone(), start);
+    let attempt_task = match attempts_on {
+        Some(handle) => handle.spawn(work),
+        None => tokio::spawn(work),
+    };
     tokio::spawn(async move {
         // A panic in the attempt must still free its slot and end the job.
         let mut outcome = match attempt_task.await {

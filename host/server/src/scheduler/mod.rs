@@ -73,6 +73,10 @@ pub struct EngineConfig {
     /// and spawned): past it a submission is refused, and an attempt whose
     /// output or spawns would pass it fails.
     pub max_run_data_bytes: u64,
+    /// Where attempts run: a tokio runtime of their own keeps guests from
+    /// delaying the tasks of the one serving HTTP (the OS shares the cores
+    /// between the two). `None`: the runtime that started the engine.
+    pub attempts_on: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -86,6 +90,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("keep_ended_runs", &self.keep_ended_runs)
             .field("min_free_disk_bytes", &self.min_free_disk_bytes)
             .field("max_run_data_bytes", &self.max_run_data_bytes)
+            .field("attempts_on", &self.attempts_on.is_some())
             .finish()
     }
 }
@@ -101,6 +106,7 @@ impl Default for EngineConfig {
             keep_ended_runs: None,
             min_free_disk_bytes: 0,
             max_run_data_bytes: DEFAULT_MAX_RUN_DATA_BYTES,
+            attempts_on: None,
         }
     }
 }

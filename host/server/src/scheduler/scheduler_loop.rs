@@ -342,7 +342,12 @@ impl Scheduler {
     /// job `ready`, to be started again (see docs/pipelines.md).
     fn launch_decided(&mut self) {
         for start in std::mem::take(&mut self.effects.starts) {
-            launch(self.runtime.clone(), self.commands.clone(), start);
+            launch(
+                self.runtime.clone(),
+                self.commands.clone(),
+                self.config.attempts_on.as_ref(),
+                start,
+            );
         }
     }
 
