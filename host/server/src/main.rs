@@ -292,6 +292,26 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// `GET /health` latency while hostile plugins run at default limits
+    /// (log flood, 32 MiB put loop, spawns with 1 MiB inputs), against the
+    /// same server idle, and the server's peak memory.
+    Hostile {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Hostile runs at once.
+        #[arg(long, default_value_t = 8)]
+        hostile: usize,
+        /// Seconds health is probed, idle and then under load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Folder with echo.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+        /// Folder with the test guests toolbox.wasm and log_flood.wasm.
+        #[arg(long, default_value = env!("WARREN_TEST_GUESTS_DIR"))]
+        guests_dir: PathBuf,
+    },
     /// The durable engine: a fan-out of no-op jobs against raw wasmtime,
     /// and a chain of sequential jobs, with durability normal and full.
     Engine {
@@ -708,6 +728,22 @@ fn bench_command(suite: BenchSuite) -> i32 {
                 plugins: plugins.max(1),
             };
             (runtime.block_on(crate::bench::start::run(&options)), json)
+        }
+        BenchSuite::Hostile {
+            json,
+            hostile,
+            seconds,
+            plugins_dir,
+            guests_dir,
+        } => {
+            let options = crate::bench::hostile::HostileBenchOptions {
+                plugins_dir,
+                guests_dir,
+                hostile: hostile.max(1),
+                duration: std::time::Duration::from_secs(seconds.max(1)),
+                ..Default::default()
+            };
+            (runtime.block_on(crate::bench::hostile::run(&options)), json)
         }
         BenchSuite::Engine {
             json,

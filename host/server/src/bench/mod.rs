@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod hostile;
 pub mod plugins;
 mod raw;
 pub mod runtime;

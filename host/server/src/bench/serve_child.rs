@@ -80,6 +80,11 @@ impl ServeChild {
         command.spawn().context("starting warren serve")
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Asks the server to stop (SIGTERM) and waits for it to exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let pid = rustix::process::Pid::from_child(&self.child);

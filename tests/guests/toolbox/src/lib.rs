@@ -83,6 +83,19 @@ enum Op {
         count: usize,
         bytes: usize,
     },
+    /// Puts `bytes`-long content as artifact `name`, `times` times over,
+    /// whatever each put answers; reports how many were stored.
+    PutLoop {
+        name: String,
+        bytes: usize,
+        times: usize,
+    },
+    /// Spawns `plugin` `count` times, each with a `bytes`-long text input.
+    SpawnBig {
+        plugin: String,
+        count: usize,
+        bytes: usize,
+    },
     /// Reports arrays nested `depth` deep (JSON no input could carry).
     Nest {
         depth: usize,
@@ -229,6 +242,25 @@ impl Job for Toolbox {
                         }
                     }
                     json!({ "ok": { "stored": stored, "refused": refused } })
+                }
+                Op::PutLoop { name, bytes, times } => {
+                    let data = vec![b'p'; bytes];
+                    let stored = (0..times)
+                        .filter(|_| artifacts::put(&name, &data).is_ok())
+                        .count();
+                    json!({ "ok": stored })
+                }
+                Op::SpawnBig {
+                    plugin,
+                    count,
+                    bytes,
+                } => {
+                    // Under the byte cap once quoted as JSON.
+                    let input = json!({ "text": "s".repeat(bytes.saturating_sub(16)) });
+                    let spawned = (0..count)
+                        .filter(|_| jobs::spawn(&plugin, &input, "big input").is_ok())
+                        .count();
+                    json!({ "ok": spawned })
                 }
                 Op::Nest { depth } => json!({ "ok": nested(depth) }),
                 Op::SpawnNested { plugin, depth } => {
