@@ -324,6 +324,191 @@ async fn the_demo_pipeline_runs_and_its_events_and_artifacts_can_be_followed() {
     server.stop().await;
 }
 
+/// `GET path` as text: status, `content-type` and body.
+async fn get_text(server: &TestServer, path: &str) -> (u16, String, String) {
+    let response = server
+        .request(reqwest::Method::GET, path)
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, content_type, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_run_of_many_large_outputs_answers_in_bounded_pages_and_each_value_whole() {
+    // The documented bounds (docs/api.md, "Response sizes").
+    const MAX_RESPONSE: usize = 1 << 20;
+    const MAX_INLINE: u64 = 64 << 10;
+    const BIG: usize = 256 << 10;
+    const SMALL: usize = 60 << 10;
+    let server = TestServer::start_with(Vec::new(), |config| {
+        config.max_body_bytes = 1 << 20;
+    })
+    .await;
+    // 200 outputs of 256 KiB (50 MiB in all) are never inline; 30 of
+    // 60 KiB are, and take more than one page's 1 MiB; `echo` gets the
+    // run's input of 100 KiB and outputs it; `logger` logs 80 KiB.
+    let mut jobs = serde_json::Map::new();
+    for i in 0..200 {
+        jobs.insert(
+            format!("big{i:03}"),
+            json!({"plugin": "toolbox", "input": [{"op": "pad", "bytes": BIG}]}),
+        );
+    }
+    for i in 0..30 {
+        jobs.insert(
+            format!("small{i:02}"),
+            json!({"plugin": "toolbox", "input": [{"op": "pad", "bytes": SMALL}]}),
+        );
+    }
+    jobs.insert("echo".into(), json!({"plugin": "echo"}));
+    let message = "z".repeat(80 << 10);
+    jobs.insert(
+        "logger".into(),
+        json!({"plugin": "toolbox", "input": [{"op": "log", "message": message}]}),
+    );
+    let input = json!({"text": "y".repeat(100 << 10)});
+    let started = Instant::now();
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": jobs}, "input": input}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed", "{}", run["jobs"]);
+    eprintln!("232 jobs ran in {:?}", started.elapsed());
+
+    // Every page, at most 500 jobs asked for, stays within 1 MiB.
+    let mut seen = std::collections::BTreeMap::new();
+    let mut pages = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(job) => format!("/v1/runs/{run_id}?jobs_limit=500&jobs_after={job}"),
+            None => format!("/v1/runs/{run_id}?jobs_limit=500"),
+        };
+        let (status, content_type, body) = get_text(&server, &path).await;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"));
+        assert!(
+            body.len() <= MAX_RESPONSE,
+            "page {pages}: {} bytes",
+            body.len()
+        );
+        let page: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(page["jobs_total"], 232);
+        let listed = page["jobs"].as_array().expect("jobs");
+        assert!(!listed.is_empty(), "a page holds a job");
+        for job in listed {
+            let name = job["name"].as_str().expect("name").to_owned();
+            assert!(seen.insert(name.clone(), job.clone()).is_none(), "{name} twice");
+        }
+        pages += 1;
+        match page["jobs_next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 232, "every job is listed once");
+    assert!(pages >= 2, "30 outputs of 60 KiB do not fit one page");
+
+    let expected = |bytes: usize| format!("[{{\"ok\":\"{}\"}}]", "x".repeat(bytes));
+    let big = &seen["big000"];
+    for (name, job) in &seen {
+        if name.starts_with("big") {
+            assert_eq!(job["output"], Value::Null, "{name}");
+            assert_eq!(job["output_bytes"], expected(BIG).len(), "{name}");
+            let id = job["id"].as_str().expect("id");
+            assert_eq!(job["output_url"], format!("/v1/jobs/{id}/output"));
+        } else if name.starts_with("small") {
+            assert_eq!(job["output"][0]["ok"].as_str().map(str::len), Some(SMALL));
+            assert_eq!(job["output_bytes"], expected(SMALL).len(), "{name}");
+            assert_eq!(job["output_url"], Value::Null, "{name}");
+        }
+        // Small inputs are inline with their size.
+        if name != "echo" && name != "logger" {
+            assert!(job["input"].is_array(), "{name}: {}", job["input"]);
+            assert_eq!(job["input_url"], Value::Null);
+        }
+    }
+
+    // The whole output, byte for byte, as JSON.
+    let big_id = big["id"].as_str().expect("id");
+    let (status, content_type, body) = get_text(&server, &format!("/v1/jobs/{big_id}/output")).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    assert!(body == expected(BIG), "{} bytes: {:.40}", body.len(), body);
+
+    // A job's description follows the same rule.
+    let (status, detail) = server.get(&format!("/v1/jobs/{big_id}")).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(
+        (&detail["output"], &detail["output_bytes"]),
+        (&Value::Null, &json!(expected(BIG).len()))
+    );
+    assert_eq!(detail["attempts_total"], 1);
+    assert_eq!(detail["attempts"][0]["number"], 1);
+
+    // Inputs over 64 KiB: the run's and the job that got it.
+    let echo = &seen["echo"];
+    let input_text = serde_json::to_string(&input).expect("json");
+    for (view, url) in [
+        (echo, format!("/v1/jobs/{}/input", echo["id"].as_str().expect("id"))),
+        (&run, format!("/v1/runs/{run_id}/input")),
+    ] {
+        assert_eq!(view["input"], Value::Null);
+        assert_eq!(view["input_url"], url);
+        let bytes = view["input_bytes"].as_u64().expect("input_bytes");
+        assert!(bytes > MAX_INLINE, "{bytes}");
+        let (status, content_type, body) = get_text(&server, &url).await;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"));
+        assert_eq!(body.len() as u64, bytes);
+        assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON"), input);
+        assert_eq!(body, input_text);
+    }
+    assert_eq!(echo["output"], Value::Null);
+    let (_, _, echoed) = get_text(&server, echo["output_url"].as_str().expect("url")).await;
+    assert_eq!(serde_json::from_str::<Value>(&echoed).expect("JSON"), input);
+
+    // A log over 64 KiB: its size and its URL in the list, whole there.
+    let logger = seen["logger"]["id"].as_str().expect("id");
+    let (status, logs) = server.get(&format!("/v1/jobs/{logger}/logs")).await;
+    assert_eq!(status, 200, "{logs}");
+    let attempt = &logs["attempts"][0];
+    assert_eq!(attempt["log"], Value::Null, "{attempt}");
+    let log_url = format!("/v1/jobs/{logger}/attempts/1/log");
+    assert_eq!(attempt["log_url"], log_url);
+    let (status, content_type, body) = get_text(&server, &log_url).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    assert_eq!(Some(body.len() as u64), attempt["log_bytes"].as_u64());
+    let log: Value = serde_json::from_str(&body).expect("JSON");
+    assert!(
+        log["lines"]
+            .as_array()
+            .is_some_and(|lines| lines.iter().any(|l| l["message"] == message.as_str())),
+        "{body:.200}"
+    );
+    assert_eq!(logs["next"], Value::Null);
+
+    // A cursor from another run, or none of a job, is refused.
+    let (status, error) = server
+        .get(&format!("/v1/runs/{run_id}?jobs_after={run_id}"))
+        .await;
+    assert_eq!((status, &error["code"]), (400, &json!("invalid_query")));
+    let (status, error) = server.get(&format!("/v1/runs/{run_id}?jobs_limit=501")).await;
+    assert_eq!((status, &error["code"]), (400, &json!("invalid_query")));
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_large_artifact_downloads_whole_in_many_chunks() {
     let server = TestServer::open().await;

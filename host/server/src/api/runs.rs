@@ -8,10 +8,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name};
+use super::params::RunId;
+
+use super::extract::{
+    ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name, page_limit,
+};
 use super::idempotency::{self, Idempotent, KeyHeader, Start};
-use super::views::{RunSummary, RunView};
-use super::{AppState, MAX_PAGE};
+use super::views::{RunSummary, RunView, json_response};
+use super::{AppState, MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::db::reads::{self, RunFilter};
@@ -134,11 +138,17 @@ pub async fn create(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     state: Option<RunState>,
+    /// Runs of this template.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     template: Option<String>,
+    /// Runs of this story.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     story_id: Option<String>,
-    /// Cursor: the `next` of the previous page.
+    /// Cursor: the `next` of the previous page (a run id).
+    #[param(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     before: Option<String>,
     /// 1 to 500; 50 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -184,7 +194,7 @@ pub async fn list(
             "not a story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)",
         ));
     }
-    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let limit = page_limit("limit", query.limit, 50)?;
     let filter = RunFilter {
         state: query.state.map(|s| s.as_str().to_owned()),
         template: query.template,
@@ -204,26 +214,105 @@ pub async fn list(
     Ok(Json(RunPage { runs, next }))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Cursor: the `jobs_next` of the previous page (a job id of this run).
+    #[param(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    jobs_after: Option<String>,
+    /// Jobs per page, 1 to 500; 100 by default. A page also ends before
+    /// the response would pass 1 MiB.
+    #[param(minimum = 1, maximum = 500)]
+    jobs_limit: Option<usize>,
+}
+
 #[utoipa::path(
-    get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    get, path = "/v1/runs/{id}", tag = "runs", params(RunId, RunQuery),
     responses(
-        (status = 200, body = RunView),
+        (status = 200, description = "The run with one page of its jobs; at most 1 MiB", body = RunView),
+        (status = 400, description = "`invalid_id`, or `invalid_query` (a `jobs_after` that is not a job of this run, a `jobs_limit` out of range)", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+/// A run with a page of its jobs. A job's input and output are inline
+/// when at most 64 KiB; longer ones are at `input_url` and `output_url`.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RunQuery>,
+) -> Result<Json<RunView>, ApiError> {
+    check_id("run", &id)?;
+    if let Some(after) = &query.jobs_after
+        && !names::is_valid_id(after)
+    {
+        return Err(bad_query(
+            "jobs_after",
+            after,
+            "not a job id (pass the `jobs_next` of the previous page)",
+        ));
+    }
+    let limit = page_limit("jobs_limit", query.jobs_limit, 100)?;
+    let run_id = id.clone();
+    let found = state
+        .engine
+        .database()
+        .query(move |conn| {
+            let Some(run) = reads::run_head(conn, &run_id, MAX_INLINE_BYTES)? else {
+                return Ok(None);
+            };
+            let after = match &query.jobs_after {
+                None => 0,
+                Some(job) => match reads::job_position(conn, &run_id, job)? {
+                    Some(position) => position,
+                    None => return Ok(Some(Err(job.clone()))),
+                },
+            };
+            let page = reads::run_jobs(
+                conn,
+                &run_id,
+                after,
+                limit,
+                MAX_INLINE_BYTES,
+                MAX_RESPONSE_BYTES,
+            )?;
+            Ok(Some(Ok((run, page))))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
+    let (run, page) = found.map_err(|job| {
+        bad_query(
+            "jobs_after",
+            &job,
+            "not a job of this run (pass the `jobs_next` of the previous page)",
+        )
+    })?;
+    Ok(Json(RunView::new(run, page.items, page.more)))
+}
+
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/input", tag = "runs", params(RunId),
+    responses(
+        (status = 200, description = "The run's whole input, as stored", content_type = "application/json", body = Object),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
 )]
-/// A run with its jobs.
-pub async fn get(
+/// A run's whole input, however long (the run view inlines it only up to
+/// 64 KiB).
+pub async fn input(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<RunView>, ApiError> {
+) -> Result<Response, ApiError> {
     check_id("run", &id)?;
-    let run = state
+    let run_id = id.clone();
+    let text = state
         .engine
-        .run(&id)
+        .database()
+        .query(move |conn| reads::run_input(conn, &run_id))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
-    Ok(Json(run.into()))
+    Ok(json_response(text))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -233,9 +322,10 @@ pub struct Cancelled {
 }
 
 #[utoipa::path(
-    post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    post, path = "/v1/runs/{id}/cancel", tag = "runs", params(RunId),
     responses(
         (status = 200, description = "Cancelled (the cancel is recorded)", body = Cancelled),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`run_ended`", body = ErrorBody),
     )
