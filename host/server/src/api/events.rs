@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::extract::{ApiPath, ApiQuery, bad_query, check_id};
 use super::params::{LastEventId, RunId};
+use super::schemas::SseEvent;
 use super::views::EventRow;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
@@ -36,6 +37,8 @@ pub struct EventsQuery {
 }
 
 fn start_after(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, ApiError> {
+    // A malformed header is refused even when `?after=` wins over it.
+    let header = last_event_id(headers)?;
     if let Some(after) = query.after {
         if after < 0 {
             return Err(bad_query(
@@ -46,8 +49,13 @@ fn start_after(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, ApiError
         }
         return Ok(after);
     }
+    Ok(header.unwrap_or(0))
+}
+
+/// `Last-Event-ID`: absent, or an event id in digits.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     match headers.get("last-event-id") {
-        None => Ok(0),
+        None => Ok(None),
         Some(value) => value
             .to_str()
             .ok()
@@ -55,7 +63,7 @@ fn start_after(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, ApiError
             .and_then(|v| v.parse::<u64>().ok())
             // Past the last id there is nothing: a larger one waits for
             // nothing, as the largest does.
-            .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+            .map(|v| Some(i64::try_from(v).unwrap_or(i64::MAX)))
             .ok_or_else(|| ApiError::bad_request("invalid_id", "Last-Event-ID is not an event id")),
     }
 }
@@ -65,7 +73,7 @@ fn start_after(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, ApiError
     params(RunId, EventsQuery, LastEventId),
     responses(
         (status = 200, description = "A stream of Server-Sent Events (`text/event-stream`, not JSON): each event's `id` is its history id, `event` its kind (`run`, `job` or `cancel`) and `data` one line of JSON, an `EventRow` (see the components' schemas); comments keep the connection alive. The stream ends after the run does",
-         content_type = "text/event-stream", body = String),
+         content_type = "text/event-stream", body = SseEvent),
         (status = 400, description = "`invalid_id` (a malformed run id or `Last-Event-ID`), or `invalid_query`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
@@ -95,7 +103,7 @@ pub async fn run_events(
     get, path = "/v1/events", tag = "runs", params(EventsQuery, LastEventId),
     responses(
         (status = 200, description = "A stream of Server-Sent Events of every run (`text/event-stream`, not JSON), as for one run's; it does not end",
-         content_type = "text/event-stream", body = String),
+         content_type = "text/event-stream", body = SseEvent),
         (status = 400, description = "`invalid_id` (a malformed `Last-Event-ID`), or `invalid_query`", body = ErrorBody),
     )
 )]

@@ -45,7 +45,7 @@ pub async fn get(
 #[utoipa::path(
     get, path = "/v1/jobs/{id}/input", tag = "jobs", params(JobId),
     responses(
-        (status = 200, description = "The job's whole input, as stored", content_type = "application/json", body = Object),
+        (status = 200, description = "The job's whole input, as stored", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
@@ -61,7 +61,7 @@ pub async fn input(
 #[utoipa::path(
     get, path = "/v1/jobs/{id}/output", tag = "jobs", params(JobId),
     responses(
-        (status = 200, description = "The job's whole output, as the plugin produced it", content_type = "application/json", body = Object),
+        (status = 200, description = "The job's whole output, as the plugin produced it", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such job, or it has no output (yet)", body = ErrorBody),
     )
@@ -170,7 +170,7 @@ pub async fn logs(
 #[utoipa::path(
     get, path = "/v1/jobs/{id}/attempts/{number}/log", tag = "jobs", params(AttemptNumber),
     responses(
-        (status = 200, description = "The attempt's whole log, `{lines, dropped_bytes}`, as stored", content_type = "application/json", body = Object),
+        (status = 200, description = "The attempt's whole log, `{lines, dropped_bytes}`, as stored", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such job or attempt, or the attempt still runs", body = ErrorBody),
     )

@@ -5,7 +5,8 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiPath, ApiQuery, page_limit, shown};
+use super::extract::{ApiPath, ApiQuery, bad_query, page_limit, shown};
+use warren_sandbox::capabilities::memory::MAX_KEY_BYTES;
 use super::params::StoryId;
 use super::views::fit;
 use super::{AppState, MAX_RESPONSE_BYTES};
@@ -61,6 +62,15 @@ pub async fn list(
         return Err(ApiError::bad_request(
             "invalid_id",
             format!("{} is not a story id", shown(&story)),
+        ));
+    }
+    if let Some(key) = &query.start_after
+        && key.len() > MAX_KEY_BYTES
+    {
+        return Err(bad_query(
+            "start_after",
+            key,
+            "not a key (keys are at most 512 bytes)",
         ));
     }
     let limit = page_limit("limit", query.limit, 100)?;

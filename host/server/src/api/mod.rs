@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod params;
 mod plugins;
 mod runs;
+pub mod schemas;
 pub mod server;
 mod templates;
 pub mod views;

@@ -5,10 +5,13 @@ use axum::Json;
 use axum::response::Html;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::schemas::SseEvent;
 use super::views::EventRow;
+use crate::scheduler::spec::MAX_JOBS;
 use super::{artifacts, events, health, jobs, memory, plugins, runs, templates};
 
 #[derive(OpenApi)]
@@ -25,8 +28,8 @@ use super::{artifacts, events, health, jobs, memory, plugins, runs, templates};
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
         health::health, health::ready, health::metrics,
     ),
-    components(schemas(EventRow)),
-    modifiers(&BearerAuth, &CommonResponses),
+    components(schemas(EventRow, SseEvent)),
+    modifiers(&BearerAuth, &CommonResponses, &PipelineShape),
     security(("bearer" = [])),
     tags(
         (name = "runs", description = "Start, follow and cancel runs"),
@@ -56,6 +59,32 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// What a pipeline's `jobs` map holds, which field attributes cannot say:
+/// 1 to `MAX_JOBS` jobs, named as job names are.
+struct PipelineShape;
+
+impl Modify for PipelineShape {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(pipeline))) = components.schemas.get_mut("PipelineSpec")
+        else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(jobs))) = pipeline.properties.get_mut("jobs") {
+            jobs.min_properties = Some(1);
+            jobs.max_properties = Some(MAX_JOBS);
+            jobs.property_names = Some(Box::new(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))
+                    .into(),
+            ));
+        }
     }
 }
 

@@ -492,7 +492,7 @@ pub struct UploadQuery {
     post, path = "/v1/plugins", tag = "plugins", params(UploadQuery, KeyHeader),
     request_body(
         description = "A component (`application/wasm`, up to 64 MiB), or its manifest (`application/toml`, UTF-8), sent first",
-        content((Binary = "application/wasm"), (Binary = "application/toml")),
+        content((Binary = "application/wasm"), (String = "application/toml")),
     ),
     responses(
         (status = 201, description = "Examined: `active` or `pending_approval` (for a manifest: stored). With an `Idempotency-Key` used before for the same request: the first answer again", body = Examined,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::params::RunId;
+use super::schemas::CreateRunSchema;
 
 use super::extract::{
     ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name, page_limit,
@@ -23,10 +24,10 @@ use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{PipelineSource, Submission};
 use warren_vocabulary::{RunState, names};
 
-/// Give either `template` (and optionally `version`) or `pipeline`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Give either `template` (and optionally `version`) or `pipeline`; the
+/// OpenAPI description says so with [`CreateRunSchema`].
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"template": "build-and-check", "input": {"goal": "a word counter"}}))]
 pub struct CreateRun {
     /// A stored template to run...
     template: Option<String>,
@@ -48,7 +49,7 @@ pub struct RunCreated {
 }
 
 #[utoipa::path(
-    post, path = "/v1/runs", tag = "runs", request_body = CreateRun, params(KeyHeader),
+    post, path = "/v1/runs", tag = "runs", request_body = CreateRunSchema, params(KeyHeader),
     responses(
         (status = 201, description = "Stored; the run starts on its own. With an `Idempotency-Key` used before for the same request: the first answer again", body = RunCreated,
          headers(
@@ -58,6 +59,8 @@ pub struct RunCreated {
         (status = 400, description = "`invalid_json`, `invalid_id` (a malformed template name or story id) or `invalid_header` (a malformed `Idempotency-Key`)", body = ErrorBody),
         (status = 404, description = "`unknown_template`", body = ErrorBody),
         (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `max_body_bytes`, or the run's pipeline and input are over what a run may hold", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
@@ -293,7 +296,7 @@ pub async fn get(
 #[utoipa::path(
     get, path = "/v1/runs/{id}/input", tag = "runs", params(RunId),
     responses(
-        (status = 200, description = "The run's whole input, as stored", content_type = "application/json", body = Object),
+        (status = 200, description = "The run's whole input, as stored", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )

@@ -24,6 +24,9 @@ use crate::scheduler::spec::PipelineSpec;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
+    /// Letters, digits, `-`, `_` and `.`, starting with a letter or digit;
+    /// at most 64.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     name: String,
     pipeline: PipelineSpec,
 }
@@ -45,6 +48,8 @@ pub struct TemplateVersion {
         (status = 400, description = "`invalid_json`, `invalid_id` (a malformed name) or `invalid_header` (a malformed `Idempotency-Key`)", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
         (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_pipeline` or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]

@@ -111,7 +111,7 @@ pub struct RunView {
     pub story_id: Option<String>,
     /// The run's input when it is at most 64 KiB as stored; `null`
     /// otherwise: fetch it from `input_url`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub input: Option<Box<RawValue>>,
     /// Size of the input, as stored.
     pub input_bytes: u64,
@@ -173,20 +173,20 @@ pub struct JobView {
     pub state: JobState,
     pub attempts: u32,
     /// The job's input when at most 64 KiB; `null` otherwise.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub input: Option<Box<RawValue>>,
     pub input_bytes: u64,
     /// `/v1/jobs/{id}/input` when the input is not inline.
     pub input_url: Option<String>,
     /// The job's output when it has one of at most 64 KiB; `null`
     /// otherwise.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub output: Option<Box<RawValue>>,
     /// Size of the output, when the job has one.
     pub output_bytes: Option<u64>,
     /// `/v1/jobs/{id}/output` when there is an output not inline.
     pub output_url: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub error: Option<Box<RawValue>>,
     #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub parent_job_id: Option<String>,
@@ -288,15 +288,15 @@ pub struct JobDetail {
     pub name: String,
     pub plugin: String,
     pub state: JobState,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub input: Option<Box<RawValue>>,
     pub input_bytes: u64,
     pub input_url: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub output: Option<Box<RawValue>>,
     pub output_bytes: Option<u64>,
     pub output_url: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub error: Option<Box<RawValue>>,
     #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub parent_job_id: Option<String>,
@@ -364,7 +364,7 @@ pub struct AttemptLogView {
     pub state: String,
     /// `{lines, dropped_bytes}`; `null` while the attempt runs, or when the
     /// log is over 64 KiB (see `log_url`).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub log: Option<Box<RawValue>>,
     /// Size of the stored log, once the attempt has ended.
     pub log_bytes: Option<u64>,
