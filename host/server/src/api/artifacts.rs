@@ -41,7 +41,7 @@ pub struct RunArtifacts {
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs/{id}/artifacts", tag = "artifacts", params(RunId, ArtifactsQuery),
+    get, path = "/v1/runs/{id}/artifacts", operation_id = "list_run_artifacts", tag = "artifacts", params(RunId, ArtifactsQuery),
     responses(
         (status = 200, description = "A page of the artifacts the run's jobs produced", body = RunArtifacts),
         (status = 400, description = "`invalid_id`, or `invalid_query`", body = ErrorBody),
@@ -88,7 +88,7 @@ pub async fn list_for_run(
 }
 
 #[utoipa::path(
-    get, path = "/v1/artifacts/{sha256}", tag = "artifacts", params(ArtifactDigest),
+    get, path = "/v1/artifacts/{sha256}", operation_id = "download_artifact", tag = "artifacts", params(ArtifactDigest),
     responses(
         (status = 200, description = "The bytes, streamed", content_type = "application/octet-stream", body = Binary),
         (status = 400, description = "`invalid_id`", body = ErrorBody),

@@ -69,7 +69,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs/{id}/events", tag = "runs",
+    get, path = "/v1/runs/{id}/events", operation_id = "run_events", tag = "runs",
     params(RunId, EventsQuery, LastEventId),
     responses(
         (status = 200, description = "A stream of Server-Sent Events (`text/event-stream`, not JSON): each event's `id` is its history id, `event` its kind (`run`, `job` or `cancel`) and `data` one line of JSON, an `EventRow` (see the components' schemas); comments keep the connection alive. The stream ends after the run does",
@@ -100,7 +100,7 @@ pub async fn run_events(
 }
 
 #[utoipa::path(
-    get, path = "/v1/events", tag = "runs", params(EventsQuery, LastEventId),
+    get, path = "/v1/events", operation_id = "all_events", tag = "runs", params(EventsQuery, LastEventId),
     responses(
         (status = 200, description = "A stream of Server-Sent Events of every run (`text/event-stream`, not JSON), as for one run's; it does not end",
          content_type = "text/event-stream", body = SseEvent),

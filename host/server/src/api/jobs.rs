@@ -17,7 +17,7 @@ use crate::db::reads::{self, JobText};
 use warren_vocabulary::JobState;
 
 #[utoipa::path(
-    get, path = "/v1/jobs/{id}", tag = "jobs", params(JobId),
+    get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", params(JobId),
     responses(
         (status = 200, description = "The job, its input and output (inline up to 64 KiB each), its latest 100 attempts (with usage) and its artifacts", body = JobDetail),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
@@ -43,7 +43,7 @@ pub async fn get(
 }
 
 #[utoipa::path(
-    get, path = "/v1/jobs/{id}/input", tag = "jobs", params(JobId),
+    get, path = "/v1/jobs/{id}/input", operation_id = "get_job_input", tag = "jobs", params(JobId),
     responses(
         (status = 200, description = "The job's whole input, as stored", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
@@ -59,7 +59,7 @@ pub async fn input(
 }
 
 #[utoipa::path(
-    get, path = "/v1/jobs/{id}/output", tag = "jobs", params(JobId),
+    get, path = "/v1/jobs/{id}/output", operation_id = "get_job_output", tag = "jobs", params(JobId),
     responses(
         (status = 200, description = "The job's whole output, as the plugin produced it", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
@@ -110,7 +110,7 @@ pub struct JobLogs {
 }
 
 #[utoipa::path(
-    get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(JobId, LogsQuery),
+    get, path = "/v1/jobs/{id}/logs", operation_id = "get_job_logs", tag = "jobs", params(JobId, LogsQuery),
     responses(
         (status = 200, description = "A page of attempts with their logs (inline up to 64 KiB each); at most 1 MiB", body = JobLogs),
         (status = 400, description = "`invalid_id`, or `invalid_query`", body = ErrorBody),
@@ -168,7 +168,7 @@ pub async fn logs(
 }
 
 #[utoipa::path(
-    get, path = "/v1/jobs/{id}/attempts/{number}/log", tag = "jobs", params(AttemptNumber),
+    get, path = "/v1/jobs/{id}/attempts/{number}/log", operation_id = "get_attempt_log", tag = "jobs", params(AttemptNumber),
     responses(
         (status = 200, description = "The attempt's whole log, `{lines, dropped_bytes}`, as stored", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
@@ -220,7 +220,7 @@ pub struct Retried {
 }
 
 #[utoipa::path(
-    post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(JobId),
+    post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs", params(JobId),
     responses(
         (status = 200, description = "The job waits to run again", body = Retried),
         (status = 400, description = "`invalid_id`", body = ErrorBody),

@@ -45,7 +45,7 @@ pub struct MemoryPage {
 }
 
 #[utoipa::path(
-    get, path = "/v1/stories/{story}/memory", tag = "memory",
+    get, path = "/v1/stories/{story}/memory", operation_id = "list_story_memory", tag = "memory",
     params(StoryId, MemoryQuery),
     responses(
         (status = 200, description = "A page of entries: at most 1 MiB of JSON, or one entry (a value is at most 1 MiB as stored)", body = MemoryPage),

@@ -3,6 +3,8 @@
 
 use axum::Json;
 use axum::response::Html;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -29,7 +31,7 @@ use super::{artifacts, events, health, jobs, memory, plugins, runs, templates};
         health::health, health::ready, health::metrics,
     ),
     components(schemas(EventRow, SseEvent)),
-    modifiers(&BearerAuth, &CommonResponses, &PipelineShape),
+    modifiers(&BearerAuth, &CommonResponses, &PipelineShape, &Links),
     security(("bearer" = [])),
     tags(
         (name = "runs", description = "Start, follow and cancel runs"),
@@ -59,6 +61,82 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Where an answer leads (OpenAPI links): from what an operation answers
+/// to the operations that take it, so a client, or a fuzzer following
+/// them, reaches the runs, jobs, templates and plugins that exist.
+struct Links;
+
+/// `(from path, method, status, link name, to operation, parameters)`.
+type LinkSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const LINKS: &[LinkSpec] = &[
+    ("/v1/runs", "post", "201", "GetRun", "get_run", &[("id", "$response.body#/id")]),
+    ("/v1/runs", "post", "201", "RunEvents", "run_events", &[("id", "$response.body#/id")]),
+    ("/v1/runs", "post", "201", "RunInput", "get_run_input", &[("id", "$response.body#/id")]),
+    ("/v1/runs", "post", "201", "RunArtifacts", "list_run_artifacts", &[("id", "$response.body#/id")]),
+    ("/v1/runs", "post", "201", "CancelRun", "cancel_run", &[("id", "$response.body#/id")]),
+    ("/v1/runs", "get", "200", "GetRun", "get_run", &[("id", "$response.body#/runs/0/id")]),
+    ("/v1/runs/{id}", "get", "200", "GetJob", "get_job", &[("id", "$response.body#/jobs/0/id")]),
+    ("/v1/runs/{id}", "get", "200", "JobInput", "get_job_input", &[("id", "$response.body#/jobs/0/id")]),
+    ("/v1/runs/{id}", "get", "200", "JobOutput", "get_job_output", &[("id", "$response.body#/jobs/0/id")]),
+    ("/v1/runs/{id}", "get", "200", "JobLogs", "get_job_logs", &[("id", "$response.body#/jobs/0/id")]),
+    ("/v1/runs/{id}", "get", "200", "AttemptLog", "get_attempt_log", &[("id", "$response.body#/jobs/0/id"), ("number", "1")]),
+    ("/v1/runs/{id}", "get", "200", "RetryJob", "retry_job", &[("id", "$response.body#/jobs/0/id")]),
+    ("/v1/runs/{id}/artifacts", "get", "200", "DownloadArtifact", "download_artifact", &[("sha256", "$response.body#/artifacts/0/sha256")]),
+    ("/v1/jobs/{id}", "get", "200", "JobRun", "get_run", &[("id", "$response.body#/run_id")]),
+    ("/v1/templates", "post", "201", "GetTemplate", "get_template", &[("name", "$response.body#/name")]),
+    ("/v1/templates", "post", "201", "GetTemplateVersion", "get_template_version", &[("name", "$response.body#/name"), ("version", "$response.body#/version")]),
+    ("/v1/templates", "get", "200", "GetTemplate", "get_template", &[("name", "$response.body#/templates/0/name")]),
+    ("/v1/plugins", "get", "200", "GetPlugin", "get_plugin", &[("name", "$response.body#/plugins/0/name")]),
+    ("/v1/plugins", "get", "200", "ApproveVersion", "approve_plugin_version", &[("name", "$response.body#/plugins/0/name"), ("digest", "$response.body#/plugins/0/digest")]),
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, method, status, name, target, parameters) in LINKS {
+            let Some(item) = openapi.paths.paths.get_mut(*path) else {
+                continue;
+            };
+            let operation = match *method {
+                "post" => item.post.as_mut(),
+                _ => item.get.as_mut(),
+            };
+            let Some(RefOr::T(response)) =
+                operation.and_then(|o| o.responses.responses.get_mut(*status))
+            else {
+                continue;
+            };
+            // utoipa 5 writes `operation_id` in snake case, which no reader
+            // of OpenAPI knows: the field goes in under its name,
+            // `operationId`.
+            let mut target_id = Extensions::default();
+            target_id.insert("operationId".to_owned(), (*target).into());
+            let link = parameters
+                .iter()
+                .fold(
+                    LinkBuilder::new().extensions(Some(target_id)),
+                    |link, (key, value)| {
+                        // A constant in the description is JSON: a number stays one.
+                        let value = value.parse::<u64>().map_or_else(
+                            |_| serde_json::Value::from(*value),
+                            serde_json::Value::from,
+                        );
+                        link.parameter(*key, value)
+                    },
+                )
+                .build();
+            response.links.insert((*name).to_owned(), RefOr::T(link));
+        }
     }
 }
 

@@ -333,7 +333,7 @@ fn version_view(
 }
 
 #[utoipa::path(
-    get, path = "/v1/plugins", tag = "plugins", params(PluginsQuery),
+    get, path = "/v1/plugins", operation_id = "list_plugins", tag = "plugins", params(PluginsQuery),
     responses(
         (status = 200, body = PluginList),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
@@ -379,7 +379,7 @@ pub async fn list(
 }
 
 #[utoipa::path(
-    get, path = "/v1/plugins/{name}", tag = "plugins", params(PluginName),
+    get, path = "/v1/plugins/{name}", operation_id = "get_plugin", tag = "plugins", params(PluginName),
     responses(
         (status = 200, body = PluginDetail),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
@@ -434,7 +434,7 @@ async fn detail(
 }
 
 #[utoipa::path(
-    post, path = "/v1/plugins/{name}/versions/{digest}/approve", tag = "plugins",
+    post, path = "/v1/plugins/{name}/versions/{digest}/approve", operation_id = "approve_plugin_version", tag = "plugins",
     params(PluginVersion),
     responses(
         (status = 200, description = "The version is active", body = PluginDetail),
@@ -489,7 +489,7 @@ pub struct UploadQuery {
 }
 
 #[utoipa::path(
-    post, path = "/v1/plugins", tag = "plugins", params(UploadQuery, KeyHeader),
+    post, path = "/v1/plugins", operation_id = "upload_plugin", tag = "plugins", params(UploadQuery, KeyHeader),
     request_body(
         description = "A component (`application/wasm`, up to 64 MiB), or its manifest (`application/toml`, UTF-8), sent first",
         content((Binary = "application/wasm"), (String = "application/toml")),

@@ -49,7 +49,7 @@ pub struct RunCreated {
 }
 
 #[utoipa::path(
-    post, path = "/v1/runs", tag = "runs", request_body = CreateRunSchema, params(KeyHeader),
+    post, path = "/v1/runs", operation_id = "create_run", tag = "runs", request_body = CreateRunSchema, params(KeyHeader),
     responses(
         (status = 201, description = "Stored; the run starts on its own. With an `Idempotency-Key` used before for the same request: the first answer again", body = RunCreated,
          headers(
@@ -163,7 +163,7 @@ pub struct RunPage {
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    get, path = "/v1/runs", operation_id = "list_runs", tag = "runs", params(ListQuery),
     responses(
         (status = 200, body = RunPage),
         (status = 400, description = "`invalid_query`: an unknown parameter, or a malformed value", body = ErrorBody),
@@ -231,7 +231,7 @@ pub struct RunQuery {
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs/{id}", tag = "runs", params(RunId, RunQuery),
+    get, path = "/v1/runs/{id}", operation_id = "get_run", tag = "runs", params(RunId, RunQuery),
     responses(
         (status = 200, description = "The run with one page of its jobs; at most 1 MiB", body = RunView),
         (status = 400, description = "`invalid_id`, or `invalid_query` (a `jobs_after` that is not a job of this run, a `jobs_limit` out of range)", body = ErrorBody),
@@ -294,7 +294,7 @@ pub async fn get(
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs/{id}/input", tag = "runs", params(RunId),
+    get, path = "/v1/runs/{id}/input", operation_id = "get_run_input", tag = "runs", params(RunId),
     responses(
         (status = 200, description = "The run's whole input, as stored", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
@@ -325,7 +325,7 @@ pub struct Cancelled {
 }
 
 #[utoipa::path(
-    post, path = "/v1/runs/{id}/cancel", tag = "runs", params(RunId),
+    post, path = "/v1/runs/{id}/cancel", operation_id = "cancel_run", tag = "runs", params(RunId),
     responses(
         (status = 200, description = "Cancelled (the cancel is recorded)", body = Cancelled),
         (status = 400, description = "`invalid_id`", body = ErrorBody),

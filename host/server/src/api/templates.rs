@@ -41,7 +41,7 @@ pub struct TemplateVersion {
 }
 
 #[utoipa::path(
-    post, path = "/v1/templates", tag = "templates", request_body = CreateTemplate, params(KeyHeader),
+    post, path = "/v1/templates", operation_id = "create_template", tag = "templates", request_body = CreateTemplate, params(KeyHeader),
     responses(
         (status = 201, description = "Stored as the next version (the first is 1). With an `Idempotency-Key` used before for the same request: the first answer again", body = TemplateVersion,
          headers(("idempotent-replayed" = String, description = "`true` when this is the answer to an earlier request with the same `Idempotency-Key`"))),
@@ -121,7 +121,7 @@ pub struct TemplateList {
 }
 
 #[utoipa::path(
-    get, path = "/v1/templates", tag = "templates", params(TemplatesQuery),
+    get, path = "/v1/templates", operation_id = "list_templates", tag = "templates", params(TemplatesQuery),
     responses(
         (status = 200, body = TemplateList),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
@@ -154,7 +154,7 @@ pub async fn list(
 }
 
 #[utoipa::path(
-    get, path = "/v1/templates/{name}", tag = "templates", params(TemplateName),
+    get, path = "/v1/templates/{name}", operation_id = "get_template", tag = "templates", params(TemplateName),
     responses(
         (status = 200, description = "The latest version, its pipeline with every default written out (the request that stored it, plus under 0.5 KiB per job)", body = TemplateVersion),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
@@ -171,7 +171,7 @@ pub async fn latest(
 }
 
 #[utoipa::path(
-    get, path = "/v1/templates/{name}/versions/{version}", tag = "templates",
+    get, path = "/v1/templates/{name}/versions/{version}", operation_id = "get_template_version", tag = "templates",
     params(params::TemplateVersion),
     responses(
         (status = 200, body = TemplateVersion),
