@@ -34,9 +34,7 @@ pub async fn get(
     let job = state
         .engine
         .database()
-        .query(move |conn| {
-            reads::job_detail(conn, &job_id, MAX_INLINE_BYTES, MAX_ATTEMPTS_SHOWN)
-        })
+        .query(move |conn| reads::job_detail(conn, &job_id, MAX_INLINE_BYTES, MAX_ATTEMPTS_SHOWN))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     Ok(Json(job.into()))

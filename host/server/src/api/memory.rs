@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, ApiQuery, bad_query, page_limit, shown};
-use warren_sandbox::capabilities::memory::MAX_KEY_BYTES;
 use super::params::StoryId;
 use super::views::fit;
 use super::{AppState, MAX_RESPONSE_BYTES};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::db::reads;
+use warren_sandbox::capabilities::memory::MAX_KEY_BYTES;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -6,15 +6,15 @@ use axum::response::Html;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::schemas::SseEvent;
 use super::views::EventRow;
-use crate::scheduler::spec::MAX_JOBS;
 use super::{artifacts, events, health, jobs, memory, plugins, runs, templates};
+use crate::scheduler::spec::MAX_JOBS;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -80,25 +80,164 @@ type LinkSpec = (
 );
 
 const LINKS: &[LinkSpec] = &[
-    ("/v1/runs", "post", "201", "GetRun", "get_run", &[("id", "$response.body#/id")]),
-    ("/v1/runs", "post", "201", "RunEvents", "run_events", &[("id", "$response.body#/id")]),
-    ("/v1/runs", "post", "201", "RunInput", "get_run_input", &[("id", "$response.body#/id")]),
-    ("/v1/runs", "post", "201", "RunArtifacts", "list_run_artifacts", &[("id", "$response.body#/id")]),
-    ("/v1/runs", "post", "201", "CancelRun", "cancel_run", &[("id", "$response.body#/id")]),
-    ("/v1/runs", "get", "200", "GetRun", "get_run", &[("id", "$response.body#/runs/0/id")]),
-    ("/v1/runs/{id}", "get", "200", "GetJob", "get_job", &[("id", "$response.body#/jobs/0/id")]),
-    ("/v1/runs/{id}", "get", "200", "JobInput", "get_job_input", &[("id", "$response.body#/jobs/0/id")]),
-    ("/v1/runs/{id}", "get", "200", "JobOutput", "get_job_output", &[("id", "$response.body#/jobs/0/id")]),
-    ("/v1/runs/{id}", "get", "200", "JobLogs", "get_job_logs", &[("id", "$response.body#/jobs/0/id")]),
-    ("/v1/runs/{id}", "get", "200", "AttemptLog", "get_attempt_log", &[("id", "$response.body#/jobs/0/id"), ("number", "1")]),
-    ("/v1/runs/{id}", "get", "200", "RetryJob", "retry_job", &[("id", "$response.body#/jobs/0/id")]),
-    ("/v1/runs/{id}/artifacts", "get", "200", "DownloadArtifact", "download_artifact", &[("sha256", "$response.body#/artifacts/0/sha256")]),
-    ("/v1/jobs/{id}", "get", "200", "JobRun", "get_run", &[("id", "$response.body#/run_id")]),
-    ("/v1/templates", "post", "201", "GetTemplate", "get_template", &[("name", "$response.body#/name")]),
-    ("/v1/templates", "post", "201", "GetTemplateVersion", "get_template_version", &[("name", "$response.body#/name"), ("version", "$response.body#/version")]),
-    ("/v1/templates", "get", "200", "GetTemplate", "get_template", &[("name", "$response.body#/templates/0/name")]),
-    ("/v1/plugins", "get", "200", "GetPlugin", "get_plugin", &[("name", "$response.body#/plugins/0/name")]),
-    ("/v1/plugins", "get", "200", "ApproveVersion", "approve_plugin_version", &[("name", "$response.body#/plugins/0/name"), ("digest", "$response.body#/plugins/0/digest")]),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "GetRun",
+        "get_run",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "RunEvents",
+        "run_events",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "RunInput",
+        "get_run_input",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "RunArtifacts",
+        "list_run_artifacts",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "CancelRun",
+        "cancel_run",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "get",
+        "200",
+        "GetRun",
+        "get_run",
+        &[("id", "$response.body#/runs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "GetJob",
+        "get_job",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "JobInput",
+        "get_job_input",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "JobOutput",
+        "get_job_output",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "JobLogs",
+        "get_job_logs",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "AttemptLog",
+        "get_attempt_log",
+        &[("id", "$response.body#/jobs/0/id"), ("number", "1")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "RetryJob",
+        "retry_job",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}/artifacts",
+        "get",
+        "200",
+        "DownloadArtifact",
+        "download_artifact",
+        &[("sha256", "$response.body#/artifacts/0/sha256")],
+    ),
+    (
+        "/v1/jobs/{id}",
+        "get",
+        "200",
+        "JobRun",
+        "get_run",
+        &[("id", "$response.body#/run_id")],
+    ),
+    (
+        "/v1/templates",
+        "post",
+        "201",
+        "GetTemplate",
+        "get_template",
+        &[("name", "$response.body#/name")],
+    ),
+    (
+        "/v1/templates",
+        "post",
+        "201",
+        "GetTemplateVersion",
+        "get_template_version",
+        &[
+            ("name", "$response.body#/name"),
+            ("version", "$response.body#/version"),
+        ],
+    ),
+    (
+        "/v1/templates",
+        "get",
+        "200",
+        "GetTemplate",
+        "get_template",
+        &[("name", "$response.body#/templates/0/name")],
+    ),
+    (
+        "/v1/plugins",
+        "get",
+        "200",
+        "GetPlugin",
+        "get_plugin",
+        &[("name", "$response.body#/plugins/0/name")],
+    ),
+    (
+        "/v1/plugins",
+        "get",
+        "200",
+        "ApproveVersion",
+        "approve_plugin_version",
+        &[
+            ("name", "$response.body#/plugins/0/name"),
+            ("digest", "$response.body#/plugins/0/digest"),
+        ],
+    ),
 ];
 
 impl Modify for Links {
@@ -194,18 +333,42 @@ impl Modify for CommonResponses {
                 };
                 let (in_path, in_query) = (takes(ParameterIn::Path), takes(ParameterIn::Query));
                 if in_path {
-                    add(operation, "400", "`invalid_id`: a malformed id, digest or name in the path");
+                    add(
+                        operation,
+                        "400",
+                        "`invalid_id`: a malformed id, digest or name in the path",
+                    );
                 }
                 if in_query {
-                    add(operation, "400", "`invalid_query`: a query parameter that is unknown, repeated, missing or malformed (the message names it)");
+                    add(
+                        operation,
+                        "400",
+                        "`invalid_query`: a query parameter that is unknown, repeated, missing or malformed (the message names it)",
+                    );
                 }
                 if !public {
-                    add(operation, "401", "`unauthorized`: no token, or an unknown one (only when the server has tokens)");
+                    add(
+                        operation,
+                        "401",
+                        "`unauthorized`: no token, or an unknown one (only when the server has tokens)",
+                    );
                 }
-                add(operation, "408", "`timeout`: the request took longer than the server allows");
-                add(operation, "500", "`internal`: a bug; the details are in the server log");
+                add(
+                    operation,
+                    "408",
+                    "`timeout`: the request took longer than the server allows",
+                );
+                add(
+                    operation,
+                    "500",
+                    "`internal`: a bug; the details are in the server log",
+                );
                 if path.starts_with("/v1/") {
-                    add(operation, "503", "`unavailable`: the database or the engine has stopped");
+                    add(
+                        operation,
+                        "503",
+                        "`unavailable`: the database or the engine has stopped",
+                    );
                 }
             }
         }

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, ApiQuery, bad_query, check_digest, check_name, page_limit};
+use super::idempotency::{self, Idempotent, KeyHeader, Start};
 use super::params::{PluginName, PluginVersion};
 use super::views::Binary;
 use super::{AppState, MAX_PAGE};
-use super::idempotency::{self, Idempotent, KeyHeader, Start};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::catalogue::directory::{self as folder, ApproveError, Version};

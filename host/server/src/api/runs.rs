@@ -11,9 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::params::RunId;
 use super::schemas::CreateRunSchema;
 
-use super::extract::{
-    ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name, page_limit,
-};
+use super::extract::{ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name, page_limit};
 use super::idempotency::{self, Idempotent, KeyHeader, Start};
 use super::views::{RunSummary, RunView, json_response};
 use super::{AppState, MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};

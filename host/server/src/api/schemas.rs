@@ -6,9 +6,9 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::json;
+use utoipa::openapi::RefOr;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use super::views::EventRow;

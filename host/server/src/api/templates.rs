@@ -13,8 +13,8 @@ use super::AppState;
 use super::extract::{
     ApiJson, ApiPath, ApiQuery, bad_query, check_name, check_version, page_limit,
 };
-use super::params::{self, TemplateName};
 use super::idempotency::{self, Idempotent, KeyHeader, Start};
+use super::params::{self, TemplateName};
 use super::views::TemplateSummary;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;

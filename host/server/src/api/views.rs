@@ -28,8 +28,9 @@ pub struct Binary(pub Vec<u8>);
 pub fn raw_json(text: String) -> Box<RawValue> {
     match serde_json::from_str::<&RawValue>(&text) {
         Ok(raw) => raw.to_owned(),
-        Err(_) => serde_json::value::to_raw_value(&text)
-            .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        Err(_) => {
+            serde_json::value::to_raw_value(&text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+        }
     }
 }
 

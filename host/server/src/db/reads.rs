@@ -488,7 +488,10 @@ pub fn job_logs(
         },
     )?;
     page_of(rows.map(|row| Ok(row?)), limit, max_bytes, |a| {
-        a.log.as_ref().and_then(|l| l.text.as_ref()).map_or(0, String::len)
+        a.log
+            .as_ref()
+            .and_then(|l| l.text.as_ref())
+            .map_or(0, String::len)
     })
 }
 
