@@ -324,6 +324,204 @@ async fn the_demo_pipeline_runs_and_its_events_and_artifacts_can_be_followed() {
     server.stop().await;
 }
 
+/// `GET path` as text: status, `content-type` and body.
+async fn get_text(server: &TestServer, path: &str) -> (u16, String, String) {
+    let response = server
+        .request(reqwest::Method::GET, path)
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, content_type, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_run_of_many_large_outputs_answers_in_bounded_pages_and_each_value_whole() {
+    // The documented bounds (docs/api.md, "Response sizes").
+    const MAX_RESPONSE: usize = 1 << 20;
+    const MAX_INLINE: u64 = 64 << 10;
+    const BIG: usize = 256 << 10;
+    const SMALL: usize = 60 << 10;
+    let server = TestServer::start_with(Vec::new(), |config| {
+        config.max_body_bytes = 1 << 20;
+    })
+    .await;
+    // 200 outputs of 256 KiB (50 MiB in all) are never inline; 30 of
+    // 60 KiB are, and take more than one page's 1 MiB; `echo` gets the
+    // run's input of 100 KiB and outputs it; `logger` logs 80 KiB.
+    let mut jobs = serde_json::Map::new();
+    for i in 0..200 {
+        jobs.insert(
+            format!("big{i:03}"),
+            json!({"plugin": "toolbox", "input": [{"op": "pad", "bytes": BIG}]}),
+        );
+    }
+    for i in 0..30 {
+        jobs.insert(
+            format!("small{i:02}"),
+            json!({"plugin": "toolbox", "input": [{"op": "pad", "bytes": SMALL}]}),
+        );
+    }
+    jobs.insert("echo".into(), json!({"plugin": "echo"}));
+    let message = "z".repeat(80 << 10);
+    jobs.insert(
+        "logger".into(),
+        json!({"plugin": "toolbox", "input": [{"op": "log", "message": message}]}),
+    );
+    let input = json!({"text": "y".repeat(100 << 10)});
+    let started = Instant::now();
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": jobs}, "input": input}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["id"].as_str().expect("id").to_owned();
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed", "{}", run["jobs"]);
+    eprintln!("232 jobs ran in {:?}", started.elapsed());
+
+    // Every page, at most 500 jobs asked for, stays within 1 MiB.
+    let mut seen = std::collections::BTreeMap::new();
+    let mut pages = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(job) => format!("/v1/runs/{run_id}?jobs_limit=500&jobs_after={job}"),
+            None => format!("/v1/runs/{run_id}?jobs_limit=500"),
+        };
+        let (status, content_type, body) = get_text(&server, &path).await;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"));
+        assert!(
+            body.len() <= MAX_RESPONSE,
+            "page {pages}: {} bytes",
+            body.len()
+        );
+        let page: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(page["jobs_total"], 232);
+        let listed = page["jobs"].as_array().expect("jobs");
+        assert!(!listed.is_empty(), "a page holds a job");
+        for job in listed {
+            let name = job["name"].as_str().expect("name").to_owned();
+            assert!(
+                seen.insert(name.clone(), job.clone()).is_none(),
+                "{name} twice"
+            );
+        }
+        pages += 1;
+        match page["jobs_next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 232, "every job is listed once");
+    assert!(pages >= 2, "30 outputs of 60 KiB do not fit one page");
+
+    let expected = |bytes: usize| format!("[{{\"ok\":\"{}\"}}]", "x".repeat(bytes));
+    let big = &seen["big000"];
+    for (name, job) in &seen {
+        if name.starts_with("big") {
+            assert_eq!(job["output"], Value::Null, "{name}");
+            assert_eq!(job["output_bytes"], expected(BIG).len(), "{name}");
+            let id = job["id"].as_str().expect("id");
+            assert_eq!(job["output_url"], format!("/v1/jobs/{id}/output"));
+        } else if name.starts_with("small") {
+            assert_eq!(job["output"][0]["ok"].as_str().map(str::len), Some(SMALL));
+            assert_eq!(job["output_bytes"], expected(SMALL).len(), "{name}");
+            assert_eq!(job["output_url"], Value::Null, "{name}");
+        }
+        // Small inputs are inline with their size.
+        if name != "echo" && name != "logger" {
+            assert!(job["input"].is_array(), "{name}: {}", job["input"]);
+            assert_eq!(job["input_url"], Value::Null);
+        }
+    }
+
+    // The whole output, byte for byte, as JSON.
+    let big_id = big["id"].as_str().expect("id");
+    let (status, content_type, body) =
+        get_text(&server, &format!("/v1/jobs/{big_id}/output")).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    assert!(body == expected(BIG), "{} bytes: {:.40}", body.len(), body);
+
+    // A job's description follows the same rule.
+    let (status, detail) = server.get(&format!("/v1/jobs/{big_id}")).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(
+        (&detail["output"], &detail["output_bytes"]),
+        (&Value::Null, &json!(expected(BIG).len()))
+    );
+    assert_eq!(detail["attempts_total"], 1);
+    assert_eq!(detail["attempts"][0]["number"], 1);
+
+    // Inputs over 64 KiB: the run's and the job that got it.
+    let echo = &seen["echo"];
+    let input_text = serde_json::to_string(&input).expect("json");
+    for (view, url) in [
+        (
+            echo,
+            format!("/v1/jobs/{}/input", echo["id"].as_str().expect("id")),
+        ),
+        (&run, format!("/v1/runs/{run_id}/input")),
+    ] {
+        assert_eq!(view["input"], Value::Null);
+        assert_eq!(view["input_url"], url);
+        let bytes = view["input_bytes"].as_u64().expect("input_bytes");
+        assert!(bytes > MAX_INLINE, "{bytes}");
+        let (status, content_type, body) = get_text(&server, &url).await;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"));
+        assert_eq!(body.len() as u64, bytes);
+        assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON"), input);
+        assert_eq!(body, input_text);
+    }
+    assert_eq!(echo["output"], Value::Null);
+    let (_, _, echoed) = get_text(&server, echo["output_url"].as_str().expect("url")).await;
+    assert_eq!(serde_json::from_str::<Value>(&echoed).expect("JSON"), input);
+
+    // A log over 64 KiB: its size and its URL in the list, whole there.
+    let logger = seen["logger"]["id"].as_str().expect("id");
+    let (status, logs) = server.get(&format!("/v1/jobs/{logger}/logs")).await;
+    assert_eq!(status, 200, "{logs}");
+    let attempt = &logs["attempts"][0];
+    assert_eq!(attempt["log"], Value::Null, "{attempt}");
+    let log_url = format!("/v1/jobs/{logger}/attempts/1/log");
+    assert_eq!(attempt["log_url"], log_url);
+    let (status, content_type, body) = get_text(&server, &log_url).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    assert_eq!(Some(body.len() as u64), attempt["log_bytes"].as_u64());
+    let log: Value = serde_json::from_str(&body).expect("JSON");
+    assert!(
+        log["lines"]
+            .as_array()
+            .is_some_and(|lines| lines.iter().any(|l| l["message"] == message.as_str())),
+        "{body:.200}"
+    );
+    assert_eq!(logs["next"], Value::Null);
+
+    // A cursor from another run, or none of a job, is refused.
+    let (status, error) = server
+        .get(&format!("/v1/runs/{run_id}?jobs_after={run_id}"))
+        .await;
+    assert_eq!((status, &error["code"]), (400, &json!("invalid_query")));
+    let (status, error) = server
+        .get(&format!("/v1/runs/{run_id}?jobs_limit=501"))
+        .await;
+    assert_eq!((status, &error["code"]), (400, &json!("invalid_query")));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_large_artifact_downloads_whole_in_many_chunks() {
     let server = TestServer::open().await;
@@ -1246,6 +1444,16 @@ async fn the_openapi_description_covers_every_endpoint() {
             .as_str()
             .is_some_and(|d| d.contains("invalid_id"))
     );
+    for (method, path) in [
+        ("get", "/v1/runs/{id}/input"),
+        ("get", "/v1/jobs/{id}/input"),
+        ("get", "/v1/jobs/{id}/output"),
+        ("get", "/v1/jobs/{id}/attempts/{number}/log"),
+    ] {
+        let answer = &doc["paths"][path][method]["responses"]["200"]["content"];
+        assert!(answer["application/json"].is_object(), "{path}: {answer}");
+    }
+    assert_openapi_says_what_the_server_does(&doc);
 
     let page = server
         .request(reqwest::Method::GET, "/docs")
@@ -1255,6 +1463,192 @@ async fn the_openapi_description_covers_every_endpoint() {
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("html").contains("/openapi.json"));
     server.stop().await;
+}
+
+/// The points schemathesis found the description wrong on, held: what an
+/// upload takes, what an event stream is, the form of ids, and that every
+/// operation says every answer it may give, with the error body.
+fn assert_openapi_says_what_the_server_does(doc: &Value) {
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                schemas[name].clone()
+            }
+            None => schema.clone(),
+        }
+    };
+
+    // POST /v1/plugins?name=NAME with the file's bytes as the body.
+    let upload = &doc["paths"]["/v1/plugins"]["post"];
+    let parameters = upload["parameters"].as_array().expect("parameters");
+    let name = parameters
+        .iter()
+        .find(|p| p["name"] == "name")
+        .expect("a `name` parameter");
+    assert_eq!(name["in"], "query", "{name}");
+    assert_eq!(name["required"], true, "{name}");
+    assert_eq!(
+        name["schema"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        "{name}"
+    );
+    assert!(
+        parameters.iter().all(|p| p["in"] != "path"),
+        "{parameters:?}"
+    );
+    let body = &upload["requestBody"]["content"];
+    let wasm = resolve(&body["application/wasm"]["schema"]);
+    assert_eq!(
+        (&wasm["type"], &wasm["format"]),
+        (&json!("string"), &json!("binary")),
+        "{body}"
+    );
+    assert_ne!(wasm["type"], "array", "bytes, not an array of integers");
+    assert_eq!(
+        resolve(&body["application/toml"]["schema"])["type"],
+        "string",
+        "{body}"
+    );
+
+    // Event streams are text/event-stream, each event described apart.
+    for path in ["/v1/runs/{id}/events", "/v1/events"] {
+        let content = doc["paths"][path]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .expect("content");
+        assert_eq!(
+            content.keys().collect::<Vec<_>>(),
+            ["text/event-stream"],
+            "{path}"
+        );
+        let event = resolve(&content["text/event-stream"]["schema"]);
+        assert_eq!(event["type"], "object", "{path}: {event}");
+        let data = &event["properties"]["data"];
+        assert_eq!(data["type"], "string", "{data}");
+        assert_eq!(data["contentMediaType"], "application/json", "{data}");
+        assert_eq!(
+            data["contentSchema"]["$ref"],
+            "#/components/schemas/EventRow"
+        );
+        assert_eq!(
+            event["properties"]["event"]["enum"],
+            json!(["run", "job", "cancel"])
+        );
+    }
+    assert!(schemas["EventRow"]["properties"]["to_state"].is_object());
+
+    // Ids and names have their patterns, wherever a client gives one.
+    let uuid = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+    let parameter = |path: &str, method: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("{method} {path} takes {name}"))
+    };
+    for (path, method) in [
+        ("/v1/runs/{id}", "get"),
+        ("/v1/runs/{id}/cancel", "post"),
+        ("/v1/runs/{id}/events", "get"),
+        ("/v1/jobs/{id}", "get"),
+        ("/v1/jobs/{id}/retry", "post"),
+    ] {
+        let id = parameter(path, method, "id");
+        assert_eq!(
+            (&id["in"], &id["schema"]["pattern"]),
+            (&json!("path"), &json!(uuid)),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        parameter("/v1/runs", "get", "before")["schema"]["pattern"],
+        uuid
+    );
+    assert_eq!(
+        parameter("/v1/runs/{id}", "get", "jobs_after")["schema"]["pattern"],
+        uuid
+    );
+    assert_eq!(
+        parameter("/v1/templates/{name}", "get", "name")["schema"]["pattern"],
+        "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+    );
+    assert_eq!(
+        parameter("/v1/artifacts/{sha256}", "get", "sha256")["schema"]["pattern"],
+        "^[0-9a-f]{64}$"
+    );
+    assert_eq!(
+        parameter("/v1/stories/{story}/memory", "get", "story")["schema"]["pattern"],
+        "^[A-Za-z0-9._:-]{1,128}$"
+    );
+    let limit = parameter("/v1/runs", "get", "limit");
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(500))
+    );
+
+    // A run is created from a template or a pipeline, never both or none.
+    let create = resolve(
+        &doc["paths"]["/v1/runs"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+    );
+    let shapes = create["oneOf"].as_array().expect("oneOf");
+    let required: Vec<Value> = shapes
+        .iter()
+        .map(|s| resolve(s)["required"].clone())
+        .collect();
+    assert!(required.contains(&json!(["template"])), "{required:?}");
+    assert!(required.contains(&json!(["pipeline"])), "{required:?}");
+
+    // Every operation says what it may answer: 401 wherever a token is
+    // needed (not on /health and /ready), 500 everywhere, each error
+    // with ErrorBody; operation ids are unique.
+    let mut ids = std::collections::HashSet::new();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            operations += 1;
+            let id = operation["operationId"].as_str().expect("operationId");
+            assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+            let responses = operation["responses"].as_object().expect("responses");
+            let public = path == "/health" || path == "/ready";
+            assert_eq!(
+                responses.contains_key("401"),
+                !public,
+                "{method} {path}: {:?}",
+                responses.keys().collect::<Vec<_>>()
+            );
+            assert!(responses.contains_key("500"), "{method} {path}");
+            if path.contains('{') {
+                assert!(responses.contains_key("400"), "{method} {path}");
+            }
+            for (status, response) in responses {
+                if status.starts_with(['4', '5']) {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(operations >= 27, "{operations} operations");
+    for (path, status) in [
+        ("/v1/runs", "413"),
+        ("/v1/runs", "415"),
+        ("/v1/templates", "403"),
+        ("/v1/plugins", "413"),
+        ("/v1/plugins", "415"),
+    ] {
+        assert!(
+            doc["paths"][path]["post"]["responses"][status].is_object(),
+            "POST {path} {status}"
+        );
+    }
+    // Links lead from a new run to it.
+    let link = &doc["paths"]["/v1/runs"]["post"]["responses"]["201"]["links"]["GetRun"];
+    assert_eq!(
+        (&link["operationId"], &link["parameters"]["id"]),
+        (&json!("get_run"), &json!("$response.body#/id"))
+    );
 }
 
 /// Starts `warren serve` on a free port with its data under `root`; returns

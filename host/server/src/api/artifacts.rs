@@ -7,56 +7,90 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::extract::{ApiPath, check_digest, check_id};
-use super::views::ArtifactView;
+use super::extract::{ApiPath, ApiQuery, bad_query, check_digest, check_id, page_limit};
+use super::params::{ArtifactDigest, RunId};
+use super::views::{ArtifactView, Binary};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::db::reads;
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ArtifactsQuery {
+    /// Cursor: the `next` of the previous page.
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    /// 1 to 500; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunArtifacts {
     pub run_id: String,
+    /// In the order they were recorded.
     pub artifacts: Vec<ArtifactView>,
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<i64>,
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs/{id}/artifacts", tag = "artifacts", params(("id" = String, Path, description = "Run id")),
+    get, path = "/v1/runs/{id}/artifacts", operation_id = "list_run_artifacts", tag = "artifacts", params(RunId, ArtifactsQuery),
     responses(
-        (status = 200, body = RunArtifacts),
+        (status = 200, description = "A page of the artifacts the run's jobs produced", body = RunArtifacts),
+        (status = 400, description = "`invalid_id`, or `invalid_query`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
 )]
-/// Every artifact the run's jobs produced.
+/// The artifacts the run's jobs produced, a page at a time.
 pub async fn list_for_run(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ArtifactsQuery>,
 ) -> Result<Json<RunArtifacts>, ApiError> {
     check_id("run", &id)?;
-    if state.engine.run(&id).await?.is_none() {
-        return Err(ApiError::not_found(format!("run {id}")));
+    let limit = page_limit("limit", query.limit, 100)?;
+    let after = query.after.unwrap_or(0);
+    if after < 0 {
+        return Err(bad_query(
+            "after",
+            &after.to_string(),
+            "not a cursor (pass the `next` of the previous page)",
+        ));
     }
     let run_id = id.clone();
-    let artifacts = state
+    let page = state
         .engine
         .database()
-        .query(move |conn| reads::run_artifacts(conn, &run_id))
-        .await?;
+        .query(move |conn| {
+            if reads::run_state(conn, &run_id)?.is_none() {
+                return Ok(None);
+            }
+            reads::run_artifacts(conn, &run_id, after, limit).map(Some)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
+    let next = page
+        .more
+        .then(|| page.items.last().map(|(position, _)| *position))
+        .flatten();
     Ok(Json(RunArtifacts {
         run_id: id,
-        artifacts: artifacts.into_iter().map(Into::into).collect(),
+        artifacts: page.items.into_iter().map(|(_, a)| a.into()).collect(),
+        next,
     }))
 }
 
 #[utoipa::path(
-    get, path = "/v1/artifacts/{sha256}", tag = "artifacts",
-    params(("sha256" = String, Path, description = "64 lowercase hex digits")),
+    get, path = "/v1/artifacts/{sha256}", operation_id = "download_artifact", tag = "artifacts", params(ArtifactDigest),
     responses(
-        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The bytes, streamed", content_type = "application/octet-stream", body = Binary),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`: no job recorded this digest", body = ErrorBody),
     )

@@ -13,9 +13,12 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use super::AppState;
-use super::extract::{ApiPath, ApiQuery, check_id};
+use super::extract::{ApiPath, ApiQuery, bad_query, check_id};
+use super::params::{LastEventId, RunId};
+use super::schemas::SseEvent;
 use super::views::EventRow;
 use crate::api::ApiError;
+use crate::api::error::ErrorBody;
 use crate::db::reads;
 
 /// Rows read from the history at a time.
@@ -29,30 +32,50 @@ const POLL: Duration = Duration::from_millis(500);
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Start after this event id (or send `Last-Event-ID`).
+    #[param(minimum = 0)]
     after: Option<i64>,
 }
 
 fn start_after(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, ApiError> {
+    // A malformed header is refused even when `?after=` wins over it.
+    let header = last_event_id(headers)?;
     if let Some(after) = query.after {
+        if after < 0 {
+            return Err(bad_query(
+                "after",
+                &after.to_string(),
+                "not an event id (a whole number from 0)",
+            ));
+        }
         return Ok(after);
     }
+    Ok(header.unwrap_or(0))
+}
+
+/// `Last-Event-ID`: absent, or an event id in digits.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     match headers.get("last-event-id") {
-        None => Ok(0),
+        None => Ok(None),
         Some(value) => value
             .to_str()
             .ok()
-            .and_then(|v| v.parse().ok())
+            .filter(|v| (1..=19).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            // Past the last id there is nothing: a larger one waits for
+            // nothing, as the largest does.
+            .map(|v| Some(i64::try_from(v).unwrap_or(i64::MAX)))
             .ok_or_else(|| ApiError::bad_request("invalid_id", "Last-Event-ID is not an event id")),
     }
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs/{id}/events", tag = "runs",
-    params(("id" = String, Path, description = "Run id"), EventsQuery),
+    get, path = "/v1/runs/{id}/events", operation_id = "run_events", tag = "runs",
+    params(RunId, EventsQuery, LastEventId),
     responses(
-        (status = 200, description = "Server-Sent Events: `id` is the event id, `event` its kind (`run`, `job`, `cancel`), `data` the event; the stream ends after the run does",
-         content_type = "text/event-stream", body = EventRow),
-        (status = 404, description = "`not_found`", body = crate::api::error::ErrorBody),
+        (status = 200, description = "A stream of Server-Sent Events (`text/event-stream`, not JSON): each event's `id` is its history id, `event` its kind (`run`, `job` or `cancel`) and `data` one line of JSON, an `EventRow` (see the components' schemas); comments keep the connection alive. The stream ends after the run does",
+         content_type = "text/event-stream", body = SseEvent),
+        (status = 400, description = "`invalid_id` (a malformed run id or `Last-Event-ID`), or `invalid_query`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
     )
 )]
 /// A run's history, live, from the start or after an event.
@@ -63,7 +86,13 @@ pub async fn run_events(
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     check_id("run", &id)?;
-    if state.engine.run(&id).await?.is_none() {
+    let run_id = id.clone();
+    let found = state
+        .engine
+        .database()
+        .query(move |conn| reads::run_state(conn, &run_id))
+        .await?;
+    if found.is_none() {
         return Err(ApiError::not_found(format!("run {id}")));
     }
     let after = start_after(&headers, &query)?;
@@ -71,8 +100,12 @@ pub async fn run_events(
 }
 
 #[utoipa::path(
-    get, path = "/v1/events", tag = "runs", params(EventsQuery),
-    responses((status = 200, description = "Server-Sent Events of every run", content_type = "text/event-stream", body = EventRow))
+    get, path = "/v1/events", operation_id = "all_events", tag = "runs", params(EventsQuery, LastEventId),
+    responses(
+        (status = 200, description = "A stream of Server-Sent Events of every run (`text/event-stream`, not JSON), as for one run's; it does not end",
+         content_type = "text/event-stream", body = SseEvent),
+        (status = 400, description = "`invalid_id` (a malformed `Last-Event-ID`), or `invalid_query`", body = ErrorBody),
+    )
 )]
 /// Every run's history, live.
 pub async fn all_events(
@@ -153,13 +186,14 @@ impl Follow {
                 if self.ended {
                     return None;
                 }
+                let run_id = run_id.clone();
                 self.ended = self
                     .state
                     .engine
-                    .run(run_id)
+                    .database()
+                    .query(move |conn| reads::run_state(conn, &run_id))
                     .await
                     .ok()??
-                    .state
                     .is_terminal();
                 if self.ended {
                     continue;

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use warren_vocabulary::names;
 
+use super::MAX_PAGE;
 use super::error::ApiError;
 use super::messages;
 
@@ -209,6 +210,24 @@ pub fn bad_query(parameter: &str, value: &str, what: &str) -> ApiError {
         "invalid_query",
         format!("query parameter `{parameter}` = {}: {what}", shown(value)),
     )
+}
+
+/// A page size from the query: `default` when absent, else 1 to
+/// [`MAX_PAGE`].
+pub fn page_limit(
+    parameter: &str,
+    given: Option<usize>,
+    default: usize,
+) -> Result<usize, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(bad_query(
+            parameter,
+            &n.to_string(),
+            &format!("not from 1 to {MAX_PAGE}"),
+        )),
+    }
 }
 
 /// Path parameters as strings, each then checked by its handler with the

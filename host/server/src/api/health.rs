@@ -18,7 +18,7 @@ pub struct Health {
     pub status: String,
 }
 
-#[utoipa::path(get, path = "/health", tag = "health", security(), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "health", security(), responses((status = 200, body = Health)))]
 /// The process answers.
 pub async fn health() -> Json<Health> {
     Json(Health {
@@ -35,7 +35,7 @@ pub struct Ready {
 }
 
 #[utoipa::path(
-    get, path = "/ready", tag = "health", security(),
+    get, path = "/ready", operation_id = "ready", tag = "health", security(),
     responses((status = 200, body = Ready), (status = 503, description = "`unavailable`", body = ErrorBody))
 )]
 /// The database answers and the engine runs.
@@ -59,7 +59,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
 }
 
 #[utoipa::path(
-    get, path = "/metrics", tag = "health",
+    get, path = "/metrics", operation_id = "metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 /// Runs, jobs by state, attempts and their durations, fuel, queue depth.

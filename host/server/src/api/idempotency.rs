@@ -45,7 +45,12 @@ pub struct KeyHeader {
     /// done again: the same method, path and body get the first answer
     /// again with `idempotent-replayed: true`, another request gets `422
     /// idempotency_key_reused`.
-    #[param(rename = "Idempotency-Key", max_length = 255)]
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[ -~]{1,255}$"
+    )]
     pub idempotency_key: Option<String>,
 }
 

@@ -1,27 +1,30 @@
-//! `/v1/jobs/{id}`: a job with its attempts and usage, its logs, retry.
+//! `/v1/jobs/{id}`: a job with its attempts and usage, its whole input and
+//! output, its logs, retry.
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
-use utoipa::ToSchema;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
-use super::extract::{ApiPath, check_id};
-use super::views::{AttemptLogView, JobDetail};
+use super::extract::{ApiPath, ApiQuery, check_id, page_limit, shown};
+use super::params::{AttemptNumber, JobId};
+use super::views::{AttemptLogView, JobDetail, fit, json_len, json_response};
+use super::{AppState, MAX_ATTEMPTS_SHOWN, MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
-use crate::db::reads;
+use crate::db::reads::{self, JobText};
 use warren_vocabulary::JobState;
 
 #[utoipa::path(
-    get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", params(JobId),
     responses(
-        (status = 200, description = "The job, its input, attempts (with usage) and artifacts", body = JobDetail),
+        (status = 200, description = "The job, its input and output (inline up to 64 KiB each), its latest 100 attempts (with usage) and its artifacts", body = JobDetail),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
 )]
-/// A job with its attempts, their usage, and its artifacts.
+/// A job with its latest attempts, their usage, and its artifacts.
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -31,10 +34,68 @@ pub async fn get(
     let job = state
         .engine
         .database()
-        .query(move |conn| reads::get_job(conn, &job_id))
+        .query(move |conn| reads::job_detail(conn, &job_id, MAX_INLINE_BYTES, MAX_ATTEMPTS_SHOWN))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     Ok(Json(job.into()))
+}
+
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}/input", operation_id = "get_job_input", tag = "jobs", params(JobId),
+    responses(
+        (status = 200, description = "The job's whole input, as stored", content_type = "application/json", body = serde_json::Value),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+/// A job's whole input, however long.
+pub async fn input(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    job_text(&state, id, JobText::Input).await
+}
+
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}/output", operation_id = "get_job_output", tag = "jobs", params(JobId),
+    responses(
+        (status = 200, description = "The job's whole output, as the plugin produced it", content_type = "application/json", body = serde_json::Value),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job, or it has no output (yet)", body = ErrorBody),
+    )
+)]
+/// A job's whole output, however long (views inline it only up to 64 KiB).
+pub async fn output(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    job_text(&state, id, JobText::Output).await
+}
+
+async fn job_text(state: &AppState, id: String, which: JobText) -> Result<Response, ApiError> {
+    check_id("job", &id)?;
+    let job_id = id.clone();
+    let text = state
+        .engine
+        .database()
+        .query(move |conn| reads::job_text(conn, &job_id, which))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?
+        .ok_or_else(|| ApiError::not_found(format!("an output of job {id}")))?;
+    Ok(json_response(text))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Cursor: the `next` of the previous page (an attempt number).
+    #[param(minimum = 0, maximum = 4294967295_u64)]
+    after: Option<u32>,
+    /// Attempts per page, 1 to 500; 100 by default. A page also ends
+    /// before the response would pass 1 MiB.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,38 +103,111 @@ pub struct JobLogs {
     pub job_id: String,
     /// In attempt order; a log is stored when its attempt ends.
     pub attempts: Vec<AttemptLogView>,
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<u32>,
 }
 
 #[utoipa::path(
-    get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    get, path = "/v1/jobs/{id}/logs", operation_id = "get_job_logs", tag = "jobs", params(JobId, LogsQuery),
     responses(
-        (status = 200, body = JobLogs),
-        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 200, description = "A page of attempts with their logs (inline up to 64 KiB each); at most 1 MiB", body = JobLogs),
+        (status = 400, description = "`invalid_id`, or `invalid_query`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
 )]
-/// Each attempt's captured log (log lines, stdout and stderr).
+/// Each attempt's captured log (log lines, stdout and stderr), a page at
+/// a time.
 pub async fn logs(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<JobLogs>, ApiError> {
     check_id("job", &id)?;
+    let limit = page_limit("limit", query.limit, 100)?;
+    let after = query.after.unwrap_or(0);
     let job_id = id.clone();
-    let attempts = state
+    let page = state
         .engine
         .database()
         .query(move |conn| {
             if crate::db::runs::job_run(conn, &job_id)?.is_none() {
                 return Ok(None);
             }
-            reads::job_logs(conn, &job_id).map(Some)
+            reads::job_logs(
+                conn,
+                &job_id,
+                after,
+                limit,
+                MAX_INLINE_BYTES,
+                MAX_RESPONSE_BYTES,
+            )
+            .map(Some)
         })
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
-    Ok(Json(JobLogs {
+    let mut logs = JobLogs {
+        attempts: Vec::new(),
+        // Measured at its longest.
+        next: Some(u32::MAX),
         job_id: id,
-        attempts: attempts.into_iter().map(Into::into).collect(),
-    }))
+    };
+    let budget = MAX_RESPONSE_BYTES.saturating_sub(json_len(&logs));
+    let mut attempts: Vec<AttemptLogView> = page
+        .items
+        .into_iter()
+        .map(|record| AttemptLogView::new(&logs.job_id, record))
+        .collect();
+    let cut = fit(&mut attempts, budget);
+    logs.next = (page.more || cut)
+        .then(|| attempts.last().map(|a| a.attempt))
+        .flatten();
+    logs.attempts = attempts;
+    Ok(Json(logs))
+}
+
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}/attempts/{number}/log", operation_id = "get_attempt_log", tag = "jobs", params(AttemptNumber),
+    responses(
+        (status = 200, description = "The attempt's whole log, `{lines, dropped_bytes}`, as stored", content_type = "application/json", body = serde_json::Value),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job or attempt, or the attempt still runs", body = ErrorBody),
+    )
+)]
+/// One attempt's whole log (at most the attempt's `max_log_bytes`, plus
+/// a little per line).
+pub async fn attempt_log(
+    State(state): State<AppState>,
+    ApiPath((id, number)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_id("job", &id)?;
+    let number = number
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| number.parse::<u32>().ok())
+        .flatten()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_id",
+                format!(
+                    "{} is not an attempt number (a whole number from 1)",
+                    shown(&number)
+                ),
+            )
+        })?;
+    let job_id = id.clone();
+    let log = state
+        .engine
+        .database()
+        .query(move |conn| reads::attempt_log(conn, &job_id, number))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("attempt {number} of job {id}")))?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "a log of attempt {number} of job {id} (it is stored when the attempt ends)"
+            ))
+        })?;
+    Ok(json_response(log))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,9 +218,10 @@ pub struct Retried {
 }
 
 #[utoipa::path(
-    post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs", params(JobId),
     responses(
         (status = 200, description = "The job waits to run again", body = Retried),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`: the job did not fail, or its run was cancelled", body = ErrorBody),
     )

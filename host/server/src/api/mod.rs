@@ -12,8 +12,10 @@ mod memory;
 mod messages;
 mod middleware;
 pub mod openapi;
+pub mod params;
 mod plugins;
 mod runs;
+pub mod schemas;
 pub mod server;
 mod templates;
 pub mod views;
@@ -64,11 +66,15 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
     let v1 = Router::new()
         .route("/runs", post(runs::create).get(runs::list))
         .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/input", get(runs::input))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(events::run_events))
         .route("/runs/{id}/artifacts", get(artifacts::list_for_run))
         .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/input", get(jobs::input))
+        .route("/jobs/{id}/output", get(jobs::output))
         .route("/jobs/{id}/logs", get(jobs::logs))
+        .route("/jobs/{id}/attempts/{number}/log", get(jobs::attempt_log))
         .route("/jobs/{id}/retry", post(jobs::retry))
         .route("/artifacts/{digest}", get(artifacts::download))
         .route(
@@ -158,3 +164,12 @@ async fn method_not_allowed() -> ApiError {
 
 /// Most items one list response holds.
 pub const MAX_PAGE: usize = 500;
+/// A stored JSON value (an input, an output, a log) at most this long, in
+/// bytes as stored, is shown inline; a longer one is left out of views,
+/// with its size and the URL that serves it whole.
+pub const MAX_INLINE_BYTES: usize = 64 << 10;
+/// The most bytes of JSON one paged response (a run with a page of its
+/// jobs, a page of a job's logs) takes; a page ends early to stay within.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// The most attempts a job's description lists (its latest).
+pub const MAX_ATTEMPTS_SHOWN: usize = 100;

@@ -3,26 +3,35 @@
 
 use axum::Json;
 use axum::response::Html;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::schemas::SseEvent;
+use super::views::EventRow;
 use super::{artifacts, events, health, jobs, memory, plugins, runs, templates};
+use crate::scheduler::spec::MAX_JOBS;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Warren",
-        description = "Run jobs and agents as sandboxed WebAssembly components: pipelines of jobs, durably, in SQLite. Every error is `{code, message}`; see docs/api.md for the codes.",
+        description = "Run jobs and agents as sandboxed WebAssembly components: pipelines of jobs, durably, in SQLite. Every error is `{code, message}` (`ErrorBody`); see docs/api.md for the codes. Every response is bounded: lists are paged, a stored value over 64 KiB is left out of views with its size and the URL that serves it whole, and a paged view of a run or of a job's logs is at most 1 MiB. Server-Sent Events carry an `EventRow` as each event's data.",
     ),
     paths(
-        runs::create, runs::list, runs::get, runs::cancel, events::run_events, events::all_events,
-        jobs::get, jobs::logs, jobs::retry,
+        runs::create, runs::list, runs::get, runs::input, runs::cancel, events::run_events, events::all_events,
+        jobs::get, jobs::input, jobs::output, jobs::logs, jobs::attempt_log, jobs::retry,
         artifacts::list_for_run, artifacts::download,
         templates::create, templates::list, templates::latest, templates::version,
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
         health::health, health::ready, health::metrics,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(EventRow, SseEvent)),
+    modifiers(&BearerAuth, &CommonResponses, &PipelineShape, &Links),
     security(("bearer" = [])),
     tags(
         (name = "runs", description = "Start, follow and cancel runs"),
@@ -53,6 +62,342 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// Where an answer leads (OpenAPI links): from what an operation answers
+/// to the operations that take it, so a client, or a fuzzer following
+/// them, reaches the runs, jobs, templates and plugins that exist.
+struct Links;
+
+/// `(from path, method, status, link name, to operation, parameters)`.
+type LinkSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const LINKS: &[LinkSpec] = &[
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "GetRun",
+        "get_run",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "RunEvents",
+        "run_events",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "RunInput",
+        "get_run_input",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "RunArtifacts",
+        "list_run_artifacts",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "post",
+        "201",
+        "CancelRun",
+        "cancel_run",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "/v1/runs",
+        "get",
+        "200",
+        "GetRun",
+        "get_run",
+        &[("id", "$response.body#/runs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "GetJob",
+        "get_job",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "JobInput",
+        "get_job_input",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "JobOutput",
+        "get_job_output",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "JobLogs",
+        "get_job_logs",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "AttemptLog",
+        "get_attempt_log",
+        &[("id", "$response.body#/jobs/0/id"), ("number", "1")],
+    ),
+    (
+        "/v1/runs/{id}",
+        "get",
+        "200",
+        "RetryJob",
+        "retry_job",
+        &[("id", "$response.body#/jobs/0/id")],
+    ),
+    (
+        "/v1/runs/{id}/artifacts",
+        "get",
+        "200",
+        "DownloadArtifact",
+        "download_artifact",
+        &[("sha256", "$response.body#/artifacts/0/sha256")],
+    ),
+    (
+        "/v1/jobs/{id}",
+        "get",
+        "200",
+        "JobRun",
+        "get_run",
+        &[("id", "$response.body#/run_id")],
+    ),
+    (
+        "/v1/templates",
+        "post",
+        "201",
+        "GetTemplate",
+        "get_template",
+        &[("name", "$response.body#/name")],
+    ),
+    (
+        "/v1/templates",
+        "post",
+        "201",
+        "GetTemplateVersion",
+        "get_template_version",
+        &[
+            ("name", "$response.body#/name"),
+            ("version", "$response.body#/version"),
+        ],
+    ),
+    (
+        "/v1/templates",
+        "get",
+        "200",
+        "GetTemplate",
+        "get_template",
+        &[("name", "$response.body#/templates/0/name")],
+    ),
+    (
+        "/v1/plugins",
+        "get",
+        "200",
+        "GetPlugin",
+        "get_plugin",
+        &[("name", "$response.body#/plugins/0/name")],
+    ),
+    (
+        "/v1/plugins",
+        "get",
+        "200",
+        "ApproveVersion",
+        "approve_plugin_version",
+        &[
+            ("name", "$response.body#/plugins/0/name"),
+            ("digest", "$response.body#/plugins/0/digest"),
+        ],
+    ),
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, method, status, name, target, parameters) in LINKS {
+            let Some(item) = openapi.paths.paths.get_mut(*path) else {
+                continue;
+            };
+            let operation = match *method {
+                "post" => item.post.as_mut(),
+                _ => item.get.as_mut(),
+            };
+            let Some(RefOr::T(response)) =
+                operation.and_then(|o| o.responses.responses.get_mut(*status))
+            else {
+                continue;
+            };
+            // utoipa 5 writes `operation_id` in snake case, which no reader
+            // of OpenAPI knows: the field goes in under its name,
+            // `operationId`.
+            let mut target_id = Extensions::default();
+            target_id.insert("operationId".to_owned(), (*target).into());
+            let link = parameters
+                .iter()
+                .fold(
+                    LinkBuilder::new().extensions(Some(target_id)),
+                    |link, (key, value)| {
+                        // A constant in the description is JSON: a number stays one.
+                        let value = value.parse::<u64>().map_or_else(
+                            |_| serde_json::Value::from(*value),
+                            serde_json::Value::from,
+                        );
+                        link.parameter(*key, value)
+                    },
+                )
+                .build();
+            response.links.insert((*name).to_owned(), RefOr::T(link));
+        }
+    }
+}
+
+/// What a pipeline's `jobs` map holds, which field attributes cannot say:
+/// 1 to `MAX_JOBS` jobs, named as job names are.
+struct PipelineShape;
+
+impl Modify for PipelineShape {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(Schema::Object(pipeline))) = components.schemas.get_mut("PipelineSpec")
+        else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(jobs))) = pipeline.properties.get_mut("jobs") {
+            jobs.min_properties = Some(1);
+            jobs.max_properties = Some(MAX_JOBS);
+            jobs.property_names = Some(Box::new(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))
+                    .into(),
+            ));
+        }
+    }
+}
+
+/// The answers every operation of a kind may give, added to each so that
+/// no handler has to repeat them: `401` on every operation that needs a
+/// token, `400 invalid_id` where a path has parameters, `400
+/// invalid_query` where a query does, `408` and `500` everywhere, `503`
+/// where the database or the engine answers.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = matches!(path.as_str(), "/health" | "/ready");
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let takes = |place: ParameterIn| {
+                    operation
+                        .parameters
+                        .iter()
+                        .flatten()
+                        .any(|p| p.parameter_in == place)
+                };
+                let (in_path, in_query) = (takes(ParameterIn::Path), takes(ParameterIn::Query));
+                if in_path {
+                    add(
+                        operation,
+                        "400",
+                        "`invalid_id`: a malformed id, digest or name in the path",
+                    );
+                }
+                if in_query {
+                    add(
+                        operation,
+                        "400",
+                        "`invalid_query`: a query parameter that is unknown, repeated, missing or malformed (the message names it)",
+                    );
+                }
+                if !public {
+                    add(
+                        operation,
+                        "401",
+                        "`unauthorized`: no token, or an unknown one (only when the server has tokens)",
+                    );
+                }
+                add(
+                    operation,
+                    "408",
+                    "`timeout`: the request took longer than the server allows",
+                );
+                add(
+                    operation,
+                    "500",
+                    "`internal`: a bug; the details are in the server log",
+                );
+                if path.starts_with("/v1/") {
+                    add(
+                        operation,
+                        "503",
+                        "`unavailable`: the database or the engine has stopped",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Adds an `ErrorBody` answer for `status`, or the words of `description`
+/// to the one already there when it does not say them.
+fn add(operation: &mut Operation, status: &str, description: &str) {
+    let responses = &mut operation.responses.responses;
+    if let Some(RefOr::T(response)) = responses.get_mut(status) {
+        let code = description.split(':').next().unwrap_or_default();
+        if !response.description.contains(code) {
+            response.description = format!("{}; {description}", response.description);
+        }
+        return;
+    }
+    let error = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .build();
+    responses.insert(
+        status.to_owned(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", error)
+                .build(),
+        ),
+    );
 }
 
 pub async fn json() -> Json<utoipa::openapi::OpenApi> {

@@ -9,11 +9,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
-use super::extract::{ApiPath, ApiQuery, bad_query, check_digest, check_name};
+use super::extract::{ApiPath, ApiQuery, bad_query, check_digest, check_name, page_limit};
 use super::idempotency::{self, Idempotent, KeyHeader, Start};
+use super::params::{PluginName, PluginVersion};
+use super::views::Binary;
+use super::{AppState, MAX_PAGE};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::catalogue::directory::{self as folder, ApproveError, Version};
@@ -167,9 +169,27 @@ impl From<folder::FileState> for FileState {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PluginList {
+    /// A page of plugins, in name order.
     pub plugins: Vec<PluginSummary>,
-    /// Files of the plugins folder that were not loaded, with the reason.
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<String>,
+    /// Files of the plugins folder that were not loaded, with the reason:
+    /// the first 500 in file name order, on the first page only.
     pub quarantined: Vec<Quarantined>,
+    /// How many files are quarantined in all.
+    pub quarantined_total: usize,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PluginsQuery {
+    /// Cursor: the `next` of the previous page (a plugin name).
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    after: Option<String>,
+    /// 1 to 500; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
 }
 
 /// What a version's attempts may use.
@@ -248,9 +268,14 @@ pub struct PluginDetail {
     pub status: String,
     /// sha256 of the active version.
     pub active: Option<String>,
-    /// Oldest first.
+    /// The latest 100 versions, oldest first.
     pub versions: Vec<VersionView>,
+    /// How many versions the plugin has in all.
+    pub versions_total: usize,
 }
+
+/// The most versions a plugin's description lists (its latest).
+const MAX_VERSIONS_SHOWN: usize = 100;
 
 fn status(versions: &[Version]) -> (&'static str, Option<&Version>) {
     match versions
@@ -307,29 +332,59 @@ fn version_view(
     }
 }
 
-#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, body = PluginList)))]
-/// Every plugin the folder produced, and the files it quarantined.
-pub async fn list(State(state): State<AppState>) -> Json<PluginList> {
-    let plugins = state
-        .plugins
-        .plugins()
+#[utoipa::path(
+    get, path = "/v1/plugins", operation_id = "list_plugins", tag = "plugins", params(PluginsQuery),
+    responses(
+        (status = 200, body = PluginList),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    )
+)]
+/// The plugins the folder produced, a page at a time, and the files it
+/// quarantined.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PluginsQuery>,
+) -> Result<Json<PluginList>, ApiError> {
+    if let Some(after) = &query.after
+        && !warren_vocabulary::names::is_valid_plugin_name(after)
+    {
+        return Err(bad_query("after", after, "not a plugin name"));
+    }
+    let limit = page_limit("limit", query.limit, 100)?;
+    let all = state.plugins.plugins();
+    let mut page = all
         .iter()
+        .filter(|(name, _)| query.after.as_ref().is_none_or(|after| *name > after))
+        .take(limit + 1)
         .map(|(name, versions)| summary(name, versions))
-        .collect();
-    Json(PluginList {
-        plugins,
-        quarantined: state
-            .plugins
-            .quarantined()
-            .into_iter()
-            .map(Quarantined::from)
-            .collect(),
-    })
+        .collect::<Vec<_>>();
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let quarantined = state.plugins.quarantined();
+    let quarantined_total = quarantined.len();
+    Ok(Json(PluginList {
+        next: more.then(|| page.last().map(|p| p.name.clone())).flatten(),
+        plugins: page,
+        quarantined: if query.after.is_none() {
+            quarantined
+                .into_iter()
+                .take(MAX_PAGE)
+                .map(Quarantined::from)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        quarantined_total,
+    }))
 }
 
 #[utoipa::path(
-    get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
-    responses((status = 200, body = PluginDetail), (status = 404, description = "`not_found`", body = ErrorBody))
+    get, path = "/v1/plugins/{name}", operation_id = "get_plugin", tag = "plugins", params(PluginName),
+    responses(
+        (status = 200, body = PluginDetail),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
 )]
 /// One plugin with every version: state, grants, exports, usage totals.
 pub async fn get(
@@ -350,6 +405,8 @@ async fn detail(
     versions: &[Version],
 ) -> Result<PluginDetail, ApiError> {
     let (status, active) = status(versions);
+    let versions_total = versions.len();
+    let versions = &versions[versions_total.saturating_sub(MAX_VERSIONS_SHOWN)..];
     let registry = state.plugins.registry();
     let digests: Vec<String> = versions.iter().map(|v| v.record.digest.clone()).collect();
     let usages = state
@@ -372,14 +429,16 @@ async fn detail(
         status: status.into(),
         active: active.map(|v| v.record.digest.clone()),
         versions: views,
+        versions_total,
     })
 }
 
 #[utoipa::path(
-    post, path = "/v1/plugins/{name}/versions/{digest}/approve", tag = "plugins",
-    params(("name" = String, Path), ("digest" = String, Path, description = "sha256 of the version")),
+    post, path = "/v1/plugins/{name}/versions/{digest}/approve", operation_id = "approve_plugin_version", tag = "plugins",
+    params(PluginVersion),
     responses(
         (status = 200, description = "The version is active", body = PluginDetail),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`: the version is not pending approval", body = ErrorBody),
@@ -418,16 +477,23 @@ pub async fn approve(
     Ok(Json(detail(&state, &name, &versions).await?))
 }
 
-#[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The plugin name: the file becomes `NAME.wasm` (or `NAME.toml`).
+    /// Letters, digits, `-` and `_`, starting with a letter or digit; at
+    /// most 64.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub name: String,
 }
 
 #[utoipa::path(
-    post, path = "/v1/plugins", tag = "plugins", params(UploadQuery, KeyHeader),
-    request_body(content = Vec<u8>, description = "A component (`application/wasm`), or its manifest (`application/toml`), sent first", content_type = "application/wasm"),
+    post, path = "/v1/plugins", operation_id = "upload_plugin", tag = "plugins", params(UploadQuery, KeyHeader),
+    request_body(
+        description = "A component (`application/wasm`, up to 64 MiB), or its manifest (`application/toml`, UTF-8), sent first",
+        content((Binary = "application/wasm"), (String = "application/toml")),
+    ),
     responses(
         (status = 201, description = "Examined: `active` or `pending_approval` (for a manifest: stored). With an `Idempotency-Key` used before for the same request: the first answer again", body = Examined,
          headers(("idempotent-replayed" = String, description = "`true` when this is the answer to an earlier request with the same `Idempotency-Key`"))),

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name};
+use super::params::RunId;
+use super::schemas::CreateRunSchema;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, bad_query, check_id, check_name, page_limit};
 use super::idempotency::{self, Idempotent, KeyHeader, Start};
-use super::views::{RunSummary, RunView};
-use super::{AppState, MAX_PAGE};
+use super::views::{RunSummary, RunView, json_response};
+use super::{AppState, MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::db::reads::{self, RunFilter};
@@ -19,10 +22,10 @@ use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{PipelineSource, Submission};
 use warren_vocabulary::{RunState, names};
 
-/// Give either `template` (and optionally `version`) or `pipeline`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Give either `template` (and optionally `version`) or `pipeline`; the
+/// OpenAPI description says so with [`CreateRunSchema`].
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"template": "build-and-check", "input": {"goal": "a word counter"}}))]
 pub struct CreateRun {
     /// A stored template to run...
     template: Option<String>,
@@ -44,7 +47,7 @@ pub struct RunCreated {
 }
 
 #[utoipa::path(
-    post, path = "/v1/runs", tag = "runs", request_body = CreateRun, params(KeyHeader),
+    post, path = "/v1/runs", operation_id = "create_run", tag = "runs", request_body = CreateRunSchema, params(KeyHeader),
     responses(
         (status = 201, description = "Stored; the run starts on its own. With an `Idempotency-Key` used before for the same request: the first answer again", body = RunCreated,
          headers(
@@ -54,6 +57,8 @@ pub struct RunCreated {
         (status = 400, description = "`invalid_json`, `invalid_id` (a malformed template name or story id) or `invalid_header` (a malformed `Idempotency-Key`)", body = ErrorBody),
         (status = 404, description = "`unknown_template`", body = ErrorBody),
         (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `max_body_bytes`, or the run's pipeline and input are over what a run may hold", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
@@ -134,11 +139,17 @@ pub async fn create(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     state: Option<RunState>,
+    /// Runs of this template.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     template: Option<String>,
+    /// Runs of this story.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     story_id: Option<String>,
-    /// Cursor: the `next` of the previous page.
+    /// Cursor: the `next` of the previous page (a run id).
+    #[param(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     before: Option<String>,
     /// 1 to 500; 50 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -150,7 +161,7 @@ pub struct RunPage {
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    get, path = "/v1/runs", operation_id = "list_runs", tag = "runs", params(ListQuery),
     responses(
         (status = 200, body = RunPage),
         (status = 400, description = "`invalid_query`: an unknown parameter, or a malformed value", body = ErrorBody),
@@ -184,7 +195,7 @@ pub async fn list(
             "not a story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)",
         ));
     }
-    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let limit = page_limit("limit", query.limit, 50)?;
     let filter = RunFilter {
         state: query.state.map(|s| s.as_str().to_owned()),
         template: query.template,
@@ -204,26 +215,105 @@ pub async fn list(
     Ok(Json(RunPage { runs, next }))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Cursor: the `jobs_next` of the previous page (a job id of this run).
+    #[param(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    jobs_after: Option<String>,
+    /// Jobs per page, 1 to 500; 100 by default. A page also ends before
+    /// the response would pass 1 MiB.
+    #[param(minimum = 1, maximum = 500)]
+    jobs_limit: Option<usize>,
+}
+
 #[utoipa::path(
-    get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    get, path = "/v1/runs/{id}", operation_id = "get_run", tag = "runs", params(RunId, RunQuery),
     responses(
-        (status = 200, body = RunView),
+        (status = 200, description = "The run with one page of its jobs; at most 1 MiB", body = RunView),
+        (status = 400, description = "`invalid_id`, or `invalid_query` (a `jobs_after` that is not a job of this run, a `jobs_limit` out of range)", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+/// A run with a page of its jobs. A job's input and output are inline
+/// when at most 64 KiB; longer ones are at `input_url` and `output_url`.
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RunQuery>,
+) -> Result<Json<RunView>, ApiError> {
+    check_id("run", &id)?;
+    if let Some(after) = &query.jobs_after
+        && !names::is_valid_id(after)
+    {
+        return Err(bad_query(
+            "jobs_after",
+            after,
+            "not a job id (pass the `jobs_next` of the previous page)",
+        ));
+    }
+    let limit = page_limit("jobs_limit", query.jobs_limit, 100)?;
+    let run_id = id.clone();
+    let found = state
+        .engine
+        .database()
+        .query(move |conn| {
+            let Some(run) = reads::run_head(conn, &run_id, MAX_INLINE_BYTES)? else {
+                return Ok(None);
+            };
+            let after = match &query.jobs_after {
+                None => 0,
+                Some(job) => match reads::job_position(conn, &run_id, job)? {
+                    Some(position) => position,
+                    None => return Ok(Some(Err(job.clone()))),
+                },
+            };
+            let page = reads::run_jobs(
+                conn,
+                &run_id,
+                after,
+                limit,
+                MAX_INLINE_BYTES,
+                MAX_RESPONSE_BYTES,
+            )?;
+            Ok(Some(Ok((run, page))))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
+    let (run, page) = found.map_err(|job| {
+        bad_query(
+            "jobs_after",
+            &job,
+            "not a job of this run (pass the `jobs_next` of the previous page)",
+        )
+    })?;
+    Ok(Json(RunView::new(run, page.items, page.more)))
+}
+
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/input", operation_id = "get_run_input", tag = "runs", params(RunId),
+    responses(
+        (status = 200, description = "The run's whole input, as stored", content_type = "application/json", body = serde_json::Value),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
 )]
-/// A run with its jobs.
-pub async fn get(
+/// A run's whole input, however long (the run view inlines it only up to
+/// 64 KiB).
+pub async fn input(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<RunView>, ApiError> {
+) -> Result<Response, ApiError> {
     check_id("run", &id)?;
-    let run = state
+    let run_id = id.clone();
+    let text = state
         .engine
-        .run(&id)
+        .database()
+        .query(move |conn| reads::run_input(conn, &run_id))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run {id}")))?;
-    Ok(Json(run.into()))
+    Ok(json_response(text))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -233,9 +323,10 @@ pub struct Cancelled {
 }
 
 #[utoipa::path(
-    post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    post, path = "/v1/runs/{id}/cancel", operation_id = "cancel_run", tag = "runs", params(RunId),
     responses(
         (status = 200, description = "Cancelled (the cancel is recorded)", body = Cancelled),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`run_ended`", body = ErrorBody),
     )

@@ -6,11 +6,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+use warren_vocabulary::names;
 
 use super::AppState;
-use super::extract::{ApiJson, ApiPath, check_name, check_version};
+use super::extract::{
+    ApiJson, ApiPath, ApiQuery, bad_query, check_name, check_version, page_limit,
+};
 use super::idempotency::{self, Idempotent, KeyHeader, Start};
+use super::params::{self, TemplateName};
 use super::views::TemplateSummary;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
@@ -20,6 +24,9 @@ use crate::scheduler::spec::PipelineSpec;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
+    /// Letters, digits, `-`, `_` and `.`, starting with a letter or digit;
+    /// at most 64.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     name: String,
     pipeline: PipelineSpec,
 }
@@ -34,13 +41,15 @@ pub struct TemplateVersion {
 }
 
 #[utoipa::path(
-    post, path = "/v1/templates", tag = "templates", request_body = CreateTemplate, params(KeyHeader),
+    post, path = "/v1/templates", operation_id = "create_template", tag = "templates", request_body = CreateTemplate, params(KeyHeader),
     responses(
         (status = 201, description = "Stored as the next version (the first is 1). With an `Idempotency-Key` used before for the same request: the first answer again", body = TemplateVersion,
          headers(("idempotent-replayed" = String, description = "`true` when this is the answer to an earlier request with the same `Idempotency-Key`"))),
         (status = 400, description = "`invalid_json`, `invalid_id` (a malformed name) or `invalid_header` (a malformed `Idempotency-Key`)", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs an admin token", body = ErrorBody),
         (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over `max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_pipeline` or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
@@ -91,23 +100,66 @@ pub async fn create(
     .map_err(ApiError::internal)?
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TemplateList {
-    pub templates: Vec<TemplateSummary>,
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TemplatesQuery {
+    /// Cursor: the `next` of the previous page (a template name).
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    after: Option<String>,
+    /// 1 to 500; 100 by default.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/templates", tag = "templates", responses((status = 200, body = TemplateList)))]
-/// Template names and their latest versions.
-pub async fn list(State(state): State<AppState>) -> Result<Json<TemplateList>, ApiError> {
-    let templates = state.engine.database().query(reads::list_templates).await?;
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateList {
+    /// In name order.
+    pub templates: Vec<TemplateSummary>,
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/templates", operation_id = "list_templates", tag = "templates", params(TemplatesQuery),
+    responses(
+        (status = 200, body = TemplateList),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+    )
+)]
+/// Template names and their latest versions, a page at a time.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<TemplatesQuery>,
+) -> Result<Json<TemplateList>, ApiError> {
+    if let Some(after) = &query.after
+        && !names::is_valid_template_name(after)
+    {
+        return Err(bad_query("after", after, "not a template name"));
+    }
+    let limit = page_limit("limit", query.limit, 100)?;
+    let page = state
+        .engine
+        .database()
+        .query(move |conn| reads::list_templates(conn, query.after.as_deref(), limit))
+        .await?;
+    let next = page
+        .more
+        .then(|| page.items.last().map(|t| t.name.clone()))
+        .flatten();
     Ok(Json(TemplateList {
-        templates: templates.into_iter().map(Into::into).collect(),
+        templates: page.items.into_iter().map(Into::into).collect(),
+        next,
     }))
 }
 
 #[utoipa::path(
-    get, path = "/v1/templates/{name}", tag = "templates", params(("name" = String, Path)),
-    responses((status = 200, body = TemplateVersion), (status = 404, description = "`not_found`", body = ErrorBody))
+    get, path = "/v1/templates/{name}", operation_id = "get_template", tag = "templates", params(TemplateName),
+    responses(
+        (status = 200, description = "The latest version, its pipeline with every default written out (the request that stored it, plus under 0.5 KiB per job)", body = TemplateVersion),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
 )]
 /// A template's latest version.
 pub async fn latest(
@@ -119,8 +171,8 @@ pub async fn latest(
 }
 
 #[utoipa::path(
-    get, path = "/v1/templates/{name}/versions/{version}", tag = "templates",
-    params(("name" = String, Path), ("version" = i64, Path, minimum = 1, description = "A version number, from 1")),
+    get, path = "/v1/templates/{name}/versions/{version}", operation_id = "get_template_version", tag = "templates",
+    params(params::TemplateVersion),
     responses(
         (status = 200, body = TemplateVersion),
         (status = 400, description = "`invalid_id`: a malformed name, or a version that is not a whole number from 1 to 2^63 - 1", body = ErrorBody),

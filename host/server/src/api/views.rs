@@ -3,74 +3,219 @@
 //! each view is built from one, so the stored form and the published one can
 //! change apart.
 
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use warren_vocabulary::{JobState, RunState};
 
+use super::{MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};
 use crate::db::reads::{
-    ArtifactRecord, AttemptLogRecord, EventRecord, JobDetailRecord, RunSummaryRecord,
-    TemplateRecord,
+    ArtifactRecord, AttemptLogRecord, EventRecord, JobDetailRecord, JobSummaryRecord,
+    RunHeadRecord, RunSummaryRecord, StoredJson, TemplateRecord,
 };
-use crate::db::runs::{AttemptRecord, JobRecord, RunRecord};
+use crate::db::runs::AttemptRecord;
 
-/// A run as a client sees it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// Bytes, as the OpenAPI description shows a binary body
+/// (`type: string, format: binary`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(pub Vec<u8>);
+
+/// Stored JSON text as a JSON value, byte for byte; text that is not JSON
+/// (which Warren never stores) as a JSON string.
+pub fn raw_json(text: String) -> Box<RawValue> {
+    match serde_json::from_str::<&RawValue>(&text) {
+        Ok(raw) => raw.to_owned(),
+        Err(_) => {
+            serde_json::value::to_raw_value(&text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+        }
+    }
+}
+
+/// Stored JSON text, whole, as a response (`application/json`): Warren
+/// stores only JSON, so it is served as it was stored.
+pub fn json_response(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+/// A stored value shown inline when it is at most [`MAX_INLINE_BYTES`];
+/// `None` otherwise, when the client fetches it from `url`.
+fn inline(value: Option<&StoredJson>, url: impl FnOnce() -> String) -> Inline {
+    match value {
+        None => Inline::default(),
+        Some(StoredJson { bytes, text }) => match text {
+            Some(text) if *bytes <= MAX_INLINE_BYTES as u64 => Inline {
+                value: Some(raw_json(text.clone())),
+                bytes: Some(*bytes),
+                url: None,
+            },
+            _ => Inline {
+                value: None,
+                bytes: Some(*bytes),
+                url: Some(url()),
+            },
+        },
+    }
+}
+
+#[derive(Default)]
+struct Inline {
+    value: Option<Box<RawValue>>,
+    bytes: Option<u64>,
+    url: Option<String>,
+}
+
+/// Bytes of `value` as JSON.
+pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Keeps the longest prefix of `items` whose JSON, commas between
+/// included, takes at most `budget` bytes, and at least the first item;
+/// says whether any were cut.
+pub fn fit<T: Serialize>(items: &mut Vec<T>, budget: usize) -> bool {
+    let mut used = 0usize;
+    for (i, item) in items.iter().enumerate() {
+        used = used.saturating_add(json_len(item) + usize::from(i > 0));
+        if i > 0 && used > budget {
+            items.truncate(i);
+            return true;
+        }
+    }
+    false
+}
+
+/// A run as a client sees it, with one page of its jobs.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RunView {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub id: String,
     pub state: RunState,
     pub template: Option<String>,
     pub template_version: Option<i64>,
     pub story_id: Option<String>,
-    pub input: serde_json::Value,
+    /// The run's input when it is at most 64 KiB as stored; `null`
+    /// otherwise: fetch it from `input_url`.
+    #[schema(value_type = Option<Value>)]
+    pub input: Option<Box<RawValue>>,
+    /// Size of the input, as stored.
+    pub input_bytes: u64,
+    /// Where the whole input is, when it is not inline.
+    pub input_url: Option<String>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    /// One page of jobs, in the order they were created.
     pub jobs: Vec<JobView>,
+    /// How many jobs the run has in all.
+    pub jobs_total: u64,
+    /// Pass as `jobs_after` for the next page of jobs; `null` on the last.
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub jobs_next: Option<String>,
 }
 
-impl From<RunRecord> for RunView {
-    fn from(record: RunRecord) -> Self {
-        Self {
-            id: record.id,
-            state: record.state,
-            template: record.template,
-            template_version: record.template_version,
-            story_id: record.story_id,
-            input: record.input,
-            created_at: record.created_at,
-            finished_at: record.finished_at,
-            jobs: record.jobs.into_iter().map(Into::into).collect(),
-        }
+impl RunView {
+    /// The run with as many of `jobs` as fit in [`MAX_RESPONSE_BYTES`];
+    /// `more` says whether jobs follow the last of `jobs`.
+    pub fn new(run: RunHeadRecord, jobs: Vec<JobSummaryRecord>, more: bool) -> Self {
+        let id = run.id;
+        let input = inline(Some(&run.input), || format!("/v1/runs/{id}/input"));
+        let mut view = Self {
+            state: run.state,
+            template: run.template,
+            template_version: run.template_version,
+            story_id: run.story_id,
+            input: input.value,
+            input_bytes: input.bytes.unwrap_or_default(),
+            input_url: input.url,
+            created_at: run.created_at,
+            finished_at: run.finished_at,
+            jobs: Vec::new(),
+            jobs_total: run.jobs_total,
+            // Measured at its longest: an id.
+            jobs_next: Some(id.clone()),
+            id,
+        };
+        let budget = MAX_RESPONSE_BYTES.saturating_sub(json_len(&view));
+        let mut jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
+        let cut = fit(&mut jobs, budget);
+        view.jobs_next = (more || cut)
+            .then(|| jobs.last().map(|j| j.id.clone()))
+            .flatten();
+        view.jobs = jobs;
+        view
     }
 }
 
-/// A job as a client sees it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// A job as a client sees it. Its input and output are inline when each
+/// is at most 64 KiB as stored; a longer one is `null`, with its size and
+/// the URL that serves it whole.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub id: String,
     pub name: String,
     pub plugin: String,
     pub state: JobState,
     pub attempts: u32,
-    pub output: Option<serde_json::Value>,
-    pub error: Option<serde_json::Value>,
+    /// The job's input when at most 64 KiB; `null` otherwise.
+    #[schema(value_type = Option<Value>)]
+    pub input: Option<Box<RawValue>>,
+    pub input_bytes: u64,
+    /// `/v1/jobs/{id}/input` when the input is not inline.
+    pub input_url: Option<String>,
+    /// The job's output when it has one of at most 64 KiB; `null`
+    /// otherwise.
+    #[schema(value_type = Option<Value>)]
+    pub output: Option<Box<RawValue>>,
+    /// Size of the output, when the job has one.
+    pub output_bytes: Option<u64>,
+    /// `/v1/jobs/{id}/output` when there is an output not inline.
+    pub output_url: Option<String>,
+    #[schema(value_type = Option<Value>)]
+    pub error: Option<Box<RawValue>>,
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub parent_job_id: Option<String>,
     pub spawn_reason: Option<String>,
     pub depth: u32,
 }
 
-impl From<JobRecord> for JobView {
-    fn from(record: JobRecord) -> Self {
+impl From<JobSummaryRecord> for JobView {
+    fn from(record: JobSummaryRecord) -> Self {
+        let id = record.id;
+        let input = inline(Some(&record.input), || format!("/v1/jobs/{id}/input"));
+        let output = inline(record.output.as_ref(), || format!("/v1/jobs/{id}/output"));
         Self {
-            id: record.id,
             name: record.name,
             plugin: record.plugin,
             state: record.state,
             attempts: record.attempts,
-            output: record.output,
-            error: record.error,
+            input: input.value,
+            input_bytes: input.bytes.unwrap_or_default(),
+            input_url: input.url,
+            output: output.value,
+            output_bytes: output.bytes,
+            output_url: output.url,
+            error: record.error.map(raw_json),
             parent_job_id: record.parent_job_id,
             spawn_reason: record.spawn_reason,
             depth: record.depth,
+            id,
         }
     }
 }
@@ -133,24 +278,59 @@ impl From<RunSummaryRecord> for RunSummary {
     }
 }
 
-/// A job with its run, attempts and artifacts.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// A job with its run, its latest attempts and its artifacts. Its input
+/// and output follow [`JobView`]'s rule.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobDetail {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub id: String,
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub run_id: String,
-    #[serde(flatten)]
-    pub job: JobView,
-    pub input: serde_json::Value,
+    pub name: String,
+    pub plugin: String,
+    pub state: JobState,
+    #[schema(value_type = Option<Value>)]
+    pub input: Option<Box<RawValue>>,
+    pub input_bytes: u64,
+    pub input_url: Option<String>,
+    #[schema(value_type = Option<Value>)]
+    pub output: Option<Box<RawValue>>,
+    pub output_bytes: Option<u64>,
+    pub output_url: Option<String>,
+    #[schema(value_type = Option<Value>)]
+    pub error: Option<Box<RawValue>>,
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub parent_job_id: Option<String>,
+    pub spawn_reason: Option<String>,
+    pub depth: u32,
+    /// The latest attempts, at most 100, oldest first.
     pub attempts: Vec<AttemptView>,
+    /// How many attempts the job has had in all.
+    pub attempts_total: u32,
     pub artifacts: Vec<ArtifactView>,
 }
 
 impl From<JobDetailRecord> for JobDetail {
     fn from(record: JobDetailRecord) -> Self {
+        let job = JobView::from(record.job);
         Self {
+            id: job.id,
             run_id: record.run_id,
-            job: record.job.into(),
-            input: record.input,
+            name: job.name,
+            plugin: job.plugin,
+            state: job.state,
+            input: job.input,
+            input_bytes: job.input_bytes,
+            input_url: job.input_url,
+            output: job.output,
+            output_bytes: job.output_bytes,
+            output_url: job.output_url,
+            error: job.error,
+            parent_job_id: job.parent_job_id,
+            spawn_reason: job.spawn_reason,
+            depth: job.depth,
             attempts: record.attempts.into_iter().map(Into::into).collect(),
+            attempts_total: job.attempts,
             artifacts: record.artifacts.into_iter().map(Into::into).collect(),
         }
     }
@@ -177,20 +357,34 @@ impl From<ArtifactRecord> for ArtifactView {
     }
 }
 
-/// The log each attempt of a job left, in attempt order.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// The log one attempt of a job left: inline when it is at most 64 KiB as
+/// stored, else `null` with its size and the URL that serves it whole.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptLogView {
     pub attempt: u32,
     pub state: String,
-    pub log: serde_json::Value,
+    /// `{lines, dropped_bytes}`; `null` while the attempt runs, or when the
+    /// log is over 64 KiB (see `log_url`).
+    #[schema(value_type = Option<Value>)]
+    pub log: Option<Box<RawValue>>,
+    /// Size of the stored log, once the attempt has ended.
+    pub log_bytes: Option<u64>,
+    /// `/v1/jobs/{id}/attempts/{attempt}/log` when the log is not inline.
+    pub log_url: Option<String>,
 }
 
-impl From<AttemptLogRecord> for AttemptLogView {
-    fn from(record: AttemptLogRecord) -> Self {
+impl AttemptLogView {
+    pub fn new(job_id: &str, record: AttemptLogRecord) -> Self {
+        let number = record.attempt;
+        let log = inline(record.log.as_ref(), || {
+            format!("/v1/jobs/{job_id}/attempts/{number}/log")
+        });
         Self {
             attempt: record.attempt,
             state: record.state,
-            log: record.log,
+            log: log.value,
+            log_bytes: log.bytes,
+            log_url: log.url,
         }
     }
 }

@@ -114,9 +114,28 @@ pub async fn submit(
         .ok_or_else(|| ClientError::Usage(format!("unexpected answer: {created}")))
 }
 
+/// The run with every one of its jobs: the server answers a page of jobs
+/// at a time; the pages are joined.
 pub async fn status(server: &Server, run_id: &str) -> Result<Value, ClientError> {
     check_id(run_id)?;
-    server.get(&format!("/v1/runs/{run_id}")).await
+    let mut run = server
+        .get(&format!("/v1/runs/{run_id}?jobs_limit=500"))
+        .await?;
+    let mut next = run["jobs_next"].as_str().map(str::to_owned);
+    while let Some(after) = next.take() {
+        let page = server
+            .get(&format!(
+                "/v1/runs/{run_id}?jobs_limit=500&jobs_after={after}"
+            ))
+            .await?;
+        let jobs = page["jobs"].as_array().cloned().unwrap_or_default();
+        if let Some(all) = run["jobs"].as_array_mut() {
+            all.extend(jobs);
+        }
+        next = page["jobs_next"].as_str().map(str::to_owned);
+    }
+    run["jobs_next"] = Value::Null;
+    Ok(run)
 }
 
 /// One line per job, like `warren pipeline run`.
@@ -167,19 +186,33 @@ const TERMINAL_JOB_STATES: [&str; 5] =
     ["completed", "failed", "skipped", "cancelled", "needs_input"];
 
 /// Prints each attempt's log; with `follow`, waits for attempts still to
-/// come until the job ends. (Logs are stored when an attempt ends.)
+/// come until the job ends. (Logs are stored when an attempt ends; the
+/// server lists them a page at a time, a long one by its URL.)
 pub async fn logs(server: &Server, job_id: &str, follow: bool) -> Result<(), ClientError> {
     check_id(job_id)?;
-    let mut printed = 0;
+    // The number of the last attempt printed.
+    let mut printed = 0u64;
     loop {
-        let logs = server.get(&format!("/v1/jobs/{job_id}/logs")).await?;
-        let attempts = logs["attempts"].as_array().cloned().unwrap_or_default();
-        for attempt in attempts.iter().skip(printed) {
-            if attempt["state"] == "running" {
+        let mut pending = false;
+        loop {
+            let logs = server
+                .get(&format!("/v1/jobs/{job_id}/logs?after={printed}"))
+                .await?;
+            let attempts = logs["attempts"].as_array().cloned().unwrap_or_default();
+            for mut attempt in attempts {
+                if attempt["state"] == "running" {
+                    pending = true;
+                    break;
+                }
+                if let Some(url) = attempt["log_url"].as_str() {
+                    attempt["log"] = server.get(url).await?;
+                }
+                print_attempt_log(&attempt);
+                printed = attempt["attempt"].as_u64().unwrap_or(printed + 1);
+            }
+            if pending || logs["next"].is_null() {
                 break;
             }
-            print_attempt_log(attempt);
-            printed += 1;
         }
         if !follow {
             return Ok(());
@@ -188,7 +221,7 @@ pub async fn logs(server: &Server, job_id: &str, follow: bool) -> Result<(), Cli
         let ended = job["state"]
             .as_str()
             .is_some_and(|s| TERMINAL_JOB_STATES.contains(&s));
-        if ended && printed >= attempts.len() {
+        if ended && !pending && job["attempts_total"].as_u64() <= Some(printed) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,12 +1,12 @@
 //! Reads for the HTTP API: lists with filters and cursors, one job with its
 //! attempts, history after a point, a run's artifacts, templates.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, named_params, params};
 use serde::Serialize;
 
 use super::DbError;
-use super::runs::{AttemptRecord, JOB_RECORD_COLUMNS, JobRecord, JobRow};
-use warren_vocabulary::{Artifact, JobState, Usage};
+use super::runs::AttemptRecord;
+use warren_vocabulary::{Artifact, JobState, RunState, Usage};
 
 /// A run in a list (its jobs are fetched with the run).
 #[derive(Debug, Clone, Serialize)]
@@ -61,13 +61,247 @@ pub fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// A job with its run, attempts and artifacts.
-#[derive(Debug, Clone, Serialize)]
+/// A stored JSON text: its size in bytes and, when it is at most the size
+/// the caller inlines, the text itself (a longer one is not read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJson {
+    pub bytes: u64,
+    pub text: Option<String>,
+}
+
+/// The two columns [`stored_json`] reads: `column`'s size in bytes and its
+/// text when it is at most `:max_inline` bytes. `octet_length` counts bytes
+/// (SQLite's `length` counts characters) without reading the text.
+fn sized(column: &str) -> String {
+    format!(
+        "octet_length({column}), CASE WHEN octet_length({column}) <= :max_inline THEN {column} END"
+    )
+}
+
+/// Reads the two columns of [`sized`] at `index`; `None` for a NULL column.
+fn stored_json(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<StoredJson>> {
+    let bytes: Option<i64> = r.get(index)?;
+    let text: Option<String> = r.get(index + 1)?;
+    Ok(bytes.map(|bytes| StoredJson {
+        bytes: bytes.max(0) as u64,
+        text,
+    }))
+}
+
+/// A run without its jobs: what `GET /v1/runs/{id}` shows above them.
+#[derive(Debug, Clone)]
+pub struct RunHeadRecord {
+    pub id: String,
+    pub state: RunState,
+    pub template: Option<String>,
+    pub template_version: Option<i64>,
+    pub story_id: Option<String>,
+    pub input: StoredJson,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub jobs_total: u64,
+}
+
+pub fn run_head(
+    conn: &Connection,
+    run_id: &str,
+    max_inline: usize,
+) -> Result<Option<RunHeadRecord>, DbError> {
+    let sql = format!(
+        "SELECT id, state, template_name, template_version, story_id, created_at, finished_at,
+                (SELECT count(*) FROM jobs WHERE run_id = runs.id), {}
+         FROM runs WHERE id = :run",
+        sized("input")
+    );
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row(
+            named_params! {":run": run_id, ":max_inline": max_inline as i64},
+            |r| {
+                Ok((
+                    RunHeadRecord {
+                        id: r.get(0)?,
+                        state: RunState::Pending,
+                        template: r.get(2)?,
+                        template_version: r.get(3)?,
+                        story_id: r.get(4)?,
+                        created_at: r.get(5)?,
+                        finished_at: r.get(6)?,
+                        jobs_total: r.get::<_, i64>(7)?.max(0) as u64,
+                        input: stored_json(r, 8)?.unwrap_or(StoredJson {
+                            bytes: 0,
+                            text: None,
+                        }),
+                    },
+                    r.get::<_, String>(1)?,
+                ))
+            },
+        )
+        .optional()?;
+    row.map(|(mut run, state)| {
+        run.state = RunState::parse(&state)
+            .ok_or_else(|| DbError::Corrupt(format!("run state {state:?}")))?;
+        Ok(run)
+    })
+    .transpose()
+}
+
+/// A run's state, without reading anything else of it.
+pub fn run_state(conn: &Connection, run_id: &str) -> Result<Option<RunState>, DbError> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM runs WHERE id = ?1")?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?;
+    state
+        .map(|s| RunState::parse(&s).ok_or_else(|| DbError::Corrupt(format!("run state {s:?}"))))
+        .transpose()
+}
+
+/// A job as a list shows it: its input and output only when small.
+#[derive(Debug, Clone)]
+pub struct JobSummaryRecord {
+    pub id: String,
+    pub name: String,
+    pub plugin: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub input: StoredJson,
+    /// `None` until the job has succeeded.
+    pub output: Option<StoredJson>,
+    /// JSON text; bounded when stored (`warren_vocabulary::text`).
+    pub error: Option<String>,
+    pub parent_job_id: Option<String>,
+    pub spawn_reason: Option<String>,
+    pub depth: u32,
+}
+
+impl JobSummaryRecord {
+    /// Bytes of the texts it holds: what a page's byte budget counts.
+    fn held_bytes(&self) -> usize {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        text(&self.input.text)
+            + self.output.as_ref().map_or(0, |o| text(&o.text))
+            + text(&self.error)
+            + text(&self.spawn_reason)
+    }
+}
+
+fn job_summary_columns() -> String {
+    format!(
+        "id, name, plugin, state, attempts, error, parent_job_id, spawn_reason, depth, {}, {}",
+        sized("input"),
+        sized("output")
+    )
+}
+
+fn job_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobSummaryRecord, String)> {
+    Ok((
+        JobSummaryRecord {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            plugin: r.get(2)?,
+            state: JobState::Pending,
+            attempts: r.get(4)?,
+            error: r.get(5)?,
+            parent_job_id: r.get(6)?,
+            spawn_reason: r.get(7)?,
+            depth: r.get(8)?,
+            input: stored_json(r, 9)?.unwrap_or(StoredJson {
+                bytes: 0,
+                text: None,
+            }),
+            output: stored_json(r, 11)?,
+        },
+        r.get(3)?,
+    ))
+}
+
+fn with_state((mut job, state): (JobSummaryRecord, String)) -> Result<JobSummaryRecord, DbError> {
+    job.state =
+        JobState::parse(&state).ok_or_else(|| DbError::Corrupt(format!("job state {state:?}")))?;
+    Ok(job)
+}
+
+/// Where a job of `run_id` sits in its run's order (a page cursor); `None`
+/// when the run has no such job.
+pub fn job_position(conn: &Connection, run_id: &str, job_id: &str) -> Result<Option<i64>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT rowid FROM jobs WHERE id = ?1 AND run_id = ?2")?
+        .query_row([job_id, run_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// One page of a run's jobs.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Whether more items follow the last one.
+    pub more: bool,
+}
+
+/// Rows of `rows` in order until `limit` of them, or until the texts they
+/// hold pass `max_bytes` (the row that passes included: the caller trims
+/// to its exact budget); says whether more rows follow.
+fn page_of<T>(
+    rows: impl Iterator<Item = Result<T, DbError>>,
+    limit: usize,
+    max_bytes: usize,
+    held: impl Fn(&T) -> usize,
+) -> Result<Page<T>, DbError> {
+    let mut rows = rows.peekable();
+    let mut items = Vec::new();
+    let mut bytes = 0usize;
+    while items.len() < limit && bytes <= max_bytes {
+        let Some(row) = rows.next() else {
+            return Ok(Page { items, more: false });
+        };
+        let row = row?;
+        bytes = bytes.saturating_add(held(&row));
+        items.push(row);
+    }
+    let more = rows.peek().is_some();
+    Ok(Page { items, more })
+}
+
+/// A run's jobs in the order they were created, after the job at
+/// `after` (a [`job_position`]; 0 for the start): at most `limit`, and
+/// not much past `max_bytes` of texts.
+pub fn run_jobs(
+    conn: &Connection,
+    run_id: &str,
+    after: i64,
+    limit: usize,
+    max_inline: usize,
+    max_bytes: usize,
+) -> Result<Page<JobSummaryRecord>, DbError> {
+    let sql = format!(
+        "SELECT {} FROM jobs WHERE run_id = :run AND rowid > :after ORDER BY rowid LIMIT :limit",
+        job_summary_columns()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        named_params! {
+            ":run": run_id,
+            ":after": after,
+            ":limit": (limit as i64).saturating_add(1),
+            ":max_inline": max_inline as i64,
+        },
+        job_summary,
+    )?;
+    page_of(
+        rows.map(|row| with_state(row?)),
+        limit,
+        max_bytes,
+        JobSummaryRecord::held_bytes,
+    )
+}
+
+/// A job with its run, its latest attempts and its artifacts.
+#[derive(Debug, Clone)]
 pub struct JobDetailRecord {
     pub run_id: String,
-    #[serde(flatten)]
-    pub job: JobRecord,
-    pub input: serde_json::Value,
+    pub job: JobSummaryRecord,
+    /// The latest attempts, oldest first.
     pub attempts: Vec<AttemptRecord>,
     pub artifacts: Vec<ArtifactRecord>,
 }
@@ -81,40 +315,97 @@ pub struct ArtifactRecord {
     pub size: u64,
 }
 
-fn json_or_text(text: String) -> serde_json::Value {
-    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-}
-
-pub fn get_job(conn: &Connection, job_id: &str) -> Result<Option<JobDetailRecord>, DbError> {
+/// A job with at most its `max_attempts` latest attempts.
+pub fn job_detail(
+    conn: &Connection,
+    job_id: &str,
+    max_inline: usize,
+    max_attempts: usize,
+) -> Result<Option<JobDetailRecord>, DbError> {
+    let sql = format!(
+        "SELECT {}, run_id FROM jobs WHERE id = :job",
+        job_summary_columns()
+    );
     let row = conn
+        .prepare_cached(&sql)?
         .query_row(
-            &format!("SELECT {JOB_RECORD_COLUMNS}, run_id, input FROM jobs WHERE id = ?1"),
-            [job_id],
-            |r| {
-                Ok((
-                    JobRow::read(r)?,
-                    r.get::<_, String>(10)?,
-                    r.get::<_, String>(11)?,
-                ))
-            },
+            named_params! {":job": job_id, ":max_inline": max_inline as i64},
+            |r| Ok((job_summary(r)?, r.get::<_, String>(13)?)),
         )
         .optional()?;
-    let Some((job, run_id, input)) = row else {
+    let Some((job, run_id)) = row else {
         return Ok(None);
     };
-    let job = job.into_view()?;
+    let job = with_state(job)?;
     Ok(Some(JobDetailRecord {
         run_id,
-        input: json_or_text(input),
-        attempts: super::runs::attempts(conn, &job.id)?,
+        attempts: super::runs::latest_attempts(conn, &job.id, max_attempts)?,
         artifacts: artifacts(conn, "a.job_id = ?1", &job.id)?,
         job,
     }))
 }
 
-/// Artifacts of every job of a run.
-pub fn run_artifacts(conn: &Connection, run_id: &str) -> Result<Vec<ArtifactRecord>, DbError> {
-    artifacts(conn, "j.run_id = ?1", run_id)
+/// A job's whole input or output, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobText {
+    Input,
+    Output,
+}
+
+/// The text of `which`: `None` when there is no such job, `Some(None)`
+/// when the job has no output (yet).
+pub fn job_text(
+    conn: &Connection,
+    job_id: &str,
+    which: JobText,
+) -> Result<Option<Option<String>>, DbError> {
+    let sql = match which {
+        JobText::Input => "SELECT input FROM jobs WHERE id = ?1",
+        JobText::Output => "SELECT output FROM jobs WHERE id = ?1",
+    };
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([job_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// A run's whole input, as stored.
+pub fn run_input(conn: &Connection, run_id: &str) -> Result<Option<String>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT input FROM runs WHERE id = ?1")?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// A page of the artifacts of every job of a run, in the order they were
+/// recorded, after the artifact at `after` (a cursor: its position).
+pub fn run_artifacts(
+    conn: &Connection,
+    run_id: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Page<(i64, ArtifactRecord)>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.rowid, a.job_id, j.name, a.name, a.sha256, a.size FROM artifacts a
+         JOIN jobs j ON j.id = a.job_id
+         WHERE j.run_id = ?1 AND a.rowid > ?2 ORDER BY a.rowid LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![run_id, after, (limit as i64).saturating_add(1)],
+        |r| {
+            Ok((
+                r.get(0)?,
+                ArtifactRecord {
+                    job_id: r.get(1)?,
+                    job: r.get(2)?,
+                    name: r.get(3)?,
+                    sha256: r.get(4)?,
+                    size: r.get::<_, i64>(5)?.max(0) as u64,
+                },
+            ))
+        },
+    )?;
+    page_of(rows.map(|row| Ok(row?)), limit, usize::MAX, |_| 0)
 }
 
 fn artifacts(conn: &Connection, filter: &str, key: &str) -> Result<Vec<ArtifactRecord>, DbError> {
@@ -156,28 +447,65 @@ pub fn referenced_digests(
     Ok(found)
 }
 
-/// The log each attempt of a job left, in attempt order.
-#[derive(Debug, Clone, Serialize)]
+/// The log an attempt of a job left: small ones inline.
+#[derive(Debug, Clone)]
 pub struct AttemptLogRecord {
     pub attempt: u32,
     pub state: String,
-    pub log: serde_json::Value,
+    /// `None` while the attempt runs (a log is stored when it ends).
+    pub log: Option<StoredJson>,
 }
 
-pub fn job_logs(conn: &Connection, job_id: &str) -> Result<Vec<AttemptLogRecord>, DbError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT number, state, log FROM attempts WHERE job_id = ?1 ORDER BY number",
+/// A job's attempts after number `after`, in order: at most `limit`, and
+/// not much past `max_bytes` of logs.
+pub fn job_logs(
+    conn: &Connection,
+    job_id: &str,
+    after: u32,
+    limit: usize,
+    max_inline: usize,
+    max_bytes: usize,
+) -> Result<Page<AttemptLogRecord>, DbError> {
+    let sql = format!(
+        "SELECT number, state, {} FROM attempts WHERE job_id = :job AND number > :after
+         ORDER BY number LIMIT :limit",
+        sized("log")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        named_params! {
+            ":job": job_id,
+            ":after": after,
+            ":limit": (limit as i64).saturating_add(1),
+            ":max_inline": max_inline as i64,
+        },
+        |r| {
+            Ok(AttemptLogRecord {
+                attempt: r.get(0)?,
+                state: r.get(1)?,
+                log: stored_json(r, 2)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map([job_id], |r| {
-        Ok(AttemptLogRecord {
-            attempt: r.get(0)?,
-            state: r.get(1)?,
-            log: r
-                .get::<_, Option<String>>(2)?
-                .map_or(serde_json::Value::Null, json_or_text),
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    page_of(rows.map(|row| Ok(row?)), limit, max_bytes, |a| {
+        a.log
+            .as_ref()
+            .and_then(|l| l.text.as_ref())
+            .map_or(0, String::len)
+    })
+}
+
+/// The whole log of attempt `number` of a job: `None` when there is no
+/// such attempt, `Some(None)` while it runs.
+pub fn attempt_log(
+    conn: &Connection,
+    job_id: &str,
+    number: u32,
+) -> Result<Option<Option<String>>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT log FROM attempts WHERE job_id = ?1 AND number = ?2")?
+        .query_row(params![job_id, number], |r| r.get(0))
+        .optional()?)
 }
 
 /// One entry of the history, with its run.
@@ -226,35 +554,46 @@ pub struct TemplateRecord {
     pub updated_at: i64,
 }
 
-pub fn list_templates(conn: &Connection) -> Result<Vec<TemplateRecord>, DbError> {
+/// Template names after `after`, in name order, at most `limit`.
+pub fn list_templates(
+    conn: &Connection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Page<TemplateRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT name, max(version), max(created_at) FROM templates GROUP BY name ORDER BY name",
+        "SELECT name, max(version), max(created_at) FROM templates
+         WHERE (?1 IS NULL OR name > ?1) GROUP BY name ORDER BY name LIMIT ?2",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map(params![after, (limit as i64).saturating_add(1)], |r| {
         Ok(TemplateRecord {
             name: r.get(0)?,
             latest_version: r.get(1)?,
             updated_at: r.get(2)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    page_of(rows.map(|row| Ok(row?)), limit, usize::MAX, |_| 0)
 }
 
-/// Keys and values of one memory namespace, in key order, after a cursor.
+/// Keys and values of one memory namespace, in key order, after a cursor:
+/// at most `limit`, and not much past `max_bytes` of values.
 pub fn memory_entries(
     conn: &Connection,
     namespace: &str,
     start_after: Option<&str>,
     limit: usize,
-) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+    max_bytes: usize,
+) -> Result<Page<(String, Vec<u8>)>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT key, value FROM memory WHERE namespace = ?1 AND (?2 IS NULL OR key > ?2)
          ORDER BY key LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![namespace, start_after, limit as i64], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let rows = stmt.query_map(
+        params![namespace, start_after, (limit as i64).saturating_add(1)],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+    )?;
+    page_of(rows.map(|row| Ok(row?)), limit, max_bytes, |(_, value)| {
+        value.len()
+    })
 }
 
 /// How one job of a run ended, with its last attempt: what `warren run`

@@ -769,12 +769,22 @@ pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, DbE
     }))
 }
 
+/// Every attempt of a job, oldest first.
 pub fn attempts(conn: &Connection, job_id: &str) -> Result<Vec<AttemptRecord>, DbError> {
-    let mut stmt = conn.prepare(
+    latest_attempts(conn, job_id, i64::MAX as usize)
+}
+
+/// The latest `max` attempts of a job, oldest first.
+pub fn latest_attempts(
+    conn: &Connection,
+    job_id: &str,
+    max: usize,
+) -> Result<Vec<AttemptRecord>, DbError> {
+    let mut stmt = conn.prepare_cached(
         "SELECT id, number, state, plugin_digest, started_at, finished_at, error, fuel_consumed, peak_memory_bytes, wall_time_us
-         FROM attempts WHERE job_id = ?1 ORDER BY number",
+         FROM attempts WHERE job_id = ?1 ORDER BY number DESC LIMIT ?2",
     )?;
-    let rows = stmt.query_map([job_id], |r| {
+    let rows = stmt.query_map(params![job_id, max as i64], |r| {
         Ok(AttemptRecord {
             id: r.get(0)?,
             number: r.get(1)?,
@@ -788,7 +798,9 @@ pub fn attempts(conn: &Connection, job_id: &str) -> Result<Vec<AttemptRecord>, D
             wall_time_us: r.get(9)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut attempts = rows.collect::<Result<Vec<_>, _>>()?;
+    attempts.reverse();
+    Ok(attempts)
 }
 
 /// Artifacts of one job.

@@ -33,7 +33,10 @@ pub struct PipelineSpec {
     /// Jobs of one run running at once; unlimited (up to the engine's own
     /// limit) when absent.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_parallel: Option<u32>,
+    /// 1 to 20,000 jobs by name (letters, digits, `-`, `_`, `.`, starting
+    /// with a letter or digit, at most 64).
     #[serde(deserialize_with = "unique_jobs")]
     pub jobs: BTreeMap<String, JobSpec>,
 }
@@ -42,6 +45,8 @@ pub struct PipelineSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// A loaded plugin's name.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub plugin: String,
     /// The job's input; the run's input when absent.
     #[serde(default)]

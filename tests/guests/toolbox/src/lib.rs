@@ -105,6 +105,10 @@ enum Op {
         plugin: String,
         depth: usize,
     },
+    /// Reports a string of `bytes` `x`s (a large output from a small input).
+    Pad {
+        bytes: usize,
+    },
     /// Fails with a `bytes`-long message (or `items` needs of that size).
     FailBig {
         kind: String,
@@ -263,6 +267,7 @@ impl Job for Toolbox {
                     json!({ "ok": spawned })
                 }
                 Op::Nest { depth } => json!({ "ok": nested(depth) }),
+                Op::Pad { bytes } => json!({ "ok": "x".repeat(bytes) }),
                 Op::SpawnNested { plugin, depth } => {
                     report(jobs::spawn(&plugin, &nested(depth), "nested"))
                 }

@@ -1,0 +1,110 @@
+//! Types that only describe: what the OpenAPI description says of bodies
+//! whose Rust type cannot say it itself (a request that is one of two
+//! shapes, a Server-Sent Event's framing).
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::json;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::views::EventRow;
+use crate::scheduler::spec::PipelineSpec;
+
+/// `POST /v1/runs`: either a stored template (and optionally a version)
+/// or an inline pipeline, with the run's input and story.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = CreateRun, example = json!({"template": "build-and-check", "input": {"goal": "a word counter"}}))]
+pub enum CreateRunSchema {
+    Template(RunFromTemplate),
+    Pipeline(RunFromPipeline),
+}
+
+/// A run of a stored template.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunFromTemplate {
+    /// A stored template to run.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub template: String,
+    /// Its version (default: its latest).
+    #[schema(minimum = 1)]
+    pub version: Option<i64>,
+    /// The run's input, any JSON; jobs without their own get it (`{}`
+    /// when absent).
+    pub input: Option<serde_json::Value>,
+    /// Scopes story memory.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    pub story_id: Option<String>,
+}
+
+/// A run of a pipeline given inline.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunFromPipeline {
+    pub pipeline: PipelineSpec,
+    /// The run's input, any JSON; jobs without their own get it (`{}`
+    /// when absent).
+    pub input: Option<serde_json::Value>,
+    /// Scopes story memory.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    pub story_id: Option<String>,
+}
+
+/// One Server-Sent Event of the history (`text/event-stream`, not JSON):
+/// `id` is the event's history id, `event` its kind, and `data` one line
+/// of JSON, an [`EventRow`].
+pub struct SseEvent;
+
+impl PartialSchema for SseEvent {
+    fn schema() -> RefOr<Schema> {
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        // JSON Schema's way to say what a string holds: an EventRow, as JSON.
+        let mut holds = Extensions::default();
+        holds.insert(
+            "contentSchema".to_owned(),
+            json!({"$ref": "#/components/schemas/EventRow"}),
+        );
+        ObjectBuilder::new()
+            .description(Some(
+                "One Server-Sent Event: its `id`, its `event` name and its `data`, an `EventRow` as one line of JSON",
+            ))
+            .property(
+                "id",
+                string()
+                    .pattern(Some("^[0-9]+$"))
+                    .description(Some("The event's history id: resume after it with `Last-Event-ID` or `?after=`")),
+            )
+            .required("id")
+            .property(
+                "event",
+                string()
+                    .enum_values(Some(["run", "job", "cancel"]))
+                    .description(Some("The event's kind")),
+            )
+            .required("event")
+            .property(
+                "data",
+                string()
+                    .content_media_type("application/json")
+                    .extensions(Some(holds))
+                    .description(Some("An `EventRow`, as JSON")),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for SseEvent {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SseEvent")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((EventRow::name().into_owned(), EventRow::schema()));
+    }
+}
