@@ -129,11 +129,22 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
 /// shares the cores between the two runtimes' threads.
 struct AttemptsRuntime(Option<tokio::runtime::Runtime>);
 
+/// The nice value of the attempts' threads (HTTP's stay at 0).
+const ATTEMPTS_NICE: i32 = 10;
+
 impl AttemptsRuntime {
     fn start() -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(std::thread::available_parallelism().map_or(1, usize::from))
             .thread_name("warren-attempts")
+            // Guests yield the cores to requests: their threads (workers and
+            // blocking ones) run at a lower scheduling priority.
+            .on_thread_start(|| {
+                let thread = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(thread), ATTEMPTS_NICE) {
+                    tracing::warn!("cannot lower an attempt thread's priority: {e}");
+                }
+            })
             .enable_all()
             .build()
             .context("starting the attempts' runtime")?;
