@@ -5,6 +5,8 @@
 pub const MAX_NAME_BYTES: usize = 64;
 /// Longest story id, in bytes.
 pub const MAX_STORY_ID_BYTES: usize = 128;
+/// Longest document name, in bytes.
+pub const MAX_DOCUMENT_NAME_BYTES: usize = 128;
 
 /// Plugin names: what `jobs.spawn` and pipelines refer to, and a plugin
 /// file's stem. Letters, digits, `-` and `_`, starting with a letter or
@@ -37,6 +39,22 @@ pub fn is_valid_story_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Document names: what agents `require` and `produce`, and a segment of
+/// the documents' URLs. 1 to 128 bytes of printable text (spaces allowed,
+/// not at either end), not `.`, no `/`, `\\`, `..`, control or
+/// bidirectional characters.
+pub fn is_valid_document_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_DOCUMENT_NAME_BYTES
+        && name != "."
+        && !name.contains("..")
+        && !name.contains(['/', '\\'])
+        && !name.starts_with(' ')
+        && !name.ends_with(' ')
+        && !crate::text::has_hidden_characters(name)
+        && !name.chars().any(|c| c.is_whitespace() && c != ' ')
 }
 
 /// Run, job and attempt ids: lowercase hyphenated UUIDs.
@@ -82,6 +100,32 @@ mod tests {
         assert!(!is_valid_job_name(".hidden"));
         assert!(!is_valid_job_name("a/b"));
         assert!(!is_valid_job_name(".."));
+    }
+
+    #[test]
+    fn document_names_are_one_printable_segment() {
+        for good in ["brief", "analysis.md", "Plan v2", "été", &"d".repeat(128)] {
+            assert!(is_valid_document_name(good), "{good:?}");
+        }
+        let long = "d".repeat(129);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a..b",
+            "a\0b",
+            "a\tb",
+            "a\nb",
+            " a",
+            "a ",
+            "a\u{202e}b",
+            "a\u{7f}",
+            &long,
+        ] {
+            assert!(!is_valid_document_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod artifacts;
 pub mod error;
 mod events;
 mod extract;
+mod flows;
 mod health;
 pub mod idempotency;
 mod jobs;
@@ -50,6 +51,8 @@ pub struct AppContext {
     pub request_timeout: Duration,
     /// `Idempotency-Key`s: their retention, those being answered.
     pub idempotency: idempotency::Keys,
+    /// The template `POST /v1/run` starts when the request names none.
+    pub default_flow: String,
 }
 
 /// Settings of the router itself.
@@ -100,6 +103,8 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
             post(plugins::approve.layer(admin())),
         )
         .route("/stories/{story}/memory", get(memory::list))
+        .route("/flows/{flow}/run", post(flows::run_named))
+        .route("/run", post(flows::run_default))
         .route("/events", get(events::all_events))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::schemas::SseEvent;
 use super::views::EventRow;
-use super::{artifacts, events, health, jobs, memory, plugins, runs, templates};
+use super::{artifacts, events, flows, health, jobs, memory, plugins, runs, templates};
 use crate::scheduler::spec::MAX_JOBS;
 
 #[derive(OpenApi)]
@@ -28,6 +28,7 @@ use crate::scheduler::spec::MAX_JOBS;
         artifacts::list_for_run, artifacts::download,
         templates::create, templates::list, templates::latest, templates::version,
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
+        flows::run_named, flows::run_default,
         health::health, health::ready, health::metrics,
     ),
     components(schemas(EventRow, SseEvent)),
@@ -40,6 +41,7 @@ use crate::scheduler::spec::MAX_JOBS;
         (name = "templates", description = "Named, versioned pipelines (creating one needs an admin token)"),
         (name = "plugins", description = "The plugins folder: versions, grants, usage, quarantined files; approving and uploading need an admin token"),
         (name = "memory", description = "What plugins remembered for a story"),
+        (name = "flows", description = "Run a flow of agents for a story and wait for its answer"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]
