@@ -6,6 +6,7 @@
 //! mostly, behind each other.
 
 pub mod checkpoint;
+pub mod documents;
 pub mod idempotency;
 pub mod plugins;
 pub mod reads;
@@ -62,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_idempotency.sql"),
     include_str!("migrations/0009_retention.sql"),
     include_str!("migrations/0010_memory_usage.sql"),
+    include_str!("migrations/0011_documents.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.
