@@ -7,6 +7,7 @@
 mod api;
 mod cli;
 mod crash;
+mod documents;
 mod engine;
 mod hardening;
 mod hostile;
