@@ -1386,6 +1386,11 @@ async fn the_openapi_description_covers_every_endpoint() {
         ("get", "/v1/plugins/{name}"),
         ("post", "/v1/plugins/{name}/versions/{digest}/approve"),
         ("get", "/v1/stories/{story}/memory"),
+        ("get", "/v1/stories/{story}/documents"),
+        ("put", "/v1/stories/{story}/documents/{name}"),
+        ("get", "/v1/stories/{story}/documents/{name}"),
+        ("delete", "/v1/stories/{story}/documents/{name}"),
+        ("get", "/v1/stories/{story}/documents/{name}/versions"),
         ("get", "/v1/events"),
         ("get", "/health"),
         ("get", "/ready"),
@@ -1643,6 +1648,31 @@ fn assert_openapi_says_what_the_server_does(doc: &Value) {
             "POST {path} {status}"
         );
     }
+    // A document is sent and served as itself: text or JSON.
+    let document = &doc["paths"]["/v1/stories/{story}/documents/{name}"];
+    for (method, status) in [("put", "requestBody"), ("get", "200")] {
+        let content = match status {
+            "requestBody" => &document[method]["requestBody"]["content"],
+            _ => &document[method]["responses"][status]["content"],
+        };
+        let types: std::collections::BTreeSet<&str> = content
+            .as_object()
+            .expect("content")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(types, ["application/json", "text/plain"].into(), "{method}");
+    }
+    for status in ["201", "400", "413", "415"] {
+        assert!(
+            document["put"]["responses"][status].is_object(),
+            "PUT {status}"
+        );
+    }
+    assert_eq!(
+        parameter("/v1/stories/{story}/documents/{name}", "put", "name")["schema"]["pattern"],
+        warren::api::params::DOCUMENT_NAME_PATTERN
+    );
     // Links lead from a new run to it.
     let link = &doc["paths"]["/v1/runs"]["post"]["responses"]["201"]["links"]["GetRun"];
     assert_eq!(

@@ -8,6 +8,7 @@ mod agents;
 mod api;
 mod cli;
 mod crash;
+mod documents;
 mod engine;
 mod hardening;
 mod hostile;

@@ -7,8 +7,6 @@ use crate::text;
 
 /// Most documents an agent may require, and most it may produce.
 pub const MAX_AGENT_DOCUMENTS: usize = 32;
-/// Largest document content, in bytes.
-pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 /// Longest agent name or version, in characters.
 pub const MAX_AGENT_LABEL_CHARS: usize = 64;
 /// Longest description, in bytes.

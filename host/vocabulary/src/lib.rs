@@ -23,7 +23,7 @@ mod state;
 pub mod text;
 mod usage;
 
-pub use agent::{AgentInfo, MAX_AGENT_DOCUMENTS, MAX_DOCUMENT_BYTES};
+pub use agent::{AgentInfo, MAX_AGENT_DOCUMENTS};
 pub use artifact::Artifact;
 pub use id::{new_id, now_ms};
 pub use limits::{Limits, LimitsSpec};

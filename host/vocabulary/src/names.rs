@@ -41,20 +41,33 @@ pub fn is_valid_story_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Document names: what agents `require` and `produce`, and a segment of
-/// the documents' URLs. 1 to 128 bytes of printable text (spaces allowed,
-/// not at either end), not `.`, no `/`, `\\`, `..`, control or
-/// bidirectional characters.
+/// Why `name` cannot name a story's document, if it cannot. Document names
+/// are chosen by people and agents, so they may hold any printable text
+/// (spaces, accents, other scripts) within 128 bytes, but nothing that
+/// reads as a path (`/`, `\`, `.`, `..`, any `..`) or hides what the name
+/// says (control, bidirectional formatting or whitespace characters other
+/// than a plain space).
+pub fn check_document_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("it is empty")
+    } else if name.len() > MAX_DOCUMENT_NAME_BYTES {
+        Err("it is longer than 128 bytes")
+    } else if name == "." || name.contains("..") {
+        Err("it is `.` or holds `..`")
+    } else if name.contains(['/', '\\']) {
+        Err("it holds `/` or `\\`")
+    } else if crate::text::has_hidden_characters(name) {
+        Err("it holds a control or bidirectional formatting character")
+    } else if name.chars().any(|c| c.is_whitespace() && c != ' ') {
+        Err("it holds whitespace other than a plain space")
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `name` can name a story's document (see [`check_document_name`]).
 pub fn is_valid_document_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_DOCUMENT_NAME_BYTES
-        && name != "."
-        && !name.contains("..")
-        && !name.contains(['/', '\\'])
-        && !name.starts_with(' ')
-        && !name.ends_with(' ')
-        && !crate::text::has_hidden_characters(name)
-        && !name.chars().any(|c| c.is_whitespace() && c != ' ')
+    check_document_name(name).is_ok()
 }
 
 /// Run, job and attempt ids: lowercase hyphenated UUIDs.
@@ -103,32 +116,6 @@ mod tests {
     }
 
     #[test]
-    fn document_names_are_one_printable_segment() {
-        for good in ["brief", "analysis.md", "Plan v2", "été", &"d".repeat(128)] {
-            assert!(is_valid_document_name(good), "{good:?}");
-        }
-        let long = "d".repeat(129);
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a\\b",
-            "a..b",
-            "a\0b",
-            "a\tb",
-            "a\nb",
-            " a",
-            "a ",
-            "a\u{202e}b",
-            "a\u{7f}",
-            &long,
-        ] {
-            assert!(!is_valid_document_name(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn story_ids_ids_and_digests() {
         assert!(is_valid_story_id("story:42"));
         assert!(!is_valid_story_id("a/b"));
@@ -138,5 +125,60 @@ mod tests {
         assert!(!is_valid_id("../x"));
         assert!(is_valid_digest(&"a".repeat(64)));
         assert!(!is_valid_digest(&"A".repeat(64)));
+    }
+
+    #[test]
+    fn document_names_are_printable_text_that_reads_as_no_path() {
+        for good in [
+            "plan.md",
+            "a",
+            "Design notes v2",
+            ".config",
+            "notes.",
+            "résumé",
+            "日本語の文書",
+            "crab 🦀",
+            "a.b.c",
+            "100%",
+            &"x".repeat(128),
+            &"é".repeat(64),
+        ] {
+            assert_eq!(check_document_name(good), Ok(()), "{good:?}");
+        }
+        let (empty, long, dots, slash, hidden, space) = (
+            "it is empty",
+            "it is longer than 128 bytes",
+            "it is `.` or holds `..`",
+            "it holds `/` or `\\`",
+            "it holds a control or bidirectional formatting character",
+            "it holds whitespace other than a plain space",
+        );
+        for (bad, reason) in [
+            ("", empty),
+            (".", dots),
+            ("..", dots),
+            ("../x", dots),
+            ("a..b", dots),
+            ("x..", dots),
+            ("a/b", slash),
+            ("/a", slash),
+            ("a\\b", slash),
+            ("a\0b", hidden),
+            ("a\nb", hidden),
+            ("a\tb", hidden),
+            ("a\u{7f}", hidden),
+            ("a\u{85}b", hidden),
+            ("cod\u{202e}txt.exe", hidden),
+            ("a\u{2066}b", hidden),
+            ("a\u{200f}", hidden),
+            ("a\u{a0}b", space),
+            ("a\u{2028}b", space),
+            ("a\u{3000}b", space),
+            ("x".repeat(129).as_str(), long),
+            ("é".repeat(65).as_str(), long),
+        ] {
+            assert_eq!(check_document_name(bad), Err(reason), "{bad:?}");
+            assert!(!is_valid_document_name(bad), "{bad:?}");
+        }
     }
 }

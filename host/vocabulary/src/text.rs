@@ -12,6 +12,8 @@ pub const MAX_NEED_BYTES: usize = 256;
 pub const MAX_REASON_BYTES: usize = 8 << 10;
 /// Longest part of a name echoed back in an error, in characters.
 pub const MAX_SHOWN_CHARS: usize = 64;
+/// Largest content of a story's document, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 /// Deepest nesting of arrays and objects accepted in JSON a guest or a
 /// client gives (inputs, outputs, spawn inputs).
 pub const MAX_JSON_DEPTH: usize = 128;

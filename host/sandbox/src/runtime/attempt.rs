@@ -10,11 +10,9 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use warren_vocabulary::names::{MAX_DOCUMENT_NAME_BYTES, is_valid_document_name};
-use warren_vocabulary::text::{self, MAX_ERROR_BYTES};
-use warren_vocabulary::{
-    AgentInfo, Artifact, Limits, MAX_AGENT_DOCUMENTS, MAX_DOCUMENT_BYTES, PluginKind, Usage,
-};
+use warren_vocabulary::names::check_document_name;
+use warren_vocabulary::text::{self, MAX_DOCUMENT_BYTES, MAX_ERROR_BYTES};
+use warren_vocabulary::{AgentInfo, Artifact, Limits, MAX_AGENT_DOCUMENTS, PluginKind, Usage};
 
 use super::{MemoryLimitExceeded, MemoryLimiter, PluginState, Runtime};
 use crate::artifact_store::Pins;
@@ -701,9 +699,9 @@ fn check_documents(
     let mut checked: Vec<WrittenDocument> = Vec::with_capacity(documents.len());
     for document in documents {
         let shown = text::shown(&document.name);
-        if !is_valid_document_name(&document.name) {
+        if let Err(reason) = check_document_name(&document.name) {
             return Err(format!(
-                "the reply's document {shown} has an invalid name (1 to {MAX_DOCUMENT_NAME_BYTES} bytes; no `/`, `\\`, `..`, control or bidirectional characters)"
+                "the reply's document {shown} has an invalid name: {reason}"
             ));
         }
         if document.content.len() > MAX_DOCUMENT_BYTES {

@@ -21,13 +21,14 @@ pub struct ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"code": "not_found", "message": "run 0191c0de-0000-7000-8000-000000000000 not found"}))]
 pub struct ErrorBody {
-    /// Stable, machine-readable: `invalid_json`, `invalid_body`, `invalid_id`,
-    /// `invalid_query`, `invalid_header`, `invalid_pipeline`,
-    /// `invalid_plugin`, `invalid_manifest`, `unauthorized`, `forbidden`,
-    /// `not_found`, `unknown_template`, `method_not_allowed`, `timeout`,
-    /// `run_ended`, `conflict`, `idempotency_key_in_use`,
-    /// `idempotency_key_reused`, `payload_too_large`,
-    /// `unsupported_media_type`, `internal`, `unavailable`.
+    /// Stable, machine-readable: `invalid_json`, `invalid_text`,
+    /// `invalid_body`, `invalid_id`, `invalid_query`, `invalid_header`,
+    /// `invalid_pipeline`, `invalid_plugin`, `invalid_manifest`,
+    /// `unauthorized`, `forbidden`, `not_found`, `unknown_template`,
+    /// `method_not_allowed`, `timeout`, `run_ended`, `conflict`,
+    /// `idempotency_key_in_use`, `idempotency_key_reused`,
+    /// `payload_too_large`, `unsupported_media_type`, `internal`,
+    /// `unavailable`, `insufficient_storage`.
     pub code: String,
     /// For people; may change.
     pub message: String,

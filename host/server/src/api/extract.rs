@@ -7,8 +7,9 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
-use warren_vocabulary::names;
+use serde::Deserialize as _;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use warren_vocabulary::{names, text};
 
 use super::MAX_PAGE;
 use super::error::ApiError;
@@ -75,6 +76,21 @@ fn is_json(parts: &Parts) -> bool {
     essence
         .strip_prefix("application/")
         .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// A body that must be one JSON value (a JSON document's content): UTF-8,
+/// nested no deeper than API bodies may be, and well-formed.
+pub fn check_json(body: &[u8]) -> Result<(), ApiError> {
+    let json = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not UTF-8 (from byte {})", e.valid_up_to()),
+        )
+    })?;
+    text::check_json_depth(json).map_err(|e| ApiError::bad_request("invalid_json", e))?;
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    IgnoredAny::deserialize(&mut deserializer).map_err(|e| json_error(".", &e))?;
+    deserializer.end().map_err(|e| json_error(".", &e))
 }
 
 /// `path` is serde_path_to_error's: `.` for the whole body, else the
@@ -296,6 +312,29 @@ pub fn check_digest(digest: &str) -> Result<(), ApiError> {
             ),
         ))
     }
+}
+
+/// Story ids: 1 to 128 letters, digits, `-`, `_`, `.` and `:`.
+pub fn check_story_id(story: &str) -> Result<(), ApiError> {
+    if names::is_valid_story_id(story) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_id",
+            format!("{} is not a story id", shown(story)),
+        ))
+    }
+}
+
+/// Document names: printable text of 1 to 128 bytes that reads as no path
+/// (see `names::check_document_name`); the message says what is wrong.
+pub fn check_document_name(name: &str) -> Result<(), ApiError> {
+    names::check_document_name(name).map_err(|why| {
+        ApiError::bad_request(
+            "invalid_id",
+            format!("{} is not a document name: {why}", shown(name)),
+        )
+    })
 }
 
 /// Template and plugin names: letters, digits, `-`, `_`, `.`, starting

@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiPath, ApiQuery, bad_query, page_limit, shown};
+use super::extract::{ApiPath, ApiQuery, bad_query, check_story_id, page_limit};
 use super::params::StoryId;
 use super::views::fit;
 use super::{AppState, MAX_RESPONSE_BYTES};
@@ -58,12 +58,7 @@ pub async fn list(
     ApiPath(story): ApiPath<String>,
     ApiQuery(query): ApiQuery<MemoryQuery>,
 ) -> Result<Json<MemoryPage>, ApiError> {
-    if !warren_vocabulary::names::is_valid_story_id(&story) {
-        return Err(ApiError::bad_request(
-            "invalid_id",
-            format!("{} is not a story id", shown(&story)),
-        ));
-    }
+    check_story_id(&story)?;
     if let Some(key) = &query.start_after
         && key.len() > MAX_KEY_BYTES
     {

@@ -2,6 +2,7 @@
 //! every error is an [`ApiError`].
 
 mod artifacts;
+pub mod documents;
 pub mod error;
 mod events;
 mod extract;
@@ -38,6 +39,7 @@ use crate::config::Token;
 use crate::scheduler::Engine;
 use warren_sandbox::plugin::MAX_PLUGIN_BYTES;
 use warren_sandbox::runtime::Runtime;
+use warren_vocabulary::text::MAX_DOCUMENT_BYTES;
 
 /// What every handler can reach, shared: the state is cloned for every
 /// request and layer.
@@ -103,6 +105,17 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
             post(plugins::approve.layer(admin())),
         )
         .route("/stories/{story}/memory", get(memory::list))
+        .route("/stories/{story}/documents", get(documents::list))
+        .route(
+            "/stories/{story}/documents/{name}",
+            get(documents::get)
+                .put(documents::put.layer(DefaultBodyLimit::max(MAX_DOCUMENT_BYTES)))
+                .delete(documents::delete),
+        )
+        .route(
+            "/stories/{story}/documents/{name}/versions",
+            get(documents::versions),
+        )
         .route("/flows/{flow}/run", post(flows::run_named))
         .route("/run", post(flows::run_default))
         .route("/events", get(events::all_events))

@@ -11,9 +11,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::params::DOCUMENT_NAME_PATTERN;
 use super::schemas::SseEvent;
 use super::views::EventRow;
-use super::{artifacts, events, flows, health, jobs, memory, plugins, runs, templates};
+use super::{artifacts, documents, events, flows, health, jobs, memory, plugins, runs, templates};
 use crate::scheduler::spec::MAX_JOBS;
 
 #[derive(OpenApi)]
@@ -28,11 +29,12 @@ use crate::scheduler::spec::MAX_JOBS;
         artifacts::list_for_run, artifacts::download,
         templates::create, templates::list, templates::latest, templates::version,
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
+        documents::put, documents::get, documents::list, documents::versions, documents::delete,
         flows::run_named, flows::run_default,
         health::health, health::ready, health::metrics,
     ),
     components(schemas(EventRow, SseEvent)),
-    modifiers(&BearerAuth, &CommonResponses, &PipelineShape, &Links),
+    modifiers(&BearerAuth, &CommonResponses, &PipelineShape, &DocumentNames, &Links),
     security(("bearer" = [])),
     tags(
         (name = "runs", description = "Start, follow and cancel runs"),
@@ -41,6 +43,7 @@ use crate::scheduler::spec::MAX_JOBS;
         (name = "templates", description = "Named, versioned pipelines (creating one needs an admin token)"),
         (name = "plugins", description = "The plugins folder: versions, grants, usage, quarantined files; approving and uploading need an admin token"),
         (name = "memory", description = "What plugins remembered for a story"),
+        (name = "documents", description = "Named, versioned documents of a story (text or JSON, at most 1 MiB), written by people and jobs"),
         (name = "flows", description = "Run a flow of agents for a story and wait for its answer"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
@@ -230,6 +233,50 @@ const LINKS: &[LinkSpec] = &[
         &[("name", "$response.body#/plugins/0/name")],
     ),
     (
+        "/v1/stories/{story}/documents/{name}",
+        "put",
+        "201",
+        "GetDocument",
+        "get_document",
+        &[
+            ("story", "$response.body#/story_id"),
+            ("name", "$response.body#/name"),
+        ],
+    ),
+    (
+        "/v1/stories/{story}/documents/{name}",
+        "put",
+        "201",
+        "DocumentVersions",
+        "list_document_versions",
+        &[
+            ("story", "$response.body#/story_id"),
+            ("name", "$response.body#/name"),
+        ],
+    ),
+    (
+        "/v1/stories/{story}/documents/{name}",
+        "put",
+        "201",
+        "DeleteDocument",
+        "delete_document",
+        &[
+            ("story", "$response.body#/story_id"),
+            ("name", "$response.body#/name"),
+        ],
+    ),
+    (
+        "/v1/stories/{story}/documents",
+        "get",
+        "200",
+        "GetDocument",
+        "get_document",
+        &[
+            ("story", "$response.body#/story_id"),
+            ("name", "$response.body#/documents/0/name"),
+        ],
+    ),
+    (
         "/v1/plugins",
         "get",
         "200",
@@ -250,6 +297,7 @@ impl Modify for Links {
             };
             let operation = match *method {
                 "post" => item.post.as_mut(),
+                "put" => item.put.as_mut(),
                 _ => item.get.as_mut(),
             };
             let Some(RefOr::T(response)) =
@@ -303,6 +351,32 @@ impl Modify for PipelineShape {
                     .pattern(Some("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))
                     .into(),
             ));
+        }
+    }
+}
+
+/// The pattern of a document name (one constant, too long to repeat in
+/// attributes) on every parameter that takes one: `{name}` in a
+/// document's path, and the list's `after` cursor.
+struct DocumentNames;
+
+impl Modify for DocumentNames {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(rest) = path.strip_prefix("/v1/stories/{story}/documents") else {
+                continue;
+            };
+            let takes = if rest.is_empty() { "after" } else { "name" };
+            let operations = [&mut item.get, &mut item.put, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.name == takes
+                        && let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut()
+                    {
+                        schema.pattern = Some(DOCUMENT_NAME_PATTERN.to_owned());
+                    }
+                }
+            }
         }
     }
 }

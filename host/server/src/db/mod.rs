@@ -64,6 +64,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_retention.sql"),
     include_str!("migrations/0010_memory_usage.sql"),
     include_str!("migrations/0011_agents.sql"),
+    include_str!("migrations/0012_documents.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

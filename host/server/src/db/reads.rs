@@ -250,7 +250,7 @@ pub fn job_position(conn: &Connection, run_id: &str, job_id: &str) -> Result<Opt
         .optional()?)
 }
 
-/// One page of a run's jobs.
+/// One page of a list.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -261,7 +261,7 @@ pub struct Page<T> {
 /// Rows of `rows` in order until `limit` of them, or until the texts they
 /// hold pass `max_bytes` (the row that passes included: the caller trims
 /// to its exact budget); says whether more rows follow.
-fn page_of<T>(
+pub(super) fn page_of<T>(
     rows: impl Iterator<Item = Result<T, DbError>>,
     limit: usize,
     max_bytes: usize,

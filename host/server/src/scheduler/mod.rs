@@ -396,10 +396,9 @@ impl Engine {
         Ok((version, stored))
     }
 
-    /// Validates and stores a run; returns its id once it is committed.
-    /// Refuses new work while the disk is nearly full: a run refused now
-    /// costs less than one failing midway.
-    fn check_free_space(&self) -> Result<(), EngineError> {
+    /// Refuses new work (a run, a document) while the disk is nearly full:
+    /// work refused now costs less than work failing midway.
+    pub fn check_free_space(&self) -> Result<(), EngineError> {
         let floor = self.config.min_free_disk_bytes;
         if floor == 0 {
             return Ok(());
@@ -410,7 +409,7 @@ impl Engine {
         let free = stats.f_bavail.saturating_mul(stats.f_frsize);
         if free < floor {
             return Err(EngineError::InsufficientStorage(format!(
-                "{} MiB free on the data directory's disk, under the {} MiB floor; new runs wait until space is freed",
+                "{} MiB free on the data directory's disk, under the {} MiB floor; new runs and documents wait until space is freed",
                 free >> 20,
                 floor >> 20
             )));
@@ -418,6 +417,7 @@ impl Engine {
         Ok(())
     }
 
+    /// Validates and stores a run; returns its id once it is committed.
     pub async fn submit(&self, submission: Submission) -> Result<String, EngineError> {
         let (run_id, ()) = self.submit_with(submission, |_, _| Ok(())).await?;
         Ok(run_id)

@@ -57,7 +57,7 @@ struct Commit {
 /// the database cannot say, they are taken as there; the attempt, which
 /// reads them, then finds out.
 fn stored_documents(db: &Database, scope: &str, names: &[String]) -> HashSet<String> {
-    match db.read(|conn| documents::existing(conn, scope, names)) {
+    match db.read(|conn| documents::which_exist(conn, scope, names)) {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(scope, "reading which documents exist: {e}");
