@@ -37,6 +37,7 @@ pub struct FlowRequest {
     input: Value,
     /// The story: its documents and memory (1 to 128 letters, digits, `-`,
     /// `_`, `.`, `:`).
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     story_id: Option<String>,
     /// How long to wait for an answer, in milliseconds: 10,000 by default,
     /// at most the request timeout less half a second.
@@ -52,6 +53,7 @@ pub struct RunFlowRequest {
     flow: Option<String>,
     #[schema(value_type = Object)]
     input: Value,
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     story_id: Option<String>,
     wait_ms: Option<u64>,
 }
