@@ -265,7 +265,8 @@ enum BenchSuite {
     },
     /// Flows through `POST /v1/run` with a wait: the three example agents
     /// (each reading the document the one before wrote) against three
-    /// plain jobs in a row, from concurrent clients.
+    /// plain jobs in a row writing an artifact each (`wordcount`) and
+    /// writing nothing (`echo`), from concurrent clients.
     Flows {
         /// One JSON object per line instead of a table.
         #[arg(long)]
@@ -279,7 +280,7 @@ enum BenchSuite {
         /// Flows a second the clients offer together in the open loop.
         #[arg(long, default_value_t = 500.0)]
         rate: f64,
-        /// Folder with analyst.wasm, writer.wasm, reviewer.wasm and echo.wasm.
+        /// Folder with analyst, writer, reviewer, wordcount and echo (.wasm).
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },

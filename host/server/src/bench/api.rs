@@ -229,6 +229,11 @@ impl Connection {
         Ok(status)
     }
 
+    /// The start of the last answer read, for an error message.
+    fn last_answer(&self) -> String {
+        String::from_utf8_lossy(&self.buffer[..self.buffer.len().min(600)]).into_owned()
+    }
+
     async fn read_more(&mut self) -> anyhow::Result<()> {
         let mut chunk = [0u8; 4096];
         let read = self.stream.read(&mut chunk).await?;
@@ -330,7 +335,11 @@ impl Load {
                     }
                     let status = connection.exchange(&request).await?;
                     latencies.push(due.elapsed());
-                    anyhow::ensure!(status == expect, "answered {status}, not {expect}");
+                    anyhow::ensure!(
+                        status == expect,
+                        "answered {status}, not {expect}: {}",
+                        connection.last_answer()
+                    );
                 }
                 Ok(latencies)
             });

@@ -1,9 +1,11 @@
 //! `warren bench flows`: the three-agent flow (`brief-to-review`: analyst,
 //! writer, reviewer, each reading the document the one before wrote)
 //! through `POST /v1/run` with a wait, from many concurrent clients, each
-//! against the same three jobs as a plain pipeline (three `echo` jobs in a
-//! row, no documents) sent the same way. Each client has a story of its
-//! own, with its brief written before the load starts.
+//! against three jobs in a row as a plain pipeline sent the same way:
+//! `wordcount` three times, each job writing a file that becomes an
+//! artifact as each agent's document does (the baseline), and `echo` three
+//! times, writing nothing (the floor). Each client has a story of its own,
+//! with its brief written before the load starts.
 //!
 //! As in `warren bench api`: an open loop at `rate` flows a second (a
 //! latency counts from when its request was due) and a closed loop for
@@ -20,7 +22,8 @@ use super::{Measurement, millis};
 
 #[derive(Debug, Clone)]
 pub struct FlowsBenchOptions {
-    /// Folder holding `analyst`, `writer`, `reviewer` and `echo`.
+    /// Folder holding `analyst`, `writer`, `reviewer`, `wordcount` and
+    /// `echo`.
     pub plugins_dir: PathBuf,
     /// Clients sending at once, each on its own connection and story.
     pub clients: usize,
@@ -52,7 +55,7 @@ pub async fn run(options: &FlowsBenchOptions) -> anyhow::Result<Vec<Measurement>
     let data = super::tempdir()?;
     let plugins = data.join("plugins");
     std::fs::create_dir_all(&plugins)?;
-    for name in ["analyst", "writer", "reviewer", "echo"] {
+    for name in ["analyst", "writer", "reviewer", "wordcount", "echo"] {
         let file = format!("{name}.wasm");
         std::fs::copy(options.plugins_dir.join(&file), plugins.join(&file))
             .with_context(|| format!("copying {file} from {}", options.plugins_dir.display()))?;
@@ -60,20 +63,22 @@ pub async fn run(options: &FlowsBenchOptions) -> anyhow::Result<Vec<Measurement>
     let server = ServeChild::start(&data.join("data"), &plugins).await?;
     let addr = server.addr;
     let mut setup = Connection::open(addr).await?;
-    let plain = json!({"name": "plain", "pipeline": {"jobs": {
-        "a": {"plugin": "echo"},
-        "b": {"plugin": "echo", "needs": ["a"]},
-        "c": {"plugin": "echo", "needs": ["b"]},
-    }}});
-    let created = setup
-        .exchange(&request(
-            addr,
-            "POST",
-            "/v1/templates",
-            Some(&plain.to_string()),
-        ))
-        .await?;
-    anyhow::ensure!(created == 201, "creating the plain template: {created}");
+    for plugin in ["wordcount", "echo"] {
+        let plain = json!({"name": plugin, "pipeline": {"jobs": {
+            "a": {"plugin": plugin},
+            "b": {"plugin": plugin, "needs": ["a"]},
+            "c": {"plugin": plugin, "needs": ["b"]},
+        }}});
+        let created = setup
+            .exchange(&request(
+                addr,
+                "POST",
+                "/v1/templates",
+                Some(&plain.to_string()),
+            ))
+            .await?;
+        anyhow::ensure!(created == 201, "creating the {plugin} template: {created}");
+    }
     // The demo flow is added once the folder is examined.
     let flow_path = format!("/v1/templates/{AGENT_FLOW}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -112,19 +117,29 @@ pub async fn run(options: &FlowsBenchOptions) -> anyhow::Result<Vec<Measurement>
             .collect(),
         expect: 200,
     };
+    let text = "Rivers meet harbours; bridges span rivers.";
     let jobs = Load {
         addr,
         requests: vec![flow(
-            json!({"flow": "plain", "input": {}, "wait_ms": 10_000}),
+            json!({"flow": "wordcount", "input": {"text": text}, "wait_ms": 10_000}),
+        )],
+        expect: 200,
+    };
+    let floor = Load {
+        addr,
+        requests: vec![flow(
+            json!({"flow": "echo", "input": {}, "wait_ms": 10_000}),
         )],
         expect: 200,
     };
     let (clients, requests, rate) = (options.clients, options.requests, options.rate);
-    // Warm both paths, then the open loops, then the closed ones.
-    jobs.closed_loop(clients, clients).await?;
-    agents.closed_loop(clients, clients).await?;
+    // Warm every path, then the open loops, then the closed ones.
+    for load in [&floor, &jobs, &agents] {
+        load.closed_loop(clients, clients).await?;
+    }
     let jobs_at_rate = jobs.open_loop(clients, rate, requests).await?;
     let agents_at_rate = agents.open_loop(clients, rate, requests).await?;
+    let floor_saturated = floor.closed_loop(clients, requests).await?;
     let jobs_saturated = jobs.closed_loop(clients, requests).await?;
     let agents_saturated = agents.closed_loop(clients, requests).await?;
     server.stop().await?;
@@ -165,6 +180,12 @@ pub async fn run(options: &FlowsBenchOptions) -> anyhow::Result<Vec<Measurement>
             "1/s",
         )
         .against(jobs_saturated.per_second()),
+        Measurement::new(
+            &format!("agent_flows_per_s_{clients}_clients_vs_echo"),
+            agents_saturated.per_second(),
+            "1/s",
+        )
+        .against(floor_saturated.per_second()),
         latency(
             "saturated_agent_flow_latency_p50",
             0.5,
