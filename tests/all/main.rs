@@ -12,6 +12,7 @@ mod engine;
 mod hardening;
 mod hostile;
 mod idempotency;
+mod input_schema;
 mod plugin_folder;
 mod runtime;
 mod support;
