@@ -27,7 +27,7 @@ use crate::api::error::ErrorBody;
 use crate::db::documents::{self, DocumentRecord, NewDocument, Writer};
 
 /// The response header that carries a document's version.
-pub const VERSION_HEADER: &str = "warren-document-version";
+pub(super) const VERSION_HEADER: &str = "warren-document-version";
 
 /// Who wrote a version.
 #[derive(Debug, Serialize, ToSchema)]

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+use jsonschema::error::ValidationErrorKind;
 use jsonschema::{PatternOptions, ValidationError, Validator};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -32,7 +33,8 @@ pub const MAX_JOBS: usize = 20_000;
 /// and kept in memory.
 pub const MAX_INPUT_SCHEMA_BYTES: usize = 64 << 10;
 /// Largest compiled form of one `pattern` of an input schema, so that a
-/// small schema cannot ask for a large program (`\w{1000}` does).
+/// small schema cannot ask for a large program (`(\w{1000}x){10}` would
+/// take megabytes).
 const MAX_PATTERN_BYTES: usize = 256 << 10;
 /// Most mismatches one refused input is described by.
 const MAX_INPUT_ERRORS: usize = 8;
@@ -161,7 +163,7 @@ impl InputSchema {
                 let mut at = error.instance_path().as_str().to_owned();
                 // A missing property is said of the object that lacks it:
                 // point at the property.
-                if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind()
+                if let ValidationErrorKind::Required { property } = error.kind()
                     && let Some(property) = property.as_str()
                 {
                     at = format!("{at}/{}", property.replace('~', "~0").replace('/', "~1"));
