@@ -1,7 +1,10 @@
+use std::cell::OnceCell;
+
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Error;
 use crate::bindings::agent::exports::warren::plugin::agent_handler as wit;
+use crate::bindings::agent::warren::plugin::agent_inputs;
 
 /// A named document an agent reads or writes.
 pub type Document = wit::Document;
@@ -32,7 +35,10 @@ pub trait Agent {
 pub struct AgentContext {
     pub run_id: String,
     pub story_id: Option<String>,
+    /// The documents the agent requires, the latest version of each.
     pub documents: Vec<Document>,
+    /// `(job, JSON output)` of upstream jobs, asked of the host on first use.
+    upstream: OnceCell<Vec<(String, String)>>,
 }
 
 impl AgentContext {
@@ -42,6 +48,32 @@ impl AgentContext {
             .iter()
             .find(|d| d.name == name)
             .map(|d| d.content.as_str())
+    }
+
+    /// The output of upstream job `job`, deserialized; `None` if that job is
+    /// not upstream of this agent's job.
+    pub fn upstream<T: DeserializeOwned>(&self, job: &str) -> Result<Option<T>, Error> {
+        self.upstream_outputs()
+            .iter()
+            .find(|(name, _)| name == job)
+            .map(|(_, output)| serde_json::from_str(output).map_err(Error::from))
+            .transpose()
+    }
+
+    /// Names of the upstream jobs whose outputs this agent can read.
+    pub fn upstream_jobs(&self) -> impl Iterator<Item = &str> {
+        self.upstream_outputs()
+            .iter()
+            .map(|(name, _)| name.as_str())
+    }
+
+    fn upstream_outputs(&self) -> &[(String, String)] {
+        self.upstream.get_or_init(|| {
+            agent_inputs::upstream()
+                .into_iter()
+                .map(|u| (u.job, u.output))
+                .collect()
+        })
     }
 }
 
@@ -80,6 +112,7 @@ pub fn invoke_agent<A: Agent>(
         run_id: request.run_id,
         story_id: request.story_id,
         documents: request.documents,
+        upstream: OnceCell::new(),
     };
     let reply = A::invoke(&ctx, input)?;
     let output = serde_json::to_string(&reply.output)

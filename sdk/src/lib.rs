@@ -85,6 +85,7 @@ pub mod bindings {
                 "warren:plugin/types@0.1.0": crate::bindings::job::warren::plugin::types,
                 "warren:plugin/log@0.1.0": crate::bindings::job::warren::plugin::log,
                 "warren:plugin/memory@0.1.0": crate::bindings::job::warren::plugin::memory,
+                "warren:plugin/agent-memory@0.1.0": crate::bindings::job::warren::plugin::agent_memory,
                 "warren:plugin/artifacts@0.1.0": crate::bindings::job::warren::plugin::artifacts,
             },
         });

@@ -1403,7 +1403,7 @@ async fn the_openapi_description_covers_every_endpoint() {
     }
     let schemas = &doc["components"]["schemas"];
     let states = schemas["RunState"]["enum"].as_array().expect("run states");
-    assert_eq!(states.len(), 5, "{states:?}");
+    assert_eq!(states.len(), 6, "{states:?}");
     assert!(
         schemas["JobState"]["enum"]
             .as_array()

@@ -12,7 +12,12 @@ use crate::support::{Canary, TEST_GUESTS_DIR, TestHost, guest_path};
 
 /// Every test guest, so that a new guest without a test is noticed.
 const COVERED_GUESTS: &[&str] = &[
+    "agent_ops",
+    "agent_v010",
     "deep_recursion",
+    "describe_loop",
+    "describe_nonsense",
+    "describe_trap",
     "disk_filler",
     "fs_escape",
     "huge_output",

@@ -4,6 +4,7 @@
 // All of this crate is test code: a failed assumption is a failed test.
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+mod agents;
 mod api;
 mod cli;
 mod crash;

@@ -12,6 +12,10 @@ mod job_world {
             "warren:plugin/memory.set": async | trappable,
             "warren:plugin/memory.delete": async | trappable,
             "warren:plugin/memory.list-keys": async | trappable,
+            "warren:plugin/agent-memory.get": async | trappable,
+            "warren:plugin/agent-memory.set": async | trappable,
+            "warren:plugin/agent-memory.delete": async | trappable,
+            "warren:plugin/agent-memory.list-keys": async | trappable,
             "warren:plugin/artifacts.put": async | trappable,
             "warren:plugin/artifacts.get": async | trappable,
             default: trappable,
@@ -30,14 +34,16 @@ mod agent_world {
             "warren:plugin/types": super::job_world::warren::plugin::types,
             "warren:plugin/log": super::job_world::warren::plugin::log,
             "warren:plugin/memory": super::job_world::warren::plugin::memory,
+            "warren:plugin/agent-memory": super::job_world::warren::plugin::agent_memory,
             "warren:plugin/artifacts": super::job_world::warren::plugin::artifacts,
         },
     });
 }
 
 pub use agent_world::exports::warren::plugin::agent_handler;
+pub use agent_world::warren::plugin::agent_inputs;
 pub use agent_world::{Agent, AgentPre};
-pub use job_world::warren::plugin::{artifacts, jobs, log, memory, types};
+pub use job_world::warren::plugin::{agent_memory, artifacts, jobs, log, memory, types};
 pub use job_world::{Job, JobPre};
 
 /// Version of the contract this host implements.

@@ -54,6 +54,8 @@ pub struct Layer {
     pub retention_days: Option<u64>,
     /// Free space under which new runs are refused.
     pub min_free_disk_mb: Option<u64>,
+    /// The template `POST /v1/run` starts when the request names no flow.
+    pub default_flow: Option<String>,
     /// `[policy]` of `warren.toml`.
     pub policy: Option<PolicyLayer>,
 }
@@ -99,6 +101,8 @@ pub struct ServeConfig {
     /// How long ended runs are kept; forever when `None`.
     pub keep_ended_runs: Option<Duration>,
     pub min_free_disk_bytes: u64,
+    /// The template `POST /v1/run` starts when the request names no flow.
+    pub default_flow: String,
     pub policy: Policy,
 }
 
@@ -120,6 +124,7 @@ impl Default for ServeConfig {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             keep_ended_runs: None,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_MB << 20,
+            default_flow: crate::serve::DEMO_FLOW.to_owned(),
             policy: Policy::default(),
         }
     }
@@ -246,6 +251,7 @@ impl Layer {
             idempotency_retention_ms: parsed(&get, "WARREN_IDEMPOTENCY_RETENTION_MS")?,
             retention_days: parsed(&get, "WARREN_RETENTION_DAYS")?,
             min_free_disk_mb: parsed(&get, "WARREN_MIN_FREE_DISK_MB")?,
+            default_flow: get("WARREN_DEFAULT_FLOW"),
             // The policy has tables and lists: warren.toml only.
             policy: None,
         })
@@ -334,6 +340,14 @@ impl ServeConfig {
             }
             if let Some(mb) = layer.min_free_disk_mb {
                 config.min_free_disk_bytes = mb.saturating_mul(1 << 20);
+            }
+            if let Some(flow) = layer.default_flow {
+                if !warren_vocabulary::names::is_valid_template_name(&flow) {
+                    return Err(ConfigError::Invalid(format!(
+                        "default_flow {flow:?} is not a template name"
+                    )));
+                }
+                config.default_flow = flow;
             }
             if let Some(policy) = layer.policy {
                 config.policy = policy.apply(config.policy)?;

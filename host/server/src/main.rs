@@ -263,6 +263,26 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// Flows through `POST /v1/run` with a wait: the three example agents
+    /// (each reading the document the one before wrote) against three
+    /// plain jobs in a row, from concurrent clients.
+    Flows {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Clients sending at once, each with a story of its own.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Flows of each kind and loop.
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+        /// Flows a second the clients offer together in the open loop.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// Folder with analyst.wasm, writer.wasm, reviewer.wasm and echo.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
     /// The plugins folder: a dropped file becoming runnable against a cold
     /// compile of it, and server start with many plugins, cached or not.
     Plugins {
@@ -697,6 +717,25 @@ fn bench_command(suite: BenchSuite) -> i32 {
             };
             let measured = match server_runtime() {
                 Ok(server) => server.block_on(crate::bench::api::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
+        }
+        BenchSuite::Flows {
+            json,
+            clients,
+            requests,
+            rate,
+            plugins_dir,
+        } => {
+            let options = crate::bench::flows::FlowsBenchOptions {
+                plugins_dir,
+                clients: clients.max(1),
+                requests,
+                rate,
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(crate::bench::flows::run(&options)),
                 Err(code) => return code,
             };
             (measured, json)

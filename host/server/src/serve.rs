@@ -17,9 +17,21 @@ use crate::host::HostBuilder;
 use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{Engine, EngineConfig};
 
-/// The template every fresh server offers, made of first-party plugins.
+/// The templates every fresh server offers, made of first-party plugins:
+/// a pipeline of jobs, and a flow of agents (the default `flow` of
+/// `POST /v1/run`).
 pub const DEMO_TEMPLATE: &str = "build-and-check";
-const DEMO_PIPELINE: &str = include_str!("../../../examples/pipelines/build-and-check.json");
+pub const DEMO_FLOW: &str = "brief-to-review";
+const DEMO_TEMPLATES: [(&str, &str); 2] = [
+    (
+        DEMO_TEMPLATE,
+        include_str!("../../../examples/pipelines/build-and-check.json"),
+    ),
+    (
+        DEMO_FLOW,
+        include_str!("../../../examples/pipelines/brief-to-review.json"),
+    ),
+];
 
 /// A server listening and running; dropping it does not stop it, call
 /// [`RunningServer::shutdown`].
@@ -84,6 +96,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
             config.idempotency_retention,
             config.request_timeout / 2,
         ),
+        default_flow: config.default_flow.clone(),
     });
     let router = api::app(
         state,
@@ -107,7 +120,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
         let (plugins, engine) = (plugins.clone(), engine.clone());
         async move {
             plugins.examine_all().await;
-            add_demo_template(&engine).await;
+            add_demo_templates(&engine).await;
         }
     });
     Ok(RunningServer {
@@ -168,28 +181,30 @@ impl Drop for AttemptsRuntime {
     }
 }
 
-async fn add_demo_template(engine: &Engine) {
-    let exists = engine
-        .database()
-        .read(|conn| crate::db::runs::get_template(conn, DEMO_TEMPLATE, None));
-    if !matches!(exists, Ok(None)) {
-        return;
-    }
-    let created = match serde_json::from_str::<PipelineSpec>(DEMO_PIPELINE) {
-        Ok(spec) => engine
-            .create_template(DEMO_TEMPLATE, &spec)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = created {
-        tracing::info!("demo template {DEMO_TEMPLATE:?} not added: {e}");
+async fn add_demo_templates(engine: &Engine) {
+    for (name, pipeline) in DEMO_TEMPLATES {
+        let exists = engine
+            .database()
+            .read(|conn| crate::db::runs::get_template(conn, name, None));
+        if !matches!(exists, Ok(None)) {
+            continue;
+        }
+        let created = match serde_json::from_str::<PipelineSpec>(pipeline) {
+            Ok(spec) => engine
+                .create_template(name, &spec)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = created {
+            tracing::info!("demo template {name:?} not added: {e}");
+        }
     }
 }
 
 impl RunningServer {
     /// Waits until every file of the plugins folder is examined and the
-    /// demo template is added (the server answers before).
+    /// demo templates are added (the server answers before).
     pub async fn ready(&mut self) {
         if let Some(background) = self.background.take() {
             let _ = background.await;

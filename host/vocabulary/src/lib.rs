@@ -12,6 +12,7 @@
 //! assert_eq!(JobState::parse("needs_input"), Some(JobState::NeedsInput));
 //! ```
 
+mod agent;
 mod artifact;
 mod id;
 mod limits;
@@ -22,6 +23,7 @@ mod state;
 pub mod text;
 mod usage;
 
+pub use agent::{AgentInfo, MAX_AGENT_DOCUMENTS};
 pub use artifact::Artifact;
 pub use id::{new_id, now_ms};
 pub use limits::{Limits, LimitsSpec};

@@ -25,11 +25,15 @@ pub enum MemoryScope {
     Run,
     /// Shared by the runs of one story.
     Story,
+    /// Private to one plugin within one story: two agents of a story share
+    /// `story` keys but never see each other's `agent` keys.
+    Agent,
 }
 
 crate::text_enum!(MemoryScope {
     Run => "run",
     Story => "story",
+    Agent => "agent",
 });
 
 impl MemoryScope {
@@ -37,5 +41,11 @@ impl MemoryScope {
     /// `run:<id>` or `story:<id>`. The host picks it, never the guest.
     pub fn namespace(self, id: &str) -> String {
         format!("{}:{id}", self.as_str())
+    }
+
+    /// The `agent` namespace of `plugin` in `story`: `agent:<plugin>:<story>`.
+    /// Plugin names hold no `:`, so no two pairs share a namespace.
+    pub fn agent_namespace(plugin: &str, story: &str) -> String {
+        format!("{}:{plugin}:{story}", Self::Agent.as_str())
     }
 }

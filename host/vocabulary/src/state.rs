@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub enum RunState {
     Pending,
     Running,
+    /// Nothing can run until documents arrive: every job not ended waits
+    /// for documents (`needs_input`) or for such a job.
+    NeedsInput,
     Completed,
     Failed,
     Cancelled,
@@ -29,13 +32,15 @@ pub enum JobState {
     /// Its dependencies can no longer be met.
     Skipped,
     Cancelled,
-    /// Ended asking for input it did not have.
+    /// Waits for documents (its `pending_docs`): it goes on by itself when
+    /// they are written, or when someone retries it.
     NeedsInput,
 }
 
 crate::text_enum!(RunState {
     Pending => "pending",
     Running => "running",
+    NeedsInput => "needs_input",
     Completed => "completed",
     Failed => "failed",
     Cancelled => "cancelled",
@@ -56,13 +61,18 @@ impl RunState {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
+
+    /// Ended, or waiting for documents: nothing happens until someone acts.
+    pub fn has_stopped(self) -> bool {
+        self.is_terminal() || self == Self::NeedsInput
+    }
 }
 
 impl JobState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::Failed | Self::Skipped | Self::Cancelled | Self::NeedsInput
+            Self::Completed | Self::Failed | Self::Skipped | Self::Cancelled
         )
     }
 }

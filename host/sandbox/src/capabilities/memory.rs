@@ -1,6 +1,6 @@
 //! `warren:plugin/memory`: key-value memory behind a [`MemoryStore`]
 //! (SQLite in Warren's server). The host binds each scope to a namespace
-//! (`run:<id>`, `story:<id>`), so a guest can only name keys, never another
+//! (`run:<id>`, `story:<id>`, `agent:<plugin>:<story>`), so a guest can only name keys, never another
 //! run's or story's namespace.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use warren_vocabulary::MemoryScope;
 use wasmtime::component::{HasSelf, Linker};
 
+use crate::bindings::agent_memory;
 use crate::bindings::memory::{Host, Scope};
 use crate::bindings::types::HostError;
 
@@ -155,16 +156,34 @@ pub struct MemoryCtx {
     pub run_namespace: String,
     /// `None` when the run has no story: story calls are denied.
     pub story_namespace: Option<String>,
+    /// This plugin's namespace in the story; `None` without a story.
+    pub agent_namespace: Option<String>,
     /// The scopes the plugin's grants allow.
     pub granted: Vec<MemoryScope>,
 }
 
 impl MemoryCtx {
-    pub fn new(run_id: &str, story_id: Option<&str>, granted: &[MemoryScope]) -> Self {
+    pub fn new(
+        run_id: &str,
+        story_id: Option<&str>,
+        plugin: &str,
+        granted: &[MemoryScope],
+    ) -> Self {
         Self {
             run_namespace: MemoryScope::Run.namespace(run_id),
             story_namespace: story_id.map(|s| MemoryScope::Story.namespace(s)),
+            agent_namespace: story_id.map(|s| MemoryScope::agent_namespace(plugin, s)),
             granted: granted.to_vec(),
+        }
+    }
+
+    /// No memory at all: what `describe()` runs with.
+    pub fn none() -> Self {
+        Self {
+            run_namespace: String::new(),
+            story_namespace: None,
+            agent_namespace: None,
+            granted: Vec::new(),
         }
     }
 }
@@ -180,22 +199,88 @@ impl MemoryState {
         Self { store, grant }
     }
 
-    fn namespace(&self, scope: Scope) -> Result<&str, HostError> {
-        let (granted, name) = match scope {
-            Scope::Run => (MemoryScope::Run, "run"),
-            Scope::Story => (MemoryScope::Story, "story"),
-        };
-        if !self.grant.granted.contains(&granted) {
+    fn namespace(&self, scope: MemoryScope) -> Result<String, HostError> {
+        if !self.grant.granted.contains(&scope) {
             return Err(HostError::AccessDenied(format!(
-                "this plugin is not granted {name} memory (its manifest or the operator's policy)"
+                "this plugin is not granted {scope} memory (its manifest or the operator's policy)"
             )));
         }
-        match scope {
-            Scope::Run => Ok(&self.grant.run_namespace),
-            Scope::Story => self.grant.story_namespace.as_deref().ok_or_else(|| {
-                HostError::AccessDenied("this run has no story, so no story memory".into())
-            }),
+        let namespace = match scope {
+            MemoryScope::Run => Some(&self.grant.run_namespace),
+            MemoryScope::Story => self.grant.story_namespace.as_ref(),
+            MemoryScope::Agent => self.grant.agent_namespace.as_ref(),
+        };
+        namespace.cloned().ok_or_else(|| {
+            HostError::AccessDenied(format!("this run has no story, so no {scope} memory"))
+        })
+    }
+
+    async fn get(&self, scope: MemoryScope, key: String) -> Result<Option<Vec<u8>>, HostError> {
+        let namespace = self.namespace(scope)?;
+        check_key(&key)?;
+        let store = self.store.clone();
+        // A database read: off the async worker threads.
+        tokio::task::spawn_blocking(move || store.get(&namespace, &key))
+            .await
+            .map_err(|e| HostError::Unavailable(format!("memory store: {e}")))?
+            .map_err(unavailable)
+    }
+
+    async fn set(&self, scope: MemoryScope, key: String, value: Vec<u8>) -> Result<(), HostError> {
+        let namespace = self.namespace(scope)?;
+        check_key(&key)?;
+        // `value` was copied out of guest memory (bounded by its cap); only
+        // values up to MAX_VALUE_BYTES are stored.
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(HostError::LimitExceeded(format!(
+                "values are at most {MAX_VALUE_BYTES} bytes"
+            )));
         }
+        let quota = NAMESPACE_QUOTA;
+        match self
+            .store
+            .set(namespace, key, value, quota)
+            .await
+            .map_err(unavailable)?
+        {
+            SetOutcome::Stored => Ok(()),
+            SetOutcome::TooManyKeys => Err(HostError::LimitExceeded(format!(
+                "a namespace holds at most {} keys",
+                quota.max_keys
+            ))),
+            SetOutcome::TooManyBytes => Err(HostError::LimitExceeded(format!(
+                "a namespace holds at most {} bytes of keys and values",
+                quota.max_bytes
+            ))),
+        }
+    }
+
+    async fn delete(&self, scope: MemoryScope, key: String) -> Result<bool, HostError> {
+        let namespace = self.namespace(scope)?;
+        check_key(&key)?;
+        self.store.delete(namespace, key).await.map_err(unavailable)
+    }
+
+    async fn list_keys(
+        &self,
+        scope: MemoryScope,
+        prefix: String,
+        start_after: Option<String>,
+    ) -> Result<Vec<String>, HostError> {
+        let namespace = self.namespace(scope)?;
+        let too_long = |s: &str| s.len() > MAX_KEY_BYTES;
+        if too_long(&prefix) || start_after.as_deref().is_some_and(too_long) {
+            return Err(HostError::Invalid(format!(
+                "prefixes and keys are at most {MAX_KEY_BYTES} bytes"
+            )));
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.keys(&namespace, &prefix, start_after.as_deref(), MAX_LISTED_KEYS)
+        })
+        .await
+        .map_err(|e| HostError::Unavailable(format!("memory store: {e}")))?
+        .map_err(unavailable)
     }
 }
 
@@ -214,6 +299,13 @@ fn unavailable(e: StoreError) -> HostError {
     HostError::Unavailable("memory store unavailable".into())
 }
 
+fn scope_of(scope: Scope) -> MemoryScope {
+    match scope {
+        Scope::Run => MemoryScope::Run,
+        Scope::Story => MemoryScope::Story,
+    }
+}
+
 impl Host for MemoryState {
     #[tracing::instrument(name = "warren.memory.get", skip(self))]
     async fn get(
@@ -221,17 +313,7 @@ impl Host for MemoryState {
         scope: Scope,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, HostError>> {
-        let outcome = async {
-            let namespace = self.namespace(scope)?.to_owned();
-            check_key(&key)?;
-            let store = self.store.clone();
-            // A database read: off the async worker threads.
-            tokio::task::spawn_blocking(move || store.get(&namespace, &key))
-                .await
-                .map_err(|e| HostError::Unavailable(format!("memory store: {e}")))?
-                .map_err(unavailable)
-        };
-        Ok(outcome.await)
+        Ok(MemoryState::get(self, scope_of(scope), key).await)
     }
 
     #[tracing::instrument(name = "warren.memory.set", skip(self, value))]
@@ -241,35 +323,7 @@ impl Host for MemoryState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), HostError>> {
-        let outcome = async {
-            let namespace = self.namespace(scope)?.to_owned();
-            check_key(&key)?;
-            // `value` was copied out of guest memory (bounded by its cap); only
-            // values up to MAX_VALUE_BYTES are stored.
-            if value.len() > MAX_VALUE_BYTES {
-                return Err(HostError::LimitExceeded(format!(
-                    "values are at most {MAX_VALUE_BYTES} bytes"
-                )));
-            }
-            let quota = NAMESPACE_QUOTA;
-            match self
-                .store
-                .set(namespace, key, value, quota)
-                .await
-                .map_err(unavailable)?
-            {
-                SetOutcome::Stored => Ok(()),
-                SetOutcome::TooManyKeys => Err(HostError::LimitExceeded(format!(
-                    "a namespace holds at most {} keys",
-                    quota.max_keys
-                ))),
-                SetOutcome::TooManyBytes => Err(HostError::LimitExceeded(format!(
-                    "a namespace holds at most {} bytes of keys and values",
-                    quota.max_bytes
-                ))),
-            }
-        };
-        Ok(outcome.await)
+        Ok(MemoryState::set(self, scope_of(scope), key, value).await)
     }
 
     #[tracing::instrument(name = "warren.memory.delete", skip(self))]
@@ -278,12 +332,7 @@ impl Host for MemoryState {
         scope: Scope,
         key: String,
     ) -> wasmtime::Result<Result<bool, HostError>> {
-        let outcome = async {
-            let namespace = self.namespace(scope)?.to_owned();
-            check_key(&key)?;
-            self.store.delete(namespace, key).await.map_err(unavailable)
-        };
-        Ok(outcome.await)
+        Ok(MemoryState::delete(self, scope_of(scope), key).await)
     }
 
     #[tracing::instrument(name = "warren.memory.list_keys", skip(self))]
@@ -293,33 +342,48 @@ impl Host for MemoryState {
         prefix: String,
         start_after: Option<String>,
     ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
-        let outcome = async {
-            let namespace = self.namespace(scope)?.to_owned();
-            let too_long = |s: &str| s.len() > MAX_KEY_BYTES;
-            if too_long(&prefix) || start_after.as_deref().is_some_and(too_long) {
-                return Err(HostError::Invalid(format!(
-                    "prefixes and keys are at most {MAX_KEY_BYTES} bytes"
-                )));
-            }
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || {
-                store.keys(&namespace, &prefix, start_after.as_deref(), MAX_LISTED_KEYS)
-            })
-            .await
-            .map_err(|e| HostError::Unavailable(format!("memory store: {e}")))?
-            .map_err(unavailable)
-        };
-        Ok(outcome.await)
+        Ok(MemoryState::list_keys(self, scope_of(scope), prefix, start_after).await)
     }
 }
 
-/// Adds `warren:plugin/memory`; `get` finds this capability's state in the
-/// store's data.
+impl agent_memory::Host for MemoryState {
+    #[tracing::instrument(name = "warren.agent_memory.get", skip(self))]
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, HostError>> {
+        Ok(MemoryState::get(self, MemoryScope::Agent, key).await)
+    }
+
+    #[tracing::instrument(name = "warren.agent_memory.set", skip(self, value))]
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), HostError>> {
+        Ok(MemoryState::set(self, MemoryScope::Agent, key, value).await)
+    }
+
+    #[tracing::instrument(name = "warren.agent_memory.delete", skip(self))]
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, HostError>> {
+        Ok(MemoryState::delete(self, MemoryScope::Agent, key).await)
+    }
+
+    #[tracing::instrument(name = "warren.agent_memory.list_keys", skip(self))]
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        start_after: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<String>, HostError>> {
+        Ok(MemoryState::list_keys(self, MemoryScope::Agent, prefix, start_after).await)
+    }
+}
+
+/// Adds `warren:plugin/memory` and `warren:plugin/agent-memory`; `get`
+/// finds this capability's state in the store's data.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut MemoryState,
 ) -> anyhow::Result<()> {
     crate::bindings::memory::add_to_linker::<T, HasSelf<MemoryState>>(linker, get)?;
+    crate::bindings::agent_memory::add_to_linker::<T, HasSelf<MemoryState>>(linker, get)?;
     Ok(())
 }
 

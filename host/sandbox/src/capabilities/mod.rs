@@ -6,6 +6,7 @@
 //!
 //! Denial is a `host-error` value the guest can handle; a host fault is a trap.
 
+pub mod agent_inputs;
 pub mod artifacts;
 pub mod disk_quota;
 pub mod jobs;

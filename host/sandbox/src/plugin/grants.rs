@@ -31,14 +31,14 @@ pub struct DirectoryGrant {
 }
 
 impl Default for Grants {
-    /// What a plugin without manifest gets under the default policy: both
-    /// memory scopes, spawning, no host directory, the default limits and
+    /// What a plugin without manifest gets under the default policy: every
+    /// memory scope, spawning, no host directory, the default limits and
     /// ceiling.
     fn default() -> Self {
         Self {
             limits: Limits::default_ceiling(),
             default_limits: Limits::default(),
-            memory: vec![MemoryScope::Run, MemoryScope::Story],
+            memory: vec![MemoryScope::Run, MemoryScope::Story, MemoryScope::Agent],
             spawn: true,
             directories: Vec::new(),
             capped: Vec::new(),

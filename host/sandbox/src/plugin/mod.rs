@@ -10,8 +10,8 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-use warren_vocabulary::PluginKind;
 use warren_vocabulary::names::is_valid_plugin_name;
+use warren_vocabulary::{AgentInfo, PluginKind};
 
 use crate::artifact_store::sha256_hex;
 use crate::bindings::{AGENT_EXPORT, AgentPre, CONTRACT_VERSION, JOB_EXPORT, JobPre};
@@ -74,6 +74,7 @@ pub struct Plugin {
     cache: CacheOutcome,
     pre: PluginPre,
     grants: Arc<Grants>,
+    agent: Option<Arc<AgentInfo>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -136,6 +137,17 @@ impl Plugin {
 
     pub fn with_grants(mut self, grants: Grants) -> Self {
         self.grants = Arc::new(grants);
+        self
+    }
+
+    /// What an agent said of itself ([`Runtime::describe_agent`]); `None`
+    /// for jobs, and for agents not yet described.
+    pub fn agent_info(&self) -> Option<&AgentInfo> {
+        self.agent.as_deref()
+    }
+
+    pub fn with_agent_info(mut self, info: AgentInfo) -> Self {
+        self.agent = Some(Arc::new(info));
         self
     }
 }
@@ -231,6 +243,7 @@ pub(crate) fn load_bytes(
         cache,
         pre,
         grants: Arc::default(),
+        agent: None,
     })
 }
 

@@ -10,19 +10,21 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use warren_vocabulary::text::{self, MAX_ERROR_BYTES};
-use warren_vocabulary::{Artifact, Limits, Usage};
+use warren_vocabulary::names::check_document_name;
+use warren_vocabulary::text::{self, MAX_DOCUMENT_BYTES, MAX_ERROR_BYTES};
+use warren_vocabulary::{AgentInfo, Artifact, Limits, MAX_AGENT_DOCUMENTS, PluginKind, Usage};
 
 use super::{MemoryLimitExceeded, MemoryLimiter, PluginState, Runtime};
 use crate::artifact_store::Pins;
 use crate::bindings::{agent_handler, types};
+use crate::capabilities::agent_inputs::AgentInputsState;
 use crate::capabilities::artifacts::{ArtifactsCtx, ArtifactsState};
 use crate::capabilities::disk_quota::{DiskQuota, DiskQuotaExceeded};
 use crate::capabilities::jobs::{JobsCtx, JobsState, PluginLookup, Progress, SpawnRequest};
 use crate::capabilities::log::{AttemptLog, CapturedLog, LogLevel, LogSink, LogSource};
 use crate::capabilities::memory::{MemoryCtx, MemoryState};
 use crate::capabilities::wasi::{self, Scratch};
-use crate::plugin::{Plugin, PluginPre};
+use crate::plugin::{Grants, Plugin, PluginPre};
 
 /// Longest deadline honoured; longer ones are cut to this.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -48,6 +50,8 @@ pub struct AttemptRequest {
     pub input: String,
     /// `(job name, JSON output)` of upstream jobs.
     pub upstream: Vec<(String, String)>,
+    /// For an agent: `(name, content)` of the documents it requires.
+    pub documents: Vec<(String, String)>,
     pub upstream_artifacts: Vec<Artifact>,
     pub limits: Limits,
     /// Host directory shown read-only at `/in`.
@@ -78,6 +82,7 @@ impl AttemptRequest {
             story_id: None,
             input: input.into(),
             upstream: Vec::new(),
+            documents: Vec::new(),
             upstream_artifacts: Vec::new(),
             limits: Limits::default(),
             in_dir: None,
@@ -216,6 +221,31 @@ pub struct AttemptOutcome {
     /// Children the guest asked for (only on success).
     pub spawned: Vec<SpawnRequest>,
     pub progress: Option<Progress>,
+    /// Documents an agent wrote (only on success), each also among
+    /// `artifacts` as `documents/<name>`.
+    pub documents: Vec<WrittenDocument>,
+}
+
+/// A document in an agent's reply: checked (name, size, not repeated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WrittenDocument {
+    pub name: String,
+    pub content: String,
+}
+
+/// What the attempt calls in the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// The job's `run` or the agent's `invoke`.
+    Handler,
+    /// The agent's `describe`; its answer is the JSON of an [`AgentInfo`].
+    Describe,
+}
+
+/// What a successful call returned.
+struct Answer {
+    output: String,
+    documents: Vec<WrittenDocument>,
 }
 
 /// Raised from the epoch callback when the wall-clock deadline passes.
@@ -282,6 +312,47 @@ impl Runtime {
         plugin: &Plugin,
         request: AttemptRequest,
     ) -> AttemptOutcome {
+        self.run_call(plugin, request, Call::Handler).await
+    }
+
+    /// Calls an agent's `describe()` under [`describe_limits`], with no
+    /// memory, spawning or granted folder, and checks what it answers.
+    /// Nothing it stores is kept. Any failure (a trap, a limit, nonsense)
+    /// is the plugin's fault: the message says which.
+    pub async fn describe_agent(&self, plugin: &Plugin) -> Result<AgentInfo, String> {
+        let bare = plugin.clone().with_grants(Grants {
+            memory: Vec::new(),
+            spawn: false,
+            directories: Vec::new(),
+            ..Grants::default()
+        });
+        let mut request = AttemptRequest::new("describe", "null");
+        request.limits = describe_limits();
+        let outcome = self.run_call(&bare, request, Call::Describe).await;
+        if outcome.result.is_ok() {
+            let store = self.services().artifacts.clone();
+            let id = outcome.attempt_id.clone();
+            let discarded = tokio::task::spawn_blocking(move || store.discard(&id)).await;
+            if let Ok(Err(e)) = discarded {
+                tracing::error!(attempt = %outcome.attempt_id, "removing describe()'s artifacts: {e}");
+            }
+        }
+        let output = outcome
+            .result
+            .map_err(|failure| format!("describe() failed: {failure}"))?;
+        let info: AgentInfo = serde_json::from_str(&output)
+            .map_err(|e| format!("describe() answered something unreadable: {e}"))?;
+        info.check()
+            .map_err(|e| format!("describe() answered nonsense: {e}"))?;
+        Ok(info)
+    }
+
+    async fn run_call(
+        &self,
+        plugin: &Plugin,
+        request: AttemptRequest,
+        call: Call,
+    ) -> AttemptOutcome {
         let attempt_id = request.attempt_id.clone();
         let started = Instant::now();
         let log = AttemptLog::new(
@@ -303,6 +374,7 @@ impl Runtime {
                     artifacts: Vec::new(),
                     spawned: Vec::new(),
                     progress: None,
+                    documents: Vec::new(),
                 };
             }
         };
@@ -331,7 +403,7 @@ impl Runtime {
             });
         }
 
-        let call = call_plugin(plugin, &mut store, &request);
+        let call = call_plugin(plugin, &mut store, &request, call);
         // Backstop for a guest blocked in a host call (e.g. a WASI sleep),
         // where no epoch check runs.
         let backstop = deadline.saturating_duration_since(Instant::now()) + super::EPOCH_TICK * 4;
@@ -346,7 +418,8 @@ impl Runtime {
             // Classifying a trap may need what the guest printed.
             Ok(Err(e)) => Err(classify_error(&e, &request.limits, &log.finish())),
             Ok(Ok(Err(job_error))) => Err(AttemptFailure::Job { error: job_error }),
-            Ok(Ok(Ok(output))) => check_output(output, &request.limits),
+            Ok(Ok(Ok(answer))) => check_output(answer.output, &request.limits)
+                .map(|output| (output, answer.documents)),
         };
 
         let mut usage = Usage {
@@ -362,7 +435,7 @@ impl Runtime {
         // On success, files left in `/out` become artifacts, read and
         // stored off the async threads.
         let result = match (result, scratch.as_ref(), produced.take()) {
-            (Ok(output), Some(scratch), Some(mut artifacts)) => {
+            (Ok(answer), Some(scratch), Some(mut artifacts)) => {
                 let (out, log) = (scratch.out.clone(), log.clone());
                 let collected = tokio::task::spawn_blocking(move || {
                     let collected = collect_out(&mut artifacts, &out, &log);
@@ -372,7 +445,7 @@ impl Runtime {
                 match collected {
                     Ok((artifacts, collected)) => {
                         produced = Some(artifacts);
-                        collected.map(|()| output)
+                        collected.map(|()| answer)
                     }
                     Err(e) => Err(AttemptFailure::Host {
                         message: format!("collecting /out: {e}"),
@@ -388,6 +461,10 @@ impl Runtime {
         let (artifacts, spawned) = match (&result, produced) {
             (Ok(_), Some(produced)) => (produced.produced().to_vec(), state.jobs.spawned),
             _ => (Vec::new(), Vec::new()),
+        };
+        let (result, documents) = match result {
+            Ok((output, documents)) => (Ok(output), documents),
+            Err(failure) => (Err(failure), Vec::new()),
         };
         drop(scratch);
         if result.is_err() {
@@ -407,6 +484,7 @@ impl Runtime {
             artifacts,
             spawned,
             progress: state.jobs.progress,
+            documents,
         }
     }
 
@@ -458,7 +536,12 @@ impl Runtime {
             log: log.clone(),
             memory: MemoryState::new(
                 self.services().memory.clone(),
-                MemoryCtx::new(&request.run_id, request.story_id.as_deref(), &grants.memory),
+                MemoryCtx::new(
+                    &request.run_id,
+                    request.story_id.as_deref(),
+                    plugin.name(),
+                    &grants.memory,
+                ),
             ),
             artifacts: ArtifactsState::new(
                 self.services().artifacts.clone(),
@@ -485,6 +568,11 @@ impl Runtime {
                     .unwrap_or_else(|| Arc::new(|_| false)),
                 run_budget: request.spawn_budget.clone(),
             }),
+            // Only agents import it; a job's upstream is in its context.
+            agent_inputs: AgentInputsState::new(match plugin.kind() {
+                PluginKind::Agent => request.upstream.clone(),
+                PluginKind::Job => Vec::new(),
+            }),
         };
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -492,15 +580,16 @@ impl Runtime {
     }
 }
 
-type CallResult = wasmtime::Result<Result<String, JobFailure>>;
+type CallResult = wasmtime::Result<Result<Answer, JobFailure>>;
 
 async fn call_plugin(
     plugin: &Plugin,
     store: &mut Store<PluginState>,
     request: &AttemptRequest,
+    call: Call,
 ) -> CallResult {
-    match plugin.pre() {
-        PluginPre::Job(pre) => {
+    match (plugin.pre(), call) {
+        (PluginPre::Job(pre), _) => {
             let instance = pre.instantiate_async(&mut *store).await?;
             let ctx = types::JobContext {
                 run_id: request.run_id.clone(),
@@ -522,41 +611,128 @@ async fn call_plugin(
                 .warren_plugin_job_handler()
                 .call_run(&mut *store, &ctx)
                 .await?;
-            Ok(result.map_err(JobFailure::from))
+            Ok(result
+                .map(|output| Answer {
+                    output,
+                    documents: Vec::new(),
+                })
+                .map_err(JobFailure::from))
         }
-        PluginPre::Agent(pre) => {
+        (PluginPre::Agent(pre), Call::Describe) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let info = instance
+                .warren_plugin_agent_handler()
+                .call_describe(&mut *store)
+                .await?;
+            let info = AgentInfo {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+                requires: info.requires,
+                produces: info.produces,
+            };
+            Ok(Ok(Answer {
+                output: serde_json::to_string(&info)?,
+                documents: Vec::new(),
+            }))
+        }
+        (PluginPre::Agent(pre), Call::Handler) => {
             let instance = pre.instantiate_async(&mut *store).await?;
             let agent_request = agent_handler::AgentRequest {
                 run_id: request.run_id.clone(),
                 story_id: request.story_id.clone(),
                 input: request.input.clone(),
-                documents: Vec::new(),
+                documents: request
+                    .documents
+                    .iter()
+                    .map(|(name, content)| agent_handler::Document {
+                        name: name.clone(),
+                        content: content.clone(),
+                    })
+                    .collect(),
             };
             let reply = instance
                 .warren_plugin_agent_handler()
                 .call_invoke(&mut *store, &agent_request)
                 .await?;
-            match reply {
-                Ok(reply) => {
-                    // Documents an agent writes are kept as its artifacts.
-                    for document in &reply.documents {
-                        let name = format!("documents/{}", document.name);
-                        if let Err(e) = store
-                            .data_mut()
-                            .artifacts
-                            .store(&name, document.content.as_bytes())
-                        {
-                            return Ok(Err(JobFailure::Permanent(format!(
-                                "document {}: {e}",
-                                text::shown(&document.name)
-                            ))));
-                        }
-                    }
-                    Ok(Ok(reply.output))
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(e) => return Ok(Err(JobFailure::from(e))),
+            };
+            let documents = match check_documents(reply.documents) {
+                Ok(documents) => documents,
+                Err(message) => return Ok(Err(JobFailure::Permanent(message))),
+            };
+            // Documents an agent writes are kept as its artifacts too.
+            for document in &documents {
+                let name = format!("documents/{}", document.name);
+                if let Err(e) = store
+                    .data_mut()
+                    .artifacts
+                    .store(&name, document.content.as_bytes())
+                {
+                    return Ok(Err(JobFailure::Permanent(format!(
+                        "document {}: {e}",
+                        text::shown(&document.name)
+                    ))));
                 }
-                Err(e) => Ok(Err(JobFailure::from(e))),
             }
+            Ok(Ok(Answer {
+                output: reply.output,
+                documents,
+            }))
         }
+    }
+}
+
+/// An agent's documents, or why they cannot be kept: a bad or repeated
+/// name, too large, too many.
+fn check_documents(
+    documents: Vec<agent_handler::Document>,
+) -> Result<Vec<WrittenDocument>, String> {
+    if documents.len() > MAX_AGENT_DOCUMENTS {
+        return Err(format!(
+            "the reply has {} documents, more than {MAX_AGENT_DOCUMENTS}",
+            documents.len()
+        ));
+    }
+    let mut checked: Vec<WrittenDocument> = Vec::with_capacity(documents.len());
+    for document in documents {
+        let shown = text::shown(&document.name);
+        if let Err(reason) = check_document_name(&document.name) {
+            return Err(format!(
+                "the reply's document {shown} has an invalid name: {reason}"
+            ));
+        }
+        if document.content.len() > MAX_DOCUMENT_BYTES {
+            return Err(format!(
+                "the reply's document {shown} is {} bytes, more than the {MAX_DOCUMENT_BYTES} allowed",
+                document.content.len()
+            ));
+        }
+        if checked.iter().any(|d| d.name == document.name) {
+            return Err(format!("the reply has document {shown} twice"));
+        }
+        checked.push(WrittenDocument {
+            name: document.name,
+            content: document.content,
+        });
+    }
+    Ok(checked)
+}
+
+/// What `describe()` may use: it only answers a record.
+fn describe_limits() -> Limits {
+    Limits {
+        fuel: 200_000_000,
+        memory_bytes: 64 << 20,
+        timeout_ms: 2_000,
+        max_output_bytes: 256 << 10,
+        max_log_bytes: 16 << 10,
+        max_artifact_bytes: 0,
+        max_spawned_jobs: 0,
+        max_disk_bytes: 1 << 20,
+        max_disk_files: 16,
     }
 }
 

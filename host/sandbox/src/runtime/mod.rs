@@ -13,12 +13,15 @@ use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use attempt::{AttemptFailure, AttemptOutcome, AttemptRequest, JobFailure, LimitHit};
+pub use attempt::{
+    AttemptFailure, AttemptOutcome, AttemptRequest, JobFailure, LimitHit, WrittenDocument,
+};
 pub use cache::{CacheOutcome, CompileCache};
 pub use engine::{EPOCH_TICK, EngineSettings};
 pub use limiter::{MemoryLimitExceeded, MemoryLimiter};
 
 use crate::artifact_store::ArtifactStore;
+use crate::capabilities::agent_inputs::AgentInputsState;
 use crate::capabilities::artifacts::ArtifactsState;
 use crate::capabilities::disk_quota::DiskQuota;
 use crate::capabilities::jobs::JobsState;
@@ -160,6 +163,7 @@ pub struct PluginState {
     pub(crate) memory: MemoryState,
     pub(crate) artifacts: ArtifactsState,
     pub(crate) jobs: JobsState,
+    pub(crate) agent_inputs: AgentInputsState,
 }
 
 impl WasiView for PluginState {
@@ -176,7 +180,7 @@ impl crate::bindings::types::Host for PluginState {}
 /// Adds every interface Warren provides (WASI p2 and `warren:plugin`), each
 /// capability given its own part of the attempt's state.
 fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    use crate::capabilities::{artifacts, disk_quota, jobs, log, memory};
+    use crate::capabilities::{agent_inputs, artifacts, disk_quota, jobs, log, memory};
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     // wasmtime-wasi's filesystem, with every write charged to the quota.
     disk_quota::add_to_linker(linker, |s| disk_quota::QuotaFilesystem {
@@ -194,5 +198,6 @@ fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
     memory::add_to_linker(linker, |s| &mut s.memory)?;
     artifacts::add_to_linker(linker, |s| &mut s.artifacts)?;
     jobs::add_to_linker(linker, |s| &mut s.jobs)?;
+    agent_inputs::add_to_linker(linker, |s| &mut s.agent_inputs)?;
     Ok(())
 }

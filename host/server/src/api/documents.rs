@@ -214,6 +214,8 @@ pub async fn put(
         .database()
         .write(move |conn| documents::put(conn, &new))
         .await?;
+    // Committed: jobs of the story waiting for it may go on.
+    state.engine.documents_changed(&stored.record.story_id);
     let status = if stored.created {
         StatusCode::CREATED
     } else {

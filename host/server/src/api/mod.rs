@@ -6,6 +6,7 @@ pub mod documents;
 pub mod error;
 mod events;
 mod extract;
+mod flows;
 mod health;
 pub mod idempotency;
 mod jobs;
@@ -52,6 +53,8 @@ pub struct AppContext {
     pub request_timeout: Duration,
     /// `Idempotency-Key`s: their retention, those being answered.
     pub idempotency: idempotency::Keys,
+    /// The template `POST /v1/run` starts when the request names none.
+    pub default_flow: String,
 }
 
 /// Settings of the router itself.
@@ -113,6 +116,8 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
             "/stories/{story}/documents/{name}/versions",
             get(documents::versions),
         )
+        .route("/flows/{flow}/run", post(flows::run_named))
+        .route("/run", post(flows::run_default))
         .route("/events", get(events::all_events))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 use super::params::DOCUMENT_NAME_PATTERN;
 use super::schemas::SseEvent;
 use super::views::EventRow;
-use super::{artifacts, documents, events, health, jobs, memory, plugins, runs, templates};
+use super::{artifacts, documents, events, flows, health, jobs, memory, plugins, runs, templates};
 use crate::scheduler::spec::MAX_JOBS;
 
 #[derive(OpenApi)]
@@ -30,6 +30,7 @@ use crate::scheduler::spec::MAX_JOBS;
         templates::create, templates::list, templates::latest, templates::version,
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
         documents::put, documents::get, documents::list, documents::versions, documents::delete,
+        flows::run_named, flows::run_default,
         health::health, health::ready, health::metrics,
     ),
     components(schemas(EventRow, SseEvent)),
@@ -43,6 +44,7 @@ use crate::scheduler::spec::MAX_JOBS;
         (name = "plugins", description = "The plugins folder: versions, grants, usage, quarantined files; approving and uploading need an admin token"),
         (name = "memory", description = "What plugins remembered for a story"),
         (name = "documents", description = "Named, versioned documents of a story (text or JSON, at most 1 MiB), written by people and jobs"),
+        (name = "flows", description = "Run a flow of agents for a story and wait for its answer"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]

@@ -23,7 +23,7 @@ use crate::catalogue::grants::{DirectoryGrant, Grants};
 use crate::db::idempotency::Answer;
 use crate::db::plugins::{self as stored, VersionState as StoredState};
 use warren_sandbox::plugin::Plugin;
-use warren_vocabulary::{LimitsSpec, MemoryScope, PluginKind};
+use warren_vocabulary::{AgentInfo, LimitsSpec, MemoryScope, PluginKind};
 
 /// A plugin: its active version, if any, and how many versions it has.
 #[derive(Debug, Serialize, ToSchema)]
@@ -260,6 +260,9 @@ pub struct VersionView {
     pub imports: Option<Vec<String>>,
     /// What its attempts used, in all.
     pub usage: UsageTotals,
+    /// What an agent said of itself in `describe()`, called once when the
+    /// version was first loaded; `null` for jobs.
+    pub agent: Option<AgentInfo>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -329,6 +332,7 @@ fn version_view(
         exports: loaded.as_ref().map(|p| p.exports().to_vec()),
         imports: loaded.as_ref().map(|p| p.imports().to_vec()),
         usage: usage.into(),
+        agent: record.agent.clone(),
     }
 }
 

@@ -127,6 +127,10 @@ pub struct RunView {
     /// Pass as `jobs_after` for the next page of jobs; `null` on the last.
     #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub jobs_next: Option<String>,
+    /// The documents its jobs in `needs_input` wait for, in name order:
+    /// writing them (`PUT /v1/stories/{story}/documents/{name}`) lets the
+    /// run go on.
+    pub pending_docs: Vec<String>,
 }
 
 impl RunView {
@@ -147,6 +151,7 @@ impl RunView {
             finished_at: run.finished_at,
             jobs: Vec::new(),
             jobs_total: run.jobs_total,
+            pending_docs: run.pending_docs,
             // Measured at its longest: an id.
             jobs_next: Some(id.clone()),
             id,
@@ -193,6 +198,8 @@ pub struct JobView {
     pub parent_job_id: Option<String>,
     pub spawn_reason: Option<String>,
     pub depth: u32,
+    /// The documents it waits for, in state `needs_input`; empty otherwise.
+    pub pending_docs: Vec<String>,
 }
 
 impl From<JobSummaryRecord> for JobView {
@@ -215,6 +222,7 @@ impl From<JobSummaryRecord> for JobView {
             parent_job_id: record.parent_job_id,
             spawn_reason: record.spawn_reason,
             depth: record.depth,
+            pending_docs: record.pending_docs,
             id,
         }
     }

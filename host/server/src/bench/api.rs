@@ -85,17 +85,17 @@ pub async fn run(options: &ApiBenchOptions) -> anyhow::Result<Vec<Measurement>> 
 
     let health = Load {
         addr,
-        request: request(addr, "GET", "/health", None),
+        requests: vec![request(addr, "GET", "/health", None)],
         expect: 200,
     };
     let submit = Load {
         addr,
-        request: request(
+        requests: vec![request(
             addr,
             "POST",
             "/v1/runs",
             Some(&json!({"template": "noop", "input": {}}).to_string()),
-        ),
+        )],
         expect: 201,
     };
     let clients = options.clients;
@@ -166,7 +166,12 @@ pub async fn run(options: &ApiBenchOptions) -> anyhow::Result<Vec<Measurement>> 
 }
 
 /// The bytes of one HTTP/1.1 request, prepared once and sent many times.
-fn request(addr: SocketAddr, method: &str, path: &str, json_body: Option<&str>) -> Arc<[u8]> {
+pub(super) fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+) -> Arc<[u8]> {
     let text = match json_body {
         Some(body) => format!(
             "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -181,13 +186,13 @@ fn request(addr: SocketAddr, method: &str, path: &str, json_body: Option<&str>) 
 /// answer with a `content-length` body (all Warren sends to these
 /// requests), so the load generator spends little of the machine that the
 /// server under test shares with it.
-struct Connection {
+pub(super) struct Connection {
     stream: TcpStream,
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub(super) async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Self {
@@ -197,7 +202,7 @@ impl Connection {
     }
 
     /// Sends `request` and reads its whole answer; returns the status.
-    async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<u16> {
+    pub(super) async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<u16> {
         self.stream.write_all(request).await?;
         self.buffer.clear();
         let (status, answer_len) = loop {
@@ -233,22 +238,23 @@ impl Connection {
     }
 }
 
-/// One kind of request, sent by many clients.
-struct Load {
-    addr: SocketAddr,
-    request: Arc<[u8]>,
-    expect: u16,
+/// One kind of request, sent by many clients: client `c` sends
+/// `requests[c % requests.len()]`.
+pub(super) struct Load {
+    pub addr: SocketAddr,
+    pub requests: Vec<Arc<[u8]>>,
+    pub expect: u16,
 }
 
 /// What one load did: its span and each request's latency.
-struct Outcome {
-    elapsed: Duration,
-    latencies: Samples,
-    requests: usize,
+pub(super) struct Outcome {
+    pub elapsed: Duration,
+    pub latencies: Samples,
+    pub requests: usize,
 }
 
 impl Outcome {
-    fn per_second(&self) -> f64 {
+    pub(super) fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
 }
@@ -256,7 +262,11 @@ impl Outcome {
 impl Load {
     /// `requests` requests from `clients` connections, each client sending
     /// its next as soon as the last is answered.
-    async fn closed_loop(&self, clients: usize, requests: usize) -> anyhow::Result<Outcome> {
+    pub(super) async fn closed_loop(
+        &self,
+        clients: usize,
+        requests: usize,
+    ) -> anyhow::Result<Outcome> {
         let next = Arc::new(AtomicUsize::new(0));
         self.spread(clients, requests, move |_client, _started| {
             let next = next.clone();
@@ -268,7 +278,7 @@ impl Load {
     /// `requests` requests due at `rate` a second, evenly spaced; client `c`
     /// sends requests `c`, `c + clients`, ... A latency counts from when its
     /// request was due, even if the client was still waiting on the last.
-    async fn open_loop(
+    pub(super) async fn open_loop(
         &self,
         clients: usize,
         rate: f64,
@@ -308,7 +318,7 @@ impl Load {
         let mut tasks = tokio::task::JoinSet::new();
         for (client, mut connection) in connections.into_iter().enumerate() {
             let mut next_due = schedule(client, started);
-            let request = self.request.clone();
+            let request = self.requests[client % self.requests.len()].clone();
             let expect = self.expect;
             tasks.spawn(async move {
                 let mut latencies = Vec::new();

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod flows;
 pub mod hostile;
 pub mod plugins;
 mod raw;

@@ -26,7 +26,7 @@ use warren_sandbox::artifact_store::{ArtifactStore, sha256_hex};
 use warren_sandbox::plugin::{MAX_PLUGIN_BYTES, Plugin, PluginError};
 use warren_sandbox::runtime::Runtime;
 use warren_vocabulary::names::is_valid_plugin_name;
-use warren_vocabulary::now_ms;
+use warren_vocabulary::{PluginKind, now_ms};
 
 /// The file extension of manifests.
 const MANIFEST_EXTENSION: &str = "toml";
@@ -419,19 +419,27 @@ impl PluginDirectory {
         Ok(())
     }
 
-    /// Validates and compiles off the async threads, within the time bound.
+    /// Validates and compiles off the async threads, within the time bound;
+    /// an agent is then asked to describe itself (under limits of its own).
     async fn compile(&self, name: &str, bytes: Vec<u8>) -> Result<Plugin, String> {
         let runtime = self.shared.runtime.clone();
         let owned_name = name.to_owned();
         let work = tokio::task::spawn_blocking(move || runtime.load_bytes(&owned_name, &bytes));
-        match tokio::time::timeout(self.shared.compile_timeout, work).await {
-            Ok(Ok(result)) => result.map_err(|e: PluginError| e.to_string()),
-            Ok(Err(e)) => Err(format!("validation stopped: {e}")),
-            Err(_) => Err(format!(
-                "compiling took longer than {} s",
-                self.shared.compile_timeout.as_secs_f64()
-            )),
+        let plugin = match tokio::time::timeout(self.shared.compile_timeout, work).await {
+            Ok(Ok(result)) => result.map_err(|e: PluginError| e.to_string())?,
+            Ok(Err(e)) => return Err(format!("validation stopped: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "compiling took longer than {} s",
+                    self.shared.compile_timeout.as_secs_f64()
+                ));
+            }
+        };
+        if plugin.kind() != PluginKind::Agent {
+            return Ok(plugin);
         }
+        let info = self.shared.runtime.describe_agent(&plugin).await?;
+        Ok(plugin.with_agent_info(info))
     }
 
     /// The file's fault: it is not loaded until it changes (content,
@@ -622,6 +630,7 @@ impl PluginDirectory {
             first_seen_at: now_ms(),
             activated_at: None,
             approved_at: None,
+            agent: plugin.agent_info().cloned(),
         };
         self.shared
             .registry
@@ -871,16 +880,15 @@ impl PluginDirectory {
 /// A version from its kept copy, with its grants, for runs pinned to a
 /// version no longer loaded (a retried job of an ended run, say).
 fn load_kept(shared: &Shared, name: &str, digest: &str) -> Option<Plugin> {
-    let grants = shared
-        .catalogue
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .versions
-        .get(name)?
-        .iter()
-        .find(|v| v.record.digest == digest)?
-        .grants
-        .clone();
+    let (grants, agent) = {
+        let catalogue = shared.catalogue.lock().unwrap_or_else(|p| p.into_inner());
+        let version = catalogue
+            .versions
+            .get(name)?
+            .iter()
+            .find(|v| v.record.digest == digest)?;
+        (version.grants.clone(), version.record.agent.clone())
+    };
     let loaded = shared
         .store
         .get(digest, MAX_PLUGIN_BYTES)
@@ -892,7 +900,11 @@ fn load_kept(shared: &Shared, name: &str, digest: &str) -> Option<Plugin> {
                 .map_err(|e| e.to_string())
         });
     match loaded {
-        Ok(plugin) => Some(plugin.with_grants(grants)),
+        // Described when it was first loaded: what it said is on record.
+        Ok(plugin) => Some(match agent {
+            Some(info) => plugin.with_grants(grants).with_agent_info(info),
+            None => plugin.with_grants(grants),
+        }),
         Err(e) => {
             tracing::warn!(plugin = name, digest, "kept version not loaded: {e}");
             None

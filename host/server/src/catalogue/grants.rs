@@ -71,13 +71,14 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// What every plugin could use before manifests existed: both memory
-    /// scopes, spawning, no host directory, the engine's limits.
+    /// What every plugin could use before manifests existed (and the
+    /// `agent` memory scope, added since): every memory scope, spawning, no
+    /// host directory, the engine's limits.
     fn default() -> Self {
         Self {
             max_limits: Limits::default_ceiling(),
             default_limits: Limits::default(),
-            memory: vec![MemoryScope::Run, MemoryScope::Story],
+            memory: vec![MemoryScope::Run, MemoryScope::Story, MemoryScope::Agent],
             spawn: true,
             directories: Vec::new(),
         }
@@ -291,7 +292,10 @@ mod tests {
         let grants = grant(None, &Policy::default());
         assert_eq!(grants.limits, Policy::default().max_limits);
         assert_eq!(grants.default_limits, Limits::default());
-        assert_eq!(grants.memory, vec![MemoryScope::Run, MemoryScope::Story]);
+        assert_eq!(
+            grants.memory,
+            vec![MemoryScope::Run, MemoryScope::Story, MemoryScope::Agent]
+        );
         assert!(grants.spawn && grants.directories.is_empty() && grants.capped.is_empty());
     }
 

@@ -248,7 +248,8 @@ mod tests {
 
         /// `[o, s]`. A version never active asks for more than `o`.
         fn versions(self) -> Vec<Version> {
-            let asks_more = Some("asks for more than version o: memory scope story, spawn");
+            let asks_more =
+                Some("asks for more than version o: memory scope story, memory scope agent, spawn");
             let (o, s) = match self {
                 Self::Active => (version("o", I, Some(10)), version("s", A, Some(20))),
                 Self::Pending => (
@@ -427,6 +428,7 @@ mod tests {
                 first_seen_at: 1,
                 activated_at,
                 approved_at: None,
+                agent: None,
             },
             manifest: None,
             grants: modest(),
@@ -563,7 +565,7 @@ mod tests {
         // Compared with the last version made active, `o`.
         assert_eq!(
             after[2].record.note.as_deref(),
-            Some("asks for more than version o: memory scope story, spawn")
+            Some("asks for more than version o: memory scope story, memory scope agent, spawn")
         );
         // Compared with `s`, active after `o`, though now retired.
         let (after, _) = run(Subject::RetiredOnceActive, Event::SeenNewMore).expect("seen");

@@ -124,7 +124,7 @@ pub async fn resume(options: &EngineOptions) -> Result<Vec<RunRecord>, PipelineE
 async fn wait_until_ended(engine: &Engine, run_id: &str) -> Result<RunRecord, PipelineError> {
     loop {
         let run = engine.wait(run_id, Duration::from_secs(3600)).await?;
-        if run.state.is_terminal() {
+        if run.state.has_stopped() {
             return Ok(run);
         }
     }

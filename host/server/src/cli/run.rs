@@ -219,6 +219,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         needs: Vec::new(),
         retry: RetryPolicy::default(),
         limits: options.limits,
+        output: true,
     };
     let run_id = engine
         .submit(Submission {
@@ -237,7 +238,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         .wait(&run_id, Duration::from_secs(3600))
         .await?
         .state
-        .is_terminal()
+        .has_stopped()
     {}
     let id = run_id.clone();
     let mut jobs = host

@@ -8,7 +8,7 @@
 //! store first: the name (`names::check_document_name`), the size
 //! (`text::MAX_DOCUMENT_BYTES`) and that the content is of its media type.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -268,6 +268,72 @@ pub fn delete(conn: &Connection, story_id: &str, name: &str) -> Result<bool, DbE
         .prepare_cached("DELETE FROM documents WHERE story_id = ?1 AND name = ?2")?
         .execute(params![story_id, name])?;
     Ok(deleted > 0)
+}
+
+/// Which of `names` the story has a document of.
+pub fn which_exist(
+    conn: &Connection,
+    story_id: &str,
+    names: &[String],
+) -> Result<HashSet<String>, DbError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM documents WHERE story_id = ?1 AND name = ?2 LIMIT 1")?;
+    let mut found = HashSet::new();
+    for name in names {
+        if stmt.exists(params![story_id, name])? {
+            found.insert(name.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// A document an agent wrote, as its job's new version: `application/json`
+/// when it parses as JSON, `text/plain` otherwise.
+pub fn put_from_job(
+    conn: &Connection,
+    story_id: &str,
+    name: &str,
+    content: &str,
+    run_id: &str,
+    job_id: &str,
+) -> Result<Put, DbError> {
+    let is_json = serde_json::from_str::<serde::de::IgnoredAny>(content).is_ok();
+    put(
+        conn,
+        &NewDocument {
+            story_id: story_id.to_owned(),
+            name: name.to_owned(),
+            media_type: if is_json {
+                "application/json"
+            } else {
+                "text/plain"
+            }
+            .to_owned(),
+            content: content.as_bytes().to_vec(),
+            writer: Writer::Job {
+                job_id: job_id.to_owned(),
+                run_id: run_id.to_owned(),
+            },
+        },
+    )
+}
+
+/// The latest version of each of `names` the story has, as text (what an
+/// agent is handed).
+pub fn latest_texts(
+    conn: &Connection,
+    story_id: &str,
+    names: &[String],
+) -> Result<Vec<(String, String)>, DbError> {
+    latest_of(conn, story_id, names)?
+        .into_iter()
+        .map(|document| {
+            let name = document.record.name;
+            String::from_utf8(document.content)
+                .map(|text| (name.clone(), text))
+                .map_err(|_| DbError::Corrupt(format!("document {name:?} is not UTF-8")))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -63,7 +63,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_idempotency.sql"),
     include_str!("migrations/0009_retention.sql"),
     include_str!("migrations/0010_memory_usage.sql"),
-    include_str!("migrations/0011_documents.sql"),
+    include_str!("migrations/0011_agents.sql"),
+    include_str!("migrations/0012_documents.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

@@ -5,7 +5,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::DbError;
-use warren_vocabulary::PluginKind;
+use warren_vocabulary::{AgentInfo, PluginKind};
 
 /// What became of a plugin version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,13 +43,14 @@ pub struct VersionRecord {
     pub first_seen_at: i64,
     pub activated_at: Option<i64>,
     pub approved_at: Option<i64>,
+    /// What an agent said in `describe()`.
+    pub agent: Option<AgentInfo>,
 }
 
-const COLUMNS: &str =
-    "name, digest, kind, size, state, manifest, note, first_seen_at, activated_at, approved_at";
+const COLUMNS: &str = "name, digest, kind, size, state, manifest, note, first_seen_at, activated_at, approved_at, agent_info";
 
-/// A row, with its kind and state still as stored.
-type RawRecord = (VersionRecord, String, String);
+/// A row, with its kind, state and agent description still as stored.
+type RawRecord = (VersionRecord, String, String, Option<String>);
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
     Ok((
@@ -64,13 +65,19 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
             first_seen_at: r.get(7)?,
             activated_at: r.get(8)?,
             approved_at: r.get(9)?,
+            agent: None,
         },
         r.get(2)?,
         r.get(4)?,
+        r.get(10)?,
     ))
 }
 
-fn parsed((mut record, kind, state): RawRecord) -> Result<VersionRecord, DbError> {
+fn parsed((mut record, kind, state, agent): RawRecord) -> Result<VersionRecord, DbError> {
+    record.agent = agent
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(|e| DbError::Corrupt(format!("agent description: {e}")))?;
     record.kind = PluginKind::parse(&kind)
         .ok_or_else(|| DbError::Corrupt(format!("plugin kind {kind:?}")))?;
     record.state = VersionState::parse(&state)
@@ -90,9 +97,10 @@ pub fn versions(conn: &Connection) -> Result<Vec<VersionRecord>, DbError> {
 /// Adds a version, or updates its state, note and times.
 pub fn save(conn: &Connection, v: &VersionRecord) -> Result<(), DbError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO plugin_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO plugin_versions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (name, digest) DO UPDATE SET state = excluded.state, note = excluded.note,
-         activated_at = excluded.activated_at, approved_at = excluded.approved_at"
+         activated_at = excluded.activated_at, approved_at = excluded.approved_at,
+         agent_info = coalesce(excluded.agent_info, agent_info)"
     ))?
     .execute(params![
         v.name,
@@ -104,7 +112,12 @@ pub fn save(conn: &Connection, v: &VersionRecord) -> Result<(), DbError> {
         v.note,
         v.first_seen_at,
         v.activated_at,
-        v.approved_at
+        v.approved_at,
+        v.agent
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| DbError::Corrupt(e.to_string()))?
     ])?;
     Ok(())
 }
@@ -114,7 +127,7 @@ pub fn save(conn: &Connection, v: &VersionRecord) -> Result<(), DbError> {
 pub fn pinned_versions(conn: &Connection) -> Result<Vec<(String, String)>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT DISTINCT j.plugin, j.plugin_digest FROM runs r JOIN jobs j ON j.run_id = r.id
-         WHERE r.state IN ('pending', 'running') AND j.plugin_digest IS NOT NULL",
+         WHERE r.state IN ('pending', 'running', 'needs_input') AND j.plugin_digest IS NOT NULL",
     )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -100,6 +100,8 @@ pub struct RunHeadRecord {
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub jobs_total: u64,
+    /// What its jobs in `needs_input` wait for, in name order.
+    pub pending_docs: Vec<String>,
 }
 
 pub fn run_head(
@@ -109,7 +111,9 @@ pub fn run_head(
 ) -> Result<Option<RunHeadRecord>, DbError> {
     let sql = format!(
         "SELECT id, state, template_name, template_version, story_id, created_at, finished_at,
-                (SELECT count(*) FROM jobs WHERE run_id = runs.id), {}
+                (SELECT count(*) FROM jobs WHERE run_id = runs.id), {},
+                (SELECT json_group_array(DISTINCT d.value) FROM jobs j, json_each(j.pending_docs) d
+                 WHERE j.run_id = runs.id AND j.pending_docs IS NOT NULL)
          FROM runs WHERE id = :run",
         sized("input")
     );
@@ -132,6 +136,14 @@ pub fn run_head(
                             bytes: 0,
                             text: None,
                         }),
+                        pending_docs: {
+                            let json: Option<String> = r.get(10)?;
+                            let mut names: Vec<String> = json
+                                .and_then(|j| serde_json::from_str(&j).ok())
+                                .unwrap_or_default();
+                            names.sort();
+                            names
+                        },
                     },
                     r.get::<_, String>(1)?,
                 ))
@@ -173,6 +185,8 @@ pub struct JobSummaryRecord {
     pub parent_job_id: Option<String>,
     pub spawn_reason: Option<String>,
     pub depth: u32,
+    /// The documents it waits for, in state `needs_input`.
+    pub pending_docs: Vec<String>,
 }
 
 impl JobSummaryRecord {
@@ -183,12 +197,13 @@ impl JobSummaryRecord {
             + self.output.as_ref().map_or(0, |o| text(&o.text))
             + text(&self.error)
             + text(&self.spawn_reason)
+            + self.pending_docs.iter().map(String::len).sum::<usize>()
     }
 }
 
 fn job_summary_columns() -> String {
     format!(
-        "id, name, plugin, state, attempts, error, parent_job_id, spawn_reason, depth, {}, {}",
+        "id, name, plugin, state, attempts, error, parent_job_id, spawn_reason, depth, {}, {}, pending_docs",
         sized("input"),
         sized("output")
     )
@@ -211,6 +226,10 @@ fn job_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobSummaryRecord, Str
                 text: None,
             }),
             output: stored_json(r, 11)?,
+            pending_docs: r
+                .get::<_, Option<String>>(13)?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         },
         r.get(3)?,
     ))
@@ -330,7 +349,7 @@ pub fn job_detail(
         .prepare_cached(&sql)?
         .query_row(
             named_params! {":job": job_id, ":max_inline": max_inline as i64},
-            |r| Ok((job_summary(r)?, r.get::<_, String>(13)?)),
+            |r| Ok((job_summary(r)?, r.get::<_, String>(14)?)),
         )
         .optional()?;
     let Some((job, run_id)) = row else {
@@ -675,4 +694,80 @@ pub fn job_outcomes(conn: &Connection, run_id: &str) -> Result<Vec<JobOutcomeRec
             .collect::<Result<_, _>>()?;
     }
     Ok(jobs)
+}
+
+/// What a flow's answer is made of: the run's state and pipeline, and its
+/// jobs (outputs only when small enough to answer inline).
+#[derive(Debug, Clone)]
+pub struct FlowRecord {
+    pub state: RunState,
+    /// The pipeline as stored (JSON).
+    pub spec: String,
+    pub story_id: Option<String>,
+    /// In the order they were created.
+    pub jobs: Vec<FlowJobRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FlowJobRecord {
+    pub id: String,
+    pub name: String,
+    pub state: JobState,
+    pub output: Option<StoredJson>,
+    /// JSON of how it failed.
+    pub error: Option<String>,
+    pub pending_docs: Vec<String>,
+}
+
+pub fn flow(
+    conn: &Connection,
+    run_id: &str,
+    max_inline: usize,
+) -> Result<Option<FlowRecord>, DbError> {
+    let head: Option<(String, String, Option<String>)> = conn
+        .prepare_cached("SELECT state, spec, story_id FROM runs WHERE id = ?1")?
+        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((state, spec, story_id)) = head else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT id, name, state, error, pending_docs, {} FROM jobs WHERE run_id = :run ORDER BY rowid",
+        sized("output")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        named_params! {":run": run_id, ":max_inline": max_inline as i64},
+        |r| {
+            Ok((
+                FlowJobRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    state: JobState::Pending,
+                    error: r.get(3)?,
+                    pending_docs: r
+                        .get::<_, Option<String>>(4)?
+                        .and_then(|json| serde_json::from_str(&json).ok())
+                        .unwrap_or_default(),
+                    output: stored_json(r, 5)?,
+                },
+                r.get::<_, String>(2)?,
+            ))
+        },
+    )?;
+    let jobs = rows
+        .map(|row| {
+            let (mut job, state) = row?;
+            job.state = JobState::parse(&state)
+                .ok_or_else(|| DbError::Corrupt(format!("job state {state:?}")))?;
+            Ok(job)
+        })
+        .collect::<Result<_, DbError>>()?;
+    Ok(Some(FlowRecord {
+        state: RunState::parse(&state)
+            .ok_or_else(|| DbError::Corrupt(format!("run state {state:?}")))?,
+        spec,
+        story_id,
+        jobs,
+    }))
 }

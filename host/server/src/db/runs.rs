@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::DbError;
+use warren_sandbox::runtime::WrittenDocument;
 use warren_vocabulary::text;
 use warren_vocabulary::{
     Artifact, Condition, JobState, Limits, MemoryScope, RetryPolicy, RunState, Usage, now_ms,
@@ -77,6 +78,8 @@ pub enum Change {
         ready_at: Option<i64>,
         output: Option<String>,
         error: Option<String>,
+        /// The documents the job waits for, when it goes to `needs_input`.
+        pending_docs: Option<Vec<String>>,
     },
     StartAttempt {
         attempt_id: String,
@@ -103,6 +106,13 @@ pub enum Change {
         attempt: u32,
         /// `(producer job id, artifact name)`.
         uses: Vec<(String, String)>,
+    },
+    /// An agent's documents: each a new version in `scope` (a story).
+    Documents {
+        scope: String,
+        run_id: String,
+        job_id: String,
+        documents: Vec<WrittenDocument>,
     },
 }
 
@@ -302,13 +312,19 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 ready_at,
                 output,
                 error,
+                pending_docs,
             } => {
                 // Only the last state change of a job in this batch is written
                 // to its row; none before it carries an output or an error.
                 if last_update.get(job_id.as_str()) == Some(&index) {
+                    let pending_docs = pending_docs
+                        .as_ref()
+                        .map(serde_json::to_string)
+                        .transpose()
+                        .map_err(|e| DbError::Corrupt(e.to_string()))?;
                     conn.prepare_cached(
                         "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
-                         error = ?6, updated_at = ?7, retry_base = ?8 WHERE id = ?1",
+                         error = ?6, updated_at = ?7, retry_base = ?8, pending_docs = ?9 WHERE id = ?1",
                     )?
                     .execute(params![
                         job_id,
@@ -318,7 +334,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         output,
                         bounded_error(error),
                         at,
-                        retry_base
+                        retry_base,
+                        pending_docs
                     ])?;
                 }
                 event(
@@ -396,6 +413,23 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     insert.execute(params![consumer_job_id, producer, name, attempt])?;
                 }
             }
+            Change::Documents {
+                scope,
+                run_id,
+                job_id,
+                documents,
+            } => {
+                for document in documents {
+                    super::documents::put_from_job(
+                        conn,
+                        scope,
+                        &document.name,
+                        &document.content,
+                        run_id,
+                        job_id,
+                    )?;
+                }
+            }
         }
     }
     Ok(())
@@ -418,6 +452,8 @@ pub struct StoredJob {
     pub depth: u32,
     pub ready_at: Option<i64>,
     pub output: Option<String>,
+    /// The documents it waits for, in state `needs_input`.
+    pub pending_docs: Vec<String>,
 }
 
 /// A run that is not finished, with everything the scheduler needs.
@@ -451,7 +487,7 @@ fn run_state(text: &str) -> Result<RunState, DbError> {
 
 /// Every run not in a terminal state.
 pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
-    load_runs(conn, "state IN ('pending', 'running')", &[])
+    load_runs(conn, "state IN ('pending', 'running', 'needs_input')", &[])
 }
 
 /// One run, whatever its state.
@@ -513,7 +549,7 @@ pub fn job_run(conn: &Connection, job_id: &str) -> Result<Option<(String, JobSta
 fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, name, plugin, input, state, attempts, retry, limits, parent_job_id, depth, ready_at, output,
-         retry_base, plugin_digest FROM jobs WHERE run_id = ?1 ORDER BY rowid",
+         retry_base, plugin_digest, pending_docs FROM jobs WHERE run_id = ?1 ORDER BY rowid",
     )?;
     let rows = stmt.query_map([run_id], |r| {
         Ok((
@@ -531,6 +567,7 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             r.get::<_, Option<String>>(11)?,
             r.get::<_, u32>(12)?,
             r.get::<_, Option<String>>(13)?,
+            r.get::<_, Option<String>>(14)?,
         ))
     })?;
     let mut jobs = Vec::new();
@@ -550,6 +587,7 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             output,
             retry_base,
             plugin_digest,
+            pending_docs,
         ) = row?;
         jobs.push(StoredJob {
             id,
@@ -566,6 +604,10 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             depth,
             ready_at,
             output,
+            pending_docs: pending_docs
+                .map(|json| parse_json(&json))
+                .transpose()?
+                .unwrap_or_default(),
         });
     }
     Ok(jobs)

@@ -3,6 +3,7 @@
 //! which attempts start. No I/O: decisions collect in [`Effects`], which the
 //! loop commits and launches.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -10,7 +11,7 @@ use std::time::Instant;
 use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::jobs::SpawnRequest;
 use warren_sandbox::plugin::Plugin;
-use warren_sandbox::runtime::{AttemptFailure, AttemptRequest, LimitHit};
+use warren_sandbox::runtime::{AttemptFailure, AttemptRequest, JobFailure, LimitHit};
 use warren_vocabulary::{Artifact, Condition, JobState, RunState};
 
 use super::EngineConfig;
@@ -33,6 +34,9 @@ pub(super) struct Effects {
     /// Promoted artifacts kept from the garbage collector until the
     /// commit that references them is done.
     pub pins: Vec<Pins>,
+    /// Document scopes written to: once committed, runs waiting there look
+    /// again.
+    pub document_scopes: Vec<String>,
 }
 
 /// An attempt decided on, to launch.
@@ -43,7 +47,17 @@ pub(crate) struct Start {
     pub request: AttemptRequest,
     /// `(producer job id, artifact)` to materialise under `/in`.
     pub inputs: Vec<(String, Artifact)>,
+    /// An agent's required documents written by its own run: `(name,
+    /// content)`, handed over as they are.
+    pub documents: Vec<(String, Arc<str>)>,
+    /// Its other required documents, read from the run's document scope
+    /// when the attempt starts.
+    pub stored_documents: Vec<String>,
+    pub document_scope: String,
 }
+
+/// Which of `names` the document scope (a story) holds in the database.
+pub(crate) type StoredDocuments<'a> = &'a dyn Fn(&str, &[String]) -> HashSet<String>;
 
 /// The state `event` moves job `job` of `run` to. An event the table does
 /// not allow is a scheduler bug: it is logged and nothing changes.
@@ -148,13 +162,19 @@ pub(super) fn finish_attempt(
         pins,
         ..
     } = completion;
-    // What the output and the spawned inputs add must fit the run's total.
+    // What the output, the spawned inputs and the documents add must fit
+    // the run's total.
     if let Ok(output) = &outcome.result {
         let added = output.len() as u64
             + outcome
                 .spawned
                 .iter()
                 .map(|s| s.input.len() as u64)
+                .sum::<u64>()
+            + outcome
+                .documents
+                .iter()
+                .map(|d| d.content.len() as u64)
                 .sum::<u64>();
         if run.data_bytes.saturating_add(added) > max_run_data_bytes {
             outcome.result = Err(AttemptFailure::Limit {
@@ -202,6 +222,19 @@ pub(super) fn finish_attempt(
                 job_id: node.id.clone(),
                 artifacts: outcome.artifacts,
             });
+            if !outcome.documents.is_empty() {
+                for document in &outcome.documents {
+                    run.documents
+                        .insert(document.name.clone(), Arc::from(document.content.as_str()));
+                }
+                fx.document_scopes.push(run.document_scope().to_owned());
+                fx.changes.push(Change::Documents {
+                    scope: run.document_scope().to_owned(),
+                    run_id: run.id.clone(),
+                    job_id: run.jobs[job].id.clone(),
+                    documents: outcome.documents,
+                });
+            }
             if !run.cancelling && !outcome.spawned.is_empty() {
                 insert_children(run, job, outcome.spawned, plugins, fx);
             }
@@ -230,11 +263,19 @@ fn finish_failure(
     let to = next_state(run, job, event)?;
     let from = run.jobs[job].state;
     if event != JobEvent::RetryScheduled {
+        if let AttemptFailure::Job {
+            error: JobFailure::NeedsInput(needs),
+        } = &failure
+        {
+            run.jobs[job].pending_docs = needs.clone();
+        }
         let reason = Some(failure.to_string());
         fx.changes
             .push(job_change(run, job, from, to, reason, None, error));
         run.jobs[job].state = to;
-        terminal(run, job, fx);
+        if to.is_terminal() {
+            terminal(run, job, fx);
+        }
         return None;
     }
     let node = &run.jobs[job];
@@ -275,6 +316,7 @@ fn job_change(
         ready_at: None,
         output,
         error,
+        pending_docs: (to == JobState::NeedsInput).then(|| node.pending_docs.clone()),
     }
 }
 
@@ -314,11 +356,15 @@ pub(super) fn reopen(run: &mut ActiveRun, job_id: &str, fx: &mut Effects) -> Res
         };
         // Set first: the change below records the fresh retry budget.
         run.jobs[current].retry_base = run.jobs[current].attempts;
+        let was_ended = run.jobs[current].state.is_terminal();
+        run.jobs[current].pending_docs.clear();
         if !move_job(run, current, event, Some(reason), fx) {
             continue;
         }
         run.jobs[current].not_before = None;
-        run.unfinished += 1;
+        if was_ended {
+            run.unfinished += 1;
+        }
         for &dependent in &run.jobs[current].dependents {
             if run.jobs[dependent].state == JobState::Skipped && !reopened.contains(&dependent) {
                 reopened.push(dependent);
@@ -372,6 +418,7 @@ pub(super) fn start_job(
     job: usize,
     plugins: &PluginRegistry,
     config: &EngineConfig,
+    stored: StoredDocuments<'_>,
     fx: &mut Effects,
 ) -> bool {
     let node = &run.jobs[job];
@@ -390,9 +437,40 @@ pub(super) fn start_job(
         move_job(run, job, JobEvent::PluginMissing, Some(reason), fx);
         return false;
     };
-    if run.state == RunState::Pending {
-        let reason = format!("job {:?} started", run.jobs[job].name);
-        move_run(run, RunEvent::JobStarted, reason, fx);
+    // An agent starts only with every document it requires.
+    let requires = plugin
+        .agent_info()
+        .map_or(&[][..], |info| &info.requires[..]);
+    let (mut documents, mut stored_documents) = (Vec::new(), Vec::new());
+    for name in requires {
+        match run.documents.get(name) {
+            Some(content) => documents.push((name.clone(), content.clone())),
+            None => stored_documents.push(name.clone()),
+        }
+    }
+    if !stored_documents.is_empty() {
+        let present = stored(run.document_scope(), &stored_documents);
+        let missing: Vec<String> = stored_documents
+            .iter()
+            .filter(|name| !present.contains(*name))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let reason = format!("waiting for documents: {}", missing.join(", "));
+            run.jobs[job].pending_docs = missing;
+            move_job(run, job, JobEvent::DocumentsMissing, Some(reason), fx);
+            return false;
+        }
+    }
+    let started = format!("job {:?} started", run.jobs[job].name);
+    match run.state {
+        RunState::Pending => {
+            move_run(run, RunEvent::JobStarted, started, fx);
+        }
+        RunState::NeedsInput => {
+            move_run(run, RunEvent::Resumed, started, fx);
+        }
+        _ => {}
     }
     let node = &mut run.jobs[job];
     node.attempts += 1;
@@ -449,6 +527,7 @@ pub(super) fn start_job(
         story_id: run.story_id.clone(),
         input: node.input.clone(),
         upstream,
+        documents: Vec::new(),
         upstream_artifacts: Vec::new(),
         limits,
         in_dir: run.in_dir.clone().filter(|_| node.depth == 0),
@@ -468,8 +547,78 @@ pub(super) fn start_job(
         plugin,
         request,
         inputs,
+        documents,
+        stored_documents,
+        document_scope: run.document_scope().to_owned(),
     });
     true
+}
+
+/// Jobs of `run` waiting for documents that are now all there go on.
+/// Returns whether any did.
+pub(super) fn documents_arrived(
+    run: &mut ActiveRun,
+    stored: StoredDocuments<'_>,
+    fx: &mut Effects,
+) -> bool {
+    let waiting: Vec<usize> = (0..run.jobs.len())
+        .filter(|&j| run.jobs[j].state == JobState::NeedsInput && !run.cancelling)
+        .collect();
+    if waiting.is_empty() {
+        return false;
+    }
+    let wanted: Vec<String> = waiting
+        .iter()
+        .flat_map(|&j| run.jobs[j].pending_docs.iter())
+        .filter(|name| !run.documents.contains_key(*name))
+        .cloned()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let present = if wanted.is_empty() {
+        HashSet::new()
+    } else {
+        stored(run.document_scope(), &wanted)
+    };
+    let now = Instant::now();
+    let mut moved = false;
+    for job in waiting {
+        let pending = &run.jobs[job].pending_docs;
+        let all_there = !pending.is_empty()
+            && pending
+                .iter()
+                .all(|name| run.documents.contains_key(name) || present.contains(name));
+        if !all_there {
+            continue;
+        }
+        let reason = format!("documents written: {}", pending.join(", "));
+        run.jobs[job].pending_docs.clear();
+        if move_job(run, job, JobEvent::DocumentsArrived, Some(reason), fx) {
+            evaluate(run, job, now, fx);
+            moved = true;
+        }
+    }
+    moved
+}
+
+/// A run in which nothing can go on until documents arrive says so.
+pub(super) fn settle(run: &mut ActiveRun, fx: &mut Effects) {
+    if run.state == RunState::NeedsInput || !run.waits_for_documents() {
+        return;
+    }
+    let mut waiting: Vec<&str> = run
+        .jobs
+        .iter()
+        .filter(|j| j.state == JobState::NeedsInput)
+        .flat_map(|j| j.pending_docs.iter().map(String::as_str))
+        .collect();
+    waiting.sort_unstable();
+    waiting.dedup();
+    let reason = format!("waiting for documents: {}", waiting.join(", "));
+    // Whoever waits for the run to stop is woken as for an ending.
+    if move_run(run, RunEvent::Stalled, reason, fx) {
+        fx.runs_finished += 1;
+    }
 }
 
 /// Adds the jobs an attempt spawned: each runs after its parent (and sees
@@ -537,11 +686,10 @@ pub(super) fn finish_run(run: &mut ActiveRun, fx: &mut Effects) {
         _ => {
             let count = |state: JobState| run.jobs.iter().filter(|j| j.state == state).count();
             format!(
-                "every job ended: {} completed, {} failed, {} skipped, {} needing input, {} cancelled",
+                "every job ended: {} completed, {} failed, {} skipped, {} cancelled",
                 count(JobState::Completed),
                 count(JobState::Failed),
                 count(JobState::Skipped),
-                count(JobState::NeedsInput),
                 count(JobState::Cancelled)
             )
         }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::log::CapturedLog;
-use warren_sandbox::runtime::{AttemptFailure, AttemptOutcome, Runtime};
+use warren_sandbox::runtime::{AttemptFailure, AttemptOutcome, JobFailure, Runtime};
 use warren_vocabulary::{Artifact, Usage};
 
 use super::Command;
 use super::decisions::Start;
 use super::inputs::InputDir;
+use crate::db::{Database, documents};
 
 /// An attempt that ended.
 pub(crate) struct Completion {
@@ -30,6 +31,7 @@ pub(crate) struct Completion {
 /// reports its end on `commands`.
 pub(super) fn launch(
     runtime: Arc<Runtime>,
+    db: Arc<Database>,
     commands: mpsc::UnboundedSender<Command>,
     attempts_on: Option<&tokio::runtime::Handle>,
     start: Start,
@@ -40,7 +42,7 @@ pub(super) fn launch(
         .iter()
         .map(|(id, a)| (id.clone(), a.name.clone()))
         .collect();
-    let work = run_started(runtime.clone(), start);
+    let work = run_started(runtime.clone(), db, start);
     let attempt_task = match attempts_on {
         Some(handle) => handle.spawn(work),
         None => tokio::spawn(work),
@@ -88,17 +90,49 @@ pub(super) fn host_failure(message: String) -> AttemptOutcome {
         artifacts: Vec::new(),
         spawned: Vec::new(),
         progress: None,
+        documents: Vec::new(),
     }
 }
 
-/// Materialises `/in` and runs one started attempt.
-async fn run_started(runtime: Arc<Runtime>, start: Start) -> AttemptOutcome {
+/// Materialises `/in`, reads an agent's documents and runs one started
+/// attempt.
+async fn run_started(runtime: Arc<Runtime>, db: Arc<Database>, start: Start) -> AttemptOutcome {
     let Start {
         plugin,
         mut request,
         inputs,
+        documents,
+        stored_documents,
+        document_scope,
         ..
     } = start;
+    request.documents = documents
+        .into_iter()
+        .map(|(name, content)| (name, content.to_string()))
+        .collect();
+    if !stored_documents.is_empty() {
+        let names = stored_documents.clone();
+        let read = db
+            .query(move |conn| documents::latest_texts(conn, &document_scope, &names))
+            .await;
+        match read {
+            Ok(found) => request.documents.extend(found),
+            Err(e) => return host_failure(format!("reading the agent's documents: {e}")),
+        }
+        // One deleted since the check: the job waits for it again.
+        let missing: Vec<String> = stored_documents
+            .into_iter()
+            .filter(|name| !request.documents.iter().any(|(n, _)| n == name))
+            .collect();
+        if !missing.is_empty() {
+            return AttemptOutcome {
+                result: Err(AttemptFailure::Job {
+                    error: JobFailure::NeedsInput(missing),
+                }),
+                ..host_failure(String::new())
+            };
+        }
+    }
     let artifacts: Vec<Artifact> = inputs.into_iter().map(|(_, a)| a).collect();
     request.upstream_artifacts = artifacts.clone();
     // Only plugins that can open files see `/in`.

@@ -14,12 +14,13 @@ const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 const RUN_STATES: [RunState; 3] = [RunState::Completed, RunState::Failed, RunState::Cancelled];
-const JOB_STATES: [JobState; 5] = [
+/// The states a job ends in (one waiting for input has not ended: it is
+/// among `warren_jobs{state="needs_input"}`).
+const JOB_STATES: [JobState; 4] = [
     JobState::Completed,
     JobState::Failed,
     JobState::Skipped,
     JobState::Cancelled,
-    JobState::NeedsInput,
 ];
 
 /// Every job state, in the order of [`Metrics::jobs_by_state`].

@@ -180,6 +180,10 @@ pub(crate) enum Command {
     Sync {
         reply: oneshot::Sender<bool>,
     },
+    /// Documents of this scope (a story) were written and committed.
+    DocumentsChanged {
+        scope: String,
+    },
 }
 
 /// Handle on a running engine; cheap to clone.
@@ -663,6 +667,14 @@ impl Engine {
         Ok(run_id)
     }
 
+    /// Tells the scheduler that documents of `story` were written (and are
+    /// committed): jobs of its runs waiting for them go on by themselves.
+    pub fn documents_changed(&self, story: &str) {
+        let _ = self.commands.send(Command::DocumentsChanged {
+            scope: story.to_owned(),
+        });
+    }
+
     /// Starts no more attempts; those running go on. For a shutdown: what is
     /// left is picked up by the next start.
     pub fn drain(&self) {
@@ -689,7 +701,8 @@ impl Engine {
             .await?)
     }
 
-    /// Waits until the run ends (or `timeout` passes) and returns it.
+    /// Waits until the run stops (it ends, or waits for documents) or
+    /// `timeout` passes, and returns it.
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunRecord, EngineError> {
         let mut finished = self.finished.clone();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -698,7 +711,7 @@ impl Engine {
                 .run(run_id)
                 .await?
                 .ok_or_else(|| EngineError::UnknownRun(run_id.to_owned()))?;
-            if run.state.is_terminal() {
+            if run.state.has_stopped() {
                 return Ok(run);
             }
             match tokio::time::timeout_at(deadline, finished.changed()).await {

@@ -4,12 +4,13 @@
 //! carried out.
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use warren_sandbox::runtime::AttemptOutcome;
 use warren_vocabulary::JobState;
 
-use super::decisions::{cancel_jobs, evaluate, finish_run};
+use super::decisions::{cancel_jobs, evaluate, finish_run, settle};
 use super::launch::{Completion, host_failure};
 use super::run_graph::ActiveRun;
 use super::scheduler_loop::Scheduler;
@@ -62,6 +63,7 @@ pub(super) fn rebuild(
         node.attempts = stored_job.attempts;
         node.retry_base = stored_job.retry_base;
         node.output = stored_job.output.clone();
+        node.pending_docs = stored_job.pending_docs.clone();
         run.data_bytes += node.output.as_ref().map_or(0, |o| o.len() as u64);
         node.not_before = stored_job
             .ready_at
@@ -136,6 +138,20 @@ impl Scheduler {
             }
         }
         self.runs.retain(|_, run| !run.state.is_terminal());
+        // Documents written while the process was down let waiting jobs go
+        // on; runs left with nothing but waiting jobs say they wait.
+        let waiting: HashSet<String> = self
+            .runs
+            .values()
+            .filter(|run| run.jobs.iter().any(|j| j.state == JobState::NeedsInput))
+            .map(|run| run.document_scope().to_owned())
+            .collect();
+        for scope in waiting {
+            self.documents_changed(&scope);
+        }
+        for run in self.runs.values_mut() {
+            settle(run, &mut self.effects);
+        }
         self.flush().await?;
         tracing::info!(runs = count, "recovered unfinished runs");
         Ok(self)

@@ -34,6 +34,8 @@ pub(crate) struct Node {
     pub artifacts: Vec<Artifact>,
     /// Set while an attempt runs; raising it stops the attempt.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The documents it waits for, in state `needs_input`.
+    pub pending_docs: Vec<String>,
 }
 
 pub(crate) struct ActiveRun {
@@ -61,6 +63,10 @@ pub(crate) struct ActiveRun {
     /// Bytes of every job's input and output so far (see
     /// `EngineConfig::max_run_data_bytes`).
     pub data_bytes: u64,
+    /// Documents written by this run's jobs in this process, latest by
+    /// name: an agent downstream reads them here, before the commit that
+    /// stores them lands (see `document_scope` for where they are stored).
+    pub documents: HashMap<String, Arc<str>>,
 }
 
 impl ActiveRun {
@@ -87,6 +93,7 @@ impl ActiveRun {
             in_dir: None,
             unfinished: 0,
             data_bytes: 0,
+            documents: HashMap::new(),
         };
         graph.add_jobs(jobs, deps);
         graph
@@ -128,6 +135,7 @@ impl ActiveRun {
                 output: None,
                 artifacts: Vec::new(),
                 cancel: None,
+                pending_docs: Vec::new(),
             });
         }
         for dep in deps {
@@ -139,6 +147,26 @@ impl ActiveRun {
             self.jobs[job].deps.push((on, dep.condition));
             self.jobs[on].dependents.push(job);
         }
+    }
+
+    /// Where the run's documents live: its story's, or, for a run without
+    /// a story, a story named by the run's id (so documents an agent of the
+    /// run waits for can still be written through the API).
+    pub fn document_scope(&self) -> &str {
+        self.story_id.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Whether nothing can run until documents arrive: no job runs or is
+    /// ready or waits for a retry's backoff, and some job waits for
+    /// documents (the others that are not ended wait behind one).
+    pub fn waits_for_documents(&self) -> bool {
+        self.running == 0
+            && self.unfinished > 0
+            && self.jobs.iter().any(|j| j.state == JobState::NeedsInput)
+            && !self.jobs.iter().any(|j| {
+                matches!(j.state, JobState::Ready | JobState::Running)
+                    || (j.state == JobState::Pending && j.not_before.is_some())
+            })
     }
 
     /// Gives the run what is left of `max_spawned` after the jobs it has

@@ -5,7 +5,7 @@
 //! while the next turns are made.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, watch};
 use warren_sandbox::runtime::Runtime;
 
 use super::decisions::{
-    Effects, cancel_jobs, evaluate, finish_attempt, finish_run, next_ready, reopen, start_job,
+    Effects, cancel_jobs, documents_arrived, evaluate, finish_attempt, finish_run, next_ready,
+    reopen, settle, start_job,
 };
 use super::launch::{Completion, launch};
 use super::metrics::ALL_JOB_STATES;
@@ -24,7 +25,7 @@ use super::run_graph::ActiveRun;
 use super::{Command, EngineConfig};
 use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change};
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, documents};
 
 /// How often the queue gauges of `/metrics` are recomputed.
 const GAUGE_PERIOD: Duration = Duration::from_millis(100);
@@ -47,6 +48,22 @@ struct Commit {
     write: std::pin::Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>,
     replies: Vec<tokio::sync::oneshot::Sender<bool>>,
     runs_finished: u64,
+    /// Document scopes this commit writes to.
+    document_scopes: Vec<String>,
+}
+
+/// Which of `names` the story `scope` holds: a short indexed read on the
+/// scheduler's thread, made only for agents with documents to check. If
+/// the database cannot say, they are taken as there; the attempt, which
+/// reads them, then finds out.
+fn stored_documents(db: &Database, scope: &str, names: &[String]) -> HashSet<String> {
+    match db.read(|conn| documents::which_exist(conn, scope, names)) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(scope, "reading which documents exist: {e}");
+            names.iter().cloned().collect()
+        }
+    }
 }
 
 /// Completes when the commit in flight does; never if there is none.
@@ -254,6 +271,23 @@ impl Scheduler {
             } => {
                 let _ = reply.send(self.retry(&run_id, &job_id));
             }
+            Command::DocumentsChanged { scope } => self.documents_changed(&scope),
+        }
+    }
+
+    /// Documents of `scope` were written: its runs' jobs waiting for them
+    /// may go on.
+    pub(super) fn documents_changed(&mut self, scope: &str) {
+        let db = &self.db;
+        let stored = |scope: &str, names: &[String]| stored_documents(db, scope, names);
+        let mut resumed = Vec::new();
+        for run in self.runs.values_mut() {
+            if run.document_scope() == scope && documents_arrived(run, &stored, &mut self.effects) {
+                resumed.push(run.id.clone());
+            }
+        }
+        for run_id in resumed {
+            self.enqueue(&run_id);
         }
     }
 
@@ -311,7 +345,16 @@ impl Scheduler {
                 continue;
             }
             let Some(job) = next_ready(run) else { continue };
-            let started = start_job(run, job, &self.plugins, &self.config, &mut self.effects);
+            let db = &self.db;
+            let stored = |scope: &str, names: &[String]| stored_documents(db, scope, names);
+            let started = start_job(
+                run,
+                job,
+                &self.plugins,
+                &self.config,
+                &stored,
+                &mut self.effects,
+            );
             if started {
                 self.running += 1;
             }
@@ -322,6 +365,8 @@ impl Scheduler {
             } else if more {
                 self.enqueue(&run_id);
                 turns += 1;
+            } else {
+                settle(run, &mut self.effects);
             }
         }
     }
@@ -344,6 +389,7 @@ impl Scheduler {
         for start in std::mem::take(&mut self.effects.starts) {
             launch(
                 self.runtime.clone(),
+                self.db.clone(),
                 self.commands.clone(),
                 self.config.attempts_on.as_ref(),
                 start,
@@ -390,6 +436,7 @@ impl Scheduler {
             write,
             replies: std::mem::take(&mut self.effects.replies),
             runs_finished: std::mem::take(&mut self.effects.runs_finished),
+            document_scopes: std::mem::take(&mut self.effects.document_scopes),
         })
     }
 
@@ -404,6 +451,10 @@ impl Scheduler {
                 .send_modify(|n| *n += commit.runs_finished);
         }
         self.signals.committed.send_modify(|n| *n += 1);
+        // Other runs of the story may wait for what was just written.
+        for scope in commit.document_scopes {
+            let _ = self.commands.send(Command::DocumentsChanged { scope });
+        }
     }
 
     pub(super) fn on_finished(&mut self, completion: Completion) {
@@ -427,6 +478,7 @@ impl Scheduler {
             finish_run(run, &mut self.effects);
             self.runs.remove(&run_id);
         } else {
+            settle(run, &mut self.effects);
             self.enqueue(&run_id);
         }
     }

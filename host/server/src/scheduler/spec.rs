@@ -77,6 +77,36 @@ pub struct JobSpec {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Its output is (part of) the run's result, as a flow answers it. When
+    /// no job says so, the jobs no other job needs make the result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output: bool,
+}
+
+impl PipelineSpec {
+    /// The jobs whose outputs make the run's result: those marked
+    /// `output`, or else those no other job needs.
+    pub fn result_jobs(&self) -> Vec<&str> {
+        let marked: Vec<&str> = self
+            .jobs
+            .iter()
+            .filter(|(_, job)| job.output)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !marked.is_empty() {
+            return marked;
+        }
+        let needed: HashSet<&str> = self
+            .jobs
+            .values()
+            .flat_map(|job| job.needs.iter().map(Need::job))
+            .collect();
+        self.jobs
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !needed.contains(name))
+            .collect()
+    }
 }
 
 /// A dependency: a job name, or a job and the condition on its outcome.

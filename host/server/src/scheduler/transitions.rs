@@ -24,6 +24,10 @@ pub enum JobEvent {
     Failed,
     /// The plugin asked for input it did not have.
     InputNeeded,
+    /// An agent's required documents are not all there; no attempt starts.
+    DocumentsMissing,
+    /// The documents it waited for are all there.
+    DocumentsArrived,
     /// Its run was cancelled, or its attempt was.
     Cancelled,
     /// Someone asked for it to run again.
@@ -42,6 +46,8 @@ impl JobEvent {
         Self::RetryScheduled,
         Self::Failed,
         Self::InputNeeded,
+        Self::DocumentsMissing,
+        Self::DocumentsArrived,
         Self::Cancelled,
         Self::RetryRequested,
         Self::Reopened,
@@ -62,7 +68,9 @@ pub fn job_transition(from: JobState, event: JobEvent) -> Option<JobState> {
         (S::Running, E::RetryScheduled) => S::Pending,
         (S::Running, E::Failed) => S::Failed,
         (S::Running, E::InputNeeded) => S::NeedsInput,
-        (S::Pending | S::Ready | S::Running, E::Cancelled) => S::Cancelled,
+        (S::Ready, E::DocumentsMissing) => S::NeedsInput,
+        (S::NeedsInput, E::DocumentsArrived) => S::Pending,
+        (S::Pending | S::Ready | S::Running | S::NeedsInput, E::Cancelled) => S::Cancelled,
         (S::Failed | S::NeedsInput, E::RetryRequested) => S::Pending,
         (S::Skipped, E::Reopened) => S::Pending,
         _ => return None,
@@ -76,12 +84,16 @@ pub enum RunEvent {
     JobStarted,
     /// Every job ended, none failed.
     AllSucceeded,
-    /// Every job ended, some failed, needed input or were cancelled.
+    /// Every job ended, some failed or were cancelled.
     SomeFailed,
     /// Every job ended after the run was cancelled.
     Cancelled,
     /// A job of the ended run was retried.
     JobRetried,
+    /// Nothing can run until documents arrive.
+    Stalled,
+    /// A job starts again after the run waited for documents.
+    Resumed,
 }
 
 impl RunEvent {
@@ -91,6 +103,8 @@ impl RunEvent {
         Self::SomeFailed,
         Self::Cancelled,
         Self::JobRetried,
+        Self::Stalled,
+        Self::Resumed,
     ];
 }
 
@@ -103,9 +117,11 @@ pub fn run_transition(from: RunState, event: RunEvent) -> Option<RunState> {
         (S::Pending, E::JobStarted) => S::Running,
         (S::Pending | S::Running, E::AllSucceeded) => S::Completed,
         (S::Pending | S::Running, E::SomeFailed) => S::Failed,
-        (S::Pending | S::Running, E::Cancelled) => S::Cancelled,
+        (S::Pending | S::Running | S::NeedsInput, E::Cancelled) => S::Cancelled,
         // A cancelled run stays cancelled.
         (S::Completed | S::Failed, E::JobRetried) => S::Running,
+        (S::Pending | S::Running, E::Stalled) => S::NeedsInput,
+        (S::NeedsInput, E::Resumed) => S::Running,
         _ => return None,
     })
 }
@@ -115,12 +131,9 @@ pub fn run_ending(cancelling: bool, jobs: impl IntoIterator<Item = JobState>) ->
     if cancelling {
         return RunEvent::Cancelled;
     }
-    let failed = jobs.into_iter().any(|state| {
-        matches!(
-            state,
-            JobState::Failed | JobState::NeedsInput | JobState::Cancelled
-        )
-    });
+    let failed = jobs
+        .into_iter()
+        .any(|state| matches!(state, JobState::Failed | JobState::Cancelled));
     if failed {
         RunEvent::SomeFailed
     } else {
@@ -183,6 +196,9 @@ mod tests {
             (S::Running, E::Failed, S::Failed),
             (S::Running, E::InputNeeded, S::NeedsInput),
             (S::Running, E::Cancelled, S::Cancelled),
+            (S::Ready, E::DocumentsMissing, S::NeedsInput),
+            (S::NeedsInput, E::DocumentsArrived, S::Pending),
+            (S::NeedsInput, E::Cancelled, S::Cancelled),
             (S::Failed, E::RetryRequested, S::Pending),
             (S::NeedsInput, E::RetryRequested, S::Pending),
             (S::Skipped, E::Reopened, S::Pending),
@@ -202,6 +218,10 @@ mod tests {
             (S::Running, E::Cancelled, S::Cancelled),
             (S::Completed, E::JobRetried, S::Running),
             (S::Failed, E::JobRetried, S::Running),
+            (S::Pending, E::Stalled, S::NeedsInput),
+            (S::Running, E::Stalled, S::NeedsInput),
+            (S::NeedsInput, E::Resumed, S::Running),
+            (S::NeedsInput, E::Cancelled, S::Cancelled),
         ]
     };
 
@@ -270,7 +290,7 @@ mod tests {
             run_ending(false, [S::Completed, S::Skipped]),
             RunEvent::AllSucceeded
         );
-        for bad in [S::Failed, S::NeedsInput, S::Cancelled] {
+        for bad in [S::Failed, S::Cancelled] {
             assert_eq!(run_ending(false, [S::Completed, bad]), RunEvent::SomeFailed);
         }
         assert_eq!(run_ending(true, [S::Completed]), RunEvent::Cancelled);

@@ -1,0 +1,7 @@
+-- What an agent version said of itself in describe(), as JSON (name,
+-- version, description, requires, produces); NULL for jobs.
+ALTER TABLE plugin_versions ADD COLUMN agent_info TEXT;
+
+-- The documents a job in state needs_input waits for, as a JSON array of
+-- names; NULL in any other state.
+ALTER TABLE jobs ADD COLUMN pending_docs TEXT;
