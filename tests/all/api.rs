@@ -1648,6 +1648,13 @@ fn assert_openapi_says_what_the_server_does(doc: &Value) {
             "POST {path} {status}"
         );
     }
+    // A pipeline may carry an input schema; a run's input may not match it.
+    assert!(schemas["PipelineSpec"]["properties"]["input_schema"].is_object());
+    assert!(
+        doc["paths"]["/v1/runs"]["post"]["responses"]["422"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("invalid_input"))
+    );
     // A document is sent and served as itself: text or JSON.
     let document = &doc["paths"]["/v1/stories/{story}/documents/{name}"];
     for (method, status) in [("put", "requestBody"), ("get", "200")] {

@@ -479,3 +479,35 @@ async fn bad_names_stories_bodies_and_media_types_get_their_codes() {
     server.assert_healthy().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_browser_app_may_read_a_documents_version_and_etag() {
+    let origin = "https://app.example";
+    let server = TestServer::start_with(Vec::new(), |config| {
+        config.cors_origins = vec![origin.to_owned()];
+    })
+    .await;
+    let path = "/v1/stories/s/documents/notes";
+    let (status, _, _) = put(&server, path, "text/plain", "hello").await;
+    assert_eq!(status, 201);
+    let response = server
+        .request(Method::GET, path)
+        .header("origin", origin)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], origin);
+    let exposed = headers["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_ascii_lowercase();
+    for header in ["etag", "warren-document-version", "location"] {
+        assert!(exposed.contains(header), "{header} in {exposed}");
+    }
+    assert_eq!(headers["warren-document-version"], "1");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["content-security-policy"], "sandbox");
+    server.stop().await;
+}

@@ -13,6 +13,7 @@ mod engine;
 mod hardening;
 mod hostile;
 mod idempotency;
+mod input_schema;
 mod plugin_folder;
 mod runtime;
 mod support;

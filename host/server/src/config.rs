@@ -124,7 +124,7 @@ impl Default for ServeConfig {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             keep_ended_runs: None,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_MB << 20,
-            default_flow: crate::serve::DEMO_FLOW.to_owned(),
+            default_flow: DEFAULT_FLOW.to_owned(),
             policy: Policy::default(),
         }
     }
@@ -153,6 +153,10 @@ const MAX_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(10 * 366 * 24 * 
 
 /// Free space under which new runs are refused, by default.
 pub const DEFAULT_MIN_FREE_DISK_MB: u64 = 1024;
+
+/// The flow `POST /v1/run` starts when a request names none: the demo
+/// flow `warren serve` adds (`serve::DEMO_FLOW`).
+pub const DEFAULT_FLOW: &str = "brief-to-review";
 
 /// Name of the configuration file looked for in the current folder.
 pub const DEFAULT_CONFIG_FILE: &str = "warren.toml";

@@ -21,7 +21,7 @@ use crate::scheduler::{Engine, EngineConfig};
 /// a pipeline of jobs, and a flow of agents (the default `flow` of
 /// `POST /v1/run`).
 pub const DEMO_TEMPLATE: &str = "build-and-check";
-pub const DEMO_FLOW: &str = "brief-to-review";
+pub const DEMO_FLOW: &str = crate::config::DEFAULT_FLOW;
 const DEMO_TEMPLATES: [(&str, &str); 2] = [
     (
         DEMO_TEMPLATE,

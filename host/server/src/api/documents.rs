@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Extension, FromRequest, Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -27,7 +27,7 @@ use crate::api::error::ErrorBody;
 use crate::db::documents::{self, DocumentRecord, NewDocument, Writer};
 
 /// The response header that carries a document's version.
-pub const VERSION_HEADER: &str = "warren-document-version";
+pub(super) const VERSION_HEADER: &str = "warren-document-version";
 
 /// Who wrote a version.
 #[derive(Debug, Serialize, ToSchema)]
@@ -105,45 +105,33 @@ fn version_url(record: &DocumentRecord) -> String {
     )
 }
 
-/// A document's content as sent, with the media type it is stored with:
+/// A document's content as sent, and the media type it is stored with:
 /// `text/SUBTYPE` in UTF-8, or `application/json` that parses. The route
 /// reads at most [`MAX_DOCUMENT_BYTES`] of it.
-struct DocumentBody {
-    media_type: String,
-    content: Bytes,
-}
-
-impl<S: Send + Sync> FromRequest<S> for DocumentBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let media_type = media_type(req.headers())?;
-        let (_, content) = read_body(req, state).await.map_err(|e| {
-            if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError {
-                    message: format!("a document is at most {MAX_DOCUMENT_BYTES} bytes"),
-                    ..e
-                }
-            } else {
-                e
+async fn read_document(request: Request) -> Result<(String, Bytes), ApiError> {
+    let media_type = media_type(request.headers())?;
+    let (_, content) = read_body(request, &()).await.map_err(|e| {
+        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError {
+                message: format!("a document is at most {MAX_DOCUMENT_BYTES} bytes"),
+                ..e
             }
-        })?;
-        if media_type == "application/json" {
-            check_json(&content)?;
-        } else if let Err(e) = std::str::from_utf8(&content) {
-            return Err(ApiError::bad_request(
-                "invalid_text",
-                format!(
-                    "a text document is UTF-8; this one is not from byte {}",
-                    e.valid_up_to()
-                ),
-            ));
+        } else {
+            e
         }
-        Ok(Self {
-            media_type,
-            content,
-        })
+    })?;
+    if media_type == "application/json" {
+        check_json(&content)?;
+    } else if let Err(e) = std::str::from_utf8(&content) {
+        return Err(ApiError::bad_request(
+            "invalid_text",
+            format!(
+                "a text document is UTF-8; this one is not from byte {}",
+                e.valid_up_to()
+            ),
+        ));
     }
+    Ok((media_type, content))
 }
 
 /// The media type a document is stored with, from `content-type`:
@@ -212,13 +200,13 @@ pub async fn put(
     // The path is checked before the body is read.
     check_story_id(&story)?;
     check_document_name(&name)?;
-    let body = DocumentBody::from_request(request, &state).await?;
+    let (media_type, content) = read_document(request).await?;
     state.engine.check_free_space()?;
     let new = NewDocument {
         story_id: story,
         name,
-        media_type: body.media_type,
-        content: body.content.into(),
+        media_type,
+        content: content.into(),
         writer: Writer::Person { token: caller.name },
     };
     let stored = state

@@ -27,8 +27,8 @@ pub struct ErrorBody {
     /// `unauthorized`, `forbidden`, `not_found`, `unknown_template`,
     /// `method_not_allowed`, `timeout`, `run_ended`, `conflict`,
     /// `idempotency_key_in_use`, `idempotency_key_reused`,
-    /// `payload_too_large`, `unsupported_media_type`, `internal`,
-    /// `unavailable`, `insufficient_storage`.
+    /// `invalid_input`, `payload_too_large`, `unsupported_media_type`,
+    /// `internal`, `unavailable`, `insufficient_storage`.
     pub code: String,
     /// For people; may change.
     pub message: String,
@@ -111,6 +111,11 @@ impl From<EngineError> for ApiError {
                 error.to_string(),
             ),
             EngineError::BadStoryId(_) => Self::bad_request("invalid_id", error.to_string()),
+            EngineError::InvalidInput(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                error.to_string(),
+            ),
             EngineError::NotRetryable(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }

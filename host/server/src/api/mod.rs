@@ -160,8 +160,10 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
                 ])
                 .expose_headers([
                     header::LOCATION,
+                    header::ETAG,
                     HeaderName::from_static(middleware::REQUEST_ID),
                     HeaderName::from_static(idempotency::REPLAYED),
+                    HeaderName::from_static(documents::VERSION_HEADER),
                 ]),
         );
     }

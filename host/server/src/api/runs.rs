@@ -59,7 +59,7 @@ pub struct RunCreated {
         (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `max_body_bytes`, or the run's pipeline and input are over what a run may hold", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not sent as `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job), `invalid_input` (the input does not match the pipeline's `input_schema`; the message names where, as JSON pointers, and why) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
 /// Start a run, from a stored template or an inline pipeline.

@@ -50,7 +50,7 @@ pub struct TemplateVersion {
         (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `max_body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not sent as `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`, `invalid_pipeline` or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job at fault, or says where and why `input_schema` is not a JSON Schema Warren can use) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
 /// Store a new version of a template.

@@ -37,9 +37,10 @@ pub enum PipelineError {
 impl PipelineError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Usage(_) | Self::Engine(EngineError::Spec(_) | EngineError::BadStoryId(_)) => {
-                exit::INVALID
-            }
+            Self::Usage(_)
+            | Self::Engine(
+                EngineError::Spec(_) | EngineError::BadStoryId(_) | EngineError::InvalidInput(_),
+            ) => exit::INVALID,
             _ => exit::LIMIT_OR_TRAP,
         }
     }

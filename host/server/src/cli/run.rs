@@ -226,6 +226,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
             pipeline: PipelineSource::Inline(PipelineSpec {
                 name: None,
                 max_parallel: None,
+                input_schema: None,
                 jobs: BTreeMap::from([(name, job)]),
             }),
             input,

@@ -27,7 +27,7 @@ use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunRecord};
 use crate::db::{Database, DbError};
 use crate::upkeep;
-use spec::{PipelineSpec, SpecError};
+use spec::{InputSchema, PipelineSpec, SpecError};
 use warren_sandbox::capabilities::log::LogSink;
 use warren_sandbox::runtime::Runtime;
 use warren_vocabulary::Limits;
@@ -145,6 +145,8 @@ pub enum EngineError {
     UnknownRun(String),
     #[error("{0:?} is not a valid story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)")]
     BadStoryId(String),
+    #[error("the input does not match the pipeline's input_schema: {0}")]
+    InvalidInput(String),
     #[error("job {0:?} not found")]
     UnknownJob(String),
     #[error("{0}")]
@@ -203,13 +205,31 @@ pub struct Engine {
     data_dir: std::path::PathBuf,
 }
 
-/// A stored template version: parsed, and as stored.
-type StoredTemplate = Arc<(Arc<PipelineSpec>, String)>;
+/// A stored template version: parsed, its input schema compiled, and as
+/// stored.
+#[derive(Debug)]
+struct StoredTemplate {
+    spec: Arc<PipelineSpec>,
+    input_schema: Option<Arc<InputSchema>>,
+    text: String,
+}
+
+impl StoredTemplate {
+    /// `spec`, stored as `text`, with its input schema compiled.
+    fn new(spec: PipelineSpec, text: String) -> Result<Arc<Self>, SpecError> {
+        let input_schema = spec.compile_input_schema()?.map(Arc::new);
+        Ok(Arc::new(Self {
+            spec: Arc::new(spec),
+            input_schema,
+            text,
+        }))
+    }
+}
 
 /// Parsed templates by `(name, version)`, and each name's latest version.
 #[derive(Default)]
 struct TemplateCache {
-    versions: std::collections::HashMap<(String, i64), StoredTemplate>,
+    versions: std::collections::HashMap<(String, i64), Arc<StoredTemplate>>,
     latest: std::collections::HashMap<String, i64>,
 }
 
@@ -338,6 +358,9 @@ impl Engine {
         self.plugins.wait_examined(&named, PLUGIN_WAIT).await;
         spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
         let text = serde_json::to_string(spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        // Compiled once, here: an invalid schema stores nothing, and the
+        // runs of this version use it as compiled.
+        let stored = StoredTemplate::new(spec.clone(), text.clone())?;
         let stored_name = name.to_owned();
         let (version, also) = self
             .db
@@ -349,16 +372,18 @@ impl Engine {
         let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
         let latest = cache.latest.entry(name.to_owned()).or_insert(version);
         *latest = (*latest).max(version);
+        cache.versions.insert((name.to_owned(), version), stored);
         Ok((version, also))
     }
 
-    /// Template `name` at `version` (or its latest), parsed. Versions never
-    /// change once stored, so each is read from the database once.
+    /// Template `name` at `version` (or its latest), parsed and its input
+    /// schema compiled. Versions never change once stored, so each is read
+    /// from the database and compiled once.
     async fn template(
         &self,
         name: &str,
         version: Option<i64>,
-    ) -> Result<(i64, StoredTemplate), EngineError> {
+    ) -> Result<(i64, Arc<StoredTemplate>), EngineError> {
         let asked = version;
         let cached = {
             let cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
@@ -382,7 +407,7 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownTemplate(name.to_owned()))?;
         let spec: PipelineSpec =
             serde_json::from_str(&text).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        let stored = Arc::new((Arc::new(spec), text));
+        let stored = StoredTemplate::new(spec, text)?;
         // Versions never change, and `latest` only grows, so a template
         // stored meanwhile cannot be undone here.
         let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
@@ -441,17 +466,28 @@ impl Engine {
             return Err(EngineError::BadStoryId(story.clone()));
         }
         self.check_free_space()?;
-        let (spec, spec_text, template) = match submission.pipeline {
+        let (spec, spec_text, template, input_schema) = match submission.pipeline {
             PipelineSource::Inline(spec) => {
                 let text =
                     serde_json::to_string(&spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
-                (Arc::new(spec), text, None)
+                let input_schema = spec.compile_input_schema()?.map(Arc::new);
+                (Arc::new(spec), text, None, input_schema)
             }
             PipelineSource::Template { name, version } => {
                 let (version, stored) = self.template(&name, version).await?;
-                (stored.0.clone(), stored.1.clone(), Some((name, version)))
+                (
+                    stored.spec.clone(),
+                    stored.text.clone(),
+                    Some((name, version)),
+                    stored.input_schema.clone(),
+                )
             }
         };
+        if let Some(schema) = &input_schema {
+            schema
+                .check(&submission.input)
+                .map_err(EngineError::InvalidInput)?;
+        }
         // Plugins still being compiled at start are waited for, not refused.
         let named: Vec<&str> = spec.jobs.values().map(|j| j.plugin.as_str()).collect();
         self.plugins.wait_examined(&named, PLUGIN_WAIT).await;

@@ -1,9 +1,11 @@
 //! Pipelines: the JSON a client submits (or stores as a template), and its
 //! validation. Everything is checked before anything is stored, and every
-//! error names the job at fault.
+//! error names the job at fault. A pipeline may say what its runs' input
+//! must be, as a JSON Schema (`input_schema`).
 //!
 //! ```json
 //! { "name": "build-and-check",
+//!   "input_schema": { "type": "object", "required": ["goal"] },
 //!   "max_parallel": 4,
 //!   "jobs": {
 //!     "plan":   { "plugin": "planner", "input": {"goal": "..."} },
@@ -15,14 +17,27 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::{PatternOptions, ValidationError, Validator};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use warren_vocabulary::names::{is_valid_job_name, is_valid_plugin_name};
+use warren_vocabulary::text::{self, MAX_ERROR_BYTES};
 use warren_vocabulary::{Condition, Limits, LimitsSpec, RetryPolicy};
 
 /// Most jobs one pipeline may declare.
 pub const MAX_JOBS: usize = 20_000;
+/// Largest `input_schema`, as JSON: each template version's is compiled
+/// and kept in memory.
+pub const MAX_INPUT_SCHEMA_BYTES: usize = 64 << 10;
+/// Largest compiled form of one `pattern` of an input schema, so that a
+/// small schema cannot ask for a large program (`(\w{1000}x){10}` would
+/// take megabytes).
+const MAX_PATTERN_BYTES: usize = 256 << 10;
+/// Most mismatches one refused input is described by.
+const MAX_INPUT_ERRORS: usize = 8;
 
 /// A pipeline as submitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -30,6 +45,11 @@ pub const MAX_JOBS: usize = 20_000;
 pub struct PipelineSpec {
     #[serde(default)]
     pub name: Option<String>,
+    /// A JSON Schema (an object or a boolean) that a run's input must
+    /// match, checked before the run is stored; at most 64 KiB as JSON.
+    /// `$ref`s outside it are not fetched: it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
     /// Jobs of one run running at once; unlimited (up to the engine's own
     /// limit) when absent.
     #[serde(default)]
@@ -145,9 +165,84 @@ pub enum SpecError {
     BadMaxParallel,
     #[error("template name {0:?} is invalid (letters, digits, `-`, `_`, `.`, at most 64 bytes)")]
     BadTemplateName(String),
+    #[error("input_schema is {0} bytes as JSON; at most {MAX_INPUT_SCHEMA_BYTES}")]
+    InputSchemaTooLarge(usize),
+    #[error("input_schema is not a JSON Schema Warren can use: {0}")]
+    BadInputSchema(String),
+}
+
+/// A pipeline's `input_schema`, compiled: it checks a run's input.
+pub struct InputSchema(Validator);
+
+impl fmt::Debug for InputSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InputSchema")
+    }
+}
+
+impl InputSchema {
+    /// Whether `input` matches; if not, where and why, a few mismatches
+    /// at most. Values of the input are not repeated (they may be
+    /// large): only where they are, as JSON pointers (`/goal`).
+    pub fn check(&self, input: &Value) -> Result<(), String> {
+        let mismatches: Vec<String> = self
+            .0
+            .iter_errors(input)
+            .take(MAX_INPUT_ERRORS)
+            .map(|error| {
+                let mut at = error.instance_path().as_str().to_owned();
+                // A missing property is said of the object that lacks it:
+                // point at the property.
+                if let ValidationErrorKind::Required { property } = error.kind()
+                    && let Some(property) = property.as_str()
+                {
+                    at = format!("{at}/{}", property.replace('~', "~0").replace('/', "~1"));
+                }
+                format!("{}: {}", place(&at), error.masked())
+            })
+            .collect();
+        if mismatches.is_empty() {
+            Ok(())
+        } else {
+            Err(text::bounded(&mismatches.join("; "), MAX_ERROR_BYTES))
+        }
+    }
+}
+
+/// A JSON pointer as a message shows it.
+fn place(pointer: &str) -> String {
+    if pointer.is_empty() {
+        "the input".to_owned()
+    } else {
+        format!("`{pointer}`")
+    }
 }
 
 impl PipelineSpec {
+    /// Compiles `input_schema`, if the pipeline has one. Nothing is
+    /// fetched (a `$ref` outside the schema is an error) and patterns are
+    /// regular expressions without look-around or backreferences, which
+    /// match in time linear in the input.
+    pub fn compile_input_schema(&self) -> Result<Option<InputSchema>, SpecError> {
+        let Some(schema) = &self.input_schema else {
+            return Ok(None);
+        };
+        let bytes = serde_json::to_vec(schema).map_or(usize::MAX, |json| json.len());
+        if bytes > MAX_INPUT_SCHEMA_BYTES {
+            return Err(SpecError::InputSchemaTooLarge(bytes));
+        }
+        jsonschema::options()
+            .offline()
+            .with_pattern_options(
+                PatternOptions::regex()
+                    .size_limit(MAX_PATTERN_BYTES)
+                    .dfa_size_limit(MAX_PATTERN_BYTES),
+            )
+            .build(schema)
+            .map(|validator| Some(InputSchema(validator)))
+            .map_err(|e| SpecError::BadInputSchema(schema_error(&e)))
+    }
+
     /// Checks everything that can be checked before a run starts.
     /// `plugin_exists` says whether a plugin name can be run; `ceiling` caps
     /// what a job may ask for.
@@ -274,6 +369,17 @@ impl PipelineSpec {
     }
 }
 
+/// Why a schema does not compile, with where in it (a JSON pointer).
+fn schema_error(error: &ValidationError<'_>) -> String {
+    let at = error.instance_path().as_str();
+    let message = if at.is_empty() {
+        error.to_string()
+    } else {
+        format!("at `{at}`: {error}")
+    };
+    text::bounded(&message, 1 << 10)
+}
+
 /// Deserializes the jobs map, refusing a name given twice (a plain map
 /// would silently keep the last one).
 fn unique_jobs<'de, D: Deserializer<'de>>(
@@ -396,6 +502,115 @@ mod tests {
                 .contains(r#"job name "a" is declared twice"#),
             "{error}"
         );
+    }
+
+    /// A pipeline of one job with `schema` as its input schema.
+    fn with_schema(schema: serde_json::Value) -> PipelineSpec {
+        parse(
+            &serde_json::json!({"input_schema": schema, "jobs": {"a": {"plugin": "echo"}}})
+                .to_string(),
+        )
+        .expect("parses")
+    }
+
+    #[test]
+    fn an_input_schema_checks_inputs_and_names_where_they_are_wrong() {
+        use serde_json::json;
+        let schema = with_schema(json!({
+            "type": "object",
+            "required": ["goal", "a/b"],
+            "properties": {
+                "goal": {"type": "string", "minLength": 1},
+                "tries": {"type": "integer", "maximum": 3},
+                "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]+$"}}
+            }
+        }))
+        .compile_input_schema()
+        .expect("compiles")
+        .expect("a schema");
+        assert_eq!(
+            schema.check(&json!({"goal": "g", "a/b": 1, "tags": ["x"]})),
+            Ok(())
+        );
+        assert_eq!(
+            schema.check(&json!({"a/b": 1})),
+            Err(r#"`/goal`: "goal" is a required property"#.to_owned())
+        );
+        assert_eq!(
+            schema.check(&json!({"goal": 7, "a/b": 1})),
+            Err(r#"`/goal`: value is not of type "string""#.to_owned())
+        );
+        let error = schema
+            .check(&json!({"goal": "", "tries": 9, "tags": ["ok", "NO"]}))
+            .expect_err("four mismatches");
+        for part in ["`/goal`:", "`/tries`:", "`/tags/1`:", "`/a~1b`:"] {
+            assert!(error.contains(part), "{part} in {error}");
+        }
+        assert_eq!(
+            schema.check(&json!([1])),
+            Err(r#"the input: value is not of type "object""#.to_owned())
+        );
+        // The input's values are not echoed back.
+        let huge = "x".repeat(1 << 20);
+        let error = schema
+            .check(&json!({"goal": 1, "a/b": 1, "tags": [huge]}))
+            .expect_err("refused");
+        assert!(error.len() < 1024, "{} bytes", error.len());
+        assert_eq!(
+            with_schema(json!(true))
+                .compile_input_schema()
+                .map(|s| s.is_some()),
+            Ok(true)
+        );
+        assert!(
+            parse(r#"{"jobs": {"a": {"plugin": "echo"}}}"#)
+                .expect("parses")
+                .compile_input_schema()
+                .expect("no schema")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn schemas_that_cannot_be_used_are_refused_with_the_reason() {
+        use serde_json::json;
+        let refused = |schema: serde_json::Value| {
+            with_schema(schema)
+                .compile_input_schema()
+                .map(|_| ())
+                .expect_err("refused")
+                .to_string()
+        };
+        let error = refused(json!({"type": "strin"}));
+        assert!(
+            error.starts_with("input_schema is not a JSON Schema Warren can use: at `/type`"),
+            "{error}"
+        );
+        let error = refused(json!({"properties": {"goal": {"minLength": -1}}}));
+        assert!(error.contains("`/properties/goal/minLength`"), "{error}");
+        assert!(refused(json!(7)).contains("input_schema is not a JSON Schema"));
+        // Nothing is fetched, from the network or the disk.
+        for remote in ["https://example.com/schema.json", "file:///etc/passwd"] {
+            let error = refused(json!({"$ref": remote}));
+            assert!(
+                error.contains("input_schema is not a JSON Schema"),
+                "{error}"
+            );
+        }
+        // Patterns match in linear time (no look-around, no
+        // backreferences) and compile to a bounded program.
+        for pattern in ["^(?=a)a$", "^(a)\\1$", "^(\\w{1000}x){10}$"] {
+            let error = refused(json!({"properties": {"p": {"pattern": pattern}}}));
+            assert!(
+                error.contains("`/properties/p/pattern`"),
+                "{pattern}: {error}"
+            );
+        }
+        let big = json!({"enum": ["x".repeat(MAX_INPUT_SCHEMA_BYTES)]});
+        assert!(matches!(
+            with_schema(big).compile_input_schema(),
+            Err(SpecError::InputSchemaTooLarge(n)) if n > MAX_INPUT_SCHEMA_BYTES
+        ));
     }
 
     #[test]
