@@ -76,6 +76,8 @@ pub struct Database {
     checkpointer: checkpoint::Checkpointer,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// The scheduler's own: its short reads never wait behind the API's.
+    scheduler_reader: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for Database {
@@ -128,6 +130,7 @@ impl Database {
             checkpointer,
             readers,
             next_reader: AtomicUsize::new(0),
+            scheduler_reader: Mutex::new(open_connection(path, durability)?),
         })
     }
 
@@ -153,6 +156,20 @@ impl Database {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         };
+        work(&conn)
+    }
+
+    /// Runs `work` on the scheduler's own read connection, on the calling
+    /// thread: for the scheduler's few short reads (which documents a story
+    /// has), which must not wait for a connection an API request holds.
+    pub fn scheduler_read<R>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        let conn = self
+            .scheduler_reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         work(&conn)
     }
 

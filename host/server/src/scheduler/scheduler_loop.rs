@@ -53,11 +53,12 @@ struct Commit {
 }
 
 /// Which of `names` the story `scope` holds: a short indexed read on the
-/// scheduler's thread, made only for agents with documents to check. If
+/// scheduler's thread (on its own connection), made only for agents with
+/// documents to check. If
 /// the database cannot say, they are taken as there; the attempt, which
 /// reads them, then finds out.
 fn stored_documents(db: &Database, scope: &str, names: &[String]) -> HashSet<String> {
-    match db.read(|conn| documents::which_exist(conn, scope, names)) {
+    match db.scheduler_read(|conn| documents::which_exist(conn, scope, names)) {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(scope, "reading which documents exist: {e}");
