@@ -420,6 +420,44 @@ async fn agent_memory_is_each_plugins_own_and_story_memory_is_shared() {
 }
 
 #[tokio::test]
+async fn an_agent_asking_for_documents_waits_for_them_and_is_then_given_them() {
+    let (server, _dir) = start(&[]).await;
+    add_template(
+        &server,
+        "asks",
+        json!({"jobs": {"ask": {"plugin": "agent-ops",
+            "input": {"ops": [{"op": "needs_unless_given", "names": ["extra"]}]}}}}),
+    )
+    .await;
+    // Not written yet: the job waits for it, then goes on with it.
+    let (_, answer) = server
+        .post(
+            "/v1/run",
+            &json!({"flow": "asks", "input": {}, "story_id": "a-1"}),
+        )
+        .await;
+    assert_eq!(answer["state"], "needs_input", "{answer}");
+    assert_eq!(answer["pending_docs"], json!(["extra"]));
+    let run_id = answer["run_id"].as_str().expect("id").to_owned();
+    put_document(&server, "a-1", "extra", "here it is").await;
+    let run = server.wait_for_state(&run_id, "completed").await;
+    let ask = job(&run, "ask");
+    assert_eq!(ask["attempts"], 2, "{run}");
+    assert_eq!(ask["output"]["documents"]["extra"], "here it is");
+    // Written already: the next attempt gets it at once.
+    put_document(&server, "a-2", "extra", "there already").await;
+    let (_, answer) = server
+        .post(
+            "/v1/run",
+            &json!({"flow": "asks", "input": {}, "story_id": "a-2"}),
+        )
+        .await;
+    assert_eq!(answer["state"], "completed", "{answer}");
+    assert_eq!(answer["result"]["documents"]["extra"], "there already");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn documents_an_agent_cannot_keep_fail_its_attempt_and_nothing_is_kept() {
     let (server, _dir) = start(&[]).await;
     add_template(

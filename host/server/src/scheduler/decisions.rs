@@ -12,7 +12,8 @@ use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::jobs::SpawnRequest;
 use warren_sandbox::plugin::Plugin;
 use warren_sandbox::runtime::{AttemptFailure, AttemptRequest, JobFailure, LimitHit};
-use warren_vocabulary::{Artifact, Condition, JobState, RunState};
+use warren_vocabulary::names::is_valid_document_name;
+use warren_vocabulary::{Artifact, Condition, JobState, PluginKind, RunState};
 
 use super::EngineConfig;
 use super::launch::Completion;
@@ -268,6 +269,7 @@ fn finish_failure(
         } = &failure
         {
             run.jobs[job].pending_docs = needs.clone();
+            run.jobs[job].asked = needs.clone();
         }
         let reason = Some(failure.to_string());
         fx.changes
@@ -437,12 +439,21 @@ pub(super) fn start_job(
         move_job(run, job, JobEvent::PluginMissing, Some(reason), fx);
         return false;
     };
-    // An agent starts only with every document it requires.
-    let requires = plugin
+    // An agent starts only with every document it requires, and those it
+    // asked for when it last returned `needs-input`.
+    let mut wanted: Vec<String> = plugin
         .agent_info()
-        .map_or(&[][..], |info| &info.requires[..]);
+        .map(|info| info.requires.clone())
+        .unwrap_or_default();
+    if plugin.kind() == PluginKind::Agent {
+        for name in &run.jobs[job].asked {
+            if !wanted.contains(name) && is_valid_document_name(name) {
+                wanted.push(name.clone());
+            }
+        }
+    }
     let (mut documents, mut stored_documents) = (Vec::new(), Vec::new());
-    for name in requires {
+    for name in &wanted {
         match run.documents.get(name) {
             Some(content) => documents.push((name.clone(), content.clone())),
             None => stored_documents.push(name.clone()),
@@ -474,6 +485,7 @@ pub(super) fn start_job(
     }
     let node = &mut run.jobs[job];
     node.attempts += 1;
+    node.handed = wanted;
     let attempt_id = warren_vocabulary::new_id();
     let cancel = Arc::new(AtomicBool::new(false));
     node.cancel = Some(cancel.clone());

@@ -64,6 +64,7 @@ pub(super) fn rebuild(
         node.retry_base = stored_job.retry_base;
         node.output = stored_job.output.clone();
         node.pending_docs = stored_job.pending_docs.clone();
+        node.asked = stored_job.pending_docs.clone();
         run.data_bytes += node.output.as_ref().map_or(0, |o| o.len() as u64);
         node.not_before = stored_job
             .ready_at

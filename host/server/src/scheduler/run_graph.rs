@@ -36,6 +36,11 @@ pub(crate) struct Node {
     pub cancel: Option<Arc<AtomicBool>>,
     /// The documents it waits for, in state `needs_input`.
     pub pending_docs: Vec<String>,
+    /// What its agent asked for in its last `needs-input`: handed over
+    /// with its `requires` from then on.
+    pub asked: Vec<String>,
+    /// The documents its last attempt was given.
+    pub handed: Vec<String>,
 }
 
 pub(crate) struct ActiveRun {
@@ -136,6 +141,8 @@ impl ActiveRun {
                 artifacts: Vec::new(),
                 cancel: None,
                 pending_docs: Vec::new(),
+                asked: Vec::new(),
+                handed: Vec::new(),
             });
         }
         for dep in deps {

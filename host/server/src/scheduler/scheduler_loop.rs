@@ -26,6 +26,7 @@ use super::{Command, EngineConfig};
 use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change};
 use crate::db::{Database, DbError, documents};
+use warren_vocabulary::JobState;
 
 /// How often the queue gauges of `/metrics` are recomputed.
 const GAUGE_PERIOD: Duration = Duration::from_millis(100);
@@ -474,6 +475,20 @@ impl Scheduler {
         );
         if let Some(at) = retry_at {
             self.timers.push(Reverse((at, run_id.clone(), job)));
+        }
+        // Asked for documents it was not given: those already written go
+        // to its next attempt at once. (Asking again for what it was given
+        // waits for a new version.)
+        let node = &run.jobs[job];
+        if node.state == JobState::NeedsInput
+            && node
+                .pending_docs
+                .iter()
+                .any(|name| !node.handed.contains(name))
+        {
+            let db = &self.db;
+            let stored = |scope: &str, names: &[String]| stored_documents(db, scope, names);
+            documents_arrived(run, &stored, &mut self.effects);
         }
         if run.unfinished == 0 {
             finish_run(run, &mut self.effects);

@@ -6,6 +6,8 @@
 //!   "name": N, "bytes": B}`: a document in the reply;
 //! - `{"op": "agent_set" | "story_set", "key": K, "value": V}`;
 //! - `{"op": "needs", "names": [...]}`: ends asking for documents;
+//! - `{"op": "needs_unless_given", "names": [...]}`: the same, unless its
+//!   request carried every one of them;
 //! - `{"op": "fail", "message": M}`: ends with a permanent error.
 //!
 //! The output reports what the agent read: its `agent` and `story` memory
@@ -24,6 +26,7 @@ enum Op {
     AgentSet { key: String, value: String },
     StorySet { key: String, value: String },
     Needs { names: Vec<String> },
+    NeedsUnlessGiven { names: Vec<String> },
     Fail { message: String },
 }
 
@@ -66,6 +69,11 @@ impl Agent for AgentOps {
                 Op::AgentSet { key, value } => memory::agent().set(&key, value.as_bytes())?,
                 Op::StorySet { key, value } => memory::story().set(&key, value.as_bytes())?,
                 Op::Needs { names } => return Err(Error::needs_input(names)),
+                Op::NeedsUnlessGiven { names } => {
+                    if names.iter().any(|n| ctx.document(n).is_none()) {
+                        return Err(Error::needs_input(names));
+                    }
+                }
                 Op::Fail { message } => return Err(Error::permanent(message)),
             }
         }
