@@ -7,6 +7,12 @@
 //! succeeded); a failed attempt's folder is removed. Promoted blobs are
 //! pinned until their references are committed, so the garbage collector,
 //! which removes blobs nothing references, never takes one in between.
+//!
+//! Staged blobs are written without syncing each one: whoever commits
+//! references to promoted blobs calls [`ArtifactStore::sync`] first, once
+//! for everything written since (Warren's scheduler does so before each
+//! commit that names artifacts), which costs one sync per commit instead
+//! of one per file.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -86,19 +92,32 @@ impl ArtifactStore {
         }
         self.root
             .create_dir_all(format!("sha256/{}", &digest[..2]))?;
-        let tmp = self.write_tmp(bytes)?;
+        let tmp = self.write_tmp(bytes, true)?;
         self.root.rename(&tmp, &self.root, &path)?;
         Ok(digest)
     }
 
-    /// Writes `bytes` durably to a new file under `tmp/`, whose name it
-    /// returns, for a rename into place: a reader never sees a partial blob.
-    fn write_tmp(&self, bytes: &[u8]) -> Result<String, ArtifactStoreError> {
+    /// Writes `bytes` to a new file under `tmp/`, whose name it returns,
+    /// for a rename into place: a reader never sees a partial blob. With
+    /// `synced`, the bytes are on disk when it returns.
+    fn write_tmp(&self, bytes: &[u8], synced: bool) -> Result<String, ArtifactStoreError> {
         let tmp = format!("tmp/{}", uuid::Uuid::new_v4().simple());
         let mut file = self.root.create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_data()?;
+        if synced {
+            file.sync_data()?;
+        }
         Ok(tmp)
+    }
+
+    /// Makes everything written to the store so far (staged and promoted
+    /// blobs, renames) durable: one `syncfs` of the store's file system.
+    /// Call it before committing references to promoted blobs.
+    pub fn sync(&self) -> Result<(), ArtifactStoreError> {
+        // The store's own handle is path-only; syncfs needs an open one.
+        let opened = self.root.open("tmp")?;
+        rustix::fs::syncfs(&opened).map_err(std::io::Error::from)?;
+        Ok(())
     }
 
     /// Stores `bytes` for the attempt `attempt_id` only, until
@@ -111,7 +130,8 @@ impl ArtifactStore {
             return Ok(digest);
         }
         self.root.create_dir_all(&folder)?;
-        let tmp = self.write_tmp(bytes)?;
+        // Synced with the others before its references are committed.
+        let tmp = self.write_tmp(bytes, false)?;
         self.root.rename(&tmp, &self.root, &path)?;
         Ok(digest)
     }
@@ -143,11 +163,20 @@ impl ArtifactStore {
         for digest in digests {
             check_digest(digest)?;
             let path = blob_path(digest);
-            if !self.root.exists(&path) {
+            let staged = format!("{folder}/{digest}");
+            // A blob of the same digest is kept, unless its size says it is
+            // not whole (a power loss before the sync that would have kept
+            // it): then the staged one replaces it.
+            let whole = match (self.root.metadata(&path), self.root.metadata(&staged)) {
+                (Ok(kept), Ok(new)) => kept.len() == new.len(),
+                // Promoted already (the attempt named the content twice).
+                (Ok(_), Err(_)) => true,
+                (Err(_), _) => false,
+            };
+            if !whole {
                 self.root
                     .create_dir_all(format!("sha256/{}", &digest[..2]))?;
-                self.root
-                    .rename(format!("{folder}/{digest}"), &self.root, &path)?;
+                self.root.rename(&staged, &self.root, &path)?;
             }
         }
         self.discard(attempt_id)?;
@@ -369,6 +398,21 @@ mod tests {
             .expect("dir")
             .count();
         assert_eq!(blobs, 1);
+    }
+
+    #[test]
+    fn a_truncated_blob_is_replaced_by_a_whole_one_and_the_store_syncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(ArtifactStore::open(dir.path()).expect("open"));
+        let digest = store.stage("attempt-1", b"whole content").expect("stage");
+        let blob = dir.path().join("sha256").join(&digest[..2]);
+        std::fs::create_dir_all(&blob).expect("shard");
+        // What a power loss before the sync could leave: an empty file.
+        std::fs::write(blob.join(&digest), b"").expect("truncated");
+        let twice = [digest.clone(), digest.clone()];
+        let _pins = store.promote("attempt-1", &twice).expect("promote");
+        store.sync().expect("sync");
+        assert_eq!(store.get(&digest, 100).expect("get"), b"whole content");
     }
 
     #[test]

@@ -279,7 +279,7 @@ impl Runtime {
     pub async fn run_attempt(&self, plugin: &Plugin, request: AttemptRequest) -> AttemptOutcome {
         let mut outcome = self.run_attempt_staged(plugin, request).await;
         if outcome.result.is_ok()
-            && let Err(e) = self.promote_artifacts(&outcome).await
+            && let Err(e) = self.keep_artifacts(&outcome).await
         {
             outcome.result = Err(AttemptFailure::Host {
                 message: format!("keeping the artifacts: {e}"),
@@ -289,7 +289,22 @@ impl Runtime {
         outcome
     }
 
-    /// Moves a successful attempt's staged artifacts into the shared store.
+    /// Promotes a successful attempt's artifacts and makes them durable.
+    async fn keep_artifacts(&self, outcome: &AttemptOutcome) -> Result<(), String> {
+        self.promote_artifacts(outcome).await?;
+        if outcome.artifacts.is_empty() {
+            return Ok(());
+        }
+        let store = self.services().artifacts.clone();
+        tokio::task::spawn_blocking(move || store.sync())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Moves a successful attempt's staged artifacts into the shared store,
+    /// not yet durably: sync the store ([`crate::artifact_store::ArtifactStore::sync`]) before
+    /// committing references to them.
     /// They stay pinned (safe from [`crate::artifact_store::ArtifactStore::collect_garbage`]) while
     /// the returned [`Pins`] live: keep them until the references to the
     /// artifacts are committed.

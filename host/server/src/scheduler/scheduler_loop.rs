@@ -412,9 +412,26 @@ impl Scheduler {
         self.signals.metrics.count(&changes);
         let db = self.db.clone();
         let pins = std::mem::take(&mut self.effects.pins);
+        // Blobs the batch names were written without a sync each: one
+        // sync makes them all durable before their references are.
+        let names_artifacts = changes
+            .iter()
+            .any(|c| matches!(c, Change::Artifacts { artifacts, .. } if !artifacts.is_empty()));
+        let store = names_artifacts.then(|| self.runtime.artifact_store().clone());
         let write = Box::pin(async move {
             // Dropped (unpinned) when the write is over, either way.
             let _pins = pins;
+            if let Some(store) = store {
+                let synced = tokio::task::spawn_blocking(move || store.sync()).await;
+                if !matches!(synced, Ok(Ok(()))) {
+                    tracing::error!(
+                        "syncing the artifact store failed: {synced:?}; stopping the engine"
+                    );
+                    return Err(DbError::Commit(
+                        "the artifact store could not be synced".into(),
+                    ));
+                }
+            }
             let mut tries = 0;
             loop {
                 let batch = changes.clone();
