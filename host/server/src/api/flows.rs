@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::extract::{ApiJson, ApiPath, check_name};
+use super::params::FlowName;
 use super::views::raw_json;
 use super::{AppState, MAX_RESPONSE_BYTES};
 use crate::api::ApiError;
@@ -91,15 +92,6 @@ pub struct FlowAnswer {
     pub documents_story: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<FlowFailure>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct FlowName {
-    /// A template name.
-    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    #[allow(dead_code)]
-    flow: String,
 }
 
 #[utoipa::path(

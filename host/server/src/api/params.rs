@@ -18,6 +18,15 @@ pub struct RunId {
     pub id: String,
 }
 
+/// `{flow}`: a template run as a flow.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FlowName {
+    /// A template name.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length = 64)]
+    pub flow: String,
+}
+
 /// `{id}` of a job.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Path)]
