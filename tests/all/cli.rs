@@ -49,6 +49,27 @@ fn run_prints_the_output_on_stdout_and_logs_on_stderr() {
 }
 
 #[test]
+fn run_describes_an_agent_and_says_which_documents_it_waits_for() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let analyst = plugin_path("analyst");
+    let output = warren(data.path(), &["run", path_arg(&analyst), "--story", "s1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("analyst: job needs input: brief"),
+        "{stderr}"
+    );
+    let trap = guest_path("describe_trap");
+    let output = warren(data.path(), &["run", path_arg(&trap)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("describe() failed: trap: guest panicked: no description today"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn first_party_plugins_run_by_name() {
     let data = tempfile::tempdir().expect("tempdir");
     let output = Command::new(WARREN)

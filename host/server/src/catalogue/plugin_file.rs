@@ -16,6 +16,9 @@ pub enum PluginFileError {
     Plugin(#[from] PluginError),
     #[error("{0}")]
     Manifest(String),
+    /// An agent's `describe()` failed or answered nonsense.
+    #[error("{0}")]
+    Describe(String),
 }
 
 /// Loads `path` (validated, compiled or taken from the cache) with the

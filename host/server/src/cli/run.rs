@@ -21,8 +21,8 @@ use warren::scheduler::spec::{JobSpec, PipelineSpec};
 use warren::scheduler::{EngineConfig, EngineError, PipelineSource, Submission};
 use warren_sandbox::capabilities::jobs::Progress;
 use warren_sandbox::capabilities::log::{CapturedLog, LogLine, LogSink};
-use warren_sandbox::runtime::AttemptFailure;
-use warren_vocabulary::{Artifact, JobState, LimitsSpec, RetryPolicy, Usage};
+use warren_sandbox::runtime::{AttemptFailure, JobFailure};
+use warren_vocabulary::{Artifact, JobState, LimitsSpec, PluginKind, RetryPolicy, Usage};
 
 /// Options of `warren run`.
 #[derive(Debug, Clone)]
@@ -177,12 +177,23 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         builder = builder.cache_dir(Some(cache));
     }
     let host = builder.open().map_err(RunError::Host)?;
-    let root = plugin_file::load(&host.runtime, &plugin_path, &policy).map_err(|source| {
-        RunError::InvalidPlugin {
-            path: plugin_path.display().to_string(),
-            source,
+    let invalid = |source| RunError::InvalidPlugin {
+        path: plugin_path.display().to_string(),
+        source,
+    };
+    let root = plugin_file::load(&host.runtime, &plugin_path, &policy).map_err(invalid)?;
+    // An agent says what it requires, as when a server loads it.
+    let root = match root.kind() {
+        PluginKind::Agent => {
+            let info = host
+                .runtime
+                .describe_agent(&root)
+                .await
+                .map_err(|e| invalid(PluginFileError::Describe(e)))?;
+            root.with_agent_info(info)
         }
-    })?;
+        PluginKind::Job => root,
+    };
     let name = root.name().to_owned();
     host.plugins.insert(root);
     // Plugins the job spawns are found beside it, with their manifests.
@@ -278,7 +289,13 @@ fn user_cache_dir() -> Option<PathBuf> {
 
 /// A job as the report shows it, from what the engine stored.
 fn report(job: JobOutcomeRecord) -> JobReport {
-    let error = parse(job.error.as_deref()).or_else(|| {
+    // Waiting for documents it never started with: that is its error.
+    let waiting = (job.state == JobState::NeedsInput && !job.pending_docs.is_empty()).then(|| {
+        AttemptFailure::Job {
+            error: JobFailure::NeedsInput(job.pending_docs.clone()),
+        }
+    });
+    let error = waiting.or_else(|| parse(job.error.as_deref())).or_else(|| {
         (job.state != JobState::Completed).then(|| AttemptFailure::Host {
             message: format!("the job ended {} without an attempt", job.state),
         })

@@ -635,6 +635,8 @@ pub struct JobOutcomeRecord {
     pub progress: Option<String>,
     pub usage: Usage,
     pub artifacts: Vec<Artifact>,
+    /// The documents it waits for, in state `needs_input`.
+    pub pending_docs: Vec<String>,
 }
 
 /// Every job of `run_id` in the order it was created (spawned jobs after
@@ -642,7 +644,8 @@ pub struct JobOutcomeRecord {
 pub fn job_outcomes(conn: &Connection, run_id: &str) -> Result<Vec<JobOutcomeRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT j.id, j.name, j.plugin, j.plugin_digest, j.state, j.spawn_reason, j.output,
-                a.error, a.log, a.progress, a.fuel_consumed, a.peak_memory_bytes, a.wall_time_us
+                a.error, a.log, a.progress, a.fuel_consumed, a.peak_memory_bytes, a.wall_time_us,
+                j.pending_docs
          FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
          WHERE j.run_id = ?1 ORDER BY j.rowid",
     )?;
@@ -667,6 +670,10 @@ pub fn job_outcomes(conn: &Connection, run_id: &str) -> Result<Vec<JobOutcomeRec
                     ),
                 },
                 artifacts: Vec::new(),
+                pending_docs: r
+                    .get::<_, Option<String>>(13)?
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default(),
             },
             r.get::<_, String>(4)?,
         ))
