@@ -458,6 +458,44 @@ async fn an_agent_asking_for_documents_waits_for_them_and_is_then_given_them() {
 }
 
 #[tokio::test]
+async fn a_job_asking_for_a_document_that_exists_waits_without_looping() {
+    let (server, _dir) = start(&["toolbox"]).await;
+    put_document(&server, "t-1", "x", "there").await;
+    add_template(
+        &server,
+        "job-asks",
+        json!({"jobs": {"ask": {"plugin": "toolbox",
+            "input": [{"op": "fail", "kind": "needs_input", "message": "x"}]}}}),
+    )
+    .await;
+    let (_, answer) = server
+        .post(
+            "/v1/run",
+            &json!({"flow": "job-asks", "input": {}, "story_id": "t-1"}),
+        )
+        .await;
+    let (_, run) = server
+        .get(&format!(
+            "/v1/runs/{}",
+            answer["run_id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(answer["state"], "needs_input", "{answer} {run}");
+    // A job is given no documents: starting it again at once would only
+    // ask again, so it waits for a write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, run) = server
+        .get(&format!(
+            "/v1/runs/{}",
+            answer["run_id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(job(&run, "ask")["attempts"], 1, "{run}");
+    assert_eq!(job(&run, "ask")["pending_docs"], json!(["x"]));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn documents_an_agent_cannot_keep_fail_its_attempt_and_nothing_is_kept() {
     let (server, _dir) = start(&[]).await;
     add_template(

@@ -87,7 +87,11 @@ impl ArtifactStore {
     pub fn put(&self, bytes: &[u8]) -> Result<String, ArtifactStoreError> {
         let digest = sha256_hex(bytes);
         let path = blob_path(&digest);
-        if self.root.exists(&path) {
+        // Kept already, perhaps promoted but not yet synced: sync it.
+        if let Ok(kept) = self.root.open(&path)
+            && kept.metadata().is_ok_and(|m| m.len() == bytes.len() as u64)
+        {
+            kept.sync_data()?;
             return Ok(digest);
         }
         self.root
@@ -164,19 +168,18 @@ impl ArtifactStore {
             check_digest(digest)?;
             let path = blob_path(digest);
             let staged = format!("{folder}/{digest}");
-            // A blob of the same digest is kept, unless its size says it is
-            // not whole (a power loss before the sync that would have kept
-            // it): then the staged one replaces it.
-            let whole = match (self.root.metadata(&path), self.root.metadata(&staged)) {
-                (Ok(kept), Ok(new)) => kept.len() == new.len(),
-                // Promoted already (the attempt named the content twice).
-                (Ok(_), Err(_)) => true,
-                (Err(_), _) => false,
-            };
-            if !whole {
-                self.root
-                    .create_dir_all(format!("sha256/{}", &digest[..2]))?;
-                self.root.rename(&staged, &self.root, &path)?;
+            // The staged copy replaces a blob of the same digest (an atomic
+            // rename, same bytes): one left by a power loss before the sync
+            // that would have kept it whole is never trusted.
+            match self.root.metadata(&staged) {
+                Ok(_) => {
+                    self.root
+                        .create_dir_all(format!("sha256/{}", &digest[..2]))?;
+                    self.root.rename(&staged, &self.root, &path)?;
+                }
+                // Promoted already: the attempt named the content twice.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.root.exists(&path) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         self.discard(attempt_id)?;

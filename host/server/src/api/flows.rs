@@ -161,6 +161,7 @@ async fn run_flow(
     story_id: Option<String>,
     wait_ms: Option<u64>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     check_name("flow", &flow)?;
     let submission = Submission {
         pipeline: PipelineSource::Template {
@@ -179,10 +180,12 @@ async fn run_flow(
         ),
         other => other.into(),
     })?;
-    // The answer must leave before the request's own deadline.
+    // The answer must leave before the request's own deadline, however
+    // long the submission took (a plugin still loading, say).
     let most = state
         .request_timeout
-        .saturating_sub(Duration::from_millis(500));
+        .saturating_sub(Duration::from_millis(500))
+        .saturating_sub(started.elapsed());
     let wait = wait_ms
         .map_or(DEFAULT_WAIT, Duration::from_millis)
         .min(most);

@@ -731,6 +731,10 @@ pub fn flow(
     run_id: &str,
     max_inline: usize,
 ) -> Result<Option<FlowRecord>, DbError> {
+    // The run and its jobs from one snapshot: a run seen waiting has its
+    // waiting jobs.
+    let snapshot = conn.unchecked_transaction()?;
+    let conn = &*snapshot;
     let head: Option<(String, String, Option<String>)> = conn
         .prepare_cached("SELECT state, spec, story_id FROM runs WHERE id = ?1")?
         .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))

@@ -38,6 +38,9 @@ pub(super) struct Effects {
     /// Document scopes written to: once committed, runs waiting there look
     /// again.
     pub document_scopes: Vec<String>,
+    /// `(run, name, content)` of documents its jobs wrote: once committed,
+    /// the run reads them (or newer versions) from the story again.
+    pub written: Vec<(String, String, Arc<str>)>,
 }
 
 /// An attempt decided on, to launch.
@@ -225,8 +228,10 @@ pub(super) fn finish_attempt(
             });
             if !outcome.documents.is_empty() {
                 for document in &outcome.documents {
-                    run.documents
-                        .insert(document.name.clone(), Arc::from(document.content.as_str()));
+                    let content: Arc<str> = Arc::from(document.content.as_str());
+                    run.documents.insert(document.name.clone(), content.clone());
+                    fx.written
+                        .push((run.id.clone(), document.name.clone(), content));
                 }
                 fx.document_scopes.push(run.document_scope().to_owned());
                 fx.changes.push(Change::Documents {
@@ -260,16 +265,27 @@ fn finish_failure(
     let error = serde_json::to_string(&failure).ok();
     let node = &run.jobs[job];
     let attempts_left = node.attempts - node.retry_base < node.retry.max_attempts;
-    let event = after_failure(&failure, run.cancelling, attempts_left);
+    let mut event = after_failure(&failure, run.cancelling, attempts_left);
+    // Only documents can be waited for: a list naming none ends the job.
+    let asked: Vec<String> = match &failure {
+        AttemptFailure::Job {
+            error: JobFailure::NeedsInput(needs),
+        } => needs
+            .iter()
+            .filter(|name| is_valid_document_name(name))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    if event == JobEvent::InputNeeded && asked.is_empty() {
+        event = JobEvent::Failed;
+    }
     let to = next_state(run, job, event)?;
     let from = run.jobs[job].state;
     if event != JobEvent::RetryScheduled {
-        if let AttemptFailure::Job {
-            error: JobFailure::NeedsInput(needs),
-        } = &failure
-        {
-            run.jobs[job].pending_docs = needs.clone();
-            run.jobs[job].asked = needs.clone();
+        if event == JobEvent::InputNeeded {
+            run.jobs[job].pending_docs = asked.clone();
+            run.jobs[job].asked = asked;
         }
         let reason = Some(failure.to_string());
         fx.changes
@@ -486,6 +502,7 @@ pub(super) fn start_job(
     let node = &mut run.jobs[job];
     node.attempts += 1;
     node.handed = wanted;
+    node.is_agent = plugin.kind() == PluginKind::Agent;
     let attempt_id = warren_vocabulary::new_id();
     let cancel = Arc::new(AtomicBool::new(false));
     node.cancel = Some(cancel.clone());

@@ -41,6 +41,8 @@ pub(crate) struct Node {
     pub asked: Vec<String>,
     /// The documents its last attempt was given.
     pub handed: Vec<String>,
+    /// Whether its plugin, when it last started, was an agent.
+    pub is_agent: bool,
 }
 
 pub(crate) struct ActiveRun {
@@ -68,9 +70,10 @@ pub(crate) struct ActiveRun {
     /// Bytes of every job's input and output so far (see
     /// `EngineConfig::max_run_data_bytes`).
     pub data_bytes: u64,
-    /// Documents written by this run's jobs in this process, latest by
-    /// name: an agent downstream reads them here, before the commit that
-    /// stores them lands (see `document_scope` for where they are stored).
+    /// Documents written by this run's jobs whose commit has not landed yet,
+    /// latest by name: an agent downstream reads them here meanwhile (see
+    /// `document_scope` for where they are stored); once committed, from
+    /// the story, where a newer version may have come since.
     pub documents: HashMap<String, Arc<str>>,
 }
 
@@ -143,6 +146,7 @@ impl ActiveRun {
                 pending_docs: Vec::new(),
                 asked: Vec::new(),
                 handed: Vec::new(),
+                is_agent: false,
             });
         }
         for dep in deps {

@@ -51,6 +51,8 @@ struct Commit {
     runs_finished: u64,
     /// Document scopes this commit writes to.
     document_scopes: Vec<String>,
+    /// Documents it stores, which their runs then read from the story.
+    written: Vec<(String, String, Arc<str>)>,
 }
 
 /// Which of `names` the story `scope` holds: a short indexed read on the
@@ -456,11 +458,24 @@ impl Scheduler {
             replies: std::mem::take(&mut self.effects.replies),
             runs_finished: std::mem::take(&mut self.effects.runs_finished),
             document_scopes: std::mem::take(&mut self.effects.document_scopes),
+            written: std::mem::take(&mut self.effects.written),
         })
     }
 
     /// Tells cancellers and waiters about decisions that are now durable.
-    fn acknowledge(&self, commit: Commit) {
+    fn acknowledge(&mut self, commit: Commit) {
+        // Stored now: a run reads its documents from the story again, unless
+        // one of its jobs wrote a later one meanwhile.
+        for (run_id, name, content) in commit.written {
+            if let Some(run) = self.runs.get_mut(&run_id)
+                && run
+                    .documents
+                    .get(&name)
+                    .is_some_and(|held| Arc::ptr_eq(held, &content))
+            {
+                run.documents.remove(&name);
+            }
+        }
         for reply in commit.replies {
             let _ = reply.send(true);
         }
@@ -493,11 +508,13 @@ impl Scheduler {
         if let Some(at) = retry_at {
             self.timers.push(Reverse((at, run_id.clone(), job)));
         }
-        // Asked for documents it was not given: those already written go
-        // to its next attempt at once. (Asking again for what it was given
-        // waits for a new version.)
+        // An agent asked for documents it was not given: those already
+        // written go to its next attempt at once. (Asking again for what it
+        // was given waits for a new version; a job is given none, so it
+        // waits for a write.)
         let node = &run.jobs[job];
         if node.state == JobState::NeedsInput
+            && node.is_agent
             && node
                 .pending_docs
                 .iter()

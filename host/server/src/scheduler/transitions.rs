@@ -115,8 +115,10 @@ pub fn run_transition(from: RunState, event: RunEvent) -> Option<RunState> {
     use RunState as S;
     Some(match (from, event) {
         (S::Pending, E::JobStarted) => S::Running,
-        (S::Pending | S::Running, E::AllSucceeded) => S::Completed,
-        (S::Pending | S::Running, E::SomeFailed) => S::Failed,
+        // A waiting run ends too when its last jobs end without running
+        // (a retried job whose plugin is gone, say).
+        (S::Pending | S::Running | S::NeedsInput, E::AllSucceeded) => S::Completed,
+        (S::Pending | S::Running | S::NeedsInput, E::SomeFailed) => S::Failed,
         (S::Pending | S::Running | S::NeedsInput, E::Cancelled) => S::Cancelled,
         // A cancelled run stays cancelled.
         (S::Completed | S::Failed, E::JobRetried) => S::Running,
@@ -222,6 +224,8 @@ mod tests {
             (S::Running, E::Stalled, S::NeedsInput),
             (S::NeedsInput, E::Resumed, S::Running),
             (S::NeedsInput, E::Cancelled, S::Cancelled),
+            (S::NeedsInput, E::AllSucceeded, S::Completed),
+            (S::NeedsInput, E::SomeFailed, S::Failed),
         ]
     };
 
