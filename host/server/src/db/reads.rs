@@ -88,6 +88,14 @@ fn stored_json(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<S
     }))
 }
 
+/// Document names stored as a JSON array (`pending_docs`); none for NULL.
+fn document_names(r: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Vec<String>> {
+    let json: Option<String> = r.get(index)?;
+    Ok(json
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default())
+}
+
 /// A run without its jobs: what `GET /v1/runs/{id}` shows above them.
 #[derive(Debug, Clone)]
 pub struct RunHeadRecord {
@@ -137,10 +145,7 @@ pub fn run_head(
                             text: None,
                         }),
                         pending_docs: {
-                            let json: Option<String> = r.get(10)?;
-                            let mut names: Vec<String> = json
-                                .and_then(|j| serde_json::from_str(&j).ok())
-                                .unwrap_or_default();
+                            let mut names = document_names(r, 10)?;
                             names.sort();
                             names
                         },
@@ -226,10 +231,7 @@ fn job_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobSummaryRecord, Str
                 text: None,
             }),
             output: stored_json(r, 11)?,
-            pending_docs: r
-                .get::<_, Option<String>>(13)?
-                .and_then(|json| serde_json::from_str(&json).ok())
-                .unwrap_or_default(),
+            pending_docs: document_names(r, 13)?,
         },
         r.get(3)?,
     ))
@@ -670,10 +672,7 @@ pub fn job_outcomes(conn: &Connection, run_id: &str) -> Result<Vec<JobOutcomeRec
                     ),
                 },
                 artifacts: Vec::new(),
-                pending_docs: r
-                    .get::<_, Option<String>>(13)?
-                    .and_then(|json| serde_json::from_str(&json).ok())
-                    .unwrap_or_default(),
+                pending_docs: document_names(r, 13)?,
             },
             r.get::<_, String>(4)?,
         ))
@@ -756,10 +755,7 @@ pub fn flow(
                     name: r.get(1)?,
                     state: JobState::Pending,
                     error: r.get(3)?,
-                    pending_docs: r
-                        .get::<_, Option<String>>(4)?
-                        .and_then(|json| serde_json::from_str(&json).ok())
-                        .unwrap_or_default(),
+                    pending_docs: document_names(r, 4)?,
                     output: stored_json(r, 5)?,
                 },
                 r.get::<_, String>(2)?,

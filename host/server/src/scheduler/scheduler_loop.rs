@@ -55,13 +55,12 @@ struct Commit {
     written: Vec<(String, String, Arc<str>)>,
 }
 
-/// Which of `names` the story `scope` holds: a short indexed read on the
-/// scheduler's thread (on its own connection), made only for agents with
-/// documents to check. If
-/// the database cannot say, they are taken as there; the attempt, which
-/// reads them, then finds out.
-fn stored_documents(db: &Database, scope: &str, names: &[String]) -> HashSet<String> {
-    match db.scheduler_read(|conn| documents::which_exist(conn, scope, names)) {
+/// Which of `names` a story holds: a short indexed read on the scheduler's
+/// thread (on its own connection), made only for agents with documents to
+/// check. If the database cannot say, they are taken as there; the
+/// attempt, which reads them, then finds out.
+fn stored_documents(db: &Database) -> impl Fn(&str, &[String]) -> HashSet<String> + '_ {
+    move |scope, names| match db.scheduler_read(|conn| documents::which_exist(conn, scope, names)) {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(scope, "reading which documents exist: {e}");
@@ -282,12 +281,15 @@ impl Scheduler {
     /// Documents of `scope` were written: its runs' jobs waiting for them
     /// may go on.
     pub(super) fn documents_changed(&mut self, scope: &str) {
-        let db = &self.db;
-        let stored = |scope: &str, names: &[String]| stored_documents(db, scope, names);
         let mut resumed = Vec::new();
-        for run in self.runs.values_mut() {
-            if run.document_scope() == scope && documents_arrived(run, &stored, &mut self.effects) {
-                resumed.push(run.id.clone());
+        {
+            let stored = stored_documents(&self.db);
+            for run in self.runs.values_mut() {
+                if run.document_scope() == scope
+                    && documents_arrived(run, &stored, &mut self.effects)
+                {
+                    resumed.push(run.id.clone());
+                }
             }
         }
         for run_id in resumed {
@@ -349,14 +351,12 @@ impl Scheduler {
                 continue;
             }
             let Some(job) = next_ready(run) else { continue };
-            let db = &self.db;
-            let stored = |scope: &str, names: &[String]| stored_documents(db, scope, names);
             let started = start_job(
                 run,
                 job,
                 &self.plugins,
                 &self.config,
-                &stored,
+                &stored_documents(&self.db),
                 &mut self.effects,
             );
             if started {
@@ -520,9 +520,7 @@ impl Scheduler {
                 .iter()
                 .any(|name| !node.handed.contains(name))
         {
-            let db = &self.db;
-            let stored = |scope: &str, names: &[String]| stored_documents(db, scope, names);
-            documents_arrived(run, &stored, &mut self.effects);
+            documents_arrived(run, &stored_documents(&self.db), &mut self.effects);
         }
         if run.unfinished == 0 {
             finish_run(run, &mut self.effects);
