@@ -5,6 +5,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::Error;
 use crate::bindings::agent::exports::warren::plugin::agent_handler as wit;
 use crate::bindings::agent::warren::plugin::agent_inputs;
+use crate::reviews::{self, Review};
 
 /// A named document an agent reads or writes.
 pub type Document = wit::Document;
@@ -65,6 +66,19 @@ impl AgentContext {
         self.upstream_outputs()
             .iter()
             .map(|(name, _)| name.as_str())
+    }
+
+    /// Every review of this agent's job, oldest first: decisions on its
+    /// earlier replies (a rework reads here why it runs) and input given
+    /// to it.
+    pub fn reviews(&self) -> Vec<Review> {
+        reviews::own()
+    }
+
+    /// Reviews of the jobs this one depends on, oldest first: an approval's
+    /// data is the reviewer's addition to that job's output.
+    pub fn upstream_reviews(&self) -> Vec<Review> {
+        reviews::upstream()
     }
 
     fn upstream_outputs(&self) -> &[(String, String)] {

@@ -2,6 +2,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Error;
 use crate::bindings::types;
+use crate::reviews::{self, Review};
 
 /// A job: one plugin call with a JSON input and a JSON output.
 pub trait Job {
@@ -42,6 +43,18 @@ impl Context {
     /// Names of the upstream jobs whose outputs this job received.
     pub fn upstream_jobs(&self) -> impl Iterator<Item = &str> {
         self.upstream.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// Every review of this job, oldest first: decisions on earlier
+    /// outputs (a rework reads here why it runs) and input given to it.
+    pub fn reviews(&self) -> Vec<Review> {
+        reviews::own()
+    }
+
+    /// Reviews of the jobs this one depends on, oldest first: an approval's
+    /// data is the reviewer's addition to that job's output.
+    pub fn upstream_reviews(&self) -> Vec<Review> {
+        reviews::upstream()
     }
 }
 

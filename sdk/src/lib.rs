@@ -34,7 +34,8 @@
 //!
 //! Agents implement [`Agent`] and are exported with [`export_agent!`].
 //! Host capabilities are plain functions: [`log`], [`memory`], [`artifacts`]
-//! and [`jobs`]. Files go through `std::fs` under `/work`, `/in` and `/out`.
+//! and [`jobs`]; what people decided about a job (its approval gate, input
+//! given to it) comes from `ctx.reviews()`. Files go through `std::fs` under `/work`, `/in` and `/out`.
 
 // The generated bindings name this crate by its public path.
 extern crate self as warren_sdk;
@@ -47,10 +48,12 @@ pub mod artifacts;
 pub mod jobs;
 pub mod log;
 pub mod memory;
+pub mod reviews;
 
 pub use agent::{Agent, AgentContext, AgentInfo, Document, Reply};
 pub use error::{Error, HostError};
 pub use job::{Context, Job};
+pub use reviews::{Decision, Review};
 
 /// Generated bindings of the `warren:plugin` WIT contract. Plugin authors do
 /// not need these; they are public for the export macros.
@@ -87,6 +90,7 @@ pub mod bindings {
                 "warren:plugin/memory@0.1.0": crate::bindings::job::warren::plugin::memory,
                 "warren:plugin/agent-memory@0.1.0": crate::bindings::job::warren::plugin::agent_memory,
                 "warren:plugin/artifacts@0.1.0": crate::bindings::job::warren::plugin::artifacts,
+                "warren:plugin/reviews@0.1.0": crate::bindings::job::warren::plugin::reviews,
             },
         });
     }

@@ -201,7 +201,7 @@ impl TestServer {
 }
 
 /// Reads an SSE stream to its end; returns each event's JSON data.
-async fn follow_events(server: &TestServer, run_id: &str) -> Vec<Value> {
+pub(crate) async fn follow_events(server: &TestServer, run_id: &str) -> Vec<Value> {
     let mut response = server
         .request(reqwest::Method::GET, &format!("/v1/runs/{run_id}/events"))
         .send()
@@ -1376,6 +1376,9 @@ async fn the_openapi_description_covers_every_endpoint() {
         ("get", "/v1/jobs/{id}"),
         ("get", "/v1/jobs/{id}/logs"),
         ("post", "/v1/jobs/{id}/retry"),
+        ("post", "/v1/jobs/{id}/decision"),
+        ("post", "/v1/jobs/{id}/input"),
+        ("get", "/v1/pending"),
         ("get", "/v1/artifacts/{sha256}"),
         ("post", "/v1/templates"),
         ("get", "/v1/templates"),
@@ -1403,7 +1406,7 @@ async fn the_openapi_description_covers_every_endpoint() {
     }
     let schemas = &doc["components"]["schemas"];
     let states = schemas["RunState"]["enum"].as_array().expect("run states");
-    assert_eq!(states.len(), 6, "{states:?}");
+    assert_eq!(states.len(), 7, "{states:?}");
     assert!(
         schemas["JobState"]["enum"]
             .as_array()

@@ -693,9 +693,11 @@ async fn a_huge_guest_error_is_stored_and_told_bounded() {
             "needy": toolbox(json!([{"op": "fail_big", "kind": "needs_input", "bytes": 10_000, "items": 5_000}])),
         }}))
         .await;
-    // What it asks for are no document names (256 bytes): nothing could
-    // give it, so it failed rather than wait.
-    assert_eq!(run.state, RunState::Failed);
+    // `loud` failed; `needy` waits for input (what it asks for is no
+    // document, so only a person can give it).
+    assert_eq!(run.state, RunState::NeedsInput);
+    assert_eq!(job(&run, "loud").state, JobState::Failed);
+    assert_eq!(job(&run, "needy").state, JobState::NeedsInput);
     let (errors, reasons): (i64, i64) = host
         .engine
         .database()

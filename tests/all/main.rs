@@ -6,6 +6,7 @@
 
 mod agents;
 mod api;
+mod approvals;
 mod cli;
 mod crash;
 mod documents;

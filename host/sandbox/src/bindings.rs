@@ -36,6 +36,7 @@ mod agent_world {
             "warren:plugin/memory": super::job_world::warren::plugin::memory,
             "warren:plugin/agent-memory": super::job_world::warren::plugin::agent_memory,
             "warren:plugin/artifacts": super::job_world::warren::plugin::artifacts,
+            "warren:plugin/reviews": super::job_world::warren::plugin::reviews,
         },
     });
 }
@@ -43,7 +44,7 @@ mod agent_world {
 pub use agent_world::exports::warren::plugin::agent_handler;
 pub use agent_world::warren::plugin::agent_inputs;
 pub use agent_world::{Agent, AgentPre};
-pub use job_world::warren::plugin::{agent_memory, artifacts, jobs, log, memory, types};
+pub use job_world::warren::plugin::{agent_memory, artifacts, jobs, log, memory, reviews, types};
 pub use job_world::{Job, JobPre};
 
 /// Version of the contract this host implements.

@@ -12,15 +12,8 @@ use crate::catalogue::grants::{DirectoryRule, Policy};
 use crate::db::Durability;
 use warren_vocabulary::{LimitsSpec, MemoryScope};
 
-/// What a bearer token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything a client may do, plus templates, plugins and configuration.
-    Admin,
-    /// Runs, approvals and reading.
-    Client,
-}
+/// What a bearer token may do (shared with the gates that name one).
+pub use warren_vocabulary::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -265,16 +258,16 @@ impl Layer {
 fn parse_token(entry: &str) -> Result<Token, ConfigError> {
     let bad = || ConfigError::Env {
         name: "WARREN_TOKENS".into(),
-        message: format!("{entry:?} is not `name:admin:token` or `name:client:token`"),
+        message: format!(
+            "{entry:?} is not `name:ROLE:token` with ROLE `admin`, `client` or `approver`"
+        ),
     };
     let mut parts = entry.splitn(3, ':');
     let (Some(name), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
     };
-    let role = match role {
-        "admin" => Role::Admin,
-        "client" => Role::Client,
-        _ => return Err(bad()),
+    let Some(role) = Role::parse(role) else {
+        return Err(bad());
     };
     Ok(Token {
         name: name.to_owned(),

@@ -80,9 +80,59 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Follow a run live: a progress bar and each job as it changes state.
+    /// Follow a run live: a progress bar and each job as it changes state,
+    /// until it ends or waits for people.
     Watch {
         run: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the jobs waiting for a decision or for input, longest waiting
+    /// first: run, job, how long, and the output held (or what it waits for).
+    Pending {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Approve the output of a job waiting at its gate: it completes and its
+    /// dependents run.
+    Approve {
+        job: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// JSON (or `@file`) added to the job's output for its dependents.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Reject the output of a job waiting at its gate: it runs again with
+    /// your comment (until its gate's rework is used up), or fails with
+    /// --final.
+    Reject {
+        job: String,
+        /// What to change; the job's plugin reads it on its rework.
+        #[arg(long)]
+        comment: String,
+        /// Fail the job now instead of sending it back.
+        #[arg(long = "final")]
+        is_final: bool,
+        /// JSON (or `@file`) the rework should use.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Give a job waiting for input (`needs_input`) what it asked for: it
+    /// runs again with it.
+    Input {
+        job: String,
+        /// The input, JSON (or `@file`).
+        data: String,
+        #[arg(long)]
+        comment: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -465,6 +515,61 @@ fn main() {
             server,
         } => client_command(async move {
             crate::cli::client::logs(&server.server(), &job, follow).await?;
+            Ok(exit::SUCCESS)
+        }),
+        Command::Pending { json, server } => client_command(async move {
+            use crate::cli::reviews;
+            let jobs = reviews::pending(&server.server()).await?;
+            if json {
+                println!("{}", serde_json::Value::from(jobs));
+            } else {
+                reviews::print_pending(&jobs, warren_vocabulary::now_ms());
+            }
+            Ok(exit::SUCCESS)
+        }),
+        Command::Approve {
+            job,
+            comment,
+            data,
+            server,
+        } => client_command(async move {
+            let data = data.as_deref().map(json_argument).transpose()?;
+            let answer =
+                crate::cli::reviews::decide(&server.server(), &job, true, comment, data, false)
+                    .await?;
+            println!("job {job}: {}", answer["state"].as_str().unwrap_or("?"));
+            Ok(exit::SUCCESS)
+        }),
+        Command::Reject {
+            job,
+            comment,
+            is_final,
+            data,
+            server,
+        } => client_command(async move {
+            let data = data.as_deref().map(json_argument).transpose()?;
+            let answer = crate::cli::reviews::decide(
+                &server.server(),
+                &job,
+                false,
+                Some(comment),
+                data,
+                is_final,
+            )
+            .await?;
+            println!("job {job}: {}", answer["state"].as_str().unwrap_or("?"));
+            Ok(exit::SUCCESS)
+        }),
+        Command::Input {
+            job,
+            data,
+            comment,
+            server,
+        } => client_command(async move {
+            let data = json_argument(&data)?;
+            let answer =
+                crate::cli::reviews::give_input(&server.server(), &job, data, comment).await?;
+            println!("job {job}: {}", answer["state"].as_str().unwrap_or("?"));
             Ok(exit::SUCCESS)
         }),
         Command::Watch { run, server } => client_command(async move {
@@ -883,4 +988,11 @@ fn new_command(
             exit::INVALID
         }
     }
+}
+
+/// A JSON command-line argument, or `@file` to read it from a file.
+fn json_argument(arg: &str) -> Result<serde_json::Value, crate::cli::client::ClientError> {
+    use crate::cli::client::ClientError;
+    let text = run::read_input(arg).map_err(|e| ClientError::Usage(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| ClientError::Usage(format!("not JSON: {e}")))
 }

@@ -18,11 +18,12 @@ use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{Engine, EngineConfig};
 
 /// The templates every fresh server offers, made of first-party plugins:
-/// a pipeline of jobs, and a flow of agents (the default `flow` of
-/// `POST /v1/run`).
+/// a pipeline of jobs, a flow of agents (the default `flow` of
+/// `POST /v1/run`), and the gated phases of a spec-driven workflow.
 pub const DEMO_TEMPLATE: &str = "build-and-check";
 pub const DEMO_FLOW: &str = crate::config::DEFAULT_FLOW;
-const DEMO_TEMPLATES: [(&str, &str); 2] = [
+pub const DEMO_GATED: &str = "speckit";
+const DEMO_TEMPLATES: [(&str, &str); 3] = [
     (
         DEMO_TEMPLATE,
         include_str!("../../../examples/pipelines/build-and-check.json"),
@@ -30,6 +31,10 @@ const DEMO_TEMPLATES: [(&str, &str); 2] = [
     (
         DEMO_FLOW,
         include_str!("../../../examples/pipelines/brief-to-review.json"),
+    ),
+    (
+        DEMO_GATED,
+        include_str!("../../../examples/pipelines/speckit.json"),
     ),
 ];
 

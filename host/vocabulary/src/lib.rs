@@ -19,6 +19,7 @@ mod limits;
 pub mod names;
 mod pipeline;
 mod plugin;
+mod review;
 mod state;
 pub mod text;
 mod usage;
@@ -29,6 +30,10 @@ pub use id::{new_id, now_ms};
 pub use limits::{Limits, LimitsSpec};
 pub use pipeline::{Condition, RetryPolicy};
 pub use plugin::{MemoryScope, PluginKind};
+pub use review::{
+    ApprovalGate, Decision, MAX_COMMENT_BYTES, MAX_REVIEW_DATA_BYTES, OnTimeout, Review, Reviewer,
+    Role,
+};
 pub use state::{JobState, RunState};
 pub use usage::Usage;
 
@@ -79,6 +84,8 @@ mod tests {
         same_forms(Condition::ALL, Condition::as_str);
         same_forms(PluginKind::ALL, PluginKind::as_str);
         same_forms(MemoryScope::ALL, MemoryScope::as_str);
+        same_forms(Role::ALL, Role::as_str);
+        same_forms(Decision::ALL, Decision::as_str);
         for &state in JobState::ALL {
             assert_eq!(JobState::parse(state.as_str()), Some(state));
         }

@@ -12,6 +12,9 @@ pub enum RunState {
     /// Nothing can run until documents arrive: every job not ended waits
     /// for documents (`needs_input`) or for such a job.
     NeedsInput,
+    /// Nothing can run until a person decides: some job waits for a
+    /// decision, and every other job not ended waits for people too.
+    WaitingApproval,
     Completed,
     Failed,
     Cancelled,
@@ -32,15 +35,20 @@ pub enum JobState {
     /// Its dependencies can no longer be met.
     Skipped,
     Cancelled,
-    /// Waits for documents (its `pending_docs`): it goes on by itself when
-    /// they are written, or when someone retries it.
+    /// Waits for documents (its `pending_docs`) or for input: it goes on by
+    /// itself when the documents are written, or when someone gives it
+    /// input or retries it.
     NeedsInput,
+    /// Its attempt succeeded and its gate waits for a decision; its output
+    /// and artifacts are held from its dependents until it is approved.
+    WaitingApproval,
 }
 
 crate::text_enum!(RunState {
     Pending => "pending",
     Running => "running",
     NeedsInput => "needs_input",
+    WaitingApproval => "waiting_approval",
     Completed => "completed",
     Failed => "failed",
     Cancelled => "cancelled",
@@ -55,6 +63,7 @@ crate::text_enum!(JobState {
     Skipped => "skipped",
     Cancelled => "cancelled",
     NeedsInput => "needs_input",
+    WaitingApproval => "waiting_approval",
 });
 
 impl RunState {
@@ -62,9 +71,15 @@ impl RunState {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 
-    /// Ended, or waiting for documents: nothing happens until someone acts.
+    /// Ended, or waiting for people (documents, input, a decision):
+    /// nothing happens until someone acts.
     pub fn has_stopped(self) -> bool {
-        self.is_terminal() || self == Self::NeedsInput
+        self.is_terminal() || self.is_waiting()
+    }
+
+    /// Waiting for people: `needs_input` or `waiting_approval`.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Self::NeedsInput | Self::WaitingApproval)
     }
 }
 

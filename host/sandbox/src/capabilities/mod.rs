@@ -12,4 +12,5 @@ pub mod disk_quota;
 pub mod jobs;
 pub mod log;
 pub mod memory;
+pub mod reviews;
 pub mod wasi;

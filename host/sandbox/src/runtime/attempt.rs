@@ -12,7 +12,9 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use warren_vocabulary::names::check_document_name;
 use warren_vocabulary::text::{self, MAX_DOCUMENT_BYTES, MAX_ERROR_BYTES};
-use warren_vocabulary::{AgentInfo, Artifact, Limits, MAX_AGENT_DOCUMENTS, PluginKind, Usage};
+use warren_vocabulary::{
+    AgentInfo, Artifact, Limits, MAX_AGENT_DOCUMENTS, PluginKind, Review, Usage,
+};
 
 use super::{MemoryLimitExceeded, MemoryLimiter, PluginState, Runtime};
 use crate::artifact_store::Pins;
@@ -23,6 +25,7 @@ use crate::capabilities::disk_quota::{DiskQuota, DiskQuotaExceeded};
 use crate::capabilities::jobs::{JobsCtx, JobsState, PluginLookup, Progress, SpawnRequest};
 use crate::capabilities::log::{AttemptLog, CapturedLog, LogLevel, LogSink, LogSource};
 use crate::capabilities::memory::{MemoryCtx, MemoryState};
+use crate::capabilities::reviews::ReviewsState;
 use crate::capabilities::wasi::{self, Scratch};
 use crate::plugin::{Grants, Plugin, PluginPre};
 
@@ -52,6 +55,10 @@ pub struct AttemptRequest {
     pub upstream: Vec<(String, String)>,
     /// For an agent: `(name, content)` of the documents it requires.
     pub documents: Vec<(String, String)>,
+    /// This job's reviews, oldest first.
+    pub reviews: Vec<Review>,
+    /// `(upstream job name, review)` of the jobs it depends on, oldest first.
+    pub upstream_reviews: Vec<(String, Review)>,
     pub upstream_artifacts: Vec<Artifact>,
     pub limits: Limits,
     /// Host directory shown read-only at `/in`.
@@ -83,6 +90,8 @@ impl AttemptRequest {
             input: input.into(),
             upstream: Vec::new(),
             documents: Vec::new(),
+            reviews: Vec::new(),
+            upstream_reviews: Vec::new(),
             upstream_artifacts: Vec::new(),
             limits: Limits::default(),
             in_dir: None,
@@ -588,6 +597,14 @@ impl Runtime {
                 PluginKind::Agent => request.upstream.clone(),
                 PluginKind::Job => Vec::new(),
             }),
+            reviews: ReviewsState::new(
+                request
+                    .reviews
+                    .iter()
+                    .map(|r| (request.job_name.clone(), r.clone()))
+                    .collect(),
+                request.upstream_reviews.clone(),
+            ),
         };
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limiter);

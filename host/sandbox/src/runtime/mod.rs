@@ -27,6 +27,7 @@ use crate::capabilities::disk_quota::DiskQuota;
 use crate::capabilities::jobs::JobsState;
 use crate::capabilities::log::AttemptLog;
 use crate::capabilities::memory::{InMemoryStore, MemoryState, MemoryStore};
+use crate::capabilities::reviews::ReviewsState;
 use crate::plugin::{Plugin, PluginError};
 
 /// Where the runtime keeps its state and how its engine is built.
@@ -164,6 +165,7 @@ pub struct PluginState {
     pub(crate) artifacts: ArtifactsState,
     pub(crate) jobs: JobsState,
     pub(crate) agent_inputs: AgentInputsState,
+    pub(crate) reviews: ReviewsState,
 }
 
 impl WasiView for PluginState {
@@ -180,7 +182,7 @@ impl crate::bindings::types::Host for PluginState {}
 /// Adds every interface Warren provides (WASI p2 and `warren:plugin`), each
 /// capability given its own part of the attempt's state.
 fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    use crate::capabilities::{agent_inputs, artifacts, disk_quota, jobs, log, memory};
+    use crate::capabilities::{agent_inputs, artifacts, disk_quota, jobs, log, memory, reviews};
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     // wasmtime-wasi's filesystem, with every write charged to the quota.
     disk_quota::add_to_linker(linker, |s| disk_quota::QuotaFilesystem {
@@ -199,5 +201,6 @@ fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
     artifacts::add_to_linker(linker, |s| &mut s.artifacts)?;
     jobs::add_to_linker(linker, |s| &mut s.jobs)?;
     agent_inputs::add_to_linker(linker, |s| &mut s.agent_inputs)?;
+    reviews::add_to_linker(linker, |s| &mut s.reviews)?;
     Ok(())
 }

@@ -116,8 +116,11 @@ impl From<EngineError> for ApiError {
                 "invalid_input",
                 error.to_string(),
             ),
-            EngineError::NotRetryable(_) => {
+            EngineError::NotRetryable(_) | EngineError::NotWaiting(_) => {
                 Self::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
+            EngineError::Forbidden(_) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
             }
             EngineError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -22,7 +22,7 @@ use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::db::reads::{self, FlowRecord};
 use crate::scheduler::spec::PipelineSpec;
-use crate::scheduler::{EngineError, PipelineSource, Submission};
+use crate::scheduler::{EngineError, GateFailure, PipelineSource, Submission};
 use warren_sandbox::runtime::AttemptFailure;
 use warren_vocabulary::{JobState, RunState};
 
@@ -64,7 +64,8 @@ pub struct RunFlowRequest {
 pub struct FlowFailure {
     pub job: String,
     /// `job_failed`, `limit_exceeded`, `trap`, `host_error`,
-    /// `plugin_missing` or `cancelled`.
+    /// `plugin_missing`, `cancelled`, `rejected` (a reviewer's final
+    /// rejection, or rework used up) or `approval_timeout`.
     pub code: String,
     pub message: String,
 }
@@ -92,13 +93,24 @@ pub struct FlowAnswer {
     pub documents_story: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<FlowFailure>,
+    /// When it waits for a decision: the jobs waiting, to decide with
+    /// `POST /v1/jobs/{id}/decision`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting_decision: Option<Vec<AwaitingJob>>,
+}
+
+/// A job waiting for a decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AwaitingJob {
+    pub job: String,
+    pub job_id: String,
 }
 
 #[utoipa::path(
     post, path = "/v1/flows/{flow}/run", operation_id = "run_flow", tag = "flows",
     params(FlowName), request_body = FlowRequest,
     responses(
-        (status = 200, description = "The flow stopped: `completed` with `result`, `needs_input` with `pending_docs`, `failed` with `error`, or `cancelled`", body = FlowAnswer),
+        (status = 200, description = "The flow stopped: `completed` with `result`, `needs_input` with `pending_docs`, `waiting_approval` with `awaiting_decision`, `failed` with `error`, or `cancelled`", body = FlowAnswer),
         (status = 202, description = "Still running after `wait_ms`: follow `/v1/runs/{run_id}`", body = FlowAnswer,
          headers(("location" = String, description = "The run's URL"))),
         (status = 400, description = "`invalid_json`, or `invalid_id` (a malformed flow name or story id)", body = ErrorBody),
@@ -128,7 +140,7 @@ pub async fn run_named(
     post, path = "/v1/run", operation_id = "run_default_flow", tag = "flows",
     request_body = RunFlowRequest,
     responses(
-        (status = 200, description = "The flow stopped: `completed` with `result`, `needs_input` with `pending_docs`, `failed` with `error`, or `cancelled`", body = FlowAnswer),
+        (status = 200, description = "The flow stopped: `completed` with `result`, `needs_input` with `pending_docs`, `waiting_approval` with `awaiting_decision`, `failed` with `error`, or `cancelled`", body = FlowAnswer),
         (status = 202, description = "Still running after `wait_ms`", body = FlowAnswer,
          headers(("location" = String, description = "The run's URL"))),
         (status = 400, description = "`invalid_json`, or `invalid_id` (a malformed flow name or story id)", body = ErrorBody),
@@ -216,6 +228,7 @@ fn answer(run_id: String, record: FlowRecord) -> Result<FlowAnswer, ApiError> {
         pending_docs: None,
         documents_story: None,
         error: None,
+        awaiting_decision: None,
     };
     match record.state {
         RunState::Completed => {
@@ -274,6 +287,19 @@ fn answer(run_id: String, record: FlowRecord) -> Result<FlowAnswer, ApiError> {
                     .unwrap_or_else(|| answer.run_id.clone()),
             );
         }
+        RunState::WaitingApproval => {
+            answer.awaiting_decision = Some(
+                record
+                    .jobs
+                    .iter()
+                    .filter(|j| j.state == JobState::WaitingApproval)
+                    .map(|j| AwaitingJob {
+                        job: j.name.clone(),
+                        job_id: j.id.clone(),
+                    })
+                    .collect(),
+            );
+        }
         RunState::Failed => {
             answer.error = record
                 .jobs
@@ -288,6 +314,17 @@ fn answer(run_id: String, record: FlowRecord) -> Result<FlowAnswer, ApiError> {
 
 /// A failed job's error, as a code and a sentence.
 fn failure(job: &str, error: Option<&str>) -> FlowFailure {
+    if let Some(gate) = error.and_then(|e| serde_json::from_str::<GateFailure>(e).ok()) {
+        let code = match gate {
+            GateFailure::Rejected { .. } => "rejected",
+            GateFailure::ApprovalTimeout { .. } => "approval_timeout",
+        };
+        return FlowFailure {
+            job: job.to_owned(),
+            code: code.to_owned(),
+            message: gate.to_string(),
+        };
+    }
     let parsed = error.and_then(|e| serde_json::from_str::<AttemptFailure>(e).ok());
     let (code, message) = match &parsed {
         Some(f @ AttemptFailure::Job { .. }) => ("job_failed", f.to_string()),

@@ -174,7 +174,7 @@ mod tests {
             ),
             (
                 r#"{"state": "bogus"}"#,
-                "unknown value `bogus`; expected one of `pending`, `running`, `needs_input`, `completed`, `failed`, `cancelled`",
+                "unknown value `bogus`; expected one of `pending`, `running`, `needs_input`, `waiting_approval`, `completed`, `failed`, `cancelled`",
             ),
             (r#"{"name": "a", "name": "b"}"#, "`name` is given twice"),
         ];

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -116,17 +116,6 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Any valid token.
-pub async fn require_client(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let caller = caller_of(&state, &req)?;
-    req.extensions_mut().insert(caller);
-    Ok(next.run(req).await)
-}
-
 /// An admin token.
 pub async fn require_admin(
     State(state): State<AppState>,
@@ -139,12 +128,44 @@ pub async fn require_admin(
             req.extensions_mut().insert(caller);
             Ok(next.run(req).await)
         }
-        Role::Client => Err(ApiError::new(
+        Role::Client | Role::Approver => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "this needs an admin token",
         )),
     }
+}
+
+/// Any valid token; an `approver` token only reads (`GET`, `HEAD`): the
+/// routes it may write to (decisions, input) use [`require_reviewer`].
+pub async fn require_client(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let caller = caller_of(&state, &req)?;
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    if caller.role == Role::Approver && !reads {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an approver token may decide, give input and read, not submit or change",
+        ));
+    }
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+/// Any valid token, approvers included: decisions and input (the gate
+/// itself says which roles may decide it).
+pub async fn require_reviewer(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let caller = caller_of(&state, &req)?;
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
 }
 
 #[cfg(test)]

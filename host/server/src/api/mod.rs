@@ -16,6 +16,7 @@ mod middleware;
 pub mod openapi;
 pub mod params;
 mod plugins;
+mod reviews;
 mod runs;
 pub mod schemas;
 pub mod server;
@@ -66,7 +67,7 @@ pub struct RouterOptions {
 
 /// The whole API.
 pub fn app(state: AppState, options: &RouterOptions) -> Router {
-    use middleware::{require_admin, require_client};
+    use middleware::{require_admin, require_client, require_reviewer};
     let admin = || axum::middleware::from_fn_with_state(state.clone(), require_admin);
     let v1 = Router::new()
         .route("/runs", post(runs::create).get(runs::list))
@@ -119,10 +120,20 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
         .route("/flows/{flow}/run", post(flows::run_named))
         .route("/run", post(flows::run_default))
         .route("/events", get(events::all_events))
+        .route("/pending", get(reviews::list_pending))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_client,
         ));
+    // Approvers write here and nowhere else.
+    let people = Router::new()
+        .route("/jobs/{id}/decision", post(reviews::decide))
+        .route("/jobs/{id}/input", post(reviews::give_input))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_reviewer,
+        ));
+    let v1 = v1.merge(people);
     let metrics = get(health::metrics).layer(axum::middleware::from_fn_with_state(
         state.clone(),
         require_client,

@@ -14,7 +14,9 @@ use utoipa::{Modify, OpenApi};
 use super::params::DOCUMENT_NAME_PATTERN;
 use super::schemas::SseEvent;
 use super::views::EventRow;
-use super::{artifacts, documents, events, flows, health, jobs, memory, plugins, runs, templates};
+use super::{
+    artifacts, documents, events, flows, health, jobs, memory, plugins, reviews, runs, templates,
+};
 use crate::scheduler::spec::MAX_JOBS;
 
 #[derive(OpenApi)]
@@ -31,6 +33,7 @@ use crate::scheduler::spec::MAX_JOBS;
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
         documents::put, documents::get, documents::list, documents::versions, documents::delete,
         flows::run_named, flows::run_default,
+        reviews::decide, reviews::give_input, reviews::list_pending,
         health::health, health::ready, health::metrics,
     ),
     components(schemas(EventRow, SseEvent)),
@@ -45,6 +48,7 @@ use crate::scheduler::spec::MAX_JOBS;
         (name = "memory", description = "What plugins remembered for a story"),
         (name = "documents", description = "Named, versioned documents of a story (text or JSON, at most 1 MiB), written by people and jobs"),
         (name = "flows", description = "Run a flow of agents for a story and wait for its answer"),
+        (name = "reviews", description = "People in a run: decisions on approval gates, input to jobs that wait for it, what waits for either (an `approver` token may use these and read, nothing else)"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]
@@ -61,7 +65,7 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A token from the server's configuration; `client` or `admin` role",
+                        "A token from the server's configuration; `client`, `approver` or `admin` role",
                     ))
                     .build(),
             ),
@@ -392,14 +396,24 @@ impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = matches!(path.as_str(), "/health" | "/ready");
+            // Approvers may write only decisions and input.
+            let reviewing = path.ends_with("/decision") || path.ends_with("/input");
             let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
+                (false, &mut item.get),
+                (true, &mut item.post),
+                (true, &mut item.put),
+                (true, &mut item.delete),
+                (true, &mut item.patch),
             ];
-            for operation in operations.into_iter().flatten() {
+            for (writes, operation) in operations {
+                let Some(operation) = operation else { continue };
+                if writes && !reviewing && path.starts_with("/v1/") {
+                    add(
+                        operation,
+                        "403",
+                        "`forbidden`: an `approver` token may only read, decide and give input",
+                    );
+                }
                 let takes = |place: ParameterIn| {
                     operation
                         .parameters

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
-use warren_vocabulary::{JobState, RunState};
+use warren_vocabulary::{ApprovalGate, Decision, JobState, Review, Role, RunState};
 
 use super::{MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};
 use crate::db::reads::{
@@ -316,6 +316,51 @@ pub struct JobDetail {
     /// How many attempts the job has had in all.
     pub attempts_total: u32,
     pub artifacts: Vec<ArtifactView>,
+    /// Its approval gate, if it has one.
+    pub approval: Option<ApprovalGate>,
+    /// Rejections sent back for rework since its last manual retry.
+    pub reworks: u32,
+    /// Since when it waits for people (`needs_input`, `waiting_approval`),
+    /// ms since the Unix epoch.
+    pub waiting_since: Option<i64>,
+    /// Decisions on its output and input given to it, oldest first.
+    pub reviews: Vec<ReviewView>,
+}
+
+/// A decision on a job's output, or input given to it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReviewView {
+    pub decision: Decision,
+    /// A rejection that failed the job at once.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub comments: Option<String>,
+    #[schema(value_type = Option<Value>)]
+    pub data: Option<Box<RawValue>>,
+    /// The token's name; `warren` for a gate's timeout; none on a server
+    /// without tokens.
+    pub by: Option<String>,
+    /// The token's role; none when Warren decided.
+    pub role: Option<Role>,
+    /// ms since the Unix epoch.
+    pub at: i64,
+    /// The attempt whose output it decided on.
+    pub attempt: u32,
+}
+
+impl From<Review> for ReviewView {
+    fn from(review: Review) -> Self {
+        Self {
+            decision: review.decision,
+            is_final: review.is_final,
+            comments: review.comments,
+            data: review.data.and_then(|d| RawValue::from_string(d).ok()),
+            by: review.by.name,
+            role: review.by.role,
+            at: review.at,
+            attempt: review.attempt,
+        }
+    }
 }
 
 impl From<JobDetailRecord> for JobDetail {
@@ -340,6 +385,10 @@ impl From<JobDetailRecord> for JobDetail {
             attempts: record.attempts.into_iter().map(Into::into).collect(),
             attempts_total: job.attempts,
             artifacts: record.artifacts.into_iter().map(Into::into).collect(),
+            approval: record.approval,
+            reworks: record.reworks,
+            waiting_since: record.waiting_since,
+            reviews: record.reviews.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -408,6 +457,10 @@ pub struct EventRow {
     pub from_state: Option<String>,
     pub to_state: String,
     pub reason: Option<String>,
+    /// More, for some kinds: a `review` event says `decision`, `final`,
+    /// `by` (`name`, `role`), `comments`, `with_data` and `attempt`.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Box<RawValue>>,
 }
 
 impl From<EventRecord> for EventRow {
@@ -421,6 +474,7 @@ impl From<EventRecord> for EventRow {
             from_state: record.from_state,
             to_state: record.to_state,
             reason: record.reason,
+            detail: record.detail.and_then(|d| RawValue::from_string(d).ok()),
         }
     }
 }

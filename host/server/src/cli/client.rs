@@ -45,7 +45,7 @@ impl ClientError {
 }
 
 impl Server {
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = reqwest::Client::new()
             .request(method, format!("{}{path}", self.url.trim_end_matches('/')));
         match &self.token {
@@ -54,7 +54,10 @@ impl Server {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, ClientError> {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -77,12 +80,12 @@ impl Server {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Value, ClientError> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value, ClientError> {
         self.send(self.request(reqwest::Method::GET, path)).await
     }
 }
 
-fn check_id(id: &str) -> Result<(), ClientError> {
+pub(crate) fn check_id(id: &str) -> Result<(), ClientError> {
     if uuid::Uuid::try_parse(id).is_ok() {
         Ok(())
     } else {
@@ -182,8 +185,15 @@ fn print_attempt_log(attempt: &Value) {
     }
 }
 
-const TERMINAL_JOB_STATES: [&str; 5] =
-    ["completed", "failed", "skipped", "cancelled", "needs_input"];
+/// States a job stays in until someone acts (or for good).
+const TERMINAL_JOB_STATES: [&str; 6] = [
+    "completed",
+    "failed",
+    "skipped",
+    "cancelled",
+    "needs_input",
+    "waiting_approval",
+];
 
 /// Prints each attempt's log; with `follow`, waits for attempts still to
 /// come until the job ends. (Logs are stored when an attempt ends; the
@@ -229,7 +239,7 @@ pub async fn logs(server: &Server, job_id: &str, follow: bool) -> Result<(), Cli
 }
 
 /// Follows a run's events: a progress bar, and each job as it changes
-/// state. Returns the run as it ended.
+/// state. Returns the run as it ended, or as it began to wait for people.
 pub async fn watch(server: &Server, run_id: &str) -> Result<Value, ClientError> {
     let run = status(server, run_id).await?;
     let mut states: HashMap<String, (String, String)> = run["jobs"]
@@ -275,6 +285,16 @@ pub async fn watch(server: &Server, run_id: &str) -> Result<Value, ClientError> 
             states.insert(job_id.to_owned(), (name, String::new()));
         }
         show_event(&event, &mut states, &bar);
+        // A run waiting for people goes nowhere until they act: say so and
+        // stop following (`warren pending` lists what waits).
+        if event["job_id"].is_null()
+            && matches!(
+                event["to_state"].as_str(),
+                Some("needs_input" | "waiting_approval")
+            )
+        {
+            break;
+        }
     }
     bar.finish();
     status(server, run_id).await

@@ -4,6 +4,7 @@ pub mod client;
 pub mod gc;
 pub mod new;
 pub mod pipeline;
+pub mod reviews;
 pub mod run;
 
 /// Process exit codes of `warren run` (and of bad usage everywhere).

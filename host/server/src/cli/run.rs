@@ -231,6 +231,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         retry: RetryPolicy::default(),
         limits: options.limits,
         output: true,
+        approval: None,
     };
     let run_id = engine
         .submit(Submission {

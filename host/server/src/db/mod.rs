@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_memory_usage.sql"),
     include_str!("migrations/0011_agents.sql"),
     include_str!("migrations/0012_documents.sql"),
+    include_str!("migrations/0013_approvals.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::DbError;
 use super::runs::AttemptRecord;
-use warren_vocabulary::{Artifact, JobState, RunState, Usage};
+use warren_vocabulary::{ApprovalGate, Artifact, JobState, Review, RunState, Usage};
 
 /// A run in a list (its jobs are fetched with the run).
 #[derive(Debug, Clone, Serialize)]
@@ -325,6 +325,11 @@ pub struct JobDetailRecord {
     /// The latest attempts, oldest first.
     pub attempts: Vec<AttemptRecord>,
     pub artifacts: Vec<ArtifactRecord>,
+    pub approval: Option<ApprovalGate>,
+    pub reworks: u32,
+    pub waiting_since: Option<i64>,
+    /// Its reviews, oldest first.
+    pub reviews: Vec<Review>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -358,11 +363,28 @@ pub fn job_detail(
         return Ok(None);
     };
     let job = with_state(job)?;
+    let (approval, reworks, waiting_since) = conn
+        .prepare_cached("SELECT approval, reworks, waiting_since FROM jobs WHERE id = ?1")?
+        .query_row([job_id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+    let approval = approval
+        .map(|json| serde_json::from_str(&json).map_err(|e| DbError::Corrupt(e.to_string())))
+        .transpose()?;
+    let reviews = super::runs::job_reviews(conn, job_id)?;
     Ok(Some(JobDetailRecord {
         run_id,
         attempts: super::runs::latest_attempts(conn, &job.id, max_attempts)?,
         artifacts: artifacts(conn, "a.job_id = ?1", &job.id)?,
         job,
+        approval,
+        reworks,
+        waiting_since,
+        reviews,
     }))
 }
 
@@ -540,6 +562,8 @@ pub struct EventRecord {
     pub from_state: Option<String>,
     pub to_state: String,
     pub reason: Option<String>,
+    /// JSON saying more (a review's decision, who, comments).
+    pub detail: Option<String>,
 }
 
 /// Events after `after` (an event id), of one run or of all, oldest first.
@@ -550,7 +574,7 @@ pub fn events_after(
     limit: usize,
 ) -> Result<Vec<EventRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, at, run_id, job_id, kind, from_state, to_state, reason FROM events
+        "SELECT id, at, run_id, job_id, kind, from_state, to_state, reason, detail FROM events
          WHERE id > ?1 AND (?2 IS NULL OR run_id = ?2) ORDER BY id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![after, run_id, limit as i64], |r| {
@@ -563,6 +587,7 @@ pub fn events_after(
             from_state: r.get(5)?,
             to_state: r.get(6)?,
             reason: r.get(7)?,
+            detail: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -777,4 +802,111 @@ pub fn flow(
         story_id,
         jobs,
     }))
+}
+
+/// A job waiting for people: a decision or input.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingJobRecord {
+    pub job_id: String,
+    pub job: String,
+    pub run_id: String,
+    pub plugin: String,
+    pub state: JobState,
+    pub since: i64,
+    pub story_id: Option<String>,
+    pub template: Option<String>,
+    /// The first bytes of its output (held while it waits for a decision).
+    pub output_summary: Option<String>,
+    pub pending_docs: Vec<String>,
+    pub approval: Option<ApprovalGate>,
+    pub reworks: u32,
+}
+
+/// Bytes of a waiting job's output a listing shows.
+pub const OUTPUT_SUMMARY_BYTES: usize = 240;
+
+/// Jobs waiting for people, longest waiting first, after the job `after`
+/// (a cursor), at most `limit`; only those in `state` when given.
+pub fn pending_jobs(
+    conn: &Connection,
+    state: Option<JobState>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<PendingJobRecord>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.id, j.name, j.run_id, j.plugin, j.state, j.waiting_since, r.story_id, r.template_name,
+                substr(CAST(j.output AS BLOB), 1, ?3), j.pending_docs, j.approval, j.reworks
+         FROM jobs j JOIN runs r ON r.id = j.run_id
+         WHERE j.waiting_since IS NOT NULL AND (?1 IS NULL OR j.state = ?1)
+           AND (?2 IS NULL OR (j.waiting_since, j.id) >
+                (SELECT waiting_since, id FROM jobs WHERE id = ?2))
+         ORDER BY j.waiting_since, j.id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            state.map(JobState::as_str),
+            after,
+            OUTPUT_SUMMARY_BYTES as i64,
+            limit as i64
+        ],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<Vec<u8>>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, u32>(11)?,
+            ))
+        },
+    )?;
+    let corrupt = |e: serde_json::Error| DbError::Corrupt(e.to_string());
+    let mut pending = Vec::new();
+    for row in rows {
+        let (
+            job_id,
+            job,
+            run_id,
+            plugin,
+            state,
+            since,
+            story_id,
+            template,
+            output,
+            pending_docs,
+            approval,
+            reworks,
+        ) = row?;
+        pending.push(PendingJobRecord {
+            state: JobState::parse(&state)
+                .ok_or_else(|| DbError::Corrupt(format!("job state {state:?}")))?,
+            job_id,
+            job,
+            run_id,
+            plugin,
+            since,
+            story_id,
+            template,
+            // Cut at a byte count: a character cut in two is dropped.
+            output_summary: output.map(|bytes| {
+                let text = String::from_utf8_lossy(&bytes);
+                text.trim_end_matches('\u{FFFD}').to_owned()
+            }),
+            pending_docs: pending_docs
+                .map(|json| serde_json::from_str(&json).map_err(corrupt))
+                .transpose()?
+                .unwrap_or_default(),
+            approval: approval
+                .map(|json| serde_json::from_str(&json).map_err(corrupt))
+                .transpose()?,
+            reworks,
+        });
+    }
+    Ok(pending)
 }

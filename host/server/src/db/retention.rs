@@ -10,7 +10,7 @@ use super::DbError;
 
 /// Deletes at most `batch` runs that ended before `cutoff_ms` (oldest
 /// first), with their jobs, dependencies, attempts and their logs, artifact
-/// rows and uses, run memory and events. Returns how many runs went. The
+/// rows and uses, reviews, run memory and events. Returns how many runs went. The
 /// blobs the artifact rows named are left to the artifact collector.
 ///
 /// The newest event row is never deleted, so event ids (which clients
@@ -36,6 +36,7 @@ pub fn delete_ended_runs(
     for statement in [
         format!("DELETE FROM artifact_uses WHERE consumer_job_id IN ({jobs})"),
         format!("DELETE FROM artifacts WHERE job_id IN ({jobs})"),
+        format!("DELETE FROM reviews WHERE job_id IN ({jobs})"),
         format!("DELETE FROM attempts WHERE job_id IN ({jobs})"),
         format!("DELETE FROM job_deps WHERE job_id IN ({jobs})"),
         format!("DELETE FROM jobs WHERE run_id IN ({runs})"),

@@ -9,7 +9,8 @@ use super::DbError;
 use warren_sandbox::runtime::WrittenDocument;
 use warren_vocabulary::text;
 use warren_vocabulary::{
-    Artifact, Condition, JobState, Limits, MemoryScope, RetryPolicy, RunState, Usage, now_ms,
+    ApprovalGate, Artifact, Condition, Decision, JobState, Limits, MemoryScope, RetryPolicy,
+    Review, Reviewer, Role, RunState, Usage, now_ms,
 };
 
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct NewJob {
     pub parent_job_id: Option<String>,
     pub spawn_reason: Option<String>,
     pub depth: u32,
+    /// Its gate (spawned jobs have none).
+    pub approval: Option<ApprovalGate>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +78,8 @@ pub enum Change {
         /// Attempts that do not count against the retry policy (made
         /// before a manual retry).
         retry_base: u32,
+        /// Rejections sent back for rework since the last manual retry.
+        reworks: u32,
         ready_at: Option<i64>,
         output: Option<String>,
         error: Option<String>,
@@ -107,6 +112,12 @@ pub enum Change {
         /// `(producer job id, artifact name)`.
         uses: Vec<(String, String)>,
     },
+    /// A decision on a job's output, or input given to it, with its event.
+    Review {
+        run_id: String,
+        job_id: String,
+        review: Review,
+    },
     /// An agent's documents: each a new version in `scope` (a story).
     Documents {
         scope: String,
@@ -128,15 +139,63 @@ struct Event<'a> {
     from: Option<&'a str>,
     to: &'a str,
     reason: Option<&'a str>,
+    /// JSON saying more (a review's decision, who, comments).
+    detail: Option<&'a str>,
 }
 
 fn event(conn: &Connection, at: i64, e: Event<'_>) -> Result<(), DbError> {
     let reason = e.reason.map(|r| text::bounded(r, text::MAX_REASON_BYTES));
     conn.prepare_cached(
-        "INSERT INTO events (at, run_id, job_id, kind, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (at, run_id, job_id, kind, from_state, to_state, reason, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![at, e.run_id, e.job_id, e.kind, e.from, e.to, reason])?;
+    .execute(params![at, e.run_id, e.job_id, e.kind, e.from, e.to, reason, e.detail])?;
     Ok(())
+}
+
+/// What a review event says besides its decision: who, and the comments
+/// (the data stays with the review; the event says whether there was any).
+#[derive(Serialize)]
+struct ReviewDetail<'a> {
+    decision: Decision,
+    #[serde(rename = "final")]
+    is_final: bool,
+    by: &'a Reviewer,
+    comments: Option<&'a str>,
+    with_data: bool,
+    attempt: u32,
+}
+
+impl<'a> ReviewDetail<'a> {
+    fn of(review: &'a Review) -> Self {
+        Self {
+            decision: review.decision,
+            is_final: review.is_final,
+            by: &review.by,
+            comments: review.comments.as_deref(),
+            with_data: review.data.is_some(),
+            attempt: review.attempt,
+        }
+    }
+}
+
+/// A review in one line, for the event's reason.
+fn review_summary(review: &Review) -> String {
+    let who = match (&review.by.name, review.by.role) {
+        (Some(name), Some(role)) => format!("{name} ({role})"),
+        (Some(name), None) => name.clone(),
+        (None, Some(role)) => format!("an anonymous {role}"),
+        (None, None) => "someone".to_owned(),
+    };
+    let what = match (review.decision, review.is_final) {
+        (Decision::Approve, _) => "approved",
+        (Decision::Reject, true) => "rejected (final)",
+        (Decision::Reject, false) => "rejected",
+        (Decision::Input, _) => "gave input",
+    };
+    match &review.comments {
+        Some(comments) => format!("{what} by {who}: {comments}"),
+        None => format!("{what} by {who}"),
+    }
 }
 
 /// A backstop on stored errors (JSON of a failure): the guest's texts in
@@ -185,6 +244,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         from: None,
                         to: RunState::Pending.as_str(),
                         reason: Some("submitted"),
+                        detail: None,
                     },
                 )?;
             }
@@ -195,8 +255,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 reason,
             } => {
                 let mut insert = conn.prepare_cached(
-                    "INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, parent_job_id, spawn_reason, depth, created_at, updated_at, plugin_digest)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
+                    "INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, parent_job_id, spawn_reason, depth, created_at, updated_at, plugin_digest, approval)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
                 )?;
                 // Jobs of a run mostly share their settings: serialize each
                 // distinct value once (this runs on the writer thread).
@@ -229,7 +289,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         job.spawn_reason,
                         job.depth,
                         at,
-                        job.plugin_digest
+                        job.plugin_digest,
+                        job.approval.as_ref().map(json).transpose()?
                     ])?;
                     event(
                         conn,
@@ -241,6 +302,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                             from: None,
                             to: job.state.as_str(),
                             reason: Some(reason),
+                            detail: None,
                         },
                     )?;
                 }
@@ -268,6 +330,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         from: None,
                         to: "cancelling",
                         reason: Some("cancel requested"),
+                        detail: None,
                     },
                 )?;
             }
@@ -298,6 +361,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         from: Some(from.as_str()),
                         to: to.as_str(),
                         reason: reason.as_deref(),
+                        detail: None,
                     },
                 )?;
             }
@@ -309,6 +373,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 reason,
                 attempts,
                 retry_base,
+                reworks,
                 ready_at,
                 output,
                 error,
@@ -324,7 +389,10 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         .map_err(|e| DbError::Corrupt(e.to_string()))?;
                     conn.prepare_cached(
                         "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
-                         error = ?6, updated_at = ?7, retry_base = ?8, pending_docs = ?9 WHERE id = ?1",
+                         error = ?6, updated_at = ?7, retry_base = ?8, pending_docs = ?9, reworks = ?10,
+                         waiting_since = CASE WHEN ?2 IN ('needs_input', 'waiting_approval')
+                             THEN coalesce(waiting_since, ?7) ELSE NULL END
+                         WHERE id = ?1",
                     )?
                     .execute(params![
                         job_id,
@@ -335,7 +403,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         bounded_error(error),
                         at,
                         retry_base,
-                        pending_docs
+                        pending_docs,
+                        reworks
                     ])?;
                 }
                 event(
@@ -348,6 +417,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         from: Some(from.as_str()),
                         to: to.as_str(),
                         reason: reason.as_deref(),
+                        detail: None,
                     },
                 )?;
             }
@@ -413,6 +483,42 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     insert.execute(params![consumer_job_id, producer, name, attempt])?;
                 }
             }
+            Change::Review {
+                run_id,
+                job_id,
+                review,
+            } => {
+                conn.prepare_cached(
+                    "INSERT INTO reviews (job_id, run_id, decision, final, comments, data, by_name, by_role, at, attempt)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?
+                .execute(params![
+                    job_id,
+                    run_id,
+                    review.decision.as_str(),
+                    review.is_final,
+                    review.comments,
+                    review.data,
+                    review.by.name,
+                    review.by.role.map(Role::as_str),
+                    review.at,
+                    review.attempt
+                ])?;
+                let detail = json(&ReviewDetail::of(review))?;
+                event(
+                    conn,
+                    review.at,
+                    Event {
+                        run_id,
+                        job_id: Some(job_id),
+                        kind: "review",
+                        from: None,
+                        to: review.decision.as_str(),
+                        reason: Some(&review_summary(review)),
+                        detail: Some(&detail),
+                    },
+                )?;
+            }
             Change::Documents {
                 scope,
                 run_id,
@@ -454,6 +560,12 @@ pub struct StoredJob {
     pub output: Option<String>,
     /// The documents it waits for, in state `needs_input`.
     pub pending_docs: Vec<String>,
+    pub approval: Option<ApprovalGate>,
+    pub reworks: u32,
+    /// Since when it waits for people (ms since the epoch).
+    pub waiting_since: Option<i64>,
+    /// Its reviews, oldest first.
+    pub reviews: Vec<Review>,
 }
 
 /// A run that is not finished, with everything the scheduler needs.
@@ -487,7 +599,11 @@ fn run_state(text: &str) -> Result<RunState, DbError> {
 
 /// Every run not in a terminal state.
 pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
-    load_runs(conn, "state IN ('pending', 'running', 'needs_input')", &[])
+    load_runs(
+        conn,
+        "state IN ('pending', 'running', 'needs_input', 'waiting_approval')",
+        &[],
+    )
 }
 
 /// One run, whatever its state.
@@ -549,7 +665,8 @@ pub fn job_run(conn: &Connection, job_id: &str) -> Result<Option<(String, JobSta
 fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, name, plugin, input, state, attempts, retry, limits, parent_job_id, depth, ready_at, output,
-         retry_base, plugin_digest, pending_docs FROM jobs WHERE run_id = ?1 ORDER BY rowid",
+         retry_base, plugin_digest, pending_docs, approval, reworks, waiting_since
+         FROM jobs WHERE run_id = ?1 ORDER BY rowid",
     )?;
     let rows = stmt.query_map([run_id], |r| {
         Ok((
@@ -568,6 +685,9 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             r.get::<_, u32>(12)?,
             r.get::<_, Option<String>>(13)?,
             r.get::<_, Option<String>>(14)?,
+            r.get::<_, Option<String>>(15)?,
+            r.get::<_, u32>(16)?,
+            r.get::<_, Option<i64>>(17)?,
         ))
     })?;
     let mut jobs = Vec::new();
@@ -588,6 +708,9 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             retry_base,
             plugin_digest,
             pending_docs,
+            approval,
+            reworks,
+            waiting_since,
         ) = row?;
         jobs.push(StoredJob {
             id,
@@ -608,7 +731,17 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
                 .map(|json| parse_json(&json))
                 .transpose()?
                 .unwrap_or_default(),
+            approval: approval.map(|json| parse_json(&json)).transpose()?,
+            reworks,
+            waiting_since,
+            reviews: Vec::new(),
         });
+    }
+    let mut reviews = run_reviews(conn, run_id)?;
+    if !reviews.is_empty() {
+        for job in &mut jobs {
+            job.reviews = reviews.remove(&job.id).unwrap_or_default();
+        }
     }
     Ok(jobs)
 }
@@ -910,4 +1043,79 @@ pub fn get_template(
             .optional()?,
     };
     Ok(row)
+}
+
+/// The reviews of the jobs of run `run_id` by job, oldest first.
+fn run_reviews(
+    conn: &Connection,
+    run_id: &str,
+) -> Result<std::collections::HashMap<String, Vec<Review>>, DbError> {
+    let mut by_job: std::collections::HashMap<String, Vec<Review>> = Default::default();
+    let found = read_reviews(
+        conn,
+        "job_id IN (SELECT id FROM jobs WHERE run_id = ?1)",
+        run_id,
+    )?;
+    for (job_id, review) in found {
+        by_job.entry(job_id).or_default().push(review);
+    }
+    Ok(by_job)
+}
+
+/// The reviews of job `job_id`, oldest first.
+pub fn job_reviews(conn: &Connection, job_id: &str) -> Result<Vec<Review>, DbError> {
+    Ok(read_reviews(conn, "job_id = ?1", job_id)?
+        .into_iter()
+        .map(|(_, review)| review)
+        .collect())
+}
+
+/// Reviews matching `filter` (on `?1` = `value`), oldest first, with the
+/// job each is of.
+fn read_reviews(
+    conn: &Connection,
+    filter: &str,
+    value: &str,
+) -> Result<Vec<(String, Review)>, DbError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT job_id, decision, final, comments, data, by_name, by_role, at, attempt FROM reviews
+         WHERE {filter} ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([value], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, bool>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, i64>(7)?,
+            r.get::<_, u32>(8)?,
+        ))
+    })?;
+    let mut reviews = Vec::new();
+    for row in rows {
+        let (job_id, decision, is_final, comments, data, name, role, at, attempt) = row?;
+        let decision = Decision::parse(&decision)
+            .ok_or_else(|| DbError::Corrupt(format!("review decision {decision:?}")))?;
+        let role = role
+            .map(|role| {
+                Role::parse(&role).ok_or_else(|| DbError::Corrupt(format!("role {role:?}")))
+            })
+            .transpose()?;
+        reviews.push((
+            job_id,
+            Review {
+                decision,
+                is_final,
+                comments,
+                data,
+                by: Reviewer { name, role },
+                at,
+                attempt,
+            },
+        ));
+    }
+    Ok(reviews)
 }

@@ -6,18 +6,22 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::jobs::SpawnRequest;
 use warren_sandbox::plugin::Plugin;
 use warren_sandbox::runtime::{AttemptFailure, AttemptRequest, JobFailure, LimitHit};
 use warren_vocabulary::names::is_valid_document_name;
-use warren_vocabulary::{Artifact, Condition, JobState, PluginKind, RunState};
+use warren_vocabulary::{
+    Artifact, Condition, Decision, JobState, OnTimeout, PluginKind, Review, Reviewer, Role,
+    RunState,
+};
 
 use super::EngineConfig;
 use super::launch::Completion;
-use super::run_graph::ActiveRun;
+use super::run_graph::{ActiveRun, Node};
 use super::transitions::{
     JobEvent, RunEvent, after_failure, job_transition, run_ending, run_transition,
 };
@@ -87,12 +91,24 @@ pub(super) fn move_job(
     reason: Option<String>,
     fx: &mut Effects,
 ) -> bool {
+    move_job_failing(run, job, event, reason, None, fx)
+}
+
+/// [`move_job`], recording `error` (JSON) as the job's error.
+fn move_job_failing(
+    run: &mut ActiveRun,
+    job: usize,
+    event: JobEvent,
+    reason: Option<String>,
+    error: Option<String>,
+    fx: &mut Effects,
+) -> bool {
     let Some(to) = next_state(run, job, event) else {
         return false;
     };
     let from = run.jobs[job].state;
     fx.changes
-        .push(job_change(run, job, from, to, reason, None, None));
+        .push(job_change(run, job, from, to, reason, None, error));
     run.jobs[job].state = to;
     if to == JobState::Ready {
         run.ready.push_back(job);
@@ -244,11 +260,23 @@ pub(super) fn finish_attempt(
             if !run.cancelling && !outcome.spawned.is_empty() {
                 insert_children(run, job, outcome.spawned, plugins, fx);
             }
-            let to = next_state(run, job, JobEvent::Succeeded)?;
+            // A gated job holds its output until a person decides.
+            let gate = run.jobs[job].approval.filter(|g| g.required);
+            let event = match gate {
+                Some(_) if !run.cancelling => JobEvent::AwaitingApproval,
+                _ => JobEvent::Succeeded,
+            };
+            let to = next_state(run, job, event)?;
             let from = run.jobs[job].state;
+            let reason =
+                (to == JobState::WaitingApproval).then(|| "waiting for a decision".to_owned());
             fx.changes
-                .push(job_change(run, job, from, to, None, Some(output), None));
+                .push(job_change(run, job, from, to, reason, Some(output), None));
             run.jobs[job].state = to;
+            if to == JobState::WaitingApproval {
+                run.jobs[job].waiting_since = Some(warren_vocabulary::now_ms());
+                return gate_deadline(&run.jobs[job], Instant::now());
+            }
             terminal(run, job, fx);
             None
         }
@@ -265,8 +293,9 @@ fn finish_failure(
     let error = serde_json::to_string(&failure).ok();
     let node = &run.jobs[job];
     let attempts_left = node.attempts - node.retry_base < node.retry.max_attempts;
-    let mut event = after_failure(&failure, run.cancelling, attempts_left);
-    // Only documents can be waited for: a list naming none ends the job.
+    let event = after_failure(&failure, run.cancelling, attempts_left);
+    // The valid document names it asked for: it goes on by itself once
+    // they are written, or when someone gives it input.
     let asked: Vec<String> = match &failure {
         AttemptFailure::Job {
             error: JobFailure::NeedsInput(needs),
@@ -277,15 +306,13 @@ fn finish_failure(
             .collect(),
         _ => Vec::new(),
     };
-    if event == JobEvent::InputNeeded && asked.is_empty() {
-        event = JobEvent::Failed;
-    }
     let to = next_state(run, job, event)?;
     let from = run.jobs[job].state;
     if event != JobEvent::RetryScheduled {
         if event == JobEvent::InputNeeded {
             run.jobs[job].pending_docs = asked.clone();
             run.jobs[job].asked = asked;
+            run.jobs[job].waiting_since = Some(warren_vocabulary::now_ms());
         }
         let reason = Some(failure.to_string());
         fx.changes
@@ -331,6 +358,7 @@ fn job_change(
         reason,
         attempts: node.attempts,
         retry_base: node.retry_base,
+        reworks: node.reworks,
         ready_at: None,
         output,
         error,
@@ -372,8 +400,10 @@ pub(super) fn reopen(run: &mut ActiveRun, job_id: &str, fx: &mut Effects) -> Res
                 format!("waits again for retried job {:?}", run.jobs[job].name),
             )
         };
-        // Set first: the change below records the fresh retry budget.
+        // Set first: the change below records the fresh retry and rework
+        // budgets.
         run.jobs[current].retry_base = run.jobs[current].attempts;
+        run.jobs[current].reworks = 0;
         let was_ended = run.jobs[current].state.is_terminal();
         run.jobs[current].pending_docs.clear();
         if !move_job(run, current, event, Some(reason), fx) {
@@ -494,7 +524,7 @@ pub(super) fn start_job(
         RunState::Pending => {
             move_run(run, RunEvent::JobStarted, started, fx);
         }
-        RunState::NeedsInput => {
+        RunState::NeedsInput | RunState::WaitingApproval => {
             move_run(run, RunEvent::Resumed, started, fx);
         }
         _ => {}
@@ -529,9 +559,16 @@ pub(super) fn start_job(
 
     let mut upstream = Vec::new();
     let mut inputs = Vec::new();
+    let mut upstream_reviews = Vec::new();
     for &(dep, _) in &node.deps {
         let dep_node = &run.jobs[dep];
         if dep_node.state == JobState::Completed {
+            upstream_reviews.extend(
+                dep_node
+                    .reviews
+                    .iter()
+                    .map(|r| (dep_node.name.clone(), r.clone())),
+            );
             if let Some(output) = &dep_node.output {
                 upstream.push((dep_node.name.clone(), output.clone()));
             }
@@ -557,6 +594,8 @@ pub(super) fn start_job(
         input: node.input.clone(),
         upstream,
         documents: Vec::new(),
+        reviews: node.reviews.clone(),
+        upstream_reviews,
         upstream_artifacts: Vec::new(),
         limits,
         in_dir: run.in_dir.clone().filter(|_| node.depth == 0),
@@ -630,23 +669,259 @@ pub(super) fn documents_arrived(
     moved
 }
 
-/// A run in which nothing can go on until documents arrive says so.
+/// A run in which nothing can go on until people act says what it waits
+/// for: a decision, or documents or input.
 pub(super) fn settle(run: &mut ActiveRun, fx: &mut Effects) {
-    if run.state == RunState::NeedsInput || !run.waits_for_documents() {
+    let Some(waiting) = run.waiting_state() else {
+        return;
+    };
+    if run.state == waiting {
         return;
     }
-    let mut waiting: Vec<&str> = run
-        .jobs
-        .iter()
-        .filter(|j| j.state == JobState::NeedsInput)
-        .flat_map(|j| j.pending_docs.iter().map(String::as_str))
-        .collect();
-    waiting.sort_unstable();
-    waiting.dedup();
-    let reason = format!("waiting for documents: {}", waiting.join(", "));
+    let (event, reason) = if waiting == RunState::WaitingApproval {
+        let names: Vec<&str> = run
+            .jobs
+            .iter()
+            .filter(|j| j.state == JobState::WaitingApproval)
+            .map(|j| j.name.as_str())
+            .collect();
+        (
+            RunEvent::AwaitingApproval,
+            format!("waiting for a decision on: {}", names.join(", ")),
+        )
+    } else {
+        let mut docs: Vec<&str> = run
+            .jobs
+            .iter()
+            .filter(|j| j.state == JobState::NeedsInput)
+            .flat_map(|j| j.pending_docs.iter().map(String::as_str))
+            .collect();
+        docs.sort_unstable();
+        docs.dedup();
+        let reason = if docs.is_empty() {
+            "waiting for input".to_owned()
+        } else {
+            format!("waiting for documents or input: {}", docs.join(", "))
+        };
+        (RunEvent::Stalled, reason)
+    };
     // Whoever waits for the run to stop is woken as for an ending.
-    if move_run(run, RunEvent::Stalled, reason, fx) {
+    if move_run(run, event, reason, fx) {
         fx.runs_finished += 1;
+    }
+}
+
+/// A waiting run in which a job can run again (after a decision or
+/// input) is running again at once, not only when that job starts.
+pub(super) fn wake(run: &mut ActiveRun, fx: &mut Effects) {
+    if run.state.is_waiting() && run.unfinished > 0 && run.waiting_state().is_none() {
+        move_run(run, RunEvent::Resumed, "a person acted".to_owned(), fx);
+    }
+}
+
+/// When a job waiting for a decision since `waiting_since` times out, as
+/// an instant on this process's clock.
+pub(super) fn gate_deadline(node: &Node, now: Instant) -> Option<Instant> {
+    let timeout = node.approval?.timeout_ms?;
+    let since = node.waiting_since?;
+    let elapsed = warren_vocabulary::now_ms().saturating_sub(since).max(0) as u64;
+    Some(now + Duration::from_millis(timeout.saturating_sub(elapsed)))
+}
+
+/// Why a decision or input was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The job is not waiting for this (409).
+    NotWaiting(String),
+    /// The caller's role may not decide this gate (403).
+    Forbidden(String),
+}
+
+/// How a job ended without a failed attempt (stored as its error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GateFailure {
+    /// A reviewer rejected its output for good, or rework was used up.
+    Rejected { message: String },
+    /// Nobody decided in time and the gate fails on a timeout.
+    ApprovalTimeout { message: String },
+}
+
+impl std::fmt::Display for GateFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rejected { message } | Self::ApprovalTimeout { message } => f.write_str(message),
+        }
+    }
+}
+
+/// Records `review` of job `job` and acts on it: approve completes the job,
+/// reject sends it back for rework (or fails it when final or out of
+/// rework), input lets a job waiting for input run again. Returns the
+/// job's new state.
+pub(super) fn review_job(
+    run: &mut ActiveRun,
+    job: usize,
+    mut review: Review,
+    fx: &mut Effects,
+) -> Result<JobState, Refusal> {
+    let node = &run.jobs[job];
+    let name = node.name.clone();
+    if run.cancelling {
+        return Err(Refusal::NotWaiting(format!(
+            "run {} is being cancelled",
+            run.id
+        )));
+    }
+    match review.decision {
+        Decision::Approve | Decision::Reject => {
+            if node.state != JobState::WaitingApproval {
+                return Err(Refusal::NotWaiting(format!(
+                    "job {name:?} is {}, not waiting for a decision",
+                    node.state
+                )));
+            }
+            let least = node.approval.map_or(Role::Client, |g| g.role);
+            if let Some(role) = review.by.role
+                && !role.may_decide(least)
+            {
+                return Err(Refusal::Forbidden(format!(
+                    "deciding job {name:?} needs the {least} role or above; this token's role is {role}"
+                )));
+            }
+        }
+        Decision::Input => {
+            if node.state != JobState::NeedsInput {
+                return Err(Refusal::NotWaiting(format!(
+                    "job {name:?} is {}, not waiting for input",
+                    node.state
+                )));
+            }
+        }
+    }
+    review.attempt = node.attempts;
+    fx.changes.push(Change::Review {
+        run_id: run.id.clone(),
+        job_id: node.id.clone(),
+        review: review.clone(),
+    });
+    run.jobs[job].reviews.push(review.clone());
+    let who = review.by.name.as_deref().unwrap_or("a person");
+    match review.decision {
+        Decision::Approve => {
+            move_job(
+                run,
+                job,
+                JobEvent::Approved,
+                Some(format!("approved by {who}")),
+                fx,
+            );
+        }
+        Decision::Reject => reject(run, job, &review, fx),
+        Decision::Input => {
+            let node = &mut run.jobs[job];
+            node.pending_docs.clear();
+            node.asked.clear();
+            node.retry_base = node.attempts;
+            node.not_before = None;
+            if move_job(
+                run,
+                job,
+                JobEvent::InputGiven,
+                Some(format!("input given by {who}")),
+                fx,
+            ) {
+                evaluate(run, job, Instant::now(), fx);
+            }
+        }
+    }
+    Ok(run.jobs[job].state)
+}
+
+/// A rejection: final, or past the gate's `max_rework`, fails the job (its
+/// `on_failure` dependents run); otherwise it runs again, and the jobs it
+/// spawned that never ran go (the new attempt spawns its own).
+fn reject(run: &mut ActiveRun, job: usize, review: &Review, fx: &mut Effects) {
+    let node = &run.jobs[job];
+    let who = review.by.name.as_deref().unwrap_or("a person");
+    let max_rework = node.approval.map_or(0, |g| g.max_rework);
+    let failure = if review.is_final {
+        Some(format!("rejected by {who} (final)"))
+    } else if node.reworks >= max_rework {
+        Some(format!(
+            "rejected by {who}; rework used up ({max_rework} allowed)"
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = failure {
+        let error = serde_json::to_string(&GateFailure::Rejected {
+            message: message.clone(),
+        })
+        .ok();
+        move_job_failing(run, job, JobEvent::Rejected, Some(message), error, fx);
+        return;
+    }
+    let node = &mut run.jobs[job];
+    node.reworks += 1;
+    node.retry_base = node.attempts;
+    let reason = format!(
+        "sent back for rework by {who} ({} of {max_rework})",
+        node.reworks
+    );
+    for child in 0..run.jobs.len() {
+        if run.jobs[child].parent == Some(job) && run.jobs[child].state == JobState::Pending {
+            let reason = format!(
+                "its parent {:?} was sent back for rework",
+                run.jobs[job].name
+            );
+            move_job(run, child, JobEvent::DependenciesUnmet, Some(reason), fx);
+        }
+    }
+    if move_job(run, job, JobEvent::SentBack, Some(reason), fx) {
+        evaluate(run, job, Instant::now(), fx);
+    }
+}
+
+/// A gate nobody decided on in time: `fail` fails the job, `reject` is a
+/// rejection by Warren. Does nothing if the job no longer waits or its
+/// time is not up (a later wait of the same job).
+pub(super) fn gate_timed_out(run: &mut ActiveRun, job: usize, fx: &mut Effects) {
+    let node = &run.jobs[job];
+    let (Some(gate), Some(since)) = (node.approval, node.waiting_since) else {
+        return;
+    };
+    let Some(timeout) = gate.timeout_ms else {
+        return;
+    };
+    if node.state != JobState::WaitingApproval
+        || run.cancelling
+        || warren_vocabulary::now_ms() < since.saturating_add(timeout as i64)
+    {
+        return;
+    }
+    let message = format!("no decision within {timeout} ms");
+    match gate.on_timeout {
+        OnTimeout::Fail => {
+            let error = serde_json::to_string(&GateFailure::ApprovalTimeout {
+                message: message.clone(),
+            })
+            .ok();
+            move_job_failing(run, job, JobEvent::Rejected, Some(message), error, fx);
+        }
+        OnTimeout::Reject => {
+            let review = Review {
+                decision: Decision::Reject,
+                is_final: false,
+                comments: Some(message),
+                data: None,
+                by: Reviewer::warren(),
+                at: warren_vocabulary::now_ms(),
+                attempt: 0,
+            };
+            // Warren has no role: the gate's role does not apply.
+            let _ = review_job(run, job, review, fx);
+        }
     }
 }
 
@@ -696,6 +971,7 @@ fn insert_children(
             parent_job_id: Some(parent_node.id.clone()),
             spawn_reason: Some(request.reason),
             depth: parent_node.depth + 1,
+            approval: None,
         });
     }
     run.add_jobs(&jobs, &deps);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::db::runs::Change;
-use warren_vocabulary::{JobState, RunState};
+use warren_vocabulary::{Decision, JobState, RunState};
 
 /// Upper bounds (seconds) of the attempt duration histogram.
 const DURATION_BUCKETS: [f64; 12] = [
@@ -14,8 +14,9 @@ const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 const RUN_STATES: [RunState; 3] = [RunState::Completed, RunState::Failed, RunState::Cancelled];
-/// The states a job ends in (one waiting for input has not ended: it is
-/// among `warren_jobs{state="needs_input"}`).
+/// The states a job ends in (one waiting for input or a decision has not
+/// ended: it is among `warren_jobs{state="needs_input"}` or
+/// `warren_jobs{state="waiting_approval"}`).
 const JOB_STATES: [JobState; 4] = [
     JobState::Completed,
     JobState::Failed,
@@ -24,7 +25,7 @@ const JOB_STATES: [JobState; 4] = [
 ];
 
 /// Every job state, in the order of [`Metrics::jobs_by_state`].
-pub(crate) const ALL_JOB_STATES: [JobState; 8] = [
+pub(crate) const ALL_JOB_STATES: [JobState; 9] = [
     JobState::Pending,
     JobState::Ready,
     JobState::Running,
@@ -33,7 +34,13 @@ pub(crate) const ALL_JOB_STATES: [JobState; 8] = [
     JobState::Skipped,
     JobState::Cancelled,
     JobState::NeedsInput,
+    JobState::WaitingApproval,
 ];
+
+/// The states a run waits for people in, in the order of
+/// [`Metrics::runs_waiting`].
+pub(crate) const WAITING_RUN_STATES: [RunState; 2] =
+    [RunState::NeedsInput, RunState::WaitingApproval];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -51,6 +58,10 @@ pub struct Metrics {
     pub(crate) active_runs: AtomicU64,
     /// Jobs of the runs not yet ended, by current state.
     pub(crate) jobs_by_state: [AtomicU64; ALL_JOB_STATES.len()],
+    /// Runs waiting for people, by state.
+    pub(crate) runs_waiting: [AtomicU64; WAITING_RUN_STATES.len()],
+    /// Reviews recorded, by decision.
+    reviews: [AtomicU64; Decision::ALL.len()],
 }
 
 impl Metrics {
@@ -87,6 +98,11 @@ impl Metrics {
                         .fetch_add(usage.wall_time.as_micros() as u64, Ordering::Relaxed);
                     self.fuel_consumed
                         .fetch_add(usage.fuel_consumed, Ordering::Relaxed);
+                }
+                Change::Review { review, .. } => {
+                    if let Some(i) = Decision::ALL.iter().position(|d| *d == review.decision) {
+                        self.reviews[i].fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 _ => {}
             }
@@ -159,6 +175,24 @@ impl Metrics {
         );
         for (state, n) in ALL_JOB_STATES.iter().zip(&self.jobs_by_state) {
             let _ = writeln!(out, "warren_jobs{{state=\"{state}\"}} {}", get(n));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP warren_runs_waiting Runs waiting for people (documents, input, a decision), by state.\n# TYPE warren_runs_waiting gauge"
+        );
+        for (state, n) in WAITING_RUN_STATES.iter().zip(&self.runs_waiting) {
+            let _ = writeln!(out, "warren_runs_waiting{{state=\"{state}\"}} {}", get(n));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP warren_reviews_total Decisions and input recorded, by decision.\n# TYPE warren_reviews_total counter"
+        );
+        for (decision, n) in Decision::ALL.iter().zip(&self.reviews) {
+            let _ = writeln!(
+                out,
+                "warren_reviews_total{{decision=\"{decision}\"}} {}",
+                get(n)
+            );
         }
         for (name, help, value) in [
             (

@@ -32,7 +32,9 @@ use warren_sandbox::capabilities::log::LogSink;
 use warren_sandbox::runtime::Runtime;
 use warren_vocabulary::Limits;
 use warren_vocabulary::names;
-use warren_vocabulary::{JobState, RunState};
+use warren_vocabulary::{JobState, Review, RunState};
+
+pub use decisions::GateFailure;
 
 /// Attempts running at once by default. Enough to keep the database
 /// writer and the guests busy at the same time; each needs one pooled
@@ -153,6 +155,12 @@ pub enum EngineError {
     TooLarge(String),
     #[error("{0}")]
     NotRetryable(String),
+    /// A decision or input for a job that does not wait for it.
+    #[error("{0}")]
+    NotWaiting(String),
+    /// The caller's role may not decide this gate.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the engine has stopped")]
     Stopped,
     #[error("{0}")]
@@ -183,6 +191,13 @@ pub(crate) enum Command {
     /// Documents of this scope (a story) were written and committed.
     DocumentsChanged {
         scope: String,
+    },
+    /// A decision on a job's output, or input given to it.
+    Review {
+        run_id: String,
+        job_id: String,
+        review: Review,
+        reply: oneshot::Sender<Result<JobState, decisions::Refusal>>,
     },
 }
 
@@ -564,6 +579,7 @@ impl Engine {
                 parent_job_id: None,
                 spawn_reason: None,
                 depth: 0,
+                approval: job.gate(),
             });
         }
         let new_run = NewRun {
@@ -665,6 +681,37 @@ impl Engine {
         // Answer once the retry is recorded.
         self.sync().await?;
         Ok(run_id)
+    }
+
+    /// Records a decision on a job's output, or input given to a job, and
+    /// acts on it (see docs/approvals.md); answers once it is committed,
+    /// with the job's new state.
+    pub async fn review(&self, job_id: &str, review: Review) -> Result<JobState, EngineError> {
+        let id = job_id.to_owned();
+        let (run_id, _) = self
+            .db
+            .query(move |conn| runs::job_run(conn, &id))
+            .await?
+            .ok_or_else(|| EngineError::UnknownJob(job_id.to_owned()))?;
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Review {
+                run_id,
+                job_id: job_id.to_owned(),
+                review,
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        let state =
+            answer
+                .await
+                .map_err(|_| EngineError::Stopped)?
+                .map_err(|refusal| match refusal {
+                    decisions::Refusal::NotWaiting(m) => EngineError::NotWaiting(m),
+                    decisions::Refusal::Forbidden(m) => EngineError::Forbidden(m),
+                })?;
+        self.sync().await?;
+        Ok(state)
     }
 
     /// Tells the scheduler that documents of `story` were written (and are

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use warren_sandbox::runtime::AttemptOutcome;
 use warren_vocabulary::JobState;
 
-use super::decisions::{cancel_jobs, evaluate, finish_run, settle};
+use super::decisions::{cancel_jobs, evaluate, finish_run, gate_deadline, settle};
 use super::launch::{Completion, host_failure};
 use super::run_graph::ActiveRun;
 use super::scheduler_loop::Scheduler;
@@ -49,6 +49,7 @@ pub(super) fn rebuild(
             parent_job_id: j.parent_job_id.clone(),
             spawn_reason: None,
             depth: j.depth,
+            approval: j.approval,
         })
         .collect();
     let mut run = ActiveRun::new(
@@ -65,6 +66,9 @@ pub(super) fn rebuild(
         node.output = stored_job.output.clone();
         node.pending_docs = stored_job.pending_docs.clone();
         node.asked = stored_job.pending_docs.clone();
+        node.reworks = stored_job.reworks;
+        node.waiting_since = stored_job.waiting_since;
+        node.reviews = stored_job.reviews.clone();
         run.data_bytes += node.output.as_ref().map_or(0, |o| o.len() as u64);
         node.not_before = stored_job
             .ready_at
@@ -124,6 +128,13 @@ impl Scheduler {
                 cancel_jobs(run, &mut self.effects);
             }
             for index in 0..run.jobs.len() {
+                // A gate's timeout counts from when the job began to wait,
+                // whatever happened to the process since.
+                if run.jobs[index].state == JobState::WaitingApproval
+                    && let Some(at) = gate_deadline(&run.jobs[index], now)
+                {
+                    self.timers.push(Reverse((at, run_id.clone(), index)));
+                }
                 // Ready jobs were queued when the graph was built.
                 if run.jobs[index].state == JobState::Pending {
                     if let Some(at) = run.jobs[index].not_before {

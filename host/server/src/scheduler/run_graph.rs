@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use super::transitions::condition_met;
 use crate::db::runs::{NewDep, NewJob, NewRun};
-use warren_vocabulary::{Artifact, Condition, JobState, Limits, RetryPolicy, RunState};
+use warren_vocabulary::{
+    ApprovalGate, Artifact, Condition, JobState, Limits, RetryPolicy, Review, RunState,
+};
 
 pub(crate) struct Node {
     pub id: String,
@@ -43,6 +45,19 @@ pub(crate) struct Node {
     pub handed: Vec<String>,
     /// Whether its plugin, when it last started, was an agent.
     pub is_agent: bool,
+    /// The job that spawned it.
+    pub parent: Option<usize>,
+    /// A person decides on each successful attempt's output.
+    pub approval: Option<ApprovalGate>,
+    /// Rejections sent back for rework since the last manual retry.
+    pub reworks: u32,
+    /// Since when it waits for people (ms since the epoch): a gate's
+    /// timeout counts from here.
+    pub waiting_since: Option<i64>,
+    /// Decisions on its output and input given to it, oldest first: its
+    /// attempts and its dependents' are handed them (held here because an
+    /// attempt may start before the commit that stores the latest).
+    pub reviews: Vec<Review>,
 }
 
 pub(crate) struct ActiveRun {
@@ -147,6 +162,14 @@ impl ActiveRun {
                 asked: Vec::new(),
                 handed: Vec::new(),
                 is_agent: false,
+                parent: job
+                    .parent_job_id
+                    .as_ref()
+                    .and_then(|id| self.by_id.get(id).copied()),
+                approval: job.approval,
+                reworks: 0,
+                waiting_since: None,
+                reviews: Vec::new(),
             });
         }
         for dep in deps {
@@ -167,17 +190,27 @@ impl ActiveRun {
         self.story_id.as_deref().unwrap_or(&self.id)
     }
 
-    /// Whether nothing can run until documents arrive: no job runs or is
-    /// ready or waits for a retry's backoff, and some job waits for
-    /// documents (the others that are not ended wait behind one).
-    pub fn waits_for_documents(&self) -> bool {
-        self.running == 0
-            && self.unfinished > 0
-            && self.jobs.iter().any(|j| j.state == JobState::NeedsInput)
-            && !self.jobs.iter().any(|j| {
-                matches!(j.state, JobState::Ready | JobState::Running)
-                    || (j.state == JobState::Pending && j.not_before.is_some())
-            })
+    /// What the run waits for when nothing can run until people act: no
+    /// job runs or is ready or waits for a retry's backoff, and some job
+    /// waits for a decision (`waiting_approval`) or else for documents or
+    /// input (`needs_input`); the others not ended wait behind one.
+    pub fn waiting_state(&self) -> Option<RunState> {
+        if self.running > 0 || self.unfinished == 0 {
+            return None;
+        }
+        let mut waiting = None;
+        for job in &self.jobs {
+            match job.state {
+                JobState::Ready | JobState::Running => return None,
+                JobState::Pending if job.not_before.is_some() => return None,
+                JobState::WaitingApproval => waiting = Some(RunState::WaitingApproval),
+                JobState::NeedsInput => {
+                    waiting = waiting.or(Some(RunState::NeedsInput));
+                }
+                _ => {}
+            }
+        }
+        waiting
     }
 
     /// Gives the run what is left of `max_spawned` after the jobs it has

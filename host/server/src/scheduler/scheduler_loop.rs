@@ -15,18 +15,18 @@ use tokio::sync::{mpsc, watch};
 use warren_sandbox::runtime::Runtime;
 
 use super::decisions::{
-    Effects, cancel_jobs, documents_arrived, evaluate, finish_attempt, finish_run, next_ready,
-    reopen, settle, start_job,
+    Effects, Refusal, cancel_jobs, documents_arrived, evaluate, finish_attempt, finish_run,
+    gate_timed_out, next_ready, reopen, review_job, settle, start_job, wake,
 };
 use super::launch::{Completion, launch};
-use super::metrics::ALL_JOB_STATES;
+use super::metrics::{ALL_JOB_STATES, WAITING_RUN_STATES};
 use super::recovery::rebuild;
 use super::run_graph::ActiveRun;
 use super::{Command, EngineConfig};
 use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change};
 use crate::db::{Database, DbError, documents};
-use warren_vocabulary::JobState;
+use warren_vocabulary::{JobState, Review};
 
 /// How often the queue gauges of `/metrics` are recomputed.
 const GAUGE_PERIOD: Duration = Duration::from_millis(100);
@@ -233,6 +233,10 @@ impl Scheduler {
         for (gauge, n) in metrics.jobs_by_state.iter().zip(by_state) {
             gauge.store(n, Ordering::Relaxed);
         }
+        for (gauge, state) in metrics.runs_waiting.iter().zip(WAITING_RUN_STATES) {
+            let n = self.runs.values().filter(|run| run.state == state).count();
+            gauge.store(n as u64, Ordering::Relaxed);
+        }
         metrics
             .active_runs
             .store(self.runs.len() as u64, Ordering::Relaxed);
@@ -275,7 +279,49 @@ impl Scheduler {
                 let _ = reply.send(self.retry(&run_id, &job_id));
             }
             Command::DocumentsChanged { scope } => self.documents_changed(&scope),
+            Command::Review {
+                run_id,
+                job_id,
+                review,
+                reply,
+            } => {
+                let _ = reply.send(self.review(&run_id, &job_id, review));
+            }
         }
+    }
+
+    /// A decision on a job's output, or input given to it.
+    fn review(&mut self, run_id: &str, job_id: &str, review: Review) -> Result<JobState, Refusal> {
+        let Some(run) = self.runs.get_mut(run_id) else {
+            // Ended runs are not in memory: nothing of them waits.
+            return Err(Refusal::NotWaiting(format!(
+                "job {job_id} is not waiting: its run has ended"
+            )));
+        };
+        let Some(&job) = run.by_id.get(job_id) else {
+            return Err(Refusal::NotWaiting(format!(
+                "job {job_id} is not in run {run_id}"
+            )));
+        };
+        let state = review_job(run, job, review, &mut self.effects)?;
+        self.after_change(run_id);
+        Ok(state)
+    }
+
+    /// A run whose jobs moved outside an attempt's end: it ends if nothing
+    /// is left, else says whether it runs or waits, and takes its turn.
+    fn after_change(&mut self, run_id: &str) {
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        if run.unfinished == 0 {
+            finish_run(run, &mut self.effects);
+            self.runs.remove(run_id);
+            return;
+        }
+        wake(run, &mut self.effects);
+        settle(run, &mut self.effects);
+        self.enqueue(run_id);
     }
 
     /// Documents of `scope` were written: its runs' jobs waiting for them
@@ -325,7 +371,13 @@ impl Scheduler {
             let Some(Reverse((_, run_id, job))) = self.timers.pop() else {
                 break;
             };
-            if let Some(run) = self.runs.get_mut(&run_id) {
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            if run.jobs[job].state == JobState::WaitingApproval {
+                gate_timed_out(run, job, &mut self.effects);
+                self.after_change(&run_id);
+            } else {
                 evaluate(run, job, now, &mut self.effects);
                 self.enqueue(&run_id);
             }

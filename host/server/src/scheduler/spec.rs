@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use warren_vocabulary::names::{is_valid_job_name, is_valid_plugin_name};
 use warren_vocabulary::text::{self, MAX_ERROR_BYTES};
-use warren_vocabulary::{Condition, Limits, LimitsSpec, RetryPolicy};
+use warren_vocabulary::{ApprovalGate, Condition, Limits, LimitsSpec, RetryPolicy};
 
 /// Most jobs one pipeline may declare.
 pub const MAX_JOBS: usize = 20_000;
@@ -81,6 +81,17 @@ pub struct JobSpec {
     /// no job says so, the jobs no other job needs make the result.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub output: bool,
+    /// A person decides on each successful attempt's output before its
+    /// dependents see it (see docs/approvals.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalGate>,
+}
+
+impl JobSpec {
+    /// Its gate, if one is required.
+    pub fn gate(&self) -> Option<ApprovalGate> {
+        self.approval.filter(|gate| gate.required)
+    }
 }
 
 impl PipelineSpec {
@@ -161,6 +172,8 @@ pub enum SpecError {
     BadLimits { job: String, reason: String },
     #[error("job {job:?}: bad retry policy: {reason}")]
     BadRetry { job: String, reason: String },
+    #[error("job {job:?}: bad approval gate: {reason}")]
+    BadApproval { job: String, reason: String },
     #[error("max_parallel must be at least 1")]
     BadMaxParallel,
     #[error("template name {0:?} is invalid (letters, digits, `-`, `_`, `.`, at most 64 bytes)")]
@@ -304,6 +317,12 @@ impl PipelineSpec {
                     job: name.clone(),
                     reason: "backoffs must satisfy initial <= max <= 1 day".into(),
                 });
+            }
+            if let Some(gate) = &job.approval {
+                gate.check().map_err(|reason| SpecError::BadApproval {
+                    job: name.clone(),
+                    reason,
+                })?;
             }
         }
         if let Some(cycle) = self.find_cycle() {

@@ -18,6 +18,17 @@ pub enum JobEvent {
     PluginMissing,
     /// The attempt succeeded.
     Succeeded,
+    /// The attempt succeeded and the job's gate waits for a decision.
+    AwaitingApproval,
+    /// A person (or a timeout) approved its output.
+    Approved,
+    /// Its output was rejected and rework is left: it runs again.
+    SentBack,
+    /// Its output was rejected for good (final, rework used up, or a
+    /// timeout that fails).
+    Rejected,
+    /// Someone gave it the input it waited for.
+    InputGiven,
     /// The attempt failed in a way worth retrying, and attempts are left.
     RetryScheduled,
     /// The attempt failed for good.
@@ -43,6 +54,11 @@ impl JobEvent {
         Self::Started,
         Self::PluginMissing,
         Self::Succeeded,
+        Self::AwaitingApproval,
+        Self::Approved,
+        Self::SentBack,
+        Self::Rejected,
+        Self::InputGiven,
         Self::RetryScheduled,
         Self::Failed,
         Self::InputNeeded,
@@ -65,12 +81,19 @@ pub fn job_transition(from: JobState, event: JobEvent) -> Option<JobState> {
         (S::Ready, E::Started) => S::Running,
         (S::Ready, E::PluginMissing) => S::Failed,
         (S::Running, E::Succeeded) => S::Completed,
+        (S::Running, E::AwaitingApproval) => S::WaitingApproval,
+        (S::WaitingApproval, E::Approved) => S::Completed,
+        (S::WaitingApproval, E::SentBack) => S::Pending,
+        (S::WaitingApproval, E::Rejected) => S::Failed,
+        (S::NeedsInput, E::InputGiven) => S::Pending,
         (S::Running, E::RetryScheduled) => S::Pending,
         (S::Running, E::Failed) => S::Failed,
         (S::Running, E::InputNeeded) => S::NeedsInput,
         (S::Ready, E::DocumentsMissing) => S::NeedsInput,
         (S::NeedsInput, E::DocumentsArrived) => S::Pending,
-        (S::Pending | S::Ready | S::Running | S::NeedsInput, E::Cancelled) => S::Cancelled,
+        (S::Pending | S::Ready | S::Running | S::NeedsInput | S::WaitingApproval, E::Cancelled) => {
+            S::Cancelled
+        }
         (S::Failed | S::NeedsInput, E::RetryRequested) => S::Pending,
         (S::Skipped, E::Reopened) => S::Pending,
         _ => return None,
@@ -90,9 +113,11 @@ pub enum RunEvent {
     Cancelled,
     /// A job of the ended run was retried.
     JobRetried,
-    /// Nothing can run until documents arrive.
+    /// Nothing can run until documents or input arrive.
     Stalled,
-    /// A job starts again after the run waited for documents.
+    /// Nothing can run until a person decides on a job's output.
+    AwaitingApproval,
+    /// A job starts again after the run waited for people.
     Resumed,
 }
 
@@ -104,6 +129,7 @@ impl RunEvent {
         Self::Cancelled,
         Self::JobRetried,
         Self::Stalled,
+        Self::AwaitingApproval,
         Self::Resumed,
     ];
 }
@@ -117,13 +143,20 @@ pub fn run_transition(from: RunState, event: RunEvent) -> Option<RunState> {
         (S::Pending, E::JobStarted) => S::Running,
         // A waiting run ends too when its last jobs end without running
         // (a retried job whose plugin is gone, say).
-        (S::Pending | S::Running | S::NeedsInput, E::AllSucceeded) => S::Completed,
-        (S::Pending | S::Running | S::NeedsInput, E::SomeFailed) => S::Failed,
-        (S::Pending | S::Running | S::NeedsInput, E::Cancelled) => S::Cancelled,
+        (S::Pending | S::Running | S::NeedsInput | S::WaitingApproval, E::AllSucceeded) => {
+            S::Completed
+        }
+        (S::Pending | S::Running | S::NeedsInput | S::WaitingApproval, E::SomeFailed) => S::Failed,
+        (S::Pending | S::Running | S::NeedsInput | S::WaitingApproval, E::Cancelled) => {
+            S::Cancelled
+        }
         // A cancelled run stays cancelled.
         (S::Completed | S::Failed, E::JobRetried) => S::Running,
-        (S::Pending | S::Running, E::Stalled) => S::NeedsInput,
-        (S::NeedsInput, E::Resumed) => S::Running,
+        // A run waits for a decision rather than documents while any job
+        // waits for one: a person is there to act.
+        (S::Pending | S::Running | S::WaitingApproval, E::Stalled) => S::NeedsInput,
+        (S::Pending | S::Running | S::NeedsInput, E::AwaitingApproval) => S::WaitingApproval,
+        (S::NeedsInput | S::WaitingApproval, E::Resumed) => S::Running,
         _ => return None,
     })
 }
@@ -194,6 +227,12 @@ mod tests {
             (S::Ready, E::PluginMissing, S::Failed),
             (S::Ready, E::Cancelled, S::Cancelled),
             (S::Running, E::Succeeded, S::Completed),
+            (S::Running, E::AwaitingApproval, S::WaitingApproval),
+            (S::WaitingApproval, E::Approved, S::Completed),
+            (S::WaitingApproval, E::SentBack, S::Pending),
+            (S::WaitingApproval, E::Rejected, S::Failed),
+            (S::WaitingApproval, E::Cancelled, S::Cancelled),
+            (S::NeedsInput, E::InputGiven, S::Pending),
             (S::Running, E::RetryScheduled, S::Pending),
             (S::Running, E::Failed, S::Failed),
             (S::Running, E::InputNeeded, S::NeedsInput),
@@ -226,6 +265,14 @@ mod tests {
             (S::NeedsInput, E::Cancelled, S::Cancelled),
             (S::NeedsInput, E::AllSucceeded, S::Completed),
             (S::NeedsInput, E::SomeFailed, S::Failed),
+            (S::Pending, E::AwaitingApproval, S::WaitingApproval),
+            (S::Running, E::AwaitingApproval, S::WaitingApproval),
+            (S::NeedsInput, E::AwaitingApproval, S::WaitingApproval),
+            (S::WaitingApproval, E::Stalled, S::NeedsInput),
+            (S::WaitingApproval, E::Resumed, S::Running),
+            (S::WaitingApproval, E::Cancelled, S::Cancelled),
+            (S::WaitingApproval, E::AllSucceeded, S::Completed),
+            (S::WaitingApproval, E::SomeFailed, S::Failed),
         ]
     };
 
