@@ -330,6 +330,17 @@ async fn a_decision_needs_a_waiting_job_and_an_existing_one() {
     .await;
     assert_eq!(
         (status, body["code"].clone()),
+        (422, json!("invalid_body")),
+        "{body}"
+    );
+    let (status, body) = decide(
+        &server,
+        &waiting,
+        json!({"decision": "reject", "data": "x".repeat(300_000)}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
         (413, json!("payload_too_large")),
         "{body}"
     );
@@ -771,4 +782,105 @@ async fn a_thousand_waiting_runs_hold_no_slot_and_little_memory() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Runs the `warren` binary against the test server; returns its exit
+/// code and stdout.
+async fn warren_cli(server: &TestServer, args: &[&str]) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warren"));
+    command.args(args).args(["--server", &server.base]);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run warren"))
+        .await
+        .expect("client");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), format!("{stdout}{stderr}"))
+}
+
+/// The README's walk of the `speckit` template, with the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_speckit_phases_are_walked_from_the_cli() {
+    let server = start(Vec::new()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get("/v1/templates/speckit").await.0 != 200 {
+        assert!(Instant::now() < deadline, "the speckit template never came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // --watch follows the run until it waits for a decision.
+    let (code, out) = warren_cli(
+        &server,
+        &[
+            "submit",
+            "speckit",
+            "--input",
+            r#"{"feature":"export invoices"}"#,
+            "--watch",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("run waiting_approval"), "{out}");
+    let run_id = out.lines().next().expect("run id").trim().to_owned();
+
+    let (code, out) = warren_cli(&server, &["pending"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains(&run_id))
+        .unwrap_or_else(|| panic!("run {run_id} in {out}"));
+    assert!(
+        line.contains("specify") && line.contains("waiting_approval"),
+        "{line}"
+    );
+    assert!(line.contains("output: "), "{line}");
+    let specify = line.split_whitespace().next().expect("job id").to_owned();
+
+    let (code, out) = warren_cli(
+        &server,
+        &["reject", &specify, "--comment", "name the CSV columns"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("job {specify}: ready")), "{out}");
+    let run = job_reaches(&server, &run_id, "specify", "waiting_approval").await;
+    assert_eq!(job(&run, "specify")["output"]["revision"], 2, "{run}");
+
+    for phase in ["specify", "plan", "tasks", "implement"] {
+        let run = job_reaches(&server, &run_id, phase, "waiting_approval").await;
+        let id = job_id(&run, phase);
+        let (code, out) = warren_cli(&server, &["approve", &id, "--comment", "fine"]).await;
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains(&format!("job {id}: completed")), "{out}");
+    }
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    // The comment made it through every phase after the rework.
+    let text = job(&run, "implement")["output"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        text.contains("As asked in review: name the CSV columns"),
+        "{text}"
+    );
+    let (code, out) = warren_cli(&server, &["pending"]).await;
+    assert_eq!(code, Some(0));
+    assert!(!out.contains(&run_id), "{out}");
+
+    // A final rejection from the CLI fails the phase.
+    let (_, out) = warren_cli(
+        &server,
+        &["submit", "speckit", "--input", r#"{"feature":"x"}"#],
+    )
+    .await;
+    let run_id = out.lines().next().expect("run id").trim().to_owned();
+    let run = server.wait_for_state(&run_id, "waiting_approval").await;
+    let id = job_id(&run, "specify");
+    let (code, out) = warren_cli(&server, &["reject", &id, "--comment", "no", "--final"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("job {id}: failed")), "{out}");
+    let (code, out) = warren_cli(&server, &["approve", &id]).await;
+    assert_eq!(code, Some(3), "a conflict is the caller's: {out}");
+    assert!(out.contains("conflict"), "{out}");
+    server.stop().await;
 }

@@ -334,6 +334,23 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// People in runs: a decision to the start of the job it lets go on
+    /// (against a submission to its first job's start), and the memory and
+    /// restart time of many runs waiting at a gate (against none waiting).
+    Approvals {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Decisions timed.
+        #[arg(long, default_value_t = 300)]
+        decisions: usize,
+        /// Runs left waiting at a gate.
+        #[arg(long, default_value_t = 10_000)]
+        waiting: usize,
+        /// Folder with speckit and echo (.wasm).
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
     /// The plugins folder: a dropped file becoming runnable against a cold
     /// compile of it, and server start with many plugins, cached or not.
     Plugins {
@@ -842,6 +859,23 @@ fn bench_command(suite: BenchSuite) -> i32 {
             };
             let measured = match server_runtime() {
                 Ok(server) => server.block_on(crate::bench::flows::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
+        }
+        BenchSuite::Approvals {
+            json,
+            decisions,
+            waiting,
+            plugins_dir,
+        } => {
+            let options = crate::bench::approvals::ApprovalsBenchOptions {
+                plugins_dir,
+                decisions,
+                waiting,
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(crate::bench::approvals::run(&options)),
                 Err(code) => return code,
             };
             (measured, json)

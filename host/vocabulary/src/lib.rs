@@ -31,7 +31,7 @@ pub use limits::{Limits, LimitsSpec};
 pub use pipeline::{Condition, RetryPolicy};
 pub use plugin::{MemoryScope, PluginKind};
 pub use review::{
-    ApprovalGate, Decision, MAX_COMMENT_BYTES, MAX_REVIEW_DATA_BYTES, OnTimeout, Review, Reviewer,
+    ApprovalGate, Decision, MAX_COMMENT_CHARS, MAX_REVIEW_DATA_BYTES, OnTimeout, Review, Reviewer,
     Role,
 };
 pub use state::{JobState, RunState};

@@ -43,8 +43,8 @@ impl Role {
 pub const MAX_REWORK: u32 = 100;
 /// Longest a gate may wait for a decision: 30 days.
 pub const MAX_GATE_TIMEOUT_MS: u64 = 30 * 24 * 3_600_000;
-/// Longest comment a review keeps, in bytes.
-pub const MAX_COMMENT_BYTES: usize = 16 << 10;
+/// Longest comment a review keeps, in characters.
+pub const MAX_COMMENT_CHARS: usize = 16 << 10;
 /// Largest `data` a review carries, as JSON.
 pub const MAX_REVIEW_DATA_BYTES: usize = 256 << 10;
 

@@ -18,7 +18,7 @@ use super::views::ReviewView;
 use crate::api::ApiError;
 use crate::db::reads::{self, PendingJobRecord};
 use warren_vocabulary::{
-    ApprovalGate, Decision, JobState, MAX_COMMENT_BYTES, MAX_REVIEW_DATA_BYTES, Review, Reviewer,
+    ApprovalGate, Decision, JobState, MAX_COMMENT_CHARS, MAX_REVIEW_DATA_BYTES, Review, Reviewer,
     names, now_ms,
 };
 
@@ -36,7 +36,7 @@ pub enum Verdict {
 pub struct DecisionRequest {
     pub decision: Verdict,
     /// What the reviewer says; the job's plugin reads it on its rework. At
-    /// most 16 KiB.
+    /// most 16,384 characters.
     #[schema(max_length = 16384)]
     pub comments: Option<String>,
     /// Any JSON: with an approval, an addition to the job's output its
@@ -81,9 +81,9 @@ pub struct Reviewed {
         (status = 403, description = "`forbidden`: the gate asks for a higher role than this token's", body = ErrorBody),
         (status = 404, description = "`not_found`: no such job", body = ErrorBody),
         (status = 409, description = "`conflict`: the job is not waiting for a decision", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: `comments` over 16 KiB or `data` over 256 KiB", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: `data` over 256 KiB as JSON", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`: malformed JSON, an unknown field, or `final` with `approve`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: malformed JSON, an unknown field, `comments` over 16,384 characters, or `final` with `approve`", body = ErrorBody),
     )
 )]
 /// Approve or reject the output of a job waiting at its gate: approve
@@ -125,9 +125,9 @@ pub async fn decide(
         (status = 200, description = "The input is recorded; the job runs again with it", body = Reviewed),
         (status = 404, description = "`not_found`: no such job", body = ErrorBody),
         (status = 409, description = "`conflict`: the job is not waiting for input", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: `comments` over 16 KiB or `data` over 256 KiB", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: `data` over 256 KiB as JSON", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`: malformed JSON, an unknown or missing field", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: malformed JSON, an unknown or missing field, `comments` over 16,384 characters", body = ErrorBody),
     )
 )]
 /// Give a job waiting in `needs_input` what it asked for: it runs again,
@@ -157,24 +157,28 @@ fn review_of(
     comments: Option<String>,
     data: Option<Box<RawValue>>,
 ) -> Result<Review, ApiError> {
-    let too_large =
-        |what: String| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", what);
+    // The schema's `maxLength` counts characters: so does this check.
     if let Some(comments) = &comments
-        && comments.len() > MAX_COMMENT_BYTES
+        && comments.chars().count() > MAX_COMMENT_CHARS
     {
-        return Err(too_large(format!(
-            "`comments` is {} bytes; at most {MAX_COMMENT_BYTES}",
-            comments.len()
-        )));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("`comments` is longer than {MAX_COMMENT_CHARS} characters"),
+        ));
     }
     let data = data.map(|d| d.get().to_owned());
     if let Some(data) = &data
         && data.len() > MAX_REVIEW_DATA_BYTES
     {
-        return Err(too_large(format!(
-            "`data` is {} bytes as JSON; at most {MAX_REVIEW_DATA_BYTES}",
-            data.len()
-        )));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "`data` is {} bytes as JSON; at most {MAX_REVIEW_DATA_BYTES}",
+                data.len()
+            ),
+        ));
     }
     Ok(Review {
         decision,

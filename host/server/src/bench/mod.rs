@@ -2,6 +2,7 @@
 //! in the same run, and print a table or one JSON object per line.
 
 pub mod api;
+pub mod approvals;
 pub mod engine;
 pub mod flows;
 pub mod hostile;
