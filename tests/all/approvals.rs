@@ -344,9 +344,38 @@ async fn a_decision_needs_a_waiting_job_and_an_existing_one() {
         (413, json!("payload_too_large")),
         "{body}"
     );
+    // A decision naming another attempt than the one waiting is refused.
+    let (status, body) = decide(
+        &server,
+        &waiting,
+        json!({"decision": "reject", "comments": "again", "attempt": 2}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (409, json!("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("on attempt 2"),
+        "{body}"
+    );
     // Refusals changed nothing; a decision, then the same one again.
-    let (status, _) = decide(&server, &waiting, json!({"decision": "approve"})).await;
+    let (status, _) = decide(
+        &server,
+        &waiting,
+        json!({"decision": "approve", "attempt": 1}),
+    )
+    .await;
     assert_eq!(status, 200);
+    let (_, detail) = server.get(&format!("/v1/jobs/{waiting}")).await;
+    assert_eq!(
+        detail["reviews_total"], 1,
+        "only the decision is on record: {detail}"
+    );
     let (status, body) = decide(&server, &waiting, json!({"decision": "approve"})).await;
     assert_eq!(
         (status, body["code"].clone()),

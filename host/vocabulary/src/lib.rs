@@ -31,8 +31,8 @@ pub use limits::{Limits, LimitsSpec};
 pub use pipeline::{Condition, RetryPolicy};
 pub use plugin::{MemoryScope, PluginKind};
 pub use review::{
-    ApprovalGate, Decision, MAX_COMMENT_CHARS, MAX_REVIEW_DATA_BYTES, OnTimeout, Review, Reviewer,
-    Role,
+    ApprovalGate, Decision, MAX_COMMENT_CHARS, MAX_REVIEW_DATA_BYTES, MAX_REVIEWS_HANDED,
+    OnTimeout, Review, Reviewer, Role,
 };
 pub use state::{JobState, RunState};
 pub use usage::Usage;

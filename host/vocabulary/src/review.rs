@@ -45,8 +45,12 @@ pub const MAX_REWORK: u32 = 100;
 pub const MAX_GATE_TIMEOUT_MS: u64 = 30 * 24 * 3_600_000;
 /// Longest comment a review keeps, in characters.
 pub const MAX_COMMENT_CHARS: usize = 16 << 10;
-/// Largest `data` a review carries, as JSON.
-pub const MAX_REVIEW_DATA_BYTES: usize = 256 << 10;
+/// Largest `data` a review carries, as JSON (more belongs in a document).
+pub const MAX_REVIEW_DATA_BYTES: usize = 64 << 10;
+/// A job's latest reviews handed to its attempts (and to its dependents')
+/// and listed in its view: every review stays on record, but a job given
+/// input again and again does not grow what each attempt is handed.
+pub const MAX_REVIEWS_HANDED: usize = 32;
 
 /// A person must approve a job's output before its dependents see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

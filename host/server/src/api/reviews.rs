@@ -48,6 +48,11 @@ pub struct DecisionRequest {
     /// run) instead of sending it back for rework.
     #[serde(rename = "final", default)]
     pub is_final: bool,
+    /// The attempt whose output this decides on (the job's `attempts`):
+    /// when given, a decision reaching the job at another attempt is a
+    /// conflict, so a resent rejection does not reject its rework.
+    #[schema(minimum = 1)]
+    pub attempt: Option<u32>,
 }
 
 /// `POST /v1/jobs/{id}/input`.
@@ -108,13 +113,14 @@ pub async fn decide(
         Verdict::Approve => Decision::Approve,
         Verdict::Reject => Decision::Reject,
     };
-    let review = review_of(
+    let mut review = review_of(
         &caller,
         decision,
         request.is_final,
         request.comments,
         request.data,
     )?;
+    review.attempt = request.attempt.unwrap_or(0);
     record(&state, id, review).await
 }
 
@@ -190,7 +196,7 @@ fn review_of(
             role: Some(caller.role),
         },
         at: now_ms(),
-        // Set by the scheduler: the job's latest attempt.
+        // Set by the scheduler: the job's latest attempt (0: any).
         attempt: 0,
     })
 }
@@ -202,9 +208,10 @@ async fn record(state: &AppState, id: String, review: Review) -> Result<Json<Rev
         .database()
         .query({
             let id = id.clone();
-            move |conn| crate::db::runs::job_reviews(conn, &id)
+            move |conn| crate::db::runs::job_reviews(conn, &id, 1)
         })
         .await?
+        .0
         .pop()
         .unwrap_or(review);
     Ok(Json(Reviewed {
@@ -246,7 +253,7 @@ pub struct PendingJob {
     pub output_summary: Option<String>,
     /// Documents it waits for (`needs_input`).
     pub pending_docs: Vec<String>,
-    /// Its gate (`waiting_approval`).
+    /// Its gate, if it has one.
     pub approval: Option<ApprovalGate>,
     /// Rejections sent back for rework so far.
     pub reworks: u32,

@@ -323,8 +323,11 @@ pub struct JobDetail {
     /// Since when it waits for people (`needs_input`, `waiting_approval`),
     /// ms since the Unix epoch.
     pub waiting_since: Option<i64>,
-    /// Decisions on its output and input given to it, oldest first.
+    /// Its latest 32 reviews (decisions on its output, input given to
+    /// it), oldest first: those its attempts are handed.
     pub reviews: Vec<ReviewView>,
+    /// How many reviews it has in all.
+    pub reviews_total: usize,
 }
 
 /// A decision on a job's output, or input given to it.
@@ -389,6 +392,7 @@ impl From<JobDetailRecord> for JobDetail {
             reworks: record.reworks,
             waiting_since: record.waiting_since,
             reviews: record.reviews.into_iter().map(Into::into).collect(),
+            reviews_total: record.reviews_total,
         }
     }
 }

@@ -150,7 +150,7 @@ pub fn print_status(run: &Value) {
     );
     for job in run["jobs"].as_array().into_iter().flatten() {
         println!(
-            "  {:<24} {:<12} attempts {}",
+            "  {:<24} {:<16} attempts {}",
             job["name"].as_str().unwrap_or("?"),
             job["state"].as_str().unwrap_or("?"),
             job["attempts"]
@@ -285,11 +285,17 @@ pub async fn watch(server: &Server, run_id: &str) -> Result<Value, ClientError> 
             states.insert(job_id.to_owned(), (name, String::new()));
         }
         show_event(&event, &mut states, &bar);
-        // A run waiting for people goes nowhere until they act: say so and
-        // stop following (`warren pending` lists what waits).
+        // A run waiting for people goes nowhere until they act: stop
+        // following (`warren pending` lists what waits). The stream replays
+        // the history first, so an earlier wait is told apart from one now.
         if event["job_id"].is_null()
             && matches!(
                 event["to_state"].as_str(),
+                Some("needs_input" | "waiting_approval")
+            )
+            && let Ok(run) = server.get(&format!("/v1/runs/{run_id}?jobs_limit=1")).await
+            && matches!(
+                run["state"].as_str(),
                 Some("needs_input" | "waiting_approval")
             )
         {

@@ -135,7 +135,7 @@ pub fn print_summary(run: &RunRecord) {
     eprintln!("run {}: {}", run.id, run.state);
     for job in &run.jobs {
         eprintln!(
-            "  {:<24} {:<12} attempts {}",
+            "  {:<24} {:<16} attempts {}",
             job.name,
             job.state.as_str(),
             job.attempts

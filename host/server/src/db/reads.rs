@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use super::DbError;
 use super::runs::AttemptRecord;
-use warren_vocabulary::{ApprovalGate, Artifact, JobState, Review, RunState, Usage};
+use warren_vocabulary::{
+    ApprovalGate, Artifact, JobState, MAX_REVIEWS_HANDED, Review, RunState, Usage,
+};
 
 /// A run in a list (its jobs are fetched with the run).
 #[derive(Debug, Clone, Serialize)]
@@ -328,8 +330,9 @@ pub struct JobDetailRecord {
     pub approval: Option<ApprovalGate>,
     pub reworks: u32,
     pub waiting_since: Option<i64>,
-    /// Its reviews, oldest first.
+    /// Its latest reviews, oldest first.
     pub reviews: Vec<Review>,
+    pub reviews_total: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -375,7 +378,7 @@ pub fn job_detail(
     let approval = approval
         .map(|json| serde_json::from_str(&json).map_err(|e| DbError::Corrupt(e.to_string())))
         .transpose()?;
-    let reviews = super::runs::job_reviews(conn, job_id)?;
+    let (reviews, reviews_total) = super::runs::job_reviews(conn, job_id, MAX_REVIEWS_HANDED)?;
     Ok(Some(JobDetailRecord {
         run_id,
         attempts: super::runs::latest_attempts(conn, &job.id, max_attempts)?,
@@ -385,6 +388,7 @@ pub fn job_detail(
         reworks,
         waiting_since,
         reviews,
+        reviews_total,
     }))
 }
 

@@ -9,8 +9,8 @@ use super::DbError;
 use warren_sandbox::runtime::WrittenDocument;
 use warren_vocabulary::text;
 use warren_vocabulary::{
-    ApprovalGate, Artifact, Condition, Decision, JobState, Limits, MemoryScope, RetryPolicy,
-    Review, Reviewer, Role, RunState, Usage, now_ms,
+    ApprovalGate, Artifact, Condition, Decision, JobState, Limits, MAX_REVIEWS_HANDED, MemoryScope,
+    RetryPolicy, Review, Reviewer, Role, RunState, Usage, now_ms,
 };
 
 #[derive(Debug, Clone)]
@@ -1059,15 +1059,27 @@ fn run_reviews(
     for (job_id, review) in found {
         by_job.entry(job_id).or_default().push(review);
     }
+    for reviews in by_job.values_mut() {
+        let extra = reviews.len().saturating_sub(MAX_REVIEWS_HANDED);
+        reviews.drain(..extra);
+    }
     Ok(by_job)
 }
 
-/// The reviews of job `job_id`, oldest first.
-pub fn job_reviews(conn: &Connection, job_id: &str) -> Result<Vec<Review>, DbError> {
-    Ok(read_reviews(conn, "job_id = ?1", job_id)?
+/// The latest `max` reviews of job `job_id`, oldest first, and how many
+/// it has in all.
+pub fn job_reviews(
+    conn: &Connection,
+    job_id: &str,
+    max: usize,
+) -> Result<(Vec<Review>, usize), DbError> {
+    let mut reviews: Vec<Review> = read_reviews(conn, "job_id = ?1", job_id)?
         .into_iter()
         .map(|(_, review)| review)
-        .collect())
+        .collect();
+    let total = reviews.len();
+    reviews.drain(..total.saturating_sub(max));
+    Ok((reviews, total))
 }
 
 /// Reviews matching `filter` (on `?1` = `value`), oldest first, with the

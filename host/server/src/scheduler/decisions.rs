@@ -15,8 +15,8 @@ use warren_sandbox::plugin::Plugin;
 use warren_sandbox::runtime::{AttemptFailure, AttemptRequest, JobFailure, LimitHit};
 use warren_vocabulary::names::is_valid_document_name;
 use warren_vocabulary::{
-    Artifact, Condition, Decision, JobState, OnTimeout, PluginKind, Review, Reviewer, Role,
-    RunState,
+    Artifact, Condition, Decision, JobState, MAX_REVIEWS_HANDED, OnTimeout, PluginKind, Review,
+    Reviewer, Role, RunState,
 };
 
 use super::EngineConfig;
@@ -799,13 +799,25 @@ pub(super) fn review_job(
             }
         }
     }
+    // A decision that names an attempt is on that attempt's output only: a
+    // resent rejection does not reject the rework it caused.
+    if review.attempt != 0 && review.attempt != node.attempts {
+        return Err(Refusal::NotWaiting(format!(
+            "the decision is on attempt {} of job {name:?}, which is at attempt {} now",
+            review.attempt, node.attempts
+        )));
+    }
     review.attempt = node.attempts;
     fx.changes.push(Change::Review {
         run_id: run.id.clone(),
         job_id: node.id.clone(),
         review: review.clone(),
     });
-    run.jobs[job].reviews.push(review.clone());
+    let reviews = &mut run.jobs[job].reviews;
+    reviews.push(review.clone());
+    if reviews.len() > MAX_REVIEWS_HANDED {
+        reviews.remove(0);
+    }
     let who = review.by.name.as_deref().unwrap_or("a person");
     match review.decision {
         Decision::Approve => {
