@@ -913,3 +913,79 @@ async fn the_speckit_phases_are_walked_from_the_cli() {
     assert!(out.contains("conflict"), "{out}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_gated_agents_documents_wait_for_its_approval() {
+    let server = TestServer::start_with(Vec::new(), |config| {
+        let dir = config.plugins_dir.clone().expect("plugins folder");
+        std::fs::copy(
+            crate::support::guest_path("agent_ops"),
+            dir.join("agent-ops.wasm"),
+        )
+        .expect("copy agent-ops");
+    })
+    .await;
+    let pipeline = |content: &str| {
+        json!({"jobs": {"draft": {
+            "plugin": "agent-ops",
+            "input": {"ops": [{"op": "write", "name": "spec", "content": content}]},
+            "approval": {"required": true},
+        }}})
+    };
+    let submit_in = |pipeline: Value| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .post(
+                    "/v1/runs",
+                    &json!({"pipeline": pipeline, "input": {}, "story_id": "held-1"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let document = |server: &TestServer| {
+        let request = server.request(reqwest::Method::GET, "/v1/stories/held-1/documents/spec");
+        async move {
+            let response = request.send().await.expect("GET");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    };
+    // Rejected for good: the draft never becomes a version of the story.
+    let run_id = submit_in(pipeline("first draft")).await;
+    let run = server.wait_for_state(&run_id, "waiting_approval").await;
+    assert_eq!(document(&server).await.0, 404, "held while it waits");
+    let id = job_id(&run, "draft");
+    let (status, _) = decide(
+        &server,
+        &id,
+        json!({"decision": "reject", "comments": "no", "final": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    server.wait_for_state(&run_id, "failed").await;
+    assert_eq!(
+        document(&server).await.0,
+        404,
+        "a rejected draft is not stored"
+    );
+
+    // Approved: stored, written by the job.
+    let run_id = submit_in(pipeline("second draft")).await;
+    let run = server.wait_for_state(&run_id, "waiting_approval").await;
+    assert_eq!(document(&server).await.0, 404);
+    let id = job_id(&run, "draft");
+    let (status, _) = decide(&server, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, 200);
+    server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(document(&server).await, (200, "second draft".to_owned()));
+    let (_, versions) = server
+        .get("/v1/stories/held-1/documents/spec/versions")
+        .await;
+    let versions = versions["versions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(versions[0]["writer"]["job_id"], id.as_str(), "{versions:?}");
+    server.stop().await;
+}

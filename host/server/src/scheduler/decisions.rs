@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::jobs::SpawnRequest;
 use warren_sandbox::plugin::Plugin;
-use warren_sandbox::runtime::{AttemptFailure, AttemptRequest, JobFailure, LimitHit};
+use warren_sandbox::runtime::{
+    AttemptFailure, AttemptRequest, JobFailure, LimitHit, WrittenDocument,
+};
 use warren_vocabulary::names::is_valid_document_name;
 use warren_vocabulary::{
     Artifact, Condition, Decision, JobState, MAX_REVIEWS_HANDED, OnTimeout, PluginKind, Review,
@@ -242,29 +244,20 @@ pub(super) fn finish_attempt(
                 job_id: node.id.clone(),
                 artifacts: outcome.artifacts,
             });
-            if !outcome.documents.is_empty() {
-                for document in &outcome.documents {
-                    let content: Arc<str> = Arc::from(document.content.as_str());
-                    run.documents.insert(document.name.clone(), content.clone());
-                    fx.written
-                        .push((run.id.clone(), document.name.clone(), content));
-                }
-                fx.document_scopes.push(run.document_scope().to_owned());
-                fx.changes.push(Change::Documents {
-                    scope: run.document_scope().to_owned(),
-                    run_id: run.id.clone(),
-                    job_id: run.jobs[job].id.clone(),
-                    documents: outcome.documents,
-                });
+            // A gated job holds its output until a person decides, and
+            // its documents too: they are its artifacts `documents/<name>`
+            // meanwhile, and story versions once it is approved.
+            let gated = run.jobs[job].approval.is_some_and(|g| g.required) && !run.cancelling;
+            if !outcome.documents.is_empty() && !gated {
+                store_documents(run, job, outcome.documents, fx);
             }
             if !run.cancelling && !outcome.spawned.is_empty() {
                 insert_children(run, job, outcome.spawned, plugins, fx);
             }
-            // A gated job holds its output until a person decides.
-            let gate = run.jobs[job].approval.filter(|g| g.required);
-            let event = match gate {
-                Some(_) if !run.cancelling => JobEvent::AwaitingApproval,
-                _ => JobEvent::Succeeded,
+            let event = if gated {
+                JobEvent::AwaitingApproval
+            } else {
+                JobEvent::Succeeded
             };
             let to = next_state(run, job, event)?;
             let from = run.jobs[job].state;
@@ -282,6 +275,29 @@ pub(super) fn finish_attempt(
         }
         Err(failure) => finish_failure(run, job, failure, fx),
     }
+}
+
+/// Documents job `job` wrote: new versions in the run's document scope,
+/// read by the run's later agents from memory until they are committed.
+fn store_documents(
+    run: &mut ActiveRun,
+    job: usize,
+    documents: Vec<WrittenDocument>,
+    fx: &mut Effects,
+) {
+    for document in &documents {
+        let content: Arc<str> = Arc::from(document.content.as_str());
+        run.documents.insert(document.name.clone(), content.clone());
+        fx.written
+            .push((run.id.clone(), document.name.clone(), content));
+    }
+    fx.document_scopes.push(run.document_scope().to_owned());
+    fx.changes.push(Change::Documents {
+        scope: run.document_scope().to_owned(),
+        run_id: run.id.clone(),
+        job_id: run.jobs[job].id.clone(),
+        documents,
+    });
 }
 
 fn finish_failure(
@@ -755,14 +771,16 @@ impl std::fmt::Display for GateFailure {
     }
 }
 
-/// Records `review` of job `job` and acts on it: approve completes the job,
-/// reject sends it back for rework (or fails it when final or out of
-/// rework), input lets a job waiting for input run again. Returns the
-/// job's new state.
+/// Records `review` of job `job` and acts on it: approve completes the job
+/// (storing `held`, the documents its waiting output wrote, as read from
+/// its artifacts), reject sends it back for rework (or fails it when final
+/// or out of rework), input lets a job waiting for input run again.
+/// Returns the job's new state.
 pub(super) fn review_job(
     run: &mut ActiveRun,
     job: usize,
     mut review: Review,
+    held: Vec<HeldDocument>,
     fx: &mut Effects,
 ) -> Result<JobState, Refusal> {
     let node = &run.jobs[job];
@@ -821,6 +839,24 @@ pub(super) fn review_job(
     let who = review.by.name.as_deref().unwrap_or("a person");
     match review.decision {
         Decision::Approve => {
+            // Only documents of the output decided on: an artifact of the
+            // same name and digest.
+            let documents: Vec<WrittenDocument> = held
+                .into_iter()
+                .filter(|held| {
+                    run.jobs[job].artifacts.iter().any(|a| {
+                        a.sha256 == held.sha256
+                            && a.name.strip_prefix(DOCUMENT_ARTIFACTS) == Some(held.name.as_str())
+                    })
+                })
+                .map(|held| WrittenDocument {
+                    name: held.name,
+                    content: held.content,
+                })
+                .collect();
+            if !documents.is_empty() {
+                store_documents(run, job, documents, fx);
+            }
             move_job(
                 run,
                 job,
@@ -848,6 +884,18 @@ pub(super) fn review_job(
         }
     }
     Ok(run.jobs[job].state)
+}
+
+/// Where an agent's documents are among its artifacts: `documents/<name>`.
+pub(crate) const DOCUMENT_ARTIFACTS: &str = "documents/";
+
+/// A document a job waiting for a decision wrote, read back from its
+/// artifact `documents/<name>` to be stored if the job is approved.
+#[derive(Debug, Clone)]
+pub struct HeldDocument {
+    pub name: String,
+    pub sha256: String,
+    pub content: String,
 }
 
 /// A rejection: final, or past the gate's `max_rework`, fails the job (its
@@ -932,7 +980,7 @@ pub(super) fn gate_timed_out(run: &mut ActiveRun, job: usize, fx: &mut Effects) 
                 attempt: 0,
             };
             // Warren has no role: the gate's role does not apply.
-            let _ = review_job(run, job, review, fx);
+            let _ = review_job(run, job, review, Vec::new(), fx);
         }
     }
 }

@@ -28,11 +28,13 @@ use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunRecord};
 use crate::db::{Database, DbError};
 use crate::upkeep;
 use spec::{InputSchema, PipelineSpec, SpecError};
+use warren_sandbox::artifact_store::ArtifactStore;
 use warren_sandbox::capabilities::log::LogSink;
 use warren_sandbox::runtime::Runtime;
 use warren_vocabulary::Limits;
 use warren_vocabulary::names;
-use warren_vocabulary::{JobState, Review, RunState};
+use warren_vocabulary::text;
+use warren_vocabulary::{Decision, JobState, Review, RunState};
 
 pub use decisions::GateFailure;
 
@@ -197,6 +199,8 @@ pub(crate) enum Command {
         run_id: String,
         job_id: String,
         review: Review,
+        /// For an approval: the documents the waiting output wrote.
+        held: Vec<decisions::HeldDocument>,
         reply: oneshot::Sender<Result<JobState, decisions::Refusal>>,
     },
 }
@@ -218,6 +222,8 @@ pub struct Engine {
     templates: Arc<std::sync::Mutex<TemplateCache>>,
     /// Whose free space decides whether new runs are taken.
     data_dir: std::path::PathBuf,
+    /// Where an approved job's held documents are read from.
+    store: Arc<ArtifactStore>,
 }
 
 /// A stored template version: parsed, its input schema compiled, and as
@@ -273,6 +279,7 @@ impl Engine {
         // No attempt runs yet: whatever is staged was left by another
         // process, and no attempt of it will be promoted.
         let store = runtime.artifact_store().clone();
+        let runtime_store = store.clone();
         let data_dir = runtime.data_dir().to_path_buf();
         match upkeep::sweep_staged(store.clone()).await {
             Ok(0) => {}
@@ -311,6 +318,7 @@ impl Engine {
             metrics,
             recovered: Arc::new(recovered),
             data_dir,
+            store: runtime_store,
             templates: Arc::default(),
         })
     }
@@ -688,17 +696,30 @@ impl Engine {
     /// with the job's new state.
     pub async fn review(&self, job_id: &str, review: Review) -> Result<JobState, EngineError> {
         let id = job_id.to_owned();
-        let (run_id, _) = self
+        let approving = review.decision == Decision::Approve;
+        let (run_id, artifacts) = self
             .db
-            .query(move |conn| runs::job_run(conn, &id))
+            .query(move |conn| {
+                let Some((run_id, _)) = runs::job_run(conn, &id)? else {
+                    return Ok(None);
+                };
+                let artifacts = if approving {
+                    runs::job_artifacts(conn, &id)?
+                } else {
+                    Vec::new()
+                };
+                Ok(Some((run_id, artifacts)))
+            })
             .await?
             .ok_or_else(|| EngineError::UnknownJob(job_id.to_owned()))?;
+        let held = self.held_documents(artifacts).await?;
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Review {
                 run_id,
                 job_id: job_id.to_owned(),
                 review,
+                held,
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
@@ -712,6 +733,49 @@ impl Engine {
                 })?;
         self.sync().await?;
         Ok(state)
+    }
+
+    /// The documents among a job's artifacts (`documents/<name>`), read
+    /// from the store off the scheduler: stored as story versions if its
+    /// approval goes through.
+    async fn held_documents(
+        &self,
+        artifacts: Vec<warren_vocabulary::Artifact>,
+    ) -> Result<Vec<decisions::HeldDocument>, EngineError> {
+        let documents: Vec<(String, String)> = artifacts
+            .into_iter()
+            .filter_map(|a| {
+                let name = a
+                    .name
+                    .strip_prefix(decisions::DOCUMENT_ARTIFACTS)?
+                    .to_owned();
+                Some((name, a.sha256))
+            })
+            .collect();
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            documents
+                .into_iter()
+                .map(|(name, sha256)| {
+                    let bytes = store
+                        .get(&sha256, text::MAX_DOCUMENT_BYTES as u64)
+                        .map_err(|e| DbError::Corrupt(format!("document {name:?}: {e}")))?;
+                    let content = String::from_utf8(bytes)
+                        .map_err(|e| DbError::Corrupt(format!("document {name:?}: {e}")))?;
+                    Ok(decisions::HeldDocument {
+                        name,
+                        sha256,
+                        content,
+                    })
+                })
+                .collect::<Result<Vec<_>, DbError>>()
+        })
+        .await
+        .map_err(|_| EngineError::Stopped)?
+        .map_err(EngineError::Db)
     }
 
     /// Tells the scheduler that documents of `story` were written (and are

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 use warren_sandbox::runtime::Runtime;
 
 use super::decisions::{
-    Effects, Refusal, cancel_jobs, documents_arrived, evaluate, finish_attempt, finish_run,
-    gate_timed_out, next_ready, reopen, review_job, settle, start_job, wake,
+    Effects, HeldDocument, Refusal, cancel_jobs, documents_arrived, evaluate, finish_attempt,
+    finish_run, gate_timed_out, next_ready, reopen, review_job, settle, start_job, wake,
 };
 use super::launch::{Completion, launch};
 use super::metrics::{ALL_JOB_STATES, WAITING_RUN_STATES};
@@ -283,15 +283,22 @@ impl Scheduler {
                 run_id,
                 job_id,
                 review,
+                held,
                 reply,
             } => {
-                let _ = reply.send(self.review(&run_id, &job_id, review));
+                let _ = reply.send(self.review(&run_id, &job_id, review, held));
             }
         }
     }
 
     /// A decision on a job's output, or input given to it.
-    fn review(&mut self, run_id: &str, job_id: &str, review: Review) -> Result<JobState, Refusal> {
+    fn review(
+        &mut self,
+        run_id: &str,
+        job_id: &str,
+        review: Review,
+        held: Vec<HeldDocument>,
+    ) -> Result<JobState, Refusal> {
         let Some(run) = self.runs.get_mut(run_id) else {
             // Ended runs are not in memory: nothing of them waits.
             return Err(Refusal::NotWaiting(format!(
@@ -303,7 +310,7 @@ impl Scheduler {
                 "job {job_id} is not in run {run_id}"
             )));
         };
-        let state = review_job(run, job, review, &mut self.effects)?;
+        let state = review_job(run, job, review, held, &mut self.effects)?;
         self.after_change(run_id);
         Ok(state)
     }
