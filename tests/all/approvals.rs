@@ -165,6 +165,9 @@ async fn a_rejection_sends_the_job_back_and_the_rework_takes_the_comments_in() {
     .await;
     let run = server.wait_for_state(&run_id, "waiting_approval").await;
     let id = job_id(&run, "specify");
+    let (_, detail) = server.get(&format!("/v1/jobs/{id}")).await;
+    let first_wait = detail["waiting_since"].as_i64().expect("waiting since");
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let (status, answer) = decide(
         &server,
         &id,
@@ -176,6 +179,10 @@ async fn a_rejection_sends_the_job_back_and_the_rework_takes_the_comments_in() {
     let run = job_reaches(&server, &run_id, "specify", "waiting_approval").await;
     let specify = job(&run, "specify");
     assert_eq!(specify["attempts"], 2, "{specify}");
+    // The second wait counts from its own start (a timeout would too).
+    let (_, detail) = server.get(&format!("/v1/jobs/{id}")).await;
+    let second_wait = detail["waiting_since"].as_i64().expect("waiting since");
+    assert!(second_wait > first_wait, "{first_wait} then {second_wait}");
     assert_eq!(specify["output"]["revision"], 2, "{specify}");
     assert_eq!(
         specify["output"]["addressed"],
@@ -451,6 +458,12 @@ async fn waits_survive_a_restart_and_a_gates_timeout_fires_after_one() {
     server.wait_for_state(&timing_out, "waiting_approval").await;
     let id = job_id(&run, "specify");
     server.restart().await;
+    // The gauges say what was recovered before anything else happens.
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("warren_runs_waiting{state=\"waiting_approval\"} 2\n"),
+        "{metrics}"
+    );
     let (_, run) = server.get(&format!("/v1/runs/{waiting}")).await;
     assert_eq!(run["state"], "waiting_approval", "{run}");
     let (_, pending) = server.get("/v1/pending").await;
@@ -987,5 +1000,50 @@ async fn a_gated_agents_documents_wait_for_its_approval() {
     let versions = versions["versions"].as_array().cloned().unwrap_or_default();
     assert_eq!(versions.len(), 1, "{versions:?}");
     assert_eq!(versions[0]["writer"]["job_id"], id.as_str(), "{versions:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pending_pages_on_even_when_the_last_job_of_a_page_is_decided() {
+    let server = start(Vec::new()).await;
+    let mut runs = Vec::new();
+    for feature in ["a", "b", "c"] {
+        let id = submit(
+            &server,
+            gated(json!({"required": true}), "on_success"),
+            json!({"feature": feature}),
+        )
+        .await;
+        server.wait_for_state(&id, "waiting_approval").await;
+        runs.push(id);
+    }
+    let (status, page) = server.get("/v1/pending?limit=2").await;
+    assert_eq!(status, 200, "{page}");
+    let jobs = page["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 2, "{page}");
+    assert_eq!(jobs[0]["run_id"], runs[0].as_str(), "longest waiting first");
+    let next = page["next"].as_str().expect("next").to_owned();
+    // The page's last job stops waiting before the next page is asked for.
+    let last = jobs[1]["job_id"].as_str().expect("id").to_owned();
+    let (status, _) = decide(&server, &last, json!({"decision": "approve"})).await;
+    assert_eq!(status, 200);
+    let (status, page) = server
+        .get(&format!("/v1/pending?limit=2&after={next}"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let jobs = page["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 1, "{page}");
+    assert_eq!(jobs[0]["run_id"], runs[2].as_str());
+    assert_eq!(page["next"], Value::Null);
+    for bad in ["soon", "12.not-an-id", &last] {
+        let (status, body) = server.get(&format!("/v1/pending?after={bad}")).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (400, json!("invalid_query")),
+            "{bad}: {body}"
+        );
+    }
+    let (status, _) = server.get("/v1/pending?state=running").await;
+    assert_eq!(status, 400);
     server.stop().await;
 }

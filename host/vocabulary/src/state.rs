@@ -84,6 +84,11 @@ impl RunState {
 }
 
 impl JobState {
+    /// Waiting for people: `needs_input` or `waiting_approval`.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Self::NeedsInput | Self::WaitingApproval)
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

@@ -41,7 +41,7 @@ pub struct DecisionRequest {
     pub comments: Option<String>,
     /// Any JSON: with an approval, an addition to the job's output its
     /// dependents read; with a rejection, what the rework should use. At
-    /// most 256 KiB as JSON.
+    /// most 64 KiB as JSON.
     #[schema(value_type = Option<Value>)]
     pub data: Option<Box<RawValue>>,
     /// With `reject`: fail the job at once (its `on_failure` dependents
@@ -60,7 +60,7 @@ pub struct DecisionRequest {
 #[serde(deny_unknown_fields)]
 pub struct InputRequest {
     /// What the job asked for, as any JSON; its plugin reads it as a
-    /// review of decision `input`. At most 256 KiB as JSON.
+    /// review of decision `input`. At most 64 KiB as JSON.
     #[schema(value_type = Value)]
     pub data: Box<RawValue>,
     #[schema(max_length = 16384)]
@@ -86,7 +86,7 @@ pub struct Reviewed {
         (status = 403, description = "`forbidden`: the gate asks for a higher role than this token's", body = ErrorBody),
         (status = 404, description = "`not_found`: no such job", body = ErrorBody),
         (status = 409, description = "`conflict`: the job is not waiting for a decision", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: `data` over 256 KiB as JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: `data` over 64 KiB as JSON", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_body`: malformed JSON, an unknown field, `comments` over 16,384 characters, or `final` with `approve`", body = ErrorBody),
     )
@@ -131,7 +131,7 @@ pub async fn decide(
         (status = 200, description = "The input is recorded; the job runs again with it", body = Reviewed),
         (status = 404, description = "`not_found`: no such job", body = ErrorBody),
         (status = 409, description = "`conflict`: the job is not waiting for input", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: `data` over 256 KiB as JSON", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: `data` over 64 KiB as JSON", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_body`: malformed JSON, an unknown or missing field, `comments` over 16,384 characters", body = ErrorBody),
     )
@@ -208,7 +208,7 @@ async fn record(state: &AppState, id: String, review: Review) -> Result<Json<Rev
         .database()
         .query({
             let id = id.clone();
-            move |conn| crate::db::runs::job_reviews(conn, &id, 1)
+            move |conn| crate::db::runs::job_reviews(conn, &id)
         })
         .await?
         .0
@@ -227,8 +227,10 @@ async fn record(state: &AppState, id: String, review: Review) -> Result<Json<Rev
 pub struct PendingQuery {
     /// `waiting_approval` or `needs_input`; both when absent.
     state: Option<JobState>,
-    /// Cursor: the `next` of the previous page (a job id).
-    #[param(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    /// Cursor: the `next` of the previous page.
+    #[param(
+        pattern = "^[0-9]{1,18}\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     after: Option<String>,
     /// 1 to 500; 100 by default.
     #[param(minimum = 1, maximum = 500)]
@@ -278,6 +280,13 @@ impl From<PendingJobRecord> for PendingJob {
     }
 }
 
+/// `since.job-id`, as `next` gives it.
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (since, id) = cursor.split_once('.')?;
+    let since = since.parse().ok().filter(|s: &i64| *s >= 0)?;
+    names::is_valid_id(id).then(|| (since, id.to_owned()))
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingPage {
     pub jobs: Vec<PendingJob>,
@@ -306,24 +315,28 @@ pub async fn list_pending(
             "only `waiting_approval` and `needs_input` jobs wait for people",
         ));
     }
-    if let Some(after) = &query.after
-        && !names::is_valid_id(after)
-    {
-        return Err(bad_query(
-            "after",
-            after,
-            "not a job id (pass the `next` of the previous page)",
-        ));
-    }
+    let after = match &query.after {
+        None => None,
+        Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| {
+            bad_query(
+                "after",
+                cursor,
+                "not a cursor (pass the `next` of the previous page)",
+            )
+        })?),
+    };
     let limit = page_limit("limit", query.limit, 100)?;
-    let (wanted, after) = (query.state, query.after);
+    let wanted = query.state;
     let jobs = state
         .engine
         .database()
-        .query(move |conn| reads::pending_jobs(conn, wanted, after.as_deref(), limit))
+        .query(move |conn| {
+            let after = after.as_ref().map(|(since, id)| (*since, id.as_str()));
+            reads::pending_jobs(conn, wanted, after, limit)
+        })
         .await?;
     let next = (jobs.len() == limit)
-        .then(|| jobs.last().map(|j| j.job_id.clone()))
+        .then(|| jobs.last().map(|j| format!("{}.{}", j.since, j.job_id)))
         .flatten();
     Ok(Json(PendingPage {
         jobs: jobs.into_iter().map(Into::into).collect(),

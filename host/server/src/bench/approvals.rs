@@ -4,9 +4,10 @@
 //! the price of 10,000 runs waiting at a gate: the server's memory, and
 //! its start after a restart against the same start with none waiting.
 //!
-//! Starts are read from the attempts' `started_at` (ms since the epoch):
-//! each latency is that less the wall-clock time the request was sent,
-//! to the millisecond.
+//! Starts are read from the attempts' `started_at` (ms since the epoch,
+//! when the start was recorded): each latency is that less the wall-clock
+//! time the request was sent, to the millisecond, so a figure may be up to
+//! 1 ms low (a negative difference counts as 0).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -197,7 +198,7 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
         let id = client.submit(template).await?;
         if template == "gated" {
             let run = client.run_in(&id, "waiting_approval").await?;
-            let job = run["jobs"][0]["id"].as_str().context("job id")?.to_owned();
+            let job = job_id(&run, "specify")?;
             let body = json!({"decision": "approve"});
             client
                 .send(
@@ -230,13 +231,7 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
     let mut waiting_jobs = Vec::with_capacity(gated.len());
     for id in &gated {
         let run = client.run_in(id, "waiting_approval").await?;
-        let job = run["jobs"]
-            .as_array()
-            .and_then(|jobs| jobs.iter().find(|j| j["name"] == "specify"))
-            .and_then(|j| j["id"].as_str())
-            .context("the gated job")?
-            .to_owned();
-        waiting_jobs.push(job);
+        waiting_jobs.push(job_id(&run, "specify")?);
     }
     let mut decided = Vec::with_capacity(gated.len());
     let mut answers = Vec::with_capacity(gated.len());
@@ -264,10 +259,11 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
         Samples::new(answers),
     );
 
-    // Restarting with nothing waiting, the baseline for the restart below.
-    let before = rss_bytes(server.pid())?;
+    // Restarting with nothing waiting, the baseline for the restart below
+    // (and for the memory of the runs waiting).
     server.stop().await?;
     let (server, client, empty_restart) = start(&data, &plugins).await?;
+    let before = rss_bytes(server.pid())?;
 
     // Many runs waiting at their gate.
     let load = Load {
@@ -332,6 +328,16 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
         )
         .against(empty_restart.as_secs_f64()),
     ])
+}
+
+/// The id of job `name` of `run`.
+fn job_id(run: &Value, name: &str) -> anyhow::Result<String> {
+    run["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+        .and_then(|j| j["id"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("job {name} in {run}"))
 }
 
 /// A difference of wall-clock milliseconds as a duration (never negative).

@@ -127,7 +127,8 @@ pub fn save(conn: &Connection, v: &VersionRecord) -> Result<(), DbError> {
 pub fn pinned_versions(conn: &Connection) -> Result<Vec<(String, String)>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT DISTINCT j.plugin, j.plugin_digest FROM runs r JOIN jobs j ON j.run_id = r.id
-         WHERE r.state IN ('pending', 'running', 'needs_input') AND j.plugin_digest IS NOT NULL",
+         WHERE r.state IN ('pending', 'running', 'needs_input', 'waiting_approval')
+           AND j.plugin_digest IS NOT NULL",
     )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -6,9 +6,7 @@ use serde::Serialize;
 
 use super::DbError;
 use super::runs::AttemptRecord;
-use warren_vocabulary::{
-    ApprovalGate, Artifact, JobState, MAX_REVIEWS_HANDED, Review, RunState, Usage,
-};
+use warren_vocabulary::{ApprovalGate, Artifact, JobState, Review, RunState, Usage};
 
 /// A run in a list (its jobs are fetched with the run).
 #[derive(Debug, Clone, Serialize)]
@@ -378,7 +376,7 @@ pub fn job_detail(
     let approval = approval
         .map(|json| serde_json::from_str(&json).map_err(|e| DbError::Corrupt(e.to_string())))
         .transpose()?;
-    let (reviews, reviews_total) = super::runs::job_reviews(conn, job_id, MAX_REVIEWS_HANDED)?;
+    let (reviews, reviews_total) = super::runs::job_reviews(conn, job_id)?;
     Ok(Some(JobDetailRecord {
         run_id,
         attempts: super::runs::latest_attempts(conn, &job.id, max_attempts)?,
@@ -829,12 +827,14 @@ pub struct PendingJobRecord {
 /// Bytes of a waiting job's output a listing shows.
 pub const OUTPUT_SUMMARY_BYTES: usize = 240;
 
-/// Jobs waiting for people, longest waiting first, after the job `after`
-/// (a cursor), at most `limit`; only those in `state` when given.
+/// Jobs waiting for people, longest waiting first, after `after` (the
+/// `(since, job id)` of the last one of the previous page: it holds when
+/// that job no longer waits), at most `limit`; only those in `state` when
+/// given.
 pub fn pending_jobs(
     conn: &Connection,
     state: Option<JobState>,
-    after: Option<&str>,
+    after: Option<(i64, &str)>,
     limit: usize,
 ) -> Result<Vec<PendingJobRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
@@ -842,16 +842,16 @@ pub fn pending_jobs(
                 substr(CAST(j.output AS BLOB), 1, ?3), j.pending_docs, j.approval, j.reworks
          FROM jobs j JOIN runs r ON r.id = j.run_id
          WHERE j.waiting_since IS NOT NULL AND (?1 IS NULL OR j.state = ?1)
-           AND (?2 IS NULL OR (j.waiting_since, j.id) >
-                (SELECT waiting_since, id FROM jobs WHERE id = ?2))
+           AND (?2 IS NULL OR (j.waiting_since, j.id) > (?2, ?5))
          ORDER BY j.waiting_since, j.id LIMIT ?4",
     )?;
     let rows = stmt.query_map(
         params![
             state.map(JobState::as_str),
-            after,
+            after.map(|(since, _)| since),
             OUTPUT_SUMMARY_BYTES as i64,
-            limit as i64
+            limit as i64,
+            after.map(|(_, id)| id)
         ],
         |r| {
             Ok((

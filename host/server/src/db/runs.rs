@@ -85,6 +85,11 @@ pub enum Change {
         error: Option<String>,
         /// The documents the job waits for, when it goes to `needs_input`.
         pending_docs: Option<Vec<String>>,
+        /// Since when it waits for people, in a waiting state (ms).
+        waiting_since: Option<i64>,
+        /// The documents its output wrote, when it goes to
+        /// `waiting_approval`.
+        held_docs: Option<Vec<String>>,
     },
     StartAttempt {
         attempt_id: String,
@@ -160,7 +165,8 @@ struct ReviewDetail<'a> {
     #[serde(rename = "final")]
     is_final: bool,
     by: &'a Reviewer,
-    comments: Option<&'a str>,
+    /// Cut as a reason is: the review keeps them whole.
+    comments: Option<String>,
     with_data: bool,
     attempt: u32,
 }
@@ -171,7 +177,10 @@ impl<'a> ReviewDetail<'a> {
             decision: review.decision,
             is_final: review.is_final,
             by: &review.by,
-            comments: review.comments.as_deref(),
+            comments: review
+                .comments
+                .as_deref()
+                .map(|c| text::bounded(c, text::MAX_REASON_BYTES)),
             with_data: review.data.is_some(),
             attempt: review.attempt,
         }
@@ -378,21 +387,18 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 output,
                 error,
                 pending_docs,
+                waiting_since,
+                held_docs,
             } => {
                 // Only the last state change of a job in this batch is written
                 // to its row; none before it carries an output or an error.
                 if last_update.get(job_id.as_str()) == Some(&index) {
-                    let pending_docs = pending_docs
-                        .as_ref()
-                        .map(serde_json::to_string)
-                        .transpose()
-                        .map_err(|e| DbError::Corrupt(e.to_string()))?;
+                    let pending_docs = pending_docs.as_ref().map(json).transpose()?;
+                    let held_docs = held_docs.as_ref().map(json).transpose()?;
                     conn.prepare_cached(
                         "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
                          error = ?6, updated_at = ?7, retry_base = ?8, pending_docs = ?9, reworks = ?10,
-                         waiting_since = CASE WHEN ?2 IN ('needs_input', 'waiting_approval')
-                             THEN coalesce(waiting_since, ?7) ELSE NULL END
-                         WHERE id = ?1",
+                         waiting_since = ?11, held_docs = ?12 WHERE id = ?1",
                     )?
                     .execute(params![
                         job_id,
@@ -404,7 +410,9 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         at,
                         retry_base,
                         pending_docs,
-                        reworks
+                        reworks,
+                        waiting_since,
+                        held_docs
                     ])?;
                 }
                 event(
@@ -564,6 +572,8 @@ pub struct StoredJob {
     pub reworks: u32,
     /// Since when it waits for people (ms since the epoch).
     pub waiting_since: Option<i64>,
+    /// The documents its waiting output wrote.
+    pub held_docs: Vec<String>,
     /// Its reviews, oldest first.
     pub reviews: Vec<Review>,
 }
@@ -665,7 +675,7 @@ pub fn job_run(conn: &Connection, job_id: &str) -> Result<Option<(String, JobSta
 fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, name, plugin, input, state, attempts, retry, limits, parent_job_id, depth, ready_at, output,
-         retry_base, plugin_digest, pending_docs, approval, reworks, waiting_since
+         retry_base, plugin_digest, pending_docs, approval, reworks, waiting_since, held_docs
          FROM jobs WHERE run_id = ?1 ORDER BY rowid",
     )?;
     let rows = stmt.query_map([run_id], |r| {
@@ -688,6 +698,7 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             r.get::<_, Option<String>>(15)?,
             r.get::<_, u32>(16)?,
             r.get::<_, Option<i64>>(17)?,
+            r.get::<_, Option<String>>(18)?,
         ))
     })?;
     let mut jobs = Vec::new();
@@ -711,6 +722,7 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             approval,
             reworks,
             waiting_since,
+            held_docs,
         ) = row?;
         jobs.push(StoredJob {
             id,
@@ -734,6 +746,10 @@ fn load_jobs(conn: &Connection, run_id: &str) -> Result<Vec<StoredJob>, DbError>
             approval: approval.map(|json| parse_json(&json)).transpose()?,
             reworks,
             waiting_since,
+            held_docs: held_docs
+                .map(|json| parse_json(&json))
+                .transpose()?
+                .unwrap_or_default(),
             reviews: Vec::new(),
         });
     }
@@ -1045,7 +1061,8 @@ pub fn get_template(
     Ok(row)
 }
 
-/// The reviews of the jobs of run `run_id` by job, oldest first.
+/// The latest reviews (at most [`MAX_REVIEWS_HANDED`] each) of the jobs
+/// of run `run_id`, by job, oldest first.
 fn run_reviews(
     conn: &Connection,
     run_id: &str,
@@ -1059,39 +1076,34 @@ fn run_reviews(
     for (job_id, review) in found {
         by_job.entry(job_id).or_default().push(review);
     }
-    for reviews in by_job.values_mut() {
-        let extra = reviews.len().saturating_sub(MAX_REVIEWS_HANDED);
-        reviews.drain(..extra);
-    }
     Ok(by_job)
 }
 
-/// The latest `max` reviews of job `job_id`, oldest first, and how many
-/// it has in all.
-pub fn job_reviews(
-    conn: &Connection,
-    job_id: &str,
-    max: usize,
-) -> Result<(Vec<Review>, usize), DbError> {
-    let mut reviews: Vec<Review> = read_reviews(conn, "job_id = ?1", job_id)?
+/// The latest [`MAX_REVIEWS_HANDED`] reviews of job `job_id`, oldest
+/// first, and how many it has in all.
+pub fn job_reviews(conn: &Connection, job_id: &str) -> Result<(Vec<Review>, usize), DbError> {
+    let total: i64 = conn
+        .prepare_cached("SELECT count(*) FROM reviews WHERE job_id = ?1")?
+        .query_row([job_id], |r| r.get(0))?;
+    let reviews = read_reviews(conn, "job_id = ?1", job_id)?
         .into_iter()
         .map(|(_, review)| review)
         .collect();
-    let total = reviews.len();
-    reviews.drain(..total.saturating_sub(max));
-    Ok((reviews, total))
+    Ok((reviews, total as usize))
 }
 
-/// Reviews matching `filter` (on `?1` = `value`), oldest first, with the
-/// job each is of.
+/// The latest [`MAX_REVIEWS_HANDED`] reviews of each job matching `filter`
+/// (on `?1` = `value`), oldest first, with the job each is of.
 fn read_reviews(
     conn: &Connection,
     filter: &str,
     value: &str,
 ) -> Result<Vec<(String, Review)>, DbError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT job_id, decision, final, comments, data, by_name, by_role, at, attempt FROM reviews
-         WHERE {filter} ORDER BY id"
+        "SELECT job_id, decision, final, comments, data, by_name, by_role, at, attempt FROM (
+             SELECT *, row_number() OVER (PARTITION BY job_id ORDER BY id DESC) AS newest
+             FROM reviews WHERE {filter})
+         WHERE newest <= {MAX_REVIEWS_HANDED} ORDER BY id"
     ))?;
     let rows = stmt.query_map([value], |r| {
         Ok((

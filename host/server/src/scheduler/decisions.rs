@@ -109,9 +109,15 @@ fn move_job_failing(
         return false;
     };
     let from = run.jobs[job].state;
+    if to.is_waiting() && run.jobs[job].waiting_since.is_none() {
+        run.jobs[job].waiting_since = Some(warren_vocabulary::now_ms());
+    }
     fx.changes
         .push(job_change(run, job, from, to, reason, None, error));
     run.jobs[job].state = to;
+    if !to.is_waiting() {
+        run.jobs[job].waiting_since = None;
+    }
     if to == JobState::Ready {
         run.ready.push_back(job);
     }
@@ -248,7 +254,10 @@ pub(super) fn finish_attempt(
             // its documents too: they are its artifacts `documents/<name>`
             // meanwhile, and story versions once it is approved.
             let gated = run.jobs[job].approval.is_some_and(|g| g.required) && !run.cancelling;
-            if !outcome.documents.is_empty() && !gated {
+            if gated {
+                run.jobs[job].held_docs =
+                    outcome.documents.iter().map(|d| d.name.clone()).collect();
+            } else if !outcome.documents.is_empty() {
                 store_documents(run, job, outcome.documents, fx);
             }
             if !run.cancelling && !outcome.spawned.is_empty() {
@@ -263,12 +272,15 @@ pub(super) fn finish_attempt(
             let from = run.jobs[job].state;
             let reason =
                 (to == JobState::WaitingApproval).then(|| "waiting for a decision".to_owned());
+            // Set first: the change below records it.
+            if to == JobState::WaitingApproval {
+                run.jobs[job].waiting_since = Some(warren_vocabulary::now_ms());
+            }
             fx.changes
                 .push(job_change(run, job, from, to, reason, Some(output), None));
             run.jobs[job].state = to;
             if to == JobState::WaitingApproval {
-                run.jobs[job].waiting_since = Some(warren_vocabulary::now_ms());
-                return gate_deadline(&run.jobs[job], Instant::now());
+                return gate_deadline(&run.jobs[job], Instant::now(), warren_vocabulary::now_ms());
             }
             terminal(run, job, fx);
             None
@@ -379,6 +391,10 @@ fn job_change(
         output,
         error,
         pending_docs: (to == JobState::NeedsInput).then(|| node.pending_docs.clone()),
+        waiting_since: to
+            .is_waiting()
+            .then(|| node.waiting_since.unwrap_or_else(warren_vocabulary::now_ms)),
+        held_docs: (to == JobState::WaitingApproval).then(|| node.held_docs.clone()),
     }
 }
 
@@ -736,11 +752,12 @@ pub(super) fn wake(run: &mut ActiveRun, fx: &mut Effects) {
 }
 
 /// When a job waiting for a decision since `waiting_since` times out, as
-/// an instant on this process's clock.
-pub(super) fn gate_deadline(node: &Node, now: Instant) -> Option<Instant> {
+/// an instant on this process's clock; `now` and `now_ms` are the same
+/// moment on the two clocks.
+pub(super) fn gate_deadline(node: &Node, now: Instant, now_ms: i64) -> Option<Instant> {
     let timeout = node.approval?.timeout_ms?;
     let since = node.waiting_since?;
-    let elapsed = warren_vocabulary::now_ms().saturating_sub(since).max(0) as u64;
+    let elapsed = now_ms.saturating_sub(since).max(0) as u64;
     Some(now + Duration::from_millis(timeout.saturating_sub(elapsed)))
 }
 
@@ -839,15 +856,18 @@ pub(super) fn review_job(
     let who = review.by.name.as_deref().unwrap_or("a person");
     match review.decision {
         Decision::Approve => {
-            // Only documents of the output decided on: an artifact of the
-            // same name and digest.
+            // Only the documents the output decided on wrote (not any
+            // artifact under `documents/`), as it stored them.
+            let node = &run.jobs[job];
             let documents: Vec<WrittenDocument> = held
                 .into_iter()
                 .filter(|held| {
-                    run.jobs[job].artifacts.iter().any(|a| {
-                        a.sha256 == held.sha256
-                            && a.name.strip_prefix(DOCUMENT_ARTIFACTS) == Some(held.name.as_str())
-                    })
+                    node.held_docs.contains(&held.name)
+                        && node.artifacts.iter().any(|a| {
+                            a.sha256 == held.sha256
+                                && a.name.strip_prefix(DOCUMENT_ARTIFACTS)
+                                    == Some(held.name.as_str())
+                        })
                 })
                 .map(|held| WrittenDocument {
                     name: held.name,
@@ -944,21 +964,20 @@ fn reject(run: &mut ActiveRun, job: usize, review: &Review, fx: &mut Effects) {
 }
 
 /// A gate nobody decided on in time: `fail` fails the job, `reject` is a
-/// rejection by Warren. Does nothing if the job no longer waits or its
-/// time is not up (a later wait of the same job).
-pub(super) fn gate_timed_out(run: &mut ActiveRun, job: usize, fx: &mut Effects) {
+/// rejection by Warren. Does nothing if the job no longer waits; if its
+/// time is not up (the clocks moved apart), returns when to look again.
+pub(super) fn gate_timed_out(run: &mut ActiveRun, job: usize, fx: &mut Effects) -> Option<Instant> {
     let node = &run.jobs[job];
     let (Some(gate), Some(since)) = (node.approval, node.waiting_since) else {
-        return;
+        return None;
     };
-    let Some(timeout) = gate.timeout_ms else {
-        return;
-    };
-    if node.state != JobState::WaitingApproval
-        || run.cancelling
-        || warren_vocabulary::now_ms() < since.saturating_add(timeout as i64)
-    {
-        return;
+    let timeout = gate.timeout_ms?;
+    if node.state != JobState::WaitingApproval || run.cancelling {
+        return None;
+    }
+    let now_ms = warren_vocabulary::now_ms();
+    if now_ms < since.saturating_add(timeout as i64) {
+        return gate_deadline(node, Instant::now(), now_ms);
     }
     let message = format!("no decision within {timeout} ms");
     match gate.on_timeout {
@@ -983,6 +1002,7 @@ pub(super) fn gate_timed_out(run: &mut ActiveRun, job: usize, fx: &mut Effects) 
             let _ = review_job(run, job, review, Vec::new(), fx);
         }
     }
+    None
 }
 
 /// Adds the jobs an attempt spawned: each runs after its parent (and sees

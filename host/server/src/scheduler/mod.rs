@@ -756,26 +756,33 @@ impl Engine {
             return Ok(Vec::new());
         }
         let store = self.store.clone();
+        // Read before the scheduler decides which of them the output wrote:
+        // an artifact a plugin named so itself, unreadable as a document,
+        // is left out (and not published either way).
         tokio::task::spawn_blocking(move || {
             documents
                 .into_iter()
-                .map(|(name, sha256)| {
-                    let bytes = store
+                .filter_map(|(name, sha256)| {
+                    let read = store
                         .get(&sha256, text::MAX_DOCUMENT_BYTES as u64)
-                        .map_err(|e| DbError::Corrupt(format!("document {name:?}: {e}")))?;
-                    let content = String::from_utf8(bytes)
-                        .map_err(|e| DbError::Corrupt(format!("document {name:?}: {e}")))?;
-                    Ok(decisions::HeldDocument {
-                        name,
-                        sha256,
-                        content,
-                    })
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()));
+                    match read {
+                        Ok(content) => Some(decisions::HeldDocument {
+                            name,
+                            sha256,
+                            content,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(document = %name, "a held document is unreadable: {e}");
+                            None
+                        }
+                    }
                 })
-                .collect::<Result<Vec<_>, DbError>>()
+                .collect()
         })
         .await
-        .map_err(|_| EngineError::Stopped)?
-        .map_err(EngineError::Db)
+        .map_err(|_| EngineError::Stopped)
     }
 
     /// Tells the scheduler that documents of `story` were written (and are

@@ -68,6 +68,7 @@ pub(super) fn rebuild(
         node.asked = stored_job.pending_docs.clone();
         node.reworks = stored_job.reworks;
         node.waiting_since = stored_job.waiting_since;
+        node.held_docs = stored_job.held_docs.clone();
         node.reviews = stored_job.reviews.clone();
         run.data_bytes += node.output.as_ref().map_or(0, |o| o.len() as u64);
         node.not_before = stored_job
@@ -131,7 +132,7 @@ impl Scheduler {
                 // A gate's timeout counts from when the job began to wait,
                 // whatever happened to the process since.
                 if run.jobs[index].state == JobState::WaitingApproval
-                    && let Some(at) = gate_deadline(&run.jobs[index], now)
+                    && let Some(at) = gate_deadline(&run.jobs[index], now, now_ms)
                 {
                     self.timers.push(Reverse((at, run_id.clone(), index)));
                 }
@@ -165,6 +166,9 @@ impl Scheduler {
             settle(run, &mut self.effects);
         }
         self.flush().await?;
+        // Nothing else may happen for a while: the gauges say now what
+        // was recovered (runs waiting for people, say).
+        self.update_gauges(true);
         tracing::info!(runs = count, "recovered unfinished runs");
         Ok(self)
     }

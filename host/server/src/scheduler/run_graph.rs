@@ -54,6 +54,8 @@ pub(crate) struct Node {
     /// Since when it waits for people (ms since the epoch): a gate's
     /// timeout counts from here.
     pub waiting_since: Option<i64>,
+    /// The documents its output wrote while it waits for a decision.
+    pub held_docs: Vec<String>,
     /// Decisions on its output and input given to it, oldest first: its
     /// attempts and its dependents' are handed them (held here because an
     /// attempt may start before the commit that stores the latest).
@@ -169,6 +171,7 @@ impl ActiveRun {
                 approval: job.approval,
                 reworks: 0,
                 waiting_since: None,
+                held_docs: Vec::new(),
                 reviews: Vec::new(),
             });
         }

@@ -199,7 +199,7 @@ impl Scheduler {
                 self.handle(command);
             }
             self.fire_timers();
-            self.update_gauges();
+            self.update_gauges(false);
         }
         // The engine is going away: what was decided is still recorded.
         if let Some(commit) = committing {
@@ -208,15 +208,15 @@ impl Scheduler {
     }
 
     /// `running` every turn (shutdown waits on it); the queue and the jobs
-    /// by state, which take a walk over every active run, at most every
-    /// [`GAUGE_PERIOD`].
-    fn update_gauges(&mut self) {
+    /// (and runs) by state, which take a walk over every active run, at
+    /// most every [`GAUGE_PERIOD`] (or now, when `at_once`).
+    pub(super) fn update_gauges(&mut self, at_once: bool) {
         let metrics = &self.signals.metrics;
         metrics
             .running
             .store(self.running as u64, Ordering::Relaxed);
         let now = Instant::now();
-        if now.duration_since(self.gauges_at) < GAUGE_PERIOD {
+        if !at_once && now.duration_since(self.gauges_at) < GAUGE_PERIOD {
             self.gauges_stale = true;
             return;
         }
@@ -382,7 +382,9 @@ impl Scheduler {
                 continue;
             };
             if run.jobs[job].state == JobState::WaitingApproval {
-                gate_timed_out(run, job, &mut self.effects);
+                if let Some(again) = gate_timed_out(run, job, &mut self.effects) {
+                    self.timers.push(Reverse((again, run_id.clone(), job)));
+                }
                 self.after_change(&run_id);
             } else {
                 evaluate(run, job, now, &mut self.effects);

@@ -7,6 +7,10 @@ ALTER TABLE jobs ADD COLUMN reworks INTEGER NOT NULL DEFAULT 0;
 -- across restarts.
 ALTER TABLE jobs ADD COLUMN waiting_since INTEGER;
 CREATE INDEX jobs_waiting ON jobs (waiting_since) WHERE waiting_since IS NOT NULL;
+-- The documents an agent's output wrote while it waits for a decision, as
+-- a JSON array of names (they are its artifacts documents/<name>): stored
+-- as story versions if it is approved. NULL in any other state.
+ALTER TABLE jobs ADD COLUMN held_docs TEXT;
 
 -- Decisions on a job's output and input given to it, oldest first: what
 -- the job's plugin sees on its next attempt, and what `GET /v1/jobs/{id}`
