@@ -1,8 +1,9 @@
 //! `warren bench approvals`: what people waiting costs. A decision's way
 //! to the work it lets go on (approve -> the gated job's dependent starts)
 //! against a submission's way to its first job's start, the baseline; and
-//! the price of 10,000 runs waiting at a gate: the server's memory, and
-//! its start after a restart against the same start with none waiting.
+//! the price of 10,000 runs waiting at a gate: the server's memory, its
+//! start after a restart against the same start with none waiting, and
+//! other runs' submission-to-start beside them against the same without.
 //!
 //! Starts are read from the attempts' `started_at` (ms since the epoch,
 //! when the start was recorded): each latency is that less the wall-clock
@@ -212,16 +213,7 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
     }
 
     // The baseline: a submission to its first job's start.
-    let mut submitted = Vec::with_capacity(options.decisions);
-    for _ in 0..options.decisions {
-        let sent = wall_ms();
-        submitted.push((client.submit("plain").await?, sent));
-    }
-    let mut to_start = Vec::with_capacity(options.decisions);
-    for (id, sent) in &submitted {
-        let run = client.run_in(id, "completed").await?;
-        to_start.push(ms(client.started_at(&run, "a").await? - sent));
-    }
+    let to_start = submission_to_start(&client, options.decisions).await?;
 
     // A decision to the dependent's start.
     let mut gated = Vec::with_capacity(options.decisions);
@@ -253,11 +245,7 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
         let run = client.run_in(id, "completed").await?;
         to_dependent.push(ms(client.started_at(&run, "after").await? - sent));
     }
-    let (to_start, to_dependent, answers) = (
-        Samples::new(to_start),
-        Samples::new(to_dependent),
-        Samples::new(answers),
-    );
+    let (to_dependent, answers) = (Samples::new(to_dependent), Samples::new(answers));
 
     // Restarting with nothing waiting, the baseline for the restart below
     // (and for the memory of the runs waiting).
@@ -292,6 +280,8 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
         "after the restart {still} runs wait, not {}",
         options.waiting
     );
+    // Other runs while they wait.
+    let beside_waiting = submission_to_start(&client, options.decisions).await?;
     server.stop().await?;
     let _ = std::fs::remove_dir_all(&root);
 
@@ -316,6 +306,18 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
             "ms",
         ),
         Measurement::new(
+            &format!("submission_to_start_p50_{waiting}_waiting"),
+            millis(beside_waiting.percentile(0.5)),
+            "ms",
+        )
+        .against(millis(to_start.percentile(0.5))),
+        Measurement::new(
+            &format!("submission_to_start_p99_{waiting}_waiting"),
+            millis(beside_waiting.percentile(0.99)),
+            "ms",
+        )
+        .against(millis(to_start.percentile(0.99))),
+        Measurement::new(
             &format!("rss_mb_{waiting}_waiting"),
             mib(waiting_rss),
             "MiB",
@@ -328,6 +330,22 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
         )
         .against(empty_restart.as_secs_f64()),
     ])
+}
+
+/// `count` one-job runs, submitted one after the other: the time from
+/// each submission to its job's start.
+async fn submission_to_start(client: &Client, count: usize) -> anyhow::Result<Samples> {
+    let mut submitted = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sent = wall_ms();
+        submitted.push((client.submit("plain").await?, sent));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for (id, sent) in &submitted {
+        let run = client.run_in(id, "completed").await?;
+        latencies.push(ms(client.started_at(&run, "a").await? - sent));
+    }
+    Ok(Samples::new(latencies))
 }
 
 /// The id of job `name` of `run`.
