@@ -798,6 +798,8 @@ async fn a_thousand_waiting_runs_hold_no_slot_and_little_memory() {
         .await
         .expect("text");
     assert!(metrics.contains("warren_attempts_running 0\n"), "{metrics}");
+    // They wait as rows: none of their graphs is held in memory.
+    assert!(metrics.contains("warren_runs_in_memory 0\n"), "{metrics}");
     assert!(
         metrics.contains("warren_runs_waiting{state=\"waiting_approval\"} 1000\n"),
         "{metrics}"
@@ -1045,5 +1047,72 @@ async fn pending_pages_on_even_when_the_last_job_of_a_page_is_decided() {
     }
     let (status, _) = server.get("/v1/pending?state=running").await;
     assert_eq!(status, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_waiting_as_a_row_can_be_cancelled_retried_and_given_input() {
+    let server = start(Vec::new()).await;
+    let run_id = submit(
+        &server,
+        gated(json!({"required": true}), "on_success"),
+        json!({"feature": "labels"}),
+    )
+    .await;
+    server.wait_for_state(&run_id, "waiting_approval").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.metrics().await.contains("warren_runs_in_memory 0\n") {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting run stayed in memory"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = server
+        .post(&format!("/v1/runs/{run_id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let run = server.wait_for_state(&run_id, "cancelled").await;
+    assert_eq!(run["state"], "cancelled", "{run}");
+    assert_eq!(job(&run, "specify")["state"], "cancelled");
+    assert_eq!(job(&run, "after")["state"], "cancelled");
+
+    // A job waiting for input in a parked run is retried as any other.
+    let run_id = submit(
+        &server,
+        json!({"jobs": {"specify": {"plugin": "speckit"}}}),
+        json!({}),
+    )
+    .await;
+    let run = server.wait_for_state(&run_id, "needs_input").await;
+    let id = job_id(&run, "specify");
+    while !server.metrics().await.contains("warren_runs_in_memory 0\n") {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting run stayed in memory"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = server
+        .post(&format!("/v1/jobs/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // An agent that asked for a document waits for it again rather than
+    // run without it; input lets it go on.
+    let run = server.wait_for_state(&run_id, "needs_input").await;
+    assert_eq!(
+        job(&run, "specify")["pending_docs"],
+        json!(["feature"]),
+        "{run}"
+    );
+    let (status, _) = server
+        .post(
+            &format!("/v1/jobs/{id}/input"),
+            &json!({"data": {"feature": "labels"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let run = server.wait_for_state(&run_id, "completed").await;
+    assert_eq!(run["state"], "completed", "{run}");
     server.stop().await;
 }

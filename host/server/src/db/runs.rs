@@ -607,13 +607,103 @@ fn run_state(text: &str) -> Result<RunState, DbError> {
     RunState::parse(text).ok_or_else(|| DbError::Corrupt(format!("run state {text:?}")))
 }
 
-/// Every run not in a terminal state.
+/// A run waiting for people with nothing else to do: no job ready, running
+/// or waiting for a retry's backoff, no cancel asked for. Such a run stays
+/// a row until someone acts (see `scheduler::parking`).
+const PARKED: &str = "r.state IN ('needs_input', 'waiting_approval')
+    AND r.cancel_requested_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM jobs b WHERE b.run_id = r.id
+        AND (b.state IN ('ready', 'running') OR (b.state = 'pending' AND b.ready_at IS NOT NULL)))";
+
+/// Every run not in a terminal state, but those [`load_parked_runs`] gives.
 pub fn load_active_runs(conn: &Connection) -> Result<Vec<StoredRun>, DbError> {
     load_runs(
         conn,
-        "state IN ('pending', 'running', 'needs_input', 'waiting_approval')",
+        &format!(
+            "state IN ('pending', 'running', 'needs_input', 'waiting_approval') AND id NOT IN (SELECT r.id FROM runs r WHERE {PARKED})"
+        ),
         &[],
     )
+}
+
+/// A run waiting for people, as the scheduler keeps it without its jobs.
+#[derive(Debug, Clone)]
+pub struct ParkedRun {
+    pub id: String,
+    pub state: RunState,
+    /// Where its documents live (its story, or its own id).
+    pub scope: String,
+    /// Its jobs, by state.
+    pub jobs: Vec<(JobState, u32)>,
+    /// `(job index in the run, waiting since, gate)` of its jobs waiting
+    /// for a decision.
+    pub gates: Vec<(usize, i64, ApprovalGate)>,
+}
+
+/// Every run waiting for people with nothing else to do, without its jobs.
+pub fn load_parked_runs(conn: &Connection) -> Result<Vec<ParkedRun>, DbError> {
+    let mut runs: Vec<ParkedRun> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT r.id, r.state, coalesce(r.story_id, r.id) FROM runs r WHERE {PARKED} ORDER BY r.created_at, r.id"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+    })?;
+    for row in rows {
+        let (id, state, scope) = row?;
+        index.insert(id.clone(), runs.len());
+        runs.push(ParkedRun {
+            state: run_state(&state)?,
+            id,
+            scope,
+            jobs: Vec::new(),
+            gates: Vec::new(),
+        });
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT j.run_id, j.state, count(*) FROM jobs j JOIN runs r ON r.id = j.run_id
+         WHERE {PARKED} GROUP BY j.run_id, j.state"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (run_id, state, count) = row?;
+        if let Some(&i) = index.get(&run_id) {
+            runs[i].jobs.push((job_state(&state)?, count));
+        }
+    }
+    // A job's index is its place among its run's jobs, in the order they
+    // were stored: the order the scheduler rebuilds them in.
+    let mut stmt = conn.prepare(&format!(
+        "SELECT run_id, place, waiting_since, approval FROM (
+             SELECT j.run_id, j.state, j.waiting_since, j.approval,
+                    row_number() OVER (PARTITION BY j.run_id ORDER BY j.rowid) - 1 AS place
+             FROM jobs j JOIN runs r ON r.id = j.run_id WHERE {PARKED})
+         WHERE state = 'waiting_approval' AND approval IS NOT NULL AND waiting_since IS NOT NULL"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (run_id, place, since, approval) = row?;
+        if let Some(&i) = index.get(&run_id) {
+            runs[i]
+                .gates
+                .push((place as usize, since, parse_json(&approval)?));
+        }
+    }
+    Ok(runs)
 }
 
 /// One run, whatever its state.

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub(crate) running: AtomicU64,
     pub(crate) queued: AtomicU64,
     pub(crate) active_runs: AtomicU64,
+    /// Active runs whose graph is in memory (the others wait as rows).
+    pub(crate) runs_in_memory: AtomicU64,
     /// Jobs of the runs not yet ended, by current state.
     pub(crate) jobs_by_state: [AtomicU64; ALL_JOB_STATES.len()],
     /// Runs waiting for people, by state.
@@ -209,6 +211,11 @@ impl Metrics {
                 "warren_runs_active",
                 "Runs not yet ended.",
                 &self.active_runs,
+            ),
+            (
+                "warren_runs_in_memory",
+                "Runs not yet ended whose graph the scheduler holds; those waiting for people with nothing else to do are kept as rows only.",
+                &self.runs_in_memory,
             ),
         ] {
             let _ = writeln!(

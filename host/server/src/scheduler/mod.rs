@@ -8,6 +8,7 @@ mod decisions;
 mod inputs;
 mod launch;
 pub mod metrics;
+mod parking;
 mod recovery;
 mod run_graph;
 mod scheduler_loop;
@@ -287,7 +288,12 @@ impl Engine {
             Err(e) => tracing::error!("sweeping staged artifacts: {e:#}"),
         }
         let stored = db.read(runs::load_active_runs)?;
-        let recovered = stored.iter().map(|run| run.id.clone()).collect();
+        let parked = db.read(runs::load_parked_runs)?;
+        let recovered = stored
+            .iter()
+            .map(|run| run.id.clone())
+            .chain(parked.iter().map(|run| run.id.clone()))
+            .collect();
         let scheduler = scheduler_loop::Scheduler::new(
             runtime,
             db.clone(),
@@ -300,7 +306,7 @@ impl Engine {
                 metrics: metrics.clone(),
             },
         );
-        let scheduler = scheduler.recover(stored).await?;
+        let scheduler = scheduler.recover(stored, parked).await?;
         tokio::spawn(scheduler.run(receiver));
         upkeep::upkeep_periodically(
             db.clone(),

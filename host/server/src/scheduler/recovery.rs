@@ -8,15 +8,16 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use warren_sandbox::runtime::AttemptOutcome;
-use warren_vocabulary::JobState;
+use warren_vocabulary::{JobState, RunState};
 
 use super::decisions::{cancel_jobs, evaluate, finish_run, gate_deadline, settle};
 use super::launch::{Completion, host_failure};
+use super::parking::Parked;
 use super::run_graph::ActiveRun;
 use super::scheduler_loop::Scheduler;
 use super::spec::PipelineSpec;
 use crate::db::DbError;
-use crate::db::runs::{NewJob, NewRun, StoredRun};
+use crate::db::runs::{NewJob, NewRun, ParkedRun, StoredRun};
 
 /// The in-memory state of a stored run.
 pub(super) fn rebuild(
@@ -90,10 +91,33 @@ impl Scheduler {
     /// Rebuilds the unfinished runs: attempts that were running when the
     /// process died are closed as failed (host restart) and retried under
     /// their policy.
-    pub async fn recover(mut self, stored: Vec<StoredRun>) -> Result<Self, DbError> {
-        let count = stored.len();
+    pub async fn recover(
+        mut self,
+        stored: Vec<StoredRun>,
+        parked: Vec<ParkedRun>,
+    ) -> Result<Self, DbError> {
+        let count = stored.len() + parked.len();
         let now = Instant::now();
         let now_ms = warren_vocabulary::now_ms();
+        // Runs waiting for people stay rows; only their gates' timeouts are
+        // set (counted from when each job began to wait).
+        for run in parked {
+            for (index, since, gate) in &run.gates {
+                if let Some(timeout) = gate.timeout_ms {
+                    let elapsed = now_ms.saturating_sub(*since).max(0) as u64;
+                    let at = now + Duration::from_millis(timeout.saturating_sub(elapsed));
+                    self.timers.push(Reverse((at, run.id.clone(), *index)));
+                }
+            }
+            self.parked.insert(
+                run.id,
+                Parked {
+                    state: run.state,
+                    scope: run.scope,
+                    jobs: run.jobs,
+                },
+            );
+        }
         for stored_run in stored {
             let run = rebuild(&stored_run, self.config.max_spawned_per_run, now, now_ms)?;
             let run_id = run.id.clone();
@@ -158,14 +182,25 @@ impl Scheduler {
             .values()
             .filter(|run| run.jobs.iter().any(|j| j.state == JobState::NeedsInput))
             .map(|run| run.document_scope().to_owned())
+            .chain(
+                self.parked
+                    .values()
+                    .filter(|p| p.state == RunState::NeedsInput)
+                    .map(|p| p.scope.clone()),
+            )
             .collect();
         for scope in waiting {
             self.documents_changed(&scope);
         }
-        for run in self.runs.values_mut() {
+        for (run_id, run) in &mut self.runs {
             settle(run, &mut self.effects);
+            if run.state.is_waiting() {
+                self.park_candidates.insert(run_id.clone());
+            }
         }
         self.flush().await?;
+        // All of it is committed: the runs left waiting become rows.
+        self.park_waiting();
         // Nothing else may happen for a while: the gauges say now what
         // was recovered (runs waiting for people, say).
         self.update_gauges(true);

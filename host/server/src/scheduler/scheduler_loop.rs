@@ -20,6 +20,7 @@ use super::decisions::{
 };
 use super::launch::{Completion, launch};
 use super::metrics::{ALL_JOB_STATES, WAITING_RUN_STATES};
+use super::parking::Parked;
 use super::recovery::rebuild;
 use super::run_graph::ActiveRun;
 use super::{Command, EngineConfig};
@@ -98,6 +99,10 @@ pub(crate) struct Scheduler {
     /// Something changed since; they are recomputed when the period ends.
     pub(super) gauges_stale: bool,
     pub(super) effects: Effects,
+    /// Runs waiting for people, kept as rows only (see [`super::parking`]).
+    pub(super) parked: HashMap<String, Parked>,
+    /// Runs to park once what they decided is committed.
+    pub(super) park_candidates: HashSet<String>,
 }
 
 impl Scheduler {
@@ -125,6 +130,8 @@ impl Scheduler {
             gauges_at: Instant::now(),
             gauges_stale: false,
             effects: Effects::default(),
+            parked: HashMap::new(),
+            park_candidates: HashSet::new(),
         }
     }
 
@@ -132,7 +139,7 @@ impl Scheduler {
     /// budget; dependents it caused to be skipped wait for it again, and an
     /// ended run runs again.
     fn retry(&mut self, run_id: &str, job_id: &str) -> Result<(), String> {
-        if !self.runs.contains_key(run_id) {
+        if !self.unpark(run_id) {
             let stored = self
                 .db
                 .read(|conn| runs::load_run(conn, run_id))
@@ -230,15 +237,25 @@ impl Scheduler {
                 by_state[i] += 1;
             }
         }
+        for &(state, n) in self.parked.values().flat_map(|p| &p.jobs) {
+            if let Some(i) = ALL_JOB_STATES.iter().position(|&s| s == state) {
+                by_state[i] += u64::from(n);
+            }
+        }
         for (gauge, n) in metrics.jobs_by_state.iter().zip(by_state) {
             gauge.store(n, Ordering::Relaxed);
         }
         for (gauge, state) in metrics.runs_waiting.iter().zip(WAITING_RUN_STATES) {
-            let n = self.runs.values().filter(|run| run.state == state).count();
+            let n = self.runs.values().filter(|run| run.state == state).count()
+                + self.parked.values().filter(|p| p.state == state).count();
             gauge.store(n as u64, Ordering::Relaxed);
         }
+        metrics.active_runs.store(
+            (self.runs.len() + self.parked.len()) as u64,
+            Ordering::Relaxed,
+        );
         metrics
-            .active_runs
+            .runs_in_memory
             .store(self.runs.len() as u64, Ordering::Relaxed);
     }
 
@@ -299,6 +316,7 @@ impl Scheduler {
         review: Review,
         held: Vec<HeldDocument>,
     ) -> Result<JobState, Refusal> {
+        self.unpark(run_id);
         let Some(run) = self.runs.get_mut(run_id) else {
             // Ended runs are not in memory: nothing of them waits.
             return Err(Refusal::NotWaiting(format!(
@@ -328,12 +346,18 @@ impl Scheduler {
         }
         wake(run, &mut self.effects);
         settle(run, &mut self.effects);
+        if run.state.is_waiting() {
+            self.park_candidates.insert(run_id.to_owned());
+        }
         self.enqueue(run_id);
     }
 
     /// Documents of `scope` were written: its runs' jobs waiting for them
     /// may go on.
     pub(super) fn documents_changed(&mut self, scope: &str) {
+        for run_id in self.parked_in_scope(scope) {
+            self.unpark(&run_id);
+        }
         let mut resumed = Vec::new();
         {
             let stored = stored_documents(&self.db);
@@ -351,6 +375,7 @@ impl Scheduler {
     }
 
     fn cancel(&mut self, run_id: &str) -> bool {
+        self.unpark(run_id);
         let Some(run) = self.runs.get_mut(run_id) else {
             return false;
         };
@@ -378,6 +403,8 @@ impl Scheduler {
             let Some(Reverse((_, run_id, job))) = self.timers.pop() else {
                 break;
             };
+            // Only a gate's timeout is set for a parked run.
+            self.unpark(&run_id);
             let Some(run) = self.runs.get_mut(&run_id) else {
                 continue;
             };
@@ -432,6 +459,9 @@ impl Scheduler {
                 turns += 1;
             } else {
                 settle(run, &mut self.effects);
+                if run.state.is_waiting() {
+                    self.park_candidates.insert(run_id);
+                }
             }
         }
     }
@@ -550,6 +580,7 @@ impl Scheduler {
         for scope in commit.document_scopes {
             let _ = self.commands.send(Command::DocumentsChanged { scope });
         }
+        self.park_waiting();
     }
 
     pub(super) fn on_finished(&mut self, completion: Completion) {
@@ -588,6 +619,9 @@ impl Scheduler {
             self.runs.remove(&run_id);
         } else {
             settle(run, &mut self.effects);
+            if run.state.is_waiting() {
+                self.park_candidates.insert(run_id.clone());
+            }
             self.enqueue(&run_id);
         }
     }
