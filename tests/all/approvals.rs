@@ -1130,3 +1130,47 @@ async fn a_run_waiting_as_a_row_can_be_cancelled_retried_and_given_input() {
     assert_eq!(run["state"], "completed", "{run}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_flow_answers_which_jobs_wait_for_input_or_a_decision() {
+    let server = start(Vec::new()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.get("/v1/templates/speckit").await.0 != 200 {
+        assert!(Instant::now() < deadline, "the speckit template never came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, answer) = server
+        .post(
+            "/v1/flows/speckit/run",
+            &json!({"input": {}, "wait_ms": 5000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["state"], "needs_input", "{answer}");
+    assert_eq!(answer["awaiting_input"][0]["job"], "specify", "{answer}");
+    let id = answer["awaiting_input"][0]["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_owned();
+    let (status, _) = server
+        .post(
+            &format!("/v1/jobs/{id}/input"),
+            &json!({"data": {"feature": "search"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let run_id = answer["run_id"].as_str().expect("run id").to_owned();
+    server.wait_for_state(&run_id, "waiting_approval").await;
+
+    let (status, answer) = server
+        .post(
+            "/v1/flows/speckit/run",
+            &json!({"input": {"feature": "tags"}, "wait_ms": 5000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["state"], "waiting_approval", "{answer}");
+    assert_eq!(answer["awaiting_decision"][0]["job"], "specify", "{answer}");
+    assert!(answer.get("awaiting_input").is_none(), "{answer}");
+    server.stop().await;
+}

@@ -97,20 +97,37 @@ pub struct FlowAnswer {
     /// `POST /v1/jobs/{id}/decision`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub awaiting_decision: Option<Vec<AwaitingJob>>,
+    /// When it waits for documents or input: the jobs waiting, to give
+    /// input to with `POST /v1/jobs/{id}/input` (or write `pending_docs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting_input: Option<Vec<AwaitingJob>>,
 }
 
-/// A job waiting for a decision.
+/// A job waiting for people.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AwaitingJob {
     pub job: String,
     pub job_id: String,
 }
 
+/// The jobs of `record` in `state`.
+fn awaiting(record: &FlowRecord, state: JobState) -> Vec<AwaitingJob> {
+    record
+        .jobs
+        .iter()
+        .filter(|j| j.state == state)
+        .map(|j| AwaitingJob {
+            job: j.name.clone(),
+            job_id: j.id.clone(),
+        })
+        .collect()
+}
+
 #[utoipa::path(
     post, path = "/v1/flows/{flow}/run", operation_id = "run_flow", tag = "flows",
     params(FlowName), request_body = FlowRequest,
     responses(
-        (status = 200, description = "The flow stopped: `completed` with `result`, `needs_input` with `pending_docs`, `waiting_approval` with `awaiting_decision`, `failed` with `error`, or `cancelled`", body = FlowAnswer),
+        (status = 200, description = "The flow stopped: `completed` with `result`, `needs_input` with `pending_docs` and `awaiting_input`, `waiting_approval` with `awaiting_decision`, `failed` with `error`, or `cancelled`", body = FlowAnswer),
         (status = 202, description = "Still running after `wait_ms`: follow `/v1/runs/{run_id}`", body = FlowAnswer,
          headers(("location" = String, description = "The run's URL"))),
         (status = 400, description = "`invalid_json`, or `invalid_id` (a malformed flow name or story id)", body = ErrorBody),
@@ -140,7 +157,7 @@ pub async fn run_named(
     post, path = "/v1/run", operation_id = "run_default_flow", tag = "flows",
     request_body = RunFlowRequest,
     responses(
-        (status = 200, description = "The flow stopped: `completed` with `result`, `needs_input` with `pending_docs`, `waiting_approval` with `awaiting_decision`, `failed` with `error`, or `cancelled`", body = FlowAnswer),
+        (status = 200, description = "The flow stopped: `completed` with `result`, `needs_input` with `pending_docs` and `awaiting_input`, `waiting_approval` with `awaiting_decision`, `failed` with `error`, or `cancelled`", body = FlowAnswer),
         (status = 202, description = "Still running after `wait_ms`", body = FlowAnswer,
          headers(("location" = String, description = "The run's URL"))),
         (status = 400, description = "`invalid_json`, or `invalid_id` (a malformed flow name or story id)", body = ErrorBody),
@@ -229,6 +246,7 @@ fn answer(run_id: String, record: FlowRecord) -> Result<FlowAnswer, ApiError> {
         documents_story: None,
         error: None,
         awaiting_decision: None,
+        awaiting_input: None,
     };
     match record.state {
         RunState::Completed => {
@@ -286,19 +304,10 @@ fn answer(run_id: String, record: FlowRecord) -> Result<FlowAnswer, ApiError> {
                     .clone()
                     .unwrap_or_else(|| answer.run_id.clone()),
             );
+            answer.awaiting_input = Some(awaiting(&record, JobState::NeedsInput));
         }
         RunState::WaitingApproval => {
-            answer.awaiting_decision = Some(
-                record
-                    .jobs
-                    .iter()
-                    .filter(|j| j.state == JobState::WaitingApproval)
-                    .map(|j| AwaitingJob {
-                        job: j.name.clone(),
-                        job_id: j.id.clone(),
-                    })
-                    .collect(),
-            );
+            answer.awaiting_decision = Some(awaiting(&record, JobState::WaitingApproval));
         }
         RunState::Failed => {
             answer.error = record
