@@ -45,6 +45,7 @@ mod error;
 mod job;
 
 pub mod artifacts;
+pub mod http;
 pub mod jobs;
 pub mod log;
 pub mod memory;

@@ -20,6 +20,7 @@ const COVERED_GUESTS: &[&str] = &[
     "describe_trap",
     "disk_filler",
     "fs_escape",
+    "http_client",
     "huge_output",
     "log_flood",
     "memory_bomb",

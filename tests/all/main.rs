@@ -15,6 +15,7 @@ mod hardening;
 mod hostile;
 mod idempotency;
 mod input_schema;
+mod outbound;
 mod plugin_folder;
 mod runtime;
 mod support;

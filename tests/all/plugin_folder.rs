@@ -16,18 +16,22 @@ use warren_vocabulary::MemoryScope;
 
 /// Copies `from` into the folder as `name.wasm` the documented way: a
 /// hidden temporary file, then a rename.
-fn drop_plugin(dir: &Path, name: &str, from: &Path) {
+pub(crate) fn drop_plugin(dir: &Path, name: &str, from: &Path) {
     let temporary = dir.join(format!(".{name}.partial"));
     std::fs::copy(from, &temporary).expect("copy");
     std::fs::rename(&temporary, dir.join(format!("{name}.wasm"))).expect("rename");
 }
 
-fn folder(server: &TestServer) -> PathBuf {
+pub(crate) fn folder(server: &TestServer) -> PathBuf {
     server.config.plugins_dir.clone().expect("plugins dir")
 }
 
 /// Polls `/v1/plugins/{name}` until `done` holds (up to 20 s).
-async fn wait_for_plugin(server: &TestServer, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for_plugin(
+    server: &TestServer,
+    name: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, plugin) = server.get(&format!("/v1/plugins/{name}")).await;
@@ -56,14 +60,14 @@ async fn wait_for_quarantine(server: &TestServer, file: &str) -> String {
     }
 }
 
-fn version<'a>(plugin: &'a Value, digest: &str) -> &'a Value {
+pub(crate) fn version<'a>(plugin: &'a Value, digest: &str) -> &'a Value {
     plugin["versions"]
         .as_array()
         .and_then(|v| v.iter().find(|v| v["digest"] == digest))
         .unwrap_or_else(|| panic!("no version {digest} in {plugin}"))
 }
 
-fn sha256_of(path: &Path) -> String {
+pub(crate) fn sha256_of(path: &Path) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
 }

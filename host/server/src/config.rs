@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::catalogue::grants::{DirectoryRule, Policy};
+use crate::catalogue::grants::{DirectoryRule, OutboundRule, Policy};
 use crate::db::Durability;
 use warren_vocabulary::{LimitsSpec, MemoryScope};
 
@@ -67,6 +67,9 @@ pub struct PolicyLayer {
     pub spawn: Option<bool>,
     /// `[[policy.directories]]`: host folders plugins may be given.
     pub directories: Option<Vec<DirectoryRule>>,
+    /// `[policy.outbound]`: where plugins may be granted to send HTTP
+    /// requests.
+    pub outbound: Option<OutboundRule>,
 }
 
 /// Settings of a server, every value decided.
@@ -294,6 +297,7 @@ impl PolicyLayer {
         policy.memory = self.memory.unwrap_or(policy.memory);
         policy.spawn = self.spawn.unwrap_or(policy.spawn);
         policy.directories = self.directories.unwrap_or(policy.directories);
+        policy.outbound = self.outbound.unwrap_or(policy.outbound);
         Ok(policy)
     }
 }

@@ -12,5 +12,6 @@ pub mod disk_quota;
 pub mod jobs;
 pub mod log;
 pub mod memory;
+pub mod outbound;
 pub mod reviews;
 pub mod wasi;

@@ -17,8 +17,69 @@ pub struct Grants {
     pub memory: Vec<MemoryScope>,
     pub spawn: bool,
     pub directories: Vec<DirectoryGrant>,
+    /// Where its attempts may send HTTP requests; nowhere when empty.
+    pub outbound: Vec<OutboundGrant>,
     /// What the manifest asked for and did not get, and why.
     pub capped: Vec<String>,
+}
+
+/// Requests a plugin may send: to `host` (exact, or `*.example.com` for
+/// its subdomains), over these schemes, to these ports, with these
+/// methods (any when a list is empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboundGrant {
+    pub host: String,
+    pub schemes: Vec<String>,
+    pub ports: Vec<u16>,
+    pub methods: Vec<String>,
+}
+
+impl OutboundGrant {
+    /// Whether a request to `scheme://host:port` with `method` is granted.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16, method: &str) -> bool {
+        host_matches(&self.host, host)
+            && (self.schemes.is_empty()
+                || self.schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)))
+            && (self.ports.is_empty() || self.ports.contains(&port))
+            && (self.methods.is_empty()
+                || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+    }
+
+    /// Whether everything `self` allows, `other` allowed.
+    pub fn within(&self, other: &OutboundGrant) -> bool {
+        let covered = |mine: &[String], theirs: &[String]| {
+            theirs.is_empty()
+                || (!mine.is_empty()
+                    && mine
+                        .iter()
+                        .all(|m| theirs.iter().any(|t| t.eq_ignore_ascii_case(m))))
+        };
+        (other.host.eq_ignore_ascii_case(&self.host)
+            || (!self.host.starts_with("*.") && host_matches(&other.host, &self.host)))
+            && covered(&self.schemes, &other.schemes)
+            && covered(&self.methods, &other.methods)
+            && (other.ports.is_empty()
+                || (!self.ports.is_empty() && self.ports.iter().all(|p| other.ports.contains(p))))
+    }
+}
+
+/// Whether `host` matches `pattern`: the same name (case aside), or for
+/// `*.example.com` a name ending in `.example.com` (not the bare domain).
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    match pattern.strip_prefix("*.") {
+        Some(domain) => {
+            let Some(split) = host.len().checked_sub(domain.len() + 1) else {
+                return false;
+            };
+            split > 0
+                && host.get(split..split + 1) == Some(".")
+                && host
+                    .get(split + 1..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(domain))
+        }
+        None => pattern.eq_ignore_ascii_case(host),
+    }
 }
 
 /// A host directory preopened for the plugin's attempts.
@@ -41,6 +102,7 @@ impl Default for Grants {
             memory: vec![MemoryScope::Run, MemoryScope::Story, MemoryScope::Agent],
             spawn: true,
             directories: Vec::new(),
+            outbound: Vec::new(),
             capped: Vec::new(),
         }
     }
@@ -70,6 +132,11 @@ impl Grants {
         if self.spawn && !before.spawn {
             more.push("spawn".into());
         }
+        for grant in &self.outbound {
+            if !before.outbound.iter().any(|old| grant.within(old)) {
+                more.push(format!("outbound {}", grant.host));
+            }
+        }
         for dir in &self.directories {
             let had = before.directories.iter().any(|old| {
                 old.host == dir.host && old.guest == dir.guest && (old.writable || !dir.writable)
@@ -88,5 +155,51 @@ impl Grants {
             }
         }
         more
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(host: &str, schemes: &[&str], ports: &[u16], methods: &[&str]) -> OutboundGrant {
+        OutboundGrant {
+            host: host.into(),
+            schemes: schemes.iter().map(|s| (*s).into()).collect(),
+            ports: ports.to_vec(),
+            methods: methods.iter().map(|s| (*s).into()).collect(),
+        }
+    }
+
+    #[test]
+    fn wildcards_match_subdomains_only() {
+        assert!(host_matches("*.example.com", "api.example.com"));
+        assert!(host_matches("*.example.com", "a.b.Example.COM"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "badexample.com"));
+        assert!(!host_matches("*.example.com", "é.example.co"));
+        assert!(host_matches("api.example.com", "API.example.com."));
+        assert!(!host_matches("api.example.com", "api.example.com.evil"));
+    }
+
+    #[test]
+    fn a_grant_checks_scheme_port_and_method() {
+        let g = grant("api.example.com", &["https"], &[443], &["GET"]);
+        assert!(g.allows("https", "api.example.com", 443, "get"));
+        assert!(!g.allows("http", "api.example.com", 443, "GET"));
+        assert!(!g.allows("https", "api.example.com", 8443, "GET"));
+        assert!(!g.allows("https", "api.example.com", 443, "POST"));
+        assert!(!g.allows("https", "other.example.com", 443, "GET"));
+        assert!(grant("*.example.com", &[], &[], &[]).allows("http", "x.example.com", 1, "PUT"));
+    }
+
+    #[test]
+    fn a_narrower_grant_is_within_a_wider_one() {
+        let wide = grant("*.example.com", &[], &[], &[]);
+        let narrow = grant("api.example.com", &["https"], &[443], &["GET"]);
+        assert!(narrow.within(&wide));
+        assert!(!wide.within(&narrow));
+        assert!(narrow.within(&narrow));
+        assert!(!grant("api.example.com", &[], &[443], &[]).within(&narrow));
     }
 }

@@ -25,9 +25,11 @@ use crate::capabilities::disk_quota::{DiskQuota, DiskQuotaExceeded};
 use crate::capabilities::jobs::{JobsCtx, JobsState, PluginLookup, Progress, SpawnRequest};
 use crate::capabilities::log::{AttemptLog, CapturedLog, LogLevel, LogSink, LogSource};
 use crate::capabilities::memory::{MemoryCtx, MemoryState};
+use crate::capabilities::outbound::OutboundHooks;
 use crate::capabilities::reviews::ReviewsState;
 use crate::capabilities::wasi::{self, Scratch};
 use crate::plugin::{Grants, Plugin, PluginPre};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Longest deadline honoured; longer ones are cut to this.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -597,6 +599,13 @@ impl Runtime {
                 PluginKind::Agent => request.upstream.clone(),
                 PluginKind::Job => Vec::new(),
             }),
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHooks::new(
+                grants.outbound.clone().into(),
+                Instant::now() + request.limits.timeout(),
+                request.cancel.clone(),
+                log.clone(),
+            ),
             reviews: ReviewsState::new(
                 request
                     .reviews

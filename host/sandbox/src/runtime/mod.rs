@@ -27,8 +27,10 @@ use crate::capabilities::disk_quota::DiskQuota;
 use crate::capabilities::jobs::JobsState;
 use crate::capabilities::log::AttemptLog;
 use crate::capabilities::memory::{InMemoryStore, MemoryState, MemoryStore};
+use crate::capabilities::outbound::OutboundHooks;
 use crate::capabilities::reviews::ReviewsState;
 use crate::plugin::{Plugin, PluginError};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Where the runtime keeps its state and how its engine is built.
 #[derive(Debug, Clone)]
@@ -166,6 +168,18 @@ pub struct PluginState {
     pub(crate) jobs: JobsState,
     pub(crate) agent_inputs: AgentInputsState,
     pub(crate) reviews: ReviewsState,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) outbound: OutboundHooks,
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for PluginState {
@@ -184,6 +198,8 @@ impl crate::bindings::types::Host for PluginState {}
 fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
     use crate::capabilities::{agent_inputs, artifacts, disk_quota, jobs, log, memory, reviews};
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    // Every plugin links `wasi:http`; its grants decide what leaves.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     // wasmtime-wasi's filesystem, with every write charged to the quota.
     disk_quota::add_to_linker(linker, |s| disk_quota::QuotaFilesystem {
         inner: wasmtime_wasi::filesystem::WasiFilesystemCtxView {

@@ -202,8 +202,21 @@ pub struct GrantsView {
     pub memory: Vec<MemoryScope>,
     pub spawn: bool,
     pub directories: Vec<DirectoryView>,
+    /// Where its attempts may send HTTP requests.
+    pub outbound: Vec<OutboundView>,
     /// What the manifest asked for beyond the policy, and what it got.
     pub capped: Vec<String>,
+}
+
+/// A destination a version's attempts may send requests to; an empty list
+/// allows any.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboundView {
+    /// A host name, or `*.example.com` for its subdomains.
+    pub host: String,
+    pub schemes: Vec<String>,
+    pub ports: Vec<u16>,
+    pub methods: Vec<String>,
 }
 
 /// A host directory preopened for a version's attempts.
@@ -233,6 +246,16 @@ impl From<&Grants> for GrantsView {
             memory: grants.memory.clone(),
             spawn: grants.spawn,
             directories: grants.directories.iter().map(DirectoryView::from).collect(),
+            outbound: grants
+                .outbound
+                .iter()
+                .map(|g| OutboundView {
+                    host: g.host.clone(),
+                    schemes: g.schemes.clone(),
+                    ports: g.ports.clone(),
+                    methods: g.methods.clone(),
+                })
+                .collect(),
             capped: grants.capped.clone(),
         }
     }

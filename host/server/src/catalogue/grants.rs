@@ -6,7 +6,7 @@ use std::path::{Component as PathPart, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use warren_sandbox::plugin::grants::{DirectoryGrant, Grants};
+pub use warren_sandbox::plugin::grants::{DirectoryGrant, Grants, OutboundGrant, host_matches};
 use warren_vocabulary::{Limits, LimitsSpec, MemoryScope, PluginKind};
 
 /// The optional manifest beside a plugin file. Everything is optional; what
@@ -31,6 +31,42 @@ pub struct Manifest {
     /// Host directories it needs, beyond its own scratch space.
     #[serde(default)]
     pub directories: Vec<DirectoryRequest>,
+    /// `[[outbound]]`: where it sends HTTP requests. Nowhere when left out.
+    #[serde(default)]
+    pub outbound: Vec<OutboundRequest>,
+}
+
+/// A destination a manifest asks to send HTTP requests to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundRequest {
+    /// A host name, or `*.example.com` for its subdomains.
+    pub host: String,
+    /// One port; any the policy allows when left out.
+    pub port: Option<u16>,
+    /// `https` or `http`; either (as the policy allows) when left out.
+    pub scheme: Option<String>,
+    /// Methods (`GET`, `POST`...); any the policy allows when left out.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// `[policy.outbound]`: where any plugin may be granted to send requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundRule {
+    /// Host names, or `*.example.com` for the subdomains of one.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Allowed ports; any when empty.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Allowed methods; any when empty.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Allowed schemes; `https` and `http` when empty.
+    #[serde(default)]
+    pub schemes: Vec<String>,
 }
 
 impl Manifest {
@@ -68,6 +104,8 @@ pub struct Policy {
     pub memory: Vec<MemoryScope>,
     pub spawn: bool,
     pub directories: Vec<DirectoryRule>,
+    /// Where plugins may be granted to send requests: nowhere by default.
+    pub outbound: OutboundRule,
 }
 
 impl Default for Policy {
@@ -81,6 +119,7 @@ impl Default for Policy {
             memory: vec![MemoryScope::Run, MemoryScope::Story, MemoryScope::Agent],
             spawn: true,
             directories: Vec::new(),
+            outbound: OutboundRule::default(),
         }
     }
 }
@@ -138,14 +177,98 @@ pub fn grant(manifest: Option<&Manifest>, policy: &Policy) -> Grants {
             )),
         }
     }
+    let mut outbound = Vec::new();
+    for request in manifest.map_or(&[][..], |m| &m.outbound) {
+        match grant_outbound(request, &policy.outbound) {
+            Ok(granted) => outbound.push(granted),
+            Err(reason) => capped.push(format!("outbound {}: {reason}", request.host)),
+        }
+    }
     Grants {
         limits,
         default_limits,
         memory,
         spawn,
         directories,
+        outbound,
         capped,
     }
+}
+
+/// A manifest's destination under the policy: its host must be one the
+/// policy names (or under one of its wildcards), and what it leaves open
+/// the policy's lists close.
+fn grant_outbound(request: &OutboundRequest, rule: &OutboundRule) -> Result<OutboundGrant, String> {
+    let host = request.host.trim().to_ascii_lowercase();
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'))
+    };
+    let bare = host.strip_prefix("*.").unwrap_or(&host);
+    if !valid(bare) {
+        return Err("not a host name (letters, digits, `-`, `.`, or `*.` before a domain)".into());
+    }
+    let allowed = rule.hosts.iter().any(|pattern| {
+        pattern.eq_ignore_ascii_case(&host)
+            || (!host.starts_with("*.") && host_matches(pattern, &host))
+            || (host.starts_with("*.") && pattern.starts_with("*.") && host_matches(pattern, bare))
+    });
+    if !allowed {
+        return Err("not allowed by policy".into());
+    }
+    let schemes: Vec<String> = match &request.scheme {
+        Some(scheme) => {
+            let scheme = scheme.to_ascii_lowercase();
+            if scheme != "https" && scheme != "http" {
+                return Err(format!("scheme {scheme:?} is not https or http"));
+            }
+            if !rule.schemes.is_empty()
+                && !rule.schemes.iter().any(|s| s.eq_ignore_ascii_case(&scheme))
+            {
+                return Err(format!("scheme {scheme}: not allowed by policy"));
+            }
+            vec![scheme]
+        }
+        None => rule
+            .schemes
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+    };
+    let ports = match request.port {
+        Some(port) if !rule.ports.is_empty() && !rule.ports.contains(&port) => {
+            return Err(format!("port {port}: not allowed by policy"));
+        }
+        Some(port) => vec![port],
+        None => rule.ports.clone(),
+    };
+    let methods = if request.methods.is_empty() {
+        rule.methods
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect()
+    } else {
+        let mut methods = Vec::new();
+        for method in &request.methods {
+            let method = method.to_ascii_uppercase();
+            if !rule.methods.is_empty()
+                && !rule.methods.iter().any(|m| m.eq_ignore_ascii_case(&method))
+            {
+                return Err(format!("method {method}: not allowed by policy"));
+            }
+            methods.push(method);
+        }
+        methods
+    };
+    Ok(OutboundGrant {
+        host,
+        schemes,
+        ports,
+        methods,
+    })
 }
 
 /// The least a version can be given: the policy's default limits as its
@@ -157,6 +280,7 @@ pub fn least(policy: &Policy) -> Grants {
         memory: Vec::new(),
         spawn: false,
         directories: Vec::new(),
+        outbound: Vec::new(),
         capped: vec!["its stored manifest no longer parses: least grants".into()],
     }
 }

@@ -196,6 +196,22 @@ impl Metrics {
                 get(n)
             );
         }
+        let outbound = &warren_sandbox::capabilities::outbound::OUTBOUND;
+        let _ = writeln!(
+            out,
+            "# HELP warren_outbound_requests_total Plugins' HTTP requests: sent, denied (no grant names the destination; never sent), cut (by a job's deadline or cancel).\n# TYPE warren_outbound_requests_total counter"
+        );
+        for (outcome, n) in [
+            ("sent", &outbound.sent),
+            ("denied", &outbound.denied),
+            ("cut", &outbound.cut),
+        ] {
+            let _ = writeln!(
+                out,
+                "warren_outbound_requests_total{{outcome=\"{outcome}\"}} {}",
+                get(n)
+            );
+        }
         for (name, help, value) in [
             (
                 "warren_attempts_running",

@@ -1,0 +1,167 @@
+//! `wasi:http/outgoing-handler`, through the operator's door: a request
+//! leaves only to a destination its plugin's grants name (scheme, host,
+//! port, method); any other fails in the guest with `HTTP-request-denied`,
+//! is written to the attempt's log and counted, and is never sent. A
+//! request that leaves is bounded by the attempt's deadline and stopped by
+//! its cancel, and its response body by a size limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::log::{AttemptLog, LogLevel, LogSource};
+use crate::plugin::grants::OutboundGrant;
+
+/// Requests over all attempts, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct OutboundCounters {
+    /// Requests sent (a response, or an error after leaving).
+    pub sent: AtomicU64,
+    /// Requests refused because no grant names their destination.
+    pub denied: AtomicU64,
+    /// Requests cut by their attempt's deadline or cancel.
+    pub cut: AtomicU64,
+}
+
+/// Every attempt's outbound requests, counted.
+pub static OUTBOUND: OutboundCounters = OutboundCounters {
+    sent: AtomicU64::new(0),
+    denied: AtomicU64::new(0),
+    cut: AtomicU64::new(0),
+};
+
+/// How often an in-flight request looks at its attempt's cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(10);
+
+/// Largest response body an attempt may read, by default.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
+
+/// Per-attempt state: what the plugin may reach, and until when.
+pub struct OutboundHooks {
+    grants: Arc<[OutboundGrant]>,
+    deadline: Instant,
+    cancel: Option<Arc<AtomicBool>>,
+    log: AttemptLog,
+    max_response_bytes: u64,
+}
+
+impl OutboundHooks {
+    pub fn new(
+        grants: Arc<[OutboundGrant]>,
+        deadline: Instant,
+        cancel: Option<Arc<AtomicBool>>,
+        log: AttemptLog,
+    ) -> Self {
+        Self {
+            grants,
+            deadline,
+            cancel,
+            log,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// Whether a request to `uri` with `method` is granted; the refusal's
+    /// reason when not.
+    fn check(&self, uri: &http::Uri, method: &http::Method) -> Result<(), String> {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let Some(host) = uri.host() else {
+            return Err("the request names no host".into());
+        };
+        let port = uri.port_u16().unwrap_or(match scheme {
+            "http" => 80,
+            _ => 443,
+        });
+        if self
+            .grants
+            .iter()
+            .any(|g| g.allows(scheme, host, port, method.as_str()))
+        {
+            Ok(())
+        } else if self.grants.is_empty() {
+            Err("the plugin has no outbound grant".into())
+        } else {
+            Err(format!(
+                "{method} {scheme}://{host}:{port} is not among its outbound grants"
+            ))
+        }
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        drop(fut);
+        if let Err(reason) = self.check(request.uri(), request.method()) {
+            OUTBOUND.denied.fetch_add(1, Ordering::Relaxed);
+            let message = format!("warren: outbound request denied, not sent: {reason}");
+            tracing::warn!("{message}");
+            self.log.push(LogSource::Log, LogLevel::Warn, &message);
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        // No wait of the request outlives the attempt.
+        let bounded = |asked: Option<Duration>| Some(asked.map_or(left, |a| a.min(left)));
+        let options = RequestOptions {
+            connect_timeout: bounded(options.and_then(|o| o.connect_timeout)),
+            first_byte_timeout: bounded(options.and_then(|o| o.first_byte_timeout)),
+            between_bytes_timeout: bounded(options.and_then(|o| o.between_bytes_timeout)),
+        };
+        let cancel = self.cancel.clone();
+        let max = self.max_response_bytes;
+        Box::new(async move {
+            OUTBOUND.sent.fetch_add(1, Ordering::Relaxed);
+            let send = wasmtime_wasi_http::default_send_request(request, Some(options));
+            let outcome = tokio::select! {
+                outcome = tokio::time::timeout(left, send) => outcome,
+                () = cancelled(cancel) => {
+                    OUTBOUND.cut.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::HttpResponseTimeout);
+                }
+            };
+            let (response, io) = match outcome {
+                Ok(sent) => sent?,
+                Err(_) => {
+                    OUTBOUND.cut.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::HttpResponseTimeout);
+                }
+            };
+            let response = response.map(|body| {
+                // Past the limit the body ends in an error the guest reads;
+                // any other error of the body passes as it was.
+                http_body_util::Limited::new(body, max as usize)
+                    .map_err(move |e| match e.downcast::<Error>() {
+                        Ok(error) => *error,
+                        Err(_) => Error::HttpResponseBodySize(Some(max)),
+                    })
+                    .boxed_unsync()
+            });
+            Ok((
+                response,
+                Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            ))
+        })
+    }
+}
+
+/// Completes once `flag` is raised; never without one.
+async fn cancelled(flag: Option<Arc<AtomicBool>>) {
+    let Some(flag) = flag else {
+        return std::future::pending().await;
+    };
+    while !flag.load(Ordering::Relaxed) {
+        tokio::time::sleep(CANCEL_POLL).await;
+    }
+}

@@ -1,0 +1,320 @@
+//! Outbound HTTP from plugins, against real servers on 127.0.0.1: a
+//! request leaves only to what the plugin's manifest asks and the
+//! operator's policy allows, is cut at its job's deadline and by a cancel,
+//! and a version asking for a new destination waits for approval.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use warren::catalogue::grants::OutboundRule;
+
+use crate::api::{ADMIN, TestServer, admin_and_client};
+use crate::plugin_folder::{drop_plugin, folder, sha256_of, version, wait_for_plugin};
+use crate::support::{guest_path, plugin_path};
+
+/// A server on 127.0.0.1 counting the requests it gets: `/hello` answers,
+/// `/never` never does.
+struct Loopback {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Loopback {
+    async fn start() -> Self {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new()
+            .route("/hello", axum::routing::any(|| async { "hello" }))
+            .route(
+                "/never",
+                axum::routing::get(|| async {
+                    std::future::pending::<()>().await;
+                    ""
+                }),
+            )
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let counted = counted.clone();
+                    async move {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        next.run(req).await
+                    }
+                },
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, hits }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A server whose policy allows `hosts`, with `http-client` in its folder
+/// as `name` under `manifest` (none when empty).
+async fn server_with(hosts: &[&str], plugins: &[(&str, &str)]) -> TestServer {
+    let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+    let server = TestServer::start_with(admin_and_client(), move |config| {
+        config.policy.outbound = OutboundRule {
+            hosts,
+            ..OutboundRule::default()
+        };
+    })
+    .await;
+    let dir = folder(&server);
+    for (name, manifest) in plugins {
+        if !manifest.is_empty() {
+            std::fs::write(dir.join(format!("{name}.toml")), manifest).expect("manifest");
+        }
+        drop_plugin(&dir, name, &guest_path("http_client"));
+    }
+    for (name, _) in plugins {
+        wait_for_plugin(&server, name, |p| p["active"].is_string()).await;
+    }
+    server
+}
+
+/// Runs `plugin` sending `requests` under `limits`; returns the run once
+/// it ends.
+async fn call(server: &TestServer, plugin: &str, requests: Value, limits: Value) -> Value {
+    let id = submit(server, plugin, requests, limits).await;
+    ended(server, &id).await
+}
+
+async fn submit(server: &TestServer, plugin: &str, requests: Value, limits: Value) -> String {
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"call": {
+                "plugin": plugin,
+                "input": {"requests": requests},
+                "limits": limits,
+            }}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().expect("id").to_owned()
+}
+
+async fn ended(server: &TestServer, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+        if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id} never ended: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn answers(run: &Value) -> &Value {
+    &run["jobs"][0]["output"]
+}
+
+#[tokio::test]
+async fn a_request_leaves_only_to_a_granted_destination() {
+    let granted = Loopback::start().await;
+    let other = Loopback::start().await;
+    let manifest = format!(
+        "[[outbound]]\nhost = \"127.0.0.1\"\nport = {}\nmethods = [\"GET\"]\n",
+        granted.addr.port()
+    );
+    let server = server_with(
+        &["127.0.0.1"],
+        &[("caller", manifest.as_str()), ("stranger", "")],
+    )
+    .await;
+    let (_, plugin) = server.get("/v1/plugins/caller").await;
+    let grants = &plugin["versions"][0]["grants"];
+    assert_eq!(
+        grants["outbound"],
+        json!([{"host": "127.0.0.1", "schemes": [], "ports": [granted.addr.port()], "methods": ["GET"]}]),
+        "{grants}"
+    );
+
+    let run = call(
+        &server,
+        "caller",
+        json!([
+            {"url": granted.url("/hello")},
+            {"method": "POST", "url": granted.url("/hello"), "body": "x"},
+            {"url": other.url("/hello")},
+            {"url": format!("http://localhost:{}/hello", granted.addr.port())},
+        ]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        answers(&run),
+        &json!([
+            {"status": 200, "body": "hello"},
+            {"error": "denied"},
+            {"error": "denied"},
+            {"error": "denied"},
+        ])
+    );
+    assert_eq!(granted.hits(), 1, "only the granted request arrived");
+    assert_eq!(other.hits(), 0, "a denied request is never sent");
+
+    // A plugin without outbound grants reaches nothing.
+    let run = call(
+        &server,
+        "stranger",
+        json!([{"url": granted.url("/hello")}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(answers(&run), &json!([{"error": "denied"}]), "{run}");
+    assert_eq!(granted.hits(), 1);
+
+    // Each denial is in the attempt's log, and counted.
+    let job = run["jobs"][0]["id"].as_str().expect("job id");
+    let (_, logs) = server.get(&format!("/v1/jobs/{job}/logs")).await;
+    assert!(
+        logs.to_string()
+            .contains("outbound request denied, not sent: the plugin has no outbound grant"),
+        "{logs}"
+    );
+    let metrics = server.metrics().await;
+    let denied: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("warren_outbound_requests_total{outcome=\"denied\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(denied >= 4, "{metrics}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_policy_caps_what_a_manifest_asks_for() {
+    let target = Loopback::start().await;
+    let manifest = format!(
+        "[[outbound]]\nhost = \"127.0.0.1\"\nport = {}\n",
+        target.addr.port()
+    );
+    let server = server_with(&["*.example.com"], &[("caller", manifest.as_str())]).await;
+    let (_, plugin) = server.get("/v1/plugins/caller").await;
+    let grants = &plugin["versions"][0]["grants"];
+    assert_eq!(grants["outbound"], json!([]), "{grants}");
+    assert_eq!(
+        grants["capped"],
+        json!(["outbound 127.0.0.1: not allowed by policy"])
+    );
+    let run = call(
+        &server,
+        "caller",
+        json!([{"url": target.url("/hello")}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(answers(&run), &json!([{"error": "denied"}]), "{run}");
+    assert_eq!(target.hits(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_version_asking_for_a_new_destination_waits_for_approval() {
+    let first = Loopback::start().await;
+    let second = Loopback::start().await;
+    let ask = |ports: &[u16]| {
+        ports
+            .iter()
+            .map(|p| format!("[[outbound]]\nhost = \"127.0.0.1\"\nport = {p}\n"))
+            .collect::<String>()
+    };
+    let server = server_with(&["127.0.0.1"], &[("caller", &ask(&[first.addr.port()]))]).await;
+    let dir = folder(&server);
+    let v1 = sha256_of(&guest_path("http_client"));
+    // Other bytes, asking for one more destination.
+    std::fs::write(
+        dir.join("caller.toml"),
+        ask(&[first.addr.port(), second.addr.port()]),
+    )
+    .expect("manifest");
+    drop_plugin(&dir, "caller", &plugin_path("echo"));
+    let v2 = sha256_of(&plugin_path("echo"));
+    let plugin = wait_for_plugin(&server, "caller", |p| {
+        p["versions"].as_array().is_some_and(|v| v.len() == 2)
+    })
+    .await;
+    let pending = version(&plugin, &v2);
+    assert_eq!(pending["state"], "pending_approval", "{plugin}");
+    assert!(
+        pending["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("outbound 127.0.0.1")),
+        "{pending}"
+    );
+    assert_eq!(plugin["active"], v1.as_str());
+    let _ = ADMIN;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_cut_at_the_deadline_and_by_a_cancel() {
+    let silent = Loopback::start().await;
+    let manifest = format!(
+        "[[outbound]]\nhost = \"127.0.0.1\"\nport = {}\n",
+        silent.addr.port()
+    );
+    let server = server_with(&["127.0.0.1"], &[("caller", manifest.as_str())]).await;
+    let started = Instant::now();
+    let run = call(
+        &server,
+        "caller",
+        json!([{"url": silent.url("/never")}]),
+        json!({"timeout_ms": 700}),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}: {run}");
+    // Cut at the deadline: the guest is told the request timed out, or the
+    // attempt ends on its deadline, whichever comes first.
+    let job = &run["jobs"][0];
+    let timed_out = job["output"] == json!([{"error": "timeout"}])
+        || job["error"].to_string().contains("deadline");
+    assert!(timed_out, "{run}");
+    assert_eq!(silent.hits(), 1, "the request left");
+
+    // A cancel stops the request in flight.
+    let id = submit(
+        &server,
+        "caller",
+        json!([{"url": silent.url("/never")}]),
+        json!({"timeout_ms": 30000}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while silent.hits() < 2 {
+        assert!(Instant::now() < deadline, "the request never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cancelled_at = Instant::now();
+    let (status, body) = server
+        .post(&format!("/v1/runs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let run = ended(&server, &id).await;
+    assert_eq!(run["state"], "cancelled", "{run}");
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(3),
+        "the cancel took {:?}",
+        cancelled_at.elapsed()
+    );
+    server.stop().await;
+}
