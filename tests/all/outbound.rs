@@ -9,23 +9,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use warren::catalogue::grants::OutboundRule;
+use warren::catalogue::grants::{OutboundRule, SecretGrant, SecretValue};
 
 use crate::api::{ADMIN, TestServer, admin_and_client};
 use crate::plugin_folder::{drop_plugin, folder, sha256_of, version, wait_for_plugin};
 use crate::support::{guest_path, plugin_path};
 
-/// A server on 127.0.0.1 counting the requests it gets: `/hello` answers,
-/// `/never` never does.
+/// A server on 127.0.0.1 counting the requests it gets (and keeping their
+/// `authorization` headers): `/hello` answers, `/never` never does.
 struct Loopback {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    authorizations: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Loopback {
     async fn start() -> Self {
         let hits = Arc::new(AtomicUsize::new(0));
         let counted = hits.clone();
+        let authorizations = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = authorizations.clone();
         let app = axum::Router::new()
             .route("/hello", axum::routing::any(|| async { "hello" }))
             .route(
@@ -38,8 +41,13 @@ impl Loopback {
             .layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let counted = counted.clone();
+                    let kept = kept.clone();
                     async move {
                         counted.fetch_add(1, Ordering::SeqCst);
+                        if let Some(value) = req.headers().get("authorization") {
+                            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                            kept.lock().expect("lock").push(value);
+                        }
                         next.run(req).await
                     }
                 },
@@ -51,7 +59,15 @@ impl Loopback {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, hits }
+        Self {
+            addr,
+            hits,
+            authorizations,
+        }
+    }
+
+    fn authorizations(&self) -> Vec<String> {
+        self.authorizations.lock().expect("lock").clone()
     }
 
     fn url(&self, path: &str) -> String {
@@ -66,12 +82,21 @@ impl Loopback {
 /// A server whose policy allows `hosts`, with `http-client` in its folder
 /// as `name` under `manifest` (none when empty).
 async fn server_with(hosts: &[&str], plugins: &[(&str, &str)]) -> TestServer {
+    server_with_secrets(hosts, Vec::new(), plugins).await
+}
+
+async fn server_with_secrets(
+    hosts: &[&str],
+    secrets: Vec<SecretGrant>,
+    plugins: &[(&str, &str)],
+) -> TestServer {
     let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
     let server = TestServer::start_with(admin_and_client(), move |config| {
         config.policy.outbound = OutboundRule {
             hosts,
             ..OutboundRule::default()
         };
+        config.policy.secrets = secrets;
     })
     .await;
     let dir = folder(&server);
@@ -316,5 +341,111 @@ async fn a_server_that_never_answers_is_cut_at_the_deadline_and_by_a_cancel() {
         "the cancel took {:?}",
         cancelled_at.elapsed()
     );
+    server.stop().await;
+}
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                found.push((path, bytes));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_secret_goes_only_to_its_hosts_and_is_never_stored_or_shown() {
+    const VALUE: &str = "sk-test-SECRET-9f8e7d6c5b4a";
+    let stub = Loopback::start().await;
+    let port = stub.addr.port();
+    let manifest = format!(
+        "secrets = [\"stub_key\", \"missing\"]\n\
+         [[outbound]]\nhost = \"127.0.0.1\"\nport = {port}\n\
+         [[outbound]]\nhost = \"localhost\"\nport = {port}\n"
+    );
+    let secret = SecretGrant {
+        name: "stub_key".into(),
+        value: SecretValue::new(VALUE),
+        hosts: vec!["127.0.0.1".into()],
+    };
+    let server = server_with_secrets(
+        &["127.0.0.1", "localhost"],
+        vec![secret],
+        &[("caller", manifest.as_str())],
+    )
+    .await;
+    let (_, plugin) = server.get("/v1/plugins/caller").await;
+    let grants = &plugin["versions"][0]["grants"];
+    assert_eq!(
+        grants["secrets"],
+        json!([{"name": "stub_key", "hosts": ["127.0.0.1"]}]),
+        "{grants}"
+    );
+    assert_eq!(
+        grants["capped"],
+        json!(["secret missing: not declared by the operator"])
+    );
+    let header = json!([["authorization", "Bearer {env:WARREN_SECRET_STUB_KEY}"]]);
+    let run = call(
+        &server,
+        "caller",
+        json!([
+            {"url": stub.url("/hello"), "headers": header},
+            {"url": format!("http://localhost:{port}/hello"), "headers": header},
+        ]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(run["state"], "completed", "{run}");
+    let seen = stub.authorizations();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // Its host gets the value; another allowed host, the placeholder.
+    assert_eq!(seen[0], format!("Bearer {VALUE}"));
+    assert!(
+        seen[1].starts_with("Bearer warren-secret-stub_key-") && !seen[1].contains(VALUE),
+        "{seen:?}"
+    );
+
+    // Nothing Warren stored or answers holds the value.
+    let run_id = run["id"].as_str().expect("run id");
+    let job_id = run["jobs"][0]["id"].as_str().expect("job id");
+    let mut answers = Vec::new();
+    for path in [
+        format!("/v1/runs/{run_id}"),
+        format!("/v1/jobs/{job_id}"),
+        format!("/v1/jobs/{job_id}/logs"),
+        format!("/v1/jobs/{job_id}/output"),
+        "/v1/plugins".to_owned(),
+        "/v1/plugins/caller".to_owned(),
+    ] {
+        let (_, body) = server.get(&path).await;
+        answers.push((path, body.to_string()));
+    }
+    answers.push(("/metrics".into(), server.metrics().await));
+    let events = crate::api::follow_events(&server, run_id).await;
+    answers.push(("events".into(), json!(events).to_string()));
+    for (path, body) in &answers {
+        assert!(!body.contains(VALUE), "{path} shows the secret");
+    }
+    let engine = server.server.as_ref().expect("running").engine.clone();
+    engine.sync().await.expect("sync");
+    let data_dir = server.config.data_dir.clone();
+    let files = files_under(&data_dir);
+    assert!(files.len() > 3, "{files:?}");
+    for (path, bytes) in files {
+        assert!(
+            !bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
+            "{} holds the secret",
+            path.display()
+        );
+    }
     server.stop().await;
 }

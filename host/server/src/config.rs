@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::catalogue::grants::{DirectoryRule, OutboundRule, Policy};
+use crate::catalogue::grants::{DirectoryRule, OutboundRule, Policy, SecretGrant, SecretValue};
 use crate::db::Durability;
 use warren_vocabulary::{LimitsSpec, MemoryScope};
 
@@ -51,6 +51,56 @@ pub struct Layer {
     pub default_flow: Option<String>,
     /// `[policy]` of `warren.toml`.
     pub policy: Option<PolicyLayer>,
+    /// `[secrets.NAME]` of `warren.toml`: values plugins' requests may
+    /// carry, read from the environment or a file at start, never stored.
+    pub secrets: Option<std::collections::BTreeMap<String, SecretSource>>,
+}
+
+/// Where a secret's value is read from, and where it may be sent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// An environment variable holding the value.
+    pub env: Option<String>,
+    /// A file holding the value (a trailing newline is dropped).
+    pub file: Option<PathBuf>,
+    /// Host names (or `*.example.com`) requests carrying it may go to.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+impl SecretSource {
+    /// The declared secret, its value read; errors name the secret, never
+    /// the value.
+    fn read(&self, name: &str) -> Result<SecretGrant, ConfigError> {
+        let invalid = |why: String| ConfigError::Invalid(format!("secrets.{name}: {why}"));
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid_name {
+            return Err(invalid("a name is 1 to 64 letters, digits or `_`".into()));
+        }
+        if self.hosts.is_empty() {
+            return Err(invalid("`hosts` names none: where may it be sent?".into()));
+        }
+        let value = match (&self.env, &self.file) {
+            (Some(var), None) => std::env::var(var)
+                .map_err(|_| invalid(format!("environment variable {var} is not set")))?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+            _ => return Err(invalid("give exactly one of `env` and `file`".into())),
+        };
+        if value.is_empty() {
+            return Err(invalid("the value is empty".into()));
+        }
+        Ok(SecretGrant {
+            name: name.to_owned(),
+            value: SecretValue::new(&value),
+            hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        })
+    }
 }
 
 /// The operator's caps on plugins (`[policy]`); see [`Policy`].
@@ -254,6 +304,9 @@ impl Layer {
             default_flow: get("WARREN_DEFAULT_FLOW"),
             // The policy has tables and lists: warren.toml only.
             policy: None,
+            // Secrets are declared in warren.toml (their values come from
+            // the environment or files it names).
+            secrets: None,
         })
     }
 }
@@ -352,6 +405,11 @@ impl ServeConfig {
             }
             if let Some(policy) = layer.policy {
                 config.policy = policy.apply(config.policy)?;
+            }
+            for (name, source) in layer.secrets.iter().flatten() {
+                let secret = source.read(name)?;
+                config.policy.secrets.retain(|s| s.name != secret.name);
+                config.policy.secrets.push(secret);
             }
         }
         config.check()?;
@@ -475,5 +533,45 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(error.contains("shorter than 16"), "{error}");
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_refused_with_a_reason_that_never_shows_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("key");
+        std::fs::write(&file, "sk-file-value\n").expect("write");
+        let text = format!(
+            "[secrets.model_key]\nfile = {:?}\nhosts = [\"API.example.com\"]\n",
+            file
+        );
+        let layer: Layer = toml::from_str(&text).expect("parses");
+        let config = ServeConfig::resolve(&[layer]).expect("valid");
+        let secret = &config.policy.secrets[0];
+        assert_eq!(secret.name, "model_key");
+        assert_eq!(secret.value.expose(), "sk-file-value");
+        assert_eq!(secret.hosts, vec!["api.example.com".to_owned()]);
+        assert!(
+            !format!("{config:?}").contains("sk-file-value"),
+            "Debug shows no value"
+        );
+        for (text, why) in [
+            (
+                "[secrets.k]\nhosts = [\"a\"]\n",
+                "exactly one of `env` and `file`",
+            ),
+            (
+                "[secrets.k]\nenv = \"WARREN_TEST_UNSET_VARIABLE\"\nhosts = [\"a\"]\n",
+                "WARREN_TEST_UNSET_VARIABLE is not set",
+            ),
+            ("[secrets.k]\nenv = \"PATH\"\n", "`hosts` names none"),
+            (
+                "[secrets.\"a-b\"]\nenv = \"PATH\"\nhosts = [\"a\"]\n",
+                "letters, digits or `_`",
+            ),
+        ] {
+            let layer: Layer = toml::from_str(text).expect("parses");
+            let error = ServeConfig::resolve(&[layer]).expect_err(text).to_string();
+            assert!(error.contains(why), "{text}: {error}");
+        }
     }
 }

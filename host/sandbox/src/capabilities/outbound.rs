@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::log::{AttemptLog, LogLevel, LogSource};
-use crate::plugin::grants::OutboundGrant;
+use crate::plugin::grants::{OutboundGrant, SecretGrant};
 
 /// Requests over all attempts, for `/metrics`.
 #[derive(Debug, Default)]
@@ -42,6 +42,8 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
 /// Per-attempt state: what the plugin may reach, and until when.
 pub struct OutboundHooks {
     grants: Arc<[OutboundGrant]>,
+    /// `(placeholder, secret)` of the secrets granted.
+    secrets: Vec<(String, SecretGrant)>,
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
     log: AttemptLog,
@@ -51,12 +53,14 @@ pub struct OutboundHooks {
 impl OutboundHooks {
     pub fn new(
         grants: Arc<[OutboundGrant]>,
+        secrets: Vec<(String, SecretGrant)>,
         deadline: Instant,
         cancel: Option<Arc<AtomicBool>>,
         log: AttemptLog,
     ) -> Self {
         Self {
             grants,
+            secrets,
             deadline,
             cancel,
             log,
@@ -99,7 +103,7 @@ type SendResult = wasmtime_wasi_http::Result<(
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
@@ -111,6 +115,7 @@ impl WasiHttpHooks for OutboundHooks {
             self.log.push(LogSource::Log, LogLevel::Warn, &message);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        self.swap_secrets(&mut request);
         let left = self.deadline.saturating_duration_since(Instant::now());
         // No wait of the request outlives the attempt.
         let bounded = |asked: Option<Duration>| Some(asked.map_or(left, |a| a.min(left)));
@@ -153,6 +158,34 @@ impl WasiHttpHooks for OutboundHooks {
                 Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
             ))
         })
+    }
+}
+
+impl OutboundHooks {
+    /// Puts each granted secret's value in place of its placeholder in the
+    /// request's headers, when the request goes to a host the secret may
+    /// go to; anywhere else the placeholder goes as it is.
+    fn swap_secrets(&self, request: &mut http::Request<WasiBody>) {
+        if self.secrets.is_empty() {
+            return;
+        }
+        let host = request.uri().host().unwrap_or_default().to_owned();
+        for value in request.headers_mut().values_mut() {
+            let Ok(text) = value.to_str() else { continue };
+            let mut swapped = None::<String>;
+            for (placeholder, secret) in &self.secrets {
+                let current = swapped.as_deref().unwrap_or(text);
+                if current.contains(placeholder.as_str()) && secret.may_go_to(&host) {
+                    swapped = Some(current.replace(placeholder.as_str(), secret.value.expose()));
+                }
+            }
+            if let Some(swapped) = swapped
+                && let Ok(mut new) = http::HeaderValue::from_str(&swapped)
+            {
+                new.set_sensitive(true);
+                *value = new;
+            }
+        }
     }
 }
 

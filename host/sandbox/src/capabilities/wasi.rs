@@ -61,11 +61,15 @@ pub fn build_ctx(
     scratch: Option<&Scratch>,
     in_dir: Option<&Path>,
     directories: &[DirectoryGrant],
+    env: &[(String, String)],
 ) -> anyhow::Result<WasiCtx> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(CapturedStdio::new(log.clone(), LogSource::Stdout))
         .stderr(CapturedStdio::new(log.clone(), LogSource::Stderr));
+    for (name, value) in env {
+        builder.env(name, value);
+    }
     if let Some(scratch) = scratch {
         builder.preopened_dir(&scratch.work, WORK_DIR, FsPerms::ReadWrite)?;
         builder.preopened_dir(&scratch.out, OUT_DIR, FsPerms::ReadWrite)?;

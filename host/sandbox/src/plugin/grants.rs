@@ -19,6 +19,8 @@ pub struct Grants {
     pub directories: Vec<DirectoryGrant>,
     /// Where its attempts may send HTTP requests; nowhere when empty.
     pub outbound: Vec<OutboundGrant>,
+    /// Secrets its requests may carry, by placeholder.
+    pub secrets: Vec<SecretGrant>,
     /// What the manifest asked for and did not get, and why.
     pub capped: Vec<String>,
 }
@@ -63,6 +65,49 @@ impl OutboundGrant {
     }
 }
 
+/// A secret a plugin's requests may carry: the guest sees a placeholder
+/// (in `WARREN_SECRET_<NAME>`), and the host puts the value in its place
+/// in request headers, only on requests to `hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretGrant {
+    pub name: String,
+    pub value: SecretValue,
+    /// Host names (or `*.example.com`) the value may be sent to.
+    pub hosts: Vec<String>,
+}
+
+impl SecretGrant {
+    /// The environment variable the guest finds the placeholder in.
+    pub fn variable(&self) -> String {
+        format!("WARREN_SECRET_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// Whether the value may be sent to `host`.
+    pub fn may_go_to(&self, host: &str) -> bool {
+        self.hosts.iter().any(|pattern| host_matches(pattern, host))
+    }
+}
+
+/// A secret's value: kept in the host's memory only, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(std::sync::Arc<str>);
+
+impl SecretValue {
+    pub fn new(value: &str) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
 /// Whether `host` matches `pattern`: the same name (case aside), or for
 /// `*.example.com` a name ending in `.example.com` (not the bare domain).
 pub fn host_matches(pattern: &str, host: &str) -> bool {
@@ -103,6 +148,7 @@ impl Default for Grants {
             spawn: true,
             directories: Vec::new(),
             outbound: Vec::new(),
+            secrets: Vec::new(),
             capped: Vec::new(),
         }
     }
@@ -135,6 +181,14 @@ impl Grants {
         for grant in &self.outbound {
             if !before.outbound.iter().any(|old| grant.within(old)) {
                 more.push(format!("outbound {}", grant.host));
+            }
+        }
+        for secret in &self.secrets {
+            let had = before.secrets.iter().any(|old| {
+                old.name == secret.name && secret.hosts.iter().all(|h| old.hosts.contains(h))
+            });
+            if !had {
+                more.push(format!("secret {}", secret.name));
             }
         }
         for dir in &self.directories {

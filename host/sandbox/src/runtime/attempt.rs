@@ -28,6 +28,7 @@ use crate::capabilities::memory::{MemoryCtx, MemoryState};
 use crate::capabilities::outbound::OutboundHooks;
 use crate::capabilities::reviews::ReviewsState;
 use crate::capabilities::wasi::{self, Scratch};
+use crate::plugin::grants::SecretGrant;
 use crate::plugin::{Grants, Plugin, PluginPre};
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -542,7 +543,25 @@ impl Runtime {
         } else {
             &[]
         };
-        let wasi = wasi::build_ctx(log, scratch.as_ref(), in_dir, directories)
+        // Each granted secret shows to the guest as a placeholder of this
+        // attempt only; the value stays here (see `OutboundHooks`).
+        let secrets: Vec<(String, SecretGrant)> = grants
+            .secrets
+            .iter()
+            .map(|s| {
+                let placeholder = format!(
+                    "warren-secret-{}-{}",
+                    s.name,
+                    warren_vocabulary::new_id().replace('-', "")
+                );
+                (placeholder, s.clone())
+            })
+            .collect();
+        let env: Vec<(String, String)> = secrets
+            .iter()
+            .map(|(placeholder, s)| (s.variable(), placeholder.clone()))
+            .collect();
+        let wasi = wasi::build_ctx(log, scratch.as_ref(), in_dir, directories, &env)
             .map_err(|e| format!("preparing WASI: {e:#}"))?;
         let state = PluginState {
             wasi,
@@ -602,6 +621,7 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             outbound: OutboundHooks::new(
                 grants.outbound.clone().into(),
+                secrets,
                 Instant::now() + request.limits.timeout(),
                 request.cancel.clone(),
                 log.clone(),

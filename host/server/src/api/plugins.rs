@@ -204,8 +204,19 @@ pub struct GrantsView {
     pub directories: Vec<DirectoryView>,
     /// Where its attempts may send HTTP requests.
     pub outbound: Vec<OutboundView>,
+    /// Secrets its requests may carry: names and where they may go, never
+    /// values.
+    pub secrets: Vec<SecretView>,
     /// What the manifest asked for beyond the policy, and what it got.
     pub capped: Vec<String>,
+}
+
+/// A secret a version's requests may carry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretView {
+    pub name: String,
+    /// Hosts it may be sent to.
+    pub hosts: Vec<String>,
 }
 
 /// A destination a version's attempts may send requests to; an empty list
@@ -254,6 +265,14 @@ impl From<&Grants> for GrantsView {
                     schemes: g.schemes.clone(),
                     ports: g.ports.clone(),
                     methods: g.methods.clone(),
+                })
+                .collect(),
+            secrets: grants
+                .secrets
+                .iter()
+                .map(|s| SecretView {
+                    name: s.name.clone(),
+                    hosts: s.hosts.clone(),
                 })
                 .collect(),
             capped: grants.capped.clone(),

@@ -6,7 +6,9 @@ use std::path::{Component as PathPart, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use warren_sandbox::plugin::grants::{DirectoryGrant, Grants, OutboundGrant, host_matches};
+pub use warren_sandbox::plugin::grants::{
+    DirectoryGrant, Grants, OutboundGrant, SecretGrant, SecretValue, host_matches,
+};
 use warren_vocabulary::{Limits, LimitsSpec, MemoryScope, PluginKind};
 
 /// The optional manifest beside a plugin file. Everything is optional; what
@@ -34,6 +36,10 @@ pub struct Manifest {
     /// `[[outbound]]`: where it sends HTTP requests. Nowhere when left out.
     #[serde(default)]
     pub outbound: Vec<OutboundRequest>,
+    /// Secrets (by the names the operator declared them under) its
+    /// requests carry.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// A destination a manifest asks to send HTTP requests to.
@@ -106,6 +112,8 @@ pub struct Policy {
     pub directories: Vec<DirectoryRule>,
     /// Where plugins may be granted to send requests: nowhere by default.
     pub outbound: OutboundRule,
+    /// Secrets the operator declared (`[secrets.NAME]`), values in memory.
+    pub secrets: Vec<SecretGrant>,
 }
 
 impl Default for Policy {
@@ -120,6 +128,7 @@ impl Default for Policy {
             spawn: true,
             directories: Vec::new(),
             outbound: OutboundRule::default(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -184,6 +193,16 @@ pub fn grant(manifest: Option<&Manifest>, policy: &Policy) -> Grants {
             Err(reason) => capped.push(format!("outbound {}: {reason}", request.host)),
         }
     }
+    let mut secrets: Vec<SecretGrant> = Vec::new();
+    for name in manifest.map_or(&[][..], |m| &m.secrets) {
+        match policy.secrets.iter().find(|s| &s.name == name) {
+            Some(secret) if !secrets.iter().any(|s| &s.name == name) => {
+                secrets.push(secret.clone())
+            }
+            Some(_) => {}
+            None => capped.push(format!("secret {name}: not declared by the operator")),
+        }
+    }
     Grants {
         limits,
         default_limits,
@@ -191,6 +210,7 @@ pub fn grant(manifest: Option<&Manifest>, policy: &Policy) -> Grants {
         spawn,
         directories,
         outbound,
+        secrets,
         capped,
     }
 }
@@ -281,6 +301,7 @@ pub fn least(policy: &Policy) -> Grants {
         spawn: false,
         directories: Vec::new(),
         outbound: Vec::new(),
+        secrets: Vec::new(),
         capped: vec!["its stored manifest no longer parses: least grants".into()],
     }
 }

@@ -2,7 +2,9 @@
 //! reports each answer or error, to check what the host lets leave.
 //!
 //! Input: `{"requests": [{"method": M, "url": U, "headers": [[N, V]],
-//! "body": B}]}` (method `GET`, no headers and no body when left out).
+//! "body": B}]}` (method `GET`, no headers and no body when left out). In
+//! a header value, `{env:VAR}` is the environment variable `VAR` (where a
+//! granted secret's placeholder is).
 //! Output: one entry a request, `{"status": S, "body": B}` or
 //! `{"error": "denied" | "timeout" | "invalid: ..." | "failed: ..."}`.
 
@@ -41,10 +43,12 @@ impl Job for HttpClient {
             .requests
             .iter()
             .map(|r| {
+                let values: Vec<String> = r.headers.iter().map(|(_, v)| expand(v)).collect();
                 let headers: Vec<(&str, &str)> = r
                     .headers
                     .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .zip(&values)
+                    .map(|((n, _), v)| (n.as_str(), v.as_str()))
                     .collect();
                 match http::request(
                     &r.method,
@@ -61,6 +65,24 @@ impl Job for HttpClient {
             })
             .collect())
     }
+}
+
+/// `value` with each `{env:VAR}` replaced by the variable's value.
+fn expand(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("{env:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 5..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        out.push_str(&std::env::var(&after[..end]).unwrap_or_default());
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 warren_sdk::export_job!(HttpClient);
