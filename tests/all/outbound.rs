@@ -16,7 +16,8 @@ use crate::plugin_folder::{drop_plugin, folder, sha256_of, version, wait_for_plu
 use crate::support::{guest_path, plugin_path};
 
 /// A server on 127.0.0.1 counting the requests it gets (and keeping their
-/// `authorization` headers): `/hello` answers, `/never` never does.
+/// `authorization` headers): `/hello` answers, `/never` never does, and
+/// `/flaky` answers 500 to its first three requests, then 200.
 struct Loopback {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
@@ -29,8 +30,22 @@ impl Loopback {
         let counted = hits.clone();
         let authorizations = Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept = authorizations.clone();
+        let flaky = Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new()
             .route("/hello", axum::routing::any(|| async { "hello" }))
+            .route(
+                "/flaky",
+                axum::routing::get(move || {
+                    let seen = flaky.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if seen < 3 {
+                            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
+                        } else {
+                            (axum::http::StatusCode::OK, "up")
+                        }
+                    }
+                }),
+            )
             .route(
                 "/never",
                 axum::routing::get(|| async {
@@ -90,13 +105,21 @@ async fn server_with_secrets(
     secrets: Vec<SecretGrant>,
     plugins: &[(&str, &str)],
 ) -> TestServer {
+    configured(hosts, plugins, |config| config.policy.secrets = secrets).await
+}
+
+async fn configured(
+    hosts: &[&str],
+    plugins: &[(&str, &str)],
+    adjust: impl FnOnce(&mut warren::config::ServeConfig),
+) -> TestServer {
     let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
     let server = TestServer::start_with(admin_and_client(), move |config| {
         config.policy.outbound = OutboundRule {
             hosts,
             ..OutboundRule::default()
         };
-        config.policy.secrets = secrets;
+        adjust(config);
     })
     .await;
     let dir = folder(&server);
@@ -447,5 +470,84 @@ async fn a_secret_goes_only_to_its_hosts_and_is_never_stored_or_shown() {
             path.display()
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_destination_opens_its_breaker_then_a_probe_closes_it() {
+    let flaky = Loopback::start().await;
+    let manifest = format!(
+        "[[outbound]]\nhost = \"127.0.0.1\"\nport = {}\n",
+        flaky.addr.port()
+    );
+    let server = configured(&["127.0.0.1"], &[("caller", manifest.as_str())], |config| {
+        config.breakers.failures = 3;
+        config.breakers.cooldown = Duration::from_millis(300);
+    })
+    .await;
+    let four = json!([
+        {"url": flaky.url("/flaky")},
+        {"url": flaky.url("/flaky")},
+        {"url": flaky.url("/flaky")},
+        {"url": flaky.url("/flaky")},
+    ]);
+    let run = call(&server, "caller", four, json!({})).await;
+    let first = answers(&run);
+    for i in 0..3 {
+        assert_eq!(first[i]["status"], 500, "{first}");
+    }
+    // The fourth fails at once: the breaker is open.
+    assert!(
+        first[3]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("DestinationUnavailable")),
+        "{first}"
+    );
+    assert_eq!(flaky.hits(), 3, "the fourth was not sent");
+    let destination = format!("127.0.0.1:{}", flaky.addr.port());
+    let (status, report) = server.get("/v1/outbound").await;
+    assert_eq!(status, 200, "{report}");
+    let entry = report["destinations"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|d| d["destination"] == destination.as_str())
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("{destination} in {report}"));
+    assert_eq!(entry["state"], "open", "{entry}");
+    assert_eq!(
+        (entry["failed"].clone(), entry["refused"].clone()),
+        (json!(3), json!(1))
+    );
+    assert!(server.metrics().await.contains(&format!(
+        "warren_outbound_breaker_open{{destination=\"{destination}\"}} 1\n"
+    )));
+
+    // After the cool-down one probe goes through; its success closes it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let run = call(
+        &server,
+        "caller",
+        json!([{"url": flaky.url("/flaky")}, {"url": flaky.url("/flaky")}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        answers(&run),
+        &json!([{"status": 200, "body": "up"}, {"status": 200, "body": "up"}])
+    );
+    let (_, report) = server.get("/v1/outbound").await;
+    assert!(
+        report["destinations"].as_array().is_some_and(|all| all
+            .iter()
+            .any(|d| d["destination"] == destination.as_str() && d["state"] == "closed")),
+        "{report}"
+    );
+    // Admins only.
+    let mut server = server;
+    server.token = Some(crate::api::CLIENT);
+    let (status, _) = server.get("/v1/outbound").await;
+    assert_eq!(status, 403);
     server.stop().await;
 }

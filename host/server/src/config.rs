@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::catalogue::grants::{DirectoryRule, OutboundRule, Policy, SecretGrant, SecretValue};
 use crate::db::Durability;
+use warren_sandbox::capabilities::breaker::BreakerSettings;
 use warren_vocabulary::{LimitsSpec, MemoryScope};
 
 /// What a bearer token may do (shared with the gates that name one).
@@ -51,6 +52,11 @@ pub struct Layer {
     pub default_flow: Option<String>,
     /// `[policy]` of `warren.toml`.
     pub policy: Option<PolicyLayer>,
+    /// Failures in a row (no answer, or a 5xx) that open an outbound
+    /// destination's circuit breaker.
+    pub breaker_failures: Option<u32>,
+    /// How long an open breaker fails requests before one probe.
+    pub breaker_cooldown_ms: Option<u64>,
     /// `[secrets.NAME]` of `warren.toml`: values plugins' requests may
     /// carry, read from the environment or a file at start, never stored.
     pub secrets: Option<std::collections::BTreeMap<String, SecretSource>>,
@@ -150,6 +156,8 @@ pub struct ServeConfig {
     /// The template `POST /v1/run` starts when the request names no flow.
     pub default_flow: String,
     pub policy: Policy,
+    /// When outbound destinations' circuit breakers open.
+    pub breakers: BreakerSettings,
 }
 
 impl Default for ServeConfig {
@@ -172,6 +180,7 @@ impl Default for ServeConfig {
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_MB << 20,
             default_flow: DEFAULT_FLOW.to_owned(),
             policy: Policy::default(),
+            breakers: BreakerSettings::default(),
         }
     }
 }
@@ -307,6 +316,8 @@ impl Layer {
             // Secrets are declared in warren.toml (their values come from
             // the environment or files it names).
             secrets: None,
+            breaker_failures: parsed(&get, "WARREN_BREAKER_FAILURES")?,
+            breaker_cooldown_ms: parsed(&get, "WARREN_BREAKER_COOLDOWN_MS")?,
         })
     }
 }
@@ -405,6 +416,17 @@ impl ServeConfig {
             }
             if let Some(policy) = layer.policy {
                 config.policy = policy.apply(config.policy)?;
+            }
+            if let Some(failures) = layer.breaker_failures {
+                if failures == 0 {
+                    return Err(ConfigError::Invalid(
+                        "breaker_failures must be at least 1".into(),
+                    ));
+                }
+                config.breakers.failures = failures;
+            }
+            if let Some(ms) = layer.breaker_cooldown_ms {
+                config.breakers.cooldown = Duration::from_millis(ms);
             }
             for (name, source) in layer.secrets.iter().flatten() {
                 let secret = source.read(name)?;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use warren_sandbox::capabilities::breaker::BreakerSettings;
 use warren_sandbox::runtime::{EngineSettings, Runtime, RuntimeConfig};
 
 use crate::catalogue::PluginRegistry;
@@ -37,6 +38,7 @@ pub struct HostBuilder {
     cache_dir: Option<PathBuf>,
     engine_settings: EngineSettings,
     compile_timeout: Duration,
+    breakers: BreakerSettings,
 }
 
 /// An assembled host: its parts share one database and one runtime.
@@ -65,7 +67,14 @@ impl HostBuilder {
             durability: Durability::default(),
             engine_settings: EngineSettings::default(),
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            breakers: BreakerSettings::default(),
         }
+    }
+
+    /// When outbound destinations' circuit breakers open.
+    pub fn breakers(mut self, settings: BreakerSettings) -> Self {
+        self.breakers = settings;
+        self
     }
 
     pub fn durability(mut self, durability: Durability) -> Self {
@@ -104,6 +113,7 @@ impl HostBuilder {
             engine: self.engine_settings,
             cache_dir: self.cache_dir,
             memory: db.clone(),
+            breakers: self.breakers,
         })?;
         Ok(Host {
             data_dir: self.data_dir,

@@ -59,7 +59,8 @@ pub struct RunningServer {
 pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
     let mut builder = HostBuilder::new(&config.data_dir)
         .durability(config.durability)
-        .compile_timeout(config.compile_timeout);
+        .compile_timeout(config.compile_timeout)
+        .breakers(config.breakers);
     if let Some(cache_dir) = &config.cache_dir {
         builder = builder.cache_dir(Some(cache_dir.clone()));
     }

@@ -8,6 +8,7 @@
 
 pub mod agent_inputs;
 pub mod artifacts;
+pub mod breaker;
 pub mod disk_quota;
 pub mod jobs;
 pub mod log;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::breaker::Breakers;
 use super::log::{AttemptLog, LogLevel, LogSource};
 use crate::plugin::grants::{OutboundGrant, SecretGrant};
 
@@ -24,6 +25,8 @@ pub struct OutboundCounters {
     pub denied: AtomicU64,
     /// Requests cut by their attempt's deadline or cancel.
     pub cut: AtomicU64,
+    /// Requests failed at once because their destination's breaker was open.
+    pub refused: AtomicU64,
 }
 
 /// Every attempt's outbound requests, counted.
@@ -31,6 +34,7 @@ pub static OUTBOUND: OutboundCounters = OutboundCounters {
     sent: AtomicU64::new(0),
     denied: AtomicU64::new(0),
     cut: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
 };
 
 /// How often an in-flight request looks at its attempt's cancel flag.
@@ -44,6 +48,7 @@ pub struct OutboundHooks {
     grants: Arc<[OutboundGrant]>,
     /// `(placeholder, secret)` of the secrets granted.
     secrets: Vec<(String, SecretGrant)>,
+    breakers: Arc<Breakers>,
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
     log: AttemptLog,
@@ -54,6 +59,7 @@ impl OutboundHooks {
     pub fn new(
         grants: Arc<[OutboundGrant]>,
         secrets: Vec<(String, SecretGrant)>,
+        breakers: Arc<Breakers>,
         deadline: Instant,
         cancel: Option<Arc<AtomicBool>>,
         log: AttemptLog,
@@ -61,6 +67,7 @@ impl OutboundHooks {
         Self {
             grants,
             secrets,
+            breakers,
             deadline,
             cancel,
             log,
@@ -115,6 +122,21 @@ impl WasiHttpHooks for OutboundHooks {
             self.log.push(LogSource::Log, LogLevel::Warn, &message);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        // A destination that keeps failing is not called for a while.
+        let destination = destination_of(request.uri());
+        let admission = match self.breakers.admit(&destination) {
+            Ok(admission) => admission,
+            Err(open_for) => {
+                OUTBOUND.refused.fetch_add(1, Ordering::Relaxed);
+                let message = format!(
+                    "warren: circuit open for {destination}, not sent (for {} ms more)",
+                    open_for.as_millis()
+                );
+                self.log.push(LogSource::Log, LogLevel::Warn, &message);
+                return Box::new(async { Err(Error::DestinationUnavailable) });
+            }
+        };
+        let breakers = self.breakers.clone();
         self.swap_secrets(&mut request);
         let left = self.deadline.saturating_duration_since(Instant::now());
         // No wait of the request outlives the attempt.
@@ -132,17 +154,25 @@ impl WasiHttpHooks for OutboundHooks {
             let outcome = tokio::select! {
                 outcome = tokio::time::timeout(left, send) => outcome,
                 () = cancelled(cancel) => {
+                    // A cancel says nothing of the destination.
                     OUTBOUND.cut.fetch_add(1, Ordering::Relaxed);
+                    breakers.forget(admission);
                     return Err(Error::HttpResponseTimeout);
                 }
             };
             let (response, io) = match outcome {
-                Ok(sent) => sent?,
+                Ok(Ok(sent)) => sent,
+                Ok(Err(e)) => {
+                    breakers.record(admission, false);
+                    return Err(e);
+                }
                 Err(_) => {
                     OUTBOUND.cut.fetch_add(1, Ordering::Relaxed);
+                    breakers.record(admission, false);
                     return Err(Error::HttpResponseTimeout);
                 }
             };
+            breakers.record(admission, !response.status().is_server_error());
             let response = response.map(|body| {
                 // Past the limit the body ends in an error the guest reads;
                 // any other error of the body passes as it was.
@@ -187,6 +217,15 @@ impl OutboundHooks {
             }
         }
     }
+}
+
+/// `host:port` of a request, its breaker's key.
+fn destination_of(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "http" { 80 } else { 443 });
+    format!("{}:{port}", uri.host().unwrap_or_default())
 }
 
 /// Completes once `flag` is raised; never without one.

@@ -622,6 +622,7 @@ impl Runtime {
             outbound: OutboundHooks::new(
                 grants.outbound.clone().into(),
                 secrets,
+                self.services().breakers.clone(),
                 Instant::now() + request.limits.timeout(),
                 request.cancel.clone(),
                 log.clone(),

@@ -23,6 +23,7 @@ pub use limiter::{MemoryLimitExceeded, MemoryLimiter};
 use crate::artifact_store::ArtifactStore;
 use crate::capabilities::agent_inputs::AgentInputsState;
 use crate::capabilities::artifacts::ArtifactsState;
+use crate::capabilities::breaker::{BreakerSettings, Breakers};
 use crate::capabilities::disk_quota::DiskQuota;
 use crate::capabilities::jobs::JobsState;
 use crate::capabilities::log::AttemptLog;
@@ -44,6 +45,8 @@ pub struct RuntimeConfig {
     /// Where plugin memory lives. In memory by default (gone with the
     /// process); Warren's server gives its SQLite database.
     pub memory: Arc<dyn MemoryStore>,
+    /// When outbound destinations' circuit breakers open.
+    pub breakers: BreakerSettings,
 }
 
 impl RuntimeConfig {
@@ -54,6 +57,7 @@ impl RuntimeConfig {
             data_dir,
             engine: EngineSettings::default(),
             memory: Arc::new(InMemoryStore::default()),
+            breakers: BreakerSettings::default(),
         }
     }
 }
@@ -64,6 +68,7 @@ pub(crate) struct Services {
     pub memory: Arc<dyn MemoryStore>,
     pub artifacts: Arc<ArtifactStore>,
     pub work_root: PathBuf,
+    pub breakers: Arc<Breakers>,
 }
 
 /// Loads plugins and runs attempts. Cheap to share behind an `Arc`.
@@ -99,6 +104,7 @@ impl Runtime {
             memory: config.memory.clone(),
             artifacts: Arc::new(ArtifactStore::open(&config.data_dir.join("artifacts"))?),
             work_root: config.data_dir.join("work"),
+            breakers: Arc::new(Breakers::new(config.breakers)),
         };
         Ok(Self {
             engine,
@@ -129,6 +135,11 @@ impl Runtime {
 
     pub fn artifact_store(&self) -> &Arc<ArtifactStore> {
         &self.services.artifacts
+    }
+
+    /// The outbound destinations' circuit breakers.
+    pub fn breakers(&self) -> &Arc<Breakers> {
+        &self.services.breakers
     }
 
     /// Where per-attempt directories are made.

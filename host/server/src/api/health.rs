@@ -64,8 +64,9 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiErro
 )]
 /// Runs, jobs by state, attempts and their durations, fuel, queue depth.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.engine.metrics().render(),
-    )
+    let mut text = state.engine.metrics().render();
+    text.push_str(&crate::scheduler::metrics::render_breakers(
+        &state.runtime.breakers().report(),
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -14,6 +14,7 @@ mod memory;
 mod messages;
 mod middleware;
 pub mod openapi;
+mod outbound;
 pub mod params;
 mod plugins;
 mod reviews;
@@ -101,6 +102,7 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
             ),
         )
         .route("/plugins/{name}", get(plugins::get))
+        .route("/outbound", get(outbound::get.layer(admin())))
         .route(
             "/plugins/{name}/versions/{digest}/approve",
             post(plugins::approve.layer(admin())),

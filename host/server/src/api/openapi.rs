@@ -15,7 +15,8 @@ use super::params::DOCUMENT_NAME_PATTERN;
 use super::schemas::SseEvent;
 use super::views::EventRow;
 use super::{
-    artifacts, documents, events, flows, health, jobs, memory, plugins, reviews, runs, templates,
+    artifacts, documents, events, flows, health, jobs, memory, outbound, plugins, reviews, runs,
+    templates,
 };
 use crate::scheduler::spec::MAX_JOBS;
 
@@ -33,7 +34,7 @@ use crate::scheduler::spec::MAX_JOBS;
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
         documents::put, documents::get, documents::list, documents::versions, documents::delete,
         flows::run_named, flows::run_default,
-        reviews::decide, reviews::give_input, reviews::list_pending,
+        reviews::decide, reviews::give_input, reviews::list_pending, outbound::get,
         health::health, health::ready, health::metrics,
     ),
     components(schemas(EventRow, SseEvent)),

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::db::runs::Change;
+use warren_sandbox::capabilities::breaker::{BreakerState, DestinationReport};
 use warren_vocabulary::{Decision, JobState, RunState};
 
 /// Upper bounds (seconds) of the attempt duration histogram.
@@ -205,6 +206,7 @@ impl Metrics {
             ("sent", &outbound.sent),
             ("denied", &outbound.denied),
             ("cut", &outbound.cut),
+            ("refused", &outbound.refused),
         ] {
             let _ = writeln!(
                 out,
@@ -242,4 +244,23 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Each outbound destination's circuit breaker, for `/metrics`: 1 when
+/// open (or letting its one probe through), 0 when closed.
+pub fn render_breakers(report: &[DestinationReport]) -> String {
+    let mut out = String::from(
+        "# HELP warren_outbound_breaker_open Whether an outbound destination's circuit breaker is open (1) or closed (0).\n# TYPE warren_outbound_breaker_open gauge\n",
+    );
+    for destination in report {
+        let open = u8::from(destination.state != BreakerState::Closed);
+        // A destination is `host:port`, from a granted URL: no quote or
+        // backslash, which the label would have to escape.
+        let _ = writeln!(
+            out,
+            "warren_outbound_breaker_open{{destination=\"{}\"}} {open}",
+            destination.destination.replace(['"', '\\', '\n'], "_")
+        );
+    }
+    out
 }
