@@ -49,6 +49,7 @@ pub mod http;
 pub mod jobs;
 pub mod log;
 pub mod memory;
+pub mod models;
 pub mod reviews;
 
 pub use agent::{Agent, AgentContext, AgentInfo, Document, Reply};
@@ -92,6 +93,7 @@ pub mod bindings {
                 "warren:plugin/agent-memory@0.1.0": crate::bindings::job::warren::plugin::agent_memory,
                 "warren:plugin/artifacts@0.1.0": crate::bindings::job::warren::plugin::artifacts,
                 "warren:plugin/reviews@0.1.0": crate::bindings::job::warren::plugin::reviews,
+                "warren:plugin/models@0.1.0": crate::bindings::job::warren::plugin::models,
             },
         });
     }

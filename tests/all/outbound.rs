@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use warren::catalogue::grants::{OutboundRule, SecretGrant, SecretValue};
+use warren::catalogue::grants::{ModelEndpoint, OutboundRule, SecretGrant, SecretValue};
 
 use crate::api::{ADMIN, TestServer, admin_and_client};
 use crate::plugin_folder::{drop_plugin, folder, sha256_of, version, wait_for_plugin};
@@ -33,6 +33,25 @@ impl Loopback {
         let flaky = Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new()
             .route("/hello", axum::routing::any(|| async { "hello" }))
+            // An OpenAI-compatible stub: a fixed answer, with usage.
+            .route(
+                "/v1/chat/completions",
+                axum::routing::post(|axum::Json(body): axum::Json<Value>| async move {
+                    let asked = body["messages"]
+                        .as_array()
+                        .and_then(|m| m.last())
+                        .and_then(|m| m["content"].as_str())
+                        .unwrap_or_default()
+                        .to_owned();
+                    axum::Json(json!({
+                        "choices": [{
+                            "message": {"role": "assistant", "content": format!("stub answer to: {asked}")},
+                            "finish_reason": "stop",
+                        }],
+                        "usage": {"prompt_tokens": 12, "completion_tokens": 5},
+                    }))
+                }),
+            )
             .route(
                 "/flaky",
                 axum::routing::get(move || {
@@ -549,5 +568,161 @@ async fn a_failing_destination_opens_its_breaker_then_a_probe_closes_it() {
     server.token = Some(crate::api::CLIENT);
     let (status, _) = server.get("/v1/outbound").await;
     assert_eq!(status, 403);
+    server.stop().await;
+}
+
+/// A server with the stub as model `stub` (its key the secret `stub_key`)
+/// and `caller` granted it.
+async fn with_model(stub: &Loopback) -> TestServer {
+    const KEY: &str = "sk-model-KEY-0a1b2c3d";
+    let key = SecretValue::new(KEY);
+    let endpoint = ModelEndpoint {
+        name: "stub".into(),
+        base_url: format!("http://{}/v1", stub.addr),
+        model: "stub-model-1".into(),
+        api_key: Some(key.clone()),
+        timeout: Duration::from_secs(5),
+    };
+    configured(
+        &[],
+        &[
+            ("caller", "models = [\"stub\", \"absent\"]\n"),
+            ("other", ""),
+        ],
+        move |config| {
+            config.policy.secrets = vec![SecretGrant {
+                name: "stub_key".into(),
+                value: key,
+                hosts: vec!["127.0.0.1".into()],
+            }];
+            config.policy.models = vec![endpoint];
+        },
+    )
+    .await
+}
+
+/// Runs `pipeline` and waits for its end.
+async fn run_pipeline(server: &TestServer, pipeline: Value) -> Value {
+    let (status, created) = server
+        .post("/v1/runs", &json!({"pipeline": pipeline}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    ended(server, created["id"].as_str().expect("id")).await
+}
+
+fn completions(calls: &[(&str, u32)]) -> Value {
+    json!({"completions": calls.iter()
+        .map(|(prompt, max)| json!({"model": "stub", "prompt": prompt, "max_tokens": max}))
+        .collect::<Vec<_>>()})
+}
+
+#[tokio::test]
+async fn a_model_call_goes_through_the_host_with_its_key_and_counts_its_tokens() {
+    let stub = Loopback::start().await;
+    let server = with_model(&stub).await;
+    let (_, plugin) = server.get("/v1/plugins/caller").await;
+    let grants = &plugin["versions"][0]["grants"];
+    assert_eq!(grants["models"], json!(["stub"]), "{grants}");
+    assert_eq!(
+        grants["capped"],
+        json!(["model absent: not configured by the operator"])
+    );
+    let run = run_pipeline(
+        &server,
+        json!({"jobs": {"ask": {"plugin": "caller", "input": completions(&[("hello", 50)])}}}),
+    )
+    .await;
+    assert_eq!(
+        answers(&run),
+        &json!([{"text": "stub answer to: hello", "tokens_in": 12, "tokens_out": 5}]),
+        "{run}"
+    );
+    // The key went from the host, as a bearer token.
+    assert_eq!(
+        stub.authorizations(),
+        vec!["Bearer sk-model-KEY-0a1b2c3d".to_owned()]
+    );
+    let job = run["jobs"][0]["id"].as_str().expect("job");
+    let (_, detail) = server.get(&format!("/v1/jobs/{job}")).await;
+    assert_eq!(detail["attempts"][0]["tokens_in"], 12, "{detail}");
+    assert_eq!(detail["attempts"][0]["tokens_out"], 5);
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("warren_model_tokens_total{direction=\"in\"}"),
+        "{metrics}"
+    );
+
+    // A plugin without the grant is refused.
+    let run = run_pipeline(
+        &server,
+        json!({"jobs": {"ask": {"plugin": "other", "input": completions(&[("hello", 50)])}}}),
+    )
+    .await;
+    assert!(
+        answers(&run)[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("access-denied: model \"stub\" is not granted")),
+        "{run}"
+    );
+    assert_eq!(stub.hits(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn token_limits_of_a_job_and_of_a_run_refuse_calls_before_they_are_sent() {
+    let stub = Loopback::start().await;
+    let server = with_model(&stub).await;
+    // The job's max_tokens: a call that could pass it is not sent.
+    let run = run_pipeline(
+        &server,
+        json!({"jobs": {"ask": {
+            "plugin": "caller",
+            "input": completions(&[("hello", 100)]),
+            "limits": {"max_tokens": 50},
+        }}}),
+    )
+    .await;
+    assert!(
+        answers(&run)[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("limit-exceeded: the call could use 102 tokens")),
+        "{run}"
+    );
+    assert_eq!(stub.hits(), 0, "refused before it was sent");
+
+    // The run's budget, shared by its jobs: each answered call uses 17.
+    let run = run_pipeline(
+        &server,
+        json!({
+            "budget": {"max_tokens": 30},
+            "jobs": {
+                "first": {"plugin": "caller", "input": completions(&[("a", 5), ("b", 5), ("c", 5)])},
+                "second": {"plugin": "caller", "needs": ["first"], "input": completions(&[("d", 5)])},
+            },
+        }),
+    )
+    .await;
+    assert_eq!(run["state"], "completed", "{run}");
+    let jobs = run["jobs"].as_array().expect("jobs");
+    let first = &jobs.iter().find(|j| j["name"] == "first").expect("first")["output"];
+    let second = &jobs.iter().find(|j| j["name"] == "second").expect("second")["output"];
+    assert_eq!(first[0]["tokens_out"], 5, "{first}");
+    assert_eq!(first[1]["tokens_out"], 5, "{first}");
+    for refused in [&first[2], &second[0]] {
+        assert!(
+            refused["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("the run's budget has 0 left")),
+            "{refused}"
+        );
+    }
+    assert_eq!(stub.hits(), 2, "only the calls within the budget were sent");
+    let (status, body) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"budget": {"max_tokens": 0}, "jobs": {"a": {"plugin": "caller"}}}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
     server.stop().await;
 }

@@ -18,6 +18,7 @@ mod job_world {
             "warren:plugin/agent-memory.list-keys": async | trappable,
             "warren:plugin/artifacts.put": async | trappable,
             "warren:plugin/artifacts.get": async | trappable,
+            "warren:plugin/models.complete": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -37,6 +38,7 @@ mod agent_world {
             "warren:plugin/agent-memory": super::job_world::warren::plugin::agent_memory,
             "warren:plugin/artifacts": super::job_world::warren::plugin::artifacts,
             "warren:plugin/reviews": super::job_world::warren::plugin::reviews,
+            "warren:plugin/models": super::job_world::warren::plugin::models,
         },
     });
 }
@@ -44,7 +46,9 @@ mod agent_world {
 pub use agent_world::exports::warren::plugin::agent_handler;
 pub use agent_world::warren::plugin::agent_inputs;
 pub use agent_world::{Agent, AgentPre};
-pub use job_world::warren::plugin::{agent_memory, artifacts, jobs, log, memory, reviews, types};
+pub use job_world::warren::plugin::{
+    agent_memory, artifacts, jobs, log, memory, models, reviews, types,
+};
 pub use job_world::{Job, JobPre};
 
 /// Version of the contract this host implements.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::catalogue::grants::{DirectoryRule, OutboundRule, Policy, SecretGrant, SecretValue};
+use crate::catalogue::grants::{
+    DirectoryRule, ModelEndpoint, OutboundRule, Policy, SecretGrant, SecretValue,
+};
 use crate::db::Durability;
 use warren_sandbox::capabilities::breaker::BreakerSettings;
 use warren_vocabulary::{LimitsSpec, MemoryScope};
@@ -60,6 +62,23 @@ pub struct Layer {
     /// `[secrets.NAME]` of `warren.toml`: values plugins' requests may
     /// carry, read from the environment or a file at start, never stored.
     pub secrets: Option<std::collections::BTreeMap<String, SecretSource>>,
+    /// `[models.NAME]` of `warren.toml`: chat completions endpoints
+    /// plugins may call by name.
+    pub models: Option<std::collections::BTreeMap<String, ModelSource>>,
+}
+
+/// An OpenAI-compatible chat completions endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    /// Up to `/v1` (`https://api.example.com/v1`).
+    pub base_url: String,
+    /// The endpoint's name for the model.
+    pub model: String,
+    /// The `[secrets.NAME]` holding its key, sent as a bearer token.
+    pub api_key_secret: Option<String>,
+    /// Longest a call may take; 60 s by default.
+    pub timeout_ms: Option<u64>,
 }
 
 /// Where a secret's value is read from, and where it may be sent.
@@ -73,6 +92,54 @@ pub struct SecretSource {
     /// Host names (or `*.example.com`) requests carrying it may go to.
     #[serde(default)]
     pub hosts: Vec<String>,
+}
+
+impl ModelSource {
+    fn endpoint(&self, name: &str, secrets: &[SecretGrant]) -> Result<ModelEndpoint, ConfigError> {
+        let invalid = |why: String| ConfigError::Invalid(format!("models.{name}: {why}"));
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !valid_name {
+            return Err(invalid(
+                "a name is 1 to 64 letters, digits, `_`, `-` or `.`".into(),
+            ));
+        }
+        let url: axum::http::Uri = self
+            .base_url
+            .parse()
+            .map_err(|_| invalid(format!("base_url {:?} is not a URL", self.base_url)))?;
+        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+            return Err(invalid(format!(
+                "base_url {:?} is not an http(s) URL",
+                self.base_url
+            )));
+        }
+        let api_key = match &self.api_key_secret {
+            None => None,
+            Some(secret) => Some(
+                secrets
+                    .iter()
+                    .find(|s| &s.name == secret)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "api_key_secret {secret:?} is not a declared secret"
+                        ))
+                    })?
+                    .value
+                    .clone(),
+            ),
+        };
+        Ok(ModelEndpoint {
+            name: name.to_owned(),
+            base_url: self.base_url.clone(),
+            model: self.model.clone(),
+            api_key,
+            timeout: Duration::from_millis(self.timeout_ms.unwrap_or(60_000)),
+        })
+    }
 }
 
 impl SecretSource {
@@ -316,6 +383,7 @@ impl Layer {
             // Secrets are declared in warren.toml (their values come from
             // the environment or files it names).
             secrets: None,
+            models: None,
             breaker_failures: parsed(&get, "WARREN_BREAKER_FAILURES")?,
             breaker_cooldown_ms: parsed(&get, "WARREN_BREAKER_COOLDOWN_MS")?,
         })
@@ -432,6 +500,12 @@ impl ServeConfig {
                 let secret = source.read(name)?;
                 config.policy.secrets.retain(|s| s.name != secret.name);
                 config.policy.secrets.push(secret);
+            }
+            // Read after this layer's secrets: a model's key names one.
+            for (name, source) in layer.models.iter().flatten() {
+                let model = source.endpoint(name, &config.policy.secrets)?;
+                config.policy.models.retain(|m| m.name != model.name);
+                config.policy.models.push(model);
             }
         }
         config.check()?;

@@ -31,6 +31,9 @@ pub struct Limits {
     pub max_disk_bytes: u64,
     /// Cap on the files, folders and links the attempt creates there.
     pub max_disk_files: u64,
+    /// Cap on the model tokens (prompt and completion) the attempt's model
+    /// calls use.
+    pub max_tokens: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             max_spawned_jobs: 16,
             max_disk_bytes: 256 << 20,
             max_disk_files: 10_000,
+            max_tokens: 100_000,
         }
     }
 }
@@ -62,6 +66,7 @@ impl Limits {
             max_spawned_jobs: 1_000,
             max_disk_bytes: 16 << 30,
             max_disk_files: 1_000_000,
+            max_tokens: 10_000_000,
         }
     }
 
@@ -82,6 +87,7 @@ impl Limits {
             max_spawned_jobs: self.max_spawned_jobs.min(ceiling.max_spawned_jobs),
             max_disk_bytes: self.max_disk_bytes.min(ceiling.max_disk_bytes),
             max_disk_files: self.max_disk_files.min(ceiling.max_disk_files),
+            max_tokens: self.max_tokens.min(ceiling.max_tokens),
         }
     }
 }
@@ -101,11 +107,12 @@ pub struct LimitsSpec {
     pub max_spawned_jobs: Option<u32>,
     pub max_disk_bytes: Option<u64>,
     pub max_disk_files: Option<u64>,
+    pub max_tokens: Option<u64>,
 }
 
 impl LimitsSpec {
     /// How many fields [`LimitsSpec::fields`] lists.
-    pub const FIELDS: usize = 9;
+    pub const FIELDS: usize = 10;
 
     /// The effective limits over `defaults`.
     pub fn resolve(&self, defaults: &Limits) -> Limits {
@@ -121,6 +128,7 @@ impl LimitsSpec {
             max_spawned_jobs: self.max_spawned_jobs.unwrap_or(defaults.max_spawned_jobs),
             max_disk_bytes: self.max_disk_bytes.unwrap_or(defaults.max_disk_bytes),
             max_disk_files: self.max_disk_files.unwrap_or(defaults.max_disk_files),
+            max_tokens: self.max_tokens.unwrap_or(defaults.max_tokens),
         }
     }
 
@@ -136,6 +144,7 @@ impl LimitsSpec {
             ("max_spawned_jobs", self.max_spawned_jobs.map(u64::from)),
             ("max_disk_bytes", self.max_disk_bytes),
             ("max_disk_files", self.max_disk_files),
+            ("max_tokens", self.max_tokens),
         ]
     }
 
@@ -152,6 +161,7 @@ impl LimitsSpec {
             spawned,
             disk_bytes,
             disk_files,
+            tokens,
         ] = values;
         Self {
             fuel,
@@ -163,6 +173,7 @@ impl LimitsSpec {
             max_spawned_jobs: spawned.map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
             max_disk_bytes: disk_bytes,
             max_disk_files: disk_files,
+            max_tokens: tokens,
         }
     }
 
@@ -197,6 +208,7 @@ impl From<&Limits> for LimitsSpec {
             max_spawned_jobs: Some(limits.max_spawned_jobs),
             max_disk_bytes: Some(limits.max_disk_bytes),
             max_disk_files: Some(limits.max_disk_files),
+            max_tokens: Some(limits.max_tokens),
         }
     }
 }

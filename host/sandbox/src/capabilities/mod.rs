@@ -13,6 +13,7 @@ pub mod disk_quota;
 pub mod jobs;
 pub mod log;
 pub mod memory;
+pub mod models;
 pub mod outbound;
 pub mod reviews;
 pub mod wasi;

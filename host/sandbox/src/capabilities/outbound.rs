@@ -229,7 +229,7 @@ fn destination_of(uri: &http::Uri) -> String {
 }
 
 /// Completes once `flag` is raised; never without one.
-async fn cancelled(flag: Option<Arc<AtomicBool>>) {
+pub(crate) async fn cancelled(flag: Option<Arc<AtomicBool>>) {
     let Some(flag) = flag else {
         return std::future::pending().await;
     };

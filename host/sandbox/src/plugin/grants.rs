@@ -21,6 +21,8 @@ pub struct Grants {
     pub outbound: Vec<OutboundGrant>,
     /// Secrets its requests may carry, by placeholder.
     pub secrets: Vec<SecretGrant>,
+    /// Models its attempts may call.
+    pub models: Vec<ModelEndpoint>,
     /// What the manifest asked for and did not get, and why.
     pub capped: Vec<String>,
 }
@@ -88,6 +90,21 @@ impl SecretGrant {
     }
 }
 
+/// A model the operator configured: an OpenAI-compatible chat completions
+/// endpoint, its model, and the secret that is its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEndpoint {
+    /// What plugins call it by.
+    pub name: String,
+    /// Up to `/v1`: calls go to `{base_url}/chat/completions`.
+    pub base_url: String,
+    /// The endpoint's name for the model.
+    pub model: String,
+    pub api_key: Option<SecretValue>,
+    /// Longest a call may take (also bounded by the job's deadline).
+    pub timeout: std::time::Duration,
+}
+
 /// A secret's value: kept in the host's memory only, never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue(std::sync::Arc<str>);
@@ -149,6 +166,7 @@ impl Default for Grants {
             directories: Vec::new(),
             outbound: Vec::new(),
             secrets: Vec::new(),
+            models: Vec::new(),
             capped: Vec::new(),
         }
     }
@@ -181,6 +199,11 @@ impl Grants {
         for grant in &self.outbound {
             if !before.outbound.iter().any(|old| grant.within(old)) {
                 more.push(format!("outbound {}", grant.host));
+            }
+        }
+        for model in &self.models {
+            if !before.models.iter().any(|old| old.name == model.name) {
+                more.push(format!("model {}", model.name));
             }
         }
         for secret in &self.secrets {

@@ -25,6 +25,7 @@ use crate::capabilities::disk_quota::{DiskQuota, DiskQuotaExceeded};
 use crate::capabilities::jobs::{JobsCtx, JobsState, PluginLookup, Progress, SpawnRequest};
 use crate::capabilities::log::{AttemptLog, CapturedLog, LogLevel, LogSink, LogSource};
 use crate::capabilities::memory::{MemoryCtx, MemoryState};
+use crate::capabilities::models::{ModelsCtx, ModelsState};
 use crate::capabilities::outbound::OutboundHooks;
 use crate::capabilities::reviews::ReviewsState;
 use crate::capabilities::wasi::{self, Scratch};
@@ -62,6 +63,9 @@ pub struct AttemptRequest {
     pub reviews: Vec<Review>,
     /// `(upstream job name, review)` of the jobs it depends on, oldest first.
     pub upstream_reviews: Vec<(String, Review)>,
+    /// Model tokens the whole run may still use (shared by its attempts);
+    /// no run budget without it.
+    pub token_budget: Option<Arc<std::sync::atomic::AtomicU64>>,
     pub upstream_artifacts: Vec<Artifact>,
     pub limits: Limits,
     /// Host directory shown read-only at `/in`.
@@ -95,6 +99,7 @@ impl AttemptRequest {
             documents: Vec::new(),
             reviews: Vec::new(),
             upstream_reviews: Vec::new(),
+            token_budget: None,
             upstream_artifacts: Vec::new(),
             limits: Limits::default(),
             in_dir: None,
@@ -458,6 +463,7 @@ impl Runtime {
             usage.fuel_consumed = request.limits.fuel.saturating_sub(remaining);
         }
         let state = store.into_data();
+        (usage.tokens_in, usage.tokens_out) = state.models.used();
         let mut produced = Some(state.artifacts);
         // On success, files left in `/out` become artifacts, read and
         // stored off the async threads.
@@ -619,6 +625,20 @@ impl Runtime {
                 PluginKind::Job => Vec::new(),
             }),
             http: WasiHttpCtx::new(),
+            models: ModelsState::new(ModelsCtx {
+                endpoints: Arc::new(
+                    grants
+                        .models
+                        .iter()
+                        .map(|m| (m.name.clone(), m.clone()))
+                        .collect(),
+                ),
+                max_tokens: request.limits.max_tokens,
+                run_budget: request.token_budget.clone(),
+                breakers: self.services().breakers.clone(),
+                deadline: Instant::now() + request.limits.timeout(),
+                cancel: request.cancel.clone(),
+            }),
             outbound: OutboundHooks::new(
                 grants.outbound.clone().into(),
                 secrets,
@@ -795,6 +815,7 @@ fn describe_limits() -> Limits {
         max_spawned_jobs: 0,
         max_disk_bytes: 1 << 20,
         max_disk_files: 16,
+        max_tokens: 0,
     }
 }
 

@@ -28,6 +28,7 @@ use crate::capabilities::disk_quota::DiskQuota;
 use crate::capabilities::jobs::JobsState;
 use crate::capabilities::log::AttemptLog;
 use crate::capabilities::memory::{InMemoryStore, MemoryState, MemoryStore};
+use crate::capabilities::models::ModelsState;
 use crate::capabilities::outbound::OutboundHooks;
 use crate::capabilities::reviews::ReviewsState;
 use crate::plugin::{Plugin, PluginError};
@@ -181,6 +182,7 @@ pub struct PluginState {
     pub(crate) reviews: ReviewsState,
     pub(crate) http: WasiHttpCtx,
     pub(crate) outbound: OutboundHooks,
+    pub(crate) models: ModelsState,
 }
 
 impl WasiHttpView for PluginState {
@@ -207,7 +209,9 @@ impl crate::bindings::types::Host for PluginState {}
 /// Adds every interface Warren provides (WASI p2 and `warren:plugin`), each
 /// capability given its own part of the attempt's state.
 fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
-    use crate::capabilities::{agent_inputs, artifacts, disk_quota, jobs, log, memory, reviews};
+    use crate::capabilities::{
+        agent_inputs, artifacts, disk_quota, jobs, log, memory, models, reviews,
+    };
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     // Every plugin links `wasi:http`; its grants decide what leaves.
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
@@ -229,5 +233,6 @@ fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
     jobs::add_to_linker(linker, |s| &mut s.jobs)?;
     agent_inputs::add_to_linker(linker, |s| &mut s.agent_inputs)?;
     reviews::add_to_linker(linker, |s| &mut s.reviews)?;
+    models::add_to_linker(linker, |s| &mut s.models)?;
     Ok(())
 }

@@ -207,6 +207,8 @@ pub struct GrantsView {
     /// Secrets its requests may carry: names and where they may go, never
     /// values.
     pub secrets: Vec<SecretView>,
+    /// Models its attempts may call, by name.
+    pub models: Vec<String>,
     /// What the manifest asked for beyond the policy, and what it got.
     pub capped: Vec<String>,
 }
@@ -275,6 +277,7 @@ impl From<&Grants> for GrantsView {
                     hosts: s.hosts.clone(),
                 })
                 .collect(),
+            models: grants.models.iter().map(|m| m.name.clone()).collect(),
             capped: grants.capped.clone(),
         }
     }

@@ -241,6 +241,9 @@ pub struct AttemptView {
     pub fuel_consumed: Option<i64>,
     pub peak_memory_bytes: Option<i64>,
     pub wall_time_us: Option<i64>,
+    /// Model tokens its calls used: of the prompts, and of the answers.
+    pub tokens_in: i64,
+    pub tokens_out: i64,
 }
 
 impl From<AttemptRecord> for AttemptView {
@@ -256,6 +259,8 @@ impl From<AttemptRecord> for AttemptView {
             fuel_consumed: record.fuel_consumed,
             peak_memory_bytes: record.peak_memory_bytes,
             wall_time_us: record.wall_time_us,
+            tokens_in: record.tokens_in,
+            tokens_out: record.tokens_out,
         }
     }
 }

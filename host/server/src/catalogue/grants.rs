@@ -7,7 +7,7 @@ use std::path::{Component as PathPart, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use warren_sandbox::plugin::grants::{
-    DirectoryGrant, Grants, OutboundGrant, SecretGrant, SecretValue, host_matches,
+    DirectoryGrant, Grants, ModelEndpoint, OutboundGrant, SecretGrant, SecretValue, host_matches,
 };
 use warren_vocabulary::{Limits, LimitsSpec, MemoryScope, PluginKind};
 
@@ -40,6 +40,9 @@ pub struct Manifest {
     /// requests carry.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Models (by the names the operator configured them under) it calls.
+    #[serde(default)]
+    pub models: Vec<String>,
 }
 
 /// A destination a manifest asks to send HTTP requests to.
@@ -114,6 +117,8 @@ pub struct Policy {
     pub outbound: OutboundRule,
     /// Secrets the operator declared (`[secrets.NAME]`), values in memory.
     pub secrets: Vec<SecretGrant>,
+    /// Models the operator configured (`[models.NAME]`).
+    pub models: Vec<ModelEndpoint>,
 }
 
 impl Default for Policy {
@@ -129,6 +134,7 @@ impl Default for Policy {
             directories: Vec::new(),
             outbound: OutboundRule::default(),
             secrets: Vec::new(),
+            models: Vec::new(),
         }
     }
 }
@@ -203,6 +209,14 @@ pub fn grant(manifest: Option<&Manifest>, policy: &Policy) -> Grants {
             None => capped.push(format!("secret {name}: not declared by the operator")),
         }
     }
+    let mut models: Vec<ModelEndpoint> = Vec::new();
+    for name in manifest.map_or(&[][..], |m| &m.models) {
+        match policy.models.iter().find(|m| &m.name == name) {
+            Some(model) if !models.iter().any(|m| &m.name == name) => models.push(model.clone()),
+            Some(_) => {}
+            None => capped.push(format!("model {name}: not configured by the operator")),
+        }
+    }
     Grants {
         limits,
         default_limits,
@@ -211,6 +225,7 @@ pub fn grant(manifest: Option<&Manifest>, policy: &Policy) -> Grants {
         directories,
         outbound,
         secrets,
+        models,
         capped,
     }
 }
@@ -302,6 +317,7 @@ pub fn least(policy: &Policy) -> Grants {
         directories: Vec::new(),
         outbound: Vec::new(),
         secrets: Vec::new(),
+        models: Vec::new(),
         capped: vec!["its stored manifest no longer parses: least grants".into()],
     }
 }

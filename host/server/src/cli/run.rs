@@ -240,6 +240,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
                 max_parallel: None,
                 input_schema: None,
                 jobs: BTreeMap::from([(name, job)]),
+                budget: None,
             }),
             input,
             story_id: options.story_id.clone(),

@@ -66,6 +66,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_agents.sql"),
     include_str!("migrations/0012_documents.sql"),
     include_str!("migrations/0013_approvals.sql"),
+    include_str!("migrations/0014_model_tokens.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

@@ -674,7 +674,7 @@ pub fn job_outcomes(conn: &Connection, run_id: &str) -> Result<Vec<JobOutcomeRec
     let mut stmt = conn.prepare_cached(
         "SELECT j.id, j.name, j.plugin, j.plugin_digest, j.state, j.spawn_reason, j.output,
                 a.error, a.log, a.progress, a.fuel_consumed, a.peak_memory_bytes, a.wall_time_us,
-                j.pending_docs
+                j.pending_docs, a.tokens_in, a.tokens_out
          FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts
          WHERE j.run_id = ?1 ORDER BY j.rowid",
     )?;
@@ -697,6 +697,8 @@ pub fn job_outcomes(conn: &Connection, run_id: &str) -> Result<Vec<JobOutcomeRec
                     wall_time: std::time::Duration::from_micros(
                         r.get::<_, Option<i64>>(12)?.unwrap_or(0) as u64,
                     ),
+                    tokens_in: r.get::<_, Option<i64>>(14)?.unwrap_or(0) as u64,
+                    tokens_out: r.get::<_, Option<i64>>(15)?.unwrap_or(0) as u64,
                 },
                 artifacts: Vec::new(),
                 pending_docs: document_names(r, 13)?,

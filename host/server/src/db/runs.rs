@@ -451,7 +451,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
             } => {
                 conn.prepare_cached(
                     "UPDATE attempts SET state = ?3, finished_at = ?4, error = ?5, log = ?6, fuel_consumed = ?7,
-                     peak_memory_bytes = ?8, wall_time_us = ?9, progress = ?10 WHERE job_id = ?1 AND number = ?2",
+                     peak_memory_bytes = ?8, wall_time_us = ?9, progress = ?10, tokens_in = ?11, tokens_out = ?12
+                     WHERE job_id = ?1 AND number = ?2",
                 )?
                 .execute(params![
                     job_id,
@@ -463,7 +464,9 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     usage.fuel_consumed as i64,
                     usage.peak_memory_bytes as i64,
                     usage.wall_time.as_micros() as i64,
-                    progress
+                    progress,
+                    usage.tokens_in as i64,
+                    usage.tokens_out as i64
                 ])?;
             }
             Change::Artifacts { job_id, artifacts } => {
@@ -593,6 +596,8 @@ pub struct StoredRun {
     pub artifacts: Vec<(String, Artifact)>,
     /// Attempts still marked running: the process died during them.
     pub running_attempts: Vec<(String, String)>,
+    /// Model tokens its attempts used.
+    pub tokens_used: u64,
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DbError> {
@@ -718,8 +723,10 @@ fn load_runs(
 ) -> Result<Vec<StoredRun>, DbError> {
     let mut runs = Vec::new();
     let mut stmt = conn.prepare(&format!(
-        "SELECT id, spec, input, story_id, state, cancel_requested_at IS NOT NULL FROM runs
-         WHERE {filter} ORDER BY created_at, id"
+        "SELECT id, spec, input, story_id, state, cancel_requested_at IS NOT NULL,
+                (SELECT coalesce(sum(a.tokens_in + a.tokens_out), 0) FROM attempts a
+                 JOIN jobs j ON j.id = a.job_id WHERE j.run_id = runs.id)
+         FROM runs WHERE {filter} ORDER BY created_at, id"
     ))?;
     let rows = stmt.query_map(values, |r| {
         Ok((
@@ -729,10 +736,11 @@ fn load_runs(
             r.get(3)?,
             r.get::<_, String>(4)?,
             r.get::<_, bool>(5)?,
+            r.get::<_, i64>(6)?,
         ))
     })?;
     for row in rows {
-        let (id, spec, input, story_id, state, cancel_requested) = row?;
+        let (id, spec, input, story_id, state, cancel_requested, tokens_used) = row?;
         runs.push(StoredRun {
             state: run_state(&state)?,
             cancel_requested,
@@ -740,6 +748,7 @@ fn load_runs(
             deps: load_deps(conn, &id)?,
             artifacts: load_artifacts(conn, &id)?,
             running_attempts: load_running_attempts(conn, &id)?,
+            tokens_used: tokens_used.max(0) as u64,
             id,
             spec,
             input,
@@ -949,6 +958,9 @@ pub struct AttemptRecord {
     pub fuel_consumed: Option<i64>,
     pub peak_memory_bytes: Option<i64>,
     pub wall_time_us: Option<i64>,
+    /// Model tokens its calls used.
+    pub tokens_in: i64,
+    pub tokens_out: i64,
 }
 
 fn json_value(text: Option<String>) -> Option<serde_json::Value> {
@@ -1062,7 +1074,8 @@ pub fn latest_attempts(
     max: usize,
 ) -> Result<Vec<AttemptRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, number, state, plugin_digest, started_at, finished_at, error, fuel_consumed, peak_memory_bytes, wall_time_us
+        "SELECT id, number, state, plugin_digest, started_at, finished_at, error, fuel_consumed, peak_memory_bytes, wall_time_us,
+                tokens_in, tokens_out
          FROM attempts WHERE job_id = ?1 ORDER BY number DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![job_id, max as i64], |r| {
@@ -1077,6 +1090,8 @@ pub fn latest_attempts(
             fuel_consumed: r.get(7)?,
             peak_memory_bytes: r.get(8)?,
             wall_time_us: r.get(9)?,
+            tokens_in: r.get(10)?,
+            tokens_out: r.get(11)?,
         })
     })?;
     let mut attempts = rows.collect::<Result<Vec<_>, _>>()?;

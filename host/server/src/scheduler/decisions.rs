@@ -628,6 +628,7 @@ pub(super) fn start_job(
         documents: Vec::new(),
         reviews: node.reviews.clone(),
         upstream_reviews,
+        token_budget: run.token_budget.clone(),
         upstream_artifacts: Vec::new(),
         limits,
         in_dir: run.in_dir.clone().filter(|_| node.depth == 0),

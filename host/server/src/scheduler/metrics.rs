@@ -197,6 +197,19 @@ impl Metrics {
                 get(n)
             );
         }
+        let tokens = &warren_sandbox::capabilities::models::TOKENS;
+        let _ = writeln!(
+            out,
+            "# HELP warren_model_tokens_total Model tokens plugins' calls used: of the prompts (in) and of the answers (out).\n# TYPE warren_model_tokens_total counter\nwarren_model_tokens_total{{direction=\"in\"}} {}\nwarren_model_tokens_total{{direction=\"out\"}} {}",
+            get(&tokens.input),
+            get(&tokens.output)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP warren_model_calls_total Model calls: answered, or refused before sending (a token budget, an open breaker).\n# TYPE warren_model_calls_total counter\nwarren_model_calls_total{{outcome=\"answered\"}} {}\nwarren_model_calls_total{{outcome=\"refused\"}} {}",
+            get(&tokens.calls),
+            get(&tokens.refused)
+        );
         let outbound = &warren_sandbox::capabilities::outbound::OUTBOUND;
         let _ = writeln!(
             out,

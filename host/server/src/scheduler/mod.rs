@@ -612,6 +612,9 @@ impl Engine {
             )));
         }
         graph.in_dir = submission.in_dir;
+        graph.token_budget = spec
+            .budget
+            .map(|b| Arc::new(std::sync::atomic::AtomicU64::new(b.max_tokens)));
         let changes = vec![
             Change::InsertRun(new_run),
             Change::InsertJobs {

@@ -5,6 +5,8 @@
 
 use std::cmp::Reverse;
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use warren_sandbox::runtime::AttemptOutcome;
@@ -83,6 +85,11 @@ pub(super) fn rebuild(
     }
     // A cancel asked for before the crash is finished now.
     run.cancelling = stored_run.cancel_requested;
+    run.token_budget = spec.budget.map(|b| {
+        Arc::new(AtomicU64::new(
+            b.max_tokens.saturating_sub(stored_run.tokens_used),
+        ))
+    });
     run.set_spawn_budget(max_spawned_per_run);
     Ok(run)
 }

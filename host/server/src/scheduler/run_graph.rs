@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::transitions::condition_met;
@@ -92,6 +92,9 @@ pub(crate) struct ActiveRun {
     /// `document_scope` for where they are stored); once committed, from
     /// the story, where a newer version may have come since.
     pub documents: HashMap<String, Arc<str>>,
+    /// Model tokens the run may still use (`budget.max_tokens` less what
+    /// its attempts used), shared with its running attempts.
+    pub token_budget: Option<Arc<AtomicU64>>,
 }
 
 impl ActiveRun {
@@ -119,6 +122,7 @@ impl ActiveRun {
             unfinished: 0,
             data_bytes: 0,
             documents: HashMap::new(),
+            token_budget: None,
         };
         graph.add_jobs(jobs, deps);
         graph

@@ -59,6 +59,19 @@ pub struct PipelineSpec {
     /// with a letter or digit, at most 64).
     #[serde(deserialize_with = "unique_jobs")]
     pub jobs: BTreeMap<String, JobSpec>,
+    /// What the whole run may use, over all its jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<RunBudget>,
+}
+
+/// A run's budget over all its attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunBudget {
+    /// Model tokens (prompts and answers) the run's calls may use in all; a
+    /// call that could pass it fails with `limit-exceeded`, unsent.
+    #[schema(minimum = 1)]
+    pub max_tokens: u64,
 }
 
 /// One job of a pipeline.
@@ -176,6 +189,8 @@ pub enum SpecError {
     BadApproval { job: String, reason: String },
     #[error("max_parallel must be at least 1")]
     BadMaxParallel,
+    #[error("budget.max_tokens must be at least 1")]
+    BadBudget,
     #[error("template name {0:?} is invalid (letters, digits, `-`, `_`, `.`, at most 64 bytes)")]
     BadTemplateName(String),
     #[error("input_schema is {0} bytes as JSON; at most {MAX_INPUT_SCHEMA_BYTES}")]
@@ -272,6 +287,9 @@ impl PipelineSpec {
         }
         if self.max_parallel == Some(0) {
             return Err(SpecError::BadMaxParallel);
+        }
+        if self.budget.is_some_and(|b| b.max_tokens == 0) {
+            return Err(SpecError::BadBudget);
         }
         for (name, job) in &self.jobs {
             if !is_valid_job_name(name) {

@@ -7,11 +7,16 @@
 //! granted secret's placeholder is).
 //! Output: one entry a request, `{"status": S, "body": B}` or
 //! `{"error": "denied" | "timeout" | "invalid: ..." | "failed: ..."}`.
+//!
+//! Model calls too: `{"completions": [{"model": M, "prompt": P,
+//! "max_tokens": N}]}`, each answered `{"text", "tokens_in",
+//! "tokens_out"}` or `{"error": "<host-error case>: ..."}`, after the
+//! requests.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warren_sdk::http::{self, HttpError};
-use warren_sdk::{Context, Error, Job};
+use warren_sdk::{Context, Error, HostError, Job, models};
 
 #[derive(Deserialize)]
 struct Request {
@@ -28,8 +33,18 @@ fn get() -> String {
 }
 
 #[derive(Deserialize)]
+struct Completion {
+    model: String,
+    prompt: String,
+    max_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
 struct Input {
+    #[serde(default)]
     requests: Vec<Request>,
+    #[serde(default)]
+    completions: Vec<Completion>,
 }
 
 struct HttpClient;
@@ -39,6 +54,23 @@ impl Job for HttpClient {
     type Output = Vec<Value>;
 
     fn run(_ctx: &Context, input: Input) -> Result<Vec<Value>, Error> {
+        let completions = input.completions.iter().map(|c| {
+            let messages = [models::Message::user(c.prompt.clone())];
+            match models::complete(&c.model, &messages, c.max_tokens) {
+                Ok(answer) => json!({
+                    "text": answer.text,
+                    "tokens_in": answer.tokens_in,
+                    "tokens_out": answer.tokens_out,
+                }),
+                Err(e) => json!({"error": match e {
+                    HostError::AccessDenied(m) => format!("access-denied: {m}"),
+                    HostError::NotFound(m) => format!("not-found: {m}"),
+                    HostError::Invalid(m) => format!("invalid: {m}"),
+                    HostError::LimitExceeded(m) => format!("limit-exceeded: {m}"),
+                    HostError::Unavailable(m) => format!("unavailable: {m}"),
+                }}),
+            }
+        });
         Ok(input
             .requests
             .iter()
@@ -63,6 +95,9 @@ impl Job for HttpClient {
                     Err(HttpError::Failed(why)) => json!({"error": format!("failed: {why}")}),
                 }
             })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(completions)
             .collect())
     }
 }

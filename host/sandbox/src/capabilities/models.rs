@@ -1,0 +1,273 @@
+//! `warren:plugin/models`: chat completions from the endpoints the
+//! operator configured, through the host. The guest names a model; the
+//! host holds the endpoint, its key and its breaker, speaks the
+//! OpenAI-compatible `POST {base_url}/chat/completions`, and counts the
+//! tokens against the job's `max_tokens` and its run's budget, refusing a
+//! call that could pass either before anything is sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{Value, json};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::breaker::Breakers;
+use super::outbound::cancelled;
+use crate::bindings::models::{self, Completion, CompletionRequest};
+use crate::bindings::types::HostError;
+use crate::plugin::grants::ModelEndpoint;
+
+/// Answer tokens a call is taken to ask for when it names no `max-tokens`.
+pub const DEFAULT_ANSWER_TOKENS: u64 = 1_024;
+/// Largest answer read from an endpoint.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// Tokens over all attempts, for `/metrics`.
+pub static TOKENS: ModelTokens = ModelTokens {
+    input: AtomicU64::new(0),
+    output: AtomicU64::new(0),
+    calls: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+};
+
+#[derive(Debug)]
+pub struct ModelTokens {
+    pub input: AtomicU64,
+    pub output: AtomicU64,
+    /// Calls answered.
+    pub calls: AtomicU64,
+    /// Calls refused before sending: a budget, or an open breaker.
+    pub refused: AtomicU64,
+}
+
+/// What one attempt's model calls may use.
+pub struct ModelsCtx {
+    /// The models granted, by name.
+    pub endpoints: Arc<HashMap<String, ModelEndpoint>>,
+    /// The job's `max_tokens`.
+    pub max_tokens: u64,
+    /// Tokens the run may still use, shared by its attempts; no run budget
+    /// without it.
+    pub run_budget: Option<Arc<AtomicU64>>,
+    pub breakers: Arc<Breakers>,
+    pub deadline: Instant,
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Per-attempt state: the grant, and the tokens used so far.
+pub struct ModelsState {
+    ctx: ModelsCtx,
+    tokens_in: u64,
+    tokens_out: u64,
+}
+
+impl ModelsState {
+    pub fn new(ctx: ModelsCtx) -> Self {
+        Self {
+            ctx,
+            tokens_in: 0,
+            tokens_out: 0,
+        }
+    }
+
+    /// `(in, out)` tokens the attempt used.
+    pub fn used(&self) -> (u64, u64) {
+        (self.tokens_in, self.tokens_out)
+    }
+
+    /// Takes `estimate` tokens from the job's and the run's budgets, or
+    /// says which would be passed.
+    fn reserve(&mut self, estimate: u64) -> Result<(), String> {
+        let used = self.tokens_in + self.tokens_out;
+        if used.saturating_add(estimate) > self.ctx.max_tokens {
+            return Err(format!(
+                "the call could use {estimate} tokens; the job has used {used} of its max_tokens {}",
+                self.ctx.max_tokens
+            ));
+        }
+        if let Some(budget) = &self.ctx.run_budget {
+            let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(estimate)
+            });
+            if let Err(left) = taken {
+                return Err(format!(
+                    "the call could use {estimate} tokens; the run's budget has {left} left"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back to the run what a call reserved beyond what it used (or
+    /// takes what it used beyond).
+    fn settle(&self, estimate: u64, actual: u64) {
+        if let Some(budget) = &self.ctx.run_budget {
+            let _ = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_add(estimate).saturating_sub(actual))
+            });
+        }
+    }
+
+    async fn call(&mut self, request: CompletionRequest) -> Result<Completion, HostError> {
+        let Some(endpoint) = self.ctx.endpoints.get(&request.model).cloned() else {
+            return Err(HostError::AccessDenied(format!(
+                "model {:?} is not granted to this plugin",
+                request.model
+            )));
+        };
+        let prompt_chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
+        let answer = request.max_tokens.map_or(DEFAULT_ANSWER_TOKENS, u64::from);
+        // About four characters a token, rounded up: a bound to refuse on,
+        // settled against the endpoint's count once it answers.
+        let estimate = (prompt_chars as u64).div_ceil(4) + answer;
+        if let Err(why) = self.reserve(estimate) {
+            TOKENS.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(HostError::LimitExceeded(why));
+        }
+        let key = format!("model:{}", endpoint.name);
+        let admission = match self.ctx.breakers.admit(&key) {
+            Ok(admission) => admission,
+            Err(open_for) => {
+                self.settle(estimate, 0);
+                TOKENS.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(HostError::Unavailable(format!(
+                    "circuit open: model {} failed repeatedly; try again in {} ms",
+                    endpoint.name,
+                    open_for.as_millis()
+                )));
+            }
+        };
+        let left = self.ctx.deadline.saturating_duration_since(Instant::now());
+        let timeout = endpoint.timeout.min(left);
+        let sent = tokio::select! {
+            sent = tokio::time::timeout(timeout, send(&endpoint, &request)) => sent,
+            () = cancelled(self.ctx.cancel.clone()) => {
+                self.ctx.breakers.forget(admission);
+                self.settle(estimate, 0);
+                return Err(HostError::Unavailable("the job was cancelled".into()));
+            }
+        };
+        let answer = match sent {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(why)) => {
+                self.ctx.breakers.record(admission, false);
+                self.settle(estimate, 0);
+                return Err(HostError::Unavailable(format!(
+                    "model {}: {why}",
+                    endpoint.name
+                )));
+            }
+            Err(_) => {
+                self.ctx.breakers.record(admission, false);
+                self.settle(estimate, 0);
+                return Err(HostError::Unavailable(format!(
+                    "model {} did not answer within {} ms",
+                    endpoint.name,
+                    timeout.as_millis()
+                )));
+            }
+        };
+        self.ctx.breakers.record(admission, true);
+        let (tokens_in, tokens_out) = (u64::from(answer.tokens_in), u64::from(answer.tokens_out));
+        self.tokens_in += tokens_in;
+        self.tokens_out += tokens_out;
+        self.settle(estimate, tokens_in + tokens_out);
+        TOKENS.input.fetch_add(tokens_in, Ordering::Relaxed);
+        TOKENS.output.fetch_add(tokens_out, Ordering::Relaxed);
+        TOKENS.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(answer)
+    }
+}
+
+/// Sends the request to the endpoint and reads its answer.
+async fn send(endpoint: &ModelEndpoint, request: &CompletionRequest) -> Result<Completion, String> {
+    let mut body = json!({
+        "model": endpoint.model,
+        "messages": request.messages.iter()
+            .map(|m| json!({"role": m.role, "content": m.content}))
+            .collect::<Vec<_>>(),
+    });
+    if let Some(max) = request.max_tokens {
+        body["max_tokens"] = json!(max);
+    }
+    if let Some(temperature) = request.temperature {
+        body["temperature"] = json!(temperature);
+    }
+    let url = format!(
+        "{}/chat/completions",
+        endpoint.base_url.trim_end_matches('/')
+    );
+    let mut builder = http::Request::post(&url).header("content-type", "application/json");
+    if let Some(key) = &endpoint.api_key {
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            .map_err(|_| "the key is not a valid header value".to_owned())?;
+        value.set_sensitive(true);
+        builder = builder.header(http::header::AUTHORIZATION, value);
+    }
+    let request = builder
+        .body(
+            Full::new(Bytes::from(body.to_string()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .map_err(|e| format!("a bad endpoint URL {url:?}: {e}"))?;
+    let (response, io) = wasmtime_wasi_http::default_send_request(request, None)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    // The connection's task runs while the answer is read.
+    let connection = tokio::spawn(async move {
+        let _ = io.await;
+    });
+    let status = response.status();
+    let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    connection.abort();
+    if !status.is_success() {
+        return Err(format!(
+            "the endpoint answered {status}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+        ));
+    }
+    let answer: Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    let choice = &answer["choices"][0];
+    let tokens = |name: &str| {
+        answer["usage"][name]
+            .as_u64()
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    Ok(Completion {
+        text: choice["message"]["content"]
+            .as_str()
+            .ok_or("the answer has no choices[0].message.content")?
+            .to_owned(),
+        finish_reason: choice["finish_reason"].as_str().unwrap_or("").to_owned(),
+        tokens_in: tokens("prompt_tokens"),
+        tokens_out: tokens("completion_tokens"),
+    })
+}
+
+impl models::Host for ModelsState {
+    async fn complete(
+        &mut self,
+        request: CompletionRequest,
+    ) -> wasmtime::Result<Result<Completion, HostError>> {
+        Ok(self.call(request).await)
+    }
+}
+
+/// Adds `warren:plugin/models`; `get` finds this capability's state.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut ModelsState,
+) -> anyhow::Result<()> {
+    models::add_to_linker::<T, HasSelf<ModelsState>>(linker, get)?;
+    Ok(())
+}
