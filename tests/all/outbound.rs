@@ -33,6 +33,12 @@ impl Loopback {
         let flaky = Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new()
             .route("/hello", axum::routing::any(|| async { "hello" }))
+            .route(
+                "/refusing/v1/chat/completions",
+                axum::routing::post(|| async {
+                    (axum::http::StatusCode::UNAUTHORIZED, "bad key")
+                }),
+            )
             // An OpenAI-compatible stub: a fixed answer, with usage.
             .route(
                 "/v1/chat/completions",
@@ -583,11 +589,16 @@ async fn with_model(stub: &Loopback) -> TestServer {
         api_key: Some(key.clone()),
         timeout: Duration::from_secs(5),
     };
+    let refusing = ModelEndpoint {
+        name: "refusing".into(),
+        base_url: format!("http://{}/refusing/v1", stub.addr),
+        ..endpoint.clone()
+    };
     configured(
         &[],
         &[
             ("caller", "models = [\"stub\", \"absent\"]\n"),
-            ("other", ""),
+            ("other", "models = [\"refusing\"]\n"),
         ],
         move |config| {
             config.policy.secrets = vec![SecretGrant {
@@ -595,7 +606,7 @@ async fn with_model(stub: &Loopback) -> TestServer {
                 value: key,
                 hosts: vec!["127.0.0.1".into()],
             }];
-            config.policy.models = vec![endpoint];
+            config.policy.models = vec![endpoint, refusing];
         },
     )
     .await
@@ -717,6 +728,14 @@ async fn token_limits_of_a_job_and_of_a_run_refuse_calls_before_they_are_sent() 
         );
     }
     assert_eq!(stub.hits(), 2, "only the calls within the budget were sent");
+    // The run's view totals its attempts' tokens.
+    let (_, view) = server
+        .get(&format!("/v1/runs/{}", run["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(
+        (view["tokens_in"].clone(), view["tokens_out"].clone()),
+        (json!(24), json!(10))
+    );
     let (status, body) = server
         .post(
             "/v1/runs",
@@ -724,5 +743,37 @@ async fn token_limits_of_a_job_and_of_a_run_refuse_calls_before_they_are_sent() 
         )
         .await;
     assert_eq!(status, 422, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_refusing_a_request_does_not_open_its_breaker() {
+    let stub = Loopback::start().await;
+    let server = with_model(&stub).await;
+    let calls: Vec<Value> = (0..7)
+        .map(|_| json!({"model": "refusing", "prompt": "hi", "max_tokens": 5}))
+        .collect();
+    let run = run_pipeline(
+        &server,
+        json!({"jobs": {"ask": {"plugin": "other", "input": {"completions": calls}}}}),
+    )
+    .await;
+    let answers = answers(&run).as_array().expect("answers").clone();
+    assert_eq!(answers.len(), 7, "{run}");
+    // A 401 is this request's: the endpoint is up, every call is sent.
+    for answer in &answers {
+        assert!(
+            answer["error"].as_str().is_some_and(
+                |e| e.starts_with("invalid: model refusing: the endpoint answered 401")
+            ),
+            "{answer}"
+        );
+    }
+    assert_eq!(stub.hits(), 7);
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("warren_model_calls_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
     server.stop().await;
 }

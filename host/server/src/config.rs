@@ -119,18 +119,22 @@ impl ModelSource {
         }
         let api_key = match &self.api_key_secret {
             None => None,
-            Some(secret) => Some(
-                secrets
-                    .iter()
-                    .find(|s| &s.name == secret)
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "api_key_secret {secret:?} is not a declared secret"
-                        ))
-                    })?
-                    .value
-                    .clone(),
-            ),
+            Some(secret) => {
+                let secret = secrets.iter().find(|s| &s.name == secret).ok_or_else(|| {
+                    invalid(format!(
+                        "api_key_secret {secret:?} is not a declared secret"
+                    ))
+                })?;
+                // The key goes where the model is: its secret must allow it.
+                let host = url.host().unwrap_or_default();
+                if !secret.may_go_to(host) {
+                    return Err(invalid(format!(
+                        "secret {:?} may not be sent to {host} (add it to the secret's hosts)",
+                        secret.name
+                    )));
+                }
+                Some(secret.value.clone())
+            }
         };
         Ok(ModelEndpoint {
             name: name.to_owned(),
@@ -663,6 +667,11 @@ mod tests {
             (
                 "[secrets.\"a-b\"]\nenv = \"PATH\"\nhosts = [\"a\"]\n",
                 "letters, digits or `_`",
+            ),
+            (
+                "[secrets.k]\nenv = \"PATH\"\nhosts = [\"llm.example.com\"]\n\
+                 [models.m]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"x\"\napi_key_secret = \"k\"\n",
+                "secret \"k\" may not be sent to 127.0.0.1",
             ),
         ] {
             let layer: Layer = toml::from_str(text).expect("parses");

@@ -351,6 +351,20 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// Plugins reaching out: HTTP requests through `wasi:http` against the
+    /// same from native Rust, and model calls through the host against the
+    /// same POSTs sent natively, to servers on 127.0.0.1.
+    Outbound {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Requests of each kind.
+        #[arg(long, default_value_t = 1_000)]
+        requests: u32,
+        /// Folder with fetch.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
     /// The plugins folder: a dropped file becoming runnable against a cold
     /// compile of it, and server start with many plugins, cached or not.
     Plugins {
@@ -859,6 +873,21 @@ fn bench_command(suite: BenchSuite) -> i32 {
             };
             let measured = match server_runtime() {
                 Ok(server) => server.block_on(crate::bench::flows::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
+        }
+        BenchSuite::Outbound {
+            json,
+            requests,
+            plugins_dir,
+        } => {
+            let options = crate::bench::outbound::OutboundBenchOptions {
+                plugins_dir,
+                requests,
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(crate::bench::outbound::run(&options)),
                 Err(code) => return code,
             };
             (measured, json)

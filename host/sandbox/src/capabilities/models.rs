@@ -31,6 +31,7 @@ pub static TOKENS: ModelTokens = ModelTokens {
     input: AtomicU64::new(0),
     output: AtomicU64::new(0),
     calls: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
     refused: AtomicU64::new(0),
 };
 
@@ -40,6 +41,8 @@ pub struct ModelTokens {
     pub output: AtomicU64,
     /// Calls answered.
     pub calls: AtomicU64,
+    /// Calls sent that got no answer (an error, a timeout, a refusal).
+    pub failed: AtomicU64,
     /// Calls refused before sending: a budget, or an open breaker.
     pub refused: AtomicU64,
 }
@@ -153,15 +156,21 @@ impl ModelsState {
         };
         let answer = match sent {
             Ok(Ok(answer)) => answer,
-            Ok(Err(why)) => {
-                self.ctx.breakers.record(admission, false);
+            Ok(Err(failure)) => {
+                // A refusal of this request (a 4xx but 429) says nothing
+                // of the endpoint's health: the breaker counts the rest.
+                self.ctx.breakers.record(admission, failure.endpoint_ok);
                 self.settle(estimate, 0);
-                return Err(HostError::Unavailable(format!(
-                    "model {}: {why}",
-                    endpoint.name
-                )));
+                TOKENS.failed.fetch_add(1, Ordering::Relaxed);
+                let message = format!("model {}: {}", endpoint.name, failure.message);
+                return Err(if failure.endpoint_ok {
+                    HostError::Invalid(message)
+                } else {
+                    HostError::Unavailable(message)
+                });
             }
             Err(_) => {
+                TOKENS.failed.fetch_add(1, Ordering::Relaxed);
                 self.ctx.breakers.record(admission, false);
                 self.settle(estimate, 0);
                 return Err(HostError::Unavailable(format!(
@@ -183,8 +192,33 @@ impl ModelsState {
     }
 }
 
+/// Why a call got no completion.
+struct Failure {
+    message: String,
+    /// The endpoint answered, refusing this request (a 4xx but 429).
+    endpoint_ok: bool,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            endpoint_ok: false,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
 /// Sends the request to the endpoint and reads its answer.
-async fn send(endpoint: &ModelEndpoint, request: &CompletionRequest) -> Result<Completion, String> {
+async fn send(
+    endpoint: &ModelEndpoint,
+    request: &CompletionRequest,
+) -> Result<Completion, Failure> {
     let mut body = json!({
         "model": endpoint.model,
         "messages": request.messages.iter()
@@ -230,10 +264,13 @@ async fn send(endpoint: &ModelEndpoint, request: &CompletionRequest) -> Result<C
         .to_bytes();
     connection.abort();
     if !status.is_success() {
-        return Err(format!(
-            "the endpoint answered {status}: {}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-        ));
+        return Err(Failure {
+            message: format!(
+                "the endpoint answered {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            ),
+            endpoint_ok: status.is_client_error() && status.as_u16() != 429,
+        });
     }
     let answer: Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))?;

@@ -131,6 +131,9 @@ pub struct RunView {
     /// writing them (`PUT /v1/stories/{story}/documents/{name}`) lets the
     /// run go on.
     pub pending_docs: Vec<String>,
+    /// Model tokens its attempts used: of the prompts, and of the answers.
+    pub tokens_in: u64,
+    pub tokens_out: u64,
 }
 
 impl RunView {
@@ -152,6 +155,8 @@ impl RunView {
             jobs: Vec::new(),
             jobs_total: run.jobs_total,
             pending_docs: run.pending_docs,
+            tokens_in: run.tokens_in,
+            tokens_out: run.tokens_out,
             // Measured at its longest: an id.
             jobs_next: Some(id.clone()),
             id,

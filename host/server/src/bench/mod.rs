@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod engine;
 pub mod flows;
 pub mod hostile;
+pub mod outbound;
 pub mod plugins;
 mod raw;
 pub mod runtime;

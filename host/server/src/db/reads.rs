@@ -110,6 +110,9 @@ pub struct RunHeadRecord {
     pub jobs_total: u64,
     /// What its jobs in `needs_input` wait for, in name order.
     pub pending_docs: Vec<String>,
+    /// Model tokens its attempts used.
+    pub tokens_in: u64,
+    pub tokens_out: u64,
 }
 
 pub fn run_head(
@@ -121,7 +124,11 @@ pub fn run_head(
         "SELECT id, state, template_name, template_version, story_id, created_at, finished_at,
                 (SELECT count(*) FROM jobs WHERE run_id = runs.id), {},
                 (SELECT json_group_array(DISTINCT d.value) FROM jobs j, json_each(j.pending_docs) d
-                 WHERE j.run_id = runs.id AND j.pending_docs IS NOT NULL)
+                 WHERE j.run_id = runs.id AND j.pending_docs IS NOT NULL),
+                (SELECT coalesce(sum(a.tokens_in), 0) FROM attempts a JOIN jobs j ON j.id = a.job_id
+                 WHERE j.run_id = runs.id),
+                (SELECT coalesce(sum(a.tokens_out), 0) FROM attempts a JOIN jobs j ON j.id = a.job_id
+                 WHERE j.run_id = runs.id)
          FROM runs WHERE id = :run",
         sized("input")
     );
@@ -149,6 +156,8 @@ pub fn run_head(
                             names.sort();
                             names
                         },
+                        tokens_in: r.get::<_, i64>(11)?.max(0) as u64,
+                        tokens_out: r.get::<_, i64>(12)?.max(0) as u64,
                     },
                     r.get::<_, String>(1)?,
                 ))

@@ -206,14 +206,15 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP warren_model_calls_total Model calls: answered, or refused before sending (a token budget, an open breaker).\n# TYPE warren_model_calls_total counter\nwarren_model_calls_total{{outcome=\"answered\"}} {}\nwarren_model_calls_total{{outcome=\"refused\"}} {}",
+            "# HELP warren_model_calls_total Model calls: answered, failed (sent, no completion), or refused before sending (a token budget, an open breaker).\n# TYPE warren_model_calls_total counter\nwarren_model_calls_total{{outcome=\"answered\"}} {}\nwarren_model_calls_total{{outcome=\"failed\"}} {}\nwarren_model_calls_total{{outcome=\"refused\"}} {}",
             get(&tokens.calls),
+            get(&tokens.failed),
             get(&tokens.refused)
         );
         let outbound = &warren_sandbox::capabilities::outbound::OUTBOUND;
         let _ = writeln!(
             out,
-            "# HELP warren_outbound_requests_total Plugins' HTTP requests: sent, denied (no grant names the destination; never sent), cut (by a job's deadline or cancel).\n# TYPE warren_outbound_requests_total counter"
+            "# HELP warren_outbound_requests_total Plugins' HTTP requests: sent, denied (no grant names the destination; never sent), cut (by a job's deadline or cancel), refused (their destination's breaker was open; never sent).\n# TYPE warren_outbound_requests_total counter"
         );
         for (outcome, n) in [
             ("sent", &outbound.sent),
