@@ -130,6 +130,10 @@ pub async fn run(options: &OutboundBenchOptions) -> anyhow::Result<Vec<Measureme
 
     let plugin_get = plugin_calls(&runtime, &plugin, get_input(count), count).await?;
     let native_get = native_gets(&native, &url, count).await?;
+    // For scale: what reusing connections would give.
+    let pooled = reqwest::Client::new();
+    native_gets(&pooled, &url, 50).await?;
+    let native_keep_alive = native_gets(&pooled, &url, count).await?;
     let plugin_model = plugin_calls(&runtime, &plugin, model_input(count), count).await?;
     let native_post = native_posts(&native, &chat, count).await?;
     let _ = std::fs::remove_dir_all(&data);
@@ -144,6 +148,12 @@ pub async fn run(options: &OutboundBenchOptions) -> anyhow::Result<Vec<Measureme
             "us",
         )
         .against(goal),
+        Measurement::new(
+            "native_get_keep_alive_per_request",
+            micros(native_keep_alive),
+            "us",
+        )
+        .against(micros(native_get)),
         Measurement::new("plugin_model_call_per_call", micros(plugin_model), "us")
             .against(micros(native_post)),
         Measurement::new(
