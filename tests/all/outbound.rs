@@ -777,3 +777,36 @@ async fn an_endpoint_refusing_a_request_does_not_open_its_breaker() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn one_plugin_has_at_most_32_requests_out_at_once() {
+    let silent = Loopback::start().await;
+    let manifest = format!(
+        "[[outbound]]\nhost = \"127.0.0.1\"\nport = {}\n",
+        silent.addr.port()
+    );
+    let server = server_with(&["127.0.0.1"], &[("caller", manifest.as_str())]).await;
+    let mut runs = Vec::new();
+    for _ in 0..40 {
+        runs.push(
+            submit(
+                &server,
+                "caller",
+                json!([{"url": silent.url("/never")}]),
+                json!({"timeout_ms": 3000}),
+            )
+            .await,
+        );
+    }
+    // While the first 32 wait for their answers, the rest wait for a place.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while silent.hits() < 32 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(silent.hits(), 32);
+    for id in &runs {
+        ended(&server, id).await;
+    }
+    server.stop().await;
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use wasmtime::component::{HasSelf, Linker};
 
 use super::breaker::Breakers;
-use super::outbound::cancelled;
+use super::outbound::{InFlight, cancelled};
 use crate::bindings::models::{self, Completion, CompletionRequest};
 use crate::bindings::types::HostError;
 use crate::plugin::grants::ModelEndpoint;
@@ -57,6 +57,9 @@ pub struct ModelsCtx {
     /// without it.
     pub run_budget: Option<Arc<AtomicU64>>,
     pub breakers: Arc<Breakers>,
+    /// Calls out at once, shared with the HTTP requests.
+    pub in_flight: Arc<InFlight>,
+    pub plugin: String,
     pub deadline: Instant,
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -146,8 +149,14 @@ impl ModelsState {
         };
         let left = self.ctx.deadline.saturating_duration_since(Instant::now());
         let timeout = endpoint.timeout.min(left);
+        let in_flight = self.ctx.in_flight.clone();
+        let plugin = self.ctx.plugin.clone();
+        let wait_and_send = async {
+            let _places = in_flight.enter(&plugin).await;
+            send(&endpoint, &request).await
+        };
         let sent = tokio::select! {
-            sent = tokio::time::timeout(timeout, send(&endpoint, &request)) => sent,
+            sent = tokio::time::timeout(timeout, wait_and_send) => sent,
             () = cancelled(self.ctx.cancel.clone()) => {
                 self.ctx.breakers.forget(admission);
                 self.settle(estimate, 0);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::breaker::Breakers;
@@ -42,6 +43,64 @@ const CANCEL_POLL: Duration = Duration::from_millis(10);
 
 /// Largest response body an attempt may read, by default.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
+/// Largest request body an attempt may send.
+pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Requests (and model calls) out at once, over every plugin.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Requests (and model calls) out at once for one plugin.
+pub const MAX_IN_FLIGHT_PER_PLUGIN: usize = 32;
+
+/// How many requests may be out at once: over all plugins, and for each.
+/// A request over either waits for a place (within its job's deadline).
+#[derive(Debug)]
+pub struct InFlight {
+    global: Arc<Semaphore>,
+    per_plugin: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            per_plugin: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// A place for one request: held until it is answered.
+pub struct Places(
+    #[allow(dead_code)] OwnedSemaphorePermit,
+    #[allow(dead_code)] OwnedSemaphorePermit,
+);
+
+impl InFlight {
+    /// Waits for a place for a request of `plugin`.
+    pub async fn enter(&self, plugin: &str) -> Option<Places> {
+        let mine = self
+            .per_plugin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(plugin.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PLUGIN)))
+            .clone();
+        let own = mine.acquire_owned().await.ok()?;
+        let all = self.global.clone().acquire_owned().await.ok()?;
+        Some(Places(own, all))
+    }
+}
+
+/// What one attempt's requests may do, and what they share.
+pub struct OutboundCtx {
+    pub grants: Arc<[OutboundGrant]>,
+    /// `(placeholder, secret)` of the secrets granted.
+    pub secrets: Vec<(String, SecretGrant)>,
+    pub breakers: Arc<Breakers>,
+    pub in_flight: Arc<InFlight>,
+    pub plugin: String,
+    pub deadline: Instant,
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub log: AttemptLog,
+}
 
 /// Per-attempt state: what the plugin may reach, and until when.
 pub struct OutboundHooks {
@@ -49,6 +108,8 @@ pub struct OutboundHooks {
     /// `(placeholder, secret)` of the secrets granted.
     secrets: Vec<(String, SecretGrant)>,
     breakers: Arc<Breakers>,
+    in_flight: Arc<InFlight>,
+    plugin: String,
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
     log: AttemptLog,
@@ -56,21 +117,16 @@ pub struct OutboundHooks {
 }
 
 impl OutboundHooks {
-    pub fn new(
-        grants: Arc<[OutboundGrant]>,
-        secrets: Vec<(String, SecretGrant)>,
-        breakers: Arc<Breakers>,
-        deadline: Instant,
-        cancel: Option<Arc<AtomicBool>>,
-        log: AttemptLog,
-    ) -> Self {
+    pub fn new(ctx: OutboundCtx) -> Self {
         Self {
-            grants,
-            secrets,
-            breakers,
-            deadline,
-            cancel,
-            log,
+            grants: ctx.grants,
+            secrets: ctx.secrets,
+            breakers: ctx.breakers,
+            in_flight: ctx.in_flight,
+            plugin: ctx.plugin,
+            deadline: ctx.deadline,
+            cancel: ctx.cancel,
+            log: ctx.log,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
@@ -148,11 +204,26 @@ impl WasiHttpHooks for OutboundHooks {
         };
         let cancel = self.cancel.clone();
         let max = self.max_response_bytes;
+        // A body past the limit ends the request with that error.
+        let request = request.map(|body| {
+            http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
+                .map_err(|e| match e.downcast::<Error>() {
+                    Ok(error) => *error,
+                    Err(_) => Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)),
+                })
+                .boxed_unsync()
+        });
+        let (in_flight, plugin) = (self.in_flight.clone(), self.plugin.clone());
         Box::new(async move {
-            OUTBOUND.sent.fetch_add(1, Ordering::Relaxed);
-            let send = wasmtime_wasi_http::default_send_request(request, Some(options));
+            let wait_and_send = async {
+                let places = in_flight.enter(&plugin).await;
+                OUTBOUND.sent.fetch_add(1, Ordering::Relaxed);
+                let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+                drop(places);
+                sent
+            };
             let outcome = tokio::select! {
-                outcome = tokio::time::timeout(left, send) => outcome,
+                outcome = tokio::time::timeout(left, wait_and_send) => outcome,
                 () = cancelled(cancel) => {
                     // A cancel says nothing of the destination.
                     OUTBOUND.cut.fetch_add(1, Ordering::Relaxed);

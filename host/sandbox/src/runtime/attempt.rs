@@ -26,7 +26,7 @@ use crate::capabilities::jobs::{JobsCtx, JobsState, PluginLookup, Progress, Spaw
 use crate::capabilities::log::{AttemptLog, CapturedLog, LogLevel, LogSink, LogSource};
 use crate::capabilities::memory::{MemoryCtx, MemoryState};
 use crate::capabilities::models::{ModelsCtx, ModelsState};
-use crate::capabilities::outbound::OutboundHooks;
+use crate::capabilities::outbound::{OutboundCtx, OutboundHooks};
 use crate::capabilities::reviews::ReviewsState;
 use crate::capabilities::wasi::{self, Scratch};
 use crate::plugin::grants::SecretGrant;
@@ -636,17 +636,21 @@ impl Runtime {
                 max_tokens: request.limits.max_tokens,
                 run_budget: request.token_budget.clone(),
                 breakers: self.services().breakers.clone(),
+                in_flight: self.services().in_flight.clone(),
+                plugin: plugin.name().to_owned(),
                 deadline: Instant::now() + request.limits.timeout(),
                 cancel: request.cancel.clone(),
             }),
-            outbound: OutboundHooks::new(
-                grants.outbound.clone().into(),
+            outbound: OutboundHooks::new(OutboundCtx {
+                grants: grants.outbound.clone().into(),
                 secrets,
-                self.services().breakers.clone(),
-                Instant::now() + request.limits.timeout(),
-                request.cancel.clone(),
-                log.clone(),
-            ),
+                breakers: self.services().breakers.clone(),
+                in_flight: self.services().in_flight.clone(),
+                plugin: plugin.name().to_owned(),
+                deadline: Instant::now() + request.limits.timeout(),
+                cancel: request.cancel.clone(),
+                log: log.clone(),
+            }),
             reviews: ReviewsState::new(
                 request
                     .reviews

@@ -29,7 +29,7 @@ use crate::capabilities::jobs::JobsState;
 use crate::capabilities::log::AttemptLog;
 use crate::capabilities::memory::{InMemoryStore, MemoryState, MemoryStore};
 use crate::capabilities::models::ModelsState;
-use crate::capabilities::outbound::OutboundHooks;
+use crate::capabilities::outbound::{InFlight, OutboundHooks};
 use crate::capabilities::reviews::ReviewsState;
 use crate::plugin::{Plugin, PluginError};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -70,6 +70,7 @@ pub(crate) struct Services {
     pub artifacts: Arc<ArtifactStore>,
     pub work_root: PathBuf,
     pub breakers: Arc<Breakers>,
+    pub in_flight: Arc<InFlight>,
 }
 
 /// Loads plugins and runs attempts. Cheap to share behind an `Arc`.
@@ -106,6 +107,7 @@ impl Runtime {
             artifacts: Arc::new(ArtifactStore::open(&config.data_dir.join("artifacts"))?),
             work_root: config.data_dir.join("work"),
             breakers: Arc::new(Breakers::new(config.breakers)),
+            in_flight: Arc::new(InFlight::default()),
         };
         Ok(Self {
             engine,
