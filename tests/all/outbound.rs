@@ -810,3 +810,77 @@ async fn one_plugin_has_at_most_32_requests_out_at_once() {
     }
     server.stop().await;
 }
+
+/// Puts `brief` in story `story`.
+async fn write_brief(server: &TestServer, story: &str, brief: &str) {
+    let response = server
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/stories/{story}/documents/brief"),
+        )
+        .header("content-type", "text/plain")
+        .body(brief.to_owned())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn the_summary_flow_asks_the_model_when_one_is_granted_and_extracts_otherwise() {
+    let stub = Loopback::start().await;
+    const BRIEF: &str = "Lighthouses guide ships. Keepers tend the lamps. Storms test them all.";
+    for granted in [true, false] {
+        let base_url = format!("http://{}/v1", stub.addr);
+        let server = TestServer::start_with(admin_and_client(), move |config| {
+            let dir = config.plugins_dir.clone().expect("plugins folder");
+            std::fs::copy(plugin_path("summarizer"), dir.join("summarizer.wasm")).expect("copy");
+            if granted {
+                std::fs::write(dir.join("summarizer.toml"), "models = [\"default\"]\n")
+                    .expect("manifest");
+            }
+            config.policy.models = vec![ModelEndpoint {
+                name: "default".into(),
+                base_url,
+                model: "stub-model-1".into(),
+                api_key: None,
+                timeout: Duration::from_secs(5),
+            }];
+        })
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.get("/v1/templates/brief-to-summary").await.0 != 200 {
+            assert!(Instant::now() < deadline, "the summary flow never came");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        write_brief(&server, "light", BRIEF).await;
+        let (status, answer) = server
+            .post(
+                "/v1/flows/brief-to-summary/run",
+                &json!({"input": {}, "story_id": "light", "wait_ms": 5000}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["state"], "completed", "{answer}");
+        let response = server
+            .request(reqwest::Method::GET, "/v1/stories/light/documents/summary")
+            .send()
+            .await
+            .expect("GET");
+        let summary = response.text().await.expect("text");
+        if granted {
+            assert_eq!(answer["result"]["source"], "model", "{answer}");
+            assert_eq!(answer["result"]["tokens"], 17);
+            assert_eq!(summary, format!("stub answer to: {BRIEF}"));
+        } else {
+            assert_eq!(answer["result"]["source"], "extract", "{answer}");
+            assert_eq!(summary, "Lighthouses guide ships. Keepers tend the lamps.");
+        }
+        server.stop().await;
+    }
+    assert_eq!(
+        stub.hits(),
+        1,
+        "only the granted summarizer called the model"
+    );
+}

@@ -19,11 +19,14 @@ use crate::scheduler::{Engine, EngineConfig};
 
 /// The templates every fresh server offers, made of first-party plugins:
 /// a pipeline of jobs, a flow of agents (the default `flow` of
-/// `POST /v1/run`), and the gated phases of a spec-driven workflow.
+/// `POST /v1/run`), the gated phases of a spec-driven workflow, and a
+/// flow whose agent asks a model when one is configured.
 pub const DEMO_TEMPLATE: &str = "build-and-check";
 pub const DEMO_FLOW: &str = crate::config::DEFAULT_FLOW;
 pub const DEMO_GATED: &str = "speckit";
-const DEMO_TEMPLATES: [(&str, &str); 3] = [
+/// The flow whose agent asks a model when one is configured.
+pub const DEMO_SUMMARY: &str = "brief-to-summary";
+const DEMO_TEMPLATES: [(&str, &str); 4] = [
     (
         DEMO_TEMPLATE,
         include_str!("../../../examples/pipelines/build-and-check.json"),
@@ -35,6 +38,10 @@ const DEMO_TEMPLATES: [(&str, &str); 3] = [
     (
         DEMO_GATED,
         include_str!("../../../examples/pipelines/speckit.json"),
+    ),
+    (
+        DEMO_SUMMARY,
+        include_str!("../../../examples/pipelines/brief-to-summary.json"),
     ),
 ];
 
