@@ -124,10 +124,22 @@ pub fn request(
     body: Option<&[u8]>,
 ) -> Result<Response, HttpError> {
     let (scheme, authority, path) = split_url(url)?;
-    let fields: Vec<(String, Vec<u8>)> = headers
+    let mut fields: Vec<(String, Vec<u8>)> = headers
         .iter()
         .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
         .collect();
+    // A body of known length goes with it, not chunked (some servers
+    // refuse chunked requests).
+    if let Some(bytes) = body
+        && !fields
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        fields.push((
+            "content-length".to_owned(),
+            bytes.len().to_string().into_bytes(),
+        ));
+    }
     let fields =
         Fields::from_list(&fields).map_err(|e| HttpError::Invalid(format!("headers: {e:?}")))?;
     let outgoing = OutgoingRequest::new(fields);

@@ -227,6 +227,8 @@ async fn a_request_leaves_only_to_a_granted_destination() {
             {"method": "POST", "url": granted.url("/hello"), "body": "x"},
             {"url": other.url("/hello")},
             {"url": format!("http://localhost:{}/hello", granted.addr.port())},
+            // What is checked is what is connected to: no user part.
+            {"url": format!("http://evil@127.0.0.1:{}/hello", granted.addr.port())},
         ]),
         json!({}),
     )
@@ -236,6 +238,7 @@ async fn a_request_leaves_only_to_a_granted_destination() {
         answers(&run),
         &json!([
             {"status": 200, "body": "hello"},
+            {"error": "denied"},
             {"error": "denied"},
             {"error": "denied"},
             {"error": "denied"},
@@ -423,6 +426,8 @@ async fn a_secret_goes_only_to_its_hosts_and_is_never_stored_or_shown() {
         name: "stub_key".into(),
         value: SecretValue::new(VALUE),
         hosts: vec!["127.0.0.1".into()],
+        // The stub speaks plain http.
+        allow_http: true,
     };
     let server = server_with_secrets(
         &["127.0.0.1", "localhost"],
@@ -605,6 +610,7 @@ async fn with_model(stub: &Loopback) -> TestServer {
                 name: "stub_key".into(),
                 value: key,
                 hosts: vec!["127.0.0.1".into()],
+                allow_http: true,
             }];
             config.policy.models = vec![endpoint, refusing];
         },
@@ -839,6 +845,7 @@ async fn the_summary_flow_asks_the_model_when_one_is_granted_and_extracts_otherw
                 std::fs::write(dir.join("summarizer.toml"), "models = [\"default\"]\n")
                     .expect("manifest");
             }
+            config.request_timeout = Duration::from_secs(10);
             config.policy.models = vec![ModelEndpoint {
                 name: "default".into(),
                 base_url,

@@ -92,6 +92,10 @@ pub struct SecretSource {
     /// Host names (or `*.example.com`) requests carrying it may go to.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Whether it may go over plain `http` too; only over `https` when
+    /// left out.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 impl ModelSource {
@@ -127,7 +131,7 @@ impl ModelSource {
                 })?;
                 // The key goes where the model is: its secret must allow it.
                 let host = url.host().unwrap_or_default();
-                if !secret.may_go_to(host) {
+                if !secret.may_go_to(url.scheme_str().unwrap_or("https"), host) {
                     return Err(invalid(format!(
                         "secret {:?} may not be sent to {host} (add it to the secret's hosts)",
                         secret.name
@@ -176,6 +180,7 @@ impl SecretSource {
             name: name.to_owned(),
             value: SecretValue::new(&value),
             hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            allow_http: self.allow_http,
         })
     }
 }

@@ -4,7 +4,7 @@
 //! a probe, and its answer closes the breaker or opens it again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -68,10 +68,31 @@ pub struct Breakers {
     destinations: Mutex<HashMap<String, Destination>>,
 }
 
-/// A request's way through a breaker: tell it how the request went.
+/// A request's way through a breaker: tell it how the request went. One
+/// dropped untold (its task aborted, its attempt ended) tells nothing of
+/// the destination, and a probe's place goes to the next request.
 #[derive(Debug)]
 pub struct Admission {
+    breakers: Arc<Breakers>,
     destination: String,
+    told: bool,
+}
+
+impl Admission {
+    /// How the request went: `ok` when the destination answered, with
+    /// anything but a server error.
+    pub fn record(mut self, ok: bool) {
+        self.told = true;
+        self.breakers.record(&self.destination, ok);
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if !self.told {
+            self.breakers.forget(&self.destination);
+        }
+    }
 }
 
 impl Breakers {
@@ -90,7 +111,7 @@ impl Breakers {
 
     /// Lets a request to `destination` through, or says for how long its
     /// breaker stays open.
-    pub fn admit(&self, destination: &str) -> Result<Admission, Duration> {
+    pub fn admit(self: &Arc<Self>, destination: &str) -> Result<Admission, Duration> {
         let mut all = self.lock();
         let entry = all
             .entry(destination.to_owned())
@@ -120,15 +141,17 @@ impl Breakers {
         }
         entry.sent += 1;
         Ok(Admission {
+            breakers: self.clone(),
             destination: destination.to_owned(),
+            told: false,
         })
     }
 
     /// How an admitted request went: `ok` when it got an answer that is
     /// not a server error.
-    pub fn record(&self, admission: Admission, ok: bool) {
+    fn record(&self, destination: &str, ok: bool) {
         let mut all = self.lock();
-        let Some(entry) = all.get_mut(&admission.destination) else {
+        let Some(entry) = all.get_mut(destination) else {
             return;
         };
         if ok {
@@ -148,11 +171,11 @@ impl Breakers {
     }
 
     /// An admitted request that ended without telling anything of its
-    /// destination (it was cancelled): a probe's place goes to the next
-    /// request.
-    pub fn forget(&self, admission: Admission) {
+    /// destination (cancelled, or dropped): a probe's place goes to the
+    /// next request.
+    fn forget(&self, destination: &str) {
         let mut all = self.lock();
-        if let Some(entry) = all.get_mut(&admission.destination)
+        if let Some(entry) = all.get_mut(destination)
             && entry.state == BreakerState::HalfOpen
         {
             entry.state = BreakerState::Open;
@@ -185,14 +208,14 @@ mod tests {
 
     #[test]
     fn a_breaker_opens_fails_fast_lets_one_probe_through_and_closes() {
-        let breakers = Breakers::new(BreakerSettings {
+        let breakers = Arc::new(Breakers::new(BreakerSettings {
             failures: 2,
             cooldown: Duration::from_millis(50),
-        });
+        }));
         let d = "api.example.com:443";
         for _ in 0..2 {
             let admitted = breakers.admit(d).expect("closed");
-            breakers.record(admitted, false);
+            admitted.record(false);
         }
         assert!(breakers.admit(d).is_err(), "open after two failures");
         std::thread::sleep(Duration::from_millis(60));
@@ -202,18 +225,28 @@ mod tests {
             Duration::ZERO,
             "one probe only"
         );
-        breakers.record(probe, false);
+        probe.record(false);
         assert!(breakers.admit(d).is_err(), "a failed probe opens it again");
         std::thread::sleep(Duration::from_millis(60));
         let probe = breakers.admit(d).expect("the next probe goes");
-        breakers.record(probe, true);
+        probe.record(true);
         let admitted = breakers.admit(d).expect("closed again");
-        breakers.record(admitted, true);
+        admitted.record(true);
+        // A probe dropped untold gives its place to the next request.
+        for _ in 0..2 {
+            breakers.admit(d).expect("closed").record(false);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        drop(breakers.admit(d).expect("the probe goes"));
+        breakers
+            .admit(d)
+            .expect("the next request probes")
+            .record(true);
         let report = breakers.report();
         assert_eq!(report[0].state, BreakerState::Closed);
         assert_eq!(
             (report[0].sent, report[0].failed, report[0].refused),
-            (5, 3, 3)
+            (9, 5, 3)
         );
     }
 }

@@ -87,7 +87,7 @@ impl ModelsState {
 
     /// Takes `estimate` tokens from the job's and the run's budgets, or
     /// says which would be passed.
-    fn reserve(&mut self, estimate: u64) -> Result<(), String> {
+    fn reserve(&mut self, estimate: u64) -> Result<Reservation, String> {
         let used = self.tokens_in + self.tokens_out;
         if used.saturating_add(estimate) > self.ctx.max_tokens {
             return Err(format!(
@@ -105,17 +105,11 @@ impl ModelsState {
                 ));
             }
         }
-        Ok(())
-    }
-
-    /// Gives back to the run what a call reserved beyond what it used (or
-    /// takes what it used beyond).
-    fn settle(&self, estimate: u64, actual: u64) {
-        if let Some(budget) = &self.ctx.run_budget {
-            let _ = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                Some(left.saturating_add(estimate).saturating_sub(actual))
-            });
-        }
+        Ok(Reservation {
+            budget: self.ctx.run_budget.clone(),
+            estimate,
+            used: 0,
+        })
     }
 
     async fn call(&mut self, request: CompletionRequest) -> Result<Completion, HostError> {
@@ -130,15 +124,17 @@ impl ModelsState {
         // About four characters a token, rounded up: a bound to refuse on,
         // settled against the endpoint's count once it answers.
         let estimate = (prompt_chars as u64).div_ceil(4) + answer;
-        if let Err(why) = self.reserve(estimate) {
-            TOKENS.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(HostError::LimitExceeded(why));
-        }
+        let mut reservation = match self.reserve(estimate) {
+            Ok(reservation) => reservation,
+            Err(why) => {
+                TOKENS.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(HostError::LimitExceeded(why));
+            }
+        };
         let key = format!("model:{}", endpoint.name);
         let admission = match self.ctx.breakers.admit(&key) {
             Ok(admission) => admission,
             Err(open_for) => {
-                self.settle(estimate, 0);
                 TOKENS.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(HostError::Unavailable(format!(
                     "circuit open: model {} failed repeatedly; try again in {} ms",
@@ -151,27 +147,33 @@ impl ModelsState {
         let timeout = endpoint.timeout.min(left);
         let in_flight = self.ctx.in_flight.clone();
         let plugin = self.ctx.plugin.clone();
+        // The answer's length is always asked for: the endpoint's default
+        // could pass what was reserved.
+        let asked = u32::try_from(answer).unwrap_or(u32::MAX);
         let wait_and_send = async {
             let _places = in_flight.enter(&plugin).await;
-            send(&endpoint, &request).await
+            send(&endpoint, &request, asked).await
         };
+        // A cancel (or the call's task dropped) leaves the breaker and the
+        // reservation to their guards: nothing is charged, nothing told.
         let sent = tokio::select! {
             sent = tokio::time::timeout(timeout, wait_and_send) => sent,
             () = cancelled(self.ctx.cancel.clone()) => {
-                self.ctx.breakers.forget(admission);
-                self.settle(estimate, 0);
                 return Err(HostError::Unavailable("the job was cancelled".into()));
             }
+        };
+        let redact = |text: String| match &endpoint.api_key {
+            Some(key) => text.replace(key.expose(), "<secret>"),
+            None => text,
         };
         let answer = match sent {
             Ok(Ok(answer)) => answer,
             Ok(Err(failure)) => {
                 // A refusal of this request (a 4xx but 429) says nothing
                 // of the endpoint's health: the breaker counts the rest.
-                self.ctx.breakers.record(admission, failure.endpoint_ok);
-                self.settle(estimate, 0);
+                admission.record(failure.endpoint_ok);
                 TOKENS.failed.fetch_add(1, Ordering::Relaxed);
-                let message = format!("model {}: {}", endpoint.name, failure.message);
+                let message = redact(format!("model {}: {}", endpoint.name, failure.message));
                 return Err(if failure.endpoint_ok {
                     HostError::Invalid(message)
                 } else {
@@ -180,8 +182,7 @@ impl ModelsState {
             }
             Err(_) => {
                 TOKENS.failed.fetch_add(1, Ordering::Relaxed);
-                self.ctx.breakers.record(admission, false);
-                self.settle(estimate, 0);
+                admission.record(false);
                 return Err(HostError::Unavailable(format!(
                     "model {} did not answer within {} ms",
                     endpoint.name,
@@ -189,15 +190,31 @@ impl ModelsState {
                 )));
             }
         };
-        self.ctx.breakers.record(admission, true);
-        let (tokens_in, tokens_out) = (u64::from(answer.tokens_in), u64::from(answer.tokens_out));
+        admission.record(true);
+        // An answer without `usage` is charged what was reserved.
+        let (tokens_in, tokens_out) = answer
+            .usage
+            .unwrap_or(((prompt_chars as u64).div_ceil(4), u64::from(asked)));
         self.tokens_in += tokens_in;
         self.tokens_out += tokens_out;
-        self.settle(estimate, tokens_in + tokens_out);
+        reservation.used = tokens_in + tokens_out;
         TOKENS.input.fetch_add(tokens_in, Ordering::Relaxed);
         TOKENS.output.fetch_add(tokens_out, Ordering::Relaxed);
+        let Some(text) = answer.text else {
+            // Charged (the endpoint counted it), but nothing to hand over.
+            TOKENS.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(HostError::Unavailable(format!(
+                "model {} answered without choices[0].message.content",
+                endpoint.name
+            )));
+        };
         TOKENS.calls.fetch_add(1, Ordering::Relaxed);
-        Ok(answer)
+        Ok(Completion {
+            text,
+            finish_reason: answer.finish_reason,
+            tokens_in: u32::try_from(tokens_in).unwrap_or(u32::MAX),
+            tokens_out: u32::try_from(tokens_out).unwrap_or(u32::MAX),
+        })
     }
 }
 
@@ -223,20 +240,47 @@ impl From<&str> for Failure {
     }
 }
 
+/// What an endpoint answered.
+struct Answer {
+    text: Option<String>,
+    finish_reason: String,
+    /// `(prompt, completion)` tokens, when the answer says.
+    usage: Option<(u64, u64)>,
+}
+
+/// Tokens taken from a run's budget for a call: what it did not use goes
+/// back when the reservation ends, whether the call answered, failed or
+/// was dropped.
+struct Reservation {
+    budget: Option<Arc<AtomicU64>>,
+    estimate: u64,
+    used: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            let (estimate, used) = (self.estimate, self.used);
+            let _ = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_add(estimate).saturating_sub(used))
+            });
+        }
+    }
+}
+
 /// Sends the request to the endpoint and reads its answer.
 async fn send(
     endpoint: &ModelEndpoint,
     request: &CompletionRequest,
-) -> Result<Completion, Failure> {
+    max_tokens: u32,
+) -> Result<Answer, Failure> {
     let mut body = json!({
         "model": endpoint.model,
         "messages": request.messages.iter()
             .map(|m| json!({"role": m.role, "content": m.content}))
             .collect::<Vec<_>>(),
     });
-    if let Some(max) = request.max_tokens {
-        body["max_tokens"] = json!(max);
-    }
+    body["max_tokens"] = json!(max_tokens);
     if let Some(temperature) = request.temperature {
         body["temperature"] = json!(temperature);
     }
@@ -284,19 +328,13 @@ async fn send(
     let answer: Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("the answer is not JSON: {e}"))?;
     let choice = &answer["choices"][0];
-    let tokens = |name: &str| {
-        answer["usage"][name]
-            .as_u64()
-            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
-    };
-    Ok(Completion {
-        text: choice["message"]["content"]
-            .as_str()
-            .ok_or("the answer has no choices[0].message.content")?
-            .to_owned(),
+    let usage = &answer["usage"];
+    Ok(Answer {
+        text: choice["message"]["content"].as_str().map(str::to_owned),
         finish_reason: choice["finish_reason"].as_str().unwrap_or("").to_owned(),
-        tokens_in: tokens("prompt_tokens"),
-        tokens_out: tokens("completion_tokens"),
+        usage: usage["prompt_tokens"]
+            .as_u64()
+            .zip(usage["completion_tokens"].as_u64()),
     })
 }
 

@@ -138,6 +138,14 @@ impl OutboundHooks {
         let Some(host) = uri.host() else {
             return Err("the request names no host".into());
         };
+        // What is checked must be what is connected to: no user part
+        // (`a@host`), and at most the one trailing dot of a full name.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err("an authority with a user part (`user@host`) is refused".into());
+        }
+        if host.ends_with("..") {
+            return Err(format!("{host:?} is not a host name"));
+        }
         let port = uri.port_u16().unwrap_or(match scheme {
             "http" => 80,
             _ => 443,
@@ -192,7 +200,6 @@ impl WasiHttpHooks for OutboundHooks {
                 return Box::new(async { Err(Error::DestinationUnavailable) });
             }
         };
-        let breakers = self.breakers.clone();
         self.swap_secrets(&mut request);
         let left = self.deadline.saturating_duration_since(Instant::now());
         // No wait of the request outlives the attempt.
@@ -222,28 +229,29 @@ impl WasiHttpHooks for OutboundHooks {
                 drop(places);
                 sent
             };
+            // A cancel, a deadline or a timeout the guest chose says
+            // nothing of the destination: the admission is dropped untold.
             let outcome = tokio::select! {
                 outcome = tokio::time::timeout(left, wait_and_send) => outcome,
                 () = cancelled(cancel) => {
-                    // A cancel says nothing of the destination.
                     OUTBOUND.cut.fetch_add(1, Ordering::Relaxed);
-                    breakers.forget(admission);
                     return Err(Error::HttpResponseTimeout);
                 }
             };
             let (response, io) = match outcome {
                 Ok(Ok(sent)) => sent,
                 Ok(Err(e)) => {
-                    breakers.record(admission, false);
+                    if destination_failed(&e) {
+                        admission.record(false);
+                    }
                     return Err(e);
                 }
                 Err(_) => {
                     OUTBOUND.cut.fetch_add(1, Ordering::Relaxed);
-                    breakers.record(admission, false);
                     return Err(Error::HttpResponseTimeout);
                 }
             };
-            breakers.record(admission, !response.status().is_server_error());
+            admission.record(!response.status().is_server_error());
             let response = response.map(|body| {
                 // Past the limit the body ends in an error the guest reads;
                 // any other error of the body passes as it was.
@@ -271,12 +279,13 @@ impl OutboundHooks {
             return;
         }
         let host = request.uri().host().unwrap_or_default().to_owned();
+        let scheme = request.uri().scheme_str().unwrap_or("https").to_owned();
         for value in request.headers_mut().values_mut() {
             let Ok(text) = value.to_str() else { continue };
             let mut swapped = None::<String>;
             for (placeholder, secret) in &self.secrets {
                 let current = swapped.as_deref().unwrap_or(text);
-                if current.contains(placeholder.as_str()) && secret.may_go_to(&host) {
+                if current.contains(placeholder.as_str()) && secret.may_go_to(&scheme, &host) {
                     swapped = Some(current.replace(placeholder.as_str(), secret.value.expose()));
                 }
             }
@@ -290,13 +299,37 @@ impl OutboundHooks {
     }
 }
 
-/// `host:port` of a request, its breaker's key.
+/// `host:port` of a request, its breaker's key: the host in lower case,
+/// without its trailing dot.
 fn destination_of(uri: &http::Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("https");
     let port = uri
         .port_u16()
         .unwrap_or(if scheme == "http" { 80 } else { 443 });
-    format!("{}:{port}", uri.host().unwrap_or_default())
+    let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+    format!("{}:{port}", host.strip_suffix('.').unwrap_or(&host))
+}
+
+/// Whether `error` is the destination's doing (it refused, reset, could
+/// not be found or spoke nonsense), rather than a limit of this request's.
+fn destination_failed(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Hyper(_)
+            | Error::Connect(_)
+            | Error::Tls(_)
+            | Error::DnsError { .. }
+            | Error::DestinationNotFound
+            | Error::DestinationUnavailable
+            | Error::DestinationIpUnroutable
+            | Error::ConnectionRefused
+            | Error::ConnectionTerminated
+            | Error::TlsProtocolError
+            | Error::TlsCertificateError
+            | Error::TlsAlertReceived { .. }
+            | Error::HttpResponseIncomplete
+            | Error::HttpProtocolError
+    )
 }
 
 /// Completes once `flag` is raised; never without one.

@@ -76,6 +76,8 @@ pub struct SecretGrant {
     pub value: SecretValue,
     /// Host names (or `*.example.com`) the value may be sent to.
     pub hosts: Vec<String>,
+    /// Whether it may go over plain `http` too (else only `https`).
+    pub allow_http: bool,
 }
 
 impl SecretGrant {
@@ -84,9 +86,10 @@ impl SecretGrant {
         format!("WARREN_SECRET_{}", self.name.to_ascii_uppercase())
     }
 
-    /// Whether the value may be sent to `host`.
-    pub fn may_go_to(&self, host: &str) -> bool {
-        self.hosts.iter().any(|pattern| host_matches(pattern, host))
+    /// Whether the value may be sent to `host` over `scheme`.
+    pub fn may_go_to(&self, scheme: &str, host: &str) -> bool {
+        (scheme.eq_ignore_ascii_case("https") || self.allow_http)
+            && self.hosts.iter().any(|pattern| host_matches(pattern, host))
     }
 }
 
@@ -268,6 +271,22 @@ mod tests {
         assert!(!g.allows("https", "api.example.com", 443, "POST"));
         assert!(!g.allows("https", "other.example.com", 443, "GET"));
         assert!(grant("*.example.com", &[], &[], &[]).allows("http", "x.example.com", 1, "PUT"));
+    }
+
+    #[test]
+    fn a_secret_goes_over_https_to_its_hosts_and_over_http_only_when_allowed() {
+        let mut secret = SecretGrant {
+            name: "k".into(),
+            value: SecretValue::new("v"),
+            hosts: vec!["api.example.com".into()],
+            allow_http: false,
+        };
+        assert!(secret.may_go_to("https", "api.example.com"));
+        assert!(!secret.may_go_to("http", "api.example.com"));
+        assert!(!secret.may_go_to("https", "other.example.com"));
+        secret.allow_http = true;
+        assert!(secret.may_go_to("http", "api.example.com"));
+        assert_eq!(format!("{:?}", secret.value), "<secret>");
     }
 
     #[test]

@@ -439,18 +439,29 @@ impl Runtime {
         // Backstop for a guest blocked in a host call (e.g. a WASI sleep),
         // where no epoch check runs.
         let backstop = deadline.saturating_duration_since(Instant::now()) + super::EPOCH_TICK * 4;
-        let called = tokio::time::timeout(backstop, call).await;
-
+        // A cancel too: a guest blocked reading a slow response runs no
+        // epoch check either.
+        let cancel = request.cancel.clone();
+        let called = tokio::select! {
+            called = tokio::time::timeout(backstop, call) => Some(called),
+            () = async {
+                crate::capabilities::outbound::cancelled(cancel).await;
+                // The epoch check stops a guest that is running; this is
+                // for one that is not, a few ticks later.
+                tokio::time::sleep(super::EPOCH_TICK * 4).await;
+            } => None,
+        };
         let result = match called {
-            Err(_elapsed) => Err(AttemptFailure::Limit {
+            None => Err(AttemptFailure::Cancelled),
+            Some(Err(_elapsed)) => Err(AttemptFailure::Limit {
                 hit: LimitHit::Deadline {
                     timeout_ms: request.limits.timeout_ms,
                 },
             }),
             // Classifying a trap may need what the guest printed.
-            Ok(Err(e)) => Err(classify_error(&e, &request.limits, &log.finish())),
-            Ok(Ok(Err(job_error))) => Err(AttemptFailure::Job { error: job_error }),
-            Ok(Ok(Ok(answer))) => check_output(answer.output, &request.limits)
+            Some(Ok(Err(e))) => Err(classify_error(&e, &request.limits, &log.finish())),
+            Some(Ok(Ok(Err(job_error)))) => Err(AttemptFailure::Job { error: job_error }),
+            Some(Ok(Ok(Ok(answer)))) => check_output(answer.output, &request.limits)
                 .map(|output| (output, answer.documents)),
         };
 
