@@ -182,7 +182,10 @@ impl WasiHttpHooks for OutboundHooks {
         if let Err(reason) = self.check(request.uri(), request.method()) {
             OUTBOUND.denied.fetch_add(1, Ordering::Relaxed);
             let message = format!("warren: outbound request denied, not sent: {reason}");
-            tracing::warn!("{message}");
+            // The attempt's log (bounded) and the counter say it; the
+            // server's log only at debug, so a guest looping on denied
+            // requests cannot flood it.
+            tracing::debug!(plugin = %self.plugin, "{message}");
             self.log.push(LogSource::Log, LogLevel::Warn, &message);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }

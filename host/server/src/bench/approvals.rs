@@ -79,6 +79,13 @@ impl Client {
         run["id"].as_str().map(str::to_owned).context("a run id")
     }
 
+    /// Approves the job waiting at its gate.
+    async fn approve(&self, job: &str) -> anyhow::Result<Value> {
+        let body = json!({"decision": "approve"});
+        let path = format!("/v1/jobs/{job}/decision");
+        self.send(reqwest::Method::POST, &path, Some(body)).await
+    }
+
     /// Waits until the run is in `state`; returns it.
     async fn run_in(&self, run_id: &str, state: &str) -> anyhow::Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(300);
@@ -199,15 +206,7 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
         let id = client.submit(template).await?;
         if template == "gated" {
             let run = client.run_in(&id, "waiting_approval").await?;
-            let job = job_id(&run, "specify")?;
-            let body = json!({"decision": "approve"});
-            client
-                .send(
-                    reqwest::Method::POST,
-                    &format!("/v1/jobs/{job}/decision"),
-                    Some(body),
-                )
-                .await?;
+            client.approve(&job_id(&run, "specify")?).await?;
         }
         client.run_in(&id, "completed").await?;
     }
@@ -229,14 +228,7 @@ pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurem
     let mut answers = Vec::with_capacity(gated.len());
     for job in &waiting_jobs {
         let (sent, clock) = (wall_ms(), Instant::now());
-        let body = json!({"decision": "approve"});
-        client
-            .send(
-                reqwest::Method::POST,
-                &format!("/v1/jobs/{job}/decision"),
-                Some(body),
-            )
-            .await?;
+        client.approve(job).await?;
         answers.push(clock.elapsed());
         decided.push(sent);
     }
