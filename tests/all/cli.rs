@@ -643,6 +643,7 @@ async fn gc_deletes_runs_past_retention_and_refuses_a_directory_in_use() {
                 input: serde_json::json!({}),
                 story_id: None,
                 in_dir: None,
+                replay: None,
             })
             .await
             .expect("submitted");

@@ -62,6 +62,7 @@ impl EngineHost {
                 input,
                 story_id: None,
                 in_dir: None,
+                replay: None,
             })
             .await
     }
@@ -482,6 +483,7 @@ async fn runs_record_the_template_version_they_used() {
         input: json!({"hi": 1}),
         story_id: Some("story-7".into()),
         in_dir: None,
+        replay: None,
     };
     let latest = host.engine.submit(submit(None)).await.expect("latest");
     let first = host.engine.submit(submit(Some(1))).await.expect("v1");

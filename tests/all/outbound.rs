@@ -22,6 +22,7 @@ struct Loopback {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
     authorizations: Arc<std::sync::Mutex<Vec<String>>>,
+    serving: tokio::task::JoinHandle<()>,
 }
 
 impl Loopback {
@@ -96,13 +97,27 @@ impl Loopback {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
+        let serving = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Self {
             addr,
             hits,
             authorizations,
+            serving,
+        }
+    }
+
+    /// Stops listening: a connection to it is refused from now on.
+    async fn stop(&self) {
+        self.serving.abort();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the loopback server still listens"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -879,6 +894,17 @@ async fn the_summary_flow_asks_the_model_when_one_is_granted_and_extracts_otherw
             assert_eq!(answer["result"]["source"], "model", "{answer}");
             assert_eq!(answer["result"]["tokens"], 17);
             assert_eq!(summary, format!("stub answer to: {BRIEF}"));
+            // The flow again, replaying the first: the same answer, from
+            // the recording (the stub counts one call in all, below).
+            let (status, again) = server
+                .post(
+                    "/v1/flows/brief-to-summary/run",
+                    &json!({"input": {}, "story_id": "light", "wait_ms": 5000,
+                            "replay": answer["run_id"]}),
+                )
+                .await;
+            assert_eq!(status, 200, "{again}");
+            assert_eq!(again["result"], answer["result"], "{again}");
         } else {
             assert_eq!(answer["result"]["source"], "extract", "{answer}");
             assert_eq!(summary, "Lighthouses guide ships. Keepers tend the lamps.");
@@ -890,4 +916,128 @@ async fn the_summary_flow_asks_the_model_when_one_is_granted_and_extracts_otherw
         1,
         "only the granted summarizer called the model"
     );
+}
+
+#[tokio::test]
+async fn a_replay_serves_the_recorded_answers_with_the_servers_stopped() {
+    let stub = Loopback::start().await;
+    let port = stub.addr.port();
+    let endpoint = ModelEndpoint {
+        name: "stub".into(),
+        base_url: format!("http://{}/v1", stub.addr),
+        model: "stub-model-1".into(),
+        api_key: None,
+        timeout: Duration::from_secs(5),
+    };
+    let manifest =
+        format!("models = [\"stub\"]\n[[outbound]]\nhost = \"127.0.0.1\"\nport = {port}\n");
+    let server = configured(&["127.0.0.1"], &[("caller", manifest.as_str())], |config| {
+        config.policy.models = vec![endpoint];
+    })
+    .await;
+    // `/flaky` fails three times, then answers: a replay gives the same
+    // answers in the same order.
+    let flaky = json!({"url": stub.url("/flaky")});
+    let input = |prompt: &str| {
+        json!({
+            "requests": [
+                {"url": stub.url("/hello"), "method": "POST", "body": "a body"},
+                flaky, flaky, flaky, flaky,
+            ],
+            "completions": [{"model": "stub", "prompt": prompt, "max_tokens": 50}],
+        })
+    };
+    let pipeline = json!({"jobs": {"ask": {"plugin": "caller", "input": input("hello")}}});
+    let recorded = run_pipeline(&server, pipeline.clone()).await;
+    assert_eq!(recorded["state"], "completed", "{recorded}");
+    let expected = json!([
+        {"status": 200, "body": "hello"},
+        {"status": 500, "body": "down"},
+        {"status": 500, "body": "down"},
+        {"status": 500, "body": "down"},
+        {"status": 200, "body": "up"},
+        {"text": "stub answer to: hello", "tokens_in": 12, "tokens_out": 5},
+    ]);
+    assert_eq!(answers(&recorded), &expected, "{recorded}");
+    let recorded_id = recorded["id"].as_str().expect("id");
+    let (_, artifacts) = server
+        .get(&format!("/v1/runs/{recorded_id}/artifacts"))
+        .await;
+    let mut names: Vec<String> = artifacts["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .map(|a| a["name"].as_str().expect("name").to_owned())
+        .collect();
+    names.sort();
+    // One recording an answer; the same answer again is not kept twice.
+    let shapes: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let parts: Vec<&str> = n.split('/').collect();
+            format!("{}/{}/{}/{}", parts[0], parts[1], parts[2].len(), parts[3])
+        })
+        .collect();
+    let mut expected_shapes = vec![
+        "replay/http/64/1", // POST /hello
+        "replay/http/64/1", // the first of four GET /flaky
+        "replay/http/64/4", // the fourth, the first to answer 200
+        "replay/models/64/1",
+    ];
+    expected_shapes.sort();
+    let mut shapes_sorted = shapes.clone();
+    shapes_sorted.sort();
+    assert_eq!(shapes_sorted, expected_shapes, "{artifacts}");
+
+    stub.stop().await;
+    let hits = stub.hits();
+    let replay = |input: Value, of: &str| json!({"pipeline": {"jobs": {"ask": {"plugin": "caller", "input": input}}}, "replay": of});
+    let (status, created) = server
+        .post("/v1/runs", &replay(input("hello"), recorded_id))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let replayed = ended(&server, created["id"].as_str().expect("id")).await;
+    assert_eq!(replayed["state"], "completed", "{replayed}");
+    assert_eq!(answers(&replayed), &expected, "{replayed}");
+    assert_eq!(replayed["replay_of"], recorded_id);
+    // Tokens count as they did, so limits and budgets act the same.
+    assert_eq!(replayed["tokens_in"], 12);
+    assert_eq!(replayed["tokens_out"], 5);
+    assert_eq!(stub.hits(), hits, "a replay sends nothing");
+
+    // A replay records what it served: it can be replayed in turn.
+    let replayed_id = replayed["id"].as_str().expect("id");
+    let (status, created) = server
+        .post("/v1/runs", &replay(input("hello"), replayed_id))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let again = ended(&server, created["id"].as_str().expect("id")).await;
+    assert_eq!(answers(&again), &expected, "{again}");
+
+    // A call the earlier run did not make is not answered, and not sent.
+    let (status, created) = server
+        .post("/v1/runs", &replay(input("other"), recorded_id))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let differs = ended(&server, created["id"].as_str().expect("id")).await;
+    let error = answers(&differs)[5]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(&format!(
+            "unavailable: replay of run {recorded_id}: it recorded no answer to this model call"
+        )),
+        "{differs}"
+    );
+    assert_eq!(
+        answers(&differs)[0],
+        json!({"status": 200, "body": "hello"})
+    );
+    assert_eq!(stub.hits(), hits, "a replay sends nothing");
+
+    // A replay of no run is refused.
+    for of in ["00000000-0000-4000-8000-000000000000", "not-an-id"] {
+        let (status, body) = server.post("/v1/runs", &replay(input("hello"), of)).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["code"], "unknown_replay", "{body}");
+    }
+    server.stop().await;
 }

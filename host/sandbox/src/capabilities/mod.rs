@@ -15,5 +15,6 @@ pub mod log;
 pub mod memory;
 pub mod models;
 pub mod outbound;
+pub mod replay;
 pub mod reviews;
 pub mod wasi;

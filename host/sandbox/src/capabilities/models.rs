@@ -17,6 +17,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::breaker::Breakers;
 use super::outbound::{InFlight, cancelled};
+use super::replay::{CallKind, Tape};
 use crate::bindings::models::{self, Completion, CompletionRequest};
 use crate::bindings::types::HostError;
 use crate::plugin::grants::ModelEndpoint;
@@ -62,6 +63,8 @@ pub struct ModelsCtx {
     pub plugin: String,
     pub deadline: Instant,
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Records the answers, or gives the recorded ones in a replay.
+    pub tape: Arc<Tape>,
 }
 
 /// Per-attempt state: the grant, and the tokens used so far.
@@ -131,6 +134,10 @@ impl ModelsState {
                 return Err(HostError::LimitExceeded(why));
             }
         };
+        let hash = request_hash(&request);
+        if self.ctx.tape.replaying() {
+            return self.replay(&hash, &mut reservation).await;
+        }
         let key = format!("model:{}", endpoint.name);
         let admission = match self.ctx.breakers.admit(&key) {
             Ok(admission) => admission,
@@ -209,13 +216,84 @@ impl ModelsState {
             )));
         };
         TOKENS.calls.fetch_add(1, Ordering::Relaxed);
-        Ok(Completion {
+        let completion = Completion {
             text,
             finish_reason: answer.finish_reason,
             tokens_in: u32::try_from(tokens_in).unwrap_or(u32::MAX),
             tokens_out: u32::try_from(tokens_out).unwrap_or(u32::MAX),
+        };
+        self.ctx
+            .tape
+            .record(CallKind::Model, &hash, Recorded::of(&completion).to_bytes());
+        Ok(completion)
+    }
+
+    /// The completion the replayed run recorded for this call: counted as
+    /// it was (so limits and budgets act the same), but nothing is sent
+    /// and `/metrics` counts nothing.
+    async fn replay(
+        &mut self,
+        hash: &str,
+        reservation: &mut Reservation,
+    ) -> Result<Completion, HostError> {
+        let recording = self
+            .ctx
+            .tape
+            .replayed(CallKind::Model, hash)
+            .await
+            .map_err(HostError::Unavailable)?;
+        let recorded: Recorded = serde_json::from_slice(&recording)
+            .map_err(|e| HostError::Unavailable(format!("a recorded completion: {e}")))?;
+        // Recorded again, so a replay can itself be replayed.
+        self.ctx.tape.record(CallKind::Model, hash, recording);
+        self.tokens_in += u64::from(recorded.tokens_in);
+        self.tokens_out += u64::from(recorded.tokens_out);
+        reservation.used = u64::from(recorded.tokens_in) + u64::from(recorded.tokens_out);
+        Ok(Completion {
+            text: recorded.text,
+            finish_reason: recorded.finish_reason,
+            tokens_in: recorded.tokens_in,
+            tokens_out: recorded.tokens_out,
         })
     }
+}
+
+/// A completion as recorded for replay.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    text: String,
+    finish_reason: String,
+    tokens_in: u32,
+    tokens_out: u32,
+}
+
+impl Recorded {
+    fn of(completion: &Completion) -> Self {
+        Self {
+            text: completion.text.clone(),
+            finish_reason: completion.finish_reason.clone(),
+            tokens_in: completion.tokens_in,
+            tokens_out: completion.tokens_out,
+        }
+    }
+
+    fn to_bytes(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// Hash of a call: what picks its answer (the model's name as the plugin
+/// gives it, the messages, the answer's length and the temperature).
+fn request_hash(request: &CompletionRequest) -> String {
+    let picked = json!({
+        "model": request.model,
+        "messages": request.messages.iter()
+            .map(|m| json!([m.role, m.content]))
+            .collect::<Vec<_>>(),
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+    });
+    crate::artifact_store::sha256_hex(picked.to_string().as_bytes())
 }
 
 /// Why a call got no completion.

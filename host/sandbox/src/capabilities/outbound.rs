@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::breaker::Breakers;
 use super::log::{AttemptLog, LogLevel, LogSource};
+use super::replay::{CallKind, Tape, decode_http, encode_http, http_request_hash};
 use crate::plugin::grants::{OutboundGrant, SecretGrant};
 
 /// Requests over all attempts, for `/metrics`.
@@ -100,6 +102,8 @@ pub struct OutboundCtx {
     pub deadline: Instant,
     pub cancel: Option<Arc<AtomicBool>>,
     pub log: AttemptLog,
+    /// Records the answers, or gives the recorded ones in a replay.
+    pub tape: Arc<Tape>,
 }
 
 /// Per-attempt state: what the plugin may reach, and until when.
@@ -113,6 +117,7 @@ pub struct OutboundHooks {
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
     log: AttemptLog,
+    tape: Arc<Tape>,
     max_response_bytes: u64,
 }
 
@@ -127,6 +132,7 @@ impl OutboundHooks {
             deadline: ctx.deadline,
             cancel: ctx.cancel,
             log: ctx.log,
+            tape: ctx.tape,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
@@ -189,6 +195,10 @@ impl WasiHttpHooks for OutboundHooks {
             self.log.push(LogSource::Log, LogLevel::Warn, &message);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        // A replay sends nothing: the answer is the one recorded.
+        if self.tape.replaying() {
+            return Box::new(replay_http(self.tape.clone(), request));
+        }
         // A destination that keeps failing is not called for a while.
         let destination = destination_of(request.uri());
         let admission = match self.breakers.admit(&destination) {
@@ -214,23 +224,45 @@ impl WasiHttpHooks for OutboundHooks {
         };
         let cancel = self.cancel.clone();
         let max = self.max_response_bytes;
-        // A body past the limit ends the request with that error.
-        let request = request.map(|body| {
-            http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
-                .map_err(|e| match e.downcast::<Error>() {
-                    Ok(error) => *error,
-                    Err(_) => Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64)),
-                })
-                .boxed_unsync()
-        });
-        let (in_flight, plugin) = (self.in_flight.clone(), self.plugin.clone());
+        let (in_flight, plugin, tape) = (
+            self.in_flight.clone(),
+            self.plugin.clone(),
+            self.tape.clone(),
+        );
         Box::new(async move {
             let wait_and_send = async {
+                // Read whole, for the recording's hash and so a body past
+                // the limit is refused before anything leaves.
+                let (parts, body) = request.into_parts();
+                let body = read_whole(body, MAX_REQUEST_BYTES, || {
+                    Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64))
+                })
+                .await?;
+                let hash = http_request_hash(&parts.method, &parts.uri, &body);
+                let request = http::Request::from_parts(parts, full(body));
                 let places = in_flight.enter(&plugin).await;
                 OUTBOUND.sent.fetch_add(1, Ordering::Relaxed);
-                let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+                let (response, io) =
+                    wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                // The connection is driven while the answer is read whole,
+                // to be recorded.
+                let connection = tokio::spawn(async move {
+                    let _ = io.await;
+                });
+                let (head, body) = response.into_parts();
+                let read = read_whole(body, max as usize, || {
+                    Error::HttpResponseBodySize(Some(max))
+                })
+                .await;
+                connection.abort();
                 drop(places);
-                sent
+                let body = read?;
+                tape.record(
+                    CallKind::Http,
+                    &hash,
+                    encode_http(head.status, &head.headers, &body),
+                );
+                Ok(http::Response::from_parts(head, full(body)))
             };
             // A cancel, a deadline or a timeout the guest chose says
             // nothing of the destination: the admission is dropped untold.
@@ -241,8 +273,8 @@ impl WasiHttpHooks for OutboundHooks {
                     return Err(Error::HttpResponseTimeout);
                 }
             };
-            let (response, io) = match outcome {
-                Ok(Ok(sent)) => sent,
+            let response = match outcome {
+                Ok(Ok(response)) => response,
                 Ok(Err(e)) => {
                     if destination_failed(&e) {
                         admission.record(false);
@@ -255,22 +287,63 @@ impl WasiHttpHooks for OutboundHooks {
                 }
             };
             admission.record(!response.status().is_server_error());
-            let response = response.map(|body| {
-                // Past the limit the body ends in an error the guest reads;
-                // any other error of the body passes as it was.
-                http_body_util::Limited::new(body, max as usize)
-                    .map_err(move |e| match e.downcast::<Error>() {
-                        Ok(error) => *error,
-                        Err(_) => Error::HttpResponseBodySize(Some(max)),
-                    })
-                    .boxed_unsync()
-            });
-            Ok((
-                response,
-                Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            ))
+            Ok((response, done()))
         })
     }
+}
+
+/// The connection future handed back with a response read whole: there
+/// is nothing left to drive.
+fn done() -> Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> {
+    Box::new(async { Ok(()) })
+}
+
+/// A body of bytes already read.
+fn full(bytes: Bytes) -> WasiBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Reads `body` whole; past `limit` bytes, fails with `too_large()`. Any
+/// other error of the body passes as it was.
+async fn read_whole<B>(body: B, limit: usize, too_large: impl Fn() -> Error) -> Result<Bytes, Error>
+where
+    B: http_body::Body<Data = Bytes, Error = Error>,
+{
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(match e.downcast::<Error>() {
+            Ok(error) => *error,
+            Err(_) => too_large(),
+        }),
+    }
+}
+
+/// Answers a request from the recordings of the run replayed: nothing is
+/// sent. The body is read for the request's hash.
+async fn replay_http(tape: Arc<Tape>, request: http::Request<WasiBody>) -> SendResult {
+    let (parts, body) = request.into_parts();
+    let body = read_whole(body, MAX_REQUEST_BYTES, || {
+        Error::HttpRequestBodySize(Some(MAX_REQUEST_BYTES as u64))
+    })
+    .await?;
+    let hash = http_request_hash(&parts.method, &parts.uri, &body);
+    let recording = tape
+        .replayed(CallKind::Http, &hash)
+        .await
+        .map_err(|why| Error::InternalError(Some(why)))?;
+    // Recorded again, so a replay can itself be replayed.
+    tape.record(CallKind::Http, &hash, recording.clone());
+    let (head, body) = decode_http(recording).map_err(|why| Error::InternalError(Some(why)))?;
+    let mut response = http::Response::builder().status(head.status);
+    for (name, value) in &head.headers {
+        response = response.header(name, value);
+    }
+    let response = response
+        .body(full(body))
+        .map_err(|e| Error::InternalError(Some(format!("a recorded response: {e}"))))?;
+    Ok((response, done()))
 }
 
 impl OutboundHooks {

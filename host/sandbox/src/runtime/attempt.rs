@@ -27,6 +27,7 @@ use crate::capabilities::log::{AttemptLog, CapturedLog, LogLevel, LogSink, LogSo
 use crate::capabilities::memory::{MemoryCtx, MemoryState};
 use crate::capabilities::models::{ModelsCtx, ModelsState};
 use crate::capabilities::outbound::{OutboundCtx, OutboundHooks};
+use crate::capabilities::replay::{ReplaySource, Tape};
 use crate::capabilities::reviews::ReviewsState;
 use crate::capabilities::wasi::{self, Scratch};
 use crate::plugin::grants::SecretGrant;
@@ -82,6 +83,9 @@ pub struct AttemptRequest {
     /// Jobs the whole run may still spawn (shared by its attempts); no
     /// run-wide limit without it.
     pub spawn_budget: Option<Arc<std::sync::atomic::AtomicU32>>,
+    /// Recordings of an earlier run that answer this attempt's calls out
+    /// instead of the destinations.
+    pub replay: Option<ReplaySource>,
 }
 
 impl AttemptRequest {
@@ -109,6 +113,7 @@ impl AttemptRequest {
             log_sink: None,
             cancel: None,
             spawn_budget: None,
+            replay: None,
         }
     }
 }
@@ -476,13 +481,21 @@ impl Runtime {
         let state = store.into_data();
         (usage.tokens_in, usage.tokens_out) = state.models.used();
         let mut produced = Some(state.artifacts);
-        // On success, files left in `/out` become artifacts, read and
-        // stored off the async threads.
-        let result = match (result, scratch.as_ref(), produced.take()) {
-            (Ok(answer), Some(scratch), Some(mut artifacts)) => {
-                let (out, log) = (scratch.out.clone(), log.clone());
+        // On success, files left in `/out` and the calls' recordings become
+        // artifacts, read and stored off the async threads.
+        let recorded = state.tape.take_recorded();
+        let result = match (result, produced.take()) {
+            (Ok(answer), Some(mut artifacts)) if scratch.is_some() || !recorded.is_empty() => {
+                let out = scratch.as_ref().map(|s| s.out.clone());
+                let log = log.clone();
                 let collected = tokio::task::spawn_blocking(move || {
-                    let collected = collect_out(&mut artifacts, &out, &log);
+                    let collected = match out {
+                        Some(out) => collect_out(&mut artifacts, &out, &log),
+                        None => Ok(()),
+                    };
+                    if collected.is_ok() {
+                        keep_recordings(&mut artifacts, recorded, &log);
+                    }
                     (artifacts, collected)
                 })
                 .await;
@@ -496,7 +509,7 @@ impl Runtime {
                     }),
                 }
             }
-            (result, _, artifacts) => {
+            (result, artifacts) => {
                 produced = artifacts;
                 result
             }
@@ -580,6 +593,7 @@ impl Runtime {
             .collect();
         let wasi = wasi::build_ctx(log, scratch.as_ref(), in_dir, directories, &env)
             .map_err(|e| format!("preparing WASI: {e:#}"))?;
+        let tape = Tape::new(request.replay.clone(), self.services().artifacts.clone());
         let state = PluginState {
             wasi,
             table: ResourceTable::new(),
@@ -651,6 +665,7 @@ impl Runtime {
                 plugin: plugin.name().to_owned(),
                 deadline: Instant::now() + request.limits.timeout(),
                 cancel: request.cancel.clone(),
+                tape: tape.clone(),
             }),
             outbound: OutboundHooks::new(OutboundCtx {
                 grants: grants.outbound.clone().into(),
@@ -661,7 +676,9 @@ impl Runtime {
                 deadline: Instant::now() + request.limits.timeout(),
                 cancel: request.cancel.clone(),
                 log: log.clone(),
+                tape: tape.clone(),
             }),
+            tape,
             reviews: ReviewsState::new(
                 request
                     .reviews
@@ -895,6 +912,26 @@ fn collect_out(
                 message: e.to_string(),
             },
         }),
+    }
+}
+
+/// Keeps the answers to the attempt's calls out as its artifacts, for a
+/// replay. One that does not fit the attempt's artifact limits is left
+/// out, with a warning: a call the replay cannot answer fails then, not
+/// this job now.
+fn keep_recordings(
+    artifacts: &mut ArtifactsState,
+    recorded: Vec<(String, bytes::Bytes)>,
+    log: &AttemptLog,
+) {
+    for (name, answer) in recorded {
+        if let Err(e) = artifacts.store(&name, &answer) {
+            log.push(
+                LogSource::Log,
+                LogLevel::Warn,
+                &format!("warren: {name} not recorded for replay: {e}"),
+            );
+        }
     }
 }
 

@@ -185,6 +185,8 @@ pub struct PluginState {
     pub(crate) http: WasiHttpCtx,
     pub(crate) outbound: OutboundHooks,
     pub(crate) models: ModelsState,
+    /// Shared by `outbound` and `models`: their answers, recorded.
+    pub(crate) tape: Arc<crate::capabilities::replay::Tape>,
 }
 
 impl WasiHttpView for PluginState {

@@ -102,6 +102,11 @@ impl From<EngineError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "unknown_template", error.to_string())
             }
             EngineError::UnknownRun(_) => Self::not_found(format!("run {}", run_name(&error))),
+            EngineError::UnknownReplay(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_replay",
+                error.to_string(),
+            ),
             EngineError::UnknownJob(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
             }

@@ -43,6 +43,11 @@ pub struct FlowRequest {
     /// How long to wait for an answer, in milliseconds: 10,000 by default,
     /// at most the request timeout less half a second.
     wait_ms: Option<u64>,
+    /// An earlier run to replay: its recorded answers to model calls and
+    /// HTTP requests answer this run's jobs (by job name and request), and
+    /// nothing is sent out.
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    replay: Option<String>,
 }
 
 /// `POST /v1/run`: a flow request naming its flow in the body.
@@ -57,6 +62,11 @@ pub struct RunFlowRequest {
     #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     story_id: Option<String>,
     wait_ms: Option<u64>,
+    /// An earlier run to replay: its recorded answers to model calls and
+    /// HTTP requests answer this run's jobs (by job name and request), and
+    /// nothing is sent out.
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    replay: Option<String>,
 }
 
 /// How a failed flow failed: its first failed job.
@@ -134,7 +144,7 @@ fn awaiting(record: &FlowRecord, state: JobState) -> Vec<AwaitingJob> {
         (status = 404, description = "`unknown_flow`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`: a field missing or of the wrong type; `invalid_input`: the input does not match the flow's `input_schema`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: a field missing or of the wrong type; `invalid_input`: the input does not match the flow's `input_schema`; `unknown_replay`: `replay` names no run", body = ErrorBody),
     )
 )]
 /// Start a flow and wait for its answer.
@@ -149,6 +159,7 @@ pub async fn run_named(
         request.input,
         request.story_id,
         request.wait_ms,
+        request.replay,
     )
     .await
 }
@@ -164,7 +175,7 @@ pub async fn run_named(
         (status = 404, description = "`unknown_flow`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_body` or `invalid_input`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_input` or `unknown_replay`", body = ErrorBody),
     )
 )]
 /// Start a flow (`flow`, or the server's default) and wait for its answer.
@@ -179,6 +190,7 @@ pub async fn run_default(
         request.input,
         request.story_id,
         request.wait_ms,
+        request.replay,
     )
     .await
 }
@@ -189,6 +201,7 @@ async fn run_flow(
     input: Value,
     story_id: Option<String>,
     wait_ms: Option<u64>,
+    replay: Option<String>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     check_name("flow", &flow)?;
@@ -200,6 +213,7 @@ async fn run_flow(
         input,
         story_id,
         in_dir: None,
+        replay,
     };
     let run_id = state.engine.submit(submission).await.map_err(|e| match e {
         EngineError::UnknownTemplate(_) => ApiError::new(

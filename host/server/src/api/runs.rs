@@ -38,6 +38,8 @@ pub struct CreateRun {
     input: Value,
     /// Scopes story memory (1 to 128 letters, digits, `-`, `_`, `.`, `:`).
     story_id: Option<String>,
+    /// An earlier run whose recorded answers to calls out answer this one's.
+    replay: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,7 +61,7 @@ pub struct RunCreated {
         (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `max_body_bytes`, or the run's pipeline and input are over what a run may hold", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not sent as `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job), `invalid_input` (the input does not match the pipeline's `input_schema`; the message names where, as JSON pointers, and why) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job), `invalid_input` (the input does not match the pipeline's `input_schema`; the message names where, as JSON pointers, and why), `unknown_replay` (`replay` names no run) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
     )
 )]
 /// Start a run, from a stored template or an inline pipeline.
@@ -103,6 +105,7 @@ pub async fn create(
         input,
         story_id: body.story_id,
         in_dir: None,
+        replay: body.replay,
     };
     // Runs to the end even if the client goes away: a committed run must be
     // scheduled, and its key is kept with it.

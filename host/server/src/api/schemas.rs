@@ -40,6 +40,11 @@ pub struct RunFromTemplate {
     /// Scopes story memory.
     #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub story_id: Option<String>,
+    /// An earlier run to replay: its recorded answers to model calls and
+    /// HTTP requests answer this run's jobs (by job name and request), and
+    /// nothing is sent out.
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub replay: Option<String>,
 }
 
 /// A run of a pipeline given inline.
@@ -53,6 +58,11 @@ pub struct RunFromPipeline {
     /// Scopes story memory.
     #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub story_id: Option<String>,
+    /// An earlier run to replay: its recorded answers to model calls and
+    /// HTTP requests answer this run's jobs (by job name and request), and
+    /// nothing is sent out.
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub replay: Option<String>,
 }
 
 /// One Server-Sent Event of the history (`text/event-stream`, not JSON):

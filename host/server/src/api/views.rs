@@ -134,6 +134,9 @@ pub struct RunView {
     /// Model tokens its attempts used: of the prompts, and of the answers.
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// The run whose recorded answers to calls out answered this one's.
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub replay_of: Option<String>,
 }
 
 impl RunView {
@@ -157,6 +160,7 @@ impl RunView {
             pending_docs: run.pending_docs,
             tokens_in: run.tokens_in,
             tokens_out: run.tokens_out,
+            replay_of: run.replay_of,
             // Measured at its longest: an id.
             jobs_next: Some(id.clone()),
             id,

@@ -105,6 +105,7 @@ pub async fn run(
             input,
             story_id,
             in_dir: None,
+            replay: None,
         })
         .await?;
     eprintln!("run {run_id} submitted");

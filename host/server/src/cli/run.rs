@@ -245,6 +245,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
             input,
             story_id: options.story_id.clone(),
             in_dir: options.in_dir.clone(),
+            replay: None,
         })
         .await?;
     while !engine

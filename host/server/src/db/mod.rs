@@ -67,6 +67,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_documents.sql"),
     include_str!("migrations/0013_approvals.sql"),
     include_str!("migrations/0014_model_tokens.sql"),
+    include_str!("migrations/0015_replay.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

@@ -113,6 +113,8 @@ pub struct RunHeadRecord {
     /// Model tokens its attempts used.
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// The run it replays.
+    pub replay_of: Option<String>,
 }
 
 pub fn run_head(
@@ -128,7 +130,8 @@ pub fn run_head(
                 (SELECT coalesce(sum(a.tokens_in), 0) FROM attempts a JOIN jobs j ON j.id = a.job_id
                  WHERE j.run_id = runs.id),
                 (SELECT coalesce(sum(a.tokens_out), 0) FROM attempts a JOIN jobs j ON j.id = a.job_id
-                 WHERE j.run_id = runs.id)
+                 WHERE j.run_id = runs.id),
+                replay_of
          FROM runs WHERE id = :run",
         sized("input")
     );
@@ -158,6 +161,7 @@ pub fn run_head(
                         },
                         tokens_in: r.get::<_, i64>(11)?.max(0) as u64,
                         tokens_out: r.get::<_, i64>(12)?.max(0) as u64,
+                        replay_of: r.get(13)?,
                     },
                     r.get::<_, String>(1)?,
                 ))

@@ -21,6 +21,8 @@ pub struct NewRun {
     pub spec: String,
     pub input: String,
     pub story_id: Option<String>,
+    /// The run whose recorded answers this one replays.
+    pub replay_of: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -231,8 +233,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
         match change {
             Change::InsertRun(run) => {
                 conn.prepare_cached(
-                    "INSERT INTO runs (id, template_name, template_version, spec, input, story_id, state, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                    "INSERT INTO runs (id, template_name, template_version, spec, input, story_id, replay_of, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, 'pending', ?7, ?7)",
                 )?
                 .execute(params![
                     run.id,
@@ -241,7 +243,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     run.spec,
                     run.input,
                     run.story_id,
-                    at
+                    at,
+                    run.replay_of
                 ])?;
                 event(
                     conn,
@@ -588,6 +591,7 @@ pub struct StoredRun {
     pub spec: String,
     pub input: String,
     pub story_id: Option<String>,
+    pub replay_of: Option<String>,
     pub state: RunState,
     pub cancel_requested: bool,
     pub jobs: Vec<StoredJob>,
@@ -725,7 +729,8 @@ fn load_runs(
     let mut stmt = conn.prepare(&format!(
         "SELECT id, spec, input, story_id, state, cancel_requested_at IS NOT NULL,
                 (SELECT coalesce(sum(a.tokens_in + a.tokens_out), 0) FROM attempts a
-                 JOIN jobs j ON j.id = a.job_id WHERE j.run_id = runs.id)
+                 JOIN jobs j ON j.id = a.job_id WHERE j.run_id = runs.id),
+                replay_of
          FROM runs WHERE {filter} ORDER BY created_at, id"
     ))?;
     let rows = stmt.query_map(values, |r| {
@@ -737,10 +742,11 @@ fn load_runs(
             r.get::<_, String>(4)?,
             r.get::<_, bool>(5)?,
             r.get::<_, i64>(6)?,
+            r.get(7)?,
         ))
     })?;
     for row in rows {
-        let (id, spec, input, story_id, state, cancel_requested, tokens_used) = row?;
+        let (id, spec, input, story_id, state, cancel_requested, tokens_used, replay_of) = row?;
         runs.push(StoredRun {
             state: run_state(&state)?,
             cancel_requested,
@@ -753,6 +759,7 @@ fn load_runs(
             spec,
             input,
             story_id,
+            replay_of,
         });
     }
     Ok(runs)
@@ -884,6 +891,36 @@ fn load_deps(conn: &Connection, run_id: &str) -> Result<Vec<NewDep>, DbError> {
         });
     }
     Ok(deps)
+}
+
+/// Whether a run of this id exists.
+pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?
+        .exists([run_id])?)
+}
+
+/// The answers job `job_name` of run `run_id` recorded to its calls out
+/// (its `replay/...` artifacts), for a replay.
+pub fn recordings(
+    conn: &Connection,
+    run_id: &str,
+    job_name: &str,
+) -> Result<Vec<Artifact>, DbError> {
+    // `replay0` is the first name past every `replay/...` one.
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.name, a.sha256, a.size, j.name FROM artifacts a JOIN jobs j ON j.id = a.job_id
+         WHERE j.run_id = ?1 AND j.name = ?2 AND a.name >= 'replay/' AND a.name < 'replay0'",
+    )?;
+    let rows = stmt.query_map([run_id, job_name], |r| {
+        Ok(Artifact {
+            name: r.get(0)?,
+            sha256: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            producer: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn load_artifacts(conn: &Connection, run_id: &str) -> Result<Vec<(String, Artifact)>, DbError> {

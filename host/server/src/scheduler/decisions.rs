@@ -64,6 +64,8 @@ pub(crate) struct Start {
     /// when the attempt starts.
     pub stored_documents: Vec<String>,
     pub document_scope: String,
+    /// The run whose recordings answer the attempt's calls out.
+    pub replay_of: Option<String>,
 }
 
 /// Which of `names` the document scope (a story) holds in the database.
@@ -640,6 +642,7 @@ pub(super) fn start_job(
         log_sink: config.log_sink.clone(),
         cancel: Some(cancel),
         spawn_budget: Some(run.spawn_budget.clone()),
+        replay: None,
     };
     run.jobs[job].state = running;
     fx.starts.push(Start {
@@ -651,6 +654,7 @@ pub(super) fn start_job(
         documents,
         stored_documents,
         document_scope: run.document_scope().to_owned(),
+        replay_of: run.replay_of.clone(),
     });
     true
 }

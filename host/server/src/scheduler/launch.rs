@@ -7,13 +7,14 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::log::CapturedLog;
+use warren_sandbox::capabilities::replay::ReplaySource;
 use warren_sandbox::runtime::{AttemptFailure, AttemptOutcome, JobFailure, Runtime};
 use warren_vocabulary::{Artifact, Usage};
 
 use super::Command;
 use super::decisions::Start;
 use super::inputs::InputDir;
-use crate::db::{Database, documents};
+use crate::db::{Database, documents, runs};
 
 /// An attempt that ended.
 pub(crate) struct Completion {
@@ -104,8 +105,19 @@ async fn run_started(runtime: Arc<Runtime>, db: Arc<Database>, start: Start) -> 
         documents,
         stored_documents,
         document_scope,
+        replay_of,
         ..
     } = start;
+    if let Some(replayed) = replay_of {
+        let job_name = request.job_name.clone();
+        let read = db
+            .query(move |conn| runs::recordings(conn, &replayed, &job_name).map(|r| (replayed, r)))
+            .await;
+        match read {
+            Ok((run_id, recordings)) => request.replay = Some(ReplaySource { run_id, recordings }),
+            Err(e) => return host_failure(format!("reading the recordings to replay: {e}")),
+        }
+    }
     request.documents = documents
         .into_iter()
         .map(|(name, content)| (name, content.to_string()))

@@ -127,6 +127,9 @@ pub struct Submission {
     /// those they spawn, which see their parent's artifacts there). Kept in
     /// memory only: `warren run` uses it, a recovered run runs without it.
     pub in_dir: Option<std::path::PathBuf>,
+    /// An earlier run whose recorded answers to model calls and HTTP
+    /// requests answer this run's, instead of the destinations.
+    pub replay: Option<String>,
 }
 
 /// Where a run's pipeline comes from.
@@ -148,6 +151,8 @@ pub enum EngineError {
     UnknownTemplate(String),
     #[error("run {0:?} not found")]
     UnknownRun(String),
+    #[error("run {0:?} not found: there is nothing to replay")]
+    UnknownReplay(String),
     #[error("{0:?} is not a valid story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)")]
     BadStoryId(String),
     #[error("the input does not match the pipeline's input_schema: {0}")]
@@ -495,6 +500,17 @@ impl Engine {
             return Err(EngineError::BadStoryId(story.clone()));
         }
         self.check_free_space()?;
+        if let Some(replayed) = &submission.replay {
+            let id = replayed.clone();
+            let exists = names::is_valid_id(&id)
+                && self
+                    .db
+                    .query(move |conn| runs::run_exists(conn, &id))
+                    .await?;
+            if !exists {
+                return Err(EngineError::UnknownReplay(replayed.clone()));
+            }
+        }
         let (spec, spec_text, template, input_schema) = match submission.pipeline {
             PipelineSource::Inline(spec) => {
                 let text =
@@ -602,6 +618,7 @@ impl Engine {
             spec: spec_text,
             input,
             story_id: submission.story_id,
+            replay_of: submission.replay,
         };
         let mut graph =
             run_graph::ActiveRun::new(&new_run, spec.max_parallel, &jobs, &deps, RunState::Pending);

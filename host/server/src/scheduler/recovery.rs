@@ -36,6 +36,7 @@ pub(super) fn rebuild(
         spec: String::new(),
         input: stored_run.input.clone(),
         story_id: stored_run.story_id.clone(),
+        replay_of: stored_run.replay_of.clone(),
     };
     let jobs: Vec<NewJob> = stored_run
         .jobs

@@ -95,6 +95,8 @@ pub(crate) struct ActiveRun {
     /// Model tokens the run may still use (`budget.max_tokens` less what
     /// its attempts used), shared with its running attempts.
     pub token_budget: Option<Arc<AtomicU64>>,
+    /// The run whose recorded answers to calls out its attempts are given.
+    pub replay_of: Option<String>,
 }
 
 impl ActiveRun {
@@ -123,6 +125,7 @@ impl ActiveRun {
             data_bytes: 0,
             documents: HashMap::new(),
             token_budget: None,
+            replay_of: run.replay_of.clone(),
         };
         graph.add_jobs(jobs, deps);
         graph
