@@ -32,7 +32,8 @@
 //! warren_sdk::export_job!(Shout);
 //! ```
 //!
-//! Agents implement [`Agent`] and are exported with [`export_agent!`].
+//! Agents implement [`Agent`] and are exported with [`export_agent!`];
+//! guards implement [`guard::Guard`] and are exported with [`export_guard!`].
 //! Host capabilities are plain functions: [`log`], [`memory`], [`artifacts`]
 //! and [`jobs`]; what people decided about a job (its approval gate, input
 //! given to it) comes from `ctx.reviews()`. Files go through `std::fs` under `/work`, `/in` and `/out`.
@@ -45,6 +46,7 @@ mod error;
 mod job;
 
 pub mod artifacts;
+pub mod guard;
 pub mod http;
 pub mod jobs;
 pub mod log;
@@ -98,6 +100,21 @@ pub mod bindings {
         });
     }
 
+    /// The `guard` world: the `log` import, exports `guard-handler`.
+    pub mod guard {
+        wit_bindgen::generate!({
+            world: "guard",
+            path: "wit",
+            pub_export_macro: true,
+            export_macro_name: "__export_guard_world",
+            default_bindings_module: "warren_sdk::bindings::guard",
+            runtime_path: "warren_sdk::__private::wit_bindgen::rt",
+            with: {
+                "warren:plugin/log@0.1.0": crate::bindings::job::warren::plugin::log,
+            },
+        });
+    }
+
     pub use job::warren::plugin::types;
 }
 
@@ -105,6 +122,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::agent::{describe_agent, invoke_agent};
+    pub use crate::guard::check_guard;
     pub use crate::job::run_job;
     pub use wit_bindgen;
 }

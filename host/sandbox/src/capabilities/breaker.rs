@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+/// Destinations tracked at most: past it, the closed ones are forgotten
+/// (with their counts), so a plugin calling ever new hosts cannot grow
+/// the map without bound. Only a destination that keeps failing stays.
+const MAX_TRACKED: usize = 4_096;
+
 /// When breakers open and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
@@ -113,6 +118,9 @@ impl Breakers {
     /// breaker stays open.
     pub fn admit(self: &Arc<Self>, destination: &str) -> Result<Admission, Duration> {
         let mut all = self.lock();
+        if all.len() >= MAX_TRACKED && !all.contains_key(destination) {
+            all.retain(|_, d| d.state != BreakerState::Closed);
+        }
         let entry = all
             .entry(destination.to_owned())
             .or_insert_with(|| Destination {
@@ -248,5 +256,24 @@ mod tests {
             (report[0].sent, report[0].failed, report[0].refused),
             (9, 5, 3)
         );
+    }
+
+    #[test]
+    fn ever_new_destinations_do_not_grow_the_map_without_bound() {
+        let breakers = Arc::new(Breakers::new(BreakerSettings {
+            failures: 1,
+            cooldown: Duration::from_secs(60),
+        }));
+        breakers.admit("failing:443").expect("closed").record(false);
+        for i in 0..MAX_TRACKED * 2 {
+            breakers
+                .admit(&format!("host-{i}.example.com:443"))
+                .expect("closed")
+                .record(true);
+        }
+        let report = breakers.report();
+        assert!(report.len() <= MAX_TRACKED, "{}", report.len());
+        // The open breaker is kept: its destination still fails fast.
+        assert!(breakers.admit("failing:443").is_err());
     }
 }
