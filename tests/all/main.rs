@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod documents;
 mod engine;
+mod guards;
 mod hardening;
 mod hostile;
 mod idempotency;

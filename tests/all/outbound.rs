@@ -411,7 +411,7 @@ async fn a_server_that_never_answers_is_cut_at_the_deadline_and_by_a_cancel() {
 }
 
 /// Every file under `dir`, read whole.
-fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+pub(crate) fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(next) = stack.pop() {

@@ -43,9 +43,23 @@ mod agent_world {
     });
 }
 
+mod guard_world {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "guard",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "warren:plugin/log": super::job_world::warren::plugin::log,
+        },
+    });
+}
+
 pub use agent_world::exports::warren::plugin::agent_handler;
 pub use agent_world::warren::plugin::agent_inputs;
 pub use agent_world::{Agent, AgentPre};
+pub use guard_world::GuardPre;
+pub use guard_world::exports::warren::plugin::guard_handler;
 pub use job_world::warren::plugin::{
     agent_memory, artifacts, jobs, log, memory, models, reviews, types,
 };
@@ -57,3 +71,5 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 pub const JOB_EXPORT: &str = "warren:plugin/job-handler";
 /// Export an agent plugin must have.
 pub const AGENT_EXPORT: &str = "warren:plugin/agent-handler";
+/// Export a guard plugin must have.
+pub const GUARD_EXPORT: &str = "warren:plugin/guard-handler";

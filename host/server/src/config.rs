@@ -12,8 +12,9 @@ use crate::catalogue::grants::{
     DirectoryRule, ModelEndpoint, OutboundRule, Policy, SecretGrant, SecretValue,
 };
 use crate::db::Durability;
+use crate::scheduler::guards::GuardConfig;
 use warren_sandbox::capabilities::breaker::BreakerSettings;
-use warren_vocabulary::{LimitsSpec, MemoryScope};
+use warren_vocabulary::{LimitsSpec, MemoryScope, names};
 
 /// What a bearer token may do (shared with the gates that name one).
 pub use warren_vocabulary::Role;
@@ -65,6 +66,22 @@ pub struct Layer {
     /// `[models.NAME]` of `warren.toml`: chat completions endpoints
     /// plugins may call by name.
     pub models: Option<std::collections::BTreeMap<String, ModelSource>>,
+    /// Guard plugins that check every run's input, before a pipeline's own.
+    pub default_guards: Option<Vec<String>>,
+    /// `[guards.NAME]` of `warren.toml`: each guard's settings, handed to
+    /// it with every check.
+    pub guards: Option<
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, GuardSetting>>,
+    >,
+}
+
+/// A guard's setting: a word, or a list of words (handed over joined by
+/// commas).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum GuardSetting {
+    Text(String),
+    List(Vec<String>),
 }
 
 /// An OpenAI-compatible chat completions endpoint.
@@ -234,6 +251,8 @@ pub struct ServeConfig {
     pub policy: Policy,
     /// When outbound destinations' circuit breakers open.
     pub breakers: BreakerSettings,
+    /// `default_guards` and each guard's settings.
+    pub guards: GuardConfig,
 }
 
 impl Default for ServeConfig {
@@ -257,6 +276,7 @@ impl Default for ServeConfig {
             default_flow: DEFAULT_FLOW.to_owned(),
             policy: Policy::default(),
             breakers: BreakerSettings::default(),
+            guards: GuardConfig::default(),
         }
     }
 }
@@ -395,6 +415,15 @@ impl Layer {
             models: None,
             breaker_failures: parsed(&get, "WARREN_BREAKER_FAILURES")?,
             breaker_cooldown_ms: parsed(&get, "WARREN_BREAKER_COOLDOWN_MS")?,
+            default_guards: get("WARREN_DEFAULT_GUARDS").map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            // Settings are tables: warren.toml only.
+            guards: None,
         })
     }
 }
@@ -504,6 +533,27 @@ impl ServeConfig {
             }
             if let Some(ms) = layer.breaker_cooldown_ms {
                 config.breakers.cooldown = Duration::from_millis(ms);
+            }
+            if let Some(guards) = layer.default_guards {
+                if let Some(bad) = guards.iter().find(|g| !names::is_valid_plugin_name(g)) {
+                    return Err(ConfigError::Invalid(format!(
+                        "default_guards: {bad:?} is not a plugin name"
+                    )));
+                }
+                config.guards.default_guards = guards;
+            }
+            for (guard, settings) in layer.guards.into_iter().flatten() {
+                let pairs = settings
+                    .into_iter()
+                    .map(|(key, value)| {
+                        let value = match value {
+                            GuardSetting::Text(text) => text,
+                            GuardSetting::List(words) => words.join(","),
+                        };
+                        (key, value)
+                    })
+                    .collect();
+                config.guards.settings.insert(guard, pairs);
             }
             for (name, source) in layer.secrets.iter().flatten() {
                 let secret = source.read(name)?;

@@ -14,6 +14,7 @@
 
 mod agent;
 mod artifact;
+mod guard;
 mod id;
 mod limits;
 pub mod names;
@@ -26,6 +27,7 @@ mod usage;
 
 pub use agent::{AgentInfo, MAX_AGENT_DOCUMENTS};
 pub use artifact::Artifact;
+pub use guard::{GuardFinding, GuardSubjectKind, GuardVerdict, Screening};
 pub use id::{new_id, now_ms};
 pub use limits::{Limits, LimitsSpec};
 pub use pipeline::{Condition, RetryPolicy};

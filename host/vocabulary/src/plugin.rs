@@ -9,11 +9,14 @@ use serde::{Deserialize, Serialize};
 pub enum PluginKind {
     Job,
     Agent,
+    /// A policy check of text (see [`crate::GuardVerdict`]): never a job.
+    Guard,
 }
 
 crate::text_enum!(PluginKind {
     Job => "job",
     Agent => "agent",
+    Guard => "guard",
 });
 
 /// A memory namespace a plugin's calls may be bound to.

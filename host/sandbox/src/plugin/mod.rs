@@ -14,7 +14,9 @@ use warren_vocabulary::names::is_valid_plugin_name;
 use warren_vocabulary::{AgentInfo, PluginKind};
 
 use crate::artifact_store::sha256_hex;
-use crate::bindings::{AGENT_EXPORT, AgentPre, CONTRACT_VERSION, JOB_EXPORT, JobPre};
+use crate::bindings::{
+    AGENT_EXPORT, AgentPre, CONTRACT_VERSION, GUARD_EXPORT, GuardPre, JOB_EXPORT, JobPre,
+};
 use crate::runtime::{CacheOutcome, PluginState, Runtime};
 
 pub use grants::Grants;
@@ -43,7 +45,7 @@ pub enum PluginError {
     #[error("invalid component: {0}")]
     Invalid(String),
     #[error(
-        "exports neither the `job` world ({JOB_EXPORT}@{CONTRACT_VERSION}) nor the `agent` world ({AGENT_EXPORT}@{CONTRACT_VERSION}); it exports: {exports}"
+        "exports none of the `job` world ({JOB_EXPORT}@{CONTRACT_VERSION}), the `agent` world ({AGENT_EXPORT}@{CONTRACT_VERSION}) and the `guard` world ({GUARD_EXPORT}@{CONTRACT_VERSION}); it exports: {exports}"
     )]
     WrongWorld { exports: String },
     #[error("targets warren:plugin {found}, but this host supports {CONTRACT_VERSION}")]
@@ -59,6 +61,7 @@ pub enum PluginError {
 pub enum PluginPre {
     Job(JobPre<PluginState>),
     Agent(AgentPre<PluginState>),
+    Guard(GuardPre<PluginState>),
 }
 
 /// A validated, compiled plugin version.
@@ -222,6 +225,9 @@ pub(crate) fn load_bytes(
         PluginKind::Agent => PluginPre::Agent(
             AgentPre::new(pre).map_err(|e| PluginError::ContractMismatch(format!("{e:#}")))?,
         ),
+        PluginKind::Guard => PluginPre::Guard(
+            GuardPre::new(pre).map_err(|e| PluginError::ContractMismatch(format!("{e:#}")))?,
+        ),
     };
     if cache == CacheOutcome::Compiled
         && let Err(e) = runtime.cache().store(&digest, &component)
@@ -294,6 +300,7 @@ fn world_of(component: &Component) -> Result<PluginKind, PluginError> {
     for (export, kind) in [
         (JOB_EXPORT, PluginKind::Job),
         (AGENT_EXPORT, PluginKind::Agent),
+        (GUARD_EXPORT, PluginKind::Guard),
     ] {
         match supported(export) {
             Some(Ok(())) => return Ok(kind),

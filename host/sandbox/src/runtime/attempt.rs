@@ -18,7 +18,7 @@ use warren_vocabulary::{
 
 use super::{MemoryLimitExceeded, MemoryLimiter, PluginState, Runtime};
 use crate::artifact_store::Pins;
-use crate::bindings::{agent_handler, types};
+use crate::bindings::{agent_handler, guard_handler, types};
 use crate::capabilities::agent_inputs::AgentInputsState;
 use crate::capabilities::artifacts::{ArtifactsCtx, ArtifactsState};
 use crate::capabilities::disk_quota::{DiskQuota, DiskQuotaExceeded};
@@ -256,12 +256,15 @@ pub struct WrittenDocument {
 }
 
 /// What the attempt calls in the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Call {
+#[derive(Debug)]
+pub(super) enum Call {
     /// The job's `run` or the agent's `invoke`.
     Handler,
     /// The agent's `describe`; its answer is the JSON of an [`AgentInfo`].
     Describe,
+    /// The guard's `check`; its answer is the JSON of a
+    /// [`warren_vocabulary::GuardVerdict`].
+    Guard(guard_handler::Subject),
 }
 
 /// What a successful call returned.
@@ -384,7 +387,7 @@ impl Runtime {
         Ok(info)
     }
 
-    async fn run_call(
+    pub(super) async fn run_call(
         &self,
         plugin: &Plugin,
         request: AttemptRequest,
@@ -647,7 +650,7 @@ impl Runtime {
             // Only agents import it; a job's upstream is in its context.
             agent_inputs: AgentInputsState::new(match plugin.kind() {
                 PluginKind::Agent => request.upstream.clone(),
-                PluginKind::Job => Vec::new(),
+                PluginKind::Job | PluginKind::Guard => Vec::new(),
             }),
             http: WasiHttpCtx::new(),
             models: ModelsState::new(ModelsCtx {
@@ -703,7 +706,7 @@ async fn call_plugin(
     call: Call,
 ) -> CallResult {
     match (plugin.pre(), call) {
-        (PluginPre::Job(pre), _) => {
+        (PluginPre::Job(pre), Call::Handler) => {
             let instance = pre.instantiate_async(&mut *store).await?;
             let ctx = types::JobContext {
                 run_id: request.run_id.clone(),
@@ -796,6 +799,25 @@ async fn call_plugin(
                 documents,
             }))
         }
+        (PluginPre::Guard(pre), Call::Guard(subject)) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let verdict = instance
+                .warren_plugin_guard_handler()
+                .call_check(&mut *store, &subject)
+                .await?;
+            Ok(Ok(Answer {
+                output: serde_json::to_string(&super::guard::verdict_of(verdict))?,
+                documents: Vec::new(),
+            }))
+        }
+        (pre, _) => Err(wasmtime::Error::msg(format!(
+            "a {} plugin cannot answer this call",
+            match pre {
+                PluginPre::Job(_) => "job",
+                PluginPre::Agent(_) => "agent",
+                PluginPre::Guard(_) => "guard",
+            }
+        ))),
     }
 }
 

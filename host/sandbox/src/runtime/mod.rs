@@ -4,6 +4,7 @@
 mod attempt;
 mod cache;
 mod engine;
+mod guard;
 mod limiter;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ pub use attempt::{
 };
 pub use cache::{CacheOutcome, CompileCache};
 pub use engine::{EPOCH_TICK, EngineSettings};
+pub use guard::GuardSubject;
 pub use limiter::{MemoryLimitExceeded, MemoryLimiter};
 
 use crate::artifact_store::ArtifactStore;

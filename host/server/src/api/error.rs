@@ -15,6 +15,8 @@ pub struct ApiError {
     /// Stable, machine-readable; documented in docs/api.md.
     pub code: &'static str,
     pub message: String,
+    /// Machine-readable specifics of some errors (see [`ErrorBody`]).
+    pub details: Option<serde_json::Value>,
 }
 
 /// Every error response.
@@ -28,10 +30,17 @@ pub struct ErrorBody {
     /// `method_not_allowed`, `timeout`, `run_ended`, `conflict`,
     /// `idempotency_key_in_use`, `idempotency_key_reused`,
     /// `invalid_input`, `payload_too_large`, `unsupported_media_type`,
-    /// `internal`, `unavailable`, `insufficient_storage`.
+    /// `internal`, `unavailable`, `insufficient_storage`,
+    /// `unknown_replay`, `rejected_input`, `guard_unavailable`.
     pub code: String,
     /// For people; may change.
     pub message: String,
+    /// `rejected_input`: `{"guard", "category", "reason", "sha256"}` (the
+    /// sha256 of the input refused, which was not stored);
+    /// `guard_unavailable`: `{"guard"}`. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -40,7 +49,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// The error with machine-readable specifics.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -71,6 +87,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             code: self.code.to_owned(),
             message: self.message,
+            details: self.details,
         };
         (self.status, Json(body)).into_response()
     }
@@ -107,6 +124,31 @@ impl From<EngineError> for ApiError {
                 "unknown_replay",
                 error.to_string(),
             ),
+            EngineError::RejectedInput {
+                ref guard,
+                ref category,
+                ref reason,
+                ref sha256,
+            } => {
+                let details = serde_json::json!({
+                    "guard": guard, "category": category, "reason": reason, "sha256": sha256,
+                });
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "rejected_input",
+                    error.to_string(),
+                )
+                .with_details(details)
+            }
+            EngineError::GuardUnavailable { ref guard, .. } => {
+                let details = serde_json::json!({ "guard": guard });
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "guard_unavailable",
+                    format!("the input was not let through: {error}"),
+                )
+                .with_details(details)
+            }
             EngineError::UnknownJob(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
             }

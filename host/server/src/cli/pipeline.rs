@@ -57,10 +57,10 @@ pub fn exit_code(run: &RunRecord) -> i32 {
 
 /// Starts an engine over `options`, recovering unfinished runs.
 pub async fn start_engine(options: &EngineOptions) -> Result<Engine, PipelineError> {
-    let policy = Layer::operator(options.config.as_deref())
+    let operator = Layer::operator(options.config.as_deref())
         .and_then(|layers| ServeConfig::resolve(&layers))
-        .map_err(|e| PipelineError::Usage(e.to_string()))?
-        .policy;
+        .map_err(|e| PipelineError::Usage(e.to_string()))?;
+    let policy = operator.policy;
     let host = HostBuilder::new(&options.data_dir)
         .durability(options.durability)
         .open()
@@ -81,6 +81,8 @@ pub async fn start_engine(options: &EngineOptions) -> Result<Engine, PipelineErr
     let engine_config = EngineConfig {
         max_concurrent_jobs: options.concurrency.max(1),
         limit_ceiling: policy.max_limits,
+        // As under `warren serve`: the operator's guards check inputs.
+        guards: operator.guards,
         ..EngineConfig::default()
     };
     Ok(host.start_engine(engine_config).await?)

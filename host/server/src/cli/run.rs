@@ -193,6 +193,12 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
             root.with_agent_info(info)
         }
         PluginKind::Job => root,
+        PluginKind::Guard => {
+            return Err(RunError::Usage(format!(
+                "{} is a guard: it checks runs' inputs and outputs when a pipeline names it in `guards` (or the server in `default_guards`); `warren run` runs jobs and agents",
+                plugin_path.display()
+            )));
+        }
     };
     let name = root.name().to_owned();
     host.plugins.insert(root);
@@ -232,6 +238,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         limits: options.limits,
         output: true,
         approval: None,
+        screen: false,
     };
     let run_id = engine
         .submit(Submission {
@@ -241,6 +248,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
                 input_schema: None,
                 jobs: BTreeMap::from([(name, job)]),
                 budget: None,
+                guards: Vec::new(),
             }),
             input,
             story_id: options.story_id.clone(),

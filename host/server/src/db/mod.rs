@@ -12,6 +12,7 @@ pub mod plugins;
 pub mod reads;
 pub mod retention;
 pub mod runs;
+pub mod screenings;
 pub mod writer;
 
 use std::path::Path;
@@ -68,6 +69,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_approvals.sql"),
     include_str!("migrations/0014_model_tokens.sql"),
     include_str!("migrations/0015_replay.sql"),
+    include_str!("migrations/0016_screenings.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

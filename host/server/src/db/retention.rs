@@ -10,7 +10,8 @@ use super::DbError;
 
 /// Deletes at most `batch` runs that ended before `cutoff_ms` (oldest
 /// first), with their jobs, dependencies, attempts and their logs, artifact
-/// rows and uses, reviews, run memory and events. Returns how many runs went. The
+/// rows and uses, reviews, guards' verdicts, run memory and events (and
+/// the verdicts on submissions refused before `cutoff_ms`). Returns how many runs went. The
 /// blobs the artifact rows named are left to the artifact collector.
 ///
 /// The newest event row is never deleted, so event ids (which clients
@@ -27,6 +28,12 @@ pub fn delete_ended_runs(
         )?
         .query_map(params![cutoff_ms, batch as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    // Refused submissions have no run: their verdicts go by age.
+    conn.prepare_cached(
+        "DELETE FROM screenings WHERE id IN
+           (SELECT id FROM screenings WHERE run_id IS NULL AND at < ?1 LIMIT ?2)",
+    )?
+    .execute(params![cutoff_ms, batch as i64])?;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -37,6 +44,7 @@ pub fn delete_ended_runs(
         format!("DELETE FROM artifact_uses WHERE consumer_job_id IN ({jobs})"),
         format!("DELETE FROM artifacts WHERE job_id IN ({jobs})"),
         format!("DELETE FROM reviews WHERE job_id IN ({jobs})"),
+        format!("DELETE FROM screenings WHERE run_id IN ({runs})"),
         format!("DELETE FROM attempts WHERE job_id IN ({jobs})"),
         format!("DELETE FROM job_deps WHERE job_id IN ({jobs})"),
         format!("DELETE FROM jobs WHERE run_id IN ({runs})"),

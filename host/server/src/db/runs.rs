@@ -9,8 +9,9 @@ use super::DbError;
 use warren_sandbox::runtime::WrittenDocument;
 use warren_vocabulary::text;
 use warren_vocabulary::{
-    ApprovalGate, Artifact, Condition, Decision, JobState, Limits, MAX_REVIEWS_HANDED, MemoryScope,
-    RetryPolicy, Review, Reviewer, Role, RunState, Usage, now_ms,
+    ApprovalGate, Artifact, Condition, Decision, GuardVerdict, JobState, Limits,
+    MAX_REVIEWS_HANDED, MemoryScope, RetryPolicy, Review, Reviewer, Role, RunState, Screening,
+    Usage, now_ms,
 };
 
 #[derive(Debug, Clone)]
@@ -124,6 +125,13 @@ pub enum Change {
         run_id: String,
         job_id: String,
         review: Review,
+    },
+    /// A guard's verdict on the run's input, a job's output or a
+    /// document, with its event.
+    Screened {
+        run_id: String,
+        job_id: Option<String>,
+        screening: Screening,
     },
     /// An agent's documents: each a new version in `scope` (a story).
     Documents {
@@ -496,6 +504,38 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 for (producer, name) in uses {
                     insert.execute(params![consumer_job_id, producer, name, attempt])?;
                 }
+            }
+            Change::Screened {
+                run_id,
+                job_id,
+                screening,
+            } => {
+                super::screenings::insert(conn, at, Some(run_id), job_id.as_deref(), screening)?;
+                let detail = json(&super::screenings::ScreeningDetail::of(screening))?;
+                let reason = match &screening.verdict {
+                    GuardVerdict::Deny {
+                        category, reason, ..
+                    } => format!("guard {} denied it: {category}: {reason}", screening.guard),
+                    GuardVerdict::Redact { findings, .. } => format!(
+                        "guard {} redacted {} finding(s)",
+                        screening.guard,
+                        findings.len()
+                    ),
+                    GuardVerdict::Allow => format!("guard {} allowed it", screening.guard),
+                };
+                event(
+                    conn,
+                    at,
+                    Event {
+                        run_id,
+                        job_id: job_id.as_deref(),
+                        kind: "guard",
+                        from: None,
+                        to: screening.verdict.name(),
+                        reason: Some(&reason),
+                        detail: Some(&detail),
+                    },
+                )?;
             }
             Change::Review {
                 run_id,

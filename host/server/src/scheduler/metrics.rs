@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::db::runs::Change;
 use warren_sandbox::capabilities::breaker::{BreakerState, DestinationReport};
-use warren_vocabulary::{Decision, JobState, RunState};
+use warren_vocabulary::{Decision, JobState, RunState, Screening};
 
 /// Upper bounds (seconds) of the attempt duration histogram.
 const DURATION_BUCKETS: [f64; 12] = [
@@ -65,7 +65,12 @@ pub struct Metrics {
     pub(crate) runs_waiting: [AtomicU64; WAITING_RUN_STATES.len()],
     /// Reviews recorded, by decision.
     reviews: [AtomicU64; Decision::ALL.len()],
+    /// Guards' verdicts, by [`VERDICTS`].
+    verdicts: [AtomicU64; VERDICTS.len()],
 }
+
+/// A guard's verdicts, in the order of [`Metrics::verdicts`].
+const VERDICTS: [&str; 3] = ["allow", "deny", "redact"];
 
 impl Metrics {
     pub(crate) fn count(&self, changes: &[Change]) {
@@ -107,7 +112,20 @@ impl Metrics {
                         self.reviews[i].fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                Change::Screened { screening, .. } => {
+                    self.count_screenings(std::slice::from_ref(screening));
+                }
                 _ => {}
+            }
+        }
+    }
+
+    /// Counts guards' verdicts (those of a refused submission are stored
+    /// outside any batch).
+    pub(crate) fn count_screenings(&self, screenings: &[Screening]) {
+        for screening in screenings {
+            if let Some(i) = VERDICTS.iter().position(|v| *v == screening.verdict.name()) {
+                self.verdicts[i].fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -116,6 +134,17 @@ impl Metrics {
     pub fn render(&self) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP warren_guard_verdicts_total Guards' verdicts on inputs, outputs and documents.\n# TYPE warren_guard_verdicts_total counter"
+        );
+        for (verdict, n) in VERDICTS.iter().zip(&self.verdicts) {
+            let _ = writeln!(
+                out,
+                "warren_guard_verdicts_total{{verdict=\"{verdict}\"}} {}",
+                get(n)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP warren_runs_submitted_total Runs accepted.\n# TYPE warren_runs_submitted_total counter\nwarren_runs_submitted_total {}",

@@ -5,6 +5,7 @@
 //! again.
 
 mod decisions;
+pub mod guards;
 mod inputs;
 mod launch;
 pub mod metrics;
@@ -82,6 +83,8 @@ pub struct EngineConfig {
     /// delaying the tasks of the one serving HTTP (the OS shares the cores
     /// between the two). `None`: the runtime that started the engine.
     pub attempts_on: Option<tokio::runtime::Handle>,
+    /// `default_guards` and each guard's settings.
+    pub guards: guards::GuardConfig,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -112,6 +115,7 @@ impl Default for EngineConfig {
             min_free_disk_bytes: 0,
             max_run_data_bytes: DEFAULT_MAX_RUN_DATA_BYTES,
             attempts_on: None,
+            guards: guards::GuardConfig::default(),
         }
     }
 }
@@ -153,6 +157,18 @@ pub enum EngineError {
     UnknownRun(String),
     #[error("run {0:?} not found: there is nothing to replay")]
     UnknownReplay(String),
+    /// A guard denied the run's input: nothing of it was stored but its
+    /// sha256 and the verdict.
+    #[error("guard {guard} rejected the input: {category}: {reason}")]
+    RejectedInput {
+        guard: String,
+        category: String,
+        reason: String,
+        sha256: String,
+    },
+    /// A guard could not answer: the input was not let through.
+    #[error("{message}")]
+    GuardUnavailable { guard: String, message: String },
     #[error("{0:?} is not a valid story id (1 to 128 letters, digits, `-`, `_`, `.`, `:`)")]
     BadStoryId(String),
     #[error("the input does not match the pipeline's input_schema: {0}")]
@@ -230,6 +246,8 @@ pub struct Engine {
     data_dir: std::path::PathBuf,
     /// Where an approved job's held documents are read from.
     store: Arc<ArtifactStore>,
+    /// Runs guards on what is submitted.
+    runtime: Arc<Runtime>,
 }
 
 /// A stored template version: parsed, its input schema compiled, and as
@@ -300,7 +318,7 @@ impl Engine {
             .chain(parked.iter().map(|run| run.id.clone()))
             .collect();
         let scheduler = scheduler_loop::Scheduler::new(
-            runtime,
+            runtime.clone(),
             db.clone(),
             plugins.clone(),
             config.clone(),
@@ -331,6 +349,7 @@ impl Engine {
             data_dir,
             store: runtime_store,
             templates: Arc::default(),
+            runtime,
         })
     }
 
@@ -388,9 +407,13 @@ impl Engine {
         if !names::is_valid_template_name(name) {
             return Err(SpecError::BadTemplateName(name.to_owned()).into());
         }
-        let named: Vec<&str> = spec.jobs.values().map(|j| j.plugin.as_str()).collect();
-        self.plugins.wait_examined(&named, PLUGIN_WAIT).await;
-        spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
+        self.plugins
+            .wait_examined(&spec.plugins_named(), PLUGIN_WAIT)
+            .await;
+        spec.validate(
+            &|p| self.plugins.get(p).map(|p| p.kind()),
+            &self.config.limit_ceiling,
+        )?;
         let text = serde_json::to_string(spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
         // Compiled once, here: an invalid schema stores nothing, and the
         // runs of this version use it as compiled.
@@ -528,18 +551,25 @@ impl Engine {
                 )
             }
         };
-        if let Some(schema) = &input_schema {
-            schema
-                .check(&submission.input)
-                .map_err(EngineError::InvalidInput)?;
-        }
         // Plugins still being compiled at start are waited for, not refused.
-        let named: Vec<&str> = spec.jobs.values().map(|j| j.plugin.as_str()).collect();
+        let mut named = spec.plugins_named();
+        named.extend(self.config.guards.default_guards.iter().map(String::as_str));
         self.plugins.wait_examined(&named, PLUGIN_WAIT).await;
-        spec.validate(&|p| self.plugins.contains(p), &self.config.limit_ceiling)?;
+        spec.validate(
+            &|p| self.plugins.get(p).map(|p| p.kind()),
+            &self.config.limit_ceiling,
+        )?;
+        // Before anything of the input is stored or checked further.
+        let (input, screenings) = self
+            .screen_input(&spec, submission.input.to_string())
+            .await?;
+        if let Some(schema) = &input_schema {
+            let value: Value =
+                serde_json::from_str(&input).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            schema.check(&value).map_err(EngineError::InvalidInput)?;
+        }
 
         let run_id = warren_vocabulary::new_id();
-        let input = submission.input.to_string();
         // Each job without an input of its own stores a copy of the run's.
         let copies = spec.jobs.values().filter(|j| j.input.is_none()).count();
         if input.len().saturating_mul(copies) > MAX_COPIED_INPUT_BYTES {
@@ -632,15 +662,18 @@ impl Engine {
         graph.token_budget = spec
             .budget
             .map(|b| Arc::new(std::sync::atomic::AtomicU64::new(b.max_tokens)));
-        let changes = vec![
-            Change::InsertRun(new_run),
-            Change::InsertJobs {
-                run_id: run_id.clone(),
-                jobs,
-                deps,
-                reason: "submitted".into(),
-            },
-        ];
+        let mut changes = vec![Change::InsertRun(new_run)];
+        changes.extend(screenings.into_iter().map(|screening| Change::Screened {
+            run_id: run_id.clone(),
+            job_id: None,
+            screening,
+        }));
+        changes.push(Change::InsertJobs {
+            run_id: run_id.clone(),
+            jobs,
+            deps,
+            reason: "submitted".into(),
+        });
         let changes = Arc::new(changes);
         let batch = changes.clone();
         let stored_id = run_id.clone();
@@ -656,6 +689,77 @@ impl Engine {
             .send(Command::Submitted(graph))
             .map_err(|_| EngineError::Stopped)?;
         Ok((run_id, also))
+    }
+
+    /// The run's input once its guards let it through (redacted, if one
+    /// redacted it), with their verdicts. A denial is recorded without the
+    /// input (its sha256 only) and refuses the submission.
+    async fn screen_input(
+        &self,
+        spec: &PipelineSpec,
+        input: String,
+    ) -> Result<(String, Vec<warren_vocabulary::Screening>), EngineError> {
+        let names = self.config.guards.for_pipeline(spec);
+        if names.is_empty() {
+            return Ok((input, Vec::new()));
+        }
+        let guards = guards::Guard::resolve(&names, &self.config.guards, |n| self.plugins.get(n));
+        let origin = spec.name.clone().unwrap_or_default();
+        let runtime = self.runtime.clone();
+        // Guests run where attempts run, off the threads serving HTTP.
+        let screening = async move {
+            guards::screen(
+                &runtime,
+                &guards,
+                warren_vocabulary::GuardSubjectKind::RunInput,
+                &origin,
+                input,
+            )
+            .await
+        };
+        let screened = match &self.config.attempts_on {
+            Some(handle) => {
+                handle
+                    .spawn(screening)
+                    .await
+                    .map_err(|e| EngineError::GuardUnavailable {
+                        guard: String::new(),
+                        message: format!("the guards' task failed: {e}"),
+                    })?
+            }
+            None => screening.await,
+        };
+        match screened {
+            Ok(passed) => Ok(passed),
+            Err(guards::Stopped::Unavailable { guard, message }) => {
+                Err(EngineError::GuardUnavailable { guard, message })
+            }
+            Err(guards::Stopped::Denied { screenings }) => {
+                let denial = screenings
+                    .last()
+                    .and_then(|s| {
+                        let (category, reason) = s.denial()?;
+                        Some(EngineError::RejectedInput {
+                            guard: s.guard.clone(),
+                            category: category.to_owned(),
+                            reason: reason.to_owned(),
+                            sha256: s.sha256.clone(),
+                        })
+                    })
+                    .unwrap_or(EngineError::Stopped);
+                self.metrics.count_screenings(&screenings);
+                let at = warren_vocabulary::now_ms();
+                self.db
+                    .write(move |conn| {
+                        for screening in &screenings {
+                            crate::db::screenings::insert(conn, at, None, None, screening)?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                Err(denial)
+            }
+        }
     }
 
     /// Cancels a run: running guests stop at their next epoch tick, every

@@ -50,6 +50,7 @@ fn run_of(change: &Change) -> Option<&str> {
         | Change::RunState { run_id, .. }
         | Change::JobState { run_id, .. }
         | Change::Review { run_id, .. }
+        | Change::Screened { run_id, .. }
         | Change::Documents { run_id, .. } => Some(run_id),
         // Attempts' records come with a job's change in the same batch.
         Change::StartAttempt { .. }

@@ -25,10 +25,13 @@ use serde_json::Value;
 
 use warren_vocabulary::names::{is_valid_job_name, is_valid_plugin_name};
 use warren_vocabulary::text::{self, MAX_ERROR_BYTES};
-use warren_vocabulary::{ApprovalGate, Condition, Limits, LimitsSpec, RetryPolicy};
+use warren_vocabulary::{ApprovalGate, Condition, Limits, LimitsSpec, PluginKind, RetryPolicy};
 
 /// Most jobs one pipeline may declare.
 pub const MAX_JOBS: usize = 20_000;
+
+/// Guards a pipeline may list.
+pub const MAX_GUARDS: usize = 8;
 /// Largest `input_schema`, as JSON: each template version's is compiled
 /// and kept in memory.
 pub const MAX_INPUT_SCHEMA_BYTES: usize = 64 << 10;
@@ -62,6 +65,12 @@ pub struct PipelineSpec {
     /// What the whole run may use, over all its jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<RunBudget>,
+    /// Guard plugins that check the run's input before it is stored (after
+    /// the server's `default_guards`), and the outputs and documents of the
+    /// jobs marked `screen`; at most 8.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 8)]
+    pub guards: Vec<String>,
 }
 
 /// A run's budget over all its attempts.
@@ -98,6 +107,11 @@ pub struct JobSpec {
     /// dependents see it (see docs/approvals.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalGate>,
+    /// The run's guards check its output and the documents it writes before
+    /// anything downstream sees them: a denial fails the job
+    /// (`guard_denied`), a redaction replaces them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub screen: bool,
 }
 
 impl JobSpec {
@@ -108,6 +122,15 @@ impl JobSpec {
 }
 
 impl PipelineSpec {
+    /// Every plugin it names: its jobs' and its guards.
+    pub fn plugins_named(&self) -> Vec<&str> {
+        self.jobs
+            .values()
+            .map(|j| j.plugin.as_str())
+            .chain(self.guards.iter().map(String::as_str))
+            .collect()
+    }
+
     /// The jobs whose outputs make the run's result: those marked
     /// `output`, or else those no other job needs.
     pub fn result_jobs(&self) -> Vec<&str> {
@@ -191,6 +214,14 @@ pub enum SpecError {
     BadMaxParallel,
     #[error("budget.max_tokens must be at least 1")]
     BadBudget,
+    #[error("a pipeline lists at most {MAX_GUARDS} guards, this one {0}")]
+    TooManyGuards(usize),
+    #[error("guard {guard:?}: {reason}")]
+    BadGuard { guard: String, reason: &'static str },
+    #[error(
+        "job {job:?}: plugin {plugin:?} is a guard: name it in the pipeline's `guards`, it does not run as a job"
+    )]
+    GuardAsJob { job: String, plugin: String },
     #[error("template name {0:?} is invalid (letters, digits, `-`, `_`, `.`, at most 64 bytes)")]
     BadTemplateName(String),
     #[error("input_schema is {0} bytes as JSON; at most {MAX_INPUT_SCHEMA_BYTES}")]
@@ -276,7 +307,7 @@ impl PipelineSpec {
     /// what a job may ask for.
     pub fn validate(
         &self,
-        plugin_exists: &dyn Fn(&str) -> bool,
+        plugin_kind: &dyn Fn(&str) -> Option<PluginKind>,
         ceiling: &Limits,
     ) -> Result<(), SpecError> {
         if self.jobs.is_empty() {
@@ -291,15 +322,45 @@ impl PipelineSpec {
         if self.budget.is_some_and(|b| b.max_tokens == 0) {
             return Err(SpecError::BadBudget);
         }
+        if self.guards.len() > MAX_GUARDS {
+            return Err(SpecError::TooManyGuards(self.guards.len()));
+        }
+        for (i, guard) in self.guards.iter().enumerate() {
+            let kind = is_valid_plugin_name(guard)
+                .then(|| plugin_kind(guard))
+                .flatten();
+            if kind != Some(PluginKind::Guard) || self.guards[..i].contains(guard) {
+                return Err(SpecError::BadGuard {
+                    guard: guard.clone(),
+                    reason: match kind {
+                        _ if self.guards[..i].contains(guard) => "listed twice",
+                        None => "no such plugin is loaded",
+                        Some(_) => "the plugin is not a guard",
+                    },
+                });
+            }
+        }
         for (name, job) in &self.jobs {
             if !is_valid_job_name(name) {
                 return Err(SpecError::BadJobName(name.clone()));
             }
-            if !is_valid_plugin_name(&job.plugin) || !plugin_exists(&job.plugin) {
-                return Err(SpecError::UnknownPlugin {
-                    job: name.clone(),
-                    plugin: job.plugin.clone(),
-                });
+            let kind = is_valid_plugin_name(&job.plugin)
+                .then(|| plugin_kind(&job.plugin))
+                .flatten();
+            match kind {
+                None => {
+                    return Err(SpecError::UnknownPlugin {
+                        job: name.clone(),
+                        plugin: job.plugin.clone(),
+                    });
+                }
+                Some(PluginKind::Guard) => {
+                    return Err(SpecError::GuardAsJob {
+                        job: name.clone(),
+                        plugin: job.plugin.clone(),
+                    });
+                }
+                Some(_) => {}
             }
             let mut seen = HashSet::new();
             for need in &job.needs {
@@ -455,7 +516,7 @@ mod tests {
     }
 
     fn validate(json: &str) -> Result<(), SpecError> {
-        let known = |p: &str| ["echo", "planner"].contains(&p);
+        let known = |p: &str| ["echo", "planner"].contains(&p).then_some(PluginKind::Job);
         parse(json)
             .expect("parses")
             .validate(&known, &Limits::default())
@@ -475,7 +536,8 @@ mod tests {
         assert_eq!(spec.jobs["report"].needs[0].condition(), Condition::Always);
         assert_eq!(spec.jobs["dev"].needs[0].condition(), Condition::OnSuccess);
         assert_eq!(spec.jobs["dev"].retry.max_attempts, 3);
-        spec.validate(&|_| true, &Limits::default()).expect("valid");
+        spec.validate(&|_| Some(PluginKind::Job), &Limits::default())
+            .expect("valid");
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! Guards at the engine's doors: a run's input is checked by the server's
+//! `default_guards` and then the pipeline's own before it is stored, and
+//! the output and documents of a job marked `screen` before anything
+//! downstream sees them. Each guard sees what the one before let through
+//! (a redaction included). A guard that cannot answer (not loaded, a
+//! trap, a limit, an answer that is not a verdict) stops what it checks:
+//! nothing passes by accident.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use warren_sandbox::artifact_store::sha256_hex;
+use warren_sandbox::plugin::Plugin;
+use warren_sandbox::runtime::{GuardSubject, Runtime};
+use warren_vocabulary::{GuardSubjectKind, GuardVerdict, PluginKind, Screening};
+
+use super::spec::PipelineSpec;
+
+/// The operator's guards: those of every run, and each one's settings.
+#[derive(Debug, Clone, Default)]
+pub struct GuardConfig {
+    /// Checked on every run's input, before a pipeline's own guards.
+    pub default_guards: Vec<String>,
+    /// `[guards.NAME]`: handed to guard `NAME` with every check.
+    pub settings: BTreeMap<String, Vec<(String, String)>>,
+}
+
+impl GuardConfig {
+    /// The guards of a run of `spec`: the defaults, then the pipeline's
+    /// own, each once.
+    pub fn for_pipeline(&self, spec: &PipelineSpec) -> Vec<String> {
+        let mut guards = self.default_guards.clone();
+        for guard in &spec.guards {
+            if !guards.contains(guard) {
+                guards.push(guard.clone());
+            }
+        }
+        guards
+    }
+}
+
+/// A guard to ask: its plugin, when it is loaded, and its settings.
+#[derive(Clone)]
+pub struct Guard {
+    pub name: String,
+    pub plugin: Option<Arc<Plugin>>,
+    pub settings: Vec<(String, String)>,
+}
+
+impl Guard {
+    pub fn resolve(
+        names: &[String],
+        config: &GuardConfig,
+        find: impl Fn(&str) -> Option<Arc<Plugin>>,
+    ) -> Vec<Self> {
+        names
+            .iter()
+            .map(|name| Self {
+                name: name.clone(),
+                plugin: find(name).filter(|p| p.kind() == PluginKind::Guard),
+                settings: config.settings.get(name).cloned().unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// Why a text did not pass.
+#[derive(Debug)]
+pub enum Stopped {
+    /// A guard denied it: `screenings` ends with the denial.
+    Denied { screenings: Vec<Screening> },
+    /// A guard could not answer.
+    Unavailable { guard: String, message: String },
+}
+
+/// Checks `content` with each of `guards` in turn. Returns what passed
+/// (redacted, if a guard redacted it) and every verdict, or why it did
+/// not pass.
+pub async fn screen(
+    runtime: &Runtime,
+    guards: &[Guard],
+    subject: GuardSubjectKind,
+    origin: &str,
+    mut content: String,
+) -> Result<(String, Vec<Screening>), Stopped> {
+    let mut screenings = Vec::with_capacity(guards.len());
+    for guard in guards {
+        let unavailable = |message: String| Stopped::Unavailable {
+            guard: guard.name.clone(),
+            message,
+        };
+        let Some(plugin) = &guard.plugin else {
+            return Err(unavailable(format!(
+                "guard {:?} is not loaded (or is not a guard)",
+                guard.name
+            )));
+        };
+        let sha256 = sha256_hex(content.as_bytes());
+        let verdict = runtime
+            .check_guard(
+                plugin,
+                GuardSubject {
+                    kind: subject,
+                    content: content.clone(),
+                    origin: origin.to_owned(),
+                    settings: guard.settings.clone(),
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+        check_findings(&verdict, content.len()).map_err(unavailable)?;
+        let recorded = |verdict| Screening {
+            guard: guard.name.clone(),
+            subject,
+            origin: origin.to_owned(),
+            sha256: sha256.clone(),
+            verdict,
+        };
+        match verdict {
+            GuardVerdict::Allow => screenings.push(recorded(GuardVerdict::Allow)),
+            denial @ GuardVerdict::Deny { .. } => {
+                screenings.push(recorded(denial));
+                return Err(Stopped::Denied { screenings });
+            }
+            GuardVerdict::Redact {
+                content: redacted,
+                findings,
+            } => {
+                // JSON stays JSON: a redaction that breaks it is no answer.
+                let is_json = subject != GuardSubjectKind::Document;
+                if is_json && serde_json::from_str::<serde::de::IgnoredAny>(&redacted).is_err() {
+                    return Err(unavailable(format!(
+                        "guard {:?} answered a redaction that is not JSON",
+                        guard.name
+                    )));
+                }
+                content = redacted;
+                screenings.push(recorded(GuardVerdict::Redact {
+                    content: String::new(),
+                    findings,
+                }));
+            }
+        }
+    }
+    Ok((content, screenings))
+}
+
+/// Findings must lie within the text checked and be few: they are stored
+/// and shown.
+fn check_findings(verdict: &GuardVerdict, content_len: usize) -> Result<(), String> {
+    const MAX_FINDINGS: usize = 1_000;
+    const MAX_CATEGORY_BYTES: usize = 64;
+    let findings = verdict.findings();
+    if findings.len() > MAX_FINDINGS {
+        return Err(format!(
+            "answered {} findings, more than {MAX_FINDINGS}",
+            findings.len()
+        ));
+    }
+    let category_ok = |c: &str| {
+        !c.is_empty()
+            && c.len() <= MAX_CATEGORY_BYTES
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    for f in findings {
+        let end = u64::from(f.start) + u64::from(f.length);
+        if end > content_len as u64 || !category_ok(&f.category) {
+            return Err(format!(
+                "answered a finding outside the text or with a bad category ({:?} at {}+{})",
+                warren_vocabulary::text::bounded(&f.category, MAX_CATEGORY_BYTES),
+                f.start,
+                f.length
+            ));
+        }
+    }
+    if let GuardVerdict::Deny {
+        category, reason, ..
+    } = verdict
+        && (!category_ok(category) || reason.len() > warren_vocabulary::text::MAX_REASON_BYTES)
+    {
+        return Err("answered a denial with a bad category or an overlong reason".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Guards through a real server: a run's input is checked before it is
+//! stored, a denial stores nothing of it, a redaction stores only what the
+//! guard gave back, and a guard that cannot answer lets nothing through.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::api::{TestServer, admin_and_client};
+use crate::outbound::files_under;
+use crate::support::guest_path;
+
+/// A server with the `guard-rules` test guest as plugin `rules`, set up by
+/// `adjust`.
+async fn with_rules(adjust: impl FnOnce(&mut warren::config::ServeConfig)) -> TestServer {
+    TestServer::start_with(admin_and_client(), |config| {
+        let dir = config.plugins_dir.clone().expect("plugins folder");
+        std::fs::copy(guest_path("guard_rules"), dir.join("rules.wasm")).expect("copy");
+        adjust(config);
+    })
+    .await
+}
+
+fn guarded(input: Value) -> Value {
+    json!({
+        "pipeline": {"name": "guarded", "guards": ["rules"], "jobs": {"a": {"plugin": "echo"}}},
+        "input": input,
+    })
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// Whether any file of the server's data directory holds `needle`.
+async fn stored_anywhere(server: &TestServer, needle: &str) -> Vec<String> {
+    let engine = server.server.as_ref().expect("running").engine.clone();
+    engine.sync().await.expect("sync");
+    files_under(&server.config.data_dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .map(|(path, _)| path.display().to_string())
+        .collect()
+}
+
+async fn ended(server: &TestServer, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+        if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id} never ended: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_denied_input_is_refused_and_nothing_of_it_is_stored() {
+    let server = with_rules(|_| {}).await;
+    let (_, plugin) = server.get("/v1/plugins/rules").await;
+    assert_eq!(plugin["versions"][0]["kind"], "guard", "{plugin}");
+
+    const MARKER: &str = "FORBIDDEN-marker-7c1e";
+    let input = json!({"note": format!("please run {MARKER}")});
+    let (status, body) = server.post("/v1/runs", &guarded(input.clone())).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "rejected_input", "{body}");
+    let details = &body["details"];
+    assert_eq!(details["guard"], "rules");
+    assert_eq!(details["category"], "test.keyword");
+    assert_eq!(details["reason"], "a forbidden word");
+    assert_eq!(details["sha256"], sha256(&input.to_string()), "{body}");
+    assert!(
+        !body.to_string().contains(MARKER),
+        "the answer echoes the input"
+    );
+
+    let (_, runs) = server.get("/v1/runs").await;
+    assert_eq!(runs["runs"], json!([]), "{runs}");
+    let holding = stored_anywhere(&server, MARKER).await;
+    assert!(holding.is_empty(), "{holding:?} hold the refused input");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("warren_guard_verdicts_total{verdict=\"deny\"} 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_redacted_input_is_stored_only_as_redacted() {
+    let server = with_rules(|_| {}).await;
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &guarded(json!({"note": "my secret-word and secret-word"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let run = ended(&server, id).await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["input"], json!({"note": "my [gone] and [gone]"}));
+    assert_eq!(
+        run["jobs"][0]["output"],
+        json!({"note": "my [gone] and [gone]"})
+    );
+    // (The guard's own code names the word; the sentence is the input's.)
+    let holding = stored_anywhere(&server, "my secret-word").await;
+    assert!(holding.is_empty(), "{holding:?} hold what was redacted");
+
+    // The verdict is an event: kinds and positions, not the text.
+    let events = crate::api::follow_events(&server, id).await;
+    let guard = events
+        .iter()
+        .find(|e| e["kind"] == "guard")
+        .unwrap_or_else(|| panic!("no guard event: {events:?}"));
+    assert_eq!(guard["to_state"], "redact", "{guard}");
+    let findings = &guard["detail"]["findings"];
+    assert_eq!(
+        findings,
+        &json!([
+            {"category": "test.secret", "start": 12, "length": 11},
+            {"category": "test.secret", "start": 28, "length": 11},
+        ]),
+        "{guard}"
+    );
+    assert_eq!(guard["detail"]["guard"], "rules");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn default_guards_check_every_run_with_the_operators_settings() {
+    let server = with_rules(|config| {
+        config.guards.default_guards = vec!["rules".into()];
+        config
+            .guards
+            .settings
+            .insert("rules".into(), vec![("deny".into(), "BANANA,KIWI".into())]);
+    })
+    .await;
+    let plain =
+        |input: Value| json!({"pipeline": {"jobs": {"a": {"plugin": "echo"}}}, "input": input});
+    let (status, body) = server
+        .post("/v1/runs", &plain(json!({"fruit": "KIWI"})))
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("rejected_input")),
+        "{body}"
+    );
+    let (status, body) = server
+        .post("/v1/runs", &plain(json!({"fruit": "apple"})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // A pipeline naming the default guard again is checked once.
+    let (status, body) = server
+        .post("/v1/runs", &guarded(json!({"fruit": "pear"})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().expect("id");
+    ended(&server, id).await;
+    let events = crate::api::follow_events(&server, id).await;
+    let verdicts = events.iter().filter(|e| e["kind"] == "guard").count();
+    assert_eq!(verdicts, 1, "{events:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_guard_that_cannot_answer_lets_nothing_through() {
+    let server = with_rules(|config| config.request_timeout = Duration::from_secs(10)).await;
+    for (word, says) in [
+        ("TRAP", "trap"),
+        ("LOOP", "limit hit"),
+        ("GARBAGE", "finding outside the text"),
+        ("BREAKJSON", "not JSON"),
+    ] {
+        let started = Instant::now();
+        let (status, body) = server
+            .post("/v1/runs", &guarded(json!({"note": word})))
+            .await;
+        assert_eq!(status, 503, "{word}: {body}");
+        assert_eq!(body["code"], "guard_unavailable", "{word}: {body}");
+        assert_eq!(body["details"]["guard"], "rules");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{word}: {message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{word} took {:?}",
+            started.elapsed()
+        );
+    }
+    let (_, runs) = server.get("/v1/runs").await;
+    assert_eq!(runs["runs"], json!([]), "{runs}");
+    server.stop().await;
+
+    // A default guard that is not loaded refuses every submission.
+    let server = with_rules(|config| config.guards.default_guards = vec!["absent".into()]).await;
+    let (status, body) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"a": {"plugin": "echo"}}}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("guard_unavailable")),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_guard_is_named_in_guards_and_never_runs_as_a_job() {
+    let server = with_rules(|_| {}).await;
+    let cases = [
+        (
+            json!({"guards": ["echo"], "jobs": {"a": {"plugin": "echo"}}}),
+            "not a guard",
+        ),
+        (
+            json!({"guards": ["nope"], "jobs": {"a": {"plugin": "echo"}}}),
+            "no such plugin",
+        ),
+        (
+            json!({"guards": ["rules", "rules"], "jobs": {"a": {"plugin": "echo"}}}),
+            "twice",
+        ),
+        (json!({"jobs": {"a": {"plugin": "rules"}}}), "is a guard"),
+    ];
+    for (pipeline, says) in cases {
+        let (status, body) = server
+            .post("/v1/runs", &json!({"pipeline": pipeline}))
+            .await;
+        assert_eq!(
+            (status, &body["code"]),
+            (422, &json!("invalid_pipeline")),
+            "{body}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{message}");
+    }
+    server.stop().await;
+}
