@@ -194,7 +194,7 @@ fn exit_codes_tell_job_errors_limits_and_invalid_plugins_apart() {
     let output = warren(data.path(), &["run", path_arg(&guest_path("wasi-command"))]);
     assert_eq!(output.status.code(), Some(3));
     assert!(
-        stderr(&output).contains("exports neither"),
+        stderr(&output).contains("exports none of"),
         "{}",
         stderr(&output)
     );

@@ -16,6 +16,7 @@ async fn with_rules(adjust: impl FnOnce(&mut warren::config::ServeConfig)) -> Te
     TestServer::start_with(admin_and_client(), |config| {
         let dir = config.plugins_dir.clone().expect("plugins folder");
         std::fs::copy(guest_path("guard_rules"), dir.join("rules.wasm")).expect("copy");
+        std::fs::copy(guest_path("agent_ops"), dir.join("agent-ops.wasm")).expect("copy");
         adjust(config);
     })
     .await
@@ -77,13 +78,29 @@ async fn a_denied_input_is_refused_and_nothing_of_it_is_stored() {
         "the answer echoes the input"
     );
 
+    // A job's own input, in a pipeline given inline, is the client's text
+    // too.
+    let (status, body) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"guards": ["rules"], "jobs": {
+                "a": {"plugin": "echo", "input": {"note": MARKER}},
+            }}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("rejected_input")),
+        "{body}"
+    );
+
     let (_, runs) = server.get("/v1/runs").await;
     assert_eq!(runs["runs"], json!([]), "{runs}");
     let holding = stored_anywhere(&server, MARKER).await;
     assert!(holding.is_empty(), "{holding:?} hold the refused input");
     let metrics = server.metrics().await;
     assert!(
-        metrics.contains("warren_guard_verdicts_total{verdict=\"deny\"} 1"),
+        metrics.contains("warren_guard_verdicts_total{verdict=\"deny\"} 2"),
         "{metrics}"
     );
     server.stop().await;
@@ -92,12 +109,10 @@ async fn a_denied_input_is_refused_and_nothing_of_it_is_stored() {
 #[tokio::test]
 async fn a_redacted_input_is_stored_only_as_redacted() {
     let server = with_rules(|_| {}).await;
-    let (status, created) = server
-        .post(
-            "/v1/runs",
-            &guarded(json!({"note": "my secret-word and secret-word"})),
-        )
-        .await;
+    let mut request = guarded(json!({"note": "my secret-word and secret-word"}));
+    request["pipeline"]["jobs"]["own"] =
+        json!({"plugin": "echo", "input": {"mine": "my secret-word too"}});
+    let (status, created) = server.post("/v1/runs", &request).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id");
     let run = ended(&server, id).await;
@@ -107,6 +122,7 @@ async fn a_redacted_input_is_stored_only_as_redacted() {
         run["jobs"][0]["output"],
         json!({"note": "my [gone] and [gone]"})
     );
+    assert_eq!(run["jobs"][1]["output"], json!({"mine": "my [gone] too"}));
     // (The guard's own code names the word; the sentence is the input's.)
     let holding = stored_anywhere(&server, "my secret-word").await;
     assert!(holding.is_empty(), "{holding:?} hold what was redacted");
@@ -242,5 +258,117 @@ async fn a_guard_is_named_in_guards_and_never_runs_as_a_job() {
         let message = body["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{message}");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn screened_outputs_and_documents_are_checked_before_anything_downstream() {
+    let server = with_rules(|_| {}).await;
+    let pipeline = json!({
+        "guards": ["rules"],
+        "jobs": {
+            "a": {"plugin": "echo", "screen": true},
+            "b": {"plugin": "echo"},
+            "after": {"plugin": "agent-ops", "needs": ["a"], "input": {"ops": []}},
+        },
+    });
+    let run = |input: Value| json!({"pipeline": pipeline, "input": input});
+
+    // A redaction replaces the output its dependents get; an unscreened
+    // job's output is left as it is.
+    let (status, created) = server
+        .post("/v1/runs", &run(json!({"note": "a hidden-word"})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let done = ended(&server, id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let output = |name: &str| {
+        done["jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+            .map(|j| j["output"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(output("a"), json!({"note": "a [gone]"}), "{done}");
+    assert_eq!(
+        output("after")["upstream"],
+        json!({"a": {"note": "a [gone]"}}),
+        "{done}"
+    );
+    assert_eq!(output("b"), json!({"note": "a hidden-word"}), "{done}");
+
+    // A denial fails the job with the category; its dependents are skipped.
+    let (status, created) = server
+        .post("/v1/runs", &run(json!({"note": "BLOCKED-OUT"})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let done = ended(&server, id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    let job = |name: &str| {
+        done["jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(job("a")["state"], "failed", "{done}");
+    let error = &job("a")["error"];
+    assert_eq!(
+        (&error["type"], &error["guard"], &error["category"]),
+        (&json!("guard"), &json!("rules"), &json!("test.output")),
+        "{error}"
+    );
+    assert_eq!(job("a")["attempts"], 1, "a denial is not retried");
+    assert_eq!(job("after")["state"], "skipped", "{done}");
+    assert!(job("a")["output"].is_null(), "{done}");
+
+    // An agent's documents are screened too: the story keeps the redacted
+    // version, and so does the run's artifact.
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({
+                "pipeline": {"guards": ["rules"], "jobs": {"w": {"plugin": "agent-ops", "screen": true}}},
+                "story_id": "screened",
+                "input": {"ops": [{"op": "write", "name": "notes", "content": "keep hidden-word out"}]},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let done = ended(&server, id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let document = server
+        .request(reqwest::Method::GET, "/v1/stories/screened/documents/notes")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(document.text().await.expect("text"), "keep [gone] out");
+    let (_, artifacts) = server.get(&format!("/v1/runs/{id}/artifacts")).await;
+    let artifact = artifacts["artifacts"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["name"] == "documents/notes"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no documents/notes: {artifacts}"));
+    let digest = artifact["sha256"].as_str().expect("digest");
+    let blob = server
+        .request(reqwest::Method::GET, &format!("/v1/artifacts/{digest}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(blob.text().await.expect("text"), "keep [gone] out");
+    let events = crate::api::follow_events(&server, id).await;
+    let subjects: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "guard")
+        .filter_map(|e| e["detail"]["subject"].as_str())
+        .collect();
+    assert_eq!(
+        subjects,
+        ["run_input", "job_output", "document"],
+        "{events:?}"
+    );
     server.stop().await;
 }

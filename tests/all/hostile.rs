@@ -20,6 +20,7 @@ const COVERED_GUESTS: &[&str] = &[
     "describe_trap",
     "disk_filler",
     "fs_escape",
+    "guard_rules",
     "http_client",
     "huge_output",
     "log_flood",
@@ -302,7 +303,7 @@ async fn a_wasi_command_is_rejected_as_the_wrong_world() {
     assert!(
         error
             .to_string()
-            .contains("exports neither the `job` world")
+            .contains("exports none of the `job` world")
     );
     after_hostile(&host, &canary).await;
 }

@@ -157,7 +157,7 @@ async fn a_dropped_plugin_runs_without_a_restart_and_bad_files_are_quarantined()
     let expected = [
         ("garbage.wasm", "not a WebAssembly file"),
         ("core.wasm", "a core WebAssembly module, not a component"),
-        ("command.wasm", "exports neither the `job` world"),
+        ("command.wasm", "exports none of the `job` world"),
         ("gadget.wasm", "imports `test:unknown-import/gadget`"),
         ("huge.wasm", "more than the 67108864 allowed"),
         ("bad name!.wasm", "is not a plugin name"),

@@ -211,6 +211,12 @@ pub enum AttemptFailure {
     Cancelled,
     /// The host could not run the attempt (e.g. its scratch directory).
     Host { message: String },
+    /// A guard denied the job's output or a document it wrote.
+    Guard {
+        guard: String,
+        category: String,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for AttemptFailure {
@@ -225,6 +231,11 @@ impl std::fmt::Display for AttemptFailure {
             Self::Trap { message } => write!(f, "trap: {message}"),
             Self::Cancelled => write!(f, "cancelled"),
             Self::Host { message } => write!(f, "host error: {message}"),
+            Self::Guard {
+                guard,
+                category,
+                reason,
+            } => write!(f, "guard {guard} denied it: {category}: {reason}"),
         }
     }
 }

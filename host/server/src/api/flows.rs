@@ -74,7 +74,8 @@ pub struct RunFlowRequest {
 pub struct FlowFailure {
     pub job: String,
     /// `job_failed`, `limit_exceeded`, `trap`, `host_error`,
-    /// `plugin_missing`, `cancelled`, `rejected` (a reviewer's final
+    /// `plugin_missing`, `cancelled`, `guard_denied` (a guard denied its
+    /// output or a document), `rejected` (a reviewer's final
     /// rejection, or rework used up) or `approval_timeout`.
     pub code: String,
     pub message: String,
@@ -355,6 +356,7 @@ fn failure(job: &str, error: Option<&str>) -> FlowFailure {
         Some(f @ AttemptFailure::Trap { .. }) => ("trap", f.to_string()),
         Some(f @ AttemptFailure::Host { .. }) => ("host_error", f.to_string()),
         Some(f @ AttemptFailure::Cancelled) => ("cancelled", f.to_string()),
+        Some(f @ AttemptFailure::Guard { .. }) => ("guard_denied", f.to_string()),
         None => ("plugin_missing", "its plugin was not loaded".to_owned()),
     };
     FlowFailure {

@@ -66,6 +66,8 @@ pub(crate) struct Start {
     pub document_scope: String,
     /// The run whose recordings answer the attempt's calls out.
     pub replay_of: Option<String>,
+    /// The guards that check its output and documents (none: unscreened).
+    pub screen: Vec<super::guards::Guard>,
 }
 
 /// Which of `names` the document scope (a story) holds in the database.
@@ -190,6 +192,7 @@ pub(super) fn finish_attempt(
         mut outcome,
         uses,
         pins,
+        screenings,
         ..
     } = completion;
     // What the output, the spawned inputs and the documents add must fit
@@ -235,6 +238,13 @@ pub(super) fn finish_attempt(
             .as_ref()
             .and_then(|p| serde_json::to_string(p).ok()),
     });
+    for screening in screenings {
+        fx.changes.push(Change::Screened {
+            run_id: run.id.clone(),
+            job_id: Some(run.jobs[job].id.clone()),
+            screening,
+        });
+    }
     if !uses.is_empty() {
         fx.changes.push(Change::ArtifactUses {
             consumer_job_id: run.jobs[job].id.clone(),
@@ -616,6 +626,11 @@ pub(super) fn start_job(
     }
     // The version's grants bound the job's limits, whatever was stored.
     let limits = node.limits.capped_at(&plugin.grants().limits);
+    let screen = if node.screen {
+        super::guards::Guard::resolve(&run.guards, &config.guards, |name| plugins.get(name))
+    } else {
+        Vec::new()
+    };
     let plugins = plugins.clone();
     let pinned = run.pinned_plugins.clone();
     let request = AttemptRequest {
@@ -655,6 +670,7 @@ pub(super) fn start_job(
         stored_documents,
         document_scope: run.document_scope().to_owned(),
         replay_of: run.replay_of.clone(),
+        screen,
     });
     true
 }

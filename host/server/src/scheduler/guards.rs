@@ -15,6 +15,8 @@ use warren_sandbox::runtime::{GuardSubject, Runtime};
 use warren_vocabulary::{GuardSubjectKind, GuardVerdict, PluginKind, Screening};
 
 use super::spec::PipelineSpec;
+use super::{Engine, EngineError};
+use crate::db::DbError;
 
 /// The operator's guards: those of every run, and each one's settings.
 #[derive(Debug, Clone, Default)]
@@ -182,4 +184,104 @@ fn check_findings(verdict: &GuardVerdict, content_len: usize) -> Result<(), Stri
         return Err("answered a denial with a bad category or an overlong reason".into());
     }
     Ok(())
+}
+
+impl Engine {
+    /// A submission once its guards let it through: the run's input, and
+    /// for a pipeline given inline the inputs its jobs carry (a client's
+    /// text too), each redacted if a guard redacted it, with every
+    /// verdict. A denial is recorded without the text (its sha256 only)
+    /// and refuses the submission.
+    pub(super) async fn screen_submission(
+        &self,
+        spec: &mut Arc<PipelineSpec>,
+        spec_text: &mut String,
+        inline: bool,
+        input: String,
+    ) -> Result<(String, Vec<Screening>), EngineError> {
+        let names = self.config.guards.for_pipeline(spec);
+        if names.is_empty() {
+            return Ok((input, Vec::new()));
+        }
+        let guards = Guard::resolve(&names, &self.config.guards, |n| self.plugins.get(n));
+        let origin = spec.name.clone().unwrap_or_default();
+        let (input, mut screenings) = self.screen_text(&guards, &origin, input).await?;
+        if !inline {
+            return Ok((input, screenings));
+        }
+        let mut redacted: Option<PipelineSpec> = None;
+        for (name, job) in &spec.jobs {
+            let Some(own) = &job.input else { continue };
+            let text = own.to_string();
+            let (passed, found) = self.screen_text(&guards, name, text.clone()).await?;
+            screenings.extend(found);
+            if passed != text {
+                let value =
+                    serde_json::from_str(&passed).map_err(|e| DbError::Corrupt(e.to_string()))?;
+                let copy = redacted.get_or_insert_with(|| (**spec).clone());
+                if let Some(job) = copy.jobs.get_mut(name) {
+                    job.input = Some(value);
+                }
+            }
+        }
+        // The pipeline is stored as it passed.
+        if let Some(copy) = redacted {
+            *spec_text =
+                serde_json::to_string(&copy).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            *spec = Arc::new(copy);
+        }
+        Ok((input, screenings))
+    }
+
+    /// One text through `guards`, on the threads attempts run on.
+    async fn screen_text(
+        &self,
+        guards: &[Guard],
+        origin: &str,
+        text: String,
+    ) -> Result<(String, Vec<Screening>), EngineError> {
+        let (runtime, guards, origin) = (self.runtime.clone(), guards.to_vec(), origin.to_owned());
+        let screening = async move {
+            screen(&runtime, &guards, GuardSubjectKind::RunInput, &origin, text).await
+        };
+        let screened = match &self.config.attempts_on {
+            Some(handle) => {
+                handle
+                    .spawn(screening)
+                    .await
+                    .map_err(|e| EngineError::GuardUnavailable {
+                        guard: String::new(),
+                        message: format!("the guards' task failed: {e}"),
+                    })?
+            }
+            None => screening.await,
+        };
+        let screenings = match screened {
+            Ok(passed) => return Ok(passed),
+            Err(Stopped::Unavailable { guard, message }) => {
+                return Err(EngineError::GuardUnavailable { guard, message });
+            }
+            Err(Stopped::Denied { screenings }) => screenings,
+        };
+        let denial = screenings.last().and_then(|s| {
+            let (category, reason) = s.denial()?;
+            Some(EngineError::RejectedInput {
+                guard: s.guard.clone(),
+                category: category.to_owned(),
+                reason: reason.to_owned(),
+                sha256: s.sha256.clone(),
+            })
+        });
+        self.metrics.count_screenings(&screenings);
+        let at = warren_vocabulary::now_ms();
+        self.db
+            .write(move |conn| {
+                for screening in &screenings {
+                    crate::db::screenings::insert(conn, at, None, None, screening)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Err(denial.unwrap_or(EngineError::Stopped))
+    }
 }

@@ -9,10 +9,11 @@ use warren_sandbox::artifact_store::Pins;
 use warren_sandbox::capabilities::log::CapturedLog;
 use warren_sandbox::capabilities::replay::ReplaySource;
 use warren_sandbox::runtime::{AttemptFailure, AttemptOutcome, JobFailure, Runtime};
-use warren_vocabulary::{Artifact, Usage};
+use warren_vocabulary::{Artifact, GuardSubjectKind, Screening, Usage};
 
 use super::Command;
 use super::decisions::Start;
+use super::guards::{self, Guard, Stopped};
 use super::inputs::InputDir;
 use crate::db::{Database, documents, runs};
 
@@ -26,6 +27,8 @@ pub(crate) struct Completion {
     pub uses: Vec<(String, String)>,
     /// Its promoted artifacts, pinned until their references are committed.
     pub pins: Option<Pins>,
+    /// The guards' verdicts on its output and documents.
+    pub screenings: Vec<Screening>,
 }
 
 /// Runs `start` on a task of its own (on `attempts_on` when given) and
@@ -50,9 +53,12 @@ pub(super) fn launch(
     };
     tokio::spawn(async move {
         // A panic in the attempt must still free its slot and end the job.
-        let mut outcome = match attempt_task.await {
-            Ok(outcome) => outcome,
-            Err(e) => host_failure(format!("the attempt task failed: {e}")),
+        let (mut outcome, screenings) = match attempt_task.await {
+            Ok(ended) => ended,
+            Err(e) => (
+                host_failure(format!("the attempt task failed: {e}")),
+                Vec::new(),
+            ),
         };
         let mut pins = None;
         if outcome.result.is_ok() {
@@ -77,6 +83,7 @@ pub(super) fn launch(
             outcome,
             uses,
             pins,
+            screenings,
         }));
     });
 }
@@ -96,8 +103,23 @@ pub(super) fn host_failure(message: String) -> AttemptOutcome {
 }
 
 /// Materialises `/in`, reads an agent's documents and runs one started
-/// attempt.
-async fn run_started(runtime: Arc<Runtime>, db: Arc<Database>, start: Start) -> AttemptOutcome {
+/// attempt, then has its output and documents screened when its run's
+/// guards do that.
+async fn run_started(
+    runtime: Arc<Runtime>,
+    db: Arc<Database>,
+    start: Start,
+) -> (AttemptOutcome, Vec<Screening>) {
+    let screen = start.screen.clone();
+    let job_name = start.request.job_name.clone();
+    let outcome = run_attempt(runtime.clone(), db, start).await;
+    if screen.is_empty() || outcome.result.is_err() {
+        return (outcome, Vec::new());
+    }
+    screen_outcome(&runtime, &screen, &job_name, outcome).await
+}
+
+async fn run_attempt(runtime: Arc<Runtime>, db: Arc<Database>, start: Start) -> AttemptOutcome {
     let Start {
         plugin,
         mut request,
@@ -167,4 +189,125 @@ async fn run_started(runtime: Arc<Runtime>, db: Arc<Database>, start: Start) -> 
     }
     // Promoted by `launch` once the attempt succeeded.
     runtime.run_attempt_staged(&plugin, request).await
+}
+
+/// Passes a successful attempt's output, then each document it wrote,
+/// through the guards. A redaction replaces what it redacted (a
+/// document's artifact too); a denial or a guard that cannot answer fails
+/// the attempt, and nothing of it is kept.
+async fn screen_outcome(
+    runtime: &Runtime,
+    guards: &[Guard],
+    job_name: &str,
+    mut outcome: AttemptOutcome,
+) -> (AttemptOutcome, Vec<Screening>) {
+    let mut screenings = Vec::new();
+    let Ok(output) = &outcome.result else {
+        return (outcome, screenings);
+    };
+    match guards::screen(
+        runtime,
+        guards,
+        GuardSubjectKind::JobOutput,
+        job_name,
+        output.clone(),
+    )
+    .await
+    {
+        Ok((passed, found)) => {
+            screenings.extend(found);
+            outcome.result = Ok(passed);
+        }
+        Err(stopped) => return refuse(runtime, outcome, stopped, screenings).await,
+    }
+    for i in 0..outcome.documents.len() {
+        let document = &outcome.documents[i];
+        let screened = guards::screen(
+            runtime,
+            guards,
+            GuardSubjectKind::Document,
+            &document.name,
+            document.content.clone(),
+        )
+        .await;
+        let passed = match screened {
+            Ok((passed, found)) => {
+                screenings.extend(found);
+                passed
+            }
+            Err(stopped) => return refuse(runtime, outcome, stopped, screenings).await,
+        };
+        if passed == outcome.documents[i].content {
+            continue;
+        }
+        // Its artifact holds what the agent wrote: the redacted text
+        // replaces it (the first is never promoted).
+        let name = format!("documents/{}", outcome.documents[i].name);
+        let (store, attempt_id) = (runtime.artifact_store().clone(), outcome.attempt_id.clone());
+        let bytes = passed.clone().into_bytes();
+        let staged = tokio::task::spawn_blocking(move || {
+            let size = bytes.len() as u64;
+            store
+                .stage(&attempt_id, &bytes)
+                .map(|sha256| (sha256, size))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|staged| staged.map_err(|e| e.to_string()));
+        match staged {
+            Ok((sha256, size)) => {
+                if let Some(artifact) = outcome.artifacts.iter_mut().find(|a| a.name == name) {
+                    artifact.sha256 = sha256;
+                    artifact.size = size;
+                }
+                outcome.documents[i].content = passed;
+            }
+            Err(e) => {
+                let stopped = Stopped::Unavailable {
+                    guard: String::new(),
+                    message: format!("storing the redacted {name}: {e}"),
+                };
+                return refuse(runtime, outcome, stopped, screenings).await;
+            }
+        }
+    }
+    (outcome, screenings)
+}
+
+/// The attempt, failed by its screening: its staged artifacts go, and
+/// nothing it produced is kept.
+async fn refuse(
+    runtime: &Runtime,
+    mut outcome: AttemptOutcome,
+    stopped: Stopped,
+    mut screenings: Vec<Screening>,
+) -> (AttemptOutcome, Vec<Screening>) {
+    let failure = match stopped {
+        Stopped::Denied { screenings: found } => {
+            let failure = found.last().and_then(|s| {
+                let (category, reason) = s.denial()?;
+                Some(AttemptFailure::Guard {
+                    guard: s.guard.clone(),
+                    category: category.to_owned(),
+                    reason: reason.to_owned(),
+                })
+            });
+            screenings.extend(found);
+            failure.unwrap_or(AttemptFailure::Host {
+                message: "a denial without its verdict".into(),
+            })
+        }
+        Stopped::Unavailable { message, .. } => AttemptFailure::Host {
+            message: format!("screening the output: {message}"),
+        },
+    };
+    let (store, attempt_id) = (runtime.artifact_store().clone(), outcome.attempt_id.clone());
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.discard(&attempt_id)).await {
+        tracing::error!(attempt = %outcome.attempt_id, "removing a refused attempt's artifacts: {e}");
+    }
+    outcome.result = Err(failure);
+    outcome.artifacts.clear();
+    outcome.spawned.clear();
+    outcome.documents.clear();
+    (outcome, screenings)
 }

@@ -534,7 +534,8 @@ impl Engine {
                 return Err(EngineError::UnknownReplay(replayed.clone()));
             }
         }
-        let (spec, spec_text, template, input_schema) = match submission.pipeline {
+        let inline = matches!(submission.pipeline, PipelineSource::Inline(_));
+        let (mut spec, mut spec_text, template, input_schema) = match submission.pipeline {
             PipelineSource::Inline(spec) => {
                 let text =
                     serde_json::to_string(&spec).map_err(|e| DbError::Corrupt(e.to_string()))?;
@@ -561,7 +562,12 @@ impl Engine {
         )?;
         // Before anything of the input is stored or checked further.
         let (input, screenings) = self
-            .screen_input(&spec, submission.input.to_string())
+            .screen_submission(
+                &mut spec,
+                &mut spec_text,
+                inline,
+                submission.input.to_string(),
+            )
             .await?;
         if let Some(schema) = &input_schema {
             let value: Value =
@@ -659,6 +665,7 @@ impl Engine {
             )));
         }
         graph.in_dir = submission.in_dir;
+        graph.set_guards(self.config.guards.for_pipeline(&spec), &spec);
         graph.token_budget = spec
             .budget
             .map(|b| Arc::new(std::sync::atomic::AtomicU64::new(b.max_tokens)));
@@ -689,77 +696,6 @@ impl Engine {
             .send(Command::Submitted(graph))
             .map_err(|_| EngineError::Stopped)?;
         Ok((run_id, also))
-    }
-
-    /// The run's input once its guards let it through (redacted, if one
-    /// redacted it), with their verdicts. A denial is recorded without the
-    /// input (its sha256 only) and refuses the submission.
-    async fn screen_input(
-        &self,
-        spec: &PipelineSpec,
-        input: String,
-    ) -> Result<(String, Vec<warren_vocabulary::Screening>), EngineError> {
-        let names = self.config.guards.for_pipeline(spec);
-        if names.is_empty() {
-            return Ok((input, Vec::new()));
-        }
-        let guards = guards::Guard::resolve(&names, &self.config.guards, |n| self.plugins.get(n));
-        let origin = spec.name.clone().unwrap_or_default();
-        let runtime = self.runtime.clone();
-        // Guests run where attempts run, off the threads serving HTTP.
-        let screening = async move {
-            guards::screen(
-                &runtime,
-                &guards,
-                warren_vocabulary::GuardSubjectKind::RunInput,
-                &origin,
-                input,
-            )
-            .await
-        };
-        let screened = match &self.config.attempts_on {
-            Some(handle) => {
-                handle
-                    .spawn(screening)
-                    .await
-                    .map_err(|e| EngineError::GuardUnavailable {
-                        guard: String::new(),
-                        message: format!("the guards' task failed: {e}"),
-                    })?
-            }
-            None => screening.await,
-        };
-        match screened {
-            Ok(passed) => Ok(passed),
-            Err(guards::Stopped::Unavailable { guard, message }) => {
-                Err(EngineError::GuardUnavailable { guard, message })
-            }
-            Err(guards::Stopped::Denied { screenings }) => {
-                let denial = screenings
-                    .last()
-                    .and_then(|s| {
-                        let (category, reason) = s.denial()?;
-                        Some(EngineError::RejectedInput {
-                            guard: s.guard.clone(),
-                            category: category.to_owned(),
-                            reason: reason.to_owned(),
-                            sha256: s.sha256.clone(),
-                        })
-                    })
-                    .unwrap_or(EngineError::Stopped);
-                self.metrics.count_screenings(&screenings);
-                let at = warren_vocabulary::now_ms();
-                self.db
-                    .write(move |conn| {
-                        for screening in &screenings {
-                            crate::db::screenings::insert(conn, at, None, None, screening)?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                Err(denial)
-            }
-        }
     }
 
     /// Cancels a run: running guests stop at their next epoch tick, every

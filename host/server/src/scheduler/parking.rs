@@ -104,7 +104,7 @@ impl Scheduler {
                     .map(|stored| {
                         rebuild(
                             &stored,
-                            self.config.max_spawned_per_run,
+                            &self.config,
                             Instant::now(),
                             warren_vocabulary::now_ms(),
                         )

@@ -24,7 +24,7 @@ use crate::db::runs::{NewJob, NewRun, ParkedRun, StoredRun};
 /// The in-memory state of a stored run.
 pub(super) fn rebuild(
     stored_run: &StoredRun,
-    max_spawned_per_run: u32,
+    config: &super::EngineConfig,
     now: Instant,
     now_ms: i64,
 ) -> Result<ActiveRun, DbError> {
@@ -91,7 +91,9 @@ pub(super) fn rebuild(
             b.max_tokens.saturating_sub(stored_run.tokens_used),
         ))
     });
-    run.set_spawn_budget(max_spawned_per_run);
+    run.set_spawn_budget(config.max_spawned_per_run);
+    // The server's guards as they are now, then the pipeline's own.
+    run.set_guards(config.guards.for_pipeline(&spec), &spec);
     Ok(run)
 }
 
@@ -127,7 +129,7 @@ impl Scheduler {
             );
         }
         for stored_run in stored {
-            let run = rebuild(&stored_run, self.config.max_spawned_per_run, now, now_ms)?;
+            let run = rebuild(&stored_run, &self.config, now, now_ms)?;
             let run_id = run.id.clone();
             self.runs.insert(run_id.clone(), run);
 
@@ -151,6 +153,7 @@ impl Scheduler {
                     outcome,
                     uses: Vec::new(),
                     pins: None,
+                    screenings: Vec::new(),
                 });
             }
             // Closing its interrupted attempts may have ended the run.

@@ -45,6 +45,8 @@ pub(crate) struct Node {
     pub handed: Vec<String>,
     /// Whether its plugin, when it last started, was an agent.
     pub is_agent: bool,
+    /// The run's guards check its output and documents (`screen`).
+    pub screen: bool,
     /// The job that spawned it.
     pub parent: Option<usize>,
     /// A person decides on each successful attempt's output.
@@ -97,6 +99,9 @@ pub(crate) struct ActiveRun {
     pub token_budget: Option<Arc<AtomicU64>>,
     /// The run whose recorded answers to calls out its attempts are given.
     pub replay_of: Option<String>,
+    /// Its guards, the server's defaults first: they check the output and
+    /// documents of the jobs marked `screen`.
+    pub guards: Arc<[String]>,
 }
 
 impl ActiveRun {
@@ -126,6 +131,7 @@ impl ActiveRun {
             documents: HashMap::new(),
             token_budget: None,
             replay_of: run.replay_of.clone(),
+            guards: Arc::from([]),
         };
         graph.add_jobs(jobs, deps);
         graph
@@ -171,6 +177,7 @@ impl ActiveRun {
                 asked: Vec::new(),
                 handed: Vec::new(),
                 is_agent: false,
+                screen: false,
                 parent: job
                     .parent_job_id
                     .as_ref()
@@ -191,6 +198,15 @@ impl ActiveRun {
             self.jobs[job].deps.push((on, dep.condition));
             self.jobs[on].dependents.push(job);
         }
+    }
+
+    /// Sets the run's guards, and which of its jobs they screen (by name,
+    /// from the pipeline).
+    pub fn set_guards(&mut self, guards: Vec<String>, spec: &super::spec::PipelineSpec) {
+        for node in &mut self.jobs {
+            node.screen = node.depth == 0 && spec.jobs.get(&node.name).is_some_and(|j| j.screen);
+        }
+        self.guards = guards.into();
     }
 
     /// Where the run's documents live: its story's, or, for a run without

@@ -154,7 +154,7 @@ impl Scheduler {
             }
             let run = rebuild(
                 &stored,
-                self.config.max_spawned_per_run,
+                &self.config,
                 Instant::now(),
                 warren_vocabulary::now_ms(),
             )

@@ -193,7 +193,7 @@ pub fn is_retryable(failure: &AttemptFailure) -> bool {
         AttemptFailure::Job { error } => matches!(error, JobFailure::Retryable(_)),
         AttemptFailure::Limit { hit } => matches!(hit, LimitHit::Deadline { .. }),
         AttemptFailure::Trap { .. } | AttemptFailure::Host { .. } => true,
-        AttemptFailure::Cancelled => false,
+        AttemptFailure::Cancelled | AttemptFailure::Guard { .. } => false,
     }
 }
 

@@ -3,9 +3,11 @@
 //! `secret-word` redacted to `[gone]`, `TRAP` traps, `LOOP` loops,
 //! `GARBAGE` answers a finding outside the text, `BREAKJSON` redacts into
 //! something that is not JSON. The setting `deny` (comma-separated words)
-//! denies those words too.
+//! denies those words too. In a job's output or a document (not in a
+//! run's input), `BLOCKED-OUT` is denied (`test.output`) and
+//! `hidden-word` redacted to `[gone]` too.
 
-use warren_sdk::guard::{Denial, Finding, Guard, Redaction, Subject, Verdict};
+use warren_sdk::guard::{Denial, Finding, Guard, Redaction, Subject, SubjectKind, Verdict};
 
 struct Rules;
 
@@ -58,15 +60,32 @@ impl Guard for Rules {
                 });
             }
         }
-        let found: Vec<Finding> = text
-            .match_indices("secret-word")
-            .map(|(at, word)| finding("test.secret", at, word.len()))
-            .collect();
+        let produced = !matches!(subject.kind, SubjectKind::RunInput);
+        if produced && let Some(at) = text.find("BLOCKED-OUT") {
+            return Verdict::Deny(Denial {
+                category: "test.output".into(),
+                reason: "a word outputs may not hold".into(),
+                findings: vec![finding("test.output", at, "BLOCKED-OUT".len())],
+            });
+        }
+        let mut redacted: Vec<&str> = vec!["secret-word"];
+        if produced {
+            redacted.push("hidden-word");
+        }
+        let mut found: Vec<Finding> = Vec::new();
+        let mut content = text.clone();
+        for word in redacted {
+            found.extend(
+                text.match_indices(word)
+                    .map(|(at, word)| finding("test.secret", at, word.len())),
+            );
+            content = content.replace(word, "[gone]");
+        }
         if found.is_empty() {
             Verdict::Allow
         } else {
             Verdict::Redact(Redaction {
-                content: text.replace("secret-word", "[gone]"),
+                content,
                 findings: found,
             })
         }
