@@ -1079,8 +1079,17 @@ async fn tokens_decide_who_may_do_what() {
     server.token = None;
     let (status, body) = server.get("/v1/runs").await;
     assert_eq!((status, &body["code"]), (401, &json!("unauthorized")));
-    let (status, _) = server.get("/health").await;
+    let (status, health) = server.get("/health").await;
     assert_eq!(status, 200, "health needs no token");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    let uptime = health["uptime_ms"].as_u64().expect("uptime_ms");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (_, later) = server.get("/health").await;
+    assert!(
+        later["uptime_ms"].as_u64().expect("uptime_ms") >= uptime + 20,
+        "{health} then {later}"
+    );
 
     server.token = Some("wrong-token-0123456789");
     let (status, body) = server.get("/v1/runs").await;

@@ -28,6 +28,11 @@ pub struct Token {
     pub role: Role,
 }
 
+/// Deepest spawn chain a policy may allow.
+const MAX_SPAWN_DEPTH: u32 = 16;
+/// Most spawned jobs a policy may allow a run.
+const MAX_SPAWNED_PER_RUN: u32 = 100_000;
+
 /// One layer of settings; unset fields leave the layer below in place.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -219,6 +224,10 @@ pub struct PolicyLayer {
     /// `[policy.outbound]`: where plugins may be granted to send HTTP
     /// requests.
     pub outbound: Option<OutboundRule>,
+    /// Deepest chain of spawned jobs (1 to 16).
+    pub max_spawn_depth: Option<u32>,
+    /// Jobs one run may spawn in all (up to 100,000).
+    pub max_spawned_per_run: Option<u32>,
 }
 
 /// Settings of a server, every value decided.
@@ -468,6 +477,22 @@ impl PolicyLayer {
         policy.spawn = self.spawn.unwrap_or(policy.spawn);
         policy.directories = self.directories.unwrap_or(policy.directories);
         policy.outbound = self.outbound.unwrap_or(policy.outbound);
+        if let Some(depth) = self.max_spawn_depth {
+            if !(1..=MAX_SPAWN_DEPTH).contains(&depth) {
+                return Err(invalid(format!(
+                    "max_spawn_depth must be from 1 to {MAX_SPAWN_DEPTH}"
+                )));
+            }
+            policy.max_spawn_depth = depth;
+        }
+        if let Some(count) = self.max_spawned_per_run {
+            if count > MAX_SPAWNED_PER_RUN {
+                return Err(invalid(format!(
+                    "max_spawned_per_run must be at most {MAX_SPAWNED_PER_RUN}"
+                )));
+            }
+            policy.max_spawned_per_run = count;
+        }
         Ok(policy)
     }
 }
@@ -657,6 +682,67 @@ mod tests {
                 .expect_err("refused")
                 .to_string();
             assert!(error.contains("idempotency_retention_ms"), "{error}");
+        }
+    }
+
+    #[test]
+    fn guards_and_spawn_limits_are_settings() {
+        let layer: Layer = toml::from_str(
+            r#"
+            default_guards = ["reflex"]
+            [policy]
+            max_spawn_depth = 2
+            max_spawned_per_run = 50
+            [guards.reflex]
+            off = ["pii.phone", "pii.ssn"]
+            mode = "strict"
+            "#,
+        )
+        .expect("parses");
+        let config = ServeConfig::resolve(&[layer]).expect("valid");
+        assert_eq!(config.guards.default_guards, ["reflex"]);
+        assert_eq!(
+            config.guards.settings["reflex"],
+            [
+                ("mode".to_owned(), "strict".to_owned()),
+                ("off".to_owned(), "pii.phone,pii.ssn".to_owned())
+            ]
+        );
+        assert_eq!(
+            (
+                config.policy.max_spawn_depth,
+                config.policy.max_spawned_per_run
+            ),
+            (2, 50)
+        );
+        let defaults = ServeConfig::resolve(&[]).expect("defaults");
+        assert_eq!(
+            (
+                defaults.policy.max_spawn_depth,
+                defaults.policy.max_spawned_per_run
+            ),
+            (4, 1_000)
+        );
+        for (refused, says) in [
+            (
+                "[policy]\nmax_spawn_depth = 0",
+                "max_spawn_depth must be from 1 to 16",
+            ),
+            (
+                "[policy]\nmax_spawn_depth = 17",
+                "max_spawn_depth must be from 1 to 16",
+            ),
+            (
+                "[policy]\nmax_spawned_per_run = 100001",
+                "max_spawned_per_run must be at most",
+            ),
+            ("default_guards = [\"a b\"]", "is not a plugin name"),
+        ] {
+            let layer: Layer = toml::from_str(refused).expect("parses");
+            let error = ServeConfig::resolve(&[layer])
+                .expect_err(refused)
+                .to_string();
+            assert!(error.contains(says), "{refused}: {error}");
         }
     }
 

@@ -89,6 +89,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
             keep_ended_runs: config.keep_ended_runs,
             min_free_disk_bytes: config.min_free_disk_bytes,
             guards: config.guards.clone(),
+            max_spawn_depth: config.policy.max_spawn_depth,
+            max_spawned_per_run: config.policy.max_spawned_per_run,
             ..EngineConfig::default()
         })
         .await?;
@@ -111,6 +113,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
             config.request_timeout / 2,
         ),
         default_flow: config.default_flow.clone(),
+        started: std::time::Instant::now(),
     });
     let router = api::app(
         state,

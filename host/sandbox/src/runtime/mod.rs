@@ -15,7 +15,8 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use attempt::{
-    AttemptFailure, AttemptOutcome, AttemptRequest, JobFailure, LimitHit, WrittenDocument,
+    AttemptFailure, AttemptOutcome, AttemptRequest, DEFAULT_MAX_SPAWN_DEPTH, JobFailure, LimitHit,
+    WrittenDocument,
 };
 pub use cache::{CacheOutcome, CompileCache};
 pub use engine::{EPOCH_TICK, EngineSettings};

@@ -145,7 +145,8 @@ fn awaiting(record: &FlowRecord, state: JobState) -> Vec<AwaitingJob> {
         (status = 404, description = "`unknown_flow`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`: a field missing or of the wrong type; `invalid_input`: the input does not match the flow's `input_schema`; `unknown_replay`: `replay` names no run", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: a field missing or of the wrong type; `invalid_input`: the input does not match the flow's `input_schema`; `unknown_replay`: `replay` names no run; `rejected_input`: a guard denied the input", body = ErrorBody),
+        (status = 503, description = "`guard_unavailable`: a guard could not answer (not loaded, a trap, a limit, an answer that is not a verdict), so the input was not let through; `details.guard` names it", body = ErrorBody),
     )
 )]
 /// Start a flow and wait for its answer.
@@ -176,7 +177,8 @@ pub async fn run_named(
         (status = 404, description = "`unknown_flow`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`, `invalid_input` or `unknown_replay`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_input`, `unknown_replay` or `rejected_input`", body = ErrorBody),
+        (status = 503, description = "`guard_unavailable`: a guard could not answer (not loaded, a trap, a limit, an answer that is not a verdict), so the input was not let through; `details.guard` names it", body = ErrorBody),
     )
 )]
 /// Start a flow (`flow`, or the server's default) and wait for its answer.

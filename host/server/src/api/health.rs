@@ -16,13 +16,19 @@ use crate::api::error::ErrorBody;
 pub struct Health {
     /// `ok`
     pub status: String,
+    /// Warren's version.
+    pub version: String,
+    /// Milliseconds since the server started.
+    pub uptime_ms: u64,
 }
 
 #[utoipa::path(get, path = "/health", operation_id = "health", tag = "health", security(), responses((status = 200, body = Health)))]
-/// The process answers.
-pub async fn health() -> Json<Health> {
+/// The process answers, with its version and how long it has run.
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_ms: u64::try_from(state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }
 

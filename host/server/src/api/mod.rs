@@ -57,6 +57,8 @@ pub struct AppContext {
     pub idempotency: idempotency::Keys,
     /// The template `POST /v1/run` starts when the request names none.
     pub default_flow: String,
+    /// When the server started, for `/health`.
+    pub started: std::time::Instant,
 }
 
 /// Settings of the router itself.

@@ -61,7 +61,8 @@ pub struct RunCreated {
         (status = 409, description = "`idempotency_key_in_use`: a request with this key is still being answered", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over `max_body_bytes`, or the run's pipeline and input are over what a run may hold", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not sent as `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job), `invalid_input` (the input does not match the pipeline's `input_schema`; the message names where, as JSON pointers, and why), `unknown_replay` (`replay` names no run) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_pipeline` (the message names the job), `invalid_input` (the input does not match the pipeline's `input_schema`; the message names where, as JSON pointers, and why), `unknown_replay` (`replay` names no run), `rejected_input` (a guard denied the input or a job's input: `details` has the guard, category, reason and the sha256 of what was refused, of which nothing was stored) or `idempotency_key_reused` (the key came with another request)", body = ErrorBody),
+        (status = 503, description = "`guard_unavailable`: a guard could not answer (not loaded, a trap, a limit, an answer that is not a verdict), so the input was not let through; `details.guard` names it", body = ErrorBody),
     )
 )]
 /// Start a run, from a stored template or an inline pipeline.

@@ -119,6 +119,10 @@ pub struct Policy {
     pub secrets: Vec<SecretGrant>,
     /// Models the operator configured (`[models.NAME]`).
     pub models: Vec<ModelEndpoint>,
+    /// Deepest chain of spawned jobs.
+    pub max_spawn_depth: u32,
+    /// Jobs one run may spawn in all.
+    pub max_spawned_per_run: u32,
 }
 
 impl Default for Policy {
@@ -135,6 +139,8 @@ impl Default for Policy {
             outbound: OutboundRule::default(),
             secrets: Vec::new(),
             models: Vec::new(),
+            max_spawn_depth: warren_sandbox::runtime::DEFAULT_MAX_SPAWN_DEPTH,
+            max_spawned_per_run: crate::scheduler::DEFAULT_MAX_SPAWNED_PER_RUN,
         }
     }
 }

@@ -81,6 +81,8 @@ pub async fn start_engine(options: &EngineOptions) -> Result<Engine, PipelineErr
     let engine_config = EngineConfig {
         max_concurrent_jobs: options.concurrency.max(1),
         limit_ceiling: policy.max_limits,
+        max_spawn_depth: policy.max_spawn_depth,
+        max_spawned_per_run: policy.max_spawned_per_run,
         // As under `warren serve`: the operator's guards check inputs.
         guards: operator.guards,
         ..EngineConfig::default()

@@ -45,6 +45,9 @@ pub use decisions::GateFailure;
 /// instance slot (256 by default).
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
+/// Jobs one run may spawn in all, by default.
+pub const DEFAULT_MAX_SPAWNED_PER_RUN: u32 = 1_000;
+
 /// How long a submission waits for a plugin still being compiled.
 pub const PLUGIN_WAIT: Duration = Duration::from_secs(120);
 
@@ -108,8 +111,8 @@ impl Default for EngineConfig {
         Self {
             max_concurrent_jobs: DEFAULT_CONCURRENCY,
             limit_ceiling: Limits::default_ceiling(),
-            max_spawn_depth: 4,
-            max_spawned_per_run: 1_000,
+            max_spawn_depth: warren_sandbox::runtime::DEFAULT_MAX_SPAWN_DEPTH,
+            max_spawned_per_run: DEFAULT_MAX_SPAWNED_PER_RUN,
             log_sink: None,
             keep_ended_runs: None,
             min_free_disk_bytes: 0,
