@@ -19,5 +19,6 @@ mod input_schema;
 mod outbound;
 mod plugin_folder;
 mod runtime;
+mod stories;
 mod support;
 mod wit;

@@ -21,6 +21,7 @@ mod reviews;
 mod runs;
 pub mod schemas;
 pub mod server;
+mod stories;
 mod templates;
 pub mod views;
 
@@ -109,6 +110,8 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
             "/plugins/{name}/versions/{digest}/approve",
             post(plugins::approve.layer(admin())),
         )
+        .route("/stories", get(stories::list))
+        .route("/stories/{story}/status", get(stories::status))
         .route("/stories/{story}/memory", get(memory::list))
         .route("/stories/{story}/documents", get(documents::list))
         .route(

@@ -16,7 +16,7 @@ use super::schemas::SseEvent;
 use super::views::EventRow;
 use super::{
     artifacts, documents, events, flows, health, jobs, memory, outbound, plugins, reviews, runs,
-    templates,
+    stories, templates,
 };
 use crate::scheduler::spec::MAX_JOBS;
 
@@ -32,6 +32,7 @@ use crate::scheduler::spec::MAX_JOBS;
         artifacts::list_for_run, artifacts::download,
         templates::create, templates::list, templates::latest, templates::version,
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,
+        stories::list, stories::status,
         documents::put, documents::get, documents::list, documents::versions, documents::delete,
         flows::run_named, flows::run_default,
         reviews::decide, reviews::give_input, reviews::list_pending, outbound::get,
@@ -47,6 +48,7 @@ use crate::scheduler::spec::MAX_JOBS;
         (name = "templates", description = "Named, versioned pipelines (creating one needs an admin token)"),
         (name = "plugins", description = "The plugins folder: versions, grants, usage, quarantined files; approving and uploading need an admin token"),
         (name = "memory", description = "What plugins remembered for a story"),
+        (name = "stories", description = "Stories with their latest run, and the latest status of each agent across a story's runs"),
         (name = "documents", description = "Named, versioned documents of a story (text or JSON, at most 1 MiB), written by people and jobs"),
         (name = "flows", description = "Run a flow of agents for a story and wait for its answer"),
         (name = "reviews", description = "People in a run: decisions on approval gates, input to jobs that wait for it, what waits for either (an `approver` token may use these and read, nothing else)"),

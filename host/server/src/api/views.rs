@@ -137,6 +137,11 @@ pub struct RunView {
     /// The run whose recorded answers to calls out answered this one's.
     #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub replay_of: Option<String>,
+    /// Unix ms: last changed (its state, or one of its jobs'), first job
+    /// started (`null` until then), ended (as `finished_at`).
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
 }
 
 impl RunView {
@@ -161,6 +166,9 @@ impl RunView {
             tokens_in: run.tokens_in,
             tokens_out: run.tokens_out,
             replay_of: run.replay_of,
+            updated_at: run.updated_at,
+            started_at: run.started_at,
+            ended_at: run.finished_at,
             // Measured at its longest: an id.
             jobs_next: Some(id.clone()),
             id,
@@ -209,6 +217,16 @@ pub struct JobView {
     pub depth: u32,
     /// The documents it waits for, in state `needs_input`; empty otherwise.
     pub pending_docs: Vec<String>,
+    /// Unix ms: created, last changed, first started (`null` until it
+    /// runs), ended (`null` until it is completed, failed, skipped or
+    /// cancelled).
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    /// What its plugin last reported through `jobs.progress`, or an outside
+    /// reporter gave (`output_summary`).
+    pub summary: Option<String>,
 }
 
 impl From<JobSummaryRecord> for JobView {
@@ -232,6 +250,11 @@ impl From<JobSummaryRecord> for JobView {
             spawn_reason: record.spawn_reason,
             depth: record.depth,
             pending_docs: record.pending_docs,
+            created_at: record.times.created_at,
+            updated_at: record.times.updated_at,
+            started_at: record.times.started_at,
+            ended_at: record.times.ended_at,
+            summary: record.summary,
             id,
         }
     }

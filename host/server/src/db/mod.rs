@@ -13,6 +13,7 @@ pub mod reads;
 pub mod retention;
 pub mod runs;
 pub mod screenings;
+pub mod stories;
 pub mod writer;
 
 use std::path::Path;
@@ -70,6 +71,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_model_tokens.sql"),
     include_str!("migrations/0015_replay.sql"),
     include_str!("migrations/0016_screenings.sql"),
+    include_str!("migrations/0017_status.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

@@ -115,6 +115,9 @@ pub struct RunHeadRecord {
     pub tokens_out: u64,
     /// The run it replays.
     pub replay_of: Option<String>,
+    pub updated_at: i64,
+    /// When its first job started.
+    pub started_at: Option<i64>,
 }
 
 pub fn run_head(
@@ -131,7 +134,7 @@ pub fn run_head(
                  WHERE j.run_id = runs.id),
                 (SELECT coalesce(sum(a.tokens_out), 0) FROM attempts a JOIN jobs j ON j.id = a.job_id
                  WHERE j.run_id = runs.id),
-                replay_of
+                replay_of, updated_at, started_at
          FROM runs WHERE id = :run",
         sized("input")
     );
@@ -162,6 +165,8 @@ pub fn run_head(
                         tokens_in: r.get::<_, i64>(11)?.max(0) as u64,
                         tokens_out: r.get::<_, i64>(12)?.max(0) as u64,
                         replay_of: r.get(13)?,
+                        updated_at: r.get(14)?,
+                        started_at: r.get(15)?,
                     },
                     r.get::<_, String>(1)?,
                 ))
@@ -205,6 +210,19 @@ pub struct JobSummaryRecord {
     pub depth: u32,
     /// The documents it waits for, in state `needs_input`.
     pub pending_docs: Vec<String>,
+    pub times: JobTimes,
+    /// The summary its plugin last reported (`jobs.progress`), or an
+    /// outside reporter gave.
+    pub summary: Option<String>,
+}
+
+/// When a job was created, last changed, first ran and ended (Unix ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobTimes {
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
 }
 
 impl JobSummaryRecord {
@@ -215,13 +233,15 @@ impl JobSummaryRecord {
             + self.output.as_ref().map_or(0, |o| text(&o.text))
             + text(&self.error)
             + text(&self.spawn_reason)
+            + text(&self.summary)
             + self.pending_docs.iter().map(String::len).sum::<usize>()
     }
 }
 
 fn job_summary_columns() -> String {
     format!(
-        "id, name, plugin, state, attempts, error, parent_job_id, spawn_reason, depth, {}, {}, pending_docs",
+        "id, name, plugin, state, attempts, error, parent_job_id, spawn_reason, depth, {}, {}, pending_docs,
+         created_at, updated_at, started_at, ended_at, summary",
         sized("input"),
         sized("output")
     )
@@ -245,6 +265,13 @@ fn job_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobSummaryRecord, Str
             }),
             output: stored_json(r, 11)?,
             pending_docs: document_names(r, 13)?,
+            times: JobTimes {
+                created_at: r.get(14)?,
+                updated_at: r.get(15)?,
+                started_at: r.get(16)?,
+                ended_at: r.get(17)?,
+            },
+            summary: r.get(18)?,
         },
         r.get(3)?,
     ))

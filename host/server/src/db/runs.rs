@@ -237,6 +237,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
             last_update.insert(job_id, index);
         }
     }
+    // Runs whose jobs changed: their `updated_at` says so, once a batch.
+    let mut touched_runs: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (index, change) in changes.iter().enumerate() {
         match change {
             Change::InsertRun(run) => {
@@ -362,7 +364,9 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
             } => {
                 let finished = to.is_terminal().then_some(at);
                 conn.prepare_cached(
-                    "UPDATE runs SET state = ?2, updated_at = ?3, finished_at = ?4 WHERE id = ?1",
+                    "UPDATE runs SET state = ?2, updated_at = ?3, finished_at = ?4,
+                     started_at = coalesce(started_at, CASE WHEN ?2 <> 'pending' THEN ?3 END)
+                     WHERE id = ?1",
                 )?
                 .execute(params![run_id, to.as_str(), at, finished])?;
                 // Run memory lives as long as its run, and goes in the same
@@ -409,7 +413,10 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     conn.prepare_cached(
                         "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
                          error = ?6, updated_at = ?7, retry_base = ?8, pending_docs = ?9, reworks = ?10,
-                         waiting_since = ?11, held_docs = ?12 WHERE id = ?1",
+                         waiting_since = ?11, held_docs = ?12,
+                         started_at = coalesce(started_at, CASE WHEN ?3 > 0 THEN ?7 END),
+                         ended_at = CASE WHEN ?13 THEN ?7 END
+                         WHERE id = ?1",
                     )?
                     .execute(params![
                         job_id,
@@ -423,8 +430,10 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         pending_docs,
                         reworks,
                         waiting_since,
-                        held_docs
+                        held_docs,
+                        to.is_terminal()
                     ])?;
+                    touched_runs.insert(run_id.as_str());
                 }
                 event(
                     conn,
@@ -479,6 +488,12 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     usage.tokens_in as i64,
                     usage.tokens_out as i64
                 ])?;
+                if progress.is_some() {
+                    conn.prepare_cached(
+                        "UPDATE jobs SET summary = json_extract(?2, '$.summary') WHERE id = ?1",
+                    )?
+                    .execute(params![job_id, progress])?;
+                }
             }
             Change::Artifacts { job_id, artifacts } => {
                 let mut insert = conn.prepare_cached(
@@ -591,6 +606,10 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 }
             }
         }
+    }
+    for run_id in touched_runs {
+        conn.prepare_cached("UPDATE runs SET updated_at = ?2 WHERE id = ?1 AND updated_at < ?2")?
+            .execute(params![run_id, at])?;
     }
     Ok(())
 }
