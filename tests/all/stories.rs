@@ -144,3 +144,227 @@ async fn the_status_view_shows_each_agents_latest_status_across_runs() {
     assert_eq!(status, 400);
     server.stop().await;
 }
+
+/// `PUT`s `report` as the status of job `job`.
+async fn report(server: &TestServer, job: &str, report: Value) -> (u16, Value) {
+    let response = server
+        .request(reqwest::Method::PUT, &format!("/v1/jobs/{job}/status"))
+        .json(&report)
+        .send()
+        .await
+        .expect("PUT");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn job_id(run: &Value, name: &str) -> String {
+    run["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+        .and_then(|j| j["id"].as_str())
+        .unwrap_or_else(|| panic!("no job {name}: {run}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn outside_systems_report_external_jobs_and_dependents_react() {
+    let server = TestServer::start_with(admin_and_client(), |_| {}).await;
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"story_id": "tracked", "pipeline": {"jobs": {
+                "scan": {"external": true},
+                "lint": {"external": true},
+                "a": {"external": true},
+                "b": {"external": true},
+                "report": {"plugin": "echo", "needs": ["scan"]},
+                "later": {"external": true, "needs": ["lint"]},
+            }}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(
+        run["state"], "pending",
+        "nothing runs until reported: {run}"
+    );
+    let job = |name: &str| job_id(&run, name);
+
+    let (status, body) = report(
+        &server,
+        &job("scan"),
+        json!({"status": "running", "output_summary": "scanning 3 repositories"}),
+    )
+    .await;
+    assert_eq!((status, &body["state"]), (200, &json!("running")), "{body}");
+    let (_, now) = server.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(now["state"], "running", "{now}");
+    let (status, body) = report(
+        &server,
+        &job("scan"),
+        json!({"status": "completed", "output": {"found": 2}, "output_summary": "2 findings"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["state"]),
+        (200, &json!("completed")),
+        "{body}"
+    );
+
+    // Transitions are checked.
+    for (name, sent, says) in [
+        ("scan", json!({"status": "running"}), "it is completed"),
+        (
+            "later",
+            json!({"status": "running"}),
+            "waits for its dependencies",
+        ),
+        ("report", json!({"status": "running"}), "only external jobs"),
+    ] {
+        let (status, body) = report(&server, &job(name), sent).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (409, &json!("conflict")),
+            "{name}: {body}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    for (sent, status) in [
+        (json!({"status": "running", "output": 1}), 422),
+        (json!({"status": "paused"}), 422),
+        (
+            json!({"status": "running", "output_summary": "x".repeat(5000)}),
+            422,
+        ),
+    ] {
+        let (got, body) = report(&server, &job("lint"), sent.clone()).await;
+        assert_eq!(got, status, "{sent}: {body}");
+    }
+    let (status, _) = report(
+        &server,
+        "00000000-0000-4000-8000-000000000000",
+        json!({"status": "running"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Two reporters of two jobs at once: neither overwrites the other.
+    let reports = (0..10).map(|i| {
+        let (name, other) = if i % 2 == 0 { ("a", "A") } else { ("b", "B") };
+        let summary = format!("{other} step {i}");
+        let job = job(name);
+        let server = &server;
+        async move {
+            report(
+                server,
+                &job,
+                json!({"status": "running", "output_summary": summary}),
+            )
+            .await
+        }
+    });
+    for (status, body) in futures_util::future::join_all(reports).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let (job_a, job_b) = (job("a"), job("b"));
+    let (a, b) = tokio::join!(
+        report(
+            &server,
+            &job_a,
+            json!({"status": "completed", "output": "from A", "output_summary": "A done"})
+        ),
+        report(
+            &server,
+            &job_b,
+            json!({"status": "completed", "output": "from B", "output_summary": "B done"})
+        ),
+    );
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+
+    let (status, body) = report(
+        &server,
+        &job("lint"),
+        json!({"status": "failed", "output_summary": "lint failed"}),
+    )
+    .await;
+    assert_eq!((status, &body["state"]), (200, &json!("failed")), "{body}");
+
+    let ended = run_to_end_of(&server, &id).await;
+    assert_eq!(ended["state"], "failed", "{ended}");
+    let find = |name: &str| {
+        ended["jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(find("scan")["output"], json!({"found": 2}));
+    assert_eq!(
+        find("report")["state"],
+        "completed",
+        "dependents react: {ended}"
+    );
+    assert_eq!(find("a")["output"], "from A");
+    assert_eq!(find("b")["output"], "from B");
+    assert_eq!(find("a")["summary"], "A done");
+    assert_eq!(find("b")["summary"], "B done");
+    assert_eq!(
+        find("lint")["error"],
+        json!({"type": "reported", "message": "lint failed"})
+    );
+    assert_eq!(find("later")["state"], "skipped");
+
+    // Each report is an event, saying who reported.
+    let events = crate::api::follow_events(&server, &id).await;
+    let reported: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .filter(|r| r.starts_with("reported"))
+        .collect();
+    assert_eq!(reported.len(), 15, "{reported:?}");
+    assert!(
+        reported.contains(&"reported running by ops"),
+        "{reported:?}"
+    );
+
+    let (_, view) = server.get("/v1/stories/tracked/status").await;
+    assert_eq!(view["agent_statuses"]["scan"]["status"], "completed");
+    assert_eq!(
+        view["agent_statuses"]["scan"]["output_summary"],
+        "2 findings"
+    );
+    assert_eq!(
+        view["agent_statuses"]["lint"]["output_summary"],
+        "lint failed"
+    );
+
+    // An external job names no plugin, gate or screening.
+    for bad in [
+        json!({"external": true, "plugin": "echo"}),
+        json!({"external": true, "approval": {"required": true}}),
+    ] {
+        let (status, body) = server
+            .post("/v1/runs", &json!({"pipeline": {"jobs": {"x": bad}}}))
+            .await;
+        assert_eq!(
+            (status, &body["code"]),
+            (422, &json!("invalid_pipeline")),
+            "{body}"
+        );
+    }
+    server.stop().await;
+}
+
+async fn run_to_end_of(server: &TestServer, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+        if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id} never ended: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

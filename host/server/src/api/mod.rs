@@ -17,6 +17,7 @@ pub mod openapi;
 mod outbound;
 pub mod params;
 mod plugins;
+mod reports;
 mod reviews;
 mod runs;
 pub mod schemas;
@@ -32,7 +33,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
@@ -86,6 +87,7 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
         .route("/jobs/{id}/logs", get(jobs::logs))
         .route("/jobs/{id}/attempts/{number}/log", get(jobs::attempt_log))
         .route("/jobs/{id}/retry", post(jobs::retry))
+        .route("/jobs/{id}/status", put(reports::report))
         .route("/artifacts/{digest}", get(artifacts::download))
         .route(
             "/templates",

@@ -15,8 +15,8 @@ use super::params::DOCUMENT_NAME_PATTERN;
 use super::schemas::SseEvent;
 use super::views::EventRow;
 use super::{
-    artifacts, documents, events, flows, health, jobs, memory, outbound, plugins, reviews, runs,
-    stories, templates,
+    artifacts, documents, events, flows, health, jobs, memory, outbound, plugins, reports, reviews,
+    runs, stories, templates,
 };
 use crate::scheduler::spec::MAX_JOBS;
 
@@ -28,7 +28,7 @@ use crate::scheduler::spec::MAX_JOBS;
     ),
     paths(
         runs::create, runs::list, runs::get, runs::input, runs::cancel, events::run_events, events::all_events,
-        jobs::get, jobs::input, jobs::output, jobs::logs, jobs::attempt_log, jobs::retry,
+        jobs::get, jobs::input, jobs::output, jobs::logs, jobs::attempt_log, jobs::retry, reports::report,
         artifacts::list_for_run, artifacts::download,
         templates::create, templates::list, templates::latest, templates::version,
         plugins::list, plugins::get, plugins::approve, plugins::upload, memory::list,

@@ -239,6 +239,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
         output: true,
         approval: None,
         screen: false,
+        external: false,
     };
     let run_id = engine
         .submit(Submission {

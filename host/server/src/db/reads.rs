@@ -238,6 +238,10 @@ impl JobSummaryRecord {
     }
 }
 
+/// How many columns [`job_summary_columns`] selects: what a query adds
+/// after them starts here.
+const JOB_SUMMARY_COLUMNS: usize = 19;
+
 fn job_summary_columns() -> String {
     format!(
         "id, name, plugin, state, attempts, error, parent_job_id, spawn_reason, depth, {}, {}, pending_docs,
@@ -397,7 +401,7 @@ pub fn job_detail(
         .prepare_cached(&sql)?
         .query_row(
             named_params! {":job": job_id, ":max_inline": max_inline as i64},
-            |r| Ok((job_summary(r)?, r.get::<_, String>(14)?)),
+            |r| Ok((job_summary(r)?, r.get::<_, String>(JOB_SUMMARY_COLUMNS)?)),
         )
         .optional()?;
     let Some((job, run_id)) = row else {

@@ -126,6 +126,11 @@ pub enum Change {
         job_id: String,
         review: Review,
     },
+    /// The summary a job's outside reporter gave.
+    Summary {
+        job_id: String,
+        summary: String,
+    },
     /// A guard's verdict on the run's input, a job's output or a
     /// document, with its event.
     Screened {
@@ -414,7 +419,7 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                         "UPDATE jobs SET state = ?2, attempts = ?3, ready_at = ?4, output = coalesce(?5, output),
                          error = ?6, updated_at = ?7, retry_base = ?8, pending_docs = ?9, reworks = ?10,
                          waiting_since = ?11, held_docs = ?12,
-                         started_at = coalesce(started_at, CASE WHEN ?3 > 0 THEN ?7 END),
+                         started_at = coalesce(started_at, CASE WHEN ?3 > 0 OR ?2 = 'running' THEN ?7 END),
                          ended_at = CASE WHEN ?13 THEN ?7 END
                          WHERE id = ?1",
                     )?
@@ -519,6 +524,10 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 for (producer, name) in uses {
                     insert.execute(params![consumer_job_id, producer, name, attempt])?;
                 }
+            }
+            Change::Summary { job_id, summary } => {
+                conn.prepare_cached("UPDATE jobs SET summary = ?2 WHERE id = ?1")?
+                    .execute(params![job_id, summary])?;
             }
             Change::Screened {
                 run_id,

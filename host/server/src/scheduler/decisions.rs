@@ -122,7 +122,8 @@ fn move_job_failing(
     if !to.is_waiting() {
         run.jobs[job].waiting_since = None;
     }
-    if to == JobState::Ready {
+    // An external job waits for its reports, not for a slot.
+    if to == JobState::Ready && !run.jobs[job].external {
         run.ready.push_back(job);
     }
     if to.is_terminal() {
@@ -789,6 +790,138 @@ pub enum Refusal {
     NotWaiting(String),
     /// The caller's role may not decide this gate (403).
     Forbidden(String),
+}
+
+/// What an outside system reports of an external job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedStatus {
+    Running,
+    Completed,
+    Failed,
+    NeedsInput,
+}
+
+impl ReportedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::NeedsInput => "needs_input",
+        }
+    }
+}
+
+/// A report of an external job.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub status: ReportedStatus,
+    /// Shown as the job's summary (and in the status view).
+    pub summary: Option<String>,
+    /// JSON: the output of a completed job.
+    pub output: Option<String>,
+    /// Who reported (the token's name).
+    pub by: Option<String>,
+}
+
+/// Moves an external job as its outside system reports; its dependents
+/// react as to any job's end. Reports of a job that is not external, of
+/// one still waiting for its dependencies or already ended, are refused.
+pub(super) fn report_job(
+    run: &mut ActiveRun,
+    job: usize,
+    report: Report,
+    fx: &mut Effects,
+) -> Result<JobState, Refusal> {
+    let node = &run.jobs[job];
+    let name = node.name.clone();
+    if run.cancelling {
+        return Err(Refusal::NotWaiting(format!(
+            "run {} is being cancelled",
+            run.id
+        )));
+    }
+    if !node.external {
+        return Err(Refusal::NotWaiting(format!(
+            "job {name:?} runs in Warren; only external jobs take reports"
+        )));
+    }
+    let event = match report.status {
+        ReportedStatus::Running => JobEvent::ReportedRunning,
+        ReportedStatus::Completed => JobEvent::ReportedCompleted,
+        ReportedStatus::Failed => JobEvent::ReportedFailed,
+        ReportedStatus::NeedsInput => JobEvent::ReportedNeedsInput,
+    };
+    let from = node.state;
+    let Some(to) = job_transition(from, event) else {
+        let why = if from == JobState::Pending {
+            "it waits for its dependencies".to_owned()
+        } else {
+            format!("it is {from}")
+        };
+        return Err(Refusal::NotWaiting(format!(
+            "job {name:?} cannot be reported {}: {why}",
+            report.status.as_str()
+        )));
+    };
+    match run.state {
+        RunState::Pending => {
+            move_run(
+                run,
+                RunEvent::JobStarted,
+                format!("job {name:?} reported"),
+                fx,
+            );
+        }
+        RunState::NeedsInput | RunState::WaitingApproval if !to.is_waiting() => {
+            move_run(run, RunEvent::Resumed, format!("job {name:?} reported"), fx);
+        }
+        _ => {}
+    }
+    if let Some(summary) = &report.summary {
+        fx.changes.push(Change::Summary {
+            job_id: run.jobs[job].id.clone(),
+            summary: summary.clone(),
+        });
+    }
+    let output =
+        (to == JobState::Completed).then(|| report.output.unwrap_or_else(|| "null".into()));
+    let error = (to == JobState::Failed).then(|| {
+        serde_json::json!({
+            "type": "reported",
+            "message": report.summary.as_deref().unwrap_or("reported failed"),
+        })
+        .to_string()
+    });
+    if to.is_waiting() && run.jobs[job].waiting_since.is_none() {
+        run.jobs[job].waiting_since = Some(warren_vocabulary::now_ms());
+    }
+    let reason = match &report.by {
+        Some(by) => format!("reported {to} by {by}"),
+        None => format!("reported {to}"),
+    };
+    fx.changes.push(job_change(
+        run,
+        job,
+        from,
+        to,
+        Some(reason),
+        output.clone(),
+        error,
+    ));
+    let node = &mut run.jobs[job];
+    node.state = to;
+    if let Some(output) = output {
+        node.output = Some(output);
+    }
+    if !to.is_waiting() {
+        node.waiting_since = None;
+    }
+    if to.is_terminal() {
+        terminal(run, job, fx);
+    }
+    Ok(to)
 }
 
 /// How a job ended without a failed attempt (stored as its error).

@@ -38,7 +38,7 @@ use warren_vocabulary::names;
 use warren_vocabulary::text;
 use warren_vocabulary::{Decision, JobState, Review, RunState};
 
-pub use decisions::GateFailure;
+pub use decisions::{GateFailure, Report, ReportedStatus};
 
 /// Attempts running at once by default. Enough to keep the database
 /// writer and the guests busy at the same time; each needs one pooled
@@ -218,6 +218,13 @@ pub(crate) enum Command {
     /// Documents of this scope (a story) were written and committed.
     DocumentsChanged {
         scope: String,
+    },
+    /// An outside system's report of an external job.
+    Report {
+        run_id: String,
+        job_id: String,
+        report: decisions::Report,
+        reply: oneshot::Sender<Result<JobState, decisions::Refusal>>,
     },
     /// A decision on a job's output, or input given to it.
     Review {
@@ -599,27 +606,31 @@ impl Engine {
         // new version becomes active meanwhile.
         let mut versions: HashMap<&str, Arc<warren_sandbox::plugin::Plugin>> = HashMap::new();
         for (name, job) in &spec.jobs {
-            let plugin = match versions.get(job.plugin.as_str()) {
-                Some(plugin) => plugin.clone(),
-                None => {
-                    let plugin =
-                        self.plugins
-                            .get(&job.plugin)
-                            .ok_or_else(|| SpecError::UnknownPlugin {
+            // An external job runs nothing: no plugin, no version, no limits.
+            let plugin = if job.external {
+                None
+            } else {
+                let plugin = match versions.get(job.plugin.as_str()) {
+                    Some(plugin) => plugin.clone(),
+                    None => {
+                        let plugin = self.plugins.get(&job.plugin).ok_or_else(|| {
+                            SpecError::UnknownPlugin {
                                 job: name.clone(),
                                 plugin: job.plugin.clone(),
-                            })?;
-                    versions.insert(&job.plugin, plugin.clone());
-                    plugin
-                }
+                            }
+                        })?;
+                        versions.insert(&job.plugin, plugin.clone());
+                        plugin
+                    }
+                };
+                job.limits
+                    .check(&plugin.grants().limits)
+                    .map_err(|reason| SpecError::BadLimits {
+                        job: name.clone(),
+                        reason: format!("{reason} granted to plugin {:?}", job.plugin),
+                    })?;
+                Some(plugin)
             };
-            let grants = plugin.grants();
-            job.limits
-                .check(&grants.limits)
-                .map_err(|reason| SpecError::BadLimits {
-                    job: name.clone(),
-                    reason: format!("{reason} granted to plugin {:?}", job.plugin),
-                })?;
             let id = ids[name.as_str()].clone();
             for need in &job.needs {
                 deps.push(NewDep {
@@ -632,7 +643,7 @@ impl Engine {
                 id,
                 name: name.clone(),
                 plugin: job.plugin.clone(),
-                plugin_digest: Some(plugin.digest().to_owned()),
+                plugin_digest: plugin.as_ref().map(|p| p.digest().to_owned()),
                 input: job
                     .input
                     .as_ref()
@@ -644,7 +655,9 @@ impl Engine {
                     JobState::Pending
                 },
                 retry: job.retry,
-                limits: job.limits.resolve(&grants.default_limits),
+                limits: plugin.as_ref().map_or_else(Limits::default, |p| {
+                    job.limits.resolve(&p.grants().default_limits)
+                }),
                 parent_job_id: None,
                 spawn_reason: None,
                 depth: 0,
@@ -799,6 +812,42 @@ impl Engine {
                 .map_err(|refusal| match refusal {
                     decisions::Refusal::NotWaiting(m) => EngineError::NotWaiting(m),
                     decisions::Refusal::Forbidden(m) => EngineError::Forbidden(m),
+                })?;
+        self.sync().await?;
+        Ok(state)
+    }
+
+    /// Moves an external job as its outside system reports (see
+    /// [`decisions::report_job`]); answers once it is committed, with the
+    /// job's new state.
+    pub async fn report(
+        &self,
+        job_id: &str,
+        report: decisions::Report,
+    ) -> Result<JobState, EngineError> {
+        let id = job_id.to_owned();
+        let (run_id, _) = self
+            .db
+            .query(move |conn| runs::job_run(conn, &id))
+            .await?
+            .ok_or_else(|| EngineError::UnknownJob(job_id.to_owned()))?;
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Report {
+                run_id,
+                job_id: job_id.to_owned(),
+                report,
+                reply,
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        let state =
+            answer
+                .await
+                .map_err(|_| EngineError::Stopped)?
+                .map_err(|refusal| match refusal {
+                    decisions::Refusal::NotWaiting(m) | decisions::Refusal::Forbidden(m) => {
+                        EngineError::NotWaiting(m)
+                    }
                 })?;
         self.sync().await?;
         Ok(state)

@@ -56,6 +56,7 @@ fn run_of(change: &Change) -> Option<&str> {
         Change::StartAttempt { .. }
         | Change::FinishAttempt { .. }
         | Change::Artifacts { .. }
+        | Change::Summary { .. }
         | Change::ArtifactUses { .. } => None,
     }
 }

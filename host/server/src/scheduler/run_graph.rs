@@ -47,6 +47,9 @@ pub(crate) struct Node {
     pub is_agent: bool,
     /// The run's guards check its output and documents (`screen`).
     pub screen: bool,
+    /// Runs nothing here: an outside system reports it (stored as a job
+    /// without a plugin).
+    pub external: bool,
     /// The job that spawned it.
     pub parent: Option<usize>,
     /// A person decides on each successful attempt's output.
@@ -151,7 +154,8 @@ impl ActiveRun {
             if job.parent_job_id.is_some() {
                 self.spawned += 1;
             }
-            if job.state == JobState::Ready {
+            // An external job waits for its reports, not for a slot.
+            if job.state == JobState::Ready && !job.plugin.is_empty() {
                 self.ready.push_back(index);
             }
             self.data_bytes += job.input.len() as u64;
@@ -178,6 +182,7 @@ impl ActiveRun {
                 handed: Vec::new(),
                 is_agent: false,
                 screen: false,
+                external: job.plugin.is_empty(),
                 parent: job
                     .parent_job_id
                     .as_ref()

@@ -15,8 +15,9 @@ use tokio::sync::{mpsc, watch};
 use warren_sandbox::runtime::Runtime;
 
 use super::decisions::{
-    Effects, HeldDocument, Refusal, cancel_jobs, documents_arrived, evaluate, finish_attempt,
-    finish_run, gate_timed_out, next_ready, reopen, review_job, settle, start_job, wake,
+    Effects, HeldDocument, Refusal, Report, cancel_jobs, documents_arrived, evaluate,
+    finish_attempt, finish_run, gate_timed_out, next_ready, reopen, report_job, review_job, settle,
+    start_job, wake,
 };
 use super::launch::{Completion, launch};
 use super::metrics::{ALL_JOB_STATES, WAITING_RUN_STATES};
@@ -305,6 +306,14 @@ impl Scheduler {
             } => {
                 let _ = reply.send(self.review(&run_id, &job_id, review, held));
             }
+            Command::Report {
+                run_id,
+                job_id,
+                report,
+                reply,
+            } => {
+                let _ = reply.send(self.report(&run_id, &job_id, report));
+            }
         }
     }
 
@@ -329,6 +338,24 @@ impl Scheduler {
             )));
         };
         let state = review_job(run, job, review, held, &mut self.effects)?;
+        self.after_change(run_id);
+        Ok(state)
+    }
+
+    /// An outside system's report of an external job.
+    fn report(&mut self, run_id: &str, job_id: &str, report: Report) -> Result<JobState, Refusal> {
+        self.unpark(run_id);
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return Err(Refusal::NotWaiting(format!(
+                "job {job_id} cannot be reported: its run has ended"
+            )));
+        };
+        let Some(&job) = run.by_id.get(job_id) else {
+            return Err(Refusal::NotWaiting(format!(
+                "job {job_id} is not in run {run_id}"
+            )));
+        };
+        let state = report_job(run, job, report, &mut self.effects)?;
         self.after_change(run_id);
         Ok(state)
     }

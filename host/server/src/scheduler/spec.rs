@@ -87,9 +87,15 @@ pub struct RunBudget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    /// A loaded plugin's name.
+    /// A loaded plugin's name; none for an `external` job.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     pub plugin: String,
+    /// Runs nothing in Warren: an outside system reports its status
+    /// (`PUT /v1/jobs/{id}/status`), and its dependents react as for any
+    /// job. It names no plugin, gate or screening.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
     /// The job's input; the run's input when absent.
     #[serde(default)]
     pub input: Option<serde_json::Value>,
@@ -126,6 +132,7 @@ impl PipelineSpec {
     pub fn plugins_named(&self) -> Vec<&str> {
         self.jobs
             .values()
+            .filter(|j| !j.external)
             .map(|j| j.plugin.as_str())
             .chain(self.guards.iter().map(String::as_str))
             .collect()
@@ -222,6 +229,8 @@ pub enum SpecError {
         "job {job:?}: plugin {plugin:?} is a guard: name it in the pipeline's `guards`, it does not run as a job"
     )]
     GuardAsJob { job: String, plugin: String },
+    #[error("job {job:?} is external: it runs nothing in Warren, so it takes no {what}")]
+    BadExternal { job: String, what: &'static str },
     #[error("template name {0:?} is invalid (letters, digits, `-`, `_`, `.`, at most 64 bytes)")]
     BadTemplateName(String),
     #[error("input_schema is {0} bytes as JSON; at most {MAX_INPUT_SCHEMA_BYTES}")]
@@ -344,9 +353,30 @@ impl PipelineSpec {
             if !is_valid_job_name(name) {
                 return Err(SpecError::BadJobName(name.clone()));
             }
-            let kind = is_valid_plugin_name(&job.plugin)
-                .then(|| plugin_kind(&job.plugin))
-                .flatten();
+            if job.external {
+                let named = if !job.plugin.is_empty() {
+                    Some("a plugin")
+                } else if job.approval.is_some() {
+                    Some("an approval gate")
+                } else if job.screen {
+                    Some("screening")
+                } else {
+                    None
+                };
+                if let Some(what) = named {
+                    return Err(SpecError::BadExternal {
+                        job: name.clone(),
+                        what,
+                    });
+                }
+            }
+            let kind = if job.external {
+                Some(PluginKind::Job)
+            } else {
+                is_valid_plugin_name(&job.plugin)
+                    .then(|| plugin_kind(&job.plugin))
+                    .flatten()
+            };
             match kind {
                 None => {
                     return Err(SpecError::UnknownPlugin {

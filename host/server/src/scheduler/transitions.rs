@@ -45,6 +45,14 @@ pub enum JobEvent {
     RetryRequested,
     /// A job it waits for runs again, so the reason it was skipped is gone.
     Reopened,
+    /// An outside system reports an external job running.
+    ReportedRunning,
+    /// An outside system reports an external job done.
+    ReportedCompleted,
+    /// An outside system reports an external job failed.
+    ReportedFailed,
+    /// An outside system reports an external job waiting for input.
+    ReportedNeedsInput,
 }
 
 impl JobEvent {
@@ -67,6 +75,10 @@ impl JobEvent {
         Self::Cancelled,
         Self::RetryRequested,
         Self::Reopened,
+        Self::ReportedRunning,
+        Self::ReportedCompleted,
+        Self::ReportedFailed,
+        Self::ReportedNeedsInput,
     ];
 }
 
@@ -96,6 +108,10 @@ pub fn job_transition(from: JobState, event: JobEvent) -> Option<JobState> {
         }
         (S::Failed | S::NeedsInput, E::RetryRequested) => S::Pending,
         (S::Skipped, E::Reopened) => S::Pending,
+        (S::Ready | S::Running | S::NeedsInput, E::ReportedRunning) => S::Running,
+        (S::Ready | S::Running | S::NeedsInput, E::ReportedCompleted) => S::Completed,
+        (S::Ready | S::Running | S::NeedsInput, E::ReportedFailed) => S::Failed,
+        (S::Ready | S::Running | S::NeedsInput, E::ReportedNeedsInput) => S::NeedsInput,
         _ => return None,
     })
 }
@@ -243,6 +259,18 @@ mod tests {
             (S::Failed, E::RetryRequested, S::Pending),
             (S::NeedsInput, E::RetryRequested, S::Pending),
             (S::Skipped, E::Reopened, S::Pending),
+            (S::Ready, E::ReportedRunning, S::Running),
+            (S::Running, E::ReportedRunning, S::Running),
+            (S::NeedsInput, E::ReportedRunning, S::Running),
+            (S::Ready, E::ReportedCompleted, S::Completed),
+            (S::Running, E::ReportedCompleted, S::Completed),
+            (S::NeedsInput, E::ReportedCompleted, S::Completed),
+            (S::Ready, E::ReportedFailed, S::Failed),
+            (S::Running, E::ReportedFailed, S::Failed),
+            (S::NeedsInput, E::ReportedFailed, S::Failed),
+            (S::Ready, E::ReportedNeedsInput, S::NeedsInput),
+            (S::Running, E::ReportedNeedsInput, S::NeedsInput),
+            (S::NeedsInput, E::ReportedNeedsInput, S::NeedsInput),
         ]
     };
 
