@@ -644,6 +644,7 @@ async fn gc_deletes_runs_past_retention_and_refuses_a_directory_in_use() {
                 story_id: None,
                 in_dir: None,
                 replay: None,
+                budget: None,
             })
             .await
             .expect("submitted");

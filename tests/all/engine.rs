@@ -63,6 +63,7 @@ impl EngineHost {
                 story_id: None,
                 in_dir: None,
                 replay: None,
+                budget: None,
             })
             .await
     }
@@ -484,6 +485,7 @@ async fn runs_record_the_template_version_they_used() {
         story_id: Some("story-7".into()),
         in_dir: None,
         replay: None,
+        budget: None,
     };
     let latest = host.engine.submit(submit(None)).await.expect("latest");
     let first = host.engine.submit(submit(Some(1))).await.expect("v1");

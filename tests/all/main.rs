@@ -7,6 +7,7 @@
 mod agents;
 mod api;
 mod approvals;
+mod budgets;
 mod cli;
 mod crash;
 mod documents;

@@ -228,6 +228,8 @@ pub struct PolicyLayer {
     pub max_spawn_depth: Option<u32>,
     /// Jobs one run may spawn in all (up to 100,000).
     pub max_spawned_per_run: Option<u32>,
+    /// `[policy.max_run_budget]`: the most any run may use.
+    pub max_run_budget: Option<warren_vocabulary::RunBudget>,
 }
 
 /// Settings of a server, every value decided.
@@ -492,6 +494,10 @@ impl PolicyLayer {
                 )));
             }
             policy.max_spawned_per_run = count;
+        }
+        if let Some(budget) = self.max_run_budget {
+            budget.check().map_err(invalid)?;
+            policy.max_run_budget = budget;
         }
         Ok(policy)
     }

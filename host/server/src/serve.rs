@@ -91,6 +91,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
             guards: config.guards.clone(),
             max_spawn_depth: config.policy.max_spawn_depth,
             max_spawned_per_run: config.policy.max_spawned_per_run,
+            max_run_budget: config.policy.max_run_budget,
             ..EngineConfig::default()
         })
         .await?;

@@ -14,6 +14,7 @@
 
 mod agent;
 mod artifact;
+mod budget;
 mod guard;
 mod id;
 mod limits;
@@ -27,6 +28,7 @@ mod usage;
 
 pub use agent::{AgentInfo, MAX_AGENT_DOCUMENTS};
 pub use artifact::Artifact;
+pub use budget::{BudgetKind, RunBudget};
 pub use guard::{GuardFinding, GuardSubjectKind, GuardVerdict, Screening};
 pub use id::{new_id, now_ms};
 pub use limits::{Limits, LimitsSpec};

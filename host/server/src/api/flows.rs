@@ -217,6 +217,7 @@ async fn run_flow(
         story_id,
         in_dir: None,
         replay,
+        budget: None,
     };
     let run_id = state.engine.submit(submission).await.map_err(|e| match e {
         EngineError::UnknownTemplate(_) => ApiError::new(

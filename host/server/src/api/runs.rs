@@ -40,6 +40,8 @@ pub struct CreateRun {
     story_id: Option<String>,
     /// An earlier run whose recorded answers to calls out answer this one's.
     replay: Option<String>,
+    /// This run's budget, over its pipeline's.
+    budget: Option<warren_vocabulary::RunBudget>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -107,6 +109,7 @@ pub async fn create(
         story_id: body.story_id,
         in_dir: None,
         replay: body.replay,
+        budget: body.budget,
     };
     // Runs to the end even if the client goes away: a committed run must be
     // scheduled, and its key is kept with it.

@@ -45,6 +45,9 @@ pub struct RunFromTemplate {
     /// nothing is sent out.
     #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub replay: Option<String>,
+    /// This run's own budget: the tighter of it and its pipeline's holds,
+    /// limit by limit, under the operator's cap.
+    pub budget: Option<warren_vocabulary::RunBudget>,
 }
 
 /// A run of a pipeline given inline.
@@ -63,6 +66,9 @@ pub struct RunFromPipeline {
     /// nothing is sent out.
     #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub replay: Option<String>,
+    /// This run's own budget: the tighter of it and its pipeline's holds,
+    /// limit by limit, under the operator's cap.
+    pub budget: Option<warren_vocabulary::RunBudget>,
 }
 
 /// One Server-Sent Event of the history (`text/event-stream`, not JSON):

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
-use warren_vocabulary::{ApprovalGate, Decision, JobState, Review, Role, RunState};
+use warren_vocabulary::{ApprovalGate, Decision, JobState, Review, Role, RunBudget, RunState};
 
 use super::{MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};
 use crate::db::reads::{
@@ -142,6 +142,43 @@ pub struct RunView {
     pub updated_at: i64,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
+    /// What the run may use (its pipeline's budget, its own and the
+    /// operator's cap, the tightest of each); `null` without limits.
+    pub budget: Option<RunBudget>,
+    /// What it used so far.
+    pub used: RunUsed,
+    /// What is left of each limit of `budget`.
+    pub remaining: Option<RunBudget>,
+    /// The budget it reached (`fuel`, `wall_ms`, `jobs`, `artifact_bytes`),
+    /// when it was stopped for one.
+    pub budget_exceeded: Option<String>,
+}
+
+/// What a run used, over all its attempts and jobs.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct RunUsed {
+    pub fuel: u64,
+    /// From its submission to its end (or now).
+    pub wall_ms: u64,
+    /// Jobs in all, spawned ones included.
+    pub jobs: u64,
+    pub artifact_bytes: u64,
+    /// Model tokens, prompts and answers.
+    pub tokens: u64,
+}
+
+impl RunUsed {
+    /// What is left of each limit of `budget`.
+    fn remaining(&self, budget: &RunBudget) -> RunBudget {
+        let left = |max: Option<u64>, used: u64| max.map(|max| max.saturating_sub(used));
+        RunBudget {
+            max_fuel: left(budget.max_fuel, self.fuel),
+            max_wall_ms: left(budget.max_wall_ms, self.wall_ms),
+            max_jobs: left(budget.max_jobs, self.jobs),
+            max_artifact_bytes: left(budget.max_artifact_bytes, self.artifact_bytes),
+            max_tokens: left(budget.max_tokens, self.tokens),
+        }
+    }
 }
 
 impl RunView {
@@ -149,6 +186,19 @@ impl RunView {
     /// `more` says whether jobs follow the last of `jobs`.
     pub fn new(run: RunHeadRecord, jobs: Vec<JobSummaryRecord>, more: bool) -> Self {
         let id = run.id;
+        // A budget that does not parse was never stored by this version.
+        let budget: Option<RunBudget> = run
+            .budget
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok());
+        let wall_end = run.finished_at.unwrap_or_else(warren_vocabulary::now_ms);
+        let used = RunUsed {
+            fuel: run.fuel_used,
+            wall_ms: wall_end.saturating_sub(run.created_at).max(0) as u64,
+            jobs: run.jobs_total,
+            artifact_bytes: run.artifact_bytes,
+            tokens: run.tokens_in + run.tokens_out,
+        };
         let input = inline(Some(&run.input), || format!("/v1/runs/{id}/input"));
         let mut view = Self {
             state: run.state,
@@ -169,6 +219,10 @@ impl RunView {
             updated_at: run.updated_at,
             started_at: run.started_at,
             ended_at: run.finished_at,
+            remaining: budget.as_ref().map(|b| used.remaining(b)),
+            budget,
+            used,
+            budget_exceeded: run.budget_exceeded,
             // Measured at its longest: an id.
             jobs_next: Some(id.clone()),
             id,

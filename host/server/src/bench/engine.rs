@@ -127,6 +127,7 @@ async fn run_to_end(engine: &Engine, spec: PipelineSpec) -> anyhow::Result<Durat
             story_id: None,
             in_dir: None,
             replay: None,
+            budget: None,
         })
         .await?;
     let run = engine.wait(&run_id, Duration::from_secs(600)).await?;

@@ -123,6 +123,8 @@ pub struct Policy {
     pub max_spawn_depth: u32,
     /// Jobs one run may spawn in all.
     pub max_spawned_per_run: u32,
+    /// The most any run may use, over its own and its pipeline's budget.
+    pub max_run_budget: warren_vocabulary::RunBudget,
 }
 
 impl Default for Policy {
@@ -141,6 +143,7 @@ impl Default for Policy {
             models: Vec::new(),
             max_spawn_depth: warren_sandbox::runtime::DEFAULT_MAX_SPAWN_DEPTH,
             max_spawned_per_run: crate::scheduler::DEFAULT_MAX_SPAWNED_PER_RUN,
+            max_run_budget: warren_vocabulary::RunBudget::default(),
         }
     }
 }

@@ -83,6 +83,7 @@ pub async fn start_engine(options: &EngineOptions) -> Result<Engine, PipelineErr
         limit_ceiling: policy.max_limits,
         max_spawn_depth: policy.max_spawn_depth,
         max_spawned_per_run: policy.max_spawned_per_run,
+        max_run_budget: policy.max_run_budget,
         // As under `warren serve`: the operator's guards check inputs.
         guards: operator.guards,
         ..EngineConfig::default()
@@ -110,6 +111,7 @@ pub async fn run(
             story_id,
             in_dir: None,
             replay: None,
+            budget: None,
         })
         .await?;
     eprintln!("run {run_id} submitted");

@@ -255,6 +255,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, RunError> {
             story_id: options.story_id.clone(),
             in_dir: options.in_dir.clone(),
             replay: None,
+            budget: None,
         })
         .await?;
     while !engine

@@ -72,6 +72,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_replay.sql"),
     include_str!("migrations/0016_screenings.sql"),
     include_str!("migrations/0017_status.sql"),
+    include_str!("migrations/0018_budgets.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.

@@ -118,6 +118,12 @@ pub struct RunHeadRecord {
     pub updated_at: i64,
     /// When its first job started.
     pub started_at: Option<i64>,
+    /// Its budget as it applies (JSON), the one it reached, and what its
+    /// attempts used of fuel and kept of artifacts.
+    pub budget: Option<String>,
+    pub budget_exceeded: Option<String>,
+    pub fuel_used: u64,
+    pub artifact_bytes: u64,
 }
 
 pub fn run_head(
@@ -134,7 +140,11 @@ pub fn run_head(
                  WHERE j.run_id = runs.id),
                 (SELECT coalesce(sum(a.tokens_out), 0) FROM attempts a JOIN jobs j ON j.id = a.job_id
                  WHERE j.run_id = runs.id),
-                replay_of, updated_at, started_at
+                replay_of, updated_at, started_at, budget, budget_exceeded,
+                (SELECT coalesce(sum(a.fuel_consumed), 0) FROM attempts a JOIN jobs j ON j.id = a.job_id
+                 WHERE j.run_id = runs.id),
+                (SELECT coalesce(sum(f.size), 0) FROM artifacts f JOIN jobs j ON j.id = f.job_id
+                 WHERE j.run_id = runs.id)
          FROM runs WHERE id = :run",
         sized("input")
     );
@@ -167,6 +177,10 @@ pub fn run_head(
                         replay_of: r.get(13)?,
                         updated_at: r.get(14)?,
                         started_at: r.get(15)?,
+                        budget: r.get(16)?,
+                        budget_exceeded: r.get(17)?,
+                        fuel_used: r.get::<_, i64>(18)?.max(0) as u64,
+                        artifact_bytes: r.get::<_, i64>(19)?.max(0) as u64,
                     },
                     r.get::<_, String>(1)?,
                 ))

@@ -9,7 +9,7 @@ use super::DbError;
 use warren_sandbox::runtime::WrittenDocument;
 use warren_vocabulary::text;
 use warren_vocabulary::{
-    ApprovalGate, Artifact, Condition, Decision, GuardVerdict, JobState, Limits,
+    ApprovalGate, Artifact, BudgetKind, Condition, Decision, GuardVerdict, JobState, Limits,
     MAX_REVIEWS_HANDED, MemoryScope, RetryPolicy, Review, Reviewer, Role, RunState, Screening,
     Usage, now_ms,
 };
@@ -24,6 +24,8 @@ pub struct NewRun {
     pub story_id: Option<String>,
     /// The run whose recorded answers this one replays.
     pub replay_of: Option<String>,
+    /// Its budget as it applies, JSON; `None` without one.
+    pub budget: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +66,12 @@ pub enum Change {
     /// A cancel was asked for; kept so a restart finishes cancelling.
     CancelRequested {
         run_id: String,
+    },
+    /// The run reached a budget: it is stopped as a cancel is, and ends
+    /// `failed`; kept so a restart finishes it so.
+    BudgetExceeded {
+        run_id: String,
+        kind: BudgetKind,
     },
     RunState {
         run_id: String,
@@ -248,8 +256,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
         match change {
             Change::InsertRun(run) => {
                 conn.prepare_cached(
-                    "INSERT INTO runs (id, template_name, template_version, spec, input, story_id, replay_of, state, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, 'pending', ?7, ?7)",
+                    "INSERT INTO runs (id, template_name, template_version, spec, input, story_id, replay_of, budget, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?9, 'pending', ?7, ?7)",
                 )?
                 .execute(params![
                     run.id,
@@ -259,7 +267,8 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     run.input,
                     run.story_id,
                     at,
-                    run.replay_of
+                    run.replay_of,
+                    run.budget
                 ])?;
                 event(
                     conn,
@@ -525,6 +534,13 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     insert.execute(params![consumer_job_id, producer, name, attempt])?;
                 }
             }
+            Change::BudgetExceeded { run_id, kind } => {
+                conn.prepare_cached(
+                    "UPDATE runs SET budget_exceeded = ?2, cancel_requested_at = coalesce(cancel_requested_at, ?3)
+                     WHERE id = ?1",
+                )?
+                .execute(params![run_id, kind.as_str(), at])?;
+            }
             Change::Summary { job_id, summary } => {
                 conn.prepare_cached("UPDATE jobs SET summary = ?2 WHERE id = ?1")?
                     .execute(params![job_id, summary])?;
@@ -660,6 +676,13 @@ pub struct StoredRun {
     pub input: String,
     pub story_id: Option<String>,
     pub replay_of: Option<String>,
+    /// Its budget as it applies, JSON.
+    pub budget: Option<String>,
+    pub budget_exceeded: Option<BudgetKind>,
+    /// Fuel its attempts consumed, and bytes of artifacts its jobs keep.
+    pub fuel_used: u64,
+    pub artifact_bytes: u64,
+    pub created_at: i64,
     pub state: RunState,
     pub cancel_requested: bool,
     pub jobs: Vec<StoredJob>,
@@ -798,7 +821,11 @@ fn load_runs(
         "SELECT id, spec, input, story_id, state, cancel_requested_at IS NOT NULL,
                 (SELECT coalesce(sum(a.tokens_in + a.tokens_out), 0) FROM attempts a
                  JOIN jobs j ON j.id = a.job_id WHERE j.run_id = runs.id),
-                replay_of
+                replay_of, budget, budget_exceeded, created_at,
+                (SELECT coalesce(sum(a.fuel_consumed), 0) FROM attempts a
+                 JOIN jobs j ON j.id = a.job_id WHERE j.run_id = runs.id),
+                (SELECT coalesce(sum(f.size), 0) FROM artifacts f
+                 JOIN jobs j ON j.id = f.job_id WHERE j.run_id = runs.id)
          FROM runs WHERE {filter} ORDER BY created_at, id"
     ))?;
     let rows = stmt.query_map(values, |r| {
@@ -811,10 +838,19 @@ fn load_runs(
             r.get::<_, bool>(5)?,
             r.get::<_, i64>(6)?,
             r.get(7)?,
+            (
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, i64>(10)?,
+                r.get::<_, i64>(11)?,
+                r.get::<_, i64>(12)?,
+            ),
         ))
     })?;
     for row in rows {
-        let (id, spec, input, story_id, state, cancel_requested, tokens_used, replay_of) = row?;
+        let (id, spec, input, story_id, state, cancel_requested, tokens_used, replay_of, budgets) =
+            row?;
+        let (budget, budget_exceeded, created_at, fuel_used, artifact_bytes) = budgets;
         runs.push(StoredRun {
             state: run_state(&state)?,
             cancel_requested,
@@ -828,6 +864,11 @@ fn load_runs(
             input,
             story_id,
             replay_of,
+            budget,
+            budget_exceeded: budget_exceeded.as_deref().and_then(BudgetKind::parse),
+            fuel_used: fuel_used.max(0) as u64,
+            artifact_bytes: artifact_bytes.max(0) as u64,
+            created_at,
         });
     }
     Ok(runs)

@@ -626,7 +626,10 @@ pub(super) fn start_job(
         }
     }
     // The version's grants bound the job's limits, whatever was stored.
-    let limits = node.limits.capped_at(&plugin.grants().limits);
+    let limits = run.within_budget(
+        node.limits.capped_at(&plugin.grants().limits),
+        Instant::now(),
+    );
     let screen = if node.screen {
         super::guards::Guard::resolve(&run.guards, &config.guards, |name| plugins.get(name))
     } else {
@@ -1219,8 +1222,18 @@ fn insert_children(
 
 /// Ends a run whose jobs have all ended.
 pub(super) fn finish_run(run: &mut ActiveRun, fx: &mut Effects) {
-    let event = run_ending(run.cancelling, run.jobs.iter().map(|j| j.state));
+    // A run stopped for its budget fails, whatever its jobs did.
+    let event = match run.budget_exceeded {
+        Some(_) => RunEvent::SomeFailed,
+        None => run_ending(run.cancelling, run.jobs.iter().map(|j| j.state)),
+    };
     let reason = match event {
+        _ if run.budget_exceeded.is_some() => {
+            format!(
+                "budget_exceeded: {}",
+                run.budget_exceeded.map_or("", |k| k.as_str())
+            )
+        }
         RunEvent::Cancelled => "cancelled".to_owned(),
         _ => {
             let count = |state: JobState| run.jobs.iter().filter(|j| j.state == state).count();

@@ -4,6 +4,7 @@
 //! retried at the next start (at-least-once); a completed job never runs
 //! again.
 
+mod budgets;
 mod decisions;
 pub mod guards;
 mod inputs;
@@ -88,6 +89,8 @@ pub struct EngineConfig {
     pub attempts_on: Option<tokio::runtime::Handle>,
     /// `default_guards` and each guard's settings.
     pub guards: guards::GuardConfig,
+    /// The most any run may use (`[policy.max_run_budget]`).
+    pub max_run_budget: warren_vocabulary::RunBudget,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -119,6 +122,7 @@ impl Default for EngineConfig {
             max_run_data_bytes: DEFAULT_MAX_RUN_DATA_BYTES,
             attempts_on: None,
             guards: guards::GuardConfig::default(),
+            max_run_budget: warren_vocabulary::RunBudget::default(),
         }
     }
 }
@@ -137,6 +141,9 @@ pub struct Submission {
     /// An earlier run whose recorded answers to model calls and HTTP
     /// requests answer this run's, instead of the destinations.
     pub replay: Option<String>,
+    /// This run's own budget, over its pipeline's (the tighter of each
+    /// limit holds, and the operator's cap over both).
+    pub budget: Option<warren_vocabulary::RunBudget>,
 }
 
 /// Where a run's pipeline comes from.
@@ -584,6 +591,19 @@ impl Engine {
                 serde_json::from_str(&input).map_err(|e| DbError::Corrupt(e.to_string()))?;
             schema.check(&value).map_err(EngineError::InvalidInput)?;
         }
+        if let Some(own) = &submission.budget {
+            own.check().map_err(SpecError::BadBudget)?;
+        }
+        let budget = budgets::budget_of(spec.budget, submission.budget, self.config.max_run_budget);
+        if let Some(max) = budget.max_jobs
+            && spec.jobs.len() as u64 > max
+        {
+            return Err(SpecError::BadBudget(format!(
+                "the pipeline has {} jobs, more than the run's budget of {max}",
+                spec.jobs.len()
+            ))
+            .into());
+        }
 
         let run_id = warren_vocabulary::new_id();
         // Each job without an input of its own stores a copy of the run's.
@@ -671,6 +691,10 @@ impl Engine {
             input,
             story_id: submission.story_id,
             replay_of: submission.replay,
+            budget: (!budget.is_empty())
+                .then(|| serde_json::to_string(&budget))
+                .transpose()
+                .map_err(|e| DbError::Corrupt(e.to_string()))?,
         };
         let mut graph =
             run_graph::ActiveRun::new(&new_run, spec.max_parallel, &jobs, &deps, RunState::Pending);
@@ -682,9 +706,10 @@ impl Engine {
         }
         graph.in_dir = submission.in_dir;
         graph.set_guards(self.config.guards.for_pipeline(&spec), &spec);
-        graph.token_budget = spec
-            .budget
-            .map(|b| Arc::new(std::sync::atomic::AtomicU64::new(b.max_tokens)));
+        graph.set_budget(budget, std::time::Instant::now());
+        graph.token_budget = budget
+            .max_tokens
+            .map(|max| Arc::new(std::sync::atomic::AtomicU64::new(max)));
         let mut changes = vec![Change::InsertRun(new_run)];
         changes.extend(screenings.into_iter().map(|screening| Change::Screened {
             run_id: run_id.clone(),

@@ -47,6 +47,7 @@ fn run_of(change: &Change) -> Option<&str> {
         Change::InsertRun(run) => Some(&run.id),
         Change::InsertJobs { run_id, .. }
         | Change::CancelRequested { run_id }
+        | Change::BudgetExceeded { run_id, .. }
         | Change::RunState { run_id, .. }
         | Change::JobState { run_id, .. }
         | Change::Review { run_id, .. }

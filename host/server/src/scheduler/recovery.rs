@@ -37,6 +37,7 @@ pub(super) fn rebuild(
         input: stored_run.input.clone(),
         story_id: stored_run.story_id.clone(),
         replay_of: stored_run.replay_of.clone(),
+        budget: None,
     };
     let jobs: Vec<NewJob> = stored_run
         .jobs
@@ -86,11 +87,19 @@ pub(super) fn rebuild(
     }
     // A cancel asked for before the crash is finished now.
     run.cancelling = stored_run.cancel_requested;
-    run.token_budget = spec.budget.map(|b| {
-        Arc::new(AtomicU64::new(
-            b.max_tokens.saturating_sub(stored_run.tokens_used),
-        ))
-    });
+    // Runs from before budgets were stored have their pipeline's.
+    let budget = match &stored_run.budget {
+        Some(json) => serde_json::from_str(json).map_err(|e| DbError::Corrupt(e.to_string()))?,
+        None => spec.budget.unwrap_or_default(),
+    };
+    let age = Duration::from_millis(now_ms.saturating_sub(stored_run.created_at).max(0) as u64);
+    run.set_budget(budget, now.checked_sub(age).unwrap_or(now));
+    run.used_fuel = stored_run.fuel_used;
+    run.used_artifact_bytes = stored_run.artifact_bytes;
+    run.budget_exceeded = stored_run.budget_exceeded;
+    run.token_budget = budget
+        .max_tokens
+        .map(|max| Arc::new(AtomicU64::new(max.saturating_sub(stored_run.tokens_used))));
     run.set_spawn_budget(config.max_spawned_per_run);
     // The server's guards as they are now, then the pipeline's own.
     run.set_guards(config.guards.for_pipeline(&spec), &spec);
@@ -131,6 +140,10 @@ impl Scheduler {
         for stored_run in stored {
             let run = rebuild(&stored_run, &self.config, now, now_ms)?;
             let run_id = run.id.clone();
+            if let Some(at) = run.wall_deadline() {
+                self.timers
+                    .push(Reverse((at, run_id.clone(), super::budgets::WALL_TIMER)));
+            }
             self.runs.insert(run_id.clone(), run);
 
             for (attempt_id, job_id) in &stored_run.running_attempts {

@@ -9,7 +9,8 @@ use std::time::Instant;
 use super::transitions::condition_met;
 use crate::db::runs::{NewDep, NewJob, NewRun};
 use warren_vocabulary::{
-    ApprovalGate, Artifact, Condition, JobState, Limits, RetryPolicy, Review, RunState,
+    ApprovalGate, Artifact, BudgetKind, Condition, JobState, Limits, RetryPolicy, Review,
+    RunBudget, RunState,
 };
 
 pub(crate) struct Node {
@@ -105,6 +106,14 @@ pub(crate) struct ActiveRun {
     /// Its guards, the server's defaults first: they check the output and
     /// documents of the jobs marked `screen`.
     pub guards: Arc<[String]>,
+    /// What the whole run may use (see `budgets`), and what it used.
+    pub budget: RunBudget,
+    pub used_fuel: u64,
+    pub used_artifact_bytes: u64,
+    /// The budget it reached: it is being stopped, and ends `failed`.
+    pub budget_exceeded: Option<BudgetKind>,
+    /// When it was submitted: its wall budget counts from here.
+    pub submitted: Instant,
 }
 
 impl ActiveRun {
@@ -135,6 +144,11 @@ impl ActiveRun {
             token_budget: None,
             replay_of: run.replay_of.clone(),
             guards: Arc::from([]),
+            budget: RunBudget::default(),
+            used_fuel: 0,
+            used_artifact_bytes: 0,
+            budget_exceeded: None,
+            submitted: Instant::now(),
         };
         graph.add_jobs(jobs, deps);
         graph

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use warren_sandbox::runtime::Runtime;
 
+use super::budgets::{WALL_TIMER, stop_for_budget};
 use super::decisions::{
     Effects, HeldDocument, Refusal, Report, cancel_jobs, documents_arrived, evaluate,
     finish_attempt, finish_run, gate_timed_out, next_ready, reopen, report_job, review_job, settle,
@@ -28,7 +29,7 @@ use super::{Command, EngineConfig};
 use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change};
 use crate::db::{Database, DbError, documents};
-use warren_vocabulary::{JobState, Review};
+use warren_vocabulary::{BudgetKind, JobState, Review};
 
 /// How often the queue gauges of `/metrics` are recomputed.
 const GAUGE_PERIOD: Duration = Duration::from_millis(100);
@@ -272,6 +273,9 @@ impl Scheduler {
             Command::Submitted(run) => {
                 run.set_spawn_budget(self.config.max_spawned_per_run);
                 let run_id = run.id.clone();
+                if let Some(at) = run.wall_deadline() {
+                    self.timers.push(Reverse((at, run_id.clone(), WALL_TIMER)));
+                }
                 let now = Instant::now();
                 let run = self.runs.entry(run_id.clone()).or_insert(run);
                 for index in 0..run.jobs.len() {
@@ -435,7 +439,10 @@ impl Scheduler {
             let Some(run) = self.runs.get_mut(&run_id) else {
                 continue;
             };
-            if run.jobs[job].state == JobState::WaitingApproval {
+            if job == WALL_TIMER {
+                stop_for_budget(run, BudgetKind::WallMs, &mut self.effects);
+                self.after_change(&run_id);
+            } else if run.jobs[job].state == JobState::WaitingApproval {
                 if let Some(again) = gate_timed_out(run, job, &mut self.effects) {
                     self.timers.push(Reverse((again, run_id.clone(), job)));
                 }
@@ -617,6 +624,11 @@ impl Scheduler {
         let Some(run) = self.runs.get_mut(&run_id) else {
             return;
         };
+        let fuel = completion.outcome.usage.fuel_consumed;
+        let kept: u64 = match &completion.outcome.result {
+            Ok(_) => completion.outcome.artifacts.iter().map(|a| a.size).sum(),
+            Err(_) => 0,
+        };
         let retry_at = finish_attempt(
             run,
             completion,
@@ -624,6 +636,13 @@ impl Scheduler {
             self.config.max_run_data_bytes,
             &mut self.effects,
         );
+        run.used_fuel = run.used_fuel.saturating_add(fuel);
+        run.used_artifact_bytes = run.used_artifact_bytes.saturating_add(kept);
+        if run.unfinished > 0
+            && let Some(kind) = run.over_budget(Instant::now())
+        {
+            stop_for_budget(run, kind, &mut self.effects);
+        }
         if let Some(at) = retry_at {
             self.timers.push(Reverse((at, run_id.clone(), job)));
         }

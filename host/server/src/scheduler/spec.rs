@@ -23,6 +23,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+pub use warren_vocabulary::RunBudget;
 use warren_vocabulary::names::{is_valid_job_name, is_valid_plugin_name};
 use warren_vocabulary::text::{self, MAX_ERROR_BYTES};
 use warren_vocabulary::{ApprovalGate, Condition, Limits, LimitsSpec, PluginKind, RetryPolicy};
@@ -71,16 +72,6 @@ pub struct PipelineSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(max_items = 8)]
     pub guards: Vec<String>,
-}
-
-/// A run's budget over all its attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RunBudget {
-    /// Model tokens (prompts and answers) the run's calls may use in all; a
-    /// call that could pass it fails with `limit-exceeded`, unsent.
-    #[schema(minimum = 1)]
-    pub max_tokens: u64,
 }
 
 /// One job of a pipeline.
@@ -219,8 +210,8 @@ pub enum SpecError {
     BadApproval { job: String, reason: String },
     #[error("max_parallel must be at least 1")]
     BadMaxParallel,
-    #[error("budget.max_tokens must be at least 1")]
-    BadBudget,
+    #[error("{0}")]
+    BadBudget(String),
     #[error("a pipeline lists at most {MAX_GUARDS} guards, this one {0}")]
     TooManyGuards(usize),
     #[error("guard {guard:?}: {reason}")]
@@ -328,8 +319,16 @@ impl PipelineSpec {
         if self.max_parallel == Some(0) {
             return Err(SpecError::BadMaxParallel);
         }
-        if self.budget.is_some_and(|b| b.max_tokens == 0) {
-            return Err(SpecError::BadBudget);
+        if let Some(budget) = &self.budget {
+            budget.check().map_err(SpecError::BadBudget)?;
+            if let Some(max) = budget.max_jobs
+                && self.jobs.len() as u64 > max
+            {
+                return Err(SpecError::BadBudget(format!(
+                    "the pipeline has {} jobs, more than its budget's max_jobs {max}",
+                    self.jobs.len()
+                )));
+            }
         }
         if self.guards.len() > MAX_GUARDS {
             return Err(SpecError::TooManyGuards(self.guards.len()));
