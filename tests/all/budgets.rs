@@ -198,3 +198,96 @@ async fn the_operators_cap_and_the_submission_tighten_the_pipelines_budget() {
     assert_eq!(run["state"], "completed");
     server.stop().await;
 }
+
+fn fail() -> Value {
+    json!([{"op": "fail", "kind": "permanent", "message": "broken"}])
+}
+
+fn succeed() -> Value {
+    json!([{"op": "log", "message": "fine"}])
+}
+
+#[tokio::test]
+async fn a_plugins_breaker_opens_holds_its_jobs_probes_and_closes() {
+    let server = TestServer::start_with(admin_and_client(), |config| {
+        let dir = config.plugins_dir.clone().expect("plugins folder");
+        let toolbox = crate::support::guest_path("toolbox");
+        for (name, manifest) in [
+            ("flaky", "[breaker]\nfailures = 2\ncooldown_ms = 700\n"),
+            (
+                "brittle",
+                "[breaker]\nfailures = 1\ncooldown_ms = 60000\nfail_fast = true\n",
+            ),
+        ] {
+            std::fs::copy(&toolbox, dir.join(format!("{name}.wasm"))).expect("copy");
+            std::fs::write(dir.join(format!("{name}.toml")), manifest).expect("manifest");
+        }
+    })
+    .await;
+    let one = |plugin: &str, input: Value| json!({"pipeline": {"jobs": {"x": {"plugin": plugin, "input": input}}}});
+    let (_, plugin) = server.get("/v1/plugins/flaky").await;
+    assert_eq!(
+        plugin["versions"][0]["grants"]["breaker"],
+        json!({"failures": 2, "cooldown_ms": 700, "fail_fast": false}),
+        "{plugin}"
+    );
+    assert!(plugin["breaker"].is_null(), "{plugin}");
+
+    for _ in 0..2 {
+        let id = submit(&server, one("flaky", fail())).await;
+        assert_eq!(ended(&server, &id).await["state"], "failed");
+    }
+    let (_, plugin) = server.get("/v1/plugins/flaky").await;
+    let breaker = &plugin["breaker"];
+    assert_eq!(
+        (
+            &breaker["state"],
+            &breaker["failures_in_a_row"],
+            &breaker["opened"]
+        ),
+        (&json!("open"), &json!(2), &json!(1)),
+        "{plugin}"
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("warren_plugin_breaker_open{plugin=\"flaky\"} 1"),
+        "{metrics}"
+    );
+
+    // A new job waits (the event says why), then runs as the probe, and
+    // its success closes the breaker.
+    let held_at = Instant::now();
+    let id = submit(&server, one("flaky", succeed())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, waiting) = server.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(job(&waiting, "x")["state"], "ready", "{waiting}");
+    let run = ended(&server, &id).await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert!(
+        held_at.elapsed() >= Duration::from_millis(400),
+        "ran after {:?}, before the cool-down",
+        held_at.elapsed()
+    );
+    let events = crate::api::follow_events(&server, &id).await;
+    assert!(
+        events.iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("circuit breaker is open"))),
+        "{events:?}"
+    );
+    let (_, plugin) = server.get("/v1/plugins/flaky").await;
+    assert!(plugin["breaker"].is_null(), "closed: {plugin}");
+    assert!(!server.metrics().await.contains("plugin=\"flaky\""));
+
+    // With fail_fast, a job fails at once while the breaker is open.
+    let id = submit(&server, one("brittle", fail())).await;
+    assert_eq!(ended(&server, &id).await["state"], "failed");
+    let started = Instant::now();
+    let id = submit(&server, one("brittle", succeed())).await;
+    let run = ended(&server, &id).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let error = &job(&run, "x")["error"];
+    assert_eq!(error["type"], "breaker_open", "{run}");
+    assert_eq!(job(&run, "x")["attempts"], 0, "{run}");
+    server.stop().await;
+}

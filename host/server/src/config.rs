@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::catalogue::grants::{
-    DirectoryRule, ModelEndpoint, OutboundRule, Policy, SecretGrant, SecretValue,
+    DirectoryRule, ModelEndpoint, OutboundRule, PluginBreakerSettings, Policy, SecretGrant,
+    SecretValue,
 };
 use crate::db::Durability;
 use crate::scheduler::guards::GuardConfig;
@@ -230,6 +231,8 @@ pub struct PolicyLayer {
     pub max_spawned_per_run: Option<u32>,
     /// `[policy.max_run_budget]`: the most any run may use.
     pub max_run_budget: Option<warren_vocabulary::RunBudget>,
+    /// `[policy.plugin_breaker]`: every plugin's circuit breaker.
+    pub plugin_breaker: Option<PluginBreakerSettings>,
 }
 
 /// Settings of a server, every value decided.
@@ -494,6 +497,12 @@ impl PolicyLayer {
                 )));
             }
             policy.max_spawned_per_run = count;
+        }
+        if let Some(breaker) = self.plugin_breaker {
+            if breaker.failures == 0 {
+                return Err(invalid("plugin_breaker.failures must be at least 1".into()));
+            }
+            policy.plugin_breaker = Some(breaker);
         }
         if let Some(budget) = self.max_run_budget {
             budget.check().map_err(invalid)?;

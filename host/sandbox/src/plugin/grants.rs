@@ -23,8 +23,23 @@ pub struct Grants {
     pub secrets: Vec<SecretGrant>,
     /// Models its attempts may call.
     pub models: Vec<ModelEndpoint>,
+    /// When its circuit breaker opens; none without one.
+    pub breaker: Option<PluginBreakerSettings>,
     /// What the manifest asked for and did not get, and why.
     pub capped: Vec<String>,
+}
+
+/// A plugin's circuit breaker: after `failures` failed attempts in a row
+/// (over every run), its new attempts wait (or fail at once, with
+/// `fail_fast`) for `cooldown_ms`; then one probe runs, and its end closes
+/// the breaker or opens it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginBreakerSettings {
+    pub failures: u32,
+    pub cooldown_ms: u64,
+    #[serde(default)]
+    pub fail_fast: bool,
 }
 
 /// Requests a plugin may send: to `host` (exact, or `*.example.com` for
@@ -170,6 +185,7 @@ impl Default for Grants {
             outbound: Vec::new(),
             secrets: Vec::new(),
             models: Vec::new(),
+            breaker: None,
             capped: Vec::new(),
         }
     }

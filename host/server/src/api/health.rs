@@ -74,5 +74,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     text.push_str(&crate::scheduler::metrics::render_breakers(
         &state.runtime.breakers().report(),
     ));
+    text.push_str(&crate::scheduler::metrics::render_plugin_breakers(
+        &state.engine.open_plugin_breakers(),
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

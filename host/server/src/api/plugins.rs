@@ -19,9 +19,10 @@ use super::{AppState, MAX_PAGE};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::catalogue::directory::{self as folder, ApproveError, Version};
-use crate::catalogue::grants::{DirectoryGrant, Grants};
+use crate::catalogue::grants::{DirectoryGrant, Grants, PluginBreakerSettings};
 use crate::db::idempotency::Answer;
 use crate::db::plugins::{self as stored, VersionState as StoredState};
+use crate::scheduler::plugin_breakers::PluginBreakerReport;
 use warren_sandbox::plugin::Plugin;
 use warren_vocabulary::{AgentInfo, LimitsSpec, MemoryScope, PluginKind};
 
@@ -209,6 +210,11 @@ pub struct GrantsView {
     pub secrets: Vec<SecretView>,
     /// Models its attempts may call, by name.
     pub models: Vec<String>,
+    /// When its circuit breaker opens (`failures` in a row), for how long
+    /// (`cooldown_ms`), and whether its jobs then fail at once
+    /// (`fail_fast`) or wait.
+    #[schema(value_type = Option<Object>)]
+    pub breaker: Option<PluginBreakerSettings>,
     /// What the manifest asked for beyond the policy, and what it got.
     pub capped: Vec<String>,
 }
@@ -278,6 +284,7 @@ impl From<&Grants> for GrantsView {
                 })
                 .collect(),
             models: grants.models.iter().map(|m| m.name.clone()).collect(),
+            breaker: grants.breaker,
             capped: grants.capped.clone(),
         }
     }
@@ -320,6 +327,9 @@ pub struct PluginDetail {
     pub versions: Vec<VersionView>,
     /// How many versions the plugin has in all.
     pub versions_total: usize,
+    /// Its circuit breaker, when its attempts failed lately (absent once a
+    /// success closed it, or if it has none).
+    pub breaker: Option<PluginBreakerReport>,
 }
 
 /// The most versions a plugin's description lists (its latest).
@@ -479,6 +489,7 @@ async fn detail(
         active: active.map(|v| v.record.digest.clone()),
         versions: views,
         versions_total,
+        breaker: state.engine.plugin_breaker(name),
     })
 }
 

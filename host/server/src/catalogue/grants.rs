@@ -7,7 +7,8 @@ use std::path::{Component as PathPart, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use warren_sandbox::plugin::grants::{
-    DirectoryGrant, Grants, ModelEndpoint, OutboundGrant, SecretGrant, SecretValue, host_matches,
+    DirectoryGrant, Grants, ModelEndpoint, OutboundGrant, PluginBreakerSettings, SecretGrant,
+    SecretValue, host_matches,
 };
 use warren_vocabulary::{Limits, LimitsSpec, MemoryScope, PluginKind};
 
@@ -43,6 +44,8 @@ pub struct Manifest {
     /// Models (by the names the operator configured them under) it calls.
     #[serde(default)]
     pub models: Vec<String>,
+    /// Its circuit breaker (within `[policy.plugin_breaker]`).
+    pub breaker: Option<PluginBreakerSettings>,
 }
 
 /// A destination a manifest asks to send HTTP requests to.
@@ -125,6 +128,8 @@ pub struct Policy {
     pub max_spawned_per_run: u32,
     /// The most any run may use, over its own and its pipeline's budget.
     pub max_run_budget: warren_vocabulary::RunBudget,
+    /// Every plugin's breaker, and the loosest a manifest may ask for.
+    pub plugin_breaker: Option<PluginBreakerSettings>,
 }
 
 impl Default for Policy {
@@ -144,6 +149,7 @@ impl Default for Policy {
             max_spawn_depth: warren_sandbox::runtime::DEFAULT_MAX_SPAWN_DEPTH,
             max_spawned_per_run: crate::scheduler::DEFAULT_MAX_SPAWNED_PER_RUN,
             max_run_budget: warren_vocabulary::RunBudget::default(),
+            plugin_breaker: None,
         }
     }
 }
@@ -226,6 +232,14 @@ pub fn grant(manifest: Option<&Manifest>, policy: &Policy) -> Grants {
             None => capped.push(format!("model {name}: not configured by the operator")),
         }
     }
+    let asked_breaker = manifest.and_then(|m| m.breaker).filter(|b| {
+        let usable = b.failures > 0;
+        if !usable {
+            capped.push("breaker: failures must be at least 1".into());
+        }
+        usable
+    });
+    let breaker = grant_breaker(asked_breaker, policy.plugin_breaker);
     Grants {
         limits,
         default_limits,
@@ -235,7 +249,25 @@ pub fn grant(manifest: Option<&Manifest>, policy: &Policy) -> Grants {
         outbound,
         secrets,
         models,
+        breaker,
         capped,
+    }
+}
+
+/// A plugin's breaker: the manifest's, never looser than the policy's (no
+/// more failures, no shorter cool-down); the policy's when the manifest
+/// has none.
+fn grant_breaker(
+    asked: Option<PluginBreakerSettings>,
+    policy: Option<PluginBreakerSettings>,
+) -> Option<PluginBreakerSettings> {
+    match (asked, policy) {
+        (Some(asked), Some(policy)) => Some(PluginBreakerSettings {
+            failures: asked.failures.min(policy.failures),
+            cooldown_ms: asked.cooldown_ms.max(policy.cooldown_ms),
+            fail_fast: asked.fail_fast,
+        }),
+        (asked, policy) => asked.or(policy),
     }
 }
 
@@ -327,6 +359,7 @@ pub fn least(policy: &Policy) -> Grants {
         outbound: Vec::new(),
         secrets: Vec::new(),
         models: Vec::new(),
+        breaker: policy.plugin_breaker,
         capped: vec!["its stored manifest no longer parses: least grants".into()],
     }
 }

@@ -505,6 +505,50 @@ pub(super) fn next_ready(run: &mut ActiveRun) -> Option<usize> {
     None
 }
 
+/// The circuit breaker of the plugin version `node` would run, if it has
+/// one.
+pub(super) fn plugin_breaker(
+    plugins: &PluginRegistry,
+    node: &Node,
+) -> Option<warren_sandbox::plugin::grants::PluginBreakerSettings> {
+    if node.external {
+        return None;
+    }
+    let plugin = match &node.plugin_digest {
+        Some(digest) => plugins.version(&node.plugin, digest),
+        None => plugins.get(&node.plugin),
+    }?;
+    plugin.grants().breaker
+}
+
+/// A ready job waits for its plugin's breaker: the first time, an event
+/// says so.
+pub(super) fn hold_for_breaker(run: &mut ActiveRun, job: usize, fx: &mut Effects) {
+    if run.jobs[job].breaker_held {
+        return;
+    }
+    run.jobs[job].breaker_held = true;
+    let reason = format!(
+        "waiting: plugin {:?}'s circuit breaker is open after failed attempts in a row",
+        run.jobs[job].plugin
+    );
+    fx.changes.push(job_change(
+        run,
+        job,
+        JobState::Ready,
+        JobState::Ready,
+        Some(reason),
+        None,
+        None,
+    ));
+}
+
+/// A ready job fails at once: its plugin's breaker is open and fails fast.
+pub(super) fn refuse_for_breaker(run: &mut ActiveRun, job: usize, why: String, fx: &mut Effects) {
+    let error = serde_json::json!({"type": "breaker_open", "message": why}).to_string();
+    move_job_failing(run, job, JobEvent::BreakerOpen, Some(why), Some(error), fx);
+}
+
 /// Decides to start `job`; returns whether an attempt will run.
 pub(super) fn start_job(
     run: &mut ActiveRun,

@@ -307,3 +307,16 @@ pub fn render_breakers(report: &[DestinationReport]) -> String {
     }
     out
 }
+
+/// `warren_plugin_breaker_open{plugin}`: 1 for each plugin whose circuit
+/// breaker is open or half open (plugins whose breaker is closed are not
+/// listed).
+pub fn render_plugin_breakers(open: &[String]) -> String {
+    let mut out = String::from(
+        "# HELP warren_plugin_breaker_open Plugins whose circuit breaker is open or half open.\n# TYPE warren_plugin_breaker_open gauge\n",
+    );
+    for plugin in open {
+        let _ = writeln!(out, "warren_plugin_breaker_open{{plugin=\"{plugin}\"}} 1");
+    }
+    out
+}

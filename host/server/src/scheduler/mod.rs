@@ -11,6 +11,7 @@ mod inputs;
 mod launch;
 pub mod metrics;
 mod parking;
+pub mod plugin_breakers;
 mod recovery;
 mod run_graph;
 mod scheduler_loop;
@@ -265,6 +266,8 @@ pub struct Engine {
     store: Arc<ArtifactStore>,
     /// Runs guards on what is submitted.
     runtime: Arc<Runtime>,
+    /// Plugins' circuit breakers, as the scheduler keeps them.
+    plugin_breakers: Arc<std::sync::Mutex<plugin_breakers::PluginBreakers>>,
 }
 
 /// A stored template version: parsed, its input schema compiled, and as
@@ -329,6 +332,9 @@ impl Engine {
         }
         let stored = db.read(runs::load_active_runs)?;
         let parked = db.read(runs::load_parked_runs)?;
+        let plugin_breakers = Arc::new(std::sync::Mutex::new(
+            plugin_breakers::PluginBreakers::default(),
+        ));
         let recovered = stored
             .iter()
             .map(|run| run.id.clone())
@@ -341,6 +347,7 @@ impl Engine {
             config.clone(),
             commands.clone(),
             scheduler_loop::Signals {
+                plugin_breakers: plugin_breakers.clone(),
                 finished: finished_tx,
                 committed: committed_tx,
                 metrics: metrics.clone(),
@@ -367,12 +374,29 @@ impl Engine {
             store: runtime_store,
             templates: Arc::default(),
             runtime,
+            plugin_breakers,
         })
     }
 
     /// Runs an earlier process left unfinished (some may have ended since).
     pub fn recovered_runs(&self) -> &[String] {
         &self.recovered
+    }
+
+    /// The circuit breaker of `plugin`, when it failed lately.
+    pub fn plugin_breaker(&self, plugin: &str) -> Option<plugin_breakers::PluginBreakerReport> {
+        self.plugin_breakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .report(plugin, std::time::Instant::now())
+    }
+
+    /// Plugins whose breaker is open or half open.
+    pub fn open_plugin_breakers(&self) -> Vec<String> {
+        self.plugin_breakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .open()
     }
 
     pub fn plugins(&self) -> &PluginRegistry {

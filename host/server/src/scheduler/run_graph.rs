@@ -51,6 +51,9 @@ pub(crate) struct Node {
     /// Runs nothing here: an outside system reports it (stored as a job
     /// without a plugin).
     pub external: bool,
+    /// Ready, but held by its plugin's open breaker (said once, in an
+    /// event).
+    pub breaker_held: bool,
     /// The job that spawned it.
     pub parent: Option<usize>,
     /// A person decides on each successful attempt's output.
@@ -197,6 +200,7 @@ impl ActiveRun {
                 is_agent: false,
                 screen: false,
                 external: job.plugin.is_empty(),
+                breaker_held: false,
                 parent: job
                     .parent_job_id
                     .as_ref()

@@ -12,17 +12,18 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use warren_sandbox::runtime::Runtime;
+use warren_sandbox::runtime::{AttemptFailure, JobFailure, Runtime};
 
 use super::budgets::{WALL_TIMER, stop_for_budget};
 use super::decisions::{
     Effects, HeldDocument, Refusal, Report, cancel_jobs, documents_arrived, evaluate,
-    finish_attempt, finish_run, gate_timed_out, next_ready, reopen, report_job, review_job, settle,
-    start_job, wake,
+    finish_attempt, finish_run, gate_timed_out, hold_for_breaker, next_ready, plugin_breaker,
+    refuse_for_breaker, reopen, report_job, review_job, settle, start_job, wake,
 };
 use super::launch::{Completion, launch};
 use super::metrics::{ALL_JOB_STATES, WAITING_RUN_STATES};
 use super::parking::Parked;
+use super::plugin_breakers::{Admission, BREAKER_TIMER, PluginBreakers};
 use super::recovery::rebuild;
 use super::run_graph::ActiveRun;
 use super::{Command, EngineConfig};
@@ -44,6 +45,16 @@ pub(crate) struct Signals {
     /// Bumped after every commit (new events may be readable).
     pub committed: watch::Sender<u64>,
     pub metrics: Arc<super::metrics::Metrics>,
+    /// Plugins' circuit breakers: changed here, read by the API.
+    pub plugin_breakers: Arc<std::sync::Mutex<PluginBreakers>>,
+}
+
+impl Signals {
+    fn breakers(&self) -> std::sync::MutexGuard<'_, PluginBreakers> {
+        self.plugin_breakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Decisions on their way to the database, and whom to tell once they are
@@ -105,6 +116,9 @@ pub(crate) struct Scheduler {
     pub(super) parked: HashMap<String, Parked>,
     /// Runs to park once what they decided is committed.
     pub(super) park_candidates: HashSet<String>,
+    /// Ready jobs held by their plugin's open breaker, by plugin:
+    /// `(run id, job)`.
+    pub(super) breaker_held: HashMap<String, Vec<(String, usize)>>,
 }
 
 impl Scheduler {
@@ -134,6 +148,7 @@ impl Scheduler {
             effects: Effects::default(),
             parked: HashMap::new(),
             park_candidates: HashSet::new(),
+            breaker_held: HashMap::new(),
         }
     }
 
@@ -346,6 +361,21 @@ impl Scheduler {
         Ok(state)
     }
 
+    /// Jobs held by `plugin`'s breaker go back to their runs' queues; the
+    /// breaker decides again as each starts.
+    fn release_held(&mut self, plugin: &str) {
+        for (run_id, job) in self.breaker_held.remove(plugin).unwrap_or_default() {
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            if run.jobs[job].state == JobState::Ready {
+                run.jobs[job].breaker_held = false;
+                run.ready.push_back(job);
+                self.enqueue(&run_id);
+            }
+        }
+    }
+
     /// An outside system's report of an external job.
     fn report(&mut self, run_id: &str, job_id: &str, report: Report) -> Result<JobState, Refusal> {
         self.unpark(run_id);
@@ -434,6 +464,11 @@ impl Scheduler {
             let Some(Reverse((_, run_id, job))) = self.timers.pop() else {
                 break;
             };
+            if job == BREAKER_TIMER {
+                // `run_id` names a plugin here.
+                self.release_held(&run_id);
+                continue;
+            }
             // Only a gate's timeout is set for a parked run.
             self.unpark(&run_id);
             let Some(run) = self.runs.get_mut(&run_id) else {
@@ -473,14 +508,46 @@ impl Scheduler {
                 continue;
             }
             let Some(job) = next_ready(run) else { continue };
-            let started = start_job(
-                run,
-                job,
-                &self.plugins,
-                &self.config,
-                &stored_documents(&self.db),
-                &mut self.effects,
-            );
+            let breaker = plugin_breaker(&self.plugins, &run.jobs[job]);
+            let admission = match &breaker {
+                Some(settings) => {
+                    self.signals
+                        .breakers()
+                        .admit(&run.jobs[job].plugin, settings, Instant::now())
+                }
+                None => Admission::Go,
+            };
+            let probe = admission == Admission::Probe;
+            let started = match admission {
+                Admission::Go | Admission::Probe => start_job(
+                    run,
+                    job,
+                    &self.plugins,
+                    &self.config,
+                    &stored_documents(&self.db),
+                    &mut self.effects,
+                ),
+                Admission::Wait(until) => {
+                    hold_for_breaker(run, job, &mut self.effects);
+                    let plugin = run.jobs[job].plugin.clone();
+                    if let Some(until) = until {
+                        self.timers
+                            .push(Reverse((until, plugin.clone(), BREAKER_TIMER)));
+                    }
+                    self.breaker_held
+                        .entry(plugin)
+                        .or_default()
+                        .push((run_id.clone(), job));
+                    false
+                }
+                Admission::Refuse(why) => {
+                    refuse_for_breaker(run, job, why, &mut self.effects);
+                    false
+                }
+            };
+            if probe && !started {
+                self.signals.breakers().forget_probe(&run.jobs[job].plugin);
+            }
             if started {
                 self.running += 1;
             }
@@ -624,6 +691,20 @@ impl Scheduler {
         let Some(run) = self.runs.get_mut(&run_id) else {
             return;
         };
+        let plugin = run.jobs[job].plugin.clone();
+        let plugins_fault = match &completion.outcome.result {
+            Ok(_) => Some(false),
+            // Failures that say nothing of the plugin.
+            Err(
+                AttemptFailure::Cancelled
+                | AttemptFailure::Host { .. }
+                | AttemptFailure::Guard { .. }
+                | AttemptFailure::Job {
+                    error: JobFailure::NeedsInput(_),
+                },
+            ) => None,
+            Err(_) => Some(true),
+        };
         let fuel = completion.outcome.usage.fuel_consumed;
         let kept: u64 = match &completion.outcome.result {
             Ok(_) => completion.outcome.artifacts.iter().map(|a| a.size).sum(),
@@ -636,6 +717,33 @@ impl Scheduler {
             self.config.max_run_data_bytes,
             &mut self.effects,
         );
+        if let Some(settings) = plugin_breaker(&self.plugins, &run.jobs[job]) {
+            let now = Instant::now();
+            let release = match plugins_fault {
+                Some(failed) => {
+                    let (opened, closed) = self
+                        .signals
+                        .breakers()
+                        .record(&plugin, &settings, failed, now);
+                    if let Some(until) = opened {
+                        tracing::warn!(plugin, "the plugin's circuit breaker opened");
+                        self.timers
+                            .push(Reverse((until, plugin.clone(), BREAKER_TIMER)));
+                    }
+                    closed
+                }
+                None => {
+                    self.signals.breakers().forget_probe(&plugin);
+                    true
+                }
+            };
+            if release {
+                self.release_held(&plugin);
+            }
+        }
+        let Some(run) = self.runs.get_mut(&run_id) else {
+            return;
+        };
         run.used_fuel = run.used_fuel.saturating_add(fuel);
         run.used_artifact_bytes = run.used_artifact_bytes.saturating_add(kept);
         if run.unfinished > 0

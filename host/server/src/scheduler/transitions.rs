@@ -45,6 +45,8 @@ pub enum JobEvent {
     RetryRequested,
     /// A job it waits for runs again, so the reason it was skipped is gone.
     Reopened,
+    /// Its plugin's circuit breaker is open and fails its attempts fast.
+    BreakerOpen,
     /// An outside system reports an external job running.
     ReportedRunning,
     /// An outside system reports an external job done.
@@ -75,6 +77,7 @@ impl JobEvent {
         Self::Cancelled,
         Self::RetryRequested,
         Self::Reopened,
+        Self::BreakerOpen,
         Self::ReportedRunning,
         Self::ReportedCompleted,
         Self::ReportedFailed,
@@ -91,7 +94,7 @@ pub fn job_transition(from: JobState, event: JobEvent) -> Option<JobState> {
         (S::Pending, E::DependenciesMet) => S::Ready,
         (S::Pending, E::DependenciesUnmet) => S::Skipped,
         (S::Ready, E::Started) => S::Running,
-        (S::Ready, E::PluginMissing) => S::Failed,
+        (S::Ready, E::PluginMissing | E::BreakerOpen) => S::Failed,
         (S::Running, E::Succeeded) => S::Completed,
         (S::Running, E::AwaitingApproval) => S::WaitingApproval,
         (S::WaitingApproval, E::Approved) => S::Completed,
@@ -241,6 +244,7 @@ mod tests {
             (S::Pending, E::Cancelled, S::Cancelled),
             (S::Ready, E::Started, S::Running),
             (S::Ready, E::PluginMissing, S::Failed),
+            (S::Ready, E::BreakerOpen, S::Failed),
             (S::Ready, E::Cancelled, S::Cancelled),
             (S::Running, E::Succeeded, S::Completed),
             (S::Running, E::AwaitingApproval, S::WaitingApproval),
