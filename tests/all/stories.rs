@@ -368,3 +368,101 @@ async fn run_to_end_of(server: &TestServer, id: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_running_attempts_log_lines_arrive_before_it_ends() {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+
+    let server = TestServer::start_with(admin_and_client(), |_| {}).await;
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"slow": {"plugin": "toolbox", "input": [
+                {"op": "sleep_ms", "ms": 300},
+                {"op": "log", "message": "first line"},
+                {"op": "sleep_ms", "ms": 1500},
+                {"op": "log", "message": "second line"},
+            ]}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+    let job = job_id(&run, "slow");
+    let response = server
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/jobs/{job}/logs?follow=true"),
+        )
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(response.status(), 200);
+    let mut events = response.bytes_stream().eventsource();
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("a line in time")
+        .expect("an event")
+        .expect("an event");
+    assert_eq!(first.event, "line", "{first:?}");
+    let line: Value = serde_json::from_str(&first.data).expect("json");
+    assert_eq!(
+        (&line["message"], &line["attempt"]),
+        (&json!("first line"), &json!(1))
+    );
+    // The attempt still runs: nothing of its log is stored yet.
+    let (_, now) = server.get(&format!("/v1/jobs/{job}")).await;
+    assert_eq!(now["state"], "running", "{now}");
+    let (_, stored) = server.get(&format!("/v1/jobs/{job}/logs")).await;
+    assert_eq!(stored["attempts"][0]["state"], "running", "{stored}");
+
+    let mut rest = Vec::new();
+    while let Some(Ok(event)) = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("the stream ends")
+    {
+        rest.push((event.event.clone(), event.data.clone()));
+    }
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert_eq!(rest[0].0, "line");
+    assert!(rest[0].1.contains("second line"), "{rest:?}");
+    assert_eq!(rest[1], ("end".into(), r#"{"state":"completed"}"#.into()));
+
+    // The command line prints them too, then the stored log.
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"slow": {"plugin": "toolbox", "input": [
+                {"op": "sleep_ms", "ms": 500},
+                {"op": "log", "message": "live one"},
+                {"op": "sleep_ms", "ms": 500},
+            ]}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (_, run) = server
+        .get(&format!("/v1/runs/{}", created["id"].as_str().expect("id")))
+        .await;
+    let job = job_id(&run, "slow");
+    let base = server.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["logs", &job, "--follow", "--server", &base, "--token"])
+            .arg(crate::api::ADMIN)
+            .output()
+    })
+    .await
+    .expect("joined")
+    .expect("warren logs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("--- attempt 1 (live)"), "{stdout}");
+    assert!(stdout.contains("live one"), "{stdout}");
+
+    let (status, _) = server
+        .get("/v1/jobs/00000000-0000-4000-8000-000000000000/logs?follow=true")
+        .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}

@@ -74,7 +74,8 @@ enum Command {
     /// Print a job's logs, attempt by attempt.
     Logs {
         job: String,
-        /// Keep printing attempts as they end, until the job does.
+        /// Keep printing: running attempts' lines as they are written, until
+        /// the job stops running.
         #[arg(long)]
         follow: bool,
         #[command(flatten)]

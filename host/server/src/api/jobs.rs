@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -96,6 +96,9 @@ pub struct LogsQuery {
     /// before the response would pass 1 MiB.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `true`: instead of the stored logs, the lines of its attempts as
+    /// they are written, as Server-Sent Events, until the job stops running.
+    follow: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -110,7 +113,7 @@ pub struct JobLogs {
 #[utoipa::path(
     get, path = "/v1/jobs/{id}/logs", operation_id = "get_job_logs", tag = "jobs", params(JobId, LogsQuery),
     responses(
-        (status = 200, description = "A page of attempts with their logs (inline up to 64 KiB each); at most 1 MiB", body = JobLogs),
+        (status = 200, description = "A page of attempts with their logs (inline up to 64 KiB each); at most 1 MiB. With `follow=true`, a stream of Server-Sent Events (`text/event-stream`) instead: `line` events (`{\"attempt\", \"at_ms\", \"source\", \"level\", \"message\"}`) as the job's attempts write them, `lagged` (`{\"skipped\"}`) when the client fell behind, and a last `end` (`{\"state\"}`) once the job no longer runs", body = JobLogs),
         (status = 400, description = "`invalid_id`, or `invalid_query`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
@@ -121,8 +124,20 @@ pub async fn logs(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<LogsQuery>,
-) -> Result<Json<JobLogs>, ApiError> {
+) -> Result<Response, ApiError> {
     check_id("job", &id)?;
+    if query.follow == Some(true) {
+        let job_id = id.clone();
+        let found = state
+            .engine
+            .database()
+            .query(move |conn| crate::db::runs::job_run(conn, &job_id))
+            .await?;
+        if found.is_none() {
+            return Err(ApiError::not_found(format!("job {id}")));
+        }
+        return Ok(super::live_logs::follow(state, id));
+    }
     let limit = page_limit("limit", query.limit, 100)?;
     let after = query.after.unwrap_or(0);
     let job_id = id.clone();
@@ -162,7 +177,7 @@ pub async fn logs(
         .then(|| attempts.last().map(|a| a.attempt))
         .flatten();
     logs.attempts = attempts;
-    Ok(Json(logs))
+    Ok(Json(logs).into_response())
 }
 
 #[utoipa::path(

@@ -10,6 +10,7 @@ mod flows;
 mod health;
 pub mod idempotency;
 mod jobs;
+mod live_logs;
 mod memory;
 mod messages;
 mod middleware;

@@ -2,7 +2,6 @@
 //! `warren serve`, over its HTTP API.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
@@ -195,35 +194,16 @@ const TERMINAL_JOB_STATES: [&str; 6] = [
     "waiting_approval",
 ];
 
-/// Prints each attempt's log; with `follow`, waits for attempts still to
-/// come until the job ends. (Logs are stored when an attempt ends; the
-/// server lists them a page at a time, a long one by its URL.)
+/// Prints each attempt's log; with `follow`, prints the lines of running
+/// attempts as they are written, until the job stops running. (A log is
+/// stored when its attempt ends; the server lists stored ones a page at a
+/// time, a long one by its URL, and streams running ones.)
 pub async fn logs(server: &Server, job_id: &str, follow: bool) -> Result<(), ClientError> {
     check_id(job_id)?;
-    // The number of the last attempt printed.
+    // The number of the last attempt printed (stored, or live).
     let mut printed = 0u64;
     loop {
-        let mut pending = false;
-        loop {
-            let logs = server
-                .get(&format!("/v1/jobs/{job_id}/logs?after={printed}"))
-                .await?;
-            let attempts = logs["attempts"].as_array().cloned().unwrap_or_default();
-            for mut attempt in attempts {
-                if attempt["state"] == "running" {
-                    pending = true;
-                    break;
-                }
-                if let Some(url) = attempt["log_url"].as_str() {
-                    attempt["log"] = server.get(url).await?;
-                }
-                print_attempt_log(&attempt);
-                printed = attempt["attempt"].as_u64().unwrap_or(printed + 1);
-            }
-            if pending || logs["next"].is_null() {
-                break;
-            }
-        }
+        let running = print_stored_logs(server, job_id, &mut printed).await?;
         if !follow {
             return Ok(());
         }
@@ -231,15 +211,85 @@ pub async fn logs(server: &Server, job_id: &str, follow: bool) -> Result<(), Cli
         let ended = job["state"]
             .as_str()
             .is_some_and(|s| TERMINAL_JOB_STATES.contains(&s));
-        if ended && !pending && job["attempts_total"].as_u64() <= Some(printed) {
+        if ended && !running && job["attempts_total"].as_u64() <= Some(printed) {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Some(live) = print_live_logs(server, job_id).await? {
+            printed = printed.max(live);
+        }
     }
 }
 
-/// Follows a run's events: a progress bar, and each job as it changes
-/// state. Returns the run as it ended, or as it began to wait for people.
+/// Prints the stored logs of attempts after `printed`, up to one still
+/// running; says whether one is.
+async fn print_stored_logs(
+    server: &Server,
+    job_id: &str,
+    printed: &mut u64,
+) -> Result<bool, ClientError> {
+    loop {
+        let logs = server
+            .get(&format!("/v1/jobs/{job_id}/logs?after={printed}"))
+            .await?;
+        let attempts = logs["attempts"].as_array().cloned().unwrap_or_default();
+        for mut attempt in attempts {
+            if attempt["state"] == "running" {
+                return Ok(true);
+            }
+            if let Some(url) = attempt["log_url"].as_str() {
+                attempt["log"] = server.get(url).await?;
+            }
+            print_attempt_log(&attempt);
+            *printed = attempt["attempt"].as_u64().unwrap_or(*printed + 1);
+        }
+        if logs["next"].is_null() {
+            return Ok(false);
+        }
+    }
+}
+
+/// Prints the job's lines as its attempts write them, until it stops
+/// running; returns the last attempt it printed lines of.
+async fn print_live_logs(server: &Server, job_id: &str) -> Result<Option<u64>, ClientError> {
+    let response = server
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/jobs/{job_id}/logs?follow=true"),
+        )
+        .send()
+        .await
+        .map_err(|e| server.unreachable(&e))?;
+    let mut events = response.bytes_stream().eventsource();
+    let mut current = None;
+    while let Some(message) = events.next().await {
+        let message = message.map_err(|e| ClientError::Unreachable {
+            url: server.url.clone(),
+            error: e.to_string(),
+        })?;
+        let Ok(data) = serde_json::from_str::<Value>(&message.data) else {
+            continue;
+        };
+        match message.event.as_str() {
+            "line" => {
+                let attempt = data["attempt"].as_u64();
+                if attempt != current {
+                    current = attempt;
+                    println!("--- attempt {} (live)", data["attempt"]);
+                }
+                println!(
+                    "[{:>5}] {}",
+                    data["level"].as_str().unwrap_or(""),
+                    data["message"].as_str().unwrap_or("")
+                );
+            }
+            "lagged" => println!("({} lines were missed)", data["skipped"]),
+            "end" => break,
+            _ => {}
+        }
+    }
+    Ok(current)
+}
+
 pub async fn watch(server: &Server, run_id: &str) -> Result<Value, ClientError> {
     let run = status(server, run_id).await?;
     let mut states: HashMap<String, (String, String)> = run["jobs"]

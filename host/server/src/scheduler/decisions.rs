@@ -702,7 +702,11 @@ pub(super) fn start_job(
         plugin_lookup: Some(Arc::new(move |name: &str| {
             plugins.contains(name) || pinned.iter().any(|p| p == name)
         })),
-        log_sink: config.log_sink.clone(),
+        log_sink: Some(
+            config
+                .live_logs
+                .sink(&node.id, node.attempts, config.log_sink.clone()),
+        ),
         cancel: Some(cancel),
         spawn_budget: Some(run.spawn_budget.clone()),
         replay: None,

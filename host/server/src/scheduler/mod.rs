@@ -9,6 +9,7 @@ mod decisions;
 pub mod guards;
 mod inputs;
 mod launch;
+pub mod live_logs;
 pub mod metrics;
 mod parking;
 pub mod plugin_breakers;
@@ -92,6 +93,8 @@ pub struct EngineConfig {
     pub guards: guards::GuardConfig,
     /// The most any run may use (`[policy.max_run_budget]`).
     pub max_run_budget: warren_vocabulary::RunBudget,
+    /// Where running attempts' log lines go live.
+    pub live_logs: live_logs::LiveLogs,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -124,6 +127,7 @@ impl Default for EngineConfig {
             attempts_on: None,
             guards: guards::GuardConfig::default(),
             max_run_budget: warren_vocabulary::RunBudget::default(),
+            live_logs: live_logs::LiveLogs::default(),
         }
     }
 }
@@ -389,6 +393,11 @@ impl Engine {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .report(plugin, std::time::Instant::now())
+    }
+
+    /// Lines of running attempts, from now on.
+    pub fn follow_logs(&self) -> tokio::sync::broadcast::Receiver<Arc<live_logs::LiveLine>> {
+        self.config.live_logs.subscribe()
     }
 
     /// Plugins whose breaker is open or half open.
