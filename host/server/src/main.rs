@@ -352,6 +352,20 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// The `reflex` guard over its labelled corpus (precision, recall and
+    /// false positives against their goals), its cost per KB, and runs
+    /// submitted a second with it checking every input against none.
+    Guards {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Runs submitted with the guard, and without.
+        #[arg(long, default_value_t = 2_000)]
+        submissions: u32,
+        /// Folder with reflex.wasm and echo.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
     /// Plugins reaching out: HTTP requests through `wasi:http` against the
     /// same from native Rust, and model calls through the host against the
     /// same POSTs sent natively, to servers on 127.0.0.1.
@@ -874,6 +888,21 @@ fn bench_command(suite: BenchSuite) -> i32 {
             };
             let measured = match server_runtime() {
                 Ok(server) => server.block_on(crate::bench::flows::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
+        }
+        BenchSuite::Guards {
+            json,
+            submissions,
+            plugins_dir,
+        } => {
+            let options = crate::bench::guards::GuardsBenchOptions {
+                plugins_dir,
+                submissions,
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(crate::bench::guards::run(&options)),
                 Err(code) => return code,
             };
             (measured, json)

@@ -5,6 +5,7 @@ pub mod api;
 pub mod approvals;
 pub mod engine;
 pub mod flows;
+pub mod guards;
 pub mod hostile;
 pub mod outbound;
 pub mod plugins;
