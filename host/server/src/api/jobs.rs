@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, ApiQuery, check_id, page_limit, shown};
 use super::params::{AttemptNumber, JobId};
+use super::schemas::SseLogEvent;
 use super::views::{AttemptLogView, JobDetail, fit, json_len, json_response};
 use super::{AppState, MAX_ATTEMPTS_SHOWN, MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};
 use crate::api::ApiError;
@@ -113,7 +114,7 @@ pub struct JobLogs {
 #[utoipa::path(
     get, path = "/v1/jobs/{id}/logs", operation_id = "get_job_logs", tag = "jobs", params(JobId, LogsQuery),
     responses(
-        (status = 200, description = "A page of attempts with their logs (inline up to 64 KiB each); at most 1 MiB. With `follow=true`, a stream of Server-Sent Events (`text/event-stream`) instead: `line` events (`{\"attempt\", \"at_ms\", \"source\", \"level\", \"message\"}`) as the job's attempts write them, `lagged` (`{\"skipped\"}`) when the client fell behind, and a last `end` (`{\"state\"}`) once the job no longer runs", body = JobLogs),
+        (status = 200, description = "A page of attempts with their logs (inline up to 64 KiB each); at most 1 MiB. With `follow=true`, a stream of Server-Sent Events (`text/event-stream`) instead: `line` events (`{\"attempt\", \"at_ms\", \"source\", \"level\", \"message\"}`) as the job's attempts write them, `lagged` (`{\"skipped\"}`) when the client fell behind, and a last `end` (`{\"state\"}`) once the job no longer runs", content((JobLogs = "application/json"), (SseLogEvent = "text/event-stream"))),
         (status = 400, description = "`invalid_id`, or `invalid_query`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )

@@ -12,25 +12,21 @@ use super::AppState;
 use super::extract::{ApiJson, ApiPath, check_id};
 use super::middleware::Caller;
 use super::params::JobId;
+use super::schemas::StatusReportSchema;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::scheduler::{Report, ReportedStatus};
 use warren_vocabulary::JobState;
 
-/// Longest summary kept, in bytes.
-const MAX_SUMMARY_BYTES: usize = 4 << 10;
+/// Longest summary kept, in characters.
+const MAX_SUMMARY_CHARS: usize = 4_096;
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// A report as it is read; [`StatusReportSchema`] says its two shapes.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusReport {
     pub status: ReportedStatus,
-    /// Shown as the job's `summary` and in the story's status view; at
-    /// most 4 KiB.
-    #[schema(max_length = 4096)]
     pub output_summary: Option<String>,
-    /// Any JSON: the job's output, with `completed` only; its dependents
-    /// get it.
-    #[schema(value_type = Option<Object>)]
     pub output: Option<Box<RawValue>>,
 }
 
@@ -42,7 +38,7 @@ pub struct Reported {
 
 #[utoipa::path(
     put, path = "/v1/jobs/{id}/status", operation_id = "report_job_status", tag = "jobs",
-    params(JobId), request_body = StatusReport,
+    params(JobId), request_body = StatusReportSchema,
     responses(
         (status = 200, description = "Recorded, as an event; the job and its dependents moved", body = Reported),
         (status = 400, description = "`invalid_id`, or `invalid_json`", body = ErrorBody),
@@ -68,12 +64,13 @@ pub async fn report(
             message.to_owned(),
         )
     };
+    // The schema's `maxLength` counts characters: so does this check.
     if request
         .output_summary
         .as_ref()
-        .is_some_and(|s| s.len() > MAX_SUMMARY_BYTES)
+        .is_some_and(|s| s.chars().count() > MAX_SUMMARY_CHARS)
     {
-        return Err(invalid("`output_summary` is over 4 KiB"));
+        return Err(invalid("`output_summary` is over 4,096 characters"));
     }
     if request.output.is_some() && request.status != ReportedStatus::Completed {
         return Err(invalid("`output` goes with `completed` only"));

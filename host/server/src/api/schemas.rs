@@ -71,6 +71,44 @@ pub struct RunFromPipeline {
     pub budget: Option<warren_vocabulary::RunBudget>,
 }
 
+/// `PUT /v1/jobs/{id}/status`: a job done, with its output, or any other
+/// status, without one.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = StatusReport)]
+pub enum StatusReportSchema {
+    Completed(CompletedReport),
+    Other(OtherReport),
+}
+
+/// The job is done.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletedReport {
+    /// `completed`
+    #[schema(pattern = "^completed$")]
+    pub status: String,
+    /// Shown as the job's `summary` and in the story's status view.
+    #[schema(max_length = 4096)]
+    pub output_summary: Option<String>,
+    /// Any JSON: the job's output; its dependents get it.
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<serde_json::Value>,
+}
+
+/// The job runs, failed or waits for input.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtherReport {
+    /// `running`, `failed` or `needs_input`.
+    #[schema(pattern = "^(running|failed|needs_input)$")]
+    pub status: String,
+    /// Shown as the job's `summary` and in the story's status view (a
+    /// failure's message).
+    #[schema(max_length = 4096)]
+    pub output_summary: Option<String>,
+}
+
 /// One Server-Sent Event of the history (`text/event-stream`, not JSON):
 /// `id` is the event's history id, `event` its kind, and `data` one line
 /// of JSON, an [`EventRow`].
@@ -122,5 +160,40 @@ impl ToSchema for SseEvent {
 
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         schemas.push((EventRow::name().into_owned(), EventRow::schema()));
+    }
+}
+
+/// One Server-Sent Event of a followed job log (`text/event-stream`, not
+/// JSON): `event` says what it is, `data` is one line of JSON.
+pub struct SseLogEvent;
+
+impl PartialSchema for SseLogEvent {
+    fn schema() -> RefOr<Schema> {
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .description(Some(
+                "One Server-Sent Event of a followed log: `line` (data `{\"attempt\", \"at_ms\", \"source\", \"level\", \"message\"}`), `lagged` (`{\"skipped\"}`) or the last, `end` (`{\"state\"}`)",
+            ))
+            .property(
+                "event",
+                string()
+                    .enum_values(Some(["line", "lagged", "end"]))
+                    .description(Some("What the event is")),
+            )
+            .required("event")
+            .property(
+                "data",
+                string()
+                    .content_media_type("application/json")
+                    .description(Some("Its JSON, on one line")),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for SseLogEvent {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SseLogEvent")
     }
 }
