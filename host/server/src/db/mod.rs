@@ -94,8 +94,15 @@ impl std::fmt::Debug for Database {
     }
 }
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
 fn open_connection(path: &Path, durability: Durability) -> Result<Connection, DbError> {
     let conn = Connection::open(path)?;
+    // The engine's writes and the API's reads use many more statements
+    // than rusqlite's default cache of 16 holds: past it, each commit
+    // prepared again what the one before had evicted.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let synchronous = match durability {
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",

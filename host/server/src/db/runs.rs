@@ -550,7 +550,17 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                 job_id,
                 screening,
             } => {
-                super::screenings::insert(conn, at, Some(run_id), job_id.as_deref(), screening)?;
+                // The run's events hold every verdict; the screenings table
+                // those that changed something (kept with refused ones).
+                if screening.verdict != GuardVerdict::Allow {
+                    super::screenings::insert(
+                        conn,
+                        at,
+                        Some(run_id),
+                        job_id.as_deref(),
+                        screening,
+                    )?;
+                }
                 let detail = json(&super::screenings::ScreeningDetail::of(screening))?;
                 let reason = match &screening.verdict {
                     GuardVerdict::Deny {
