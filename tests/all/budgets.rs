@@ -291,3 +291,28 @@ async fn a_plugins_breaker_opens_holds_its_jobs_probes_and_closes() {
     assert_eq!(job(&run, "x")["attempts"], 0, "{run}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_wall_budget_runs_out_for_a_run_waiting_as_a_row_across_a_restart() {
+    let mut server = TestServer::start_with(admin_and_client(), |_| {}).await;
+    let id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {
+            "gated": {"plugin": "echo", "approval": {"required": true}},
+            "after": {"plugin": "echo", "needs": ["gated"]},
+        }}, "budget": {"max_wall_ms": 2_000}}),
+    )
+    .await;
+    let run = server.wait_for_state(&id, "waiting_approval").await;
+    assert_eq!(run["state"], "waiting_approval", "{run}");
+    server.restart().await;
+    let run = ended(&server, &id).await;
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["budget_exceeded"], "wall_ms", "{run}");
+    assert_eq!(job(&run, "gated")["state"], "cancelled", "{run}");
+    assert_eq!(
+        ending_reason(&server, &id).await,
+        "budget_exceeded: wall_ms"
+    );
+    server.stop().await;
+}

@@ -748,6 +748,8 @@ pub struct ParkedRun {
     /// `(job index in the run, waiting since, gate)` of its jobs waiting
     /// for a decision.
     pub gates: Vec<(usize, i64, ApprovalGate)>,
+    /// When its wall budget runs out (Unix ms), if it has one.
+    pub wall_deadline: Option<i64>,
 }
 
 /// Every run waiting for people with nothing else to do, without its jobs.
@@ -755,13 +757,20 @@ pub fn load_parked_runs(conn: &Connection) -> Result<Vec<ParkedRun>, DbError> {
     let mut runs: Vec<ParkedRun> = Vec::new();
     let mut index = std::collections::HashMap::new();
     let mut stmt = conn.prepare(&format!(
-        "SELECT r.id, r.state, coalesce(r.story_id, r.id) FROM runs r WHERE {PARKED} ORDER BY r.created_at, r.id"
+        "SELECT r.id, r.state, coalesce(r.story_id, r.id),
+                r.created_at + json_extract(r.budget, '$.max_wall_ms')
+         FROM runs r WHERE {PARKED} ORDER BY r.created_at, r.id"
     ))?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get(2)?,
+            r.get::<_, Option<i64>>(3)?,
+        ))
     })?;
     for row in rows {
-        let (id, state, scope) = row?;
+        let (id, state, scope, wall_deadline) = row?;
         index.insert(id.clone(), runs.len());
         runs.push(ParkedRun {
             state: run_state(&state)?,
@@ -769,6 +778,7 @@ pub fn load_parked_runs(conn: &Connection) -> Result<Vec<ParkedRun>, DbError> {
             scope,
             jobs: Vec::new(),
             gates: Vec::new(),
+            wall_deadline,
         });
     }
     let mut stmt = conn.prepare(&format!(

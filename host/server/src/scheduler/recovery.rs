@@ -121,6 +121,15 @@ impl Scheduler {
         // Runs waiting for people stay rows; only their gates' timeouts are
         // set (counted from when each job began to wait).
         for run in parked {
+            // A wall budget runs out while its run waits as a row too.
+            if let Some(at) = run.wall_deadline {
+                let left = Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64);
+                self.timers.push(Reverse((
+                    now + left,
+                    run.id.clone(),
+                    super::budgets::WALL_TIMER,
+                )));
+            }
             for (index, since, gate) in &run.gates {
                 if let Some(timeout) = gate.timeout_ms {
                     let elapsed = now_ms.saturating_sub(*since).max(0) as u64;
