@@ -340,6 +340,31 @@ async fn outside_systems_report_external_jobs_and_dependents_react() {
         "lint failed"
     );
 
+    // A run cancelled while an external job runs ends: the job is
+    // cancelled, as there is no attempt to stop.
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"outside": {"external": true}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let cancelled_id = created["id"].as_str().expect("id").to_owned();
+    let (_, run) = server.get(&format!("/v1/runs/{cancelled_id}")).await;
+    let (status, _) = report(
+        &server,
+        &job_id(&run, "outside"),
+        json!({"status": "running"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .post(&format!("/v1/runs/{cancelled_id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let run = run_to_end_of(&server, &cancelled_id).await;
+    assert_eq!(run["state"], "cancelled", "{run}");
+
     // An external job names no plugin, gate or screening.
     for bad in [
         json!({"external": true, "plugin": "echo"}),

@@ -72,11 +72,15 @@ impl RunBudget {
         *self == Self::default()
     }
 
-    /// A limit of 0, named: nothing could run under it.
+    /// A limit of 0 (nothing could run under it), or one past what is
+    /// stored as a signed 64-bit number, named.
     pub fn check(&self) -> Result<(), String> {
         for (kind, value) in self.limits() {
             if value == Some(0) {
                 return Err(format!("budget.max_{kind} must be at least 1"));
+            }
+            if value.is_some_and(|v| v > i64::MAX as u64) {
+                return Err(format!("budget.max_{kind} must be at most {}", i64::MAX));
             }
         }
         Ok(())

@@ -213,7 +213,7 @@ impl WasiHttpHooks for OutboundHooks {
                 return Box::new(async { Err(Error::DestinationUnavailable) });
             }
         };
-        self.swap_secrets(&mut request);
+        let carries_secret = self.swap_secrets(&mut request);
         let left = self.deadline.saturating_duration_since(Instant::now());
         // No wait of the request outlives the attempt.
         let bounded = |asked: Option<Duration>| Some(asked.map_or(left, |a| a.min(left)));
@@ -231,6 +231,9 @@ impl WasiHttpHooks for OutboundHooks {
         );
         Box::new(async move {
             let wait_and_send = async {
+                // A place first: what is buffered below is bounded by the
+                // requests out at once.
+                let places = in_flight.enter(&plugin).await;
                 // Read whole, for the recording's hash and so a body past
                 // the limit is refused before anything leaves.
                 let (parts, body) = request.into_parts();
@@ -240,7 +243,6 @@ impl WasiHttpHooks for OutboundHooks {
                 .await?;
                 let hash = http_request_hash(&parts.method, &parts.uri, &body);
                 let request = http::Request::from_parts(parts, full(body));
-                let places = in_flight.enter(&plugin).await;
                 OUTBOUND.sent.fetch_add(1, Ordering::Relaxed);
                 let (response, io) =
                     wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
@@ -257,11 +259,18 @@ impl WasiHttpHooks for OutboundHooks {
                 connection.abort();
                 drop(places);
                 let body = read?;
-                tape.record(
-                    CallKind::Http,
-                    &hash,
-                    encode_http(head.status, &head.headers, &body),
-                );
+                // An answer to a request that carried a secret is not kept:
+                // it may echo it, and a replay must not hand it to a plugin
+                // without the secret.
+                if carries_secret {
+                    tape.skip();
+                } else {
+                    tape.record(
+                        CallKind::Http,
+                        &hash,
+                        encode_http(head.status, &head.headers, &body),
+                    );
+                }
                 Ok(http::Response::from_parts(head, full(body)))
             };
             // A cancel, a deadline or a timeout the guest chose says
@@ -349,11 +358,13 @@ async fn replay_http(tape: Arc<Tape>, request: http::Request<WasiBody>) -> SendR
 impl OutboundHooks {
     /// Puts each granted secret's value in place of its placeholder in the
     /// request's headers, when the request goes to a host the secret may
-    /// go to; anywhere else the placeholder goes as it is.
-    fn swap_secrets(&self, request: &mut http::Request<WasiBody>) {
+    /// go to; anywhere else the placeholder goes as it is. Says whether a
+    /// value went in.
+    fn swap_secrets(&self, request: &mut http::Request<WasiBody>) -> bool {
         if self.secrets.is_empty() {
-            return;
+            return false;
         }
+        let mut carries = false;
         let host = request.uri().host().unwrap_or_default().to_owned();
         let scheme = request.uri().scheme_str().unwrap_or("https").to_owned();
         for value in request.headers_mut().values_mut() {
@@ -370,8 +381,10 @@ impl OutboundHooks {
             {
                 new.set_sensitive(true);
                 *value = new;
+                carries = true;
             }
         }
+        carries
     }
 }
 

@@ -55,12 +55,20 @@ pub struct ReplaySource {
 pub struct Tape {
     recorded: Mutex<Recorded>,
     replay: Option<Replay>,
+    /// Bytes it keeps at most (the attempt's artifact limit): past them
+    /// answers are not recorded, so a guest cannot make the host hold
+    /// more than it may keep.
+    max_bytes: u64,
 }
 
 #[derive(Default)]
 struct Recorded {
     /// `(artifact name, answer)`, in the order answered.
     answers: Vec<(String, Bytes)>,
+    /// Bytes of `answers`.
+    bytes: u64,
+    /// Answers not recorded: over `max_bytes`, or carrying a secret.
+    skipped: u32,
     /// Per key: the calls so far, and the digest of the last answer.
     calls: HashMap<String, (u32, String)>,
 }
@@ -73,8 +81,13 @@ struct Replay {
 }
 
 impl Tape {
-    pub fn new(replay: Option<ReplaySource>, store: Arc<ArtifactStore>) -> Arc<Self> {
+    pub fn new(
+        replay: Option<ReplaySource>,
+        store: Arc<ArtifactStore>,
+        max_bytes: u64,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            max_bytes,
             recorded: Mutex::default(),
             replay: replay.map(|source| Replay {
                 source,
@@ -101,7 +114,28 @@ impl Tape {
         }
         *last = digest;
         let name = format!("{PREFIX}{key}/{calls}");
+        let size = answer.len() as u64;
+        if recorded.bytes.saturating_add(size) > self.max_bytes {
+            recorded.skipped += 1;
+            return;
+        }
+        recorded.bytes += size;
         recorded.answers.push((name, answer));
+    }
+
+    /// An answer that is not recorded (it answered a request carrying a
+    /// secret): a replay of this call will find nothing.
+    pub fn skip(&self) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        recorded.skipped += 1;
+    }
+
+    /// Answers left out of the recording.
+    pub fn skipped(&self) -> u32 {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .skipped
     }
 
     /// The recordings to keep as artifacts, in the order answered.
@@ -224,7 +258,7 @@ mod tests {
     #[test]
     fn an_answer_equal_to_the_last_is_not_recorded_again() {
         let (_dir, store) = store();
-        let tape = Tape::new(None, store);
+        let tape = Tape::new(None, store, 1 << 20);
         for answer in ["a", "a", "b", "b", "a"] {
             tape.record(CallKind::Http, "h", Bytes::from(answer));
         }
@@ -257,7 +291,7 @@ mod tests {
                 recording("replay/http/h/3", "third"),
             ],
         };
-        let tape = Tape::new(Some(source), store.clone());
+        let tape = Tape::new(Some(source), store.clone(), 1 << 20);
         let mut served = Vec::new();
         for _ in 0..4 {
             served.push(tape.replayed(CallKind::Http, "h").await.unwrap());

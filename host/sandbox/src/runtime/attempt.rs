@@ -498,6 +498,16 @@ impl Runtime {
         // On success, files left in `/out` and the calls' recordings become
         // artifacts, read and stored off the async threads.
         let recorded = state.tape.take_recorded();
+        if state.tape.skipped() > 0 {
+            log.push(
+                LogSource::Log,
+                LogLevel::Warn,
+                &format!(
+                    "warren: {} answers were not recorded for replay (over max_artifact_bytes, or answering a request that carried a secret)",
+                    state.tape.skipped()
+                ),
+            );
+        }
         let result = match (result, produced.take()) {
             (Ok(answer), Some(mut artifacts)) if scratch.is_some() || !recorded.is_empty() => {
                 let out = scratch.as_ref().map(|s| s.out.clone());
@@ -607,7 +617,11 @@ impl Runtime {
             .collect();
         let wasi = wasi::build_ctx(log, scratch.as_ref(), in_dir, directories, &env)
             .map_err(|e| format!("preparing WASI: {e:#}"))?;
-        let tape = Tape::new(request.replay.clone(), self.services().artifacts.clone());
+        let tape = Tape::new(
+            request.replay.clone(),
+            self.services().artifacts.clone(),
+            request.limits.max_artifact_bytes,
+        );
         let state = PluginState {
             wasi,
             table: ResourceTable::new(),

@@ -259,6 +259,15 @@ async fn print_live_logs(server: &Server, job_id: &str) -> Result<Option<u64>, C
         .send()
         .await
         .map_err(|e| server.unreachable(&e))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        return Err(ClientError::Api {
+            status: status.as_u16(),
+            code: body["code"].as_str().unwrap_or("error").to_owned(),
+            message: body["message"].as_str().unwrap_or("").to_owned(),
+        });
+    }
     let mut events = response.bytes_stream().eventsource();
     let mut current = None;
     while let Some(message) = events.next().await {

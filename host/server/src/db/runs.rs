@@ -758,7 +758,7 @@ pub fn load_parked_runs(conn: &Connection) -> Result<Vec<ParkedRun>, DbError> {
     let mut index = std::collections::HashMap::new();
     let mut stmt = conn.prepare(&format!(
         "SELECT r.id, r.state, coalesce(r.story_id, r.id),
-                r.created_at + json_extract(r.budget, '$.max_wall_ms')
+                CAST(min(r.created_at + json_extract(r.budget, '$.max_wall_ms'), 9223372036854775807) AS INTEGER)
          FROM runs r WHERE {PARKED} ORDER BY r.created_at, r.id"
     ))?;
     let rows = stmt.query_map([], |r| {
@@ -1030,18 +1030,22 @@ pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool, DbError> {
 }
 
 /// The answers job `job_name` of run `run_id` recorded to its calls out
-/// (its `replay/...` artifacts), for a replay.
+/// (its `replay/...` artifacts), for a replay by a job of `plugin`: a job
+/// of another plugin gets none (they were answers to what that one was
+/// granted).
 pub fn recordings(
     conn: &Connection,
     run_id: &str,
     job_name: &str,
+    plugin: &str,
 ) -> Result<Vec<Artifact>, DbError> {
     // `replay0` is the first name past every `replay/...` one.
     let mut stmt = conn.prepare_cached(
         "SELECT a.name, a.sha256, a.size, j.name FROM artifacts a JOIN jobs j ON j.id = a.job_id
-         WHERE j.run_id = ?1 AND j.name = ?2 AND a.name >= 'replay/' AND a.name < 'replay0'",
+         WHERE j.run_id = ?1 AND j.name = ?2 AND j.plugin = ?3
+           AND a.name >= 'replay/' AND a.name < 'replay0'",
     )?;
-    let rows = stmt.query_map([run_id, job_name], |r| {
+    let rows = stmt.query_map([run_id, job_name, plugin], |r| {
         Ok(Artifact {
             name: r.get(0)?,
             sha256: r.get(1)?,

@@ -19,7 +19,7 @@ impl ActiveRun {
     pub(super) fn wall_deadline(&self) -> Option<Instant> {
         self.budget
             .max_wall_ms
-            .map(|ms| self.submitted + Duration::from_millis(ms))
+            .and_then(|ms| self.submitted.checked_add(Duration::from_millis(ms)))
     }
 
     /// The budget it has reached, if any: checked after each attempt.

@@ -159,7 +159,8 @@ pub(super) fn move_run(
 pub(super) fn cancel_jobs(run: &mut ActiveRun, fx: &mut Effects) {
     for index in 0..run.jobs.len() {
         match run.jobs[index].state {
-            JobState::Running => {
+            // An external job runs no attempt here: it ends now.
+            JobState::Running if !run.jobs[index].external => {
                 if let Some(flag) = &run.jobs[index].cancel {
                     flag.store(true, std::sync::atomic::Ordering::Relaxed);
                 }

@@ -131,9 +131,11 @@ async fn run_attempt(runtime: Arc<Runtime>, db: Arc<Database>, start: Start) -> 
         ..
     } = start;
     if let Some(replayed) = replay_of {
-        let job_name = request.job_name.clone();
+        let (job_name, plugin_name) = (request.job_name.clone(), plugin.name().to_owned());
         let read = db
-            .query(move |conn| runs::recordings(conn, &replayed, &job_name).map(|r| (replayed, r)))
+            .query(move |conn| {
+                runs::recordings(conn, &replayed, &job_name, &plugin_name).map(|r| (replayed, r))
+            })
             .await;
         match read {
             Ok((run_id, recordings)) => request.replay = Some(ReplaySource { run_id, recordings }),

@@ -692,18 +692,17 @@ impl Scheduler {
             return;
         };
         let plugin = run.jobs[job].plugin.clone();
+        // Only what the plugin did counts: a trap, an error it returned.
+        // A limit may be the submitter's choice (a job's small fuel), so it
+        // says nothing of the plugin; nor do cancels, the host's failures,
+        // guards or a request for input.
         let plugins_fault = match &completion.outcome.result {
             Ok(_) => Some(false),
-            // Failures that say nothing of the plugin.
-            Err(
-                AttemptFailure::Cancelled
-                | AttemptFailure::Host { .. }
-                | AttemptFailure::Guard { .. }
-                | AttemptFailure::Job {
-                    error: JobFailure::NeedsInput(_),
-                },
-            ) => None,
-            Err(_) => Some(true),
+            Err(AttemptFailure::Trap { .. })
+            | Err(AttemptFailure::Job {
+                error: JobFailure::Retryable(_) | JobFailure::Permanent(_),
+            }) => Some(true),
+            Err(_) => None,
         };
         let fuel = completion.outcome.usage.fuel_consumed;
         let kept: u64 = match &completion.outcome.result {
@@ -717,7 +716,14 @@ impl Scheduler {
             self.config.max_run_data_bytes,
             &mut self.effects,
         );
-        if let Some(settings) = plugin_breaker(&self.plugins, &run.jobs[job]) {
+        let settings = plugin_breaker(&self.plugins, &run.jobs[job]);
+        if settings.is_none() {
+            // Its version went, or has no breaker now: a probe it ran is
+            // over all the same, and what waited for it goes.
+            self.signals.breakers().forget_probe(&plugin);
+            self.release_held(&plugin);
+        }
+        if let Some(settings) = settings {
             let now = Instant::now();
             let release = match plugins_fault {
                 Some(failed) => {
