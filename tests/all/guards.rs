@@ -540,3 +540,74 @@ async fn reflex_meets_its_goals_on_the_labelled_corpus() {
         rate(clean_injection)
     );
 }
+
+#[tokio::test]
+async fn a_reported_output_passes_the_runs_guards_and_screening_needs_a_guard() {
+    let server = with_rules(|_| {}).await;
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"guards": ["rules"], "jobs": {
+                "outside": {"external": true},
+                "after": {"plugin": "agent-ops", "needs": ["outside"], "input": {"ops": []}},
+            }}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+    let job = run["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["name"] == "outside"))
+        .and_then(|j| j["id"].as_str())
+        .expect("job")
+        .to_owned();
+    let put = |body: Value| {
+        let request = server
+            .request(reqwest::Method::PUT, &format!("/v1/jobs/{job}/status"))
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("PUT");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, body) =
+        put(json!({"status": "completed", "output": {"note": "FORBIDDEN here"}})).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("rejected_input")),
+        "{body}"
+    );
+    let (status, body) =
+        put(json!({"status": "completed", "output": {"note": "a hidden-word"}})).await;
+    assert_eq!(status, 200, "{body}");
+    let done = ended(&server, &id).await;
+    let after = done["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["name"] == "after"))
+        .cloned()
+        .expect("after");
+    assert_eq!(
+        after["output"]["upstream"]["outside"],
+        json!({"note": "a [gone]"}),
+        "{done}"
+    );
+
+    // A job marked screen in a run without guards is refused.
+    let (status, body) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"a": {"plugin": "echo", "screen": true}}}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (422, &json!("invalid_pipeline")),
+        "{body}"
+    );
+    server.stop().await;
+}

@@ -80,6 +80,7 @@ pub async fn report(
         summary: request.output_summary,
         output: request.output.map(|o| o.get().to_owned()),
         by: caller.name,
+        screenings: Vec::new(),
     };
     let new_state = state.engine.report(&id, report).await?;
     Ok(Json(Reported {

@@ -1022,6 +1022,19 @@ fn load_deps(conn: &Connection, run_id: &str) -> Result<Vec<NewDep>, DbError> {
     Ok(deps)
 }
 
+/// The run of a job, the job's name and the run's pipeline (JSON).
+pub fn job_with_pipeline(
+    conn: &Connection,
+    job_id: &str,
+) -> Result<Option<(String, String, String)>, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT j.run_id, j.name, r.spec FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id = ?1",
+        )?
+        .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
 /// Whether a run of this id exists.
 pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool, DbError> {
     Ok(conn

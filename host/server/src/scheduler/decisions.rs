@@ -840,6 +840,8 @@ pub(super) fn gate_deadline(node: &Node, now: Instant, now_ms: i64) -> Option<In
 pub enum Refusal {
     /// The job is not waiting for this (409).
     NotWaiting(String),
+    /// What it brings is over a limit of the run's (413).
+    TooLarge(String),
     /// The caller's role may not decide this gate (403).
     Forbidden(String),
 }
@@ -875,6 +877,8 @@ pub struct Report {
     pub output: Option<String>,
     /// Who reported (the token's name).
     pub by: Option<String>,
+    /// The guards' verdicts on `output`.
+    pub screenings: Vec<warren_vocabulary::Screening>,
 }
 
 /// Moves an external job as its outside system reports; its dependents
@@ -884,6 +888,7 @@ pub(super) fn report_job(
     run: &mut ActiveRun,
     job: usize,
     report: Report,
+    max_run_data_bytes: u64,
     fx: &mut Effects,
 ) -> Result<JobState, Refusal> {
     let node = &run.jobs[job];
@@ -917,6 +922,21 @@ pub(super) fn report_job(
             report.status.as_str()
         )));
     };
+    // An output counts against what the run may hold, as an attempt's.
+    let added = report.output.as_ref().map_or(0, |o| o.len() as u64);
+    if run.data_bytes.saturating_add(added) > max_run_data_bytes {
+        return Err(Refusal::TooLarge(format!(
+            "the output would take the run past the {max_run_data_bytes} bytes it may hold"
+        )));
+    }
+    run.data_bytes += added;
+    for screening in report.screenings {
+        fx.changes.push(Change::Screened {
+            run_id: run.id.clone(),
+            job_id: Some(run.jobs[job].id.clone()),
+            screening,
+        });
+    }
     match run.state {
         RunState::Pending => {
             move_run(

@@ -205,7 +205,9 @@ impl Engine {
         }
         let guards = Guard::resolve(&names, &self.config.guards, |n| self.plugins.get(n));
         let origin = spec.name.clone().unwrap_or_default();
-        let (input, mut screenings) = self.screen_text(&guards, &origin, input).await?;
+        let (input, mut screenings) = self
+            .screen_text(&guards, GuardSubjectKind::RunInput, &origin, input)
+            .await?;
         if !inline {
             return Ok((input, screenings));
         }
@@ -213,7 +215,9 @@ impl Engine {
         for (name, job) in &spec.jobs {
             let Some(own) = &job.input else { continue };
             let text = own.to_string();
-            let (passed, found) = self.screen_text(&guards, name, text.clone()).await?;
+            let (passed, found) = self
+                .screen_text(&guards, GuardSubjectKind::RunInput, name, text.clone())
+                .await?;
             screenings.extend(found);
             if passed != text {
                 let value =
@@ -233,17 +237,36 @@ impl Engine {
         Ok((input, screenings))
     }
 
+    /// The output an outside system reports of an external job of a run
+    /// of `pipeline`, once the run's guards let it through: a client's text
+    /// like a run's input, checked the same way.
+    pub(super) async fn screen_reported_output(
+        &self,
+        pipeline: &str,
+        job_name: &str,
+        output: String,
+    ) -> Result<(String, Vec<Screening>), EngineError> {
+        let spec: PipelineSpec =
+            serde_json::from_str(pipeline).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let names = self.config.guards.for_pipeline(&spec);
+        if names.is_empty() {
+            return Ok((output, Vec::new()));
+        }
+        let guards = Guard::resolve(&names, &self.config.guards, |n| self.plugins.get(n));
+        self.screen_text(&guards, GuardSubjectKind::JobOutput, job_name, output)
+            .await
+    }
+
     /// One text through `guards`, on the threads attempts run on.
     async fn screen_text(
         &self,
         guards: &[Guard],
+        subject: GuardSubjectKind,
         origin: &str,
         text: String,
     ) -> Result<(String, Vec<Screening>), EngineError> {
         let (runtime, guards, origin) = (self.runtime.clone(), guards.to_vec(), origin.to_owned());
-        let screening = async move {
-            screen(&runtime, &guards, GuardSubjectKind::RunInput, &origin, text).await
-        };
+        let screening = async move { screen(&runtime, &guards, subject, &origin, text).await };
         let screened = match &self.config.attempts_on {
             Some(handle) => {
                 handle

@@ -610,6 +610,12 @@ impl Engine {
             &|p| self.plugins.get(p).map(|p| p.kind()),
             &self.config.limit_ceiling,
         )?;
+        // A job to screen with no guard to screen it would pass unchecked.
+        if let Some((name, _)) = spec.jobs.iter().find(|(_, j)| j.screen)
+            && self.config.guards.for_pipeline(&spec).is_empty()
+        {
+            return Err(SpecError::ScreenWithoutGuards(name.clone()).into());
+        }
         // Before anything of the input is stored or checked further.
         let (input, screenings) = self
             .screen_submission(
@@ -870,6 +876,7 @@ impl Engine {
                 .map_err(|refusal| match refusal {
                     decisions::Refusal::NotWaiting(m) => EngineError::NotWaiting(m),
                     decisions::Refusal::Forbidden(m) => EngineError::Forbidden(m),
+                    decisions::Refusal::TooLarge(m) => EngineError::TooLarge(m),
                 })?;
         self.sync().await?;
         Ok(state)
@@ -881,14 +888,23 @@ impl Engine {
     pub async fn report(
         &self,
         job_id: &str,
-        report: decisions::Report,
+        mut report: decisions::Report,
     ) -> Result<JobState, EngineError> {
         let id = job_id.to_owned();
-        let (run_id, _) = self
+        let (run_id, job_name, pipeline) = self
             .db
-            .query(move |conn| runs::job_run(conn, &id))
+            .query(move |conn| runs::job_with_pipeline(conn, &id))
             .await?
             .ok_or_else(|| EngineError::UnknownJob(job_id.to_owned()))?;
+        // A reported output is a client's text: the run's guards check it
+        // before its dependents get it.
+        if let Some(output) = report.output.take() {
+            let (passed, screenings) = self
+                .screen_reported_output(&pipeline, &job_name, output)
+                .await?;
+            report.output = Some(passed);
+            report.screenings = screenings;
+        }
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Report {
@@ -906,6 +922,7 @@ impl Engine {
                     decisions::Refusal::NotWaiting(m) | decisions::Refusal::Forbidden(m) => {
                         EngineError::NotWaiting(m)
                     }
+                    decisions::Refusal::TooLarge(m) => EngineError::TooLarge(m),
                 })?;
         self.sync().await?;
         Ok(state)

@@ -389,7 +389,13 @@ impl Scheduler {
                 "job {job_id} is not in run {run_id}"
             )));
         };
-        let state = report_job(run, job, report, &mut self.effects)?;
+        let state = report_job(
+            run,
+            job,
+            report,
+            self.config.max_run_data_bytes,
+            &mut self.effects,
+        )?;
         self.after_change(run_id);
         Ok(state)
     }

@@ -220,6 +220,8 @@ pub enum SpecError {
         "job {job:?}: plugin {plugin:?} is a guard: name it in the pipeline's `guards`, it does not run as a job"
     )]
     GuardAsJob { job: String, plugin: String },
+    #[error("job {0:?} is to be screened, but the run has no guard (name some in `guards`)")]
+    ScreenWithoutGuards(String),
     #[error("job {job:?} is external: it runs nothing in Warren, so it takes no {what}")]
     BadExternal { job: String, what: &'static str },
     #[error("template name {0:?} is invalid (letters, digits, `-`, `_`, `.`, at most 64 bytes)")]
