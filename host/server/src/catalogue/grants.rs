@@ -147,7 +147,7 @@ impl Default for Policy {
             secrets: Vec::new(),
             models: Vec::new(),
             max_spawn_depth: warren_sandbox::runtime::DEFAULT_MAX_SPAWN_DEPTH,
-            max_spawned_per_run: crate::scheduler::DEFAULT_MAX_SPAWNED_PER_RUN,
+            max_spawned_per_run: DEFAULT_MAX_SPAWNED_PER_RUN,
             max_run_budget: warren_vocabulary::RunBudget::default(),
             plugin_breaker: None,
         }
@@ -346,6 +346,9 @@ fn grant_outbound(request: &OutboundRequest, rule: &OutboundRule) -> Result<Outb
         methods,
     })
 }
+
+/// Jobs one run may spawn in all, by default.
+pub const DEFAULT_MAX_SPAWNED_PER_RUN: u32 = 1_000;
 
 /// The least a version can be given: the policy's default limits as its
 /// ceiling, no memory, no spawning, no directory.

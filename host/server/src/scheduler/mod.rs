@@ -48,8 +48,7 @@ pub use decisions::{GateFailure, Report, ReportedStatus};
 /// instance slot (256 by default).
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
-/// Jobs one run may spawn in all, by default.
-pub const DEFAULT_MAX_SPAWNED_PER_RUN: u32 = 1_000;
+pub use crate::catalogue::grants::DEFAULT_MAX_SPAWNED_PER_RUN;
 
 /// How long a submission waits for a plugin still being compiled.
 pub const PLUGIN_WAIT: Duration = Duration::from_secs(120);
