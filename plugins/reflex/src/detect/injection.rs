@@ -82,9 +82,24 @@ const RULES: &[(u64, Category, Rule)] = &[
     (FILLER, Category::InjectionRole, anything_now_at),
 ];
 
+/// The classes of the words some rule is tried at.
+const TRIGGERS: u64 = {
+    let mut all = 0;
+    let mut k = 0;
+    while k < RULES.len() {
+        all |= RULES[k].0;
+        k += 1;
+    }
+    all
+};
+
 fn phrases(w: &Words, enabled: Enabled, out: &mut Vec<Finding>) {
     for i in 0..w.len() {
         let c = w.class(i);
+        // Most words are in no rule's class.
+        if c & TRIGGERS == 0 {
+            continue;
+        }
         for &(class, category, rule) in RULES {
             if c & class != 0
                 && enabled.has(category)
@@ -784,23 +799,43 @@ const FOREIGN: &[(&str, Category)] = &[
 ];
 
 fn foreign_phrases(text: &str, enabled: Enabled, out: &mut Vec<Finding>) {
-    // Every phrase starts with a CJK or Hangul character (lead bytes E3 to
-    // ED); most texts have none and skip the searches.
-    if !text.bytes().any(|b| (0xE3..=0xED).contains(&b)) {
-        return;
-    }
-    for &(phrase, category) in FOREIGN {
-        if !enabled.has(category) {
+    let b = text.as_bytes();
+    // One pass over the text, not one search per phrase: every phrase
+    // starts with a CJK or Hangul character (lead bytes E3 to ED), and most
+    // texts have few or none.
+    let mut i = 0;
+    while let Some(off) = next_non_ascii(&b[i..]) {
+        let start = i + off;
+        i = start + 1;
+        if !(0xE3..=0xED).contains(&b[start]) {
             continue;
         }
-        for (start, _) in text.match_indices(phrase) {
-            out.push(Finding {
-                category,
-                start,
-                end: start + phrase.len(),
-            });
+        for &(phrase, category) in FOREIGN {
+            if b[start..].starts_with(phrase.as_bytes()) && enabled.has(category) {
+                out.push(Finding {
+                    category,
+                    start,
+                    end: start + phrase.len(),
+                });
+            }
         }
     }
+}
+
+/// The position of the first byte of `b` that is not ASCII, read eight
+/// bytes at a time: text is mostly ASCII.
+fn next_non_ascii(b: &[u8]) -> Option<usize> {
+    let mut words = b.chunks_exact(8);
+    let mut at = 0;
+    for w in words.by_ref() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(w);
+        if u64::from_le_bytes(eight) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        at += 8;
+    }
+    b[at..].iter().position(|c| !c.is_ascii()).map(|p| at + p)
 }
 
 #[cfg(test)]

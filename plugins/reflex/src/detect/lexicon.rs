@@ -88,7 +88,7 @@ const STEM: u64 = 1 << 63;
 
 const N: u64 = NOUN | INSTR;
 
-/// (word or stem, classes). Stems are at least two bytes long.
+/// (word or stem, classes). Stems are at least three bytes long.
 pub const ENTRIES: &[(&str, u64)] = &[
     // Override verbs.
     ("ignor", VERB | AUTH | STEM),
@@ -836,25 +836,42 @@ pub const ENTRIES: &[(&str, u64)] = &[
     ("jesli", IF),
 ];
 
-const BUCKETS: usize = 1024;
+const BUCKETS: usize = 4096;
 const COUNT: usize = ENTRIES.len();
+/// Stems are at least this long, so a word's first `KEY` bytes are those of
+/// every entry it can match: they pick the bucket.
+const KEY: usize = 3;
 
-/// Entry indexes grouped by the bucket of their first two bytes, and each
-/// entry's first eight bytes as a number, so that most comparisons are one
-/// integer operation.
+/// One entry as the lookup reads it, all in one place: its first eight
+/// bytes as a number (most comparisons are one integer operation), its
+/// length and classes, and where the rest of it is.
+#[derive(Clone, Copy)]
+struct Slot {
+    head: u64,
+    class: u64,
+    len: usize,
+    entry: usize,
+}
+
+/// Entries grouped by the bucket of their first `KEY` bytes. With four
+/// times as many buckets as entries, most words of a text fall into an
+/// empty bucket and are rejected at once.
 struct Index {
     start: [u16; BUCKETS + 1],
-    order: [u16; COUNT],
-    head: [u64; COUNT],
+    slots: [Slot; COUNT],
 }
 
-const fn bucket(first: u8, second: u8) -> usize {
-    (first as usize * 31 + second as usize) & (BUCKETS - 1)
-}
-
-const fn entry_bucket(word: &str) -> usize {
-    let b = word.as_bytes();
-    bucket(b[0], if b.len() > 1 { b[1] } else { 0 })
+/// The bucket of a word or entry: a hash of its first `KEY` bytes (fewer
+/// for a shorter word, which only an entry equal to it can match).
+const fn bucket(b: &[u8]) -> usize {
+    let mut h: u32 = 0;
+    let mut i = 0;
+    while i < KEY {
+        let c = if i < b.len() { b[i] } else { 0 };
+        h = (h ^ c as u32).wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    (h ^ (h >> 15)) as usize & (BUCKETS - 1)
 }
 
 /// The first eight bytes of `b`, little-endian, zero-padded.
@@ -873,7 +890,7 @@ const fn build() -> Index {
     let mut start = [0u16; BUCKETS + 1];
     let mut i = 0;
     while i < COUNT {
-        start[entry_bucket(ENTRIES[i].0) + 1] += 1;
+        start[bucket(ENTRIES[i].0.as_bytes()) + 1] += 1;
         i += 1;
     }
     let mut k = 0;
@@ -882,42 +899,45 @@ const fn build() -> Index {
         k += 1;
     }
     let mut next = start;
-    let mut order = [0u16; COUNT];
-    let mut head_of = [0u64; COUNT];
+    let mut slots = [Slot {
+        head: 0,
+        class: 0,
+        len: 0,
+        entry: 0,
+    }; COUNT];
     let mut i = 0;
     while i < COUNT {
-        let b = entry_bucket(ENTRIES[i].0);
-        order[next[b] as usize] = i as u16;
+        let (word, class) = ENTRIES[i];
+        let b = bucket(word.as_bytes());
+        slots[next[b] as usize] = Slot {
+            head: head(word.as_bytes()),
+            class,
+            len: word.len(),
+            entry: i,
+        };
         next[b] += 1;
-        head_of[i] = head(ENTRIES[i].0.as_bytes());
         i += 1;
     }
-    Index {
-        start,
-        order,
-        head: head_of,
-    }
+    Index { start, slots }
 }
 
 static INDEX: Index = build();
 
 /// The classes of a normalized word.
 pub fn classify(word: &[u8]) -> u64 {
-    let Some(&first) = word.first() else {
-        return 0;
-    };
-    let b = bucket(first, word.get(1).copied().unwrap_or(0));
+    let b = bucket(word);
     let (from, to) = (INDEX.start[b] as usize, INDEX.start[b + 1] as usize);
+    if from == to {
+        return 0;
+    }
     let mut padded = [0u8; 8];
     let n = word.len().min(8);
     padded[..n].copy_from_slice(&word[..n]);
     let word_head = u64::from_le_bytes(padded);
     let mut classes = 0;
-    for &i in &INDEX.order[from..to] {
-        let (entry, c) = ENTRIES[i as usize];
-        let entry = entry.as_bytes();
-        let n = entry.len();
-        if word.len() < n || (c & STEM == 0 && word.len() != n) {
+    for slot in &INDEX.slots[from..to] {
+        let n = slot.len;
+        if word.len() < n || (slot.class & STEM == 0 && word.len() != n) {
             continue;
         }
         let mask = if n >= 8 {
@@ -925,9 +945,10 @@ pub fn classify(word: &[u8]) -> u64 {
         } else {
             (1u64 << (8 * n)) - 1
         };
-        if (word_head ^ INDEX.head[i as usize]) & mask == 0 && (n <= 8 || word[8..n] == entry[8..])
+        if (word_head ^ slot.head) & mask == 0
+            && (n <= 8 || word[8..n] == ENTRIES[slot.entry].0.as_bytes()[8..])
         {
-            classes |= c;
+            classes |= slot.class;
         }
     }
     classes & !STEM
@@ -946,9 +967,9 @@ mod tests {
     }
 
     #[test]
-    fn stems_are_at_least_two_bytes() {
+    fn stems_are_at_least_key_bytes() {
         for (entry, c) in ENTRIES {
-            assert!(c & STEM == 0 || entry.len() >= 2, "{entry}");
+            assert!(c & STEM == 0 || entry.len() >= KEY, "{entry}");
         }
     }
 

@@ -3,6 +3,8 @@
 //! original text. Invisible characters are dropped without splitting the
 //! word they sit in, so `ig\u{200B}nore` is still "ignore".
 
+use std::rc::Rc;
+
 use super::lexicon;
 
 /// What separates a word from the one before it.
@@ -25,16 +27,19 @@ struct Word {
     /// Byte range in `Words::norm`.
     norm_start: u32,
     norm_end: u32,
-    class: u64,
     gap: Gap,
-    /// Not to be looked up: digits only (no lexicon entry is), or a known
-    /// word in the rot13 reading.
-    no_lookup: bool,
+    /// Whether it has letters: a word of digits only is in no class (no
+    /// lexicon entry is), so it is not looked up.
+    letter: bool,
 }
 
 pub struct Words {
     norm: Vec<u8>,
-    list: Vec<Word>,
+    /// Shared by the two readings of a text, as written and in rot13: only
+    /// `norm` and the classes differ.
+    list: Rc<Vec<Word>>,
+    /// The classes of each word of `list`.
+    classes: Vec<u64>,
 }
 
 /// A word being read: where it started, and what it holds so far.
@@ -48,62 +53,68 @@ struct Open {
 impl Words {
     pub fn new(text: &str) -> Words {
         let b = text.as_bytes();
-        let mut words = Words {
-            norm: Vec::with_capacity(text.len()),
-            list: Vec::with_capacity(text.len() / 5 + 1),
-        };
+        let mut norm = Vec::with_capacity(text.len());
+        let mut list = Vec::with_capacity(text.len() / 5 + 1);
         let mut open: Option<Open> = None;
         let mut end = 0;
         let mut gap = Gap::Hard;
         let mut i = 0;
         while i < b.len() {
-            // ASCII, most of any text, without decoding characters.
-            let (c, len) = if b[i] < 0x80 {
-                (b[i] as char, 1)
-            } else {
-                match text.get(i..).and_then(|rest| rest.chars().next()) {
-                    Some(c) => (c, c.len_utf8()),
-                    None => break,
-                }
-            };
-            if len > 1 && is_invisible(c) {
-                i += len;
-                continue;
-            }
-            if c.is_ascii_alphanumeric() {
+            let byte = b[i];
+            if byte.is_ascii_alphanumeric() {
                 let w = open.get_or_insert(Open {
                     start: i,
-                    norm_start: words.norm.len(),
+                    norm_start: norm.len(),
                     letter: false,
                     digit: false,
                 });
                 // The whole ASCII run at once.
-                let run = b[i..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_alphanumeric())
-                    .count();
-                let bytes = &b[i..i + run];
-                let digits = bytes.iter().filter(|c| c.is_ascii_digit()).count();
-                w.letter |= digits < run;
+                let run_start = i;
+                let mut digits = 0;
+                while let Some(&c) = b.get(i)
+                    && c.is_ascii_alphanumeric()
+                {
+                    digits += usize::from(c.is_ascii_digit());
+                    i += 1;
+                }
+                w.letter |= digits < i - run_start;
                 w.digit |= digits > 0;
-                words.norm.extend(bytes.iter().map(u8::to_ascii_lowercase));
-                i += run;
+                norm.extend(b[run_start..i].iter().map(u8::to_ascii_lowercase));
                 end = i;
                 continue;
             }
-            if len > 1 && c.is_alphanumeric() {
+            // Other ASCII, most of the rest of any text: a separator, its
+            // gap read from a table.
+            if byte.is_ascii() {
+                if let Some(w) = open.take() {
+                    close(&mut norm, &mut list, w, end, gap);
+                    gap = Gap::None;
+                }
+                gap = gap.max(ASCII_GAPS[usize::from(byte)]);
+                i += 1;
+                continue;
+            }
+            let Some(c) = text.get(i..).and_then(|rest| rest.chars().next()) else {
+                break;
+            };
+            let len = c.len_utf8();
+            if is_invisible(c) {
+                i += len;
+                continue;
+            }
+            if c.is_alphanumeric() {
                 let w = open.get_or_insert(Open {
                     start: i,
-                    norm_start: words.norm.len(),
+                    norm_start: norm.len(),
                     letter: false,
                     digit: false,
                 });
                 w.letter = true;
-                fold(c, &mut words.norm);
+                fold(c, &mut norm);
                 end = i + len;
             } else {
                 if let Some(w) = open.take() {
-                    words.close(w, end, gap);
+                    close(&mut norm, &mut list, w, end, gap);
                     gap = Gap::None;
                 }
                 gap = gap.max(gap_of(c));
@@ -111,61 +122,46 @@ impl Words {
             i += len;
         }
         if let Some(w) = open {
-            words.close(w, end, gap);
+            close(&mut norm, &mut list, w, end, gap);
         }
-        words.classify();
-        words
-    }
-
-    fn close(&mut self, w: Open, end: usize, gap: Gap) {
-        if w.letter && w.digit {
-            unleet(&mut self.norm[w.norm_start..]);
+        let classes = list
+            .iter()
+            .map(|w| {
+                if w.letter {
+                    lexicon::classify(&norm[w.norm_start as usize..w.norm_end as usize])
+                } else {
+                    0
+                }
+            })
+            .collect();
+        Words {
+            norm,
+            list: Rc::new(list),
+            classes,
         }
-        // Positions fit: a chunk is far below 4 GiB.
-        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        self.list.push(Word {
-            start: at(w.start),
-            end: at(end),
-            norm_start: at(w.norm_start),
-            norm_end: at(self.norm.len()),
-            class: 0,
-            gap,
-            no_lookup: !w.letter,
-        });
     }
 
     /// The same words with their letters rotated by 13, for rot13 payloads.
     /// Only words unknown as written are looked up: a known word read in
     /// rot13 is gibberish.
     pub fn rot13(&self) -> Words {
-        let norm = self
-            .norm
+        let norm: Vec<u8> = self.norm.iter().map(|&b| ROT13[usize::from(b)]).collect();
+        let classes = self
+            .list
             .iter()
-            .map(|&b| match b {
-                b'a'..=b'm' => b + 13,
-                b'n'..=b'z' => b - 13,
-                other => other,
+            .zip(&self.classes)
+            .map(|(w, &known)| {
+                if w.letter && known == 0 {
+                    lexicon::classify(&norm[w.norm_start as usize..w.norm_end as usize])
+                } else {
+                    0
+                }
             })
             .collect();
-        let mut words = Words {
+        Words {
             norm,
-            list: self.list.clone(),
-        };
-        for w in &mut words.list {
-            if w.class != 0 {
-                w.class = 0;
-                w.no_lookup = true;
-            }
-        }
-        words.classify();
-        words
-    }
-
-    fn classify(&mut self) {
-        for w in &mut self.list {
-            if !w.no_lookup {
-                w.class = lexicon::classify(&self.norm[w.norm_start as usize..w.norm_end as usize]);
-            }
+            list: Rc::clone(&self.list),
+            classes,
         }
     }
 
@@ -174,7 +170,7 @@ impl Words {
     }
 
     pub fn class(&self, i: usize) -> u64 {
-        self.list.get(i).map_or(0, |w| w.class)
+        self.classes.get(i).copied().unwrap_or(0)
     }
 
     pub fn is(&self, i: usize, class: u64) -> bool {
@@ -219,6 +215,51 @@ impl Words {
     }
 }
 
+/// Ends the word being read at `end`.
+fn close(norm: &mut [u8], list: &mut Vec<Word>, w: Open, end: usize, gap: Gap) {
+    if w.letter && w.digit {
+        unleet(&mut norm[w.norm_start..]);
+    }
+    // Positions fit: a chunk is far below 4 GiB.
+    let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    list.push(Word {
+        start: at(w.start),
+        end: at(end),
+        norm_start: at(w.norm_start),
+        norm_end: at(norm.len()),
+        gap,
+        letter: w.letter,
+    });
+}
+
+/// The gap each ASCII character makes.
+static ASCII_GAPS: [Gap; 128] = {
+    let mut t = [Gap::None; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = gap_of(i as u8 as char);
+        i += 1;
+    }
+    t
+};
+
+/// Each byte with its letters rotated by 13. A table, not a `match`: the
+/// loop over every byte is hot, and a branch per letter mispredicts.
+static ROT13: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'a'..=b'm' => b + 13,
+            b'n'..=b'z' => b - 13,
+            other => other,
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Zero-width characters, bidi controls, invisible operators and tags:
 /// characters that change nothing a reader sees.
 pub fn is_invisible(c: char) -> bool {
@@ -234,7 +275,7 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
-fn gap_of(c: char) -> Gap {
+const fn gap_of(c: char) -> Gap {
     match c {
         '.' | '!' | '?' | ';' | ':' | '\n' | '\r' | '|' | '。' | '！' | '？' | '：' | '•' => {
             Gap::Hard
