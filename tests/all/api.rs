@@ -143,6 +143,19 @@ impl TestServer {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
+    /// Polls the run until it ends (up to 30 s); panics if it does not.
+    pub(crate) async fn ended(&self, run_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, run) = self.get(&format!("/v1/runs/{run_id}")).await;
+            if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {run_id} never ended: {run}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub(crate) async fn wait_for_state(&self, run_id: &str, state: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

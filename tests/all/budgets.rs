@@ -13,18 +13,6 @@ async fn submit(server: &TestServer, body: Value) -> String {
     created["id"].as_str().expect("id").to_owned()
 }
 
-async fn ended(server: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
-        if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run {id} never ended: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn job<'a>(run: &'a Value, name: &str) -> &'a Value {
     run["jobs"]
         .as_array()
@@ -63,7 +51,7 @@ async fn each_budget_stops_its_run_with_the_reason_and_the_run_shows_its_use() {
     )
     .await;
     let started = Instant::now();
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "the slow job was stopped"
@@ -87,7 +75,7 @@ async fn each_budget_stops_its_run_with_the_reason_and_the_run_shows_its_use() {
         }, "budget": {"max_wall_ms": 400}}}),
     )
     .await;
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(run["budget_exceeded"], "wall_ms", "{run}");
     assert_eq!(job(&run, "after")["state"], "cancelled", "{run}");
@@ -112,7 +100,7 @@ async fn each_budget_stops_its_run_with_the_reason_and_the_run_shows_its_use() {
         }}, "budget": {"max_jobs": 4}}),
     )
     .await;
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(run["budget_exceeded"], "jobs", "{run}");
     assert_eq!(run["used"]["jobs"], 5, "{run}");
@@ -130,7 +118,7 @@ async fn each_budget_stops_its_run_with_the_reason_and_the_run_shows_its_use() {
         }}, "budget": {"max_artifact_bytes": 500}}),
     )
     .await;
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(run["budget_exceeded"], "artifact_bytes", "{run}");
     assert_eq!(run["used"]["artifact_bytes"], 600, "{run}");
@@ -142,7 +130,7 @@ async fn each_budget_stops_its_run_with_the_reason_and_the_run_shows_its_use() {
         json!({"pipeline": {"jobs": {"a": {"plugin": "echo"}}}}),
     )
     .await;
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert_eq!(run["state"], "completed", "{run}");
     assert!(
         run["budget"].is_null() && run["remaining"].is_null(),
@@ -189,7 +177,7 @@ async fn the_operators_cap_and_the_submission_tighten_the_pipelines_budget() {
                "budget": {"max_wall_ms": 30_000}}),
     )
     .await;
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert_eq!(
         run["budget"],
         json!({"max_fuel": 1_000_000_000, "max_wall_ms": 30_000, "max_jobs": 3}),
@@ -235,7 +223,7 @@ async fn a_plugins_breaker_opens_holds_its_jobs_probes_and_closes() {
 
     for _ in 0..2 {
         let id = submit(&server, one("flaky", fail())).await;
-        assert_eq!(ended(&server, &id).await["state"], "failed");
+        assert_eq!(server.ended(&id).await["state"], "failed");
     }
     let (_, plugin) = server.get("/v1/plugins/flaky").await;
     let breaker = &plugin["breaker"];
@@ -261,7 +249,7 @@ async fn a_plugins_breaker_opens_holds_its_jobs_probes_and_closes() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, waiting) = server.get(&format!("/v1/runs/{id}")).await;
     assert_eq!(job(&waiting, "x")["state"], "ready", "{waiting}");
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert_eq!(run["state"], "completed", "{run}");
     assert!(
         held_at.elapsed() >= Duration::from_millis(400),
@@ -281,10 +269,10 @@ async fn a_plugins_breaker_opens_holds_its_jobs_probes_and_closes() {
 
     // With fail_fast, a job fails at once while the breaker is open.
     let id = submit(&server, one("brittle", fail())).await;
-    assert_eq!(ended(&server, &id).await["state"], "failed");
+    assert_eq!(server.ended(&id).await["state"], "failed");
     let started = Instant::now();
     let id = submit(&server, one("brittle", succeed())).await;
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     let error = &job(&run, "x")["error"];
     assert_eq!(error["type"], "breaker_open", "{run}");
@@ -306,7 +294,7 @@ async fn a_wall_budget_runs_out_for_a_run_waiting_as_a_row_across_a_restart() {
     let run = server.wait_for_state(&id, "waiting_approval").await;
     assert_eq!(run["state"], "waiting_approval", "{run}");
     server.restart().await;
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(run["budget_exceeded"], "wall_ms", "{run}");
     assert_eq!(job(&run, "gated")["state"], "cancelled", "{run}");

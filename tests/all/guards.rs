@@ -45,18 +45,6 @@ async fn stored_anywhere(server: &TestServer, needle: &str) -> Vec<String> {
         .collect()
 }
 
-async fn ended(server: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
-        if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run {id} never ended: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_denied_input_is_refused_and_nothing_of_it_is_stored() {
     let server = with_rules(|_| {}).await;
@@ -115,7 +103,7 @@ async fn a_redacted_input_is_stored_only_as_redacted() {
     let (status, created) = server.post("/v1/runs", &request).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id");
-    let run = ended(&server, id).await;
+    let run = server.ended(id).await;
     assert_eq!(run["state"], "completed", "{run}");
     assert_eq!(run["input"], json!({"note": "my [gone] and [gone]"}));
     assert_eq!(
@@ -177,7 +165,7 @@ async fn default_guards_check_every_run_with_the_operators_settings() {
         .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().expect("id");
-    ended(&server, id).await;
+    server.ended(id).await;
     let events = crate::api::follow_events(&server, id).await;
     let verdicts = events.iter().filter(|e| e["kind"] == "guard").count();
     assert_eq!(verdicts, 1, "{events:?}");
@@ -281,7 +269,7 @@ async fn screened_outputs_and_documents_are_checked_before_anything_downstream()
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id");
-    let done = ended(&server, id).await;
+    let done = server.ended(id).await;
     assert_eq!(done["state"], "completed", "{done}");
     let output = |name: &str| {
         done["jobs"]
@@ -304,7 +292,7 @@ async fn screened_outputs_and_documents_are_checked_before_anything_downstream()
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id");
-    let done = ended(&server, id).await;
+    let done = server.ended(id).await;
     assert_eq!(done["state"], "failed", "{done}");
     let job = |name: &str| {
         done["jobs"]
@@ -338,7 +326,7 @@ async fn screened_outputs_and_documents_are_checked_before_anything_downstream()
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id");
-    let done = ended(&server, id).await;
+    let done = server.ended(id).await;
     assert_eq!(done["state"], "completed", "{done}");
     let document = server
         .request(reqwest::Method::GET, "/v1/stories/screened/documents/notes")
@@ -437,7 +425,7 @@ async fn reflex_refuses_a_card_number_or_an_injection_and_stores_nothing_of_it()
         )
         .await;
     assert_eq!(status, 201, "{created}");
-    let run = ended(&server, created["id"].as_str().expect("id")).await;
+    let run = server.ended(created["id"].as_str().expect("id")).await;
     assert_eq!(
         run["input"],
         json!({"note": "write to [REDACTED:pii.email] or call +44 20 7946 0958"}),
@@ -585,7 +573,7 @@ async fn a_reported_output_passes_the_runs_guards_and_screening_needs_a_guard() 
     let (status, body) =
         put(json!({"status": "completed", "output": {"note": "a hidden-word"}})).await;
     assert_eq!(status, 200, "{body}");
-    let done = ended(&server, &id).await;
+    let done = server.ended(&id).await;
     let after = done["jobs"]
         .as_array()
         .and_then(|jobs| jobs.iter().find(|j| j["name"] == "after"))

@@ -179,7 +179,7 @@ async fn configured(
 /// it ends.
 async fn call(server: &TestServer, plugin: &str, requests: Value, limits: Value) -> Value {
     let id = submit(server, plugin, requests, limits).await;
-    ended(server, &id).await
+    server.ended(&id).await
 }
 
 async fn submit(server: &TestServer, plugin: &str, requests: Value, limits: Value) -> String {
@@ -195,18 +195,6 @@ async fn submit(server: &TestServer, plugin: &str, requests: Value, limits: Valu
         .await;
     assert_eq!(status, 201, "{created}");
     created["id"].as_str().expect("id").to_owned()
-}
-
-async fn ended(server: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
-        if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run {id} never ended: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn answers(run: &Value) -> &Value {
@@ -400,7 +388,7 @@ async fn a_server_that_never_answers_is_cut_at_the_deadline_and_by_a_cancel() {
         .post(&format!("/v1/runs/{id}/cancel"), &json!({}))
         .await;
     assert_eq!(status, 200, "{body}");
-    let run = ended(&server, &id).await;
+    let run = server.ended(&id).await;
     assert_eq!(run["state"], "cancelled", "{run}");
     assert!(
         cancelled_at.elapsed() < Duration::from_secs(3),
@@ -639,7 +627,7 @@ async fn run_pipeline(server: &TestServer, pipeline: Value) -> Value {
         .post("/v1/runs", &json!({"pipeline": pipeline}))
         .await;
     assert_eq!(status, 201, "{created}");
-    ended(server, created["id"].as_str().expect("id")).await
+    server.ended(created["id"].as_str().expect("id")).await
 }
 
 fn completions(calls: &[(&str, u32)]) -> Value {
@@ -827,7 +815,7 @@ async fn one_plugin_has_at_most_32_requests_out_at_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(silent.hits(), 32);
     for id in &runs {
-        ended(&server, id).await;
+        server.ended(id).await;
     }
     server.stop().await;
 }
@@ -996,7 +984,7 @@ async fn a_replay_serves_the_recorded_answers_with_the_servers_stopped() {
         .post("/v1/runs", &replay(input("hello"), recorded_id))
         .await;
     assert_eq!(status, 201, "{created}");
-    let replayed = ended(&server, created["id"].as_str().expect("id")).await;
+    let replayed = server.ended(created["id"].as_str().expect("id")).await;
     assert_eq!(replayed["state"], "completed", "{replayed}");
     assert_eq!(answers(&replayed), &expected, "{replayed}");
     assert_eq!(replayed["replay_of"], recorded_id);
@@ -1011,7 +999,7 @@ async fn a_replay_serves_the_recorded_answers_with_the_servers_stopped() {
         .post("/v1/runs", &replay(input("hello"), replayed_id))
         .await;
     assert_eq!(status, 201, "{created}");
-    let again = ended(&server, created["id"].as_str().expect("id")).await;
+    let again = server.ended(created["id"].as_str().expect("id")).await;
     assert_eq!(answers(&again), &expected, "{again}");
 
     // A call the earlier run did not make is not answered, and not sent.
@@ -1019,7 +1007,7 @@ async fn a_replay_serves_the_recorded_answers_with_the_servers_stopped() {
         .post("/v1/runs", &replay(input("other"), recorded_id))
         .await;
     assert_eq!(status, 201, "{created}");
-    let differs = ended(&server, created["id"].as_str().expect("id")).await;
+    let differs = server.ended(created["id"].as_str().expect("id")).await;
     let error = answers(&differs)[5]["error"].as_str().unwrap_or_default();
     assert!(
         error.starts_with(&format!(

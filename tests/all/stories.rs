@@ -2,7 +2,7 @@
 //! and the latest status of each agent across a story's runs, with the
 //! summaries plugins reported.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -11,16 +11,7 @@ use crate::api::{TestServer, admin_and_client};
 async fn run_to_end(server: &TestServer, body: Value) -> Value {
     let (status, created) = server.post("/v1/runs", &body).await;
     assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().expect("id").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
-        if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run {id} never ended: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.ended(created["id"].as_str().expect("id")).await
 }
 
 fn progress(summary: &str) -> Value {
@@ -291,7 +282,7 @@ async fn outside_systems_report_external_jobs_and_dependents_react() {
     .await;
     assert_eq!((status, &body["state"]), (200, &json!("failed")), "{body}");
 
-    let ended = run_to_end_of(&server, &id).await;
+    let ended = server.ended(&id).await;
     assert_eq!(ended["state"], "failed", "{ended}");
     let find = |name: &str| {
         ended["jobs"]
@@ -362,7 +353,7 @@ async fn outside_systems_report_external_jobs_and_dependents_react() {
         .post(&format!("/v1/runs/{cancelled_id}/cancel"), &json!({}))
         .await;
     assert_eq!(status, 200, "{body}");
-    let run = run_to_end_of(&server, &cancelled_id).await;
+    let run = server.ended(&cancelled_id).await;
     assert_eq!(run["state"], "cancelled", "{run}");
 
     // An external job names no plugin, gate or screening.
@@ -380,18 +371,6 @@ async fn outside_systems_report_external_jobs_and_dependents_react() {
         );
     }
     server.stop().await;
-}
-
-async fn run_to_end_of(server: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
-        if ["completed", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or("")) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run {id} never ended: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
