@@ -65,3 +65,50 @@ impl<'a> ScreeningDetail<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Database, Durability, retention};
+    use warren_vocabulary::{GuardSubjectKind, GuardVerdict};
+
+    fn denial(sha256: &str) -> Screening {
+        Screening {
+            guard: "reflex".into(),
+            subject: GuardSubjectKind::RunInput,
+            origin: String::new(),
+            sha256: sha256.into(),
+            verdict: GuardVerdict::Deny {
+                category: "pii.card".into(),
+                reason: "a payment card number".into(),
+                findings: Vec::new(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_submissions_verdicts_go_by_age_all_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(&dir.path().join("w.db"), Durability::Normal).expect("open");
+        db.write(|conn| {
+            for i in 0..25 {
+                insert(conn, 10 + i, None, None, &denial(&format!("old{i}")))?;
+            }
+            insert(conn, 1_000, None, None, &denial("recent"))
+        })
+        .await
+        .expect("stored");
+        // One pass with a batch of 10 runs removes every old verdict.
+        db.write(|conn| retention::delete_ended_runs(conn, 500, 10))
+            .await
+            .expect("retention");
+        let left: Vec<String> = db
+            .read(|conn| {
+                let mut stmt = conn.prepare("SELECT sha256 FROM screenings")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .expect("read");
+        assert_eq!(left, ["recent"]);
+    }
+}

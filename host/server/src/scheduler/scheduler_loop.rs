@@ -369,7 +369,6 @@ impl Scheduler {
                 continue;
             };
             if run.jobs[job].state == JobState::Ready {
-                run.jobs[job].breaker_held = false;
                 run.ready.push_back(job);
                 self.enqueue(&run_id);
             }
@@ -556,6 +555,8 @@ impl Scheduler {
             }
             if started {
                 self.running += 1;
+                // Held again later, it is said again.
+                run.jobs[job].breaker_held = false;
             }
             let more = !run.ready.is_empty();
             if run.unfinished == 0 {
