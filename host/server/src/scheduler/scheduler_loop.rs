@@ -758,7 +758,14 @@ impl Scheduler {
             return;
         };
         run.used_fuel = run.used_fuel.saturating_add(fuel);
-        run.used_artifact_bytes = run.used_artifact_bytes.saturating_add(kept);
+        // Kept only if the attempt's end kept them (the run's data limit
+        // may have failed it after all).
+        if matches!(
+            run.jobs[job].state,
+            JobState::Completed | JobState::WaitingApproval
+        ) {
+            run.used_artifact_bytes = run.used_artifact_bytes.saturating_add(kept);
+        }
         if run.unfinished > 0
             && let Some(kind) = run.over_budget(Instant::now())
         {
