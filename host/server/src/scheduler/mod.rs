@@ -207,6 +207,16 @@ pub enum EngineError {
     Db(#[from] DbError),
 }
 
+impl From<decisions::Refusal> for EngineError {
+    fn from(refusal: decisions::Refusal) -> Self {
+        match refusal {
+            decisions::Refusal::NotWaiting(m) => Self::NotWaiting(m),
+            decisions::Refusal::Forbidden(m) => Self::Forbidden(m),
+            decisions::Refusal::TooLarge(m) => Self::TooLarge(m),
+        }
+    }
+}
+
 pub(crate) enum Command {
     /// A committed run to schedule.
     Submitted(run_graph::ActiveRun),
@@ -868,15 +878,10 @@ impl Engine {
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
-        let state =
-            answer
-                .await
-                .map_err(|_| EngineError::Stopped)?
-                .map_err(|refusal| match refusal {
-                    decisions::Refusal::NotWaiting(m) => EngineError::NotWaiting(m),
-                    decisions::Refusal::Forbidden(m) => EngineError::Forbidden(m),
-                    decisions::Refusal::TooLarge(m) => EngineError::TooLarge(m),
-                })?;
+        let state = answer
+            .await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::from)?;
         self.sync().await?;
         Ok(state)
     }
@@ -913,16 +918,10 @@ impl Engine {
                 reply,
             })
             .map_err(|_| EngineError::Stopped)?;
-        let state =
-            answer
-                .await
-                .map_err(|_| EngineError::Stopped)?
-                .map_err(|refusal| match refusal {
-                    decisions::Refusal::NotWaiting(m) | decisions::Refusal::Forbidden(m) => {
-                        EngineError::NotWaiting(m)
-                    }
-                    decisions::Refusal::TooLarge(m) => EngineError::TooLarge(m),
-                })?;
+        let state = answer
+            .await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::from)?;
         self.sync().await?;
         Ok(state)
     }
