@@ -7,9 +7,11 @@
 mod agents;
 mod api;
 mod approvals;
+mod browser;
 mod budgets;
 mod cli;
 mod crash;
+mod dashboard;
 mod documents;
 mod engine;
 mod guards;

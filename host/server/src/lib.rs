@@ -10,6 +10,7 @@
 pub mod api;
 pub mod catalogue;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod host;
 pub mod scheduler;

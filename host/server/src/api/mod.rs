@@ -7,6 +7,7 @@ pub mod error;
 mod events;
 mod extract;
 mod flows;
+mod graph;
 mod health;
 pub mod idempotency;
 mod jobs;
@@ -26,6 +27,7 @@ pub mod server;
 mod stories;
 mod templates;
 pub mod views;
+mod whoami;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +83,7 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
         .route("/runs/{id}/input", get(runs::input))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/events", get(events::run_events))
+        .route("/runs/{id}/graph", get(graph::get))
         .route("/runs/{id}/artifacts", get(artifacts::list_for_run))
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/input", get(jobs::input))
@@ -131,6 +134,7 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
         .route("/run", post(flows::run_default))
         .route("/events", get(events::all_events))
         .route("/pending", get(reviews::list_pending))
+        .route("/whoami", get(whoami::whoami))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_client,
@@ -155,6 +159,7 @@ pub fn app(state: AppState, options: &RouterOptions) -> Router {
         .route("/metrics", metrics)
         .route("/openapi.json", get(openapi::json))
         .route("/docs", get(openapi::page))
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

@@ -15,8 +15,8 @@ use super::params::DOCUMENT_NAME_PATTERN;
 use super::schemas::SseEvent;
 use super::views::EventRow;
 use super::{
-    artifacts, documents, events, flows, health, jobs, memory, outbound, plugins, reports, reviews,
-    runs, stories, templates,
+    artifacts, documents, events, flows, graph, health, jobs, memory, outbound, plugins, reports,
+    reviews, runs, stories, templates, whoami,
 };
 use crate::scheduler::spec::MAX_JOBS;
 
@@ -28,6 +28,7 @@ use crate::scheduler::spec::MAX_JOBS;
     ),
     paths(
         runs::create, runs::list, runs::get, runs::input, runs::cancel, events::run_events, events::all_events,
+        graph::get,
         jobs::get, jobs::input, jobs::output, jobs::logs, jobs::attempt_log, jobs::retry, reports::report,
         artifacts::list_for_run, artifacts::download,
         templates::create, templates::list, templates::latest, templates::version,
@@ -36,7 +37,7 @@ use crate::scheduler::spec::MAX_JOBS;
         documents::put, documents::get, documents::list, documents::versions, documents::delete,
         flows::run_named, flows::run_default,
         reviews::decide, reviews::give_input, reviews::list_pending, outbound::get,
-        health::health, health::ready, health::metrics,
+        health::health, health::ready, health::metrics, whoami::whoami,
     ),
     components(schemas(EventRow, SseEvent)),
     modifiers(&BearerAuth, &CommonResponses, &PipelineShape, &DocumentNames, &Links),

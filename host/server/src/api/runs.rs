@@ -17,6 +17,7 @@ use super::views::{RunSummary, RunView, json_response};
 use super::{AppState, MAX_INLINE_BYTES, MAX_RESPONSE_BYTES};
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
+use crate::db::graph;
 use crate::db::reads::{self, RunFilter};
 use crate::scheduler::spec::PipelineSpec;
 use crate::scheduler::{PipelineSource, Submission};
@@ -165,6 +166,9 @@ pub struct RunPage {
     pub runs: Vec<RunSummary>,
     /// Pass as `before` for the next page; absent on the last.
     pub next: Option<String>,
+    /// The newest event when this page was read: follow
+    /// `/v1/events?after=` from it to see every change since.
+    pub last_event_id: i64,
 }
 
 #[utoipa::path(
@@ -210,16 +214,24 @@ pub async fn list(
         before: query.before,
         limit,
     };
-    let runs = state
+    let (runs, last_event_id) = state
         .engine
         .database()
-        .query(move |conn| reads::list_runs(conn, &filter))
+        .query(move |conn| {
+            // Read first: a change after it is in the events after it.
+            let last_event_id = graph::last_event_id(conn)?;
+            Ok((reads::list_runs(conn, &filter)?, last_event_id))
+        })
         .await?;
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
     let runs = runs.into_iter().map(Into::into).collect();
-    Ok(Json(RunPage { runs, next }))
+    Ok(Json(RunPage {
+        runs,
+        next,
+        last_event_id,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

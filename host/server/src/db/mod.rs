@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod documents;
+pub mod graph;
 pub mod idempotency;
 pub mod plugins;
 pub mod reads;

@@ -1,0 +1,91 @@
+// People in a run: what waits for a decision or for input, and the forms
+// that give them (on this page and on a job's page).
+import { api, followForever, debounce, el, show, announce, alertBox, badge, when } from './ui.js';
+
+// The approve/reject form of a job in `waiting_approval`, or the input
+// form of one in `needs_input`; nothing for other jobs.
+export function decisionForms(job, done) {
+  const id = job.id || job.job_id;
+  const name = job.name || job.job;
+  const status = el('div', {});
+  if (job.state === 'waiting_approval') {
+    const comments = el('textarea', { id: `comments-${id}`, name: 'comments', rows: 2 });
+    const decide = (decision) => async (event) => {
+      event.preventDefault();
+      for (const b of form.querySelectorAll('button')) b.disabled = true;
+      try {
+        const body = { decision };
+        if (comments.value.trim()) body.comments = comments.value.trim();
+        await api(`/v1/jobs/${id}/decision`, { method: 'POST', json: body });
+        announce(`${name}: ${decision === 'approve' ? 'approved' : 'rejected'}`);
+        done();
+      } catch (e) {
+        status.replaceChildren(alertBox(e));
+        for (const b of form.querySelectorAll('button')) b.disabled = false;
+      }
+    };
+    const form = el('form', { class: 'stack decision', 'aria-label': `Decide on ${name}`, 'data-job': id },
+      el('label', { for: `comments-${id}` }, 'Comments (sent with either decision)', comments),
+      el('div', { class: 'row' },
+        el('button', { type: 'button', class: 'approve', onclick: decide('approve') }, 'Approve'),
+        el('button', { type: 'button', class: 'danger reject', onclick: decide('reject') }, 'Reject')),
+      status);
+    return form;
+  }
+  if (job.state === 'needs_input' && !(job.pending_docs && job.pending_docs.length)) {
+    const data = el('textarea', { id: `input-${id}`, name: 'data', rows: 4 }, '{}');
+    const form = el('form', {
+      class: 'stack give-input', 'aria-label': `Give input to ${name}`, 'data-job': id,
+      onsubmit: async (event) => {
+        event.preventDefault();
+        let parsed;
+        try { parsed = JSON.parse(data.value); } catch (e) {
+          status.replaceChildren(el('div', { class: 'alert', role: 'alert' }, `Not JSON: ${e.message}`));
+          return;
+        }
+        try {
+          await api(`/v1/jobs/${id}/input`, { method: 'POST', json: { data: parsed } });
+          announce(`${name}: input given`);
+          done();
+        } catch (e) { status.replaceChildren(alertBox(e)); }
+      },
+    },
+    el('label', { for: `input-${id}` }, 'Input (JSON)', data),
+    el('div', {}, el('button', { type: 'submit' }, 'Give input')),
+    status);
+    return form;
+  }
+  if (job.state === 'needs_input') {
+    return el('p', { class: 'note' }, 'Waits for the documents ', job.pending_docs.join(', '),
+      ' of its story: write them on the story’s page and it goes on by itself.');
+  }
+  return null;
+}
+
+export async function waitingPage() {
+  const holder = el('div', { id: 'waiting' });
+  show(el('h1', {}, 'Waiting for people'),
+    el('p', { class: 'muted' }, 'Jobs waiting for a decision or for input, longest waiting first.'),
+    holder);
+  const draw = async () => {
+    const page = await api('/v1/pending?limit=100');
+    if (!page.jobs.length) {
+      holder.replaceChildren(el('p', { class: 'muted', id: 'nothing-waiting' }, 'Nothing waits.'));
+      return;
+    }
+    holder.replaceChildren(...page.jobs.map((job) => el('section', { class: 'card', 'data-job': job.job_id, 'aria-label': job.job },
+      el('h2', {}, el('a', { href: `/jobs/${job.job_id}` }, job.job), ' ', badge(job.state)),
+      el('p', { class: 'muted' }, 'Run ', el('a', { href: `/runs/${job.run_id}`, class: 'mono' }, job.run_id.slice(0, 8)),
+        job.template ? ` of ${job.template}` : '', job.story_id ? ` · story ${job.story_id}` : '',
+        ' · waiting since ', when(job.since)),
+      job.output_summary ? el('pre', { 'aria-label': 'Output' }, job.output_summary) : null,
+      decisionForms(job, () => draw().catch(() => {})))));
+  };
+  await draw();
+  const redraw = debounce(() => draw().catch(() => {}), 400);
+  const latest = await api('/v1/runs?limit=1');
+  followForever('/v1/events', latest.last_event_id, (e) => {
+    const to = e.data && e.data.to_state;
+    if (to === 'waiting_approval' || to === 'needs_input' || e.data.from_state === 'waiting_approval' || e.data.from_state === 'needs_input') redraw();
+  });
+}

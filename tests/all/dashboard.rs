@@ -1,0 +1,427 @@
+//! The web dashboard in a real browser (headless chromium over WebDriver)
+//! against a real `warren serve`: a run started from a template's form
+//! completing live, a graph changing state, an approval, a quarantined
+//! plugin's reason, signing in and role limits, user text shown as text,
+//! and the pages at a phone's width.
+
+use serde_json::{Value, json};
+
+use crate::api::{ADMIN, CLIENT, TestServer, admin_and_client};
+use crate::browser::Browser;
+use crate::plugin_folder::{drop_plugin, folder, sha256_of, version, wait_for_plugin};
+use crate::support::{guest_path, plugin_path};
+
+async fn submit(server: &TestServer, body: Value) -> String {
+    let (status, created) = server.post("/v1/runs", &body).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().expect("id").to_owned()
+}
+
+fn job_id(run: &Value, name: &str) -> String {
+    run["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+        .and_then(|j| j["id"].as_str())
+        .unwrap_or_else(|| panic!("no job {name} in {run}"))
+        .to_owned()
+}
+
+/// Every form control and button of the page has a name a screen reader
+/// reads; the names of those that have none.
+async fn unnamed_controls(browser: &Browser) -> Value {
+    browser
+        .eval(
+            "return [...document.querySelectorAll('input, select, textarea, button')]
+               .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                            && !e.textContent.trim())
+               .map(e => e.outerHTML);",
+        )
+        .await
+}
+
+/// The page is no wider than the window (nothing to scroll sideways but
+/// the tables and the graph, which scroll inside themselves).
+async fn fits_the_window(browser: &Browser) -> bool {
+    browser
+        .eval("return document.documentElement.scrollWidth <= window.innerWidth;")
+        .await
+        == json!(true)
+}
+
+#[tokio::test]
+async fn a_run_started_from_a_template_form_completes_live_and_its_graph_follows() {
+    let server = TestServer::open().await;
+    let (status, created) = server
+        .post(
+            "/v1/templates",
+            &json!({"name": "greet", "pipeline": {
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"text": {"type": "string", "maxLength": 100, "description": "What to say"}},
+                    "required": ["text"],
+                },
+                "jobs": {
+                    "wait": {"plugin": "toolbox", "input": [{"op": "sleep_ms", "ms": 2500}]},
+                    "say": {"plugin": "echo", "needs": ["wait"]},
+                },
+            }}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/templates/greet", server.base))
+        .await;
+    // The form is built from the input schema: one labelled text field.
+    browser.fill("#field-text", "hello from the form").await;
+    assert_eq!(unnamed_controls(&browser).await, json!([]));
+    browser.screenshot("template").await;
+    browser.click("#start-run button[type=submit]").await;
+
+    // The run page: the slow job is seen running, then everything
+    // completes without the page being loaded again.
+    let wait_node = "#run-graph a[aria-label^='wait:'] g.node";
+    browser
+        .attribute_when(wait_node, "data-state", |s| s == "running")
+        .await;
+    browser
+        .eval("window.__sameDocument = true; return null;")
+        .await;
+    let say_node = "#run-graph a[aria-label^='say:'] g.node";
+    assert_ne!(
+        browser
+            .attribute_when(say_node, "data-state", |_| true)
+            .await,
+        "completed"
+    );
+    browser
+        .text_when("#run-state", |t| t.trim() == "completed")
+        .await;
+    browser
+        .attribute_when(say_node, "data-state", |s| s == "completed")
+        .await;
+    assert_eq!(
+        browser.eval("return window.__sameDocument === true;").await,
+        json!(true),
+        "the page was loaded again instead of following the run live"
+    );
+    browser
+        .attribute_when(wait_node, "data-state", |s| s == "completed")
+        .await;
+    // The jobs table says the same, with each job's usage once it ran.
+    let table = browser
+        .text_when("#jobs-table", |t| {
+            t.matches("completed").count() == 2 && !t.contains('—')
+        })
+        .await;
+    assert!(
+        table.contains("toolbox") && table.contains("echo"),
+        "{table}"
+    );
+    // Every event of the run is listed, the run's end first.
+    let events = browser
+        .text_when("#events-table tbody tr:first-child", |t| {
+            t.contains("completed")
+        })
+        .await;
+    assert!(events.starts_with("run"), "{events}");
+    browser.screenshot("run").await;
+
+    // The run the form started is the one the API has, with the input typed.
+    let url = browser.client.current_url().await.expect("url");
+    let run_id = url.path().trim_start_matches("/runs/").to_owned();
+    let run = server.ended(&run_id).await;
+    assert_eq!(run["state"], "completed", "{run}");
+    let say = run["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["name"] == "say"))
+        .expect("say");
+    assert_eq!(say["output"], json!({"text": "hello from the form"}));
+
+    // The runs list shows it; a new run appears there live.
+    browser.goto(&format!("{}/", server.base)).await;
+    browser.wait_for(&format!("tr[data-run='{run_id}']")).await;
+    browser
+        .eval("window.__sameDocument = true; return null;")
+        .await;
+    let second = submit(
+        &server,
+        json!({"pipeline": {"jobs": {"only": {"plugin": "echo"}}}, "input": {}}),
+    )
+    .await;
+    browser
+        .text_when(
+            &format!("tr[data-run='{second}'] [data-field=state]"),
+            |t| t.trim() == "completed",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("return window.__sameDocument === true;").await,
+        json!(true)
+    );
+    browser.screenshot("runs").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_waiting_job_is_approved_from_the_page_and_its_run_finishes() {
+    let server = TestServer::open().await;
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {
+            "draft": {"plugin": "echo", "approval": {"required": true}},
+            "publish": {"plugin": "echo", "needs": ["draft"]},
+        }}, "input": {"text": "the draft"}}),
+    )
+    .await;
+    let run = server.wait_for_state(&run_id, "waiting_approval").await;
+    let draft = job_id(&run, "draft");
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/waiting", server.base)).await;
+    let card = format!("section.card[data-job='{draft}']");
+    let shown = browser.wait_for(&card).await;
+    assert!(
+        shown.contains("the draft"),
+        "the output is there to judge: {shown}"
+    );
+    assert_eq!(unnamed_controls(&browser).await, json!([]));
+    browser.screenshot("waiting").await;
+    browser
+        .fill(&format!("{card} textarea"), "reads well")
+        .await;
+    browser.click(&format!("{card} button.approve")).await;
+    browser.wait_for("#nothing-waiting").await;
+
+    let run = server.ended(&run_id).await;
+    assert_eq!(run["state"], "completed", "{run}");
+    let (_, detail) = server.get(&format!("/v1/jobs/{draft}")).await;
+    let review = &detail["reviews"][0];
+    assert_eq!(review["decision"], "approve", "{detail}");
+    assert_eq!(review["comments"], "reads well", "{detail}");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_quarantined_plugin_shows_its_reason() {
+    let server = TestServer::start_with(Vec::new(), |config| {
+        let dir = config.plugins_dir.clone().expect("plugins dir");
+        std::fs::write(dir.join("broken.wasm"), b"not a component at all").expect("write");
+    })
+    .await;
+    let (_, list) = server.get("/v1/plugins").await;
+    let reason = list["quarantined"]
+        .as_array()
+        .and_then(|q| q.iter().find(|e| e["file"] == "broken.wasm"))
+        .and_then(|e| e["reason"].as_str())
+        .unwrap_or_else(|| panic!("broken.wasm is not quarantined: {list}"))
+        .to_owned();
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/plugins", server.base)).await;
+    let table = browser.wait_for("#quarantined-table").await;
+    assert!(
+        table.contains("broken.wasm") && table.contains(&reason),
+        "{table}"
+    );
+    // The working plugins are listed too, each linking to its page.
+    let plugins = browser.wait_for("#plugins-table").await;
+    assert!(
+        plugins.contains("echo") && plugins.contains("toolbox"),
+        "{plugins}"
+    );
+    browser.screenshot("plugins").await;
+    browser
+        .click("#plugins-table a[href='/plugins/echo']")
+        .await;
+    let page = browser.text_when("main", |t| t.contains("Grants")).await;
+    assert!(page.contains("Plugin echo"), "{page}");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn signing_in_keeps_the_token_in_the_tab_and_a_client_token_cannot_approve() {
+    let server = TestServer::start_with(admin_and_client(), |_| {}).await;
+    // A version that asks for more than the one before it waits for an admin.
+    let dir = folder(&server);
+    std::fs::write(dir.join("careful.toml"), "spawn = false\n").expect("manifest");
+    drop_plugin(&dir, "careful", &guest_path("toolbox"));
+    let v1 = sha256_of(&guest_path("toolbox"));
+    wait_for_plugin(&server, "careful", |p| p["active"] == v1.as_str()).await;
+    std::fs::write(dir.join("careful.toml"), "spawn = true\n").expect("manifest");
+    drop_plugin(&dir, "careful", &plugin_path("echo"));
+    let v2 = sha256_of(&plugin_path("echo"));
+    let plugin = wait_for_plugin(&server, "careful", |p| {
+        p["versions"].as_array().is_some_and(|v| v.len() == 2)
+    })
+    .await;
+    assert_eq!(
+        version(&plugin, &v2)["state"],
+        "pending_approval",
+        "{plugin}"
+    );
+
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/plugins/careful", server.base))
+        .await;
+    // No token yet: the page asks for one; a wrong one is refused.
+    browser.fill("#token", "not-a-token").await;
+    browser.click("#signin button[type=submit]").await;
+    let refused = browser
+        .text_when("#signin [role=alert]", |t| !t.is_empty())
+        .await;
+    assert!(refused.contains("unknown token"), "{refused}");
+    browser.screenshot("signin").await;
+
+    browser.fill("#token", CLIENT).await;
+    browser.click("#signin button[type=submit]").await;
+    let who = browser.wait_for("#whoami").await;
+    assert_eq!(who, "app · client");
+    let pending = format!("section.version[data-digest='{v2}']");
+    let card = browser
+        .text_when(&pending, |t| t.contains("needs an admin"))
+        .await;
+    assert!(card.contains("pending approval"), "{card}");
+    assert_eq!(browser.count("button.approve-version").await, 0);
+    // The token is in this tab's session storage only: not in the URL,
+    // not in a cookie; sent as a bearer header, the server refuses the
+    // admin action to it.
+    let url = browser.client.current_url().await.expect("url");
+    assert!(!url.as_str().contains(CLIENT), "{url}");
+    assert_eq!(browser.eval("return document.cookie;").await, json!(""));
+    assert_eq!(
+        browser
+            .eval("return sessionStorage.getItem('warren.token');")
+            .await,
+        json!(CLIENT)
+    );
+    let status = browser
+        .eval(&format!(
+            "return fetch('/v1/plugins/careful/versions/{v2}/approve', {{method: 'POST',
+               headers: {{authorization: 'Bearer ' + sessionStorage.getItem('warren.token')}}}})
+               .then(r => r.json().then(b => [r.status, b.code]));"
+        ))
+        .await;
+    assert_eq!(status, json!([403, "forbidden"]));
+
+    // Signed in as an admin, the button is there and approving works.
+    browser.click("#signout").await;
+    browser.fill("#token", ADMIN).await;
+    browser.click("#signin button[type=submit]").await;
+    assert_eq!(browser.wait_for("#whoami").await, "ops · admin");
+    browser
+        .click(&format!("button.approve-version[data-digest='{v2}']"))
+        .await;
+    let plugin = wait_for_plugin(&server, "careful", |p| p["active"] == v2.as_str()).await;
+    assert_eq!(version(&plugin, &v2)["state"], "active", "{plugin}");
+    browser.text_when(&pending, |t| t.contains("active")).await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn what_jobs_and_people_wrote_shows_as_text_never_as_markup() {
+    let server = TestServer::open().await;
+    let hostile = "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss = 2\">";
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {"say": {"plugin": "echo"}}},
+               "input": {"text": hostile}, "story_id": "markup"}),
+    )
+    .await;
+    let run = server.ended(&run_id).await;
+    let say = job_id(&run, "say");
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/jobs/{say}", server.base)).await;
+    let output = browser
+        .text_when("pre[aria-label=output]", |t| t.contains("<script>"))
+        .await;
+    assert!(
+        output.contains(hostile.replace('"', "\\\"").as_str()),
+        "{output}"
+    );
+    assert_eq!(
+        browser
+            .eval("return [window.__xss === undefined, document.querySelectorAll('main script, main img').length];")
+            .await,
+        json!([true, 0])
+    );
+    browser.screenshot("job").await;
+
+    // A document a person writes through the story page, read back.
+    browser
+        .goto(&format!("{}/stories/markup", server.base))
+        .await;
+    browser.fill("#doc-name", "notes").await;
+    browser.fill("#doc-content", hostile).await;
+    browser.click("#new-document button[type=submit]").await;
+    browser
+        .click("#documents button[aria-label='View notes']")
+        .await;
+    let shown = browser
+        .text_when("#document-view pre", |t| t.contains("<img"))
+        .await;
+    assert_eq!(shown, hostile);
+    assert_eq!(
+        browser
+            .eval("return [window.__xss === undefined, document.querySelectorAll('main script, main img').length];")
+            .await,
+        json!([true, 0])
+    );
+    assert_eq!(unnamed_controls(&browser).await, json!([]));
+    browser.screenshot("story").await;
+
+    // The policy that makes an injected script inert anyway.
+    let response = reqwest::get(format!("{}/", server.base))
+        .await
+        .expect("GET /");
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_pages_fit_a_phone() {
+    let server = TestServer::open().await;
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {
+            "a": {"plugin": "echo"},
+            "b": {"plugin": "echo", "needs": ["a"]},
+        }}, "input": {"text": "a phone"}, "story_id": "phone"}),
+    )
+    .await;
+    let run = server.ended(&run_id).await;
+    let b = job_id(&run, "b");
+    let browser = Browser::start_sized(390, 844).await;
+    for (path, ready) in [
+        ("/".to_owned(), "#runs-table".to_owned()),
+        (format!("/runs/{run_id}"), "#jobs-table".to_owned()),
+        (format!("/jobs/{b}"), "#attempts-table".to_owned()),
+        ("/plugins".to_owned(), "#plugins-table".to_owned()),
+        ("/templates".to_owned(), "#templates-table".to_owned()),
+        ("/stories".to_owned(), "#stories-table".to_owned()),
+        ("/waiting".to_owned(), "#nothing-waiting".to_owned()),
+    ] {
+        browser.goto(&format!("{}{path}", server.base)).await;
+        browser.wait_for(&ready).await;
+        assert!(
+            fits_the_window(&browser).await,
+            "{path} is wider than a phone"
+        );
+        assert_eq!(unnamed_controls(&browser).await, json!([]), "{path}");
+    }
+    browser
+        .goto(&format!("{}/runs/{run_id}", server.base))
+        .await;
+    browser.wait_for("#jobs-table").await;
+    browser.screenshot("run-phone").await;
+    browser.close().await;
+}
