@@ -425,3 +425,172 @@ async fn the_pages_fit_a_phone() {
     browser.screenshot("run-phone").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_failed_job_is_retried_and_a_run_cancelled_from_the_run_page() {
+    let server = TestServer::open().await;
+    // Fails its first attempt, succeeds on the second: a retry saves it.
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {
+            "flaky": {"plugin": "toolbox", "input": [{"op": "fail_until", "attempt": 2}]},
+            "after": {"plugin": "echo", "needs": ["flaky"]},
+        }}, "input": {}}),
+    )
+    .await;
+    let run = server.ended(&run_id).await;
+    assert_eq!(run["state"], "failed", "{run}");
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/runs/{run_id}", server.base))
+        .await;
+    browser
+        .text_when("#run-state", |t| t.trim() == "failed")
+        .await;
+    assert_eq!(browser.count("#cancel-run:not([hidden])").await, 0);
+    browser.click("button[aria-label='Retry flaky']").await;
+    browser
+        .text_when("#run-state", |t| t.trim() == "completed")
+        .await;
+    browser
+        .attribute_when(
+            "#run-graph a[aria-label^='after:'] g.node",
+            "data-state",
+            |s| s == "completed",
+        )
+        .await;
+    let run = server.ended(&run_id).await;
+    assert_eq!(run["state"], "completed", "{run}");
+
+    // A long run is cancelled from its page.
+    let long = submit(
+        &server,
+        json!({"pipeline": {"jobs": {
+            "nap": {"plugin": "toolbox", "input": [{"op": "sleep_ms", "ms": 20000}],
+                    "limits": {"timeout_ms": 30000}},
+        }}, "input": {}}),
+    )
+    .await;
+    browser.goto(&format!("{}/runs/{long}", server.base)).await;
+    browser
+        .attribute_when(
+            "#run-graph a[aria-label^='nap:'] g.node",
+            "data-state",
+            |s| s == "running",
+        )
+        .await;
+    browser.click("#cancel-run").await;
+    browser
+        .text_when("#run-state", |t| t.trim() == "cancelled")
+        .await;
+    assert_eq!(server.ended(&long).await["state"], "cancelled");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_running_jobs_log_streams_into_its_page() {
+    let server = TestServer::open().await;
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {"talk": {"plugin": "toolbox", "input": [
+            {"op": "sleep_ms", "ms": 1500},
+            {"op": "log", "message": "halfway there"},
+            {"op": "sleep_ms", "ms": 2000},
+        ]}}}, "input": {}}),
+    )
+    .await;
+    let run = server.wait_for_state(&run_id, "running").await;
+    let talk = job_id(&run, "talk");
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/jobs/{talk}", server.base)).await;
+    browser.wait_for("#job-state").await;
+    browser
+        .text_when("#log", |t| t.contains("halfway there"))
+        .await;
+    // Seen while the job still runs: it came live, not from the stored log.
+    let (_, job) = server.get(&format!("/v1/jobs/{talk}")).await;
+    assert_eq!(job["state"], "running", "{job}");
+    // When it ends the page shows the ended job with its stored log.
+    browser
+        .text_when("#job-state", |t| t.trim() == "completed")
+        .await;
+    browser
+        .text_when("#log", |t| {
+            t.contains("attempt 1 (succeeded)") && t.contains("halfway there")
+        })
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_graph_api_gives_edges_parents_and_usage_and_whoami_the_role() {
+    let server = TestServer::start_with(admin_and_client(), |_| {}).await;
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {
+            "first": {"plugin": "toolbox", "input": [
+                {"op": "spawn", "plugin": "echo", "input": {"n": 1}, "reason": "a child"},
+            ]},
+            "second": {"plugin": "echo", "needs": ["first"]},
+        }}, "input": {}}),
+    )
+    .await;
+    let run = server.ended(&run_id).await;
+    let (status, graph) = server.get(&format!("/v1/runs/{run_id}/graph")).await;
+    assert_eq!(status, 200, "{graph}");
+    assert_eq!(graph["state"], run["state"]);
+    assert_eq!(graph["truncated"], false);
+    let jobs = graph["jobs"].as_array().expect("jobs");
+    let find = |pred: &dyn Fn(&Value) -> bool| jobs.iter().find(|j| pred(j)).cloned();
+    let first = find(&|j| j["name"] == "first").expect("first");
+    let second = find(&|j| j["name"] == "second").expect("second");
+    assert_eq!(first["needs"], json!([]));
+    let child = find(&|j| j["parent_job_id"] == first["id"])
+        .unwrap_or_else(|| panic!("the spawned child is in the graph: {graph}"));
+    // A spawned child runs after its parent, and its parent's dependents
+    // wait for it too.
+    assert_eq!(child["needs"], json!([first["id"]]), "{graph}");
+    assert_eq!(
+        second["needs"],
+        json!([first["id"], child["id"]]),
+        "{graph}"
+    );
+    assert!(first["fuel"].as_u64().is_some_and(|f| f > 0), "{first}");
+    assert!(first["peak_memory_bytes"].as_u64().is_some_and(|m| m > 0));
+    assert_eq!(first["attempts"], 1);
+    // The last event id is the run's newest: following after it gives
+    // nothing more for an ended run.
+    let (_, events_page) = server.get(&format!("/v1/runs?limit=1")).await;
+    let newest = events_page["last_event_id"]
+        .as_i64()
+        .expect("last_event_id");
+    assert!(graph["last_event_id"].as_i64().expect("id") > 0);
+    assert!(newest >= graph["last_event_id"].as_i64().expect("id"));
+
+    let (status, missing) = server
+        .get("/v1/runs/01a23395-f122-777a-8883-d3d3c643f697/graph")
+        .await;
+    assert_eq!((status, &missing["code"]), (404, &json!("not_found")));
+    let (status, bad) = server.get("/v1/runs/nope/graph").await;
+    assert_eq!((status, &bad["code"]), (400, &json!("invalid_id")));
+
+    let (_, admin) = server.get("/v1/whoami").await;
+    assert_eq!(
+        admin,
+        json!({"name": "ops", "role": "admin", "tokens": true})
+    );
+    let client = reqwest::Client::new()
+        .get(format!("{}/v1/whoami", server.base))
+        .bearer_auth(CLIENT)
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(
+        client.json::<Value>().await.expect("json"),
+        json!({"name": "app", "role": "client", "tokens": true})
+    );
+    let anonymous = reqwest::get(format!("{}/v1/whoami", server.base))
+        .await
+        .expect("whoami");
+    assert_eq!(anonymous.status(), 401);
+}

@@ -41,8 +41,9 @@ export function layout(jobs) {
   const depth = new Map();
   for (const job of order) {
     let c = 0;
-    for (const dep of job.needs) if (column.has(dep)) c = Math.max(c, column.get(dep) + 1);
     const parent = parentOf(job);
+    // A spawned job needs its parent; it is drawn under it, not after.
+    for (const dep of job.needs) if (dep !== parent && column.has(dep)) c = Math.max(c, column.get(dep) + 1);
     if (parent !== null && column.has(parent)) c = Math.max(c, column.get(parent));
     column.set(job.id, c);
     depth.set(job.id, parent !== null && column.get(parent) === c ? (depth.get(parent) || 0) + 1 : 0);
@@ -121,7 +122,8 @@ export function drawGraph(holder, jobs) {
     const to = place.get(job.id);
     for (const dep of job.needs) {
       const from = place.get(dep);
-      if (!from) continue;
+      // A spawned job's tie to its parent is the dashed line below.
+      if (!from || dep === job.parent_job_id) continue;
       const x1 = from.x + NODE_W;
       const y1 = from.y + NODE_H / 2;
       const x2 = to.x;

@@ -146,7 +146,12 @@ export async function runPage(id) {
         type: 'button', class: 'secondary', 'aria-label': `Retry ${job.name}`,
         onclick: async (event) => {
           event.target.disabled = true;
-          try { await api(`/v1/jobs/${job.id}/retry`, { method: 'POST' }); announce(`Retrying ${job.name}`); } catch (e) { message.replaceChildren(alertBox(e)); }
+          try {
+            await api(`/v1/jobs/${job.id}/retry`, { method: 'POST' });
+            announce(`Retrying ${job.name}`);
+            // The run had ended, and its event stream with it.
+            followRun();
+          } catch (e) { message.replaceChildren(alertBox(e)); }
         },
       }, 'Retry')
       : null;
@@ -177,9 +182,12 @@ export async function runPage(id) {
       await drawArtifacts();
     } catch (_) { /* the next event tries again */ }
   }, 400);
+  let lastSeen = 0;
+  let following = false;
   const onEvent = (e) => {
     const row = e.data;
     if (!row || typeof row !== 'object') return;
+    lastSeen = Math.max(lastSeen, Number(e.id));
     eventsBody.prepend(el('tr', {},
       el('td', {}, row.kind),
       el('td', {}, when(row.at)),
@@ -190,7 +198,7 @@ export async function runPage(id) {
     if (Number(e.id) <= graph.last_event_id) return;
     if (row.kind === 'run') {
       stateCell.replaceChildren(badge(row.to_state));
-      if (TERMINAL_RUN.has(row.to_state)) cancel.hidden = true;
+      cancel.hidden = TERMINAL_RUN.has(row.to_state) || !session.canWrite;
       announce(`Run ${row.to_state.replace(/_/g, ' ')}`);
     } else if (row.job_id && JOB_STATES.has(row.to_state)) {
       if (view.setState(row.job_id, row.to_state)) {
@@ -201,7 +209,15 @@ export async function runPage(id) {
     }
   };
   const jobName = (jobId) => jobs.find((j) => j.id === jobId)?.name || jobId.slice(0, 8);
-  follow(`/v1/runs/${id}/events?after=0`, onEvent).catch((e) => message.replaceChildren(alertBox(e)));
+  // The stream ends after the run does; a retry starts it again.
+  const followRun = () => {
+    if (following) return;
+    following = true;
+    follow(`/v1/runs/${id}/events?after=${lastSeen}`, onEvent)
+      .catch((e) => message.replaceChildren(alertBox(e)))
+      .finally(() => { following = false; });
+  };
+  followRun();
 }
 
 export async function jobPage(id) {
