@@ -335,6 +335,20 @@ enum BenchSuite {
         #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
         plugins_dir: PathBuf,
     },
+    /// The dashboard: how soon a run's page shows its graph for runs of
+    /// 10, 100 and 1,000 jobs, from headless chromium's performance
+    /// timings (needs Debian's chromium and chromium-driver).
+    Ui {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Page loads measured for each run size.
+        #[arg(long, default_value_t = 5)]
+        loads: usize,
+        /// Folder with echo.wasm.
+        #[arg(long, default_value = warren::BUILTIN_PLUGINS_DIR)]
+        plugins_dir: PathBuf,
+    },
     /// People in runs: a decision to the start of the job it lets go on
     /// (against a submission to its first job's start), and the memory and
     /// restart time of many runs waiting at a gate (against none waiting).
@@ -888,6 +902,22 @@ fn bench_command(suite: BenchSuite) -> i32 {
             };
             let measured = match server_runtime() {
                 Ok(server) => server.block_on(crate::bench::flows::run(&options)),
+                Err(code) => return code,
+            };
+            (measured, json)
+        }
+        BenchSuite::Ui {
+            json,
+            loads,
+            plugins_dir,
+        } => {
+            let options = crate::bench::ui::UiBenchOptions {
+                plugins_dir,
+                loads: loads.max(1),
+                ..Default::default()
+            };
+            let measured = match server_runtime() {
+                Ok(server) => server.block_on(crate::bench::ui::run(&options)),
                 Err(code) => return code,
             };
             (measured, json)

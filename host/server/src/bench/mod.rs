@@ -13,6 +13,7 @@ mod raw;
 pub mod runtime;
 mod serve_child;
 pub mod start;
+pub mod ui;
 
 use std::path::PathBuf;
 use std::time::Duration;

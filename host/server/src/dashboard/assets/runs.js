@@ -165,7 +165,12 @@ export async function runPage(id) {
       el('td', { class: 'num' }, job.attempts ? bytes(job.peak_memory_bytes) : '—'),
       el('td', {}, retry));
   };
+  performance.mark('warren:graph-start');
   drawJobs();
+  performance.mark('warren:graph-drawn');
+  // The frame after the one that shows the graph: what `warren bench ui`
+  // reads as the page's paint with its graph.
+  requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('warren:graph-painted')));
   const drawArtifacts = async () => {
     const page = await api(`/v1/runs/${id}/artifacts?limit=500`);
     artifactsHolder.replaceChildren(artifactsTable(page.artifacts, true));
