@@ -137,6 +137,19 @@ async fn a_run_started_from_a_template_form_completes_live_and_its_graph_follows
         .and_then(|jobs| jobs.iter().find(|j| j["name"] == "say"))
         .expect("say");
     assert_eq!(say["output"], json!({"text": "hello from the form"}));
+    browser
+        .goto(&format!(
+            "{}/jobs/{}",
+            server.base,
+            say["id"].as_str().expect("id")
+        ))
+        .await;
+    browser
+        .text_when("pre[aria-label=output]", |t| {
+            t.contains("hello from the form")
+        })
+        .await;
+    browser.screenshot("job").await;
 
     // The runs list shows it; a new run appears there live.
     browser.goto(&format!("{}/", server.base)).await;
@@ -347,7 +360,7 @@ async fn what_jobs_and_people_wrote_shows_as_text_never_as_markup() {
             .await,
         json!([true, 0])
     );
-    browser.screenshot("job").await;
+    browser.screenshot("job-markup").await;
 
     // A document a person writes through the story page, read back.
     browser
@@ -560,7 +573,7 @@ async fn the_graph_api_gives_edges_parents_and_usage_and_whoami_the_role() {
     assert_eq!(first["attempts"], 1);
     // The last event id is the run's newest: following after it gives
     // nothing more for an ended run.
-    let (_, events_page) = server.get(&format!("/v1/runs?limit=1")).await;
+    let (_, events_page) = server.get("/v1/runs?limit=1").await;
     let newest = events_page["last_event_id"]
         .as_i64()
         .expect("last_event_id");

@@ -290,7 +290,7 @@ pub fn banner(server: &RunningServer, data_dir: &Path, with_tokens: bool) -> Str
     text.push_str(&format!(
         "\nStart the demo pipeline:\n  curl -s{auth} -H 'content-type: application/json' \\\n    -d '{{\"template\":\"{DEMO_TEMPLATE}\",\"input\":{{\"goal\":\"a word counter\"}}}}' {base}/v1/runs\n\
          Follow it (use the id it returned):\n  curl -sN{auth} {base}/v1/runs/RUN_ID/events\n\
-         API: {base}/v1   health: {base}/health   metrics: {base}/metrics\n"
+         Dashboard: {base}/   API: {base}/v1   health: {base}/health   metrics: {base}/metrics\n"
     ));
     text
 }

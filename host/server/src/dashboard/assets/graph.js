@@ -161,7 +161,14 @@ export function drawGraph(holder, jobs) {
   holder.replaceChildren(svg);
   let scale = 1;
   const zoom = (factor) => {
-    scale = factor === null ? Math.min(1, holder.clientWidth / width) : Math.min(4, Math.max(0.1, scale * factor));
+    if (factor === 'start') {
+      // Large runs start small enough to see their shape, still legible.
+      scale = Math.min(1, Math.max(0.5, holder.clientWidth / width));
+    } else if (typeof factor === 'object' && factor !== null) {
+      scale = factor.scale;
+    } else {
+      scale = factor === null ? Math.min(1, holder.clientWidth / width) : Math.min(4, Math.max(0.05, scale * factor));
+    }
     svg.setAttribute('width', String(Math.round(width * scale)));
     svg.setAttribute('height', String(Math.round(height * scale)));
   };
@@ -176,7 +183,9 @@ export function drawGraph(holder, jobs) {
       found.link.setAttribute('aria-label', `${found.job.name}: ${state}`);
       return true;
     },
+    // zoom(1.25) or zoom(0.8): by a factor; zoom(null): fit the width;
+    // zoom('start'): the first view; zoom({scale}): as it was.
     zoom,
-    has(id) { return elements.has(id); },
+    get scale() { return scale; },
   };
 }

@@ -106,7 +106,8 @@ export async function runPage(id) {
     el('div', { class: 'row' }, cancel),
     message,
   ];
-  const graphHolder = el('div', { class: 'graph', id: 'graph' });
+  // Focusable, so the keyboard scrolls it too.
+  const graphHolder = el('div', { class: 'graph', id: 'graph', tabindex: 0, role: 'region', 'aria-label': 'Graph of the run’s jobs (scrolls)' });
   const jobsHolder = el('div', { id: 'jobs' });
   const artifactsHolder = el('div', { id: 'artifacts' });
   const eventsBody = el('tbody', {});
@@ -130,8 +131,9 @@ export async function runPage(id) {
   let jobs = graph.jobs;
   const rowsById = new Map();
   const drawJobs = () => {
+    const kept = view ? { scale: view.scale } : 'start';
     view = drawGraph(graphHolder, jobs);
-    if (jobs.length > 200) view.zoom(null);
+    view.zoom(kept);
     rowsById.clear();
     const rows = jobs.map((job) => {
       const row = jobRow(job);
