@@ -607,3 +607,213 @@ async fn the_graph_api_gives_edges_parents_and_usage_and_whoami_the_role() {
         .expect("whoami");
     assert_eq!(anonymous.status(), 401);
 }
+
+/// A server whose plugins folder also holds `extra` first-party plugins.
+async fn server_with(extra: &[&str]) -> TestServer {
+    let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    TestServer::start_with(Vec::new(), move |config| {
+        let dir = config.plugins_dir.clone().expect("plugins dir");
+        for name in &extra {
+            std::fs::copy(plugin_path(name), dir.join(format!("{name}.wasm"))).expect("copy");
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_rejection_with_a_comment_and_input_are_given_from_the_waiting_page() {
+    let server = server_with(&["speckit"]).await;
+    let gated = submit(
+        &server,
+        json!({"pipeline": {"jobs": {
+            "review": {"plugin": "echo", "approval": {"required": true, "max_rework": 1}},
+        }}, "input": {"text": "short"}}),
+    )
+    .await;
+    let asking = submit(
+        &server,
+        json!({"pipeline": {"jobs": {"specify": {"plugin": "speckit"}}}, "input": {}}),
+    )
+    .await;
+    let review = job_id(
+        &server.wait_for_state(&gated, "waiting_approval").await,
+        "review",
+    );
+    let specify = job_id(
+        &server.wait_for_state(&asking, "needs_input").await,
+        "specify",
+    );
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/waiting", server.base)).await;
+    let asking_card = format!("section.card[data-job='{specify}']");
+    let shown = browser
+        .text_when(&asking_card, |t| t.contains("It asks for feature"))
+        .await;
+    assert!(shown.contains("needs input"), "{shown}");
+    browser
+        .fill(
+            &format!("#input-{specify}"),
+            r#"{"feature": "offline mode"}"#,
+        )
+        .await;
+    browser
+        .click(&format!(
+            "{asking_card} form.give-input button[type=submit]"
+        ))
+        .await;
+    let run = server.ended(&asking).await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["jobs"][0]["output"]["feature"], "offline mode", "{run}");
+
+    let gated_card = format!("section.card[data-job='{review}']");
+    browser
+        .fill(&format!("{gated_card} textarea"), "too short")
+        .await;
+    browser.click(&format!("{gated_card} button.reject")).await;
+    // Rejected, the job runs again and waits for a second decision.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let detail = loop {
+        let (_, detail) = server.get(&format!("/v1/jobs/{review}")).await;
+        if detail["attempts_total"] == 2 && detail["state"] == "waiting_approval" {
+            break detail;
+        }
+        assert!(std::time::Instant::now() < deadline, "{detail}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(detail["reviews"][0]["decision"], "reject", "{detail}");
+    assert_eq!(detail["reviews"][0]["comments"], "too short", "{detail}");
+    // The page follows: the job is listed again, waiting for its rework's
+    // decision, and the job that got its input is gone.
+    browser
+        .text_when(&gated_card, |t| t.contains("waiting approval"))
+        .await;
+    assert_eq!(browser.count(&asking_card).await, 0);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn artifacts_preview_agents_describe_themselves_and_an_admin_uploads() {
+    let server = server_with(&["analyst"]).await;
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {"count": {"plugin": "wordcount"}}},
+               "input": {"text": "hello warren"}}),
+    )
+    .await;
+    server.ended(&run_id).await;
+    let (_, artifacts) = server.get(&format!("/v1/runs/{run_id}/artifacts")).await;
+    let artifact = &artifacts["artifacts"][0];
+    let name = artifact["name"].as_str().expect("name").to_owned();
+    let bytes = reqwest::get(format!(
+        "{}/v1/artifacts/{}",
+        server.base,
+        artifact["sha256"].as_str().expect("sha")
+    ))
+    .await
+    .expect("download")
+    .text()
+    .await
+    .expect("text");
+
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/runs/{run_id}", server.base))
+        .await;
+    browser
+        .click(&format!("#artifacts tr:first-child button.secondary"))
+        .await;
+    let preview = browser
+        .text_when(&format!("pre[aria-label='Preview of {name}']"), |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(preview.trim(), bytes.trim());
+
+    // An agent's describe() is on its plugin's page.
+    browser
+        .goto(&format!("{}/plugins/analyst", server.base))
+        .await;
+    let page = browser
+        .text_when("main", |t| t.contains("describe()"))
+        .await;
+    assert!(page.contains("Requires\nbrief"), "{page}");
+    assert!(page.contains("Produces\nanalysis"), "{page}");
+
+    // An admin (everyone, on a server without tokens) uploads a component.
+    browser.goto(&format!("{}/plugins", server.base)).await;
+    browser.fill("#upload-name", "uploaded").await;
+    let file = plugin_path("echo");
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#upload-file"))
+        .await
+        .expect("file field")
+        .send_keys(file.to_str().expect("utf-8 path"))
+        .await
+        .expect("choose file");
+    browser.click("#upload button[type=submit]").await;
+    browser
+        .text_when("#upload .note", |t| t.contains("Uploaded"))
+        .await;
+    let plugin = wait_for_plugin(&server, "uploaded", |p| p["status"] == "active").await;
+    assert_eq!(plugin["active"], sha256_of(&file).as_str(), "{plugin}");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_large_graph_draws_every_job_and_zooms() {
+    let server = TestServer::open().await;
+    // 300 jobs in layers of ten, each needing two of the layer before.
+    let mut jobs = serde_json::Map::new();
+    for i in 0..300usize {
+        let needs: Vec<String> = if i < 10 {
+            Vec::new()
+        } else {
+            vec![
+                format!("j{}", i - 10),
+                format!("j{}", (i - 10) / 10 * 10 + (i + 1) % 10),
+            ]
+        };
+        jobs.insert(format!("j{i}"), json!({"plugin": "echo", "needs": needs}));
+    }
+    let run_id = submit(&server, json!({"pipeline": {"jobs": jobs}, "input": {}})).await;
+    assert_eq!(server.ended(&run_id).await["state"], "completed");
+
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/runs/{run_id}", server.base))
+        .await;
+    browser.wait_for("#run-graph").await;
+    assert_eq!(browser.count("#run-graph g.node").await, 300);
+    assert_eq!(
+        browser
+            .count("#run-graph g.node[data-state='completed']")
+            .await,
+        300
+    );
+    // 30 layers left to right: wider than the page, so it opens smaller.
+    let width = || async {
+        browser
+            .eval("return Number(document.getElementById('run-graph').getAttribute('width'));")
+            .await
+            .as_f64()
+            .expect("width")
+    };
+    let start = width().await;
+    browser.click("button[aria-label='Zoom out']").await;
+    let smaller = width().await;
+    assert!(smaller < start * 0.85, "{start} → {smaller}");
+    browser.click("button[aria-label='Zoom in']").await;
+    browser.click("button[aria-label='Zoom in']").await;
+    assert!(width().await > start, "zooming in grows the graph");
+    browser.click("#zoom-fit").await;
+    let fitted = width().await;
+    let frame = browser
+        .eval("return document.getElementById('graph').clientWidth;")
+        .await
+        .as_f64()
+        .expect("frame");
+    assert!(fitted <= frame + 1.0, "Fit: {fitted} within {frame}");
+    browser.close().await;
+}

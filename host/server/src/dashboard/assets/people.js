@@ -32,8 +32,10 @@ export function decisionForms(job, done) {
       status);
     return form;
   }
-  if (job.state === 'needs_input' && !(job.pending_docs && job.pending_docs.length)) {
-    const data = el('textarea', { id: `input-${id}`, name: 'data', rows: 4 }, '{}');
+  if (job.state === 'needs_input') {
+    const docs = job.pending_docs && job.pending_docs.length ? job.pending_docs : null;
+    const asked = docs ? Object.fromEntries(docs.map((name) => [name, ''])) : {};
+    const data = el('textarea', { id: `input-${id}`, name: 'data', rows: 4 }, JSON.stringify(asked, null, 2));
     const form = el('form', {
       class: 'stack give-input', 'aria-label': `Give input to ${name}`, 'data-job': id,
       onsubmit: async (event) => {
@@ -50,14 +52,12 @@ export function decisionForms(job, done) {
         } catch (e) { status.replaceChildren(alertBox(e)); }
       },
     },
+    docs ? el('p', { class: 'note' }, 'It asks for ', docs.join(', '),
+      ': give them here (a JSON object with those fields), or write them as documents of its story and it goes on by itself.') : null,
     el('label', { for: `input-${id}` }, 'Input (JSON)', data),
     el('div', {}, el('button', { type: 'submit' }, 'Give input')),
     status);
     return form;
-  }
-  if (job.state === 'needs_input') {
-    return el('p', { class: 'note' }, 'Waits for the documents ', job.pending_docs.join(', '),
-      ' of its story: write them on the story’s page and it goes on by itself.');
   }
   return null;
 }

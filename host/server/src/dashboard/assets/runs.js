@@ -117,7 +117,7 @@ export async function runPage(id) {
   const zoomTools = el('div', { class: 'graph-tools' },
     el('button', { type: 'button', class: 'secondary', onclick: () => view.zoom(1.25), 'aria-label': 'Zoom in' }, '+'),
     el('button', { type: 'button', class: 'secondary', onclick: () => view.zoom(0.8), 'aria-label': 'Zoom out' }, '−'),
-    el('button', { type: 'button', class: 'secondary', onclick: () => view.zoom(null) }, 'Fit'),
+    el('button', { type: 'button', class: 'secondary', id: 'zoom-fit', onclick: () => view.zoom(null) }, 'Fit'),
     legend);
   show(...header,
     el('h2', {}, 'Graph'),
