@@ -721,7 +721,7 @@ async fn artifacts_preview_agents_describe_themselves_and_an_admin_uploads() {
         .goto(&format!("{}/runs/{run_id}", server.base))
         .await;
     browser
-        .click(&format!("#artifacts tr:first-child button.secondary"))
+        .click("#artifacts tr:first-child button.secondary")
         .await;
     let preview = browser
         .text_when(&format!("pre[aria-label='Preview of {name}']"), |t| {
