@@ -2,6 +2,7 @@
 //! driven over WebDriver by chromedriver (both installed by `.ci/run`).
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +17,19 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 pub(crate) struct Browser {
     pub(crate) client: Client,
-    driver: Child,
+    _driver: Driver,
+}
+
+/// chromedriver in a process group of its own, with the chromium it
+/// starts: dropped (a test failed, or ended), the whole group is killed.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = rustix::process::Pid::from_child(&self.0);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        let _ = self.0.wait();
+    }
 }
 
 impl Browser {
@@ -37,13 +50,16 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let driver = Command::new(&driver_path)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        let driver = Driver(
+            Command::new(&driver_path)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("chromedriver starts"),
+        );
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -52,6 +68,7 @@ impl Browser {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--no-first-run", "--disable-extensions", "--disable-background-networking",
+                    "--disable-breakpad", "--disable-crash-reporter",
                     format!("--window-size={width},{height}"),
                 ],
             }),
@@ -73,7 +90,10 @@ impl Browser {
                 Err(e) => panic!("chromedriver at {url} gave no session: {e}"),
             }
         };
-        Self { client, driver }
+        Self {
+            client,
+            _driver: driver,
+        }
     }
 
     pub(crate) async fn goto(&self, url: &str) {
@@ -134,12 +154,25 @@ impl Browser {
         }
     }
 
+    /// Waits until nothing matches `css`.
+    pub(crate) async fn wait_gone(&self, css: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.count(css).await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{css} is still there; page: {}",
+                self.main_text().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub(crate) async fn count(&self, css: &str) -> usize {
         self.client
             .find_all(Locator::Css(css))
             .await
-            .map(|found| found.len())
-            .unwrap_or(0)
+            .unwrap_or_else(|e| panic!("find {css}: {e}"))
+            .len()
     }
 
     pub(crate) async fn click(&self, css: &str) {
@@ -186,18 +219,8 @@ impl Browser {
         std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).expect("save screenshot");
     }
 
-    pub(crate) async fn close(mut self) {
+    /// Ends the session (chromedriver closes chromium), then the driver.
+    pub(crate) async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // A failed test never reached close(): the driver takes its
-        // browser down with it.
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }

@@ -61,8 +61,8 @@ async fn a_run_started_from_a_template_form_completes_live_and_its_graph_follows
                     "required": ["text"],
                 },
                 "jobs": {
-                    "wait": {"plugin": "toolbox", "input": [{"op": "sleep_ms", "ms": 2500}]},
-                    "say": {"plugin": "echo", "needs": ["wait"]},
+                    "check": {"plugin": "echo", "approval": {"required": true}},
+                    "say": {"plugin": "echo", "needs": ["check"]},
                 },
             }}),
         )
@@ -78,46 +78,54 @@ async fn a_run_started_from_a_template_form_completes_live_and_its_graph_follows
     browser.screenshot("template").await;
     browser.click("#start-run button[type=submit]").await;
 
-    // The run page: the slow job is seen running, then everything
-    // completes without the page being loaded again.
-    let wait_node = "#run-graph a[aria-label^='wait:'] g.node";
+    // The run page: the gated job waits, its dependent is pending; once
+    // the job is approved (through the API) everything completes on the
+    // page without it being loaded again.
+    let check_node = "#run-graph a[aria-label^='check:'] g.node";
     browser
-        .attribute_when(wait_node, "data-state", |s| s == "running")
-        .await;
-    browser
-        .eval("window.__sameDocument = true; return null;")
+        .attribute_when(check_node, "data-state", |s| s == "waiting_approval")
         .await;
     let say_node = "#run-graph a[aria-label^='say:'] g.node";
-    assert_ne!(
+    assert_eq!(
         browser
             .attribute_when(say_node, "data-state", |_| true)
             .await,
-        "completed"
+        "pending"
     );
+    browser
+        .eval("window.__sameDocument = true; return null;")
+        .await;
+    let url = browser.client.current_url().await.expect("url");
+    let run_id = url.path().trim_start_matches("/runs/").to_owned();
+    let (_, run) = server.get(&format!("/v1/runs/{run_id}")).await;
+    let (status, decided) = server
+        .post(
+            &format!("/v1/jobs/{}/decision", job_id(&run, "check")),
+            &json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{decided}");
     browser
         .text_when("#run-state", |t| t.trim() == "completed")
         .await;
     browser
         .attribute_when(say_node, "data-state", |s| s == "completed")
         .await;
+    browser
+        .attribute_when(check_node, "data-state", |s| s == "completed")
+        .await;
     assert_eq!(
         browser.eval("return window.__sameDocument === true;").await,
         json!(true),
         "the page was loaded again instead of following the run live"
     );
-    browser
-        .attribute_when(wait_node, "data-state", |s| s == "completed")
-        .await;
     // The jobs table says the same, with each job's usage once it ran.
     let table = browser
         .text_when("#jobs-table", |t| {
             t.matches("completed").count() == 2 && !t.contains('—')
         })
         .await;
-    assert!(
-        table.contains("toolbox") && table.contains("echo"),
-        "{table}"
-    );
+    assert!(table.contains("check") && table.contains("say"), "{table}");
     // Every event of the run is listed, the run's end first.
     let events = browser
         .text_when("#events-table tbody tr:first-child", |t| {
@@ -128,8 +136,6 @@ async fn a_run_started_from_a_template_form_completes_live_and_its_graph_follows
     browser.screenshot("run").await;
 
     // The run the form started is the one the API has, with the input typed.
-    let url = browser.client.current_url().await.expect("url");
-    let run_id = url.path().trim_start_matches("/runs/").to_owned();
     let run = server.ended(&run_id).await;
     assert_eq!(run["state"], "completed", "{run}");
     let say = run["jobs"]
@@ -354,11 +360,16 @@ async fn what_jobs_and_people_wrote_shows_as_text_never_as_markup() {
         output.contains(hostile.replace('"', "\\\"").as_str()),
         "{output}"
     );
+    // Text only: no element was made of it (the policy would also keep an
+    // injected script from running, so the elements are what is checked).
     assert_eq!(
         browser
-            .eval("return [window.__xss === undefined, document.querySelectorAll('main script, main img').length];")
+            .eval(
+                "return [document.querySelectorAll('main script, main img').length,
+                         document.querySelector('pre[aria-label=output]').children.length];"
+            )
             .await,
-        json!([true, 0])
+        json!([0, 0])
     );
     browser.screenshot("job-markup").await;
 
@@ -378,9 +389,12 @@ async fn what_jobs_and_people_wrote_shows_as_text_never_as_markup() {
     assert_eq!(shown, hostile);
     assert_eq!(
         browser
-            .eval("return [window.__xss === undefined, document.querySelectorAll('main script, main img').length];")
+            .eval(
+                "return [document.querySelectorAll('main script, main img').length,
+                         document.querySelector('#document-view pre').children.length];"
+            )
             .await,
-        json!([true, 0])
+        json!([0, 0])
     );
     assert_eq!(unnamed_controls(&browser).await, json!([]));
     browser.screenshot("story").await;
@@ -422,6 +436,12 @@ async fn the_pages_fit_a_phone() {
         ("/templates".to_owned(), "#templates-table".to_owned()),
         ("/stories".to_owned(), "#stories-table".to_owned()),
         ("/waiting".to_owned(), "#nothing-waiting".to_owned()),
+        ("/plugins/echo".to_owned(), "section.version".to_owned()),
+        (
+            "/templates/build-and-check".to_owned(),
+            "#start-run".to_owned(),
+        ),
+        ("/stories/phone".to_owned(), "#new-document".to_owned()),
     ] {
         browser.goto(&format!("{}{path}", server.base)).await;
         browser.wait_for(&ready).await;
@@ -503,10 +523,12 @@ async fn a_failed_job_is_retried_and_a_run_cancelled_from_the_run_page() {
 #[tokio::test]
 async fn a_running_jobs_log_streams_into_its_page() {
     let server = TestServer::open().await;
+    // The browser first, so the page follows before the line is written.
+    let browser = Browser::start().await;
     let run_id = submit(
         &server,
         json!({"pipeline": {"jobs": {"talk": {"plugin": "toolbox", "input": [
-            {"op": "sleep_ms", "ms": 1500},
+            {"op": "sleep_ms", "ms": 3000},
             {"op": "log", "message": "halfway there"},
             {"op": "sleep_ms", "ms": 2000},
         ]}}}, "input": {}}),
@@ -514,9 +536,10 @@ async fn a_running_jobs_log_streams_into_its_page() {
     .await;
     let run = server.wait_for_state(&run_id, "running").await;
     let talk = job_id(&run, "talk");
-    let browser = Browser::start().await;
     browser.goto(&format!("{}/jobs/{talk}", server.base)).await;
-    browser.wait_for("#job-state").await;
+    browser
+        .attribute_when("#log", "data-live", |v| v == "on")
+        .await;
     browser
         .text_when("#log", |t| t.contains("halfway there"))
         .await;
@@ -571,14 +594,28 @@ async fn the_graph_api_gives_edges_parents_and_usage_and_whoami_the_role() {
     assert!(first["fuel"].as_u64().is_some_and(|f| f > 0), "{first}");
     assert!(first["peak_memory_bytes"].as_u64().is_some_and(|m| m > 0));
     assert_eq!(first["attempts"], 1);
-    // The last event id is the run's newest: following after it gives
-    // nothing more for an ended run.
-    let (_, events_page) = server.get("/v1/runs?limit=1").await;
-    let newest = events_page["last_event_id"]
-        .as_i64()
-        .expect("last_event_id");
-    assert!(graph["last_event_id"].as_i64().expect("id") > 0);
-    assert!(newest >= graph["last_event_id"].as_i64().expect("id"));
+    // The last event id is the run's newest: following the ended run
+    // after it gives nothing, after the one before it gives one event.
+    let last = graph["last_event_id"].as_i64().expect("last_event_id");
+    let events_after = |after: i64| {
+        let url = format!("{}/v1/runs/{run_id}/events?after={after}", server.base);
+        async move {
+            let body = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("events")
+                .text()
+                .await
+                .expect("stream");
+            body.lines().filter(|l| l.starts_with("data:")).count()
+        }
+    };
+    assert_eq!(events_after(last).await, 0);
+    assert_eq!(events_after(last - 1).await, 1);
+    let (_, runs_page) = server.get("/v1/runs?limit=1").await;
+    assert_eq!(runs_page["last_event_id"], last, "{runs_page}");
 
     let (status, missing) = server
         .get("/v1/runs/01a23395-f122-777a-8883-d3d3c643f697/graph")
@@ -644,7 +681,26 @@ async fn a_rejection_with_a_comment_and_input_are_given_from_the_waiting_page() 
         "specify",
     );
 
+    let (_, detail) = server.get(&format!("/v1/jobs/{specify}")).await;
+    assert_eq!(detail["pending_docs"], json!(["feature"]), "{detail}");
     let browser = Browser::start().await;
+    // The job's own page asks for the same, its form holding the field.
+    browser
+        .goto(&format!("{}/jobs/{specify}", server.base))
+        .await;
+    browser.wait_for(&format!("#input-{specify}")).await;
+    let asked = browser
+        .client
+        .find(fantoccini::Locator::Css(&format!("#input-{specify}")))
+        .await
+        .expect("input form")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(
+        serde_json::from_str::<Value>(&asked.unwrap_or_default()).expect("json"),
+        json!({"feature": ""})
+    );
     browser.goto(&format!("{}/waiting", server.base)).await;
     let asking_card = format!("section.card[data-job='{specify}']");
     let shown = browser
@@ -685,10 +741,11 @@ async fn a_rejection_with_a_comment_and_input_are_given_from_the_waiting_page() 
     assert_eq!(detail["reviews"][0]["comments"], "too short", "{detail}");
     // The page follows: the job is listed again, waiting for its rework's
     // decision, and the job that got its input is gone.
-    browser
-        .text_when(&gated_card, |t| t.contains("waiting approval"))
+    let card = browser
+        .text_when(&gated_card, |t| t.contains("attempt 2"))
         .await;
-    assert_eq!(browser.count(&asking_card).await, 0);
+    assert!(card.contains("waiting approval"), "{card}");
+    browser.wait_gone(&asking_card).await;
     browser.close().await;
 }
 

@@ -259,6 +259,9 @@ pub struct PendingJob {
     pub approval: Option<ApprovalGate>,
     /// Rejections sent back for rework so far.
     pub reworks: u32,
+    /// Its attempts so far: send it as a decision's `attempt` to decide on
+    /// the output shown, not on a rework's.
+    pub attempts: u32,
 }
 
 impl From<PendingJobRecord> for PendingJob {
@@ -276,6 +279,7 @@ impl From<PendingJobRecord> for PendingJob {
             pending_docs: r.pending_docs,
             approval: r.approval,
             reworks: r.reworks,
+            attempts: r.attempts,
         }
     }
 }

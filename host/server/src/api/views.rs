@@ -414,6 +414,8 @@ pub struct JobDetail {
     /// Since when it waits for people (`needs_input`, `waiting_approval`),
     /// ms since the Unix epoch.
     pub waiting_since: Option<i64>,
+    /// The documents it waits for, in state `needs_input`; empty otherwise.
+    pub pending_docs: Vec<String>,
     /// Its latest 32 reviews (decisions on its output, input given to
     /// it), oldest first: those its attempts are handed.
     pub reviews: Vec<ReviewView>,
@@ -482,6 +484,7 @@ impl From<JobDetailRecord> for JobDetail {
             approval: record.approval,
             reworks: record.reworks,
             waiting_since: record.waiting_since,
+            pending_docs: job.pending_docs,
             reviews: record.reviews.into_iter().map(Into::into).collect(),
             reviews_total: record.reviews_total,
         }

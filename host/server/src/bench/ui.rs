@@ -7,6 +7,7 @@
 //! against the 10-job run as the baseline.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -176,6 +177,8 @@ impl WebDriver {
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own group, with the chromium it starts: see Drop.
+            .process_group(0)
             .spawn()
             .context("starting chromedriver")?;
         let http = reqwest::Client::new();
@@ -201,13 +204,13 @@ impl WebDriver {
                 match body["value"]["sessionId"].as_str() {
                     Some(id) => break format!("{endpoint}/session/{id}"),
                     None => {
-                        let _ = driver.kill();
+                        stop(&mut driver);
                         anyhow::bail!("chromedriver gave no session: {body}");
                     }
                 }
             }
             if Instant::now() > deadline {
-                let _ = driver.kill();
+                stop(&mut driver);
                 anyhow::bail!("chromedriver did not answer on {endpoint}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -261,16 +264,21 @@ impl WebDriver {
         }
     }
 
-    async fn close(mut self) {
+    /// Ends the session (chromedriver closes chromium); Drop does the rest.
+    async fn close(self) {
         let _ = self.http.delete(&self.session).send().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for WebDriver {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        stop(&mut self.driver);
     }
+}
+
+/// Kills chromedriver's process group: the driver and its chromium.
+fn stop(driver: &mut Child) {
+    let group = rustix::process::Pid::from_child(driver);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = driver.wait();
 }

@@ -48,16 +48,19 @@ pub fn run_graph(
     if exists.is_none() {
         return Ok(None);
     }
+    // The page of jobs first, so only its attempts are summed.
     let mut stmt = conn.prepare_cached(
-        "SELECT j.id, j.name, j.plugin, j.state, j.attempts, j.parent_job_id,
+        "WITH page AS (SELECT rowid AS position, id FROM jobs WHERE run_id = ?1
+                       ORDER BY rowid LIMIT ?2),
+              used AS (SELECT a.job_id, SUM(a.fuel_consumed) AS fuel, SUM(a.wall_time_us) AS wall,
+                              MAX(a.peak_memory_bytes) AS peak
+                       FROM page JOIN attempts a ON a.job_id = page.id GROUP BY a.job_id)
+         SELECT j.id, j.name, j.plugin, j.state, j.attempts, j.parent_job_id,
                 (SELECT group_concat(d.depends_on, ' ') FROM job_deps d WHERE d.job_id = j.id),
                 COALESCE(u.fuel, 0), COALESCE(u.wall, 0), COALESCE(u.peak, 0)
-         FROM jobs j
-         LEFT JOIN (SELECT job_id, SUM(fuel_consumed) AS fuel, SUM(wall_time_us) AS wall,
-                           MAX(peak_memory_bytes) AS peak
-                    FROM attempts WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?1)
-                    GROUP BY job_id) u ON u.job_id = j.id
-         WHERE j.run_id = ?1 ORDER BY j.rowid LIMIT ?2",
+         FROM page JOIN jobs j ON j.rowid = page.position
+         LEFT JOIN used u ON u.job_id = j.id
+         ORDER BY page.position",
     )?;
     let rows = stmt.query_map(
         rusqlite::params![run_id, (limit as i64).saturating_add(1)],

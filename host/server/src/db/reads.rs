@@ -882,6 +882,8 @@ pub struct PendingJobRecord {
     pub pending_docs: Vec<String>,
     pub approval: Option<ApprovalGate>,
     pub reworks: u32,
+    /// Attempts so far: a decision sent with it applies to this output only.
+    pub attempts: u32,
 }
 
 /// Bytes of a waiting job's output a listing shows.
@@ -899,7 +901,7 @@ pub fn pending_jobs(
 ) -> Result<Vec<PendingJobRecord>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT j.id, j.name, j.run_id, j.plugin, j.state, j.waiting_since, r.story_id, r.template_name,
-                substr(CAST(j.output AS BLOB), 1, ?3), j.pending_docs, j.approval, j.reworks
+                substr(CAST(j.output AS BLOB), 1, ?3), j.pending_docs, j.approval, j.reworks, j.attempts
          FROM jobs j JOIN runs r ON r.id = j.run_id
          WHERE j.waiting_since IS NOT NULL AND (?1 IS NULL OR j.state = ?1)
            AND (?2 IS NULL OR (j.waiting_since, j.id) > (?2, ?5))
@@ -927,6 +929,7 @@ pub fn pending_jobs(
                 r.get::<_, Option<String>>(9)?,
                 r.get::<_, Option<String>>(10)?,
                 r.get::<_, u32>(11)?,
+                r.get::<_, u32>(12)?,
             ))
         },
     )?;
@@ -946,6 +949,7 @@ pub fn pending_jobs(
             pending_docs,
             approval,
             reworks,
+            attempts,
         ) = row?;
         pending.push(PendingJobRecord {
             state: JobState::parse(&state)
@@ -970,6 +974,7 @@ pub fn pending_jobs(
                 .map(|json| serde_json::from_str(&json).map_err(corrupt))
                 .transpose()?,
             reworks,
+            attempts,
         });
     }
     Ok(pending)

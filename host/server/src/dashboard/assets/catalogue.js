@@ -22,13 +22,14 @@ export async function pluginsPage() {
     el('h2', {}, 'Quarantined files'),
     quarantined.length ? table('Quarantined files and why', ['File', 'Reason', 'Since'], quarantined, { id: 'quarantined-table' })
       : el('p', { class: 'muted' }, 'None.'),
+    page.next ? el('p', { class: 'muted' }, 'The first 500 plugins are shown.') : null,
     page.quarantined_total > page.quarantined.length ? el('p', { class: 'muted' }, `${page.quarantined_total} in all.`) : null,
     session.isAdmin ? uploadForm() : null);
 }
 
 function uploadForm() {
   const file = el('input', { id: 'upload-file', type: 'file', accept: '.wasm,.toml', required: true });
-  const name = el('input', { id: 'upload-name', name: 'name', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._-]{0,63}' });
+  const name = el('input', { id: 'upload-name', name: 'name', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9_-]{0,63}' });
   const status = el('div', {});
   return el('form', {
     class: 'stack', id: 'upload', 'aria-label': 'Upload a plugin',
@@ -101,7 +102,8 @@ export async function pluginPage(name) {
     ]),
     message,
     el('p', {}, el('a', { href: '/plugins' }, 'All plugins')),
-    versions);
+    versions,
+    plugin.versions_total > plugin.versions.length ? el('p', { class: 'muted' }, `The latest ${plugin.versions.length} of ${plugin.versions_total} versions are shown.`) : null);
 }
 
 export async function templatesPage() {
@@ -112,7 +114,8 @@ export async function templatesPage() {
     el('td', {}, when(t.updated_at))));
   show(el('h1', {}, 'Templates'),
     rows.length ? table('Templates', ['Name', 'Latest version', 'Updated'], rows, { id: 'templates-table' })
-      : el('p', { class: 'muted' }, 'No templates.'));
+      : el('p', { class: 'muted' }, 'No templates.'),
+    page.next ? el('p', { class: 'muted' }, 'The first 500 templates are shown.') : null);
 }
 
 export async function templatePage(name) {

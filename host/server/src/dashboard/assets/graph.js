@@ -90,7 +90,8 @@ export function layout(jobs) {
     ordered.forEach((job, i) => {
       row.set(job.id, i);
       place.set(job.id, {
-        x: column.get(job.id) * (NODE_W + GAP_X + INDENT * 2) + depth.get(job.id) * INDENT,
+        // Deep spawn chains indent at most four steps: within the gap.
+        x: column.get(job.id) * (NODE_W + GAP_X + INDENT * 4) + Math.min(depth.get(job.id), 4) * INDENT,
         y: i * (NODE_H + GAP_Y),
       });
     });
@@ -167,7 +168,8 @@ export function drawGraph(holder, jobs) {
     } else if (typeof factor === 'object' && factor !== null) {
       scale = factor.scale;
     } else {
-      scale = factor === null ? Math.min(1, holder.clientWidth / width) : Math.min(4, Math.max(0.05, scale * factor));
+      const wanted = factor === null ? Math.min(1, holder.clientWidth / width) : scale * factor;
+      scale = Math.min(4, Math.max(0.05, wanted));
     }
     svg.setAttribute('width', String(Math.round(width * scale)));
     svg.setAttribute('height', String(Math.round(height * scale)));

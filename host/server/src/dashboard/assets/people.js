@@ -1,12 +1,15 @@
 // People in a run: what waits for a decision or for input, and the forms
 // that give them (on this page and on a job's page).
-import { api, followForever, debounce, el, show, announce, alertBox, badge, when } from './ui.js';
+import { api, followLive, throttle, el, show, announce, alertBox, badge, when } from './ui.js';
 
 // The approve/reject form of a job in `waiting_approval`, or the input
-// form of one in `needs_input`; nothing for other jobs.
+// form of one in `needs_input`; nothing for other jobs. A decision names
+// the attempt whose output was shown: one reaching a later attempt (a
+// rework nobody has seen) is refused.
 export function decisionForms(job, done) {
   const id = job.id || job.job_id;
   const name = job.name || job.job;
+  const attempt = job.attempts_total ?? job.attempts;
   const status = el('div', {});
   if (job.state === 'waiting_approval') {
     const comments = el('textarea', { id: `comments-${id}`, name: 'comments', rows: 2 });
@@ -16,6 +19,7 @@ export function decisionForms(job, done) {
       try {
         const body = { decision };
         if (comments.value.trim()) body.comments = comments.value.trim();
+        if (attempt) body.attempt = attempt;
         await api(`/v1/jobs/${id}/decision`, { method: 'POST', json: body });
         announce(`${name}: ${decision === 'approve' ? 'approved' : 'rejected'}`);
         done();
@@ -67,25 +71,42 @@ export async function waitingPage() {
   show(el('h1', {}, 'Waiting for people'),
     el('p', { class: 'muted' }, 'Jobs waiting for a decision or for input, longest waiting first.'),
     holder);
+  // Cards by job, with what they were drawn for: a redraw keeps the card
+  // (and what someone is typing in it) while its job waits the same way.
+  const cards = new Map();
   const draw = async () => {
     const page = await api('/v1/pending?limit=100');
-    if (!page.jobs.length) {
-      holder.replaceChildren(el('p', { class: 'muted', id: 'nothing-waiting' }, 'Nothing waits.'));
-      return;
+    const current = new Set(page.jobs.map((job) => `${job.job_id}/${job.state}/${job.attempts}`));
+    for (const [key, card] of cards) {
+      if (!current.has(key)) {
+        card.remove();
+        cards.delete(key);
+      }
     }
-    holder.replaceChildren(...page.jobs.map((job) => el('section', { class: 'card', 'data-job': job.job_id, 'aria-label': job.job },
-      el('h2', {}, el('a', { href: `/jobs/${job.job_id}` }, job.job), ' ', badge(job.state)),
-      el('p', { class: 'muted' }, 'Run ', el('a', { href: `/runs/${job.run_id}`, class: 'mono' }, job.run_id.slice(0, 8)),
-        job.template ? ` of ${job.template}` : '', job.story_id ? ` · story ${job.story_id}` : '',
-        ' · waiting since ', when(job.since)),
-      job.output_summary ? el('pre', { 'aria-label': 'Output' }, job.output_summary) : null,
-      decisionForms(job, () => draw().catch(() => {})))));
+    for (const job of page.jobs) {
+      const key = `${job.job_id}/${job.state}/${job.attempts}`;
+      if (cards.has(key)) continue;
+      const card = el('section', { class: 'card', 'data-job': job.job_id, 'aria-label': job.job },
+        el('h2', {}, el('a', { href: `/jobs/${job.job_id}` }, job.job), ' ', badge(job.state)),
+        el('p', { class: 'muted' }, 'Run ', el('a', { href: `/runs/${job.run_id}`, class: 'mono' }, job.run_id.slice(0, 8)),
+          job.template ? ` of ${job.template}` : '', job.story_id ? ` · story ${job.story_id}` : '',
+          ` · attempt ${job.attempts} · waiting since `, when(job.since)),
+        job.output_summary ? el('pre', { 'aria-label': 'Output' }, job.output_summary) : null,
+        decisionForms(job, () => redraw()));
+      cards.set(key, card);
+      holder.append(card);
+    }
+    for (const note of holder.querySelectorAll('.list-note')) note.remove();
+    if (!page.jobs.length) holder.append(el('p', { class: 'muted list-note', id: 'nothing-waiting' }, 'Nothing waits.'));
+    else if (page.next) holder.append(el('p', { class: 'muted list-note' }, 'The 100 waiting longest are shown.'));
   };
-  await draw();
-  const redraw = debounce(() => draw().catch(() => {}), 400);
+  // The last event first: a change after it is followed.
   const latest = await api('/v1/runs?limit=1');
-  followForever('/v1/events', latest.last_event_id, (e) => {
-    const to = e.data && e.data.to_state;
-    if (to === 'waiting_approval' || to === 'needs_input' || e.data.from_state === 'waiting_approval' || e.data.from_state === 'needs_input') redraw();
-  });
+  await draw();
+  const redraw = throttle(draw, 300);
+  followLive((after) => `/v1/events?after=${after}`, latest.last_event_id, (e) => {
+    const row = e.data || {};
+    const people = ['waiting_approval', 'needs_input'];
+    if (people.includes(row.to_state) || people.includes(row.from_state)) redraw();
+  }, { forever: true });
 }

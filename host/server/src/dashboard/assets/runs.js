@@ -2,7 +2,7 @@
 // events, cancel, retry), one job (attempts, live log, input, output,
 // artifacts, reviews).
 import {
-  session, api, follow, followForever, debounce, el, show, announce, alertBox, badge, table,
+  session, api, follow, followLive, throttle, el, show, announce, alertBox, badge, table,
   facts, when, duration, bytes, count, jsonBlock, storedJson, artifactsTable,
 } from './ui.js';
 import { drawGraph } from './graph.js';
@@ -59,10 +59,10 @@ export async function runsPage() {
   const first = await draw();
   // Live: the first page is drawn again when any run changes.
   if (!query.get('before')) {
-    const redraw = debounce(() => draw().catch(() => {}), 300);
-    followForever('/v1/events', first.last_event_id, (e) => {
+    const redraw = throttle(draw, 300);
+    followLive((after) => `/v1/events?after=${after}`, first.last_event_id, (e) => {
       if (e.data && e.data.kind === 'run') redraw();
-    });
+    }, { forever: true });
   }
 }
 
@@ -78,48 +78,61 @@ function withoutKey(query, key) {
   return next;
 }
 
+// The facts at the top of a run's page, from the run view.
+function runFacts(run) {
+  return facts([
+    ['Template', run.template ? el('a', { href: `/templates/${encodeURIComponent(run.template)}` }, `${run.template} v${run.template_version}`) : 'inline pipeline'],
+    ['Story', run.story_id ? el('a', { href: `/stories/${encodeURIComponent(run.story_id)}` }, run.story_id) : null],
+    ['Created', when(run.created_at)],
+    ['Ended', run.ended_at ? when(run.ended_at) : null],
+    ['Jobs', count(run.jobs_total)],
+    ['Used', `${count(run.used.fuel)} fuel · ${duration(run.used.wall_ms)} · ${bytes(run.used.artifact_bytes)} artifacts · ${count(run.used.tokens)} tokens`],
+    ['Waiting for documents', run.pending_docs.length ? run.pending_docs.join(', ') : null],
+    ['Budget exceeded', run.budget_exceeded],
+    ['Replay of', run.replay_of ? el('a', { href: `/runs/${run.replay_of}` }, run.replay_of) : null],
+  ]);
+}
+
+// Rows the events table keeps, newest first.
+const EVENTS_SHOWN = 300;
+
 export async function runPage(id) {
+  // The graph is read after its last event id: its state, and the states
+  // of its jobs, are those of that event or later.
   const [run, graph] = await Promise.all([api(`/v1/runs/${id}?jobs_limit=1`), api(`/v1/runs/${id}/graph`)]);
-  const stateCell = el('span', { id: 'run-state' }, badge(run.state));
+  const message = el('div', {});
+  const stateCell = el('span', { id: 'run-state' }, badge(graph.state));
   const cancel = el('button', {
     class: 'danger', type: 'button', id: 'cancel-run',
-    hidden: TERMINAL_RUN.has(run.state) || !session.canWrite,
+    hidden: TERMINAL_RUN.has(graph.state) || !session.canWrite,
     onclick: async () => {
       cancel.disabled = true;
       try { await api(`/v1/runs/${id}/cancel`, { method: 'POST' }); announce('Cancel requested'); } catch (e) { message.replaceChildren(alertBox(e)); cancel.disabled = false; }
     },
   }, 'Cancel run');
-  const message = el('div', {});
-  const header = [
-    el('h1', {}, 'Run ', el('span', { class: 'mono' }, id), ' ', stateCell),
-    facts([
-      ['Template', run.template ? el('a', { href: `/templates/${encodeURIComponent(run.template)}` }, `${run.template} v${run.template_version}`) : 'inline pipeline'],
-      ['Story', run.story_id ? el('a', { href: `/stories/${encodeURIComponent(run.story_id)}` }, run.story_id) : null],
-      ['Created', when(run.created_at)],
-      ['Ended', run.ended_at ? when(run.ended_at) : null],
-      ['Jobs', count(run.jobs_total)],
-      ['Used', `${count(run.used.fuel)} fuel · ${duration(run.used.wall_ms)} · ${bytes(run.used.artifact_bytes)} artifacts · ${count(run.used.tokens)} tokens`],
-      ['Waiting for documents', run.pending_docs.length ? run.pending_docs.join(', ') : null],
-      ['Budget exceeded', run.budget_exceeded],
-      ['Replay of', run.replay_of ? el('a', { href: `/runs/${run.replay_of}` }, run.replay_of) : null],
-    ]),
-    el('div', { class: 'row' }, cancel),
-    message,
-  ];
+  const setState = (state) => {
+    stateCell.replaceChildren(badge(state));
+    cancel.hidden = TERMINAL_RUN.has(state) || !session.canWrite;
+    cancel.disabled = false;
+  };
+  const factsHolder = el('div', { id: 'run-facts' }, runFacts(run));
   // Focusable, so the keyboard scrolls it too.
   const graphHolder = el('div', { class: 'graph', id: 'graph', tabindex: 0, role: 'region', 'aria-label': 'Graph of the run’s jobs (scrolls)' });
   const jobsHolder = el('div', { id: 'jobs' });
   const artifactsHolder = el('div', { id: 'artifacts' });
   const eventsBody = el('tbody', {});
   const legend = el('div', { class: 'legend', 'aria-hidden': 'true' },
-    [...JOB_STATES].map((s) => badge(s)));
+    [...JOB_STATES].map((state) => badge(state)));
   let view;
   const zoomTools = el('div', { class: 'graph-tools' },
     el('button', { type: 'button', class: 'secondary', onclick: () => view.zoom(1.25), 'aria-label': 'Zoom in' }, '+'),
     el('button', { type: 'button', class: 'secondary', onclick: () => view.zoom(0.8), 'aria-label': 'Zoom out' }, '−'),
     el('button', { type: 'button', class: 'secondary', id: 'zoom-fit', onclick: () => view.zoom(null) }, 'Fit'),
     legend);
-  show(...header,
+  show(el('h1', {}, 'Run ', el('span', { class: 'mono' }, id), ' ', stateCell),
+    factsHolder,
+    el('div', { class: 'row' }, cancel),
+    message,
     el('h2', {}, 'Graph'),
     graph.truncated ? el('p', { class: 'note' }, `Showing the first ${graph.jobs.length} jobs.`) : null,
     zoomTools, graphHolder,
@@ -129,19 +142,8 @@ export async function runPage(id) {
     table('Events, newest first', ['Event', 'At', 'Job', 'Change', 'Reason'], eventsBody, { id: 'events-table' }));
 
   let jobs = graph.jobs;
+  let names = new Map();
   const rowsById = new Map();
-  const drawJobs = () => {
-    const kept = view ? { scale: view.scale } : 'start';
-    view = drawGraph(graphHolder, jobs);
-    view.zoom(kept);
-    rowsById.clear();
-    const rows = jobs.map((job) => {
-      const row = jobRow(job);
-      rowsById.set(job.id, row);
-      return row;
-    });
-    jobsHolder.replaceChildren(table('Jobs', ['Job', 'Plugin', 'State', 'Attempts', 'Wall time', 'Fuel', 'Peak memory', ''], rows, { id: 'jobs-table' }));
-  };
   const jobRow = (job) => {
     const retry = job.state === 'failed' && session.canWrite
       ? el('button', {
@@ -167,6 +169,19 @@ export async function runPage(id) {
       el('td', { class: 'num' }, job.attempts ? bytes(job.peak_memory_bytes) : '—'),
       el('td', {}, retry));
   };
+  const drawJobs = () => {
+    const kept = view ? { scale: view.scale } : 'start';
+    view = drawGraph(graphHolder, jobs);
+    view.zoom(kept);
+    names = new Map(jobs.map((job) => [job.id, job.name]));
+    rowsById.clear();
+    const rows = jobs.map((job) => {
+      const row = jobRow(job);
+      rowsById.set(job.id, row);
+      return row;
+    });
+    jobsHolder.replaceChildren(table('Jobs', ['Job', 'Plugin', 'State', 'Attempts', 'Wall time', 'Fuel', 'Peak memory', ''], rows, { id: 'jobs-table' }));
+  };
   performance.mark('warren:graph-start');
   drawJobs();
   performance.mark('warren:graph-drawn');
@@ -175,54 +190,71 @@ export async function runPage(id) {
   requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('warren:graph-painted')));
   const drawArtifacts = async () => {
     const page = await api(`/v1/runs/${id}/artifacts?limit=500`);
-    artifactsHolder.replaceChildren(artifactsTable(page.artifacts, true));
+    artifactsHolder.replaceChildren(artifactsTable(page.artifacts, true),
+      page.next ? el('p', { class: 'muted' }, 'The first 500 are shown.') : null);
   };
   await drawArtifacts().catch((e) => artifactsHolder.replaceChildren(alertBox(e)));
 
-  // Usage and new (spawned) jobs come from the graph again; a state
-  // change is applied at once.
-  const refresh = debounce(async () => {
-    try {
-      const next = await api(`/v1/runs/${id}/graph`);
-      jobs = next.jobs;
-      drawJobs();
-      await drawArtifacts();
-    } catch (_) { /* the next event tries again */ }
-  }, 400);
-  let lastSeen = 0;
-  let following = false;
+  // Usage, spawned jobs, artifacts and the facts come from the API again,
+  // at most twice a second; a state change is applied at once.
+  const refresh = throttle(async () => {
+    const [head, next] = await Promise.all([api(`/v1/runs/${id}?jobs_limit=1`), api(`/v1/runs/${id}/graph`)]);
+    factsHolder.replaceChildren(runFacts(head));
+    jobs = next.jobs;
+    drawJobs();
+    await drawArtifacts();
+  }, 500);
+
+  // The table shows the newest events; a burst (a long run's history on
+  // load) is drawn once.
+  const latest = [];
+  let drawPending = false;
+  const drawEvents = () => {
+    drawPending = false;
+    eventsBody.replaceChildren(...latest.slice().reverse().map((row) => el('tr', {},
+      el('td', {}, row.kind),
+      el('td', {}, when(row.at)),
+      el('td', {}, row.job_id ? el('a', { href: `/jobs/${row.job_id}` }, names.get(row.job_id) || row.job_id.slice(0, 8)) : '—'),
+      el('td', {}, row.from_state ? `${row.from_state} → ${row.to_state}` : row.to_state),
+      el('td', {}, row.reason || ''))));
+  };
   const onEvent = (e) => {
     const row = e.data;
     if (!row || typeof row !== 'object') return;
-    lastSeen = Math.max(lastSeen, Number(e.id));
-    eventsBody.prepend(el('tr', {},
-      el('td', {}, row.kind),
-      el('td', {}, when(row.at)),
-      el('td', {}, row.job_id ? el('a', { href: `/jobs/${row.job_id}` }, jobName(row.job_id)) : '—'),
-      el('td', {}, row.from_state ? `${row.from_state} → ${row.to_state}` : row.to_state),
-      el('td', {}, row.reason || '')));
-    while (eventsBody.children.length > 300) eventsBody.lastChild.remove();
+    latest.push(row);
+    if (latest.length > EVENTS_SHOWN) latest.shift();
+    if (!drawPending) {
+      drawPending = true;
+      setTimeout(drawEvents, 100);
+    }
+    // What the graph was read after is in it already.
     if (Number(e.id) <= graph.last_event_id) return;
     if (row.kind === 'run') {
-      stateCell.replaceChildren(badge(row.to_state));
-      cancel.hidden = TERMINAL_RUN.has(row.to_state) || !session.canWrite;
+      setState(row.to_state);
       announce(`Run ${row.to_state.replace(/_/g, ' ')}`);
+      refresh();
     } else if (row.job_id && JOB_STATES.has(row.to_state)) {
-      if (view.setState(row.job_id, row.to_state)) {
+      const known = view.setState(row.job_id, row.to_state);
+      if (known) {
         const cell = rowsById.get(row.job_id)?.querySelector('[data-field="state"]');
         if (cell) cell.replaceChildren(badge(row.to_state));
       }
-      refresh();
+      // A job the graph does not hold is new (spawned), unless the graph
+      // is cut short and holds none of the later ones.
+      if (known || !graph.truncated) refresh();
     }
   };
-  const jobName = (jobId) => jobs.find((j) => j.id === jobId)?.name || jobId.slice(0, 8);
-  // The stream ends after the run does; a retry starts it again.
+  // The whole history fills the events table; the stream ends after the
+  // run does, and a retry starts it again after the last event seen.
+  let following = null;
+  let lastSeen = 0;
   const followRun = () => {
     if (following) return;
-    following = true;
-    follow(`/v1/runs/${id}/events?after=${lastSeen}`, onEvent)
-      .catch((e) => message.replaceChildren(alertBox(e)))
-      .finally(() => { following = false; });
+    following = followLive((after) => `/v1/runs/${id}/events?after=${after}`, lastSeen, (e) => {
+      lastSeen = Math.max(lastSeen, Number(e.id));
+      onEvent(e);
+    }).catch((e) => message.replaceChildren(alertBox(e)))
+      .finally(() => { following = null; });
   };
   followRun();
 }
@@ -274,8 +306,11 @@ export async function jobPage(id) {
     el('h2', {}, 'Log'), logBox,
     el('h2', {}, 'Artifacts'), artifactsTable(job.artifacts, false),
     reviews.length ? [el('h2', {}, 'Reviews'), table('Reviews', ['Decision', 'By', 'At', 'Comments', 'Data'], reviews)] : null);
-  await drawLogs(id, logBox);
+  await drawLogs(id, job.attempts_total, logBox);
   if (job.state === 'running' || job.state === 'ready' || job.state === 'pending') {
+    // A running attempt's log is stored when it ends: until then the page
+    // shows the lines written from when it opened.
+    logBox.append('— lines from now on, as they are written —\n');
     follow(`/v1/jobs/${id}/logs?follow=true`, (e) => {
       if (e.event === 'line') {
         logBox.append(logLine(e.data));
@@ -283,12 +318,13 @@ export async function jobPage(id) {
       } else if (e.event === 'lagged') {
         logBox.append(`… ${e.data.skipped} lines skipped\n`);
       } else if (e.event === 'end') {
-        stateCell.replaceChildren(badge(e.data.state));
-        announce(`Job ${e.data.state}`);
+        const state = e.data.state || 'ended';
+        stateCell.replaceChildren(badge(state));
+        announce(`Job ${state.replace(/_/g, ' ')}`);
         // The stored log and the output are complete now.
         setTimeout(() => location.reload(), 300);
       }
-    }).catch((e) => message.replaceChildren(alertBox(e)));
+    }, undefined, () => { logBox.dataset.live = 'on'; }).catch((e) => message.replaceChildren(alertBox(e)));
   }
 }
 
@@ -298,8 +334,11 @@ function logLine(line) {
   return `${at} ${line.source}${line.level ? ' ' + line.level : ''} ${line.message}\n`;
 }
 
-async function drawLogs(id, logBox) {
-  const page = await api(`/v1/jobs/${id}/logs?limit=20`);
+// The logs of the job's latest 20 attempts.
+async function drawLogs(id, attempts, logBox) {
+  const after = Math.max(0, attempts - 20);
+  const page = await api(`/v1/jobs/${id}/logs?limit=20${after ? `&after=${after}` : ''}`);
+  if (after) logBox.append(`(${after} earlier attempts not shown)\n`);
   for (const attempt of page.attempts || []) {
     logBox.append(`— attempt ${attempt.attempt} (${attempt.state}) —\n`);
     if (attempt.log === null || attempt.log === undefined) {

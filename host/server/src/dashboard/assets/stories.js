@@ -11,7 +11,8 @@ export async function storiesPage() {
     el('td', {}, when(s.updated_at))));
   show(el('h1', {}, 'Stories'),
     rows.length ? table('Stories', ['Story', 'Latest run', 'Runs', 'Updated'], rows, { id: 'stories-table' })
-      : el('p', { class: 'muted' }, 'No story has a run yet.'));
+      : el('p', { class: 'muted' }, 'No story has a run yet.'),
+    page.next ? el('p', { class: 'muted' }, 'The first 200 stories are shown.') : null);
 }
 
 export async function storyPage(story) {
@@ -51,7 +52,8 @@ export async function storyPage(story) {
       el('td', {}, when(d.created_at))));
     docsHolder.replaceChildren(rows.length
       ? table('Documents', ['Name', 'Version', 'Size', 'Type', 'Written by', 'At'], rows)
-      : el('p', { class: 'muted' }, 'No documents.'));
+      : el('p', { class: 'muted' }, 'No documents.'),
+    page.next ? el('p', { class: 'muted' }, 'The first 500 documents are shown.') : null);
   };
   await drawDocs().catch((e) => docsHolder.replaceChildren(alertBox(e)));
   try {
@@ -59,7 +61,8 @@ export async function storyPage(story) {
     const rows = memory.entries.map((m) => el('tr', {},
       el('td', { class: 'mono' }, m.key),
       el('td', {}, el('pre', {}, m.value ?? `(binary) ${m.value_hex}`))));
-    memoryHolder.replaceChildren(rows.length ? table('Memory', ['Key', 'Value'], rows) : el('p', { class: 'muted' }, 'Nothing remembered.'));
+    memoryHolder.replaceChildren(rows.length ? table('Memory', ['Key', 'Value'], rows) : el('p', { class: 'muted' }, 'Nothing remembered.'),
+      memory.next ? el('p', { class: 'muted' }, 'The first 200 keys are shown.') : null);
   } catch (e) { memoryHolder.replaceChildren(alertBox(e)); }
 }
 

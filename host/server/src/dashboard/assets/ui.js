@@ -60,14 +60,16 @@ export async function api(path, options = {}) {
   return type.includes('json') ? response.json() : response.text();
 }
 
-// Reads a text/event-stream answer, calling onEvent({event, id, data})
-// for each event, until the stream ends or `signal` aborts it.
-export async function follow(path, onEvent, signal) {
+// Reads a text/event-stream answer, calling onOpen() once it is accepted
+// and onEvent({event, id, data}) for each event, until the stream ends or
+// `signal` aborts it.
+export async function follow(path, onEvent, signal, onOpen) {
   const response = await fetch(path, {
     headers: headers({ accept: 'text/event-stream' }),
     signal,
   });
   if (!response.ok) throw await failure(response);
+  if (onOpen) onOpen();
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   for (;;) {
@@ -99,32 +101,69 @@ export async function follow(path, onEvent, signal) {
   }
 }
 
-// Keeps following a stream that does not end (every run's events),
-// starting after `after` and resuming after the last event it saw.
-export function followForever(path, after, onEvent) {
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+const hidden = () => document.visibilityState === 'hidden';
+
+// Follows the history stream `url(after)` from `after`, resuming after
+// the last event seen: it lets go while the tab is hidden (a browser keeps
+// only a few connections to one server, and every open tab would hold
+// one), reconnects after an error, and stops when the stream ends unless
+// `forever` (every run's events never end). Resolves when it stops.
+export async function followLive(url, after, onEvent, { forever = false } = {}) {
   let last = after;
-  const run = async () => {
-    for (;;) {
-      try {
-        await follow(`${path}?after=${last}`, (e) => {
-          if (e.id !== null) last = Number(e.id);
-          onEvent(e);
-        });
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 401) return;
+  let stopped = false;
+  let controller = null;
+  const letGo = () => { if (controller) controller.abort(); };
+  const onVisibility = () => { if (hidden()) letGo(); };
+  const onHide = () => { stopped = true; letGo(); };
+  document.addEventListener('visibilitychange', onVisibility);
+  window.addEventListener('pagehide', onHide);
+  try {
+    while (!stopped) {
+      if (hidden()) {
+        await new Promise((resolve) => { document.addEventListener('visibilitychange', resolve, { once: true }); });
+        continue;
       }
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+      controller = new AbortController();
+      try {
+        await follow(url(last), (e) => {
+          if (e.id !== null) last = Math.max(last, Number(e.id));
+          onEvent(e);
+        }, controller.signal);
+        if (!forever) return;
+      } catch (error) {
+        // A refusal (a token no longer accepted, a run gone) is final.
+        if (error instanceof ApiError && error.status < 500) return;
+        if (error.name !== 'AbortError') await sleep(2000);
+      } finally {
+        controller = null;
+      }
     }
-  };
-  run();
+  } finally {
+    document.removeEventListener('visibilitychange', onVisibility);
+    window.removeEventListener('pagehide', onHide);
+  }
 }
 
-// Calls `fn` at most once per `ms`, after the last call in a burst.
-export function debounce(fn, ms) {
+// `fn` (async) at most once per `ms` and never twice at once: calls while
+// it waits join that call; calls while it runs make one more after it.
+export function throttle(fn, ms) {
   let timer = null;
-  return (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), ms);
+  let running = false;
+  let again = false;
+  const fire = async () => {
+    timer = null;
+    running = true;
+    try { await fn(); } catch (_) { /* the next call tries again */ }
+    running = false;
+    if (again) {
+      again = false;
+      timer = setTimeout(fire, ms);
+    }
+  };
+  return () => {
+    if (running) again = true;
+    else if (timer === null) timer = setTimeout(fire, ms);
   };
 }
 
