@@ -193,6 +193,49 @@ impl Browser {
         field.send_keys(text).await.expect("type");
     }
 
+    /// Presses each key in turn, as a keyboard does (`Key` for the
+    /// special ones), to whatever has the focus.
+    pub(crate) async fn press(&self, keys: &[char]) {
+        use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+        let mut actions = KeyActions::new("keyboard".into());
+        for &key in keys {
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+        }
+        self.client
+            .perform_actions(actions)
+            .await
+            .expect("keys pressed");
+    }
+
+    /// The focused element's id and its text (or value, for a field).
+    pub(crate) async fn focused(&self) -> (String, String) {
+        let found = self
+            .eval(
+                "const e = document.activeElement;
+                 return [e.id || '', ('value' in e && e.tagName !== 'BUTTON') ? e.value : e.textContent.trim()];",
+            )
+            .await;
+        (
+            found[0].as_str().unwrap_or_default().to_owned(),
+            found[1].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Presses Tab until `done` holds for the focused element (at most 30
+    /// times); its id and text.
+    pub(crate) async fn tab_to(&self, done: impl Fn(&str, &str) -> bool) -> (String, String) {
+        for _ in 0..30 {
+            self.press(&[char::from(fantoccini::key::Key::Tab)]).await;
+            let (id, text) = self.focused().await;
+            if done(&id, &text) {
+                return (id, text);
+            }
+        }
+        panic!("Tab never reached it; page: {}", self.main_text().await)
+    }
+
     /// Runs `script` in the page; what it returns.
     pub(crate) async fn eval(&self, script: &str) -> serde_json::Value {
         self.client

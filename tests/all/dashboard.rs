@@ -874,3 +874,45 @@ async fn a_large_graph_draws_every_job_and_zooms() {
     assert!(fitted <= frame + 1.0, "Fit: {fitted} within {frame}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_run_is_started_from_a_form_with_the_keyboard_alone() {
+    use fantoccini::key::Key;
+    let server = TestServer::open().await;
+    let (status, created) = server
+        .post(
+            "/v1/templates",
+            &json!({"name": "keys", "pipeline": {
+                "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+                "jobs": {"say": {"plugin": "echo"}},
+            }}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/templates/keys", server.base))
+        .await;
+    browser.wait_for("#start-run").await;
+    // The first stop is the skip link; it moves the focus to the content.
+    let (_, first) = browser.tab_to(|_, _| true).await;
+    assert_eq!(first, "Skip to content");
+    browser.press(&[char::from(Key::Enter)]).await;
+    assert_eq!(browser.focused().await.0, "main");
+    // From the content, Tab reaches the field, then the Start button.
+    browser.tab_to(|id, _| id == "field-text").await;
+    browser.press(&"by keys".chars().collect::<Vec<_>>()).await;
+    browser.tab_to(|_, text| text == "Start").await;
+    browser.press(&[char::from(Key::Enter)]).await;
+    browser
+        .text_when("#run-state", |t| t.trim() == "completed")
+        .await;
+    let url = browser.client.current_url().await.expect("url");
+    let run = server.ended(url.path().trim_start_matches("/runs/")).await;
+    assert_eq!(
+        run["jobs"][0]["output"],
+        json!({"text": "by keys"}),
+        "{run}"
+    );
+    browser.close().await;
+}
