@@ -449,6 +449,14 @@ async fn the_pages_fit_a_phone() {
             fits_the_window(&browser).await,
             "{path} is wider than a phone"
         );
+        // Nothing absent shows as a word of its own.
+        let text = browser.main_text().await;
+        assert!(
+            !text
+                .lines()
+                .any(|l| matches!(l.trim(), "null" | "undefined" | "[object Object]")),
+            "{path}: {text}"
+        );
         assert_eq!(unnamed_controls(&browser).await, json!([]), "{path}");
     }
     browser

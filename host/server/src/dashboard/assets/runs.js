@@ -2,7 +2,7 @@
 // events, cancel, retry), one job (attempts, live log, input, output,
 // artifacts, reviews).
 import {
-  session, api, follow, followLive, throttle, el, show, announce, alertBox, badge, table,
+  session, api, follow, followLive, throttle, el, fill, show, announce, alertBox, badge, table,
   facts, when, duration, bytes, count, jsonBlock, storedJson, artifactsTable,
 } from './ui.js';
 import { drawGraph } from './graph.js';
@@ -190,7 +190,7 @@ export async function runPage(id) {
   requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('warren:graph-painted')));
   const drawArtifacts = async () => {
     const page = await api(`/v1/runs/${id}/artifacts?limit=500`);
-    artifactsHolder.replaceChildren(artifactsTable(page.artifacts, true),
+    fill(artifactsHolder, artifactsTable(page.artifacts, true),
       page.next ? el('p', { class: 'muted' }, 'The first 500 are shown.') : null);
   };
   await drawArtifacts().catch((e) => artifactsHolder.replaceChildren(alertBox(e)));

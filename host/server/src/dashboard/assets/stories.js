@@ -1,6 +1,6 @@
 // Stories: their runs, the status view, documents (read, add a version)
 // and memory.
-import { session, api, el, show, announce, alertBox, badge, table, when, bytes } from './ui.js';
+import { session, api, el, fill, show, announce, alertBox, badge, table, when, bytes } from './ui.js';
 
 export async function storiesPage() {
   const page = await api('/v1/stories?limit=200');
@@ -50,7 +50,7 @@ export async function storyPage(story) {
       el('td', {}, d.media_type),
       el('td', {}, writer(d)),
       el('td', {}, when(d.created_at))));
-    docsHolder.replaceChildren(rows.length
+    fill(docsHolder, rows.length
       ? table('Documents', ['Name', 'Version', 'Size', 'Type', 'Written by', 'At'], rows)
       : el('p', { class: 'muted' }, 'No documents.'),
     page.next ? el('p', { class: 'muted' }, 'The first 500 documents are shown.') : null);
@@ -61,7 +61,7 @@ export async function storyPage(story) {
     const rows = memory.entries.map((m) => el('tr', {},
       el('td', { class: 'mono' }, m.key),
       el('td', {}, el('pre', {}, m.value ?? `(binary) ${m.value_hex}`))));
-    memoryHolder.replaceChildren(rows.length ? table('Memory', ['Key', 'Value'], rows) : el('p', { class: 'muted' }, 'Nothing remembered.'),
+    fill(memoryHolder, rows.length ? table('Memory', ['Key', 'Value'], rows) : el('p', { class: 'muted' }, 'Nothing remembered.'),
       memory.next ? el('p', { class: 'muted' }, 'The first 200 keys are shown.') : null);
   } catch (e) { memoryHolder.replaceChildren(alertBox(e)); }
 }

@@ -193,6 +193,13 @@ function append(node, children) {
   }
 }
 
+// Replaces what `node` holds with `children`, leaving out the absent
+// (null, undefined, false) ones, which replaceChildren would show as text.
+export function fill(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
+}
+
 // Replaces what `main` shows and tells screen readers the page changed.
 export function show(...children) {
   const main = document.getElementById('main');
