@@ -133,7 +133,7 @@ async fn a_run_started_from_a_template_form_completes_live_and_its_graph_follows
         })
         .await;
     assert!(events.starts_with("run"), "{events}");
-    browser.screenshot("run").await;
+    browser.screenshot("run-live").await;
 
     // The run the form started is the one the API has, with the input typed.
     let run = server.ended(&run_id).await;
@@ -823,6 +823,75 @@ async fn artifacts_preview_agents_describe_themselves_and_an_admin_uploads() {
         .await;
     let plugin = wait_for_plugin(&server, "uploaded", |p| p["status"] == "active").await;
     assert_eq!(plugin["active"], sha256_of(&file).as_str(), "{plugin}");
+    browser.close().await;
+}
+
+/// Where the graph drew each job: its id → (x, y).
+async fn node_places(browser: &Browser) -> std::collections::HashMap<String, (f64, f64)> {
+    let found = browser
+        .eval(
+            "return [...document.querySelectorAll('#run-graph g.node')].map(g => {
+               const m = /translate\\(([-0-9.]+),([-0-9.]+)\\)/.exec(g.getAttribute('transform'));
+               return [g.dataset.job, Number(m[1]), Number(m[2])];
+             });",
+        )
+        .await;
+    found
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n[0].as_str().expect("id").to_owned(),
+                (n[1].as_f64().expect("x"), n[2].as_f64().expect("y")),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn spawned_jobs_are_drawn_under_their_parents_and_dependents_to_the_right() {
+    let server = TestServer::open().await;
+    // The demo pipeline: plan → dev → test, whose run spawns jobs, then
+    // report and alert after test.
+    let run_id = submit(
+        &server,
+        json!({"template": "build-and-check", "input": {"goal": "a word counter"}}),
+    )
+    .await;
+    let run = server.ended(&run_id).await;
+    let (_, graph) = server.get(&format!("/v1/runs/{run_id}/graph")).await;
+    let jobs = graph["jobs"].as_array().expect("jobs").clone();
+    assert!(
+        jobs.iter().any(|j| !j["parent_job_id"].is_null()),
+        "the demo spawns: {graph}"
+    );
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/runs/{run_id}", server.base))
+        .await;
+    browser.wait_for("#run-graph").await;
+    let places = node_places(&browser).await;
+    assert_eq!(places.len(), jobs.len(), "{run}");
+    for job in &jobs {
+        let id = job["id"].as_str().expect("id");
+        let (x, y) = places[id];
+        if let Some(parent) = job["parent_job_id"].as_str() {
+            // Under its parent, indented within the parent's column.
+            let (px, py) = places[parent];
+            assert!(
+                y > py && x > px && x - px < 100.0,
+                "{job}: ({x},{y}) under ({px},{py})"
+            );
+        }
+        for dep in job["needs"].as_array().expect("needs") {
+            let dep = dep.as_str().expect("id");
+            if Some(dep) != job["parent_job_id"].as_str() {
+                assert!(places[dep].0 < x, "{job} is right of what it needs");
+            }
+        }
+    }
+    browser.screenshot("run").await;
     browser.close().await;
 }
 
