@@ -1,6 +1,6 @@
 // People in a run: what waits for a decision or for input, and the forms
 // that give them (on this page and on a job's page).
-import { api, followLive, throttle, el, show, announce, alertBox, badge, when } from './ui.js';
+import { api, followLive, throttle, el, shortId, show, announce, alertBox, badge, when } from './ui.js';
 
 // The approve/reject form of a job in `waiting_approval`, or the input
 // form of one in `needs_input`; nothing for other jobs. A decision names
@@ -88,7 +88,7 @@ export async function waitingPage() {
       if (cards.has(key)) continue;
       const card = el('section', { class: 'card', 'data-job': job.job_id, 'aria-label': job.job },
         el('h2', {}, el('a', { href: `/jobs/${job.job_id}` }, job.job), ' ', badge(job.state)),
-        el('p', { class: 'muted' }, 'Run ', el('a', { href: `/runs/${job.run_id}`, class: 'mono' }, job.run_id.slice(0, 8)),
+        el('p', { class: 'muted' }, 'Run ', el('a', { href: `/runs/${job.run_id}`, class: 'mono' }, shortId(job.run_id)),
           job.template ? ` of ${job.template}` : '', job.story_id ? ` · story ${job.story_id}` : '',
           ` · attempt ${job.attempts} · waiting since `, when(job.since)),
         job.output_summary ? el('pre', { 'aria-label': 'Output' }, job.output_summary) : null,

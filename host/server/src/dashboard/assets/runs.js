@@ -2,7 +2,7 @@
 // events, cancel, retry), one job (attempts, live log, input, output,
 // artifacts, reviews).
 import {
-  session, api, follow, followLive, throttle, el, fill, show, announce, alertBox, badge, table,
+  session, api, follow, followLive, throttle, el, fill, shortId, show, announce, alertBox, badge, table,
   facts, when, duration, bytes, count, jsonBlock, storedJson, artifactsTable,
 } from './ui.js';
 import { drawGraph } from './graph.js';
@@ -41,7 +41,7 @@ export async function runsPage() {
   const draw = async () => {
     const page = await api(`/v1/runs?${query}`);
     const rows = page.runs.map((run) => el('tr', { 'data-run': run.id },
-      el('td', {}, el('a', { href: `/runs/${run.id}`, class: 'mono' }, run.id.slice(0, 8))),
+      el('td', {}, el('a', { href: `/runs/${run.id}`, class: 'mono' }, run.id)),
       el('td', { 'data-field': 'state' }, badge(run.state)),
       el('td', {}, run.template ? el('a', { href: `/templates/${encodeURIComponent(run.template)}` }, `${run.template} v${run.template_version}`) : el('span', { class: 'muted' }, 'inline')),
       el('td', {}, run.story_id ? el('a', { href: `/stories/${encodeURIComponent(run.story_id)}` }, run.story_id) : '—'),
@@ -214,7 +214,7 @@ export async function runPage(id) {
     eventsBody.replaceChildren(...latest.slice().reverse().map((row) => el('tr', {},
       el('td', {}, row.kind),
       el('td', {}, when(row.at)),
-      el('td', {}, row.job_id ? el('a', { href: `/jobs/${row.job_id}` }, names.get(row.job_id) || row.job_id.slice(0, 8)) : '—'),
+      el('td', {}, row.job_id ? el('a', { href: `/jobs/${row.job_id}` }, names.get(row.job_id) || shortId(row.job_id)) : '—'),
       el('td', {}, row.from_state ? `${row.from_state} → ${row.to_state}` : row.to_state),
       el('td', {}, row.reason || ''))));
   };

@@ -1,12 +1,12 @@
 // Stories: their runs, the status view, documents (read, add a version)
 // and memory.
-import { session, api, el, fill, show, announce, alertBox, badge, table, when, bytes } from './ui.js';
+import { session, api, el, fill, shortId, show, announce, alertBox, badge, table, when, bytes } from './ui.js';
 
 export async function storiesPage() {
   const page = await api('/v1/stories?limit=200');
   const rows = page.stories.map((s) => el('tr', {},
     el('td', {}, el('a', { href: `/stories/${encodeURIComponent(s.story_id)}` }, s.story_id)),
-    el('td', {}, el('a', { href: `/runs/${s.latest_run.id}`, class: 'mono' }, s.latest_run.id.slice(0, 8)), ' ', badge(s.latest_run.state)),
+    el('td', {}, el('a', { href: `/runs/${s.latest_run.id}`, class: 'mono' }, shortId(s.latest_run.id)), ' ', badge(s.latest_run.state)),
     el('td', { class: 'num' }, s.runs),
     el('td', {}, when(s.updated_at))));
   show(el('h1', {}, 'Stories'),

@@ -217,6 +217,12 @@ export function alertBox(error) {
   return el('div', { class: 'alert', role: 'alert' }, text);
 }
 
+// An id's last twelve characters: ids begin with their creation time, so
+// ids made close together share their beginning, never their end.
+export function shortId(id) {
+  return `…${id.slice(-12)}`;
+}
+
 export function badge(state) {
   const value = state || 'unknown';
   return el('span', { class: `state state-${value}` }, value.replace(/_/g, ' '));
