@@ -44,47 +44,32 @@ struct Asset {
 
 const SHELL: &str = include_str!("assets/index.html");
 
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// A script of the dashboard, compiled in.
+macro_rules! script {
+    ($name:literal) => {
+        Asset {
+            name: $name,
+            media_type: JAVASCRIPT,
+            body: include_str!(concat!("assets/", $name)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
     Asset {
         name: "app.css",
         media_type: "text/css; charset=utf-8",
         body: include_str!("assets/app.css"),
     },
-    Asset {
-        name: "app.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/app.js"),
-    },
-    Asset {
-        name: "ui.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/ui.js"),
-    },
-    Asset {
-        name: "graph.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/graph.js"),
-    },
-    Asset {
-        name: "runs.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/runs.js"),
-    },
-    Asset {
-        name: "people.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/people.js"),
-    },
-    Asset {
-        name: "stories.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/stories.js"),
-    },
-    Asset {
-        name: "catalogue.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/catalogue.js"),
-    },
+    script!("app.js"),
+    script!("ui.js"),
+    script!("graph.js"),
+    script!("runs.js"),
+    script!("people.js"),
+    script!("stories.js"),
+    script!("catalogue.js"),
 ];
 
 /// One tag for every asset: they change together, with the binary.
