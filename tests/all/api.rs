@@ -359,17 +359,22 @@ async fn a_run_of_many_large_outputs_answers_in_bounded_pages_and_each_value_who
     // The documented bounds (docs/api.md, "Response sizes").
     const MAX_RESPONSE: usize = 1 << 20;
     const MAX_INLINE: u64 = 64 << 10;
-    const BIG: usize = 256 << 10;
+    // 1,000 outputs of 1 MiB (a plugin's default `max_output_bytes`):
+    // the JSON `[{"ok":"…"}]` adds 11 bytes to the padding.
+    const BIG_JOBS: usize = 1_000;
+    const BIG: usize = (1 << 20) - 11;
     const SMALL: usize = 60 << 10;
     let server = TestServer::start_with(Vec::new(), |config| {
         config.max_body_bytes = 1 << 20;
+        // 1 GiB of outputs: past the default per-run total of 256 MiB.
+        config.max_run_data_bytes = 2 << 30;
     })
     .await;
-    // 200 outputs of 256 KiB (50 MiB in all) are never inline; 30 of
+    // The big outputs (1 GiB in all) are never inline; 30 of
     // 60 KiB are, and take more than one page's 1 MiB; `echo` gets the
     // run's input of 100 KiB and outputs it; `logger` logs 80 KiB.
     let mut jobs = serde_json::Map::new();
-    for i in 0..200 {
+    for i in 0..BIG_JOBS {
         jobs.insert(
             format!("big{i:03}"),
             json!({"plugin": "toolbox", "input": [{"op": "pad", "bytes": BIG}]}),
@@ -399,8 +404,13 @@ async fn a_run_of_many_large_outputs_answers_in_bounded_pages_and_each_value_who
     let run_id = created["id"].as_str().expect("id").to_owned();
     let run = server.wait_for_state(&run_id, "completed").await;
     assert_eq!(run["state"], "completed", "{}", run["jobs"]);
-    eprintln!("232 jobs ran in {:?}", started.elapsed());
+    let total = BIG_JOBS + 32;
+    eprintln!("{total} jobs ran in {:?}", started.elapsed());
 
+    // The run view as a client first asks for it stays within 1 MiB.
+    let (status, _, body) = get_text(&server, &format!("/v1/runs/{run_id}")).await;
+    assert_eq!(status, 200);
+    assert!(body.len() <= MAX_RESPONSE, "{} bytes", body.len());
     // Every page, at most 500 jobs asked for, stays within 1 MiB.
     let mut seen = std::collections::BTreeMap::new();
     let mut pages = 0;
@@ -418,7 +428,7 @@ async fn a_run_of_many_large_outputs_answers_in_bounded_pages_and_each_value_who
             body.len()
         );
         let page: Value = serde_json::from_str(&body).expect("JSON");
-        assert_eq!(page["jobs_total"], 232);
+        assert_eq!(page["jobs_total"], total);
         let listed = page["jobs"].as_array().expect("jobs");
         assert!(!listed.is_empty(), "a page holds a job");
         for job in listed {
@@ -434,10 +444,11 @@ async fn a_run_of_many_large_outputs_answers_in_bounded_pages_and_each_value_who
             None => break,
         }
     }
-    assert_eq!(seen.len(), 232, "every job is listed once");
+    assert_eq!(seen.len(), total, "every job is listed once");
     assert!(pages >= 2, "30 outputs of 60 KiB do not fit one page");
 
     let expected = |bytes: usize| format!("[{{\"ok\":\"{}\"}}]", "x".repeat(bytes));
+    assert_eq!(expected(BIG).len(), 1 << 20, "outputs of 1 MiB");
     let big = &seen["big000"];
     for (name, job) in &seen {
         if name.starts_with("big") {

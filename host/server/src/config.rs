@@ -57,6 +57,8 @@ pub struct Layer {
     pub retention_days: Option<u64>,
     /// Free space under which new runs are refused.
     pub min_free_disk_mb: Option<u64>,
+    /// Most megabytes of job inputs and outputs one run holds in all.
+    pub max_run_data_mb: Option<u64>,
     /// The template `POST /v1/run` starts when the request names no flow.
     pub default_flow: Option<String>,
     /// `[policy]` of `warren.toml`.
@@ -260,6 +262,8 @@ pub struct ServeConfig {
     /// How long ended runs are kept; forever when `None`.
     pub keep_ended_runs: Option<Duration>,
     pub min_free_disk_bytes: u64,
+    /// Most bytes of job inputs and outputs one run holds in all.
+    pub max_run_data_bytes: u64,
     /// The template `POST /v1/run` starts when the request names no flow.
     pub default_flow: String,
     pub policy: Policy,
@@ -287,6 +291,7 @@ impl Default for ServeConfig {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             keep_ended_runs: None,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_MB << 20,
+            max_run_data_bytes: crate::scheduler::DEFAULT_MAX_RUN_DATA_BYTES,
             default_flow: DEFAULT_FLOW.to_owned(),
             policy: Policy::default(),
             breakers: BreakerSettings::default(),
@@ -420,6 +425,7 @@ impl Layer {
             idempotency_retention_ms: parsed(&get, "WARREN_IDEMPOTENCY_RETENTION_MS")?,
             retention_days: parsed(&get, "WARREN_RETENTION_DAYS")?,
             min_free_disk_mb: parsed(&get, "WARREN_MIN_FREE_DISK_MB")?,
+            max_run_data_mb: parsed(&get, "WARREN_MAX_RUN_DATA_MB")?,
             default_flow: get("WARREN_DEFAULT_FLOW"),
             // The policy has tables and lists: warren.toml only.
             policy: None,
@@ -551,6 +557,14 @@ impl ServeConfig {
             }
             if let Some(mb) = layer.min_free_disk_mb {
                 config.min_free_disk_bytes = mb.saturating_mul(1 << 20);
+            }
+            if let Some(mb) = layer.max_run_data_mb {
+                if mb == 0 {
+                    return Err(ConfigError::Invalid(
+                        "max_run_data_mb must be at least 1".into(),
+                    ));
+                }
+                config.max_run_data_bytes = mb.saturating_mul(1 << 20);
             }
             if let Some(flow) = layer.default_flow {
                 if !warren_vocabulary::names::is_valid_template_name(&flow) {
@@ -698,6 +712,28 @@ mod tests {
                 .to_string();
             assert!(error.contains("idempotency_retention_ms"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_runs_data_total_defaults_to_256_mib_and_can_be_set() {
+        let defaults = ServeConfig::resolve(&[]).expect("defaults");
+        assert_eq!(defaults.max_run_data_bytes, 256 << 20);
+        let file: Layer = toml::from_str("max_run_data_mb = 2048").expect("valid");
+        let env =
+            Layer::from_env(|name| (name == "WARREN_MAX_RUN_DATA_MB").then(|| "64".to_owned()))
+                .expect("valid");
+        let config = ServeConfig::resolve(std::slice::from_ref(&file)).expect("valid");
+        assert_eq!(config.max_run_data_bytes, 2 << 30);
+        let config = ServeConfig::resolve(&[file, env]).expect("valid");
+        assert_eq!(config.max_run_data_bytes, 64 << 20);
+        let zero: Layer = toml::from_str("max_run_data_mb = 0").expect("parses");
+        let error = ServeConfig::resolve(&[zero])
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("max_run_data_mb must be at least 1"),
+            "{error}"
+        );
     }
 
     #[test]

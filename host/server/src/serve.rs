@@ -88,6 +88,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
             limit_ceiling: config.policy.max_limits.clone(),
             keep_ended_runs: config.keep_ended_runs,
             min_free_disk_bytes: config.min_free_disk_bytes,
+            max_run_data_bytes: config.max_run_data_bytes,
             guards: config.guards.clone(),
             max_spawn_depth: config.policy.max_spawn_depth,
             max_spawned_per_run: config.policy.max_spawned_per_run,
