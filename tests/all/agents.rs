@@ -681,3 +681,80 @@ async fn an_agent_built_against_the_first_contract_gets_its_documents() {
     assert_eq!(answer["result"]["documents"], "'brief':12", "{answer}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_agents_document_is_an_artifact_kept_once_in_the_story_and_read_like_any() {
+    let (server, _dir) = start(&["toolbox"]).await;
+    add_template(
+        &server,
+        "analyse-then-read",
+        json!({"jobs": {
+            "analyse": {"plugin": "analyst"},
+            "read": {"plugin": "toolbox", "needs": ["analyse"], "output": true, "input": [
+                {"op": "get", "name": "analyse/documents/analysis"},
+                {"op": "read_file", "path": "/in/analyse/documents/analysis"},
+            ]},
+        }}),
+    )
+    .await;
+    let brief = "Rivers carry water. Rivers carve valleys; water shapes rivers and valleys.";
+    put_document(&server, "kept-once", "brief", brief).await;
+    let (_, answer) = server
+        .post(
+            "/v1/run",
+            &json!({"flow": "analyse-then-read", "input": {}, "story_id": "kept-once"}),
+        )
+        .await;
+    assert_eq!(answer["state"], "completed", "{answer}");
+    let run_id = answer["run_id"].as_str().expect("id").to_owned();
+    let (status, analysis) = document_text(&server, "kept-once", "analysis").await;
+    assert_eq!(status, 200);
+
+    // The downstream job read it through `artifacts.get` and under `/in`.
+    let (_, run) = server.get(&format!("/v1/runs/{run_id}")).await;
+    let read = &job(&run, "read")["output"];
+    assert_eq!(read[0]["ok"], analysis.as_str(), "{read}");
+    assert_eq!(read[1]["ok"], analysis.as_str(), "{read}");
+
+    // Listed with the run's artifacts and downloaded byte for byte...
+    let (_, artifacts) = server.get(&format!("/v1/runs/{run_id}/artifacts")).await;
+    let artifact = artifacts["artifacts"]
+        .as_array()
+        .and_then(|list| list.iter().find(|a| a["name"] == "documents/analysis"))
+        .unwrap_or_else(|| panic!("no documents/analysis in {artifacts}"))
+        .clone();
+    let sha256 = artifact["sha256"].as_str().expect("sha256").to_owned();
+    assert_eq!(artifact["size"], analysis.len());
+    let download = || async {
+        let response = server
+            .request(reqwest::Method::GET, &format!("/v1/artifacts/{sha256}"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.expect("bytes").to_vec()
+    };
+    assert_eq!(download().await, analysis.as_bytes());
+    // ...though no blob was written for it: its bytes are the document's.
+    let blob = server
+        .config
+        .data_dir
+        .join("artifacts/sha256")
+        .join(&sha256[..2])
+        .join(&sha256);
+    assert!(!blob.exists(), "{} was written", blob.display());
+
+    // Deleting the document keeps the artifact: it gets its blob then.
+    let response = server
+        .request(
+            reqwest::Method::DELETE,
+            "/v1/stories/kept-once/documents/analysis",
+        )
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status().as_u16(), 204);
+    assert!(blob.exists(), "no blob once the document is deleted");
+    assert_eq!(download().await, analysis.as_bytes());
+    server.stop().await;
+}

@@ -13,6 +13,12 @@
 //! for everything written since (Warren's scheduler does so before each
 //! commit that names artifacts), which costs one sync per commit instead
 //! of one per file.
+//!
+//! Some artifacts have no blob: their bytes are kept elsewhere by whoever
+//! commits their references (Warren keeps an agent's documents once, as
+//! story documents in its database). Promotion holds such bytes in memory
+//! until the references are committed; after that, reads find them through
+//! the [`ContentByDigest`] the store was given.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -47,6 +53,23 @@ pub struct ArtifactStore {
     /// Blobs promoted whose references are not committed yet, with how many
     /// promotions hold each. The collector holds this lock while it decides.
     pins: Mutex<HashMap<String, usize>>,
+    /// Bytes of artifacts without a blob whose references (and the bytes
+    /// where they are kept) are not committed yet, with how many promotions
+    /// hold each.
+    held: Mutex<HashMap<String, Held>>,
+    /// Where the bytes of artifacts without a blob are read once committed.
+    elsewhere: Option<Arc<dyn ContentByDigest>>,
+}
+
+/// Bytes without a blob held in memory, with how many promotions hold them.
+type Held = (Arc<[u8]>, usize);
+
+/// Finds the bytes of an artifact kept outside the store, by their sha256
+/// (Warren's database implements it over story documents).
+pub trait ContentByDigest: Send + Sync + std::fmt::Debug {
+    /// The bytes whose sha256 is `digest`, if kept;
+    /// [`ArtifactStoreError::TooLarge`] when they are more than `limit`.
+    fn content(&self, digest: &str, limit: u64) -> Result<Option<Vec<u8>>, ArtifactStoreError>;
 }
 
 /// Hex sha256 of `bytes`.
@@ -78,7 +101,15 @@ impl ArtifactStore {
         Ok(Self {
             root,
             pins: Mutex::default(),
+            held: Mutex::default(),
+            elsewhere: None,
         })
+    }
+
+    /// Reads the bytes of artifacts without a blob from `elsewhere`.
+    pub fn with_content_elsewhere(mut self, elsewhere: Arc<dyn ContentByDigest>) -> Self {
+        self.elsewhere = Some(elsewhere);
+        self
     }
 
     /// Stores `bytes` and returns their digest. Storing the same bytes twice
@@ -162,8 +193,24 @@ impl ArtifactStore {
         attempt_id: &str,
         digests: &[String],
     ) -> Result<Pins, ArtifactStoreError> {
+        self.promote_with(attempt_id, digests, Vec::new())
+    }
+
+    /// [`Self::promote`], and `kept`, the `(digest, bytes)` of artifacts
+    /// without a blob, readable from memory until the returned [`Pins`] are
+    /// dropped: drop them once the references, and the bytes where their
+    /// keeper keeps them, are committed.
+    pub fn promote_with(
+        self: &Arc<Self>,
+        attempt_id: &str,
+        digests: &[String],
+        kept: Vec<(String, Arc<[u8]>)>,
+    ) -> Result<Pins, ArtifactStoreError> {
         let folder = staging_folder(attempt_id)?;
-        let pins = Pins::new(self.clone(), digests);
+        for (digest, _) in &kept {
+            check_digest(digest)?;
+        }
+        let pins = Pins::new(self.clone(), digests, kept);
         for digest in digests {
             check_digest(digest)?;
             let path = blob_path(digest);
@@ -294,30 +341,72 @@ impl ArtifactStore {
         Ok((file, size))
     }
 
-    /// Reads the blob `digest`, refusing one larger than `limit` bytes.
+    /// Reads the artifact `digest`, refusing one larger than `limit` bytes:
+    /// its blob, or else its bytes kept elsewhere (held in memory until
+    /// committed, then read from the [`ContentByDigest`]).
     pub fn get(&self, digest: &str, limit: u64) -> Result<Vec<u8>, ArtifactStoreError> {
         check_digest(digest)?;
+        match self.open_file(&blob_path(digest), digest) {
+            Ok(file) => read_limited(file, digest, limit),
+            Err(ArtifactStoreError::NotFound(_)) => self.get_elsewhere(digest, limit),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bytes of an artifact without a blob.
+    fn get_elsewhere(&self, digest: &str, limit: u64) -> Result<Vec<u8>, ArtifactStoreError> {
+        let held = self.held().get(digest).map(|(bytes, _)| bytes.clone());
+        if let Some(bytes) = held {
+            if bytes.len() as u64 > limit {
+                return Err(ArtifactStoreError::TooLarge {
+                    digest: digest.to_owned(),
+                    size: bytes.len() as u64,
+                    limit,
+                });
+            }
+            return Ok(bytes.to_vec());
+        }
+        if let Some(elsewhere) = &self.elsewhere
+            && let Some(bytes) = elsewhere.content(digest, limit)?
+        {
+            return Ok(bytes);
+        }
+        // Where they were kept gave them up (a deleted document) after
+        // writing their blob.
         read_limited(self.open_file(&blob_path(digest), digest)?, digest, limit)
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<String, Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Blobs pinned by one promotion; dropping this unpins them.
+/// Blobs pinned by one promotion, and the bytes without a blob it holds
+/// in memory; dropping this unpins and forgets them.
 #[derive(Debug)]
 pub struct Pins {
     store: Arc<ArtifactStore>,
     digests: Vec<String>,
+    held: Vec<String>,
 }
 
 impl Pins {
-    fn new(store: Arc<ArtifactStore>, digests: &[String]) -> Self {
+    fn new(store: Arc<ArtifactStore>, digests: &[String], kept: Vec<(String, Arc<[u8]>)>) -> Self {
         let mut pins = store.pins();
         for digest in digests {
             *pins.entry(digest.clone()).or_default() += 1;
         }
         drop(pins);
+        let mut held = store.held();
+        let digests_held = kept.iter().map(|(digest, _)| digest.clone()).collect();
+        for (digest, bytes) in kept {
+            held.entry(digest).or_insert((bytes, 0)).1 += 1;
+        }
+        drop(held);
         Self {
             store,
             digests: digests.to_vec(),
+            held: digests_held,
         }
     }
 }
@@ -330,6 +419,16 @@ impl Drop for Pins {
                 *count -= 1;
                 if *count == 0 {
                     pins.remove(digest);
+                }
+            }
+        }
+        drop(pins);
+        let mut held = self.store.held();
+        for digest in &self.held {
+            if let Some((_, count)) = held.get_mut(digest) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(digest);
                 }
             }
         }
@@ -455,6 +554,63 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    /// Bytes kept by someone else, as Warren's database keeps documents.
+    #[derive(Debug, Default)]
+    struct Kept(Mutex<HashMap<String, Vec<u8>>>);
+
+    impl ContentByDigest for Kept {
+        fn content(&self, digest: &str, limit: u64) -> Result<Option<Vec<u8>>, ArtifactStoreError> {
+            let kept = self.0.lock().unwrap();
+            match kept.get(digest) {
+                Some(bytes) if bytes.len() as u64 > limit => Err(ArtifactStoreError::TooLarge {
+                    digest: digest.to_owned(),
+                    size: bytes.len() as u64,
+                    limit,
+                }),
+                found => Ok(found.cloned()),
+            }
+        }
+    }
+
+    #[test]
+    fn artifacts_without_a_blob_are_read_from_memory_then_from_their_keeper() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = Arc::new(Kept::default());
+        let store = Arc::new(
+            ArtifactStore::open(dir.path())
+                .expect("open")
+                .with_content_elsewhere(kept.clone()),
+        );
+        let digest = sha256_hex(b"a document");
+        assert!(matches!(
+            store.get(&digest, 100),
+            Err(ArtifactStoreError::NotFound(_))
+        ));
+        let held: Arc<[u8]> = Arc::from(&b"a document"[..]);
+        let pins = store
+            .promote_with("attempt-1", &[], vec![(digest.clone(), held)])
+            .expect("promote");
+        // Not committed yet: from memory.
+        assert_eq!(store.get(&digest, 100).expect("held"), b"a document");
+        assert!(matches!(
+            store.get(&digest, 3),
+            Err(ArtifactStoreError::TooLarge { size: 10, .. })
+        ));
+        kept.0
+            .lock()
+            .unwrap()
+            .insert(digest.clone(), b"a document".to_vec());
+        drop(pins);
+        assert_eq!(store.get(&digest, 100).expect("kept"), b"a document");
+        // No blob was written, so the collector has nothing to look at.
+        let nothing = |_: &[String]| Ok(HashSet::new());
+        assert_eq!(store.collect_garbage(nothing).expect("gc").examined, 0);
+        // Given up by its keeper after a blob was written: the blob.
+        kept.0.lock().unwrap().clear();
+        store.put(b"a document").expect("put");
+        assert_eq!(store.get(&digest, 100).expect("blob"), b"a document");
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl HostBuilder {
             cache_dir: self.cache_dir,
             memory: db.clone(),
             breakers: self.breakers,
+            content_elsewhere: Some(db.clone()),
         })?;
         Ok(Host {
             data_dir: self.data_dir,

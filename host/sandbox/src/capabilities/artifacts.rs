@@ -51,6 +51,8 @@ pub struct ArtifactsState {
     store: Arc<ArtifactStore>,
     grant: ArtifactsCtx,
     produced: Vec<Artifact>,
+    /// Names among `produced` recorded without a blob ([`Self::record_kept`]).
+    kept: Vec<String>,
     bytes_stored: u64,
 }
 
@@ -122,6 +124,7 @@ impl ArtifactsState {
             store,
             grant,
             produced: Vec::new(),
+            kept: Vec::new(),
             bytes_stored: 0,
         }
     }
@@ -138,6 +141,23 @@ impl ArtifactsState {
         self.check_store(name, bytes.len())?;
         let sha256 = self.store.stage(&self.grant.attempt_id, bytes)?;
         Ok(self.record(name, sha256, bytes.len()))
+    }
+
+    /// Records `bytes` as artifact `name` of this attempt without storing
+    /// them: whoever runs the attempt keeps them elsewhere (see
+    /// [`Self::kept`]). Counted against the budget like [`Self::store`].
+    pub fn record_kept(&mut self, name: &str, bytes: &[u8]) -> Result<Artifact, ArtifactError> {
+        self.check_store(name, bytes.len())?;
+        let sha256 = crate::artifact_store::sha256_hex(bytes);
+        let artifact = self.record(name, sha256, bytes.len());
+        self.kept.push(name.to_owned());
+        Ok(artifact)
+    }
+
+    /// Names of the artifacts produced whose bytes have no blob: recorded
+    /// by [`Self::record_kept`] and not replaced since.
+    pub fn kept(&self) -> &[String] {
+        &self.kept
     }
 
     /// Whether `size` more bytes under `name` fit this attempt's limits.
@@ -164,6 +184,7 @@ impl ArtifactsState {
             producer: self.grant.producer.clone(),
         };
         self.bytes_stored += size as u64;
+        self.kept.retain(|kept| kept != name);
         match self.produced.iter().position(|a| a.name == name) {
             Some(i) => self.produced[i] = artifact.clone(),
             None => self.produced.push(artifact.clone()),

@@ -60,6 +60,12 @@ pub struct AttemptRequest {
     pub upstream: Vec<(String, String)>,
     /// For an agent: `(name, content)` of the documents it requires.
     pub documents: Vec<(String, String)>,
+    /// For an agent: whether whoever runs the attempt keeps the bytes of
+    /// the documents it writes (Warren's scheduler commits them as story
+    /// documents with the artifacts' references). Their artifacts
+    /// `documents/<name>` then get no blob; [`AttemptOutcome::blobless`]
+    /// names them.
+    pub documents_kept: bool,
     /// This job's reviews, oldest first.
     pub reviews: Vec<Review>,
     /// `(upstream job name, review)` of the jobs it depends on, oldest first.
@@ -101,6 +107,7 @@ impl AttemptRequest {
             input: input.into(),
             upstream: Vec::new(),
             documents: Vec::new(),
+            documents_kept: false,
             reviews: Vec::new(),
             upstream_reviews: Vec::new(),
             token_budget: None,
@@ -257,6 +264,10 @@ pub struct AttemptOutcome {
     /// Documents an agent wrote (only on success), each also among
     /// `artifacts` as `documents/<name>`.
     pub documents: Vec<WrittenDocument>,
+    /// Names among `artifacts` without a blob: documents whose bytes the
+    /// runner keeps (see [`AttemptRequest::documents_kept`]), each the
+    /// content of the document of its name.
+    pub blobless: Vec<String>,
 }
 
 /// A document in an agent's reply: checked (name, size, not repeated).
@@ -344,11 +355,34 @@ impl Runtime {
     /// They stay pinned (safe from [`crate::artifact_store::ArtifactStore::collect_garbage`]) while
     /// the returned [`Pins`] live: keep them until the references to the
     /// artifacts are committed.
+    /// Artifacts without a blob ([`AttemptOutcome::blobless`]) are held in
+    /// memory until then, for the jobs that read them before their bytes
+    /// are committed where their runner keeps them.
     pub async fn promote_artifacts(&self, outcome: &AttemptOutcome) -> Result<Pins, String> {
         let store = self.services().artifacts.clone();
         let attempt_id = outcome.attempt_id.clone();
-        let digests: Vec<String> = outcome.artifacts.iter().map(|a| a.sha256.clone()).collect();
-        tokio::task::spawn_blocking(move || store.promote(&attempt_id, &digests))
+        let mut digests = Vec::with_capacity(outcome.artifacts.len());
+        let mut kept = Vec::new();
+        for artifact in &outcome.artifacts {
+            if !outcome.blobless.contains(&artifact.name) {
+                digests.push(artifact.sha256.clone());
+                continue;
+            }
+            let content = artifact
+                .name
+                .strip_prefix("documents/")
+                .and_then(|name| outcome.documents.iter().find(|d| d.name == name))
+                .map(|d| d.content.as_bytes())
+                .filter(|bytes| crate::artifact_store::sha256_hex(bytes) == artifact.sha256)
+                .ok_or_else(|| {
+                    format!(
+                        "artifact {} has neither a blob nor its document",
+                        artifact.name
+                    )
+                })?;
+            kept.push((artifact.sha256.clone(), Arc::<[u8]>::from(content)));
+        }
+        tokio::task::spawn_blocking(move || store.promote_with(&attempt_id, &digests, kept))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
@@ -426,6 +460,7 @@ impl Runtime {
                     spawned: Vec::new(),
                     progress: None,
                     documents: Vec::new(),
+                    blobless: Vec::new(),
                 };
             }
         };
@@ -539,9 +574,13 @@ impl Runtime {
             }
         };
         // A failed attempt leaves nothing behind but its log and usage.
-        let (artifacts, spawned) = match (&result, produced) {
-            (Ok(_), Some(produced)) => (produced.produced().to_vec(), state.jobs.spawned),
-            _ => (Vec::new(), Vec::new()),
+        let (artifacts, blobless, spawned) = match (&result, produced) {
+            (Ok(_), Some(produced)) => (
+                produced.produced().to_vec(),
+                produced.kept().to_vec(),
+                state.jobs.spawned,
+            ),
+            _ => (Vec::new(), Vec::new(), Vec::new()),
         };
         let (result, documents) = match result {
             Ok((output, documents)) => (Ok(output), documents),
@@ -566,6 +605,7 @@ impl Runtime {
             spawned,
             progress: state.jobs.progress,
             documents,
+            blobless,
         }
     }
 
@@ -805,14 +845,17 @@ async fn call_plugin(
                 Ok(documents) => documents,
                 Err(message) => return Ok(Err(JobFailure::Permanent(message))),
             };
-            // Documents an agent writes are kept as its artifacts too.
+            // Documents an agent writes are kept as its artifacts too: with
+            // a blob, unless its runner keeps their bytes.
             for document in &documents {
                 let name = format!("documents/{}", document.name);
-                if let Err(e) = store
-                    .data_mut()
-                    .artifacts
-                    .store(&name, document.content.as_bytes())
-                {
+                let artifacts = &mut store.data_mut().artifacts;
+                let recorded = if request.documents_kept {
+                    artifacts.record_kept(&name, document.content.as_bytes())
+                } else {
+                    artifacts.store(&name, document.content.as_bytes())
+                };
+                if let Err(e) = recorded {
                     return Ok(Err(JobFailure::Permanent(format!(
                         "document {}: {e}",
                         text::shown(&document.name)

@@ -23,7 +23,7 @@ pub use engine::{EPOCH_TICK, EngineSettings};
 pub use guard::GuardSubject;
 pub use limiter::{MemoryLimitExceeded, MemoryLimiter};
 
-use crate::artifact_store::ArtifactStore;
+use crate::artifact_store::{ArtifactStore, ContentByDigest};
 use crate::capabilities::agent_inputs::AgentInputsState;
 use crate::capabilities::artifacts::ArtifactsState;
 use crate::capabilities::breaker::{BreakerSettings, Breakers};
@@ -51,6 +51,10 @@ pub struct RuntimeConfig {
     pub memory: Arc<dyn MemoryStore>,
     /// When outbound destinations' circuit breakers open.
     pub breakers: BreakerSettings,
+    /// Where the bytes of artifacts without a blob are read (Warren's
+    /// server gives its SQLite database: an agent's documents); none by
+    /// default.
+    pub content_elsewhere: Option<Arc<dyn ContentByDigest>>,
 }
 
 impl RuntimeConfig {
@@ -62,6 +66,7 @@ impl RuntimeConfig {
             engine: EngineSettings::default(),
             memory: Arc::new(InMemoryStore::default()),
             breakers: BreakerSettings::default(),
+            content_elsewhere: None,
         }
     }
 }
@@ -105,9 +110,13 @@ impl Runtime {
 
         std::fs::create_dir_all(&config.data_dir)?;
         let cache = CompileCache::new(&engine, config.cache_dir.clone())?;
+        let mut artifacts = ArtifactStore::open(&config.data_dir.join("artifacts"))?;
+        if let Some(elsewhere) = config.content_elsewhere.clone() {
+            artifacts = artifacts.with_content_elsewhere(elsewhere);
+        }
         let services = Services {
             memory: config.memory.clone(),
-            artifacts: Arc::new(ArtifactStore::open(&config.data_dir.join("artifacts"))?),
+            artifacts: Arc::new(artifacts),
             work_root: config.data_dir.join("work"),
             breakers: Arc::new(Breakers::new(config.breakers)),
             in_flight: Arc::new(InFlight::default()),

@@ -10,6 +10,8 @@ use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 use utoipa::{IntoParams, ToSchema};
+use warren_sandbox::artifact_store::ArtifactStoreError;
+use warren_vocabulary::text;
 
 use super::AppState;
 use super::extract::{ApiPath, ApiQuery, bad_query, check_digest, check_id, page_limit};
@@ -110,20 +112,34 @@ pub async fn download(
     if !recorded {
         return Err(ApiError::not_found(format!("artifact {digest}")));
     }
-    let (file, size) = state
-        .runtime
-        .artifact_store()
-        .open_blob(&digest)
-        .map_err(ApiError::internal)?;
-    Ok((
+    let headers = |size: u64| {
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_LENGTH, size.to_string()),
             (header::ETAG, format!("\"{digest}\"")),
-        ],
-        Body::from_stream(chunks(tokio::fs::File::from_std(file))),
-    )
-        .into_response())
+        ]
+    };
+    let store = state.runtime.artifact_store().clone();
+    match store.open_blob(&digest) {
+        Ok((file, size)) => Ok((
+            headers(size),
+            Body::from_stream(chunks(tokio::fs::File::from_std(file))),
+        )
+            .into_response()),
+        // No blob: an agent's document, whose bytes are the document's
+        // content (at most a document's size).
+        Err(ArtifactStoreError::NotFound(_)) => {
+            let sha256 = digest.clone();
+            let bytes = tokio::task::spawn_blocking(move || {
+                store.get(&sha256, text::MAX_DOCUMENT_BYTES as u64)
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+            Ok((headers(bytes.len() as u64), bytes).into_response())
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 /// Bytes read per chunk of a download: large artifacts are streamed, never

@@ -460,10 +460,19 @@ pub async fn delete(
     check_story_id(&story)?;
     check_document_name(&name)?;
     let (story_id, document_name) = (story.clone(), name.clone());
+    // Artifacts kept as these versions' content get blobs first (rare:
+    // an agent's document no other document holds).
+    let store = state.runtime.artifact_store().clone();
+    let mut keep_blob = move |bytes: &[u8]| {
+        store
+            .put(bytes)
+            .and_then(|_| store.sync())
+            .map_err(|e| e.to_string())
+    };
     let existed = state
         .engine
         .database()
-        .write(move |conn| documents::delete(conn, &story_id, &document_name))
+        .write(move |conn| documents::delete(conn, &story_id, &document_name, &mut keep_blob))
         .await?;
     if existed {
         Ok(StatusCode::NO_CONTENT)

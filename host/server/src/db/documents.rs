@@ -263,11 +263,65 @@ pub fn history(
 
 /// Deletes a document, every version of it; says whether it existed. The
 /// next version written under its name is 1 again.
-pub fn delete(conn: &Connection, story_id: &str, name: &str) -> Result<bool, DbError> {
+///
+/// An artifact whose bytes are kept only here (an agent's document, see
+/// `in_documents` in the `artifacts` table) and that no other document
+/// holds must not point at nothing: `keep_blob` stores those bytes in the
+/// artifact store, durably, before the artifact is marked as having a blob
+/// and the versions go.
+pub fn delete(
+    conn: &Connection,
+    story_id: &str,
+    name: &str,
+    keep_blob: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<bool, DbError> {
+    let orphaned: Vec<(String, Vec<u8>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.sha256, d.content FROM documents d
+             WHERE d.story_id = ?1 AND d.name = ?2
+               AND EXISTS (SELECT 1 FROM artifacts a WHERE a.sha256 = d.sha256 AND a.in_documents)
+               AND NOT EXISTS (SELECT 1 FROM documents o WHERE o.sha256 = d.sha256
+                                 AND (o.story_id <> ?1 OR o.name <> ?2))
+             GROUP BY d.sha256",
+        )?;
+        let rows = stmt.query_map(params![story_id, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (sha256, content) in orphaned {
+        keep_blob(&content).map_err(|e| {
+            DbError::Commit(format!(
+                "keeping the artifact {sha256} of a deleted document: {e}"
+            ))
+        })?;
+        conn.prepare_cached(
+            "UPDATE artifacts SET in_documents = 0 WHERE sha256 = ?1 AND in_documents",
+        )?
+        .execute([sha256])?;
+    }
     let deleted = conn
         .prepare_cached("DELETE FROM documents WHERE story_id = ?1 AND name = ?2")?
         .execute(params![story_id, name])?;
     Ok(deleted > 0)
+}
+
+/// The content of a version whose sha256 is `digest`, if some version
+/// holds it: the bytes of an artifact kept as a document. `Err(size)`
+/// when it is more than `limit` bytes.
+pub fn content_by_digest(
+    conn: &Connection,
+    digest: &str,
+    limit: u64,
+) -> Result<Option<Result<Vec<u8>, u64>>, DbError> {
+    let found: Option<(i64, Option<Vec<u8>>)> = conn
+        .prepare_cached(
+            "SELECT size, CASE WHEN size <= ?2 THEN content END FROM documents
+             WHERE sha256 = ?1 LIMIT 1",
+        )?
+        .query_row(params![digest, limit.min(i64::MAX as u64) as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(found.map(|(size, content)| content.ok_or(size.max(0) as u64)))
 }
 
 /// Which of `names` the story has a document of.
@@ -492,11 +546,87 @@ mod tests {
         put_now(&db, text("s", "a", "1")).await;
         put_now(&db, text("s", "a", "2")).await;
         put_now(&db, text("t", "a", "kept")).await;
-        assert!(db.read(|c| delete(c, "s", "a")).expect("delete"));
-        assert!(!db.read(|c| delete(c, "s", "a")).expect("delete again"));
+        let mut no_blob = |_: &[u8]| -> Result<(), String> { panic!("no artifact holds these") };
+        assert!(
+            db.read(|c| delete(c, "s", "a", &mut no_blob))
+                .expect("delete")
+        );
+        assert!(
+            !db.read(|c| delete(c, "s", "a", &mut no_blob))
+                .expect("delete again")
+        );
         assert_eq!(db.read(|c| get(c, "s", "a", Some(1))).expect("get"), None);
         assert!(db.read(|c| get(c, "t", "a", None)).expect("get").is_some());
         assert_eq!(put_now(&db, text("s", "a", "3")).await.record.version, 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_the_last_document_holding_an_artifacts_bytes_gives_it_a_blob() {
+        let (_dir, db) = open();
+        db.write(|conn| {
+            conn.execute_batch(
+                "INSERT INTO runs (id, spec, input, story_id, state, created_at, updated_at)
+                 VALUES ('r', '{}', '{}', 's', 'running', 1, 1);
+                 INSERT INTO jobs (id, run_id, name, plugin, input, state, retry, limits, created_at, updated_at)
+                 VALUES ('j', 'r', 'writer', 'writer', '{}', 'succeeded', '{}', '{}', 1, 1);",
+            )?;
+            for (story, content) in [("s", "draft"), ("s", "shared"), ("t", "shared")] {
+                let name = if story == "s" { "a" } else { "b" };
+                let put = put_from_job(conn, story, name, content, "r", "j")?;
+                conn.execute(
+                    "INSERT INTO artifacts (job_id, name, sha256, size, in_documents)
+                     VALUES ('j', ?1, ?2, ?3, 1)",
+                    params![
+                        format!("documents/{name}/{content}"),
+                        put.record.sha256,
+                        content.len()
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("stored");
+        let mut blobs: Vec<Vec<u8>> = Vec::new();
+        let mut keep = |bytes: &[u8]| -> Result<(), String> {
+            blobs.push(bytes.to_vec());
+            Ok(())
+        };
+        assert!(db.read(|c| delete(c, "s", "a", &mut keep)).expect("delete"));
+        // "shared" is still story t's document: only "draft" needs a blob.
+        assert_eq!(blobs, [b"draft".to_vec()]);
+        let marked: Vec<(String, bool)> = db
+            .read(|c| {
+                let mut stmt =
+                    c.prepare("SELECT name, in_documents FROM artifacts ORDER BY name")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .expect("artifacts");
+        assert_eq!(
+            marked,
+            [
+                ("documents/a/draft".to_owned(), false),
+                ("documents/a/shared".to_owned(), true),
+                ("documents/b/shared".to_owned(), true),
+            ]
+        );
+        let shared = hex::encode(Sha256::digest(b"shared"));
+        assert_eq!(
+            db.read(|c| content_by_digest(c, &shared, 100))
+                .expect("read"),
+            Some(Ok(b"shared".to_vec()))
+        );
+        assert_eq!(
+            db.read(|c| content_by_digest(c, &shared, 3)).expect("read"),
+            Some(Err(6))
+        );
+        let draft = hex::encode(Sha256::digest(b"draft"));
+        assert_eq!(
+            db.read(|c| content_by_digest(c, &draft, 100))
+                .expect("read"),
+            None
+        );
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use warren_sandbox::artifact_store::{ArtifactStoreError, ContentByDigest};
 use warren_sandbox::capabilities::memory::{MemoryStore, NamespaceQuota, SetOutcome, StoreError};
 
 /// How hard a commit tries to reach the disk.
@@ -74,6 +75,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0016_screenings.sql"),
     include_str!("migrations/0017_status.sql"),
     include_str!("migrations/0018_budgets.sql"),
+    include_str!("migrations/0019_document_artifacts.sql"),
 ];
 
 /// Read connections: API requests and event streams read concurrently.
@@ -322,6 +324,25 @@ fn prefix_successor(prefix: &str) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// An agent's documents are the bytes of its artifacts `documents/<name>`,
+/// which have no blob: the artifact store finds them here.
+impl ContentByDigest for Database {
+    fn content(&self, digest: &str, limit: u64) -> Result<Option<Vec<u8>>, ArtifactStoreError> {
+        let found = self
+            .read(|conn| documents::content_by_digest(conn, digest, limit))
+            .map_err(std::io::Error::other)?;
+        match found {
+            Some(Ok(bytes)) => Ok(Some(bytes)),
+            Some(Err(size)) => Err(ArtifactStoreError::TooLarge {
+                digest: digest.to_owned(),
+                size,
+                limit,
+            }),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Plugin memory lives in the `memory` table; writes go through the writer

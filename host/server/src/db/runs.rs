@@ -121,6 +121,9 @@ pub enum Change {
     Artifacts {
         job_id: String,
         artifacts: Vec<Artifact>,
+        /// Names among `artifacts` whose bytes are the content of a story
+        /// document this batch writes (an agent's documents): no blob.
+        in_documents: Vec<String>,
     },
     ArtifactUses {
         consumer_job_id: String,
@@ -509,16 +512,22 @@ pub fn apply(conn: &Connection, changes: &[Change]) -> Result<(), DbError> {
                     .execute(params![job_id, progress])?;
                 }
             }
-            Change::Artifacts { job_id, artifacts } => {
+            Change::Artifacts {
+                job_id,
+                artifacts,
+                in_documents,
+            } => {
                 let mut insert = conn.prepare_cached(
-                    "INSERT OR REPLACE INTO artifacts (job_id, name, sha256, size) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO artifacts (job_id, name, sha256, size, in_documents)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for artifact in artifacts {
                     insert.execute(params![
                         job_id,
                         artifact.name,
                         artifact.sha256,
-                        artifact.size as i64
+                        artifact.size as i64,
+                        in_documents.contains(&artifact.name)
                     ])?;
                 }
             }

@@ -257,17 +257,33 @@ pub(super) fn finish_attempt(
 
     match outcome.result {
         Ok(output) => {
+            // A gated job holds its output until a person decides, and
+            // its documents too: they are its artifacts `documents/<name>`
+            // meanwhile (with blobs: see `documents_kept` at its start),
+            // and story versions once it is approved.
+            let gated = run.jobs[job].approval.is_some_and(|g| g.required) && !run.cancelling;
+            // Otherwise its documents' bytes are committed once, as story
+            // documents, and their artifacts name them there.
+            let in_documents = if gated {
+                if !outcome.blobless.is_empty() {
+                    tracing::error!(
+                        run = %run.id,
+                        job = %run.jobs[job].name,
+                        "a gated job's documents have no blobs"
+                    );
+                }
+                Vec::new()
+            } else {
+                outcome.blobless
+            };
             let node = &mut run.jobs[job];
             node.output = Some(output.clone());
             node.artifacts = outcome.artifacts.clone();
             fx.changes.push(Change::Artifacts {
                 job_id: node.id.clone(),
                 artifacts: outcome.artifacts,
+                in_documents,
             });
-            // A gated job holds its output until a person decides, and
-            // its documents too: they are its artifacts `documents/<name>`
-            // meanwhile, and story versions once it is approved.
-            let gated = run.jobs[job].approval.is_some_and(|g| g.required) && !run.cancelling;
             if gated {
                 run.jobs[job].held_docs =
                     outcome.documents.iter().map(|d| d.name.clone()).collect();
@@ -692,6 +708,9 @@ pub(super) fn start_job(
         input: node.input.clone(),
         upstream,
         documents: Vec::new(),
+        // A gated agent's documents wait in blobs for a decision; others'
+        // bytes are committed as story documents only.
+        documents_kept: !node.approval.is_some_and(|g| g.required),
         reviews: node.reviews.clone(),
         upstream_reviews,
         token_budget: run.token_budget.clone(),

@@ -67,6 +67,7 @@ pub(super) fn launch(
                 Err(e) => {
                     outcome = AttemptOutcome {
                         artifacts: Vec::new(),
+                        blobless: Vec::new(),
                         spawned: Vec::new(),
                         result: Err(AttemptFailure::Host {
                             message: format!("keeping the artifacts: {e}"),
@@ -99,6 +100,7 @@ pub(super) fn host_failure(message: String) -> AttemptOutcome {
         spawned: Vec::new(),
         progress: None,
         documents: Vec::new(),
+        blobless: Vec::new(),
     }
 }
 
@@ -243,12 +245,17 @@ async fn screen_outcome(
             continue;
         }
         // Its artifact holds what the agent wrote: the redacted text
-        // replaces it (the first is never promoted).
+        // replaces it (the first is never promoted). Without a blob, the
+        // document it names is the redacted one.
         let name = format!("documents/{}", outcome.documents[i].name);
         let (store, attempt_id) = (runtime.artifact_store().clone(), outcome.attempt_id.clone());
         let bytes = passed.clone().into_bytes();
+        let blobless = outcome.blobless.contains(&name);
         let staged = tokio::task::spawn_blocking(move || {
             let size = bytes.len() as u64;
+            if blobless {
+                return Ok((warren_sandbox::artifact_store::sha256_hex(&bytes), size));
+            }
             store
                 .stage(&attempt_id, &bytes)
                 .map(|sha256| (sha256, size))
@@ -311,5 +318,6 @@ async fn refuse(
     outcome.artifacts.clear();
     outcome.spawned.clear();
     outcome.documents.clear();
+    outcome.blobless.clear();
     (outcome, screenings)
 }

@@ -614,10 +614,12 @@ impl Scheduler {
         let db = self.db.clone();
         let pins = std::mem::take(&mut self.effects.pins);
         // Blobs the batch names were written without a sync each: one
-        // sync makes them all durable before their references are.
-        let names_artifacts = changes
-            .iter()
-            .any(|c| matches!(c, Change::Artifacts { artifacts, .. } if !artifacts.is_empty()));
+        // sync makes them all durable before their references are. (An
+        // agent's documents have none: their bytes are in the batch.)
+        let names_artifacts = changes.iter().any(|c| {
+            matches!(c, Change::Artifacts { artifacts, in_documents, .. }
+                if artifacts.iter().any(|a| !in_documents.contains(&a.name)))
+        });
         let store = names_artifacts.then(|| self.runtime.artifact_store().clone());
         let write = Box::pin(async move {
             // Dropped (unpinned) when the write is over, either way.
