@@ -132,6 +132,15 @@ impl ArtifactStore {
         Ok(digest)
     }
 
+    /// Whether the store has a blob of `digest` of `size` bytes.
+    pub fn has_blob(&self, digest: &str, size: u64) -> bool {
+        check_digest(digest).is_ok()
+            && self
+                .root
+                .metadata(blob_path(digest))
+                .is_ok_and(|m| m.len() == size)
+    }
+
     /// Writes `bytes` to a new file under `tmp/`, whose name it returns,
     /// for a rename into place: a reader never sees a partial blob. With
     /// `synced`, the bytes are on disk when it returns.

@@ -372,20 +372,34 @@ impl Runtime {
                 .name
                 .strip_prefix("documents/")
                 .and_then(|name| outcome.documents.iter().find(|d| d.name == name))
-                .map(|d| d.content.as_bytes())
-                .filter(|bytes| crate::artifact_store::sha256_hex(bytes) == artifact.sha256)
                 .ok_or_else(|| {
                     format!(
                         "artifact {} has neither a blob nor its document",
                         artifact.name
                     )
                 })?;
-            kept.push((artifact.sha256.clone(), Arc::<[u8]>::from(content)));
+            kept.push((
+                artifact.name.clone(),
+                artifact.sha256.clone(),
+                Arc::<[u8]>::from(content.content.as_bytes()),
+            ));
         }
-        tokio::task::spawn_blocking(move || store.promote_with(&attempt_id, &digests, kept))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || {
+            // Hashed here, off the async threads: the bytes must be the
+            // artifact's.
+            let mut held = Vec::with_capacity(kept.len());
+            for (name, sha256, bytes) in kept {
+                if crate::artifact_store::sha256_hex(&bytes) != sha256 {
+                    return Err(format!("artifact {name} is not its document's content"));
+                }
+                held.push((sha256, bytes));
+            }
+            store
+                .promote_with(&attempt_id, &digests, held)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// Runs one attempt of `plugin`, leaving the artifacts of a successful

@@ -92,7 +92,7 @@ pub async fn list_for_run(
 #[utoipa::path(
     get, path = "/v1/artifacts/{sha256}", operation_id = "download_artifact", tag = "artifacts", params(ArtifactDigest),
     responses(
-        (status = 200, description = "The bytes, streamed", content_type = "application/octet-stream", body = Binary),
+        (status = 200, description = "The bytes: a blob streamed from its file, an agent's document (at most 1 MiB) whole", content_type = "application/octet-stream", body = Binary),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`not_found`: no job recorded this digest", body = ErrorBody),
     )

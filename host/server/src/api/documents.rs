@@ -459,19 +459,39 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     check_story_id(&story)?;
     check_document_name(&name)?;
+    // Artifacts whose bytes only these versions hold (an agent's
+    // documents) get blobs first, written and synced here rather than in
+    // the writer's transaction, where every commit would wait for them.
+    let database = state.engine.database().clone();
     let (story_id, document_name) = (story.clone(), name.clone());
-    // Artifacts kept as these versions' content get blobs first (rare:
-    // an agent's document no other document holds).
+    let kept = database
+        .query(move |conn| documents::kept_only_here(conn, &story_id, &document_name))
+        .await?;
     let store = state.runtime.artifact_store().clone();
-    let mut keep_blob = move |bytes: &[u8]| {
+    if !kept.is_empty() {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            for (_, content) in &kept {
+                store.put(content)?;
+            }
+            store.sync()
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    }
+    // One an agent wrote since has no blob yet: written in the transaction.
+    let mut keep_blob = move |sha256: &str, bytes: &[u8]| {
+        if store.has_blob(sha256, bytes.len() as u64) {
+            return Ok(());
+        }
         store
             .put(bytes)
             .and_then(|_| store.sync())
             .map_err(|e| e.to_string())
     };
-    let existed = state
-        .engine
-        .database()
+    let (story_id, document_name) = (story.clone(), name.clone());
+    let existed = database
         .write(move |conn| documents::delete(conn, &story_id, &document_name, &mut keep_blob))
         .await?;
     if existed {

@@ -261,34 +261,45 @@ pub fn history(
     page_of(rows.map(|row| Ok(row?)), limit, usize::MAX, |_| 0).map(Some)
 }
 
+/// `(sha256, content)` of the versions of a document whose bytes are
+/// an artifact's and held by no other document (an agent's document, see
+/// `in_documents` in the `artifacts` table): what needs a blob before the
+/// document is deleted.
+pub fn kept_only_here(
+    conn: &Connection,
+    story_id: &str,
+    name: &str,
+) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.sha256, d.content FROM documents d
+         WHERE d.story_id = ?1 AND d.name = ?2
+           AND EXISTS (SELECT 1 FROM artifacts a WHERE a.sha256 = d.sha256 AND a.in_documents)
+           AND NOT EXISTS (SELECT 1 FROM documents o WHERE o.sha256 = d.sha256
+                             AND (o.story_id <> ?1 OR o.name <> ?2))
+         GROUP BY d.sha256",
+    )?;
+    let rows = stmt.query_map(params![story_id, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Makes sure the artifact store durably holds `(sha256, bytes)`.
+pub type KeepBlob<'a> = dyn FnMut(&str, &[u8]) -> Result<(), String> + 'a;
+
 /// Deletes a document, every version of it; says whether it existed. The
 /// next version written under its name is 1 again.
 ///
-/// An artifact whose bytes are kept only here (an agent's document, see
-/// `in_documents` in the `artifacts` table) and that no other document
-/// holds must not point at nothing: `keep_blob` stores those bytes in the
-/// artifact store, durably, before the artifact is marked as having a blob
-/// and the versions go.
+/// An artifact whose bytes are kept only here ([`kept_only_here`]) must not
+/// point at nothing: `keep_blob` makes sure the artifact store holds those
+/// bytes durably before the artifact is marked as having a blob and the
+/// versions go.
 pub fn delete(
     conn: &Connection,
     story_id: &str,
     name: &str,
-    keep_blob: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    keep_blob: &mut KeepBlob<'_>,
 ) -> Result<bool, DbError> {
-    let orphaned: Vec<(String, Vec<u8>)> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT d.sha256, d.content FROM documents d
-             WHERE d.story_id = ?1 AND d.name = ?2
-               AND EXISTS (SELECT 1 FROM artifacts a WHERE a.sha256 = d.sha256 AND a.in_documents)
-               AND NOT EXISTS (SELECT 1 FROM documents o WHERE o.sha256 = d.sha256
-                                 AND (o.story_id <> ?1 OR o.name <> ?2))
-             GROUP BY d.sha256",
-        )?;
-        let rows = stmt.query_map(params![story_id, name], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for (sha256, content) in orphaned {
-        keep_blob(&content).map_err(|e| {
+    for (sha256, content) in kept_only_here(conn, story_id, name)? {
+        keep_blob(&sha256, &content).map_err(|e| {
             DbError::Commit(format!(
                 "keeping the artifact {sha256} of a deleted document: {e}"
             ))
@@ -546,7 +557,8 @@ mod tests {
         put_now(&db, text("s", "a", "1")).await;
         put_now(&db, text("s", "a", "2")).await;
         put_now(&db, text("t", "a", "kept")).await;
-        let mut no_blob = |_: &[u8]| -> Result<(), String> { panic!("no artifact holds these") };
+        let mut no_blob =
+            |_: &str, _: &[u8]| -> Result<(), String> { panic!("no artifact holds these") };
         assert!(
             db.read(|c| delete(c, "s", "a", &mut no_blob))
                 .expect("delete")
@@ -588,7 +600,7 @@ mod tests {
         .await
         .expect("stored");
         let mut blobs: Vec<Vec<u8>> = Vec::new();
-        let mut keep = |bytes: &[u8]| -> Result<(), String> {
+        let mut keep = |_: &str, bytes: &[u8]| -> Result<(), String> {
             blobs.push(bytes.to_vec());
             Ok(())
         };

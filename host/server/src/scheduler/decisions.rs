@@ -264,18 +264,13 @@ pub(super) fn finish_attempt(
             let gated = run.jobs[job].approval.is_some_and(|g| g.required) && !run.cancelling;
             // Otherwise its documents' bytes are committed once, as story
             // documents, and their artifacts name them there.
-            let in_documents = if gated {
-                if !outcome.blobless.is_empty() {
-                    tracing::error!(
-                        run = %run.id,
-                        job = %run.jobs[job].name,
-                        "a gated job's documents have no blobs"
-                    );
-                }
-                Vec::new()
-            } else {
-                outcome.blobless
-            };
+            if gated && !outcome.blobless.is_empty() {
+                // Its documents would be artifacts pointing at nothing
+                // until approved: never kept (see `documents_kept`).
+                let message = "a gated job's documents were kept without blobs".to_owned();
+                return finish_failure(run, job, AttemptFailure::Host { message }, fx);
+            }
+            let in_documents = if gated { Vec::new() } else { outcome.blobless };
             let node = &mut run.jobs[job];
             node.output = Some(output.clone());
             node.artifacts = outcome.artifacts.clone();

@@ -175,13 +175,23 @@ async fn run_attempt(runtime: Arc<Runtime>, db: Arc<Database>, start: Start) -> 
     request.upstream_artifacts = artifacts.clone();
     // Only plugins that can open files see `/in`.
     let input_dir = if plugin.uses_filesystem() && !artifacts.is_empty() {
-        match InputDir::create(
-            runtime.work_root(),
-            &request.attempt_id,
-            runtime.artifact_store(),
-            &artifacts,
+        // Files written, and bytes read from the store (or the database),
+        // off the async threads.
+        let (work_root, store) = (
+            runtime.work_root().to_path_buf(),
+            runtime.artifact_store().clone(),
+        );
+        let (attempt_id, max_bytes) = (
+            request.attempt_id.clone(),
             request.limits.max_artifact_bytes,
-        ) {
+        );
+        let created = tokio::task::spawn_blocking(move || {
+            InputDir::create(&work_root, &attempt_id, &store, &artifacts, max_bytes)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|created| created);
+        match created {
             Ok(dir) => Some(dir),
             Err(e) => return host_failure(format!("materialising /in: {e}")),
         }
