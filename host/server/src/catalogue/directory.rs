@@ -212,13 +212,14 @@ impl PluginDirectory {
         Ok(directory)
     }
 
-    /// Examines every file of the folder, on as many workers as the
-    /// machine has cores (compiling is the slow part and runs outside the
-    /// examination lock), a file a submitted run waits for at once; then
+    /// Examines every file of the folder, one worker per two cores
+    /// (compiling is the slow part and runs outside the examination lock),
+    /// smallest file first, a file a submitted run
+    /// waits for at once; then
     /// retires the plugins whose file is gone. `warren serve` runs this in
     /// the background once it listens.
     pub async fn examine_all(&self) {
-        let files = match watcher::list(&self.shared.dir) {
+        let mut files = match watcher::list(&self.shared.dir) {
             Ok(files) => files,
             Err(e) => {
                 tracing::error!("cannot list {}: {e}", self.shared.dir.display());
@@ -229,6 +230,9 @@ impl PluginDirectory {
             .iter()
             .filter_map(|(p, _)| plugin_file(p).map(|(_, name)| name))
             .collect();
+        // Smallest first: compile time grows with size, so the most
+        // plugins become runnable soonest.
+        files.sort_by_key(|(path, stamp)| (stamp.len(), path.clone()));
         let queue = Arc::new(Mutex::new(
             files.into_iter().map(|(p, _)| p).collect::<VecDeque<_>>(),
         ));

@@ -53,6 +53,11 @@ impl FileStamp {
         }
     }
 
+    /// The file's size in bytes.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
     /// Left alone long enough to be complete, as far as a listing can
     /// tell. A modification time in the future (a skewed clock) says
     /// nothing, so it does not hold the file back.
