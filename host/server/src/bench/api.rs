@@ -62,13 +62,7 @@ pub async fn run(options: &ApiBenchOptions) -> anyhow::Result<Vec<Measurement>> 
         options.rate
     );
     let data = super::tempdir()?;
-    let plugins = data.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(
-        options.plugins_dir.join("echo.wasm"),
-        plugins.join("echo.wasm"),
-    )
-    .with_context(|| format!("copying echo.wasm from {}", options.plugins_dir.display()))?;
+    let plugins = super::plugins_folder(&data, &options.plugins_dir, &["echo"])?;
     let server = ServeChild::start(&data.join("data"), &plugins).await?;
     let addr = server.addr;
     let template = json!({"name": "noop", "pipeline": {"jobs": {"a": {"plugin": "echo"}}}});

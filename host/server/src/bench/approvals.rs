@@ -177,13 +177,7 @@ async fn start(
 pub async fn run(options: &ApprovalsBenchOptions) -> anyhow::Result<Vec<Measurement>> {
     anyhow::ensure!(options.decisions > 0, "time at least one decision");
     let root = super::tempdir()?;
-    let plugins = root.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    for name in ["speckit", "echo"] {
-        let file = format!("{name}.wasm");
-        std::fs::copy(options.plugins_dir.join(&file), plugins.join(&file))
-            .with_context(|| format!("copying {file} from {}", options.plugins_dir.display()))?;
-    }
+    let plugins = super::plugins_folder(&root, &options.plugins_dir, &["speckit", "echo"])?;
     let data = root.join("data");
     let (server, client, _) = start(&data, &plugins).await?;
     for (name, pipeline) in [

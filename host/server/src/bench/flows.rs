@@ -13,7 +13,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use super::api::{Connection, Load, Outcome, request};
@@ -53,13 +52,11 @@ pub async fn run(options: &FlowsBenchOptions) -> anyhow::Result<Vec<Measurement>
         "the rate and the clients must be positive"
     );
     let data = super::tempdir()?;
-    let plugins = data.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    for name in ["analyst", "writer", "reviewer", "wordcount", "echo"] {
-        let file = format!("{name}.wasm");
-        std::fs::copy(options.plugins_dir.join(&file), plugins.join(&file))
-            .with_context(|| format!("copying {file} from {}", options.plugins_dir.display()))?;
-    }
+    let plugins = super::plugins_folder(
+        &data,
+        &options.plugins_dir,
+        &["analyst", "writer", "reviewer", "wordcount", "echo"],
+    )?;
     let server = ServeChild::start(&data.join("data"), &plugins).await?;
     let addr = server.addr;
     let mut setup = Connection::open(addr).await?;

@@ -15,9 +15,10 @@ mod serve_child;
 pub mod start;
 pub mod ui;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::Serialize;
 
 /// One figure, with the baseline it is compared to.
@@ -56,6 +57,19 @@ fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("warren-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// `root/plugins`, holding a copy of each of `names` (`NAME.wasm`) from
+/// the folder `from`: what a benchmark's server loads.
+fn plugins_folder(root: &Path, from: &Path, names: &[&str]) -> anyhow::Result<PathBuf> {
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    for name in names {
+        let file = format!("{name}.wasm");
+        std::fs::copy(from.join(&file), plugins.join(&file))
+            .with_context(|| format!("copying {file} from {}", from.display()))?;
+    }
+    Ok(plugins)
 }
 
 /// Prints measurements as JSON lines or as a table.
