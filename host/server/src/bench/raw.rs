@@ -4,14 +4,14 @@
 use std::path::Path;
 
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use warren_sandbox::bindings::{JobPre, types};
 use warren_sandbox::runtime::Runtime;
 
 /// The floor: the same engine and component, a store holding only WASI,
-/// Warren's imports replaced by traps (echo calls none of them).
+/// and the types of Warren's contract (echo calls nothing of Warren's).
 pub(crate) struct RawWasmtime {
     engine: wasmtime::Engine,
     pre: JobPre<RawState>,
@@ -23,6 +23,8 @@ struct RawState {
     wasi: WasiCtx,
     table: ResourceTable,
 }
+
+impl types::Host for RawState {}
 
 impl WasiView for RawState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -39,7 +41,11 @@ impl RawWasmtime {
         let component = Component::from_file(&engine, path)?;
         let mut linker: Linker<RawState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        linker.define_unknown_imports_as_traps(&component)?;
+        // echo imports `warren:plugin/types` (types only). Not
+        // `define_unknown_imports_as_traps`: it matches names exactly, so it
+        // would shadow std's newer `wasi:io` imports with resources of its
+        // own that the `wasi:io` types do not match.
+        types::add_to_linker::<RawState, HasSelf<RawState>>(&mut linker, |s| s)?;
         let pre = JobPre::new(linker.instantiate_pre(&component)?)?;
         Ok(Self {
             engine,
