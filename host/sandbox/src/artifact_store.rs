@@ -242,6 +242,11 @@ impl ArtifactStore {
         Ok(pins)
     }
 
+    /// The pins of a promotion of nothing.
+    pub fn pin_nothing(self: &Arc<Self>) -> Pins {
+        Pins::new(self.clone(), &[], Vec::new())
+    }
+
     /// Removes what the attempt `attempt_id` staged.
     pub fn discard(&self, attempt_id: &str) -> Result<(), ArtifactStoreError> {
         match self.root.remove_dir_all(staging_folder(attempt_id)?) {

@@ -360,6 +360,13 @@ impl Runtime {
     /// are committed where their runner keeps them.
     pub async fn promote_artifacts(&self, outcome: &AttemptOutcome) -> Result<Pins, String> {
         let store = self.services().artifacts.clone();
+        // Most attempts keep nothing: a trip off the async threads to find
+        // no staging folder cost them more than their instantiation. (A
+        // `put` that failed on a disk error may leave an empty folder; the
+        // sweep at the next start removes it.)
+        if outcome.artifacts.is_empty() {
+            return Ok(store.pin_nothing());
+        }
         let attempt_id = outcome.attempt_id.clone();
         let mut digests = Vec::with_capacity(outcome.artifacts.len());
         let mut kept = Vec::new();
