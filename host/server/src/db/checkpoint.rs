@@ -21,8 +21,8 @@ const PAUSE: Duration = Duration::from_millis(500);
 
 /// Wait after a nudge while the WAL grows fast: a checkpoint of half a
 /// second of heavy writes copied 80 MiB in about 70 ms, busying a core and
-/// the disk, and the WAL outgrew `journal_size_limit`, so SQLite cut the
-/// file down at every start over. Measured with `warren bench flows` at
+/// the disk, and the WAL could outgrow `journal_size_limit`, so that
+/// SQLite cut the file down when it started over. Measured with `warren bench flows` at
 /// 500 flows a second (35,000 pages a second): p99 69 ms with the long
 /// pause, 15 ms with this one.
 const BUSY_PAUSE: Duration = Duration::from_millis(50);
@@ -84,53 +84,86 @@ impl Checkpointer {
 
 fn serve(conn: &Connection, nudges: &mpsc::Receiver<()>, catch_up: &AtomicBool, limit: i64) {
     let mut pause = PAUSE;
+    // Pages in the WAL after the last pass, or 0 when the WAL may have
+    // started over since (all of it was copied, or the writer was asked
+    // to finish): then every page counted next is new.
     let mut last_pages = 0;
     while nudges.recv().is_ok() {
         std::thread::sleep(pause);
         while nudges.try_recv().is_ok() {}
-        // The count is of pages since the WAL last started over.
-        let Some(mut pages) = checkpoint(conn) else {
+        // Busy (the writer is finishing one) or failed: nothing learned.
+        let Some(mut wal) = checkpoint(conn) else {
             continue;
         };
-        let grown = if pages >= last_pages {
-            pages - last_pages
-        } else {
-            pages
-        };
-        pause = next_pause(grown);
-        if pages > limit {
+        pause = next_pause(pages_added(last_pages, wal.pages));
+        if wal.pages > limit {
             // Each pass copies what was committed during the last one, so
             // what is left for the writer, and its pause, shrinks.
             for _ in 0..FOLLOW_UP_PASSES {
-                pages = checkpoint(conn).unwrap_or(pages);
+                wal = checkpoint(conn).unwrap_or(wal);
             }
             catch_up.store(true, Ordering::Relaxed);
+            last_pages = 0;
+        } else {
+            last_pages = if wal.copied == wal.pages {
+                0
+            } else {
+                wal.pages
+            };
         }
-        last_pages = pages;
     }
     checkpoint(conn);
 }
 
-/// The wait before the next checkpoint, after `grown` pages were added to
+/// Pages added to the WAL between a pass that left `last` pages in it and
+/// one that found `now` (fewer: it started over in between).
+fn pages_added(last: i64, now: i64) -> i64 {
+    if now >= last { now - last } else { now }
+}
+
+/// The wait before the next checkpoint, after `added` pages were added to
 /// the WAL since the last one.
-fn next_pause(grown: i64) -> Duration {
-    if grown >= BUSY_PAGES {
+fn next_pause(added: i64) -> Duration {
+    if added >= BUSY_PAGES {
         BUSY_PAUSE
     } else {
         PAUSE
     }
 }
 
+/// The WAL as a checkpoint pass left it, counted since it last started
+/// over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalPages {
+    /// Pages in the WAL.
+    pub pages: i64,
+    /// Of those, pages copied into the database file.
+    pub copied: i64,
+}
+
 /// Passive: never waits for readers or the writer, copies what it can.
-/// Returns the pages in the WAL, if the checkpoint ran.
-pub fn checkpoint(conn: &Connection) -> Option<i64> {
-    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1)) {
-        Ok(pages) => Some(pages),
+/// `None` if the checkpoint did not run: it failed, or another connection
+/// was checkpointing (SQLite then answers busy with counts of -1).
+pub fn checkpoint(conn: &Connection) -> Option<WalPages> {
+    let answer = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    });
+    match answer {
+        Ok(row) => wal_pages(row),
         Err(e) => {
             tracing::warn!("WAL checkpoint failed: {e}");
             None
         }
     }
+}
+
+/// Reads the row of `PRAGMA wal_checkpoint`: busy, pages, pages copied.
+fn wal_pages((busy, pages, copied): (i64, i64, i64)) -> Option<WalPages> {
+    (busy == 0 && pages >= 0 && copied >= 0).then_some(WalPages { pages, copied })
 }
 
 #[cfg(test)]
@@ -192,6 +225,38 @@ mod tests {
         }
         let wal = std::fs::metadata(&wal_path).expect("wal").len();
         (inserted, wal, salts.len().saturating_sub(1))
+    }
+
+    #[test]
+    fn pages_added_count_from_the_start_when_the_wal_started_over() {
+        assert_eq!(pages_added(0, 1_250), 1_250);
+        assert_eq!(pages_added(1_000, 1_250), 250);
+        // Started over and grew again past a smaller count.
+        assert_eq!(pages_added(5_000, 1_250), 1_250);
+    }
+
+    #[test]
+    fn a_busy_checkpoint_is_no_answer() {
+        assert_eq!(wal_pages((1, -1, -1)), None);
+        assert_eq!(wal_pages((0, -1, -1)), None);
+        assert_eq!(
+            wal_pages((0, 40, 12)),
+            Some(WalPages {
+                pages: 40,
+                copied: 12
+            })
+        );
+    }
+
+    #[test]
+    fn an_idle_checkpoint_copies_the_whole_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = open_connection(&dir.path().join("c.db"), Durability::Normal).expect("open");
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .expect("write");
+        let wal = checkpoint(&conn).expect("an idle checkpoint runs");
+        assert!(wal.pages > 0);
+        assert_eq!(wal.copied, wal.pages);
     }
 
     #[test]
