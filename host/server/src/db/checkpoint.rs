@@ -22,9 +22,9 @@ const PAUSE: Duration = Duration::from_millis(500);
 /// Wait after a nudge while the WAL grows fast: a checkpoint of half a
 /// second of heavy writes copied 80 MiB in about 70 ms, busying a core and
 /// the disk, and the WAL could outgrow `journal_size_limit`, so that
-/// SQLite cut the file down when it started over. Measured with `warren bench flows` at
-/// 500 flows a second (35,000 pages a second): p99 69 ms with the long
-/// pause, 15 ms with this one.
+/// SQLite cut the file down when it started over. Measured with
+/// `warren bench flows` at 500 flows a second (35,000 pages a second):
+/// p99 40 to 69 ms with the long pause, 14 to 27 ms with this one.
 const BUSY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Pages added to the WAL between two checkpoints past which the short
