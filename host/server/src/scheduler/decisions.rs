@@ -37,7 +37,8 @@ pub(super) struct Effects {
     pub starts: Vec<Start>,
     /// Cancels and syncs to acknowledge once their decisions are committed.
     pub replies: Vec<tokio::sync::oneshot::Sender<bool>>,
-    pub runs_finished: u64,
+    /// Runs that stopped (ended, or wait for documents or input).
+    pub runs_stopped: Vec<String>,
     /// Promoted artifacts kept from the garbage collector until the
     /// commit that references them is done.
     pub pins: Vec<Pins>,
@@ -827,7 +828,7 @@ pub(super) fn settle(run: &mut ActiveRun, fx: &mut Effects) {
     };
     // Whoever waits for the run to stop is woken as for an ending.
     if move_run(run, event, reason, fx) {
-        fx.runs_finished += 1;
+        fx.runs_stopped.push(run.id.clone());
     }
 }
 
@@ -1330,6 +1331,6 @@ pub(super) fn finish_run(run: &mut ActiveRun, fx: &mut Effects) {
         }
     };
     if move_run(run, event, reason, fx) {
-        fx.runs_finished += 1;
+        fx.runs_stopped.push(run.id.clone());
     }
 }

@@ -15,6 +15,7 @@ mod parking;
 pub mod plugin_breakers;
 mod recovery;
 mod run_graph;
+mod run_waiters;
 mod scheduler_loop;
 pub mod transitions;
 
@@ -265,8 +266,8 @@ pub struct Engine {
     plugins: PluginRegistry,
     config: Arc<EngineConfig>,
     commands: mpsc::UnboundedSender<Command>,
-    /// Bumped whenever a run ends.
-    finished: watch::Receiver<u64>,
+    /// Woken when runs stop.
+    run_waiters: Arc<run_waiters::RunWaiters>,
     /// Bumped after every commit of the scheduler.
     committed: watch::Receiver<u64>,
     metrics: Arc<metrics::Metrics>,
@@ -329,7 +330,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         let (commands, receiver) = mpsc::unbounded_channel();
-        let (finished_tx, finished) = watch::channel(0);
+        let run_waiters = Arc::new(run_waiters::RunWaiters::default());
         let (committed_tx, committed) = watch::channel(0);
         let metrics = Arc::new(metrics::Metrics::default());
         let config = Arc::new(config);
@@ -361,7 +362,7 @@ impl Engine {
             commands.clone(),
             scheduler_loop::Signals {
                 plugin_breakers: plugin_breakers.clone(),
-                finished: finished_tx,
+                run_waiters: run_waiters.clone(),
                 committed: committed_tx,
                 metrics: metrics.clone(),
             },
@@ -379,7 +380,7 @@ impl Engine {
             plugins,
             config,
             commands,
-            finished,
+            run_waiters,
             committed,
             metrics,
             recovered: Arc::new(recovered),
@@ -1013,9 +1014,12 @@ impl Engine {
     /// Waits until the run stops (it ends, or waits for documents) or
     /// `timeout` passes, and returns it.
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunRecord, EngineError> {
-        let mut finished = self.finished.clone();
+        let watch = self.run_waiters.watch(run_id);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Enabled before the read: a stop committed after it wakes us.
+            let mut stopped = std::pin::pin!(watch.notify().notified());
+            stopped.as_mut().enable();
             let run = self
                 .run(run_id)
                 .await?
@@ -1023,10 +1027,11 @@ impl Engine {
             if run.state.has_stopped() {
                 return Ok(run);
             }
-            match tokio::time::timeout_at(deadline, finished.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(EngineError::Stopped),
-                Err(_) => return Ok(run),
+            if watch.is_closed() {
+                return Err(EngineError::Stopped);
+            }
+            if tokio::time::timeout_at(deadline, stopped).await.is_err() {
+                return Ok(run);
             }
         }
     }

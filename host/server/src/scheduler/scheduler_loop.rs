@@ -26,6 +26,7 @@ use super::parking::Parked;
 use super::plugin_breakers::{Admission, BREAKER_TIMER, PluginBreakers};
 use super::recovery::rebuild;
 use super::run_graph::ActiveRun;
+use super::run_waiters::RunWaiters;
 use super::{Command, EngineConfig};
 use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change};
@@ -40,13 +41,20 @@ const WRITE_TRIES: u32 = 5;
 
 /// What the scheduler tells the rest of the engine.
 pub(crate) struct Signals {
-    /// Bumped when runs end.
-    pub finished: watch::Sender<u64>,
+    /// Woken for the runs a commit stops.
+    pub run_waiters: Arc<RunWaiters>,
     /// Bumped after every commit (new events may be readable).
     pub committed: watch::Sender<u64>,
     pub metrics: Arc<super::metrics::Metrics>,
     /// Plugins' circuit breakers: changed here, read by the API.
     pub plugin_breakers: Arc<std::sync::Mutex<PluginBreakers>>,
+}
+
+impl Drop for Signals {
+    /// The scheduler has ended: nobody waits for a run in vain.
+    fn drop(&mut self) {
+        self.run_waiters.close();
+    }
 }
 
 impl Signals {
@@ -62,7 +70,7 @@ impl Signals {
 struct Commit {
     write: std::pin::Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>,
     replies: Vec<tokio::sync::oneshot::Sender<bool>>,
-    runs_finished: u64,
+    runs_stopped: Vec<String>,
     /// Document scopes this commit writes to.
     document_scopes: Vec<String>,
     /// Documents it stores, which their runs then read from the story.
@@ -657,7 +665,7 @@ impl Scheduler {
         Some(Commit {
             write,
             replies: std::mem::take(&mut self.effects.replies),
-            runs_finished: std::mem::take(&mut self.effects.runs_finished),
+            runs_stopped: std::mem::take(&mut self.effects.runs_stopped),
             document_scopes: std::mem::take(&mut self.effects.document_scopes),
             written: std::mem::take(&mut self.effects.written),
         })
@@ -680,11 +688,9 @@ impl Scheduler {
         for reply in commit.replies {
             let _ = reply.send(true);
         }
-        if commit.runs_finished > 0 {
-            self.signals
-                .finished
-                .send_modify(|n| *n += commit.runs_finished);
-        }
+        self.signals
+            .run_waiters
+            .stopped(commit.runs_stopped.iter().map(String::as_str));
         self.signals.committed.send_modify(|n| *n += 1);
         // Other runs of the story may wait for what was just written.
         for scope in commit.document_scopes {

@@ -1,0 +1,173 @@
+//! Tasks waiting for particular runs to stop (`Engine::wait`, behind
+//! `POST /v1/run` and the CLI). A commit that stops runs wakes the waiters
+//! of those runs only: with a hundred clients waiting, one run's end costs
+//! one read of that run, not a read of every waiting client's run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+/// Who waits for which run; shared by the engine's handles and the
+/// scheduler.
+#[derive(Default)]
+pub(crate) struct RunWaiters {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    by_run: HashMap<String, Arc<Notify>>,
+    /// The scheduler has ended: no run will stop any more.
+    closed: bool,
+}
+
+impl RunWaiters {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers interest in `run_id` until the returned watch is dropped.
+    pub fn watch(self: &Arc<Self>, run_id: &str) -> RunWatch {
+        let notify = self
+            .lock()
+            .by_run
+            .entry(run_id.to_owned())
+            .or_default()
+            .clone();
+        RunWatch {
+            waiters: self.clone(),
+            run_id: run_id.to_owned(),
+            notify,
+        }
+    }
+
+    /// Wakes the waiters of `run_ids`, whose stops are committed.
+    pub fn stopped<'a>(&self, run_ids: impl IntoIterator<Item = &'a str>) {
+        let state = self.lock();
+        for run_id in run_ids {
+            if let Some(notify) = state.by_run.get(run_id) {
+                notify.notify_waiters();
+            }
+        }
+    }
+
+    /// Wakes every waiter for good: the scheduler has ended.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        for notify in state.by_run.values() {
+            notify.notify_waiters();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    #[cfg(test)]
+    fn watched(&self) -> usize {
+        self.lock().by_run.len()
+    }
+}
+
+/// One waiter's registration for one run.
+pub(crate) struct RunWatch {
+    waiters: Arc<RunWaiters>,
+    run_id: String,
+    notify: Arc<Notify>,
+}
+
+impl RunWatch {
+    /// Notified when the run stops (or the scheduler ends). Only futures
+    /// enabled before the stop is announced see it, so enable one before
+    /// reading the run.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.waiters.is_closed()
+    }
+}
+
+impl Drop for RunWatch {
+    fn drop(&mut self) {
+        // This watch's share is let go under the lock, so no other watch of
+        // the run is made or dropped between the count and the removal.
+        let mut state = self.waiters.lock();
+        drop(std::mem::take(&mut self.notify));
+        if state
+            .by_run
+            .get(&self.run_id)
+            .is_some_and(|notify| Arc::strong_count(notify) == 1)
+        {
+            state.by_run.remove(&self.run_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::pin;
+    use std::time::Duration;
+
+    const SOON: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn a_stop_wakes_the_waiters_of_that_run_only() {
+        let waiters = Arc::new(RunWaiters::default());
+        let a = waiters.watch("a");
+        let b = waiters.watch("b");
+        let mut woken_a = pin!(a.notify().notified());
+        let mut woken_b = pin!(b.notify().notified());
+        woken_a.as_mut().enable();
+        woken_b.as_mut().enable();
+        waiters.stopped(["a"]);
+        assert!(tokio::time::timeout(SOON, woken_a).await.is_ok());
+        assert!(tokio::time::timeout(SOON, woken_b).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn two_waiters_of_one_run_are_both_woken_and_the_last_one_out_cleans_up() {
+        let waiters = Arc::new(RunWaiters::default());
+        let first = waiters.watch("a");
+        let second = waiters.watch("a");
+        assert_eq!(waiters.watched(), 1);
+        {
+            let mut one = pin!(first.notify().notified());
+            let mut two = pin!(second.notify().notified());
+            one.as_mut().enable();
+            two.as_mut().enable();
+            waiters.stopped(["a"]);
+            assert!(tokio::time::timeout(SOON, one).await.is_ok());
+            assert!(tokio::time::timeout(SOON, two).await.is_ok());
+        }
+        drop(first);
+        assert_eq!(waiters.watched(), 1, "the second waiter still watches");
+        drop(second);
+        assert_eq!(waiters.watched(), 0);
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_everyone_and_says_so() {
+        let waiters = Arc::new(RunWaiters::default());
+        let a = waiters.watch("a");
+        let mut woken = pin!(a.notify().notified());
+        woken.as_mut().enable();
+        assert!(!a.is_closed());
+        waiters.close();
+        assert!(tokio::time::timeout(SOON, woken).await.is_ok());
+        assert!(a.is_closed());
+    }
+
+    #[test]
+    fn a_stop_nobody_waits_for_is_ignored() {
+        let waiters = RunWaiters::default();
+        waiters.stopped(["nobody"]);
+        assert_eq!(waiters.watched(), 0);
+    }
+}
