@@ -906,11 +906,8 @@ fn load_runs(
 /// The run and state of a job.
 pub fn job_run(conn: &Connection, job_id: &str) -> Result<Option<(String, JobState)>, DbError> {
     let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT run_id, state FROM jobs WHERE id = ?1",
-            [job_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT run_id, state FROM jobs WHERE id = ?1")?
+        .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     row.map(|(run_id, state)| Ok((run_id, job_state(&state)?)))
         .transpose()
@@ -1212,8 +1209,10 @@ impl JobRow {
 
 pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, DbError> {
     let run = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, state, template_name, template_version, story_id, input, created_at, finished_at FROM runs WHERE id = ?1",
+        )?
+        .query_row(
             [run_id],
             |r| {
                 Ok((
@@ -1234,7 +1233,7 @@ pub fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, DbE
     else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {JOB_RECORD_COLUMNS} FROM jobs WHERE run_id = ?1 ORDER BY rowid"
     ))?;
     let rows = stmt.query_map([run_id], JobRow::read)?;
@@ -1293,7 +1292,7 @@ pub fn latest_attempts(
 
 /// Artifacts of one job.
 pub fn job_artifacts(conn: &Connection, job_id: &str) -> Result<Vec<Artifact>, DbError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT a.name, a.sha256, a.size, j.name FROM artifacts a JOIN jobs j ON j.id = a.job_id WHERE a.job_id = ?1 ORDER BY a.rowid",
     )?;
     let rows = stmt.query_map([job_id], |r| {
@@ -1312,7 +1311,7 @@ pub fn artifact_uses(
     conn: &Connection,
     consumer_job_id: &str,
 ) -> Result<Vec<(String, String, u32)>, DbError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT producer_job_id, name, attempt FROM artifact_uses WHERE consumer_job_id = ?1 ORDER BY producer_job_id, name, attempt",
     )?;
     let rows = stmt.query_map([consumer_job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
