@@ -20,6 +20,7 @@ use super::views::EventRow;
 use crate::api::ApiError;
 use crate::api::error::ErrorBody;
 use crate::db::reads;
+use crate::scheduler::RunWatch;
 
 /// Rows read from the history at a time.
 const BATCH: usize = 500;
@@ -122,7 +123,10 @@ struct Follow {
     run_id: Option<String>,
     after: i64,
     buffered: VecDeque<EventRow>,
+    /// Every run's stream: changes after each commit of the scheduler.
     commits: tokio::sync::watch::Receiver<u64>,
+    /// One run's stream: woken only by the commits that touch that run.
+    run_changes: Option<RunWatch>,
     /// The run was seen ended after a read that found no event: the next
     /// read, which sees everything committed with the end, is the last.
     ended: bool,
@@ -134,12 +138,14 @@ fn sse(
     after: i64,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let commits = state.engine.commits();
+    let run_changes = run_id.as_deref().map(|id| state.engine.watch_changes(id));
     let follow = Follow {
         state,
         run_id,
         after,
         buffered: VecDeque::new(),
         commits,
+        run_changes,
         ended: false,
     };
     let stream = futures_util::stream::unfold(follow, |mut follow| async move {
@@ -162,6 +168,11 @@ impl Follow {
             if let Some(row) = self.buffered.pop_front() {
                 self.after = row.id;
                 return Some(row);
+            }
+            // Enabled before the read: news committed after it wakes us.
+            let mut news = self.run_changes.as_ref().map(|w| Box::pin(w.notified()));
+            if let Some(news) = news.as_mut() {
+                news.as_mut().enable();
             }
             let (run_id, after) = (self.run_id.clone(), self.after);
             let rows = self
@@ -199,7 +210,18 @@ impl Follow {
                     continue;
                 }
             }
-            if let Ok(Err(_)) = tokio::time::timeout(POLL, self.commits.changed()).await {
+            let engine_stopped = match news {
+                Some(_) if self.run_changes.as_ref().is_some_and(RunWatch::is_closed) => true,
+                Some(news) => {
+                    let _ = tokio::time::timeout(POLL, news).await;
+                    false
+                }
+                None => matches!(
+                    tokio::time::timeout(POLL, self.commits.changed()).await,
+                    Ok(Err(_))
+                ),
+            };
+            if engine_stopped {
                 // The engine has stopped: keep polling, slowly.
                 tokio::time::sleep(POLL).await;
             }

@@ -158,6 +158,29 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The run whose history this change may add to; the changes that
+    /// name only a job write no event.
+    pub fn run_id(&self) -> Option<&str> {
+        match self {
+            Change::InsertRun(run) => Some(&run.id),
+            Change::InsertJobs { run_id, .. }
+            | Change::CancelRequested { run_id }
+            | Change::BudgetExceeded { run_id, .. }
+            | Change::RunState { run_id, .. }
+            | Change::JobState { run_id, .. }
+            | Change::Review { run_id, .. }
+            | Change::Screened { run_id, .. }
+            | Change::Documents { run_id, .. } => Some(run_id),
+            Change::StartAttempt { .. }
+            | Change::FinishAttempt { .. }
+            | Change::Artifacts { .. }
+            | Change::ArtifactUses { .. }
+            | Change::Summary { .. } => None,
+        }
+    }
+}
+
 fn json<T: Serialize>(value: &T) -> Result<String, DbError> {
     serde_json::to_string(value).map_err(|e| DbError::Corrupt(e.to_string()))
 }

@@ -15,7 +15,7 @@ mod parking;
 pub mod plugin_breakers;
 mod recovery;
 mod run_graph;
-mod run_waiters;
+mod run_wakers;
 mod scheduler_loop;
 pub mod transitions;
 
@@ -33,6 +33,8 @@ use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change, NewDep, NewJob, NewRun, RunRecord};
 use crate::db::{Database, DbError};
 use crate::upkeep;
+use run_wakers::RunWakers;
+pub(crate) use run_wakers::RunWatch;
 use spec::{InputSchema, PipelineSpec, SpecError};
 use warren_sandbox::artifact_store::ArtifactStore;
 use warren_sandbox::capabilities::log::LogSink;
@@ -267,7 +269,9 @@ pub struct Engine {
     config: Arc<EngineConfig>,
     commands: mpsc::UnboundedSender<Command>,
     /// Woken when runs stop.
-    run_waiters: Arc<run_waiters::RunWaiters>,
+    stopped: Arc<RunWakers>,
+    /// Woken when runs' histories grow.
+    changed: Arc<RunWakers>,
     /// Bumped after every commit of the scheduler.
     committed: watch::Receiver<u64>,
     metrics: Arc<metrics::Metrics>,
@@ -330,7 +334,8 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         let (commands, receiver) = mpsc::unbounded_channel();
-        let run_waiters = Arc::new(run_waiters::RunWaiters::default());
+        let stopped = Arc::new(RunWakers::default());
+        let changed = Arc::new(RunWakers::default());
         let (committed_tx, committed) = watch::channel(0);
         let metrics = Arc::new(metrics::Metrics::default());
         let config = Arc::new(config);
@@ -362,7 +367,8 @@ impl Engine {
             commands.clone(),
             scheduler_loop::Signals {
                 plugin_breakers: plugin_breakers.clone(),
-                run_waiters: run_waiters.clone(),
+                stopped: stopped.clone(),
+                changed: changed.clone(),
                 committed: committed_tx,
                 metrics: metrics.clone(),
             },
@@ -380,7 +386,8 @@ impl Engine {
             plugins,
             config,
             commands,
-            run_waiters,
+            stopped,
+            changed,
             committed,
             metrics,
             recovered: Arc::new(recovered),
@@ -434,6 +441,12 @@ impl Engine {
     /// the history.
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.committed.clone()
+    }
+
+    /// Woken after each commit that may have added to `run_id`'s history
+    /// (and when the scheduler ends), until dropped.
+    pub(crate) fn watch_changes(&self, run_id: &str) -> RunWatch {
+        self.changed.watch(run_id)
     }
 
     /// Whether the scheduler is still running.
@@ -1014,11 +1027,11 @@ impl Engine {
     /// Waits until the run stops (it ends, or waits for documents) or
     /// `timeout` passes, and returns it.
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunRecord, EngineError> {
-        let watch = self.run_waiters.watch(run_id);
+        let watch = self.stopped.watch(run_id);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // Enabled before the read: a stop committed after it wakes us.
-            let mut stopped = std::pin::pin!(watch.notify().notified());
+            let mut stopped = std::pin::pin!(watch.notified());
             stopped.as_mut().enable();
             let run = self
                 .run(run_id)

@@ -26,7 +26,7 @@ use super::parking::Parked;
 use super::plugin_breakers::{Admission, BREAKER_TIMER, PluginBreakers};
 use super::recovery::rebuild;
 use super::run_graph::ActiveRun;
-use super::run_waiters::RunWaiters;
+use super::run_wakers::RunWakers;
 use super::{Command, EngineConfig};
 use crate::catalogue::PluginRegistry;
 use crate::db::runs::{self, Change};
@@ -42,7 +42,9 @@ const WRITE_TRIES: u32 = 5;
 /// What the scheduler tells the rest of the engine.
 pub(crate) struct Signals {
     /// Woken for the runs a commit stops.
-    pub run_waiters: Arc<RunWaiters>,
+    pub stopped: Arc<RunWakers>,
+    /// Woken for the runs a commit adds history to.
+    pub changed: Arc<RunWakers>,
     /// Bumped after every commit (new events may be readable).
     pub committed: watch::Sender<u64>,
     pub metrics: Arc<super::metrics::Metrics>,
@@ -53,7 +55,8 @@ pub(crate) struct Signals {
 impl Drop for Signals {
     /// The scheduler has ended: nobody waits for a run in vain.
     fn drop(&mut self) {
-        self.run_waiters.close();
+        self.stopped.close();
+        self.changed.close();
     }
 }
 
@@ -71,6 +74,8 @@ struct Commit {
     write: std::pin::Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>,
     replies: Vec<tokio::sync::oneshot::Sender<bool>>,
     runs_stopped: Vec<String>,
+    /// Runs whose history it may add to.
+    runs_changed: HashSet<String>,
     /// Document scopes this commit writes to.
     document_scopes: Vec<String>,
     /// Documents it stores, which their runs then read from the story.
@@ -619,6 +624,10 @@ impl Scheduler {
         }
         let changes = Arc::new(std::mem::take(&mut self.effects.changes));
         self.signals.metrics.count(&changes);
+        let runs_changed = changes
+            .iter()
+            .filter_map(|c| c.run_id().map(str::to_owned))
+            .collect();
         let db = self.db.clone();
         let pins = std::mem::take(&mut self.effects.pins);
         // Blobs the batch names were written without a sync each: one
@@ -666,6 +675,7 @@ impl Scheduler {
             write,
             replies: std::mem::take(&mut self.effects.replies),
             runs_stopped: std::mem::take(&mut self.effects.runs_stopped),
+            runs_changed,
             document_scopes: std::mem::take(&mut self.effects.document_scopes),
             written: std::mem::take(&mut self.effects.written),
         })
@@ -689,8 +699,11 @@ impl Scheduler {
             let _ = reply.send(true);
         }
         self.signals
-            .run_waiters
-            .stopped(commit.runs_stopped.iter().map(String::as_str));
+            .stopped
+            .wake(commit.runs_stopped.iter().map(String::as_str));
+        self.signals
+            .changed
+            .wake(commit.runs_changed.iter().map(String::as_str));
         self.signals.committed.send_modify(|n| *n += 1);
         // Other runs of the story may wait for what was just written.
         for scope in commit.document_scopes {

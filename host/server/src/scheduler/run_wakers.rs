@@ -1,17 +1,20 @@
-//! Tasks waiting for particular runs to stop (`Engine::wait`, behind
-//! `POST /v1/run` and the CLI). A commit that stops runs wakes the waiters
-//! of those runs only: with a hundred clients waiting, one run's end costs
-//! one read of that run, not a read of every waiting client's run.
+//! Tasks waiting for something to happen to particular runs: for a run to
+//! stop (`Engine::wait`, behind `POST /v1/run` and the CLI), or for its
+//! history to grow (a run's event stream). After each commit the scheduler
+//! wakes the tasks of the runs that commit stopped or changed, and no
+//! other: with a hundred clients waiting, one run's end costs one read of
+//! that run, not a read of every waiting client's run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 /// Who waits for which run; shared by the engine's handles and the
 /// scheduler.
 #[derive(Default)]
-pub(crate) struct RunWaiters {
+pub(crate) struct RunWakers {
     state: Mutex<State>,
 }
 
@@ -22,7 +25,7 @@ struct State {
     closed: bool,
 }
 
-impl RunWaiters {
+impl RunWakers {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
@@ -44,8 +47,8 @@ impl RunWaiters {
         }
     }
 
-    /// Wakes the waiters of `run_ids`, whose stops are committed.
-    pub fn stopped<'a>(&self, run_ids: impl IntoIterator<Item = &'a str>) {
+    /// Wakes the waiters of `run_ids`, whose news is committed.
+    pub fn wake<'a>(&self, run_ids: impl IntoIterator<Item = &'a str>) {
         let state = self.lock();
         for run_id in run_ids {
             if let Some(notify) = state.by_run.get(run_id) {
@@ -75,17 +78,17 @@ impl RunWaiters {
 
 /// One waiter's registration for one run.
 pub(crate) struct RunWatch {
-    waiters: Arc<RunWaiters>,
+    waiters: Arc<RunWakers>,
     run_id: String,
     notify: Arc<Notify>,
 }
 
 impl RunWatch {
-    /// Notified when the run stops (or the scheduler ends). Only futures
-    /// enabled before the stop is announced see it, so enable one before
-    /// reading the run.
-    pub fn notify(&self) -> &Notify {
-        &self.notify
+    /// Ready once the run is woken (or the scheduler ends). Only futures
+    /// enabled before the wake see it, so enable one before reading the
+    /// run.
+    pub fn notified(&self) -> OwnedNotified {
+        self.notify.clone().notified_owned()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -119,30 +122,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_stop_wakes_the_waiters_of_that_run_only() {
-        let waiters = Arc::new(RunWaiters::default());
+        let waiters = Arc::new(RunWakers::default());
         let a = waiters.watch("a");
         let b = waiters.watch("b");
-        let mut woken_a = pin!(a.notify().notified());
-        let mut woken_b = pin!(b.notify().notified());
+        let mut woken_a = pin!(a.notified());
+        let mut woken_b = pin!(b.notified());
         woken_a.as_mut().enable();
         woken_b.as_mut().enable();
-        waiters.stopped(["a"]);
+        waiters.wake(["a"]);
         assert!(tokio::time::timeout(SOON, woken_a).await.is_ok());
         assert!(tokio::time::timeout(SOON, woken_b).await.is_err());
     }
 
     #[tokio::test]
     async fn two_waiters_of_one_run_are_both_woken_and_the_last_one_out_cleans_up() {
-        let waiters = Arc::new(RunWaiters::default());
+        let waiters = Arc::new(RunWakers::default());
         let first = waiters.watch("a");
         let second = waiters.watch("a");
         assert_eq!(waiters.watched(), 1);
         {
-            let mut one = pin!(first.notify().notified());
-            let mut two = pin!(second.notify().notified());
+            let mut one = pin!(first.notified());
+            let mut two = pin!(second.notified());
             one.as_mut().enable();
             two.as_mut().enable();
-            waiters.stopped(["a"]);
+            waiters.wake(["a"]);
             assert!(tokio::time::timeout(SOON, one).await.is_ok());
             assert!(tokio::time::timeout(SOON, two).await.is_ok());
         }
@@ -154,9 +157,9 @@ mod tests {
 
     #[tokio::test]
     async fn closing_wakes_everyone_and_says_so() {
-        let waiters = Arc::new(RunWaiters::default());
+        let waiters = Arc::new(RunWakers::default());
         let a = waiters.watch("a");
-        let mut woken = pin!(a.notify().notified());
+        let mut woken = pin!(a.notified());
         woken.as_mut().enable();
         assert!(!a.is_closed());
         waiters.close();
@@ -166,8 +169,8 @@ mod tests {
 
     #[test]
     fn a_stop_nobody_waits_for_is_ignored() {
-        let waiters = RunWaiters::default();
-        waiters.stopped(["nobody"]);
+        let waiters = RunWakers::default();
+        waiters.wake(["nobody"]);
         assert_eq!(waiters.watched(), 0);
     }
 }
