@@ -159,8 +159,9 @@ pub enum Change {
 }
 
 impl Change {
-    /// The run whose history this change may add to; the changes that
-    /// name only a job write no event.
+    /// The run this change is about, when it names one: the run whose
+    /// history it may add to. The changes that name only a job write no
+    /// event, and come with a change of that job in the same batch.
     pub fn run_id(&self) -> Option<&str> {
         match self {
             Change::InsertRun(run) => Some(&run.id),

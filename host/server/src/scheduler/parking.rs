@@ -41,27 +41,6 @@ impl Parked {
     }
 }
 
-/// The run a change is about, when it names one.
-fn run_of(change: &Change) -> Option<&str> {
-    match change {
-        Change::InsertRun(run) => Some(&run.id),
-        Change::InsertJobs { run_id, .. }
-        | Change::CancelRequested { run_id }
-        | Change::BudgetExceeded { run_id, .. }
-        | Change::RunState { run_id, .. }
-        | Change::JobState { run_id, .. }
-        | Change::Review { run_id, .. }
-        | Change::Screened { run_id, .. }
-        | Change::Documents { run_id, .. } => Some(run_id),
-        // Attempts' records come with a job's change in the same batch.
-        Change::StartAttempt { .. }
-        | Change::FinishAttempt { .. }
-        | Change::Artifacts { .. }
-        | Change::Summary { .. }
-        | Change::ArtifactUses { .. } => None,
-    }
-}
-
 impl Scheduler {
     /// Parks the candidates that wait with nothing else to do and nothing
     /// uncommitted: called once a commit is acknowledged, so what the
@@ -70,8 +49,12 @@ impl Scheduler {
         if self.park_candidates.is_empty() {
             return;
         }
-        let touched: std::collections::HashSet<&str> =
-            self.effects.changes.iter().filter_map(run_of).collect();
+        let touched: std::collections::HashSet<&str> = self
+            .effects
+            .changes
+            .iter()
+            .filter_map(Change::run_id)
+            .collect();
         let mut keep = Vec::new();
         for run_id in std::mem::take(&mut self.park_candidates) {
             let Some(run) = self.runs.get(&run_id) else {
