@@ -20,9 +20,16 @@ pub(crate) struct RunWakers {
 
 #[derive(Default)]
 struct State {
-    by_run: HashMap<String, Arc<Notify>>,
+    by_run: HashMap<String, Watched>,
     /// The scheduler has ended: no run will stop any more.
     closed: bool,
+}
+
+/// One run's waiters: what wakes them, and how many watches are out.
+#[derive(Default)]
+struct Watched {
+    notify: Arc<Notify>,
+    watches: usize,
 }
 
 impl RunWakers {
@@ -34,14 +41,14 @@ impl RunWakers {
 
     /// Registers interest in `run_id` until the returned watch is dropped.
     pub fn watch(self: &Arc<Self>, run_id: &str) -> RunWatch {
-        let notify = self
-            .lock()
-            .by_run
-            .entry(run_id.to_owned())
-            .or_default()
-            .clone();
+        let notify = {
+            let mut state = self.lock();
+            let watched = state.by_run.entry(run_id.to_owned()).or_default();
+            watched.watches += 1;
+            watched.notify.clone()
+        };
         RunWatch {
-            waiters: self.clone(),
+            wakers: self.clone(),
             run_id: run_id.to_owned(),
             notify,
         }
@@ -51,8 +58,8 @@ impl RunWakers {
     pub fn wake<'a>(&self, run_ids: impl IntoIterator<Item = &'a str>) {
         let state = self.lock();
         for run_id in run_ids {
-            if let Some(notify) = state.by_run.get(run_id) {
-                notify.notify_waiters();
+            if let Some(watched) = state.by_run.get(run_id) {
+                watched.notify.notify_waiters();
             }
         }
     }
@@ -61,8 +68,8 @@ impl RunWakers {
     pub fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
-        for notify in state.by_run.values() {
-            notify.notify_waiters();
+        for watched in state.by_run.values() {
+            watched.notify.notify_waiters();
         }
     }
 
@@ -78,7 +85,7 @@ impl RunWakers {
 
 /// One waiter's registration for one run.
 pub(crate) struct RunWatch {
-    waiters: Arc<RunWakers>,
+    wakers: Arc<RunWakers>,
     run_id: String,
     notify: Arc<Notify>,
 }
@@ -92,22 +99,20 @@ impl RunWatch {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.waiters.is_closed()
+        self.wakers.is_closed()
     }
 }
 
 impl Drop for RunWatch {
     fn drop(&mut self) {
-        // This watch's share is let go under the lock, so no other watch of
-        // the run is made or dropped between the count and the removal.
-        let mut state = self.waiters.lock();
-        drop(std::mem::take(&mut self.notify));
-        if state
-            .by_run
-            .get(&self.run_id)
-            .is_some_and(|notify| Arc::strong_count(notify) == 1)
-        {
-            state.by_run.remove(&self.run_id);
+        // Counted, not read off the `Arc`: futures from `notified` hold
+        // shares of it too, and may outlive the watch.
+        let mut state = self.wakers.lock();
+        if let Some(watched) = state.by_run.get_mut(&self.run_id) {
+            watched.watches -= 1;
+            if watched.watches == 0 {
+                state.by_run.remove(&self.run_id);
+            }
         }
     }
 }
@@ -165,6 +170,16 @@ mod tests {
         waiters.close();
         assert!(tokio::time::timeout(SOON, woken).await.is_ok());
         assert!(a.is_closed());
+    }
+
+    #[test]
+    fn a_future_that_outlives_its_watch_does_not_keep_the_entry() {
+        let waiters = Arc::new(RunWakers::default());
+        let watch = waiters.watch("a");
+        let pending = watch.notified();
+        drop(watch);
+        assert_eq!(waiters.watched(), 0);
+        drop(pending);
     }
 
     #[test]
