@@ -236,8 +236,8 @@ impl PluginDirectory {
             files.into_iter().map(|(p, _)| p).collect::<VecDeque<_>>(),
         ));
         // wasmtime compiles a component's functions on every core, but its
-        // parsing and linking use one: a compile keeps the cores about 92%
-        // busy, and one file per core fills the gaps. The first file
+        // parsing and linking use one: one file at a time kept the cores
+        // about 90% busy, one file per core fills the gaps. The first file
         // compiles alone, so the smallest plugin is runnable soonest.
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let (first_done, after_first) = tokio::sync::watch::channel(false);
