@@ -770,6 +770,35 @@ async fn a_failed_attempt_and_a_refused_out_leave_no_blob() {
 }
 
 #[tokio::test]
+async fn an_attempt_stopped_during_a_put_leaves_no_staging_folder() {
+    let host = EngineHost::new(EngineConfig::default()).await;
+    // Each put hashes and writes 4 MiB on a blocking thread, so the guest
+    // is almost always inside one when its deadline stops it.
+    let run = host
+        .run(json!({"jobs": {"writer": {
+            "plugin": "toolbox",
+            "limits": {"timeout_ms": 300, "max_artifact_bytes": 64 << 20},
+            "input": [{"op": "put_loop", "name": "big.bin", "bytes": 4 << 20, "times": 1_000}],
+        }}}))
+        .await;
+    let writer = job(&run, "writer");
+    assert_eq!(writer.state, JobState::Failed);
+    assert!(
+        writer
+            .error
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("deadline")),
+        "stopped by its deadline: {:?}",
+        writer.error
+    );
+    // A put cut off by the deadline went on writing on its blocking
+    // thread; give it the time it needs, then nothing may be left.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(staged_entries(&host), 0);
+    assert_eq!(blobs(&host), Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn the_collector_removes_orphans_and_never_a_referenced_blob_under_concurrent_commits() {
     let host = EngineHost::new(EngineConfig::default()).await;
     let orphan = host.store.put(b"nothing refers to me").expect("orphan");

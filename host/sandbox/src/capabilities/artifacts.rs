@@ -46,6 +46,16 @@ pub struct ArtifactsCtx {
     pub upstream: Vec<Artifact>,
 }
 
+/// The puts of one attempt still writing to its staging folder.
+pub struct StagingWrites(Arc<tokio::sync::RwLock<()>>);
+
+impl StagingWrites {
+    /// Returns once every put begun so far has finished writing.
+    pub async fn finished(&self) {
+        drop(self.0.write().await);
+    }
+}
+
 /// Per-attempt state of the artifacts capability.
 pub struct ArtifactsState {
     store: Arc<ArtifactStore>,
@@ -54,6 +64,10 @@ pub struct ArtifactsState {
     /// Names among `produced` recorded without a blob ([`Self::record_kept`]).
     kept: Vec<String>,
     bytes_stored: u64,
+    /// Held, shared, by each put while it writes on its blocking thread. A
+    /// put cut off by a deadline or a cancel goes on writing there, so the
+    /// attempt's staging folder is removed only once this is free.
+    writes: Arc<tokio::sync::RwLock<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +140,14 @@ impl ArtifactsState {
             produced: Vec::new(),
             kept: Vec::new(),
             bytes_stored: 0,
+            writes: Arc::default(),
         }
+    }
+
+    /// The puts still writing, to wait for once the attempt has stopped
+    /// (and dropped this state).
+    pub fn writes(&self) -> StagingWrites {
+        StagingWrites(self.writes.clone())
     }
 
     /// Artifacts produced so far, in the order they were stored.
@@ -284,7 +305,13 @@ impl Host for ArtifactsState {
             self.grant.attempt_id.clone(),
             data.len(),
         );
-        let staged = tokio::task::spawn_blocking(move || store.stage(&attempt_id, &data)).await;
+        let writing = self.writes.clone().read_owned().await;
+        let staged = tokio::task::spawn_blocking(move || {
+            let staged = store.stage(&attempt_id, &data);
+            drop(writing);
+            staged
+        })
+        .await;
         Ok(match staged {
             Ok(Ok(sha256)) => Ok((&self.record(&name, sha256, size)).into()),
             Ok(Err(e)) => Err(ArtifactError::from(e).into()),

@@ -550,6 +550,7 @@ impl Runtime {
         }
         let state = store.into_data();
         (usage.tokens_in, usage.tokens_out) = state.models.used();
+        let staging_writes = state.artifacts.writes();
         let mut produced = Some(state.artifacts);
         // On success, files left in `/out` and the calls' recordings become
         // artifacts, read and stored off the async threads.
@@ -609,6 +610,7 @@ impl Runtime {
         };
         drop(scratch);
         if result.is_err() {
+            staging_writes.finished().await;
             let store = self.services().artifacts.clone();
             let id = attempt_id.clone();
             let discarded = tokio::task::spawn_blocking(move || store.discard(&id)).await;
