@@ -222,6 +222,42 @@ async fn a_waiting_job_is_approved_from_the_page_and_its_run_finishes() {
 }
 
 #[tokio::test]
+async fn a_waiting_jobs_page_shows_a_decision_someone_else_made() {
+    let server = TestServer::open().await;
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {
+            "draft": {"plugin": "echo", "approval": {"required": true}},
+        }}, "input": {"text": "the draft"}}),
+    )
+    .await;
+    let run = server.wait_for_state(&run_id, "waiting_approval").await;
+    let draft = job_id(&run, "draft");
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/jobs/{draft}", server.base)).await;
+    browser
+        .text_when("#job-state", |t| t == "waiting approval")
+        .await;
+    // The approve form is drawn: the page is done loading.
+    browser.wait_for("button.approve").await;
+    let (status, answer) = server
+        .post(
+            &format!("/v1/jobs/{draft}/decision"),
+            &json!({"decision": "approve", "comments": "from elsewhere"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    browser.text_when("#job-state", |t| t == "completed").await;
+    assert!(
+        browser.main_text().await.contains("from elsewhere"),
+        "the review is listed"
+    );
+    assert_eq!(browser.count("button.approve").await, 0);
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn a_quarantined_plugin_shows_its_reason() {
     let server = TestServer::start_with(Vec::new(), |config| {
         let dir = config.plugins_dir.clone().expect("plugins dir");

@@ -260,6 +260,8 @@ export async function runPage(id) {
 }
 
 export async function jobPage(id) {
+  // The last event first: a change to the job after it is followed.
+  const latest = await api('/v1/runs?limit=1');
   const job = await api(`/v1/jobs/${id}`);
   const logBox = el('pre', { class: 'log', id: 'log', tabindex: 0, 'aria-label': 'Log', 'aria-live': 'off' });
   const stateCell = el('span', { id: 'job-state' }, badge(job.state));
@@ -325,6 +327,12 @@ export async function jobPage(id) {
         setTimeout(() => location.reload(), 300);
       }
     }, undefined, () => { logBox.dataset.live = 'on'; }).catch((e) => message.replaceChildren(alertBox(e)));
+  } else if (job.state === 'waiting_approval' || job.state === 'needs_input') {
+    // Another person may decide, or the run be cancelled, meanwhile.
+    followLive((after) => `/v1/runs/${job.run_id}/events?after=${after}`, latest.last_event_id, (e) => {
+      const row = e.data || {};
+      if (row.job_id === id && row.to_state !== job.state) location.reload();
+    }).catch((e) => message.replaceChildren(alertBox(e)));
   }
 }
 
