@@ -143,6 +143,46 @@ impl TestServer {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
+    /// The events of `GET /v1/jobs/{job_id}/logs?follow=true`, `(event,
+    /// data)`, up to the `end` or the first line whose message is `until`;
+    /// panics if they do not come within 10 s each.
+    pub(crate) async fn followed_log(
+        &self,
+        job_id: &str,
+        until: Option<&str>,
+    ) -> Vec<(String, Value)> {
+        use eventsource_stream::Eventsource;
+        use futures_util::StreamExt;
+
+        let response = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/jobs/{job_id}/logs?follow=true"),
+            )
+            .send()
+            .await
+            .expect("follow");
+        assert_eq!(response.status(), 200);
+        let mut events = response.bytes_stream().eventsource();
+        let mut got = Vec::new();
+        loop {
+            let Some(event) = tokio::time::timeout(Duration::from_secs(10), events.next())
+                .await
+                .expect("an event in time")
+            else {
+                break;
+            };
+            let event = event.expect("an event");
+            let data: Value = serde_json::from_str(&event.data).expect("json");
+            let last = event.event == "end" || until.is_some_and(|m| data["message"] == m);
+            got.push((event.event.clone(), data));
+            if last {
+                return got;
+            }
+        }
+        got
+    }
+
     /// Polls the run until it ends (up to 30 s); panics if it does not.
     pub(crate) async fn ended(&self, run_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -599,6 +599,33 @@ async fn a_running_jobs_log_streams_into_its_page() {
             t.contains("attempt 1 (succeeded)") && t.contains("halfway there")
         })
         .await;
+
+    // A page opened after a line was written shows it while the job runs.
+    let run_id = submit(
+        &server,
+        json!({"pipeline": {"jobs": {"late": {"plugin": "toolbox", "input": [
+            {"op": "log", "message": "written before the page"},
+            {"op": "sleep_ms", "ms": 20000},
+        ], "limits": {"timeout_ms": 30000}}}}, "input": {}}),
+    )
+    .await;
+    let run = server.wait_for_state(&run_id, "running").await;
+    let late = job_id(&run, "late");
+    // Followed through the API first, so the line is surely written.
+    let seen = server
+        .followed_log(&late, Some("written before the page"))
+        .await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    browser.goto(&format!("{}/jobs/{late}", server.base)).await;
+    browser
+        .text_when("#log", |t| t.contains("written before the page"))
+        .await;
+    let (_, job) = server.get(&format!("/v1/jobs/{late}")).await;
+    assert_eq!(job["state"], "running", "{job}");
+    let (status, _) = server
+        .post(&format!("/v1/runs/{run_id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
     browser.close().await;
 }
 

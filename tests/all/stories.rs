@@ -374,6 +374,70 @@ async fn outside_systems_report_external_jobs_and_dependents_react() {
 }
 
 #[tokio::test]
+async fn a_late_follower_gets_the_running_attempts_earlier_lines_first() {
+    let server = TestServer::start_with(admin_and_client(), |config| {
+        config.max_body_bytes = 1 << 20;
+    })
+    .await;
+    // 100 lines of 1 KiB: more than the 64 KiB kept for late followers.
+    let mut ops: Vec<Value> = (0..100)
+        .map(|i| json!({"op": "log", "message": format!("{i:04} {}", "x".repeat(1019))}))
+        .collect();
+    ops.extend([
+        json!({"op": "log", "message": "last before the wait"}),
+        json!({"op": "sleep_ms", "ms": 1500}),
+        json!({"op": "log", "message": "after the wait"}),
+    ]);
+    let (status, created) = server
+        .post(
+            "/v1/runs",
+            &json!({"pipeline": {"jobs": {"chatty": {"plugin": "toolbox", "input": ops}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+    let job = job_id(&run, "chatty");
+    // A first follower sees the wait's line, so all before it are written.
+    let seen = server
+        .followed_log(&job, Some("last before the wait"))
+        .await;
+    assert!(
+        seen.iter()
+            .any(|(_, d)| d["message"] == "last before the wait"),
+        "{seen:?}"
+    );
+
+    // A second one, come later, gets the latest of them first, in order,
+    // told how many earlier ones it does not get, then the rest live.
+    let events = server.followed_log(&job, None).await;
+    let (first, data) = &events[0];
+    assert_eq!(first, "lagged", "{data}");
+    let skipped = data["skipped"].as_u64().expect("skipped");
+    let lines: Vec<&Value> = events
+        .iter()
+        .filter(|(event, _)| event == "line")
+        .map(|(_, data)| data)
+        .collect();
+    let before_the_wait = lines
+        .iter()
+        .position(|l| l["message"] == "last before the wait")
+        .expect("the last line before the wait");
+    // Every line written before the wait is either told as skipped or sent.
+    assert_eq!(skipped + before_the_wait as u64 + 1, 101, "{events:?}");
+    assert!(
+        (50..=70).contains(&(before_the_wait + 1)),
+        "about 64 KiB of 1 KiB lines: {}",
+        before_the_wait + 1
+    );
+    assert!(lines.iter().all(|l| l["attempt"] == 1));
+    assert_eq!(lines[before_the_wait + 1]["message"], "after the wait");
+    assert_eq!(lines.len(), before_the_wait + 2, "each line once");
+    assert_eq!(events.last().expect("end").0, "end");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_running_attempts_log_lines_arrive_before_it_ends() {
     use eventsource_stream::Eventsource;
     use futures_util::StreamExt;

@@ -114,7 +114,7 @@ pub struct JobLogs {
 #[utoipa::path(
     get, path = "/v1/jobs/{id}/logs", operation_id = "get_job_logs", tag = "jobs", params(JobId, LogsQuery),
     responses(
-        (status = 200, description = "A page of attempts with their logs (inline up to 64 KiB each); at most 1 MiB. With `follow=true`, a stream of Server-Sent Events (`text/event-stream`) instead: `line` events (`{\"attempt\", \"at_ms\", \"source\", \"level\", \"message\"}`) as the job's attempts write them, `lagged` (`{\"skipped\"}`) when the client fell behind, and a last `end` (`{\"state\"}`) once the job no longer runs", content((JobLogs = "application/json"), (SseLogEvent = "text/event-stream"))),
+        (status = 200, description = "A page of attempts with their logs (inline up to 64 KiB each); at most 1 MiB. With `follow=true`, a stream of Server-Sent Events (`text/event-stream`) instead: `line` events (`{\"attempt\", \"at_ms\", \"source\", \"level\", \"message\"}`), first the latest 64 KiB of lines the running attempt wrote, then as the job's attempts write them, `lagged` (`{\"skipped\"}`) for lines not sent (written before those 64 KiB, or missed by a client that fell behind), and a last `end` (`{\"state\"}`) once the job no longer runs", content((JobLogs = "application/json"), (SseLogEvent = "text/event-stream"))),
         (status = 400, description = "`invalid_id`, or `invalid_query`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )

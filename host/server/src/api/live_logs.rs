@@ -1,6 +1,8 @@
 //! `GET /v1/jobs/{id}/logs?follow=true`: a job's log lines as its attempts
-//! write them, as Server-Sent Events, until the job stops running.
+//! write them, as Server-Sent Events, until the job stops running; first
+//! the latest lines its running attempt wrote before.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,10 @@ enum Next {
 struct Follow {
     state: AppState,
     job_id: String,
+    /// Lines written before the follower came, sent first.
+    backlog: VecDeque<Arc<LiveLine>>,
+    /// Earlier lines of the running attempt not kept, told first.
+    not_kept: u64,
     lines: broadcast::Receiver<Arc<LiveLine>>,
     ended: bool,
 }
@@ -36,6 +42,12 @@ impl Follow {
     async fn next(&mut self) -> Option<Next> {
         if self.ended {
             return None;
+        }
+        if self.not_kept > 0 {
+            return Some(Next::Lagged(std::mem::take(&mut self.not_kept)));
+        }
+        if let Some(line) = self.backlog.pop_front() {
+            return Some(Next::Line(line));
         }
         let mut check = tokio::time::interval(CHECK);
         check.tick().await;
@@ -79,13 +91,17 @@ impl Follow {
 }
 
 /// The stream: `line` events (`{"attempt", "at_ms", "source", "level",
-/// "message"}`), `lagged` (`{"skipped"}`) when the follower fell behind,
-/// and a last `end` (`{"state"}`) once the job no longer runs.
+/// "message"}`), `lagged` (`{"skipped"}`) for lines the follower does not
+/// get (written before the latest 64 KiB it gets first, or missed when it
+/// fell behind), and a last `end` (`{"state"}`) once the job no longer
+/// runs.
 pub fn follow(state: AppState, job_id: String) -> Response {
-    let lines = state.engine.follow_logs();
+    let (backlog, lines) = state.engine.follow_logs(&job_id);
     let follow = Follow {
         state,
         job_id,
+        backlog: backlog.lines.into(),
+        not_kept: backlog.dropped,
         lines,
         ended: false,
     };

@@ -195,7 +195,8 @@ const TERMINAL_JOB_STATES: [&str; 6] = [
 ];
 
 /// Prints each attempt's log; with `follow`, prints the lines of running
-/// attempts as they are written, until the job stops running. (A log is
+/// attempts (the latest written before, then the new ones as they are
+/// written), until the job stops running. (A log is
 /// stored when its attempt ends; the server lists stored ones a page at a
 /// time, a long one by its URL, and streams running ones.)
 pub async fn logs(server: &Server, job_id: &str, follow: bool) -> Result<(), ClientError> {

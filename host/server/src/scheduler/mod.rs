@@ -412,9 +412,16 @@ impl Engine {
             .report(plugin, std::time::Instant::now())
     }
 
-    /// Lines of running attempts, from now on.
-    pub fn follow_logs(&self) -> tokio::sync::broadcast::Receiver<Arc<live_logs::LiveLine>> {
-        self.config.live_logs.subscribe()
+    /// The latest lines of job `job_id`'s running attempt, and the lines
+    /// of running attempts from then on.
+    pub fn follow_logs(
+        &self,
+        job_id: &str,
+    ) -> (
+        live_logs::Backlog,
+        tokio::sync::broadcast::Receiver<Arc<live_logs::LiveLine>>,
+    ) {
+        self.config.live_logs.follow(job_id)
     }
 
     /// Plugins whose breaker is open or half open.

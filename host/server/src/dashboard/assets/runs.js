@@ -310,9 +310,9 @@ export async function jobPage(id) {
     reviews.length ? [el('h2', {}, 'Reviews'), table('Reviews', ['Decision', 'By', 'At', 'Comments', 'Data'], reviews)] : null);
   await drawLogs(id, job.attempts_total, logBox);
   if (job.state === 'running' || job.state === 'ready' || job.state === 'pending') {
-    // A running attempt's log is stored when it ends: until then the page
-    // shows the lines written from when it opened.
-    logBox.append('— lines from now on, as they are written —\n');
+    // A running attempt's log is stored when it ends: until then the
+    // stream gives its latest lines, then the new ones.
+    logBox.append('— the running attempt, as it writes —\n');
     follow(`/v1/jobs/${id}/logs?follow=true`, (e) => {
       if (e.event === 'line') {
         logBox.append(logLine(e.data));
