@@ -689,6 +689,57 @@ async fn a_run_can_spawn_a_plugin_it_uses_after_it_is_retired() {
     server.stop().await;
 }
 
+/// A file a run waits for is compiled beside the start's workers; when they
+/// finish the rest first, the start still waits for that compile instead of
+/// letting the run go on without its plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_for_the_largest_file_gets_it_after_the_others_are_done() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let folder = root.path().join("plugins");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::copy(plugin_path("echo"), folder.join("small.wasm")).expect("small");
+    std::fs::copy(plugin_path("wordcount"), folder.join("large.wasm")).expect("large");
+    let config = warren::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: root.path().join("data"),
+        plugins_dir: Some(folder),
+        cache_dir: Some(root.path().join("cache")),
+        ..warren::config::ServeConfig::default()
+    };
+    let mut server = warren::serve::start(&config).await.expect("starts");
+    // Submitted while `small` compiles: `large` leaves the queue for the
+    // run, and the workers have nothing left once `small` is done.
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/v1/runs", server.addr))
+        .json(&json!({"pipeline": {"jobs": {"count": {"plugin": "large", "input": {"text": "a b c"}}}}}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.expect("body")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let run = server
+        .engine
+        .wait(&id, std::time::Duration::from_secs(60))
+        .await
+        .expect("run ends");
+    assert_eq!(
+        run.state,
+        warren_vocabulary::RunState::Completed,
+        "{:?}",
+        run.jobs[0].error
+    );
+    assert_eq!(
+        run.jobs[0].output.as_ref().map(|o| &o["input_words"]),
+        Some(&json!(3))
+    );
+    server.ready().await;
+    assert_eq!(server.engine.plugins().names().len(), 2);
+    server.shutdown().await.expect("shutdown");
+}
+
 /// A start answers before it has compiled the folder: the uncached files
 /// compile in the background, and a run naming one of them is not refused
 /// but waits for it (the file runs wait for is compiled first).

@@ -261,13 +261,19 @@ impl PluginDirectory {
             });
         }
         // A file a run waits for does not wait for a worker: it is taken
-        // out of the queue and examined at once, beside them.
+        // out of the queue and examined at once, beside them. Once the
+        // workers are done it takes no more, and finishes what it took.
+        let (workers_done, mut stop_taking) = tokio::sync::oneshot::channel::<()>();
         let express = tokio::spawn({
             let (directory, queue) = (self.clone(), queue.clone());
             async move {
                 let mut loading = directory.shared.registry.loading();
                 let mut started = tokio::task::JoinSet::new();
-                while loading.changed().await.is_ok() {
+                loop {
+                    tokio::select! {
+                        changed = loading.changed() => if changed.is_err() { break },
+                        _ = &mut stop_taking => break,
+                    }
                     let wanted = loading.borrow_and_update().wanted.clone();
                     // Most changes are files settling; nothing to take then.
                     if wanted.is_empty() {
@@ -291,7 +297,8 @@ impl PluginDirectory {
             }
         });
         while tasks.join_next().await.is_some() {}
-        express.abort();
+        let _ = workers_done.send(());
+        let _ = express.await;
         self.precompiled().clear();
         // Whatever a failed worker left is examined as far as runs go.
         for name in &present {
