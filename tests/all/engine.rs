@@ -772,12 +772,14 @@ async fn a_failed_attempt_and_a_refused_out_leave_no_blob() {
 #[tokio::test]
 async fn an_attempt_stopped_during_a_put_leaves_no_staging_folder() {
     let host = EngineHost::new(EngineConfig::default()).await;
-    // Each put hashes and writes 4 MiB on a blocking thread, so the guest
-    // is almost always inside one when its deadline stops it.
+    // Each put hashes 4 MiB on a blocking thread (and writes them when the
+    // staging folder lacks them), so the guest is almost always inside one
+    // when its deadline stops it; 1 GiB lets 256 puts through, more than
+    // 300 ms take.
     let run = host
         .run(json!({"jobs": {"writer": {
             "plugin": "toolbox",
-            "limits": {"timeout_ms": 300, "max_artifact_bytes": 64 << 20},
+            "limits": {"timeout_ms": 300, "max_artifact_bytes": 1 << 30},
             "input": [{"op": "put_loop", "name": "big.bin", "bytes": 4 << 20, "times": 1_000}],
         }}}))
         .await;

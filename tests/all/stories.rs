@@ -385,7 +385,7 @@ async fn a_late_follower_gets_the_running_attempts_earlier_lines_first() {
         .collect();
     ops.extend([
         json!({"op": "log", "message": "last before the wait"}),
-        json!({"op": "sleep_ms", "ms": 1500}),
+        json!({"op": "sleep_ms", "ms": 3000}),
         json!({"op": "log", "message": "after the wait"}),
     ]);
     let (status, created) = server

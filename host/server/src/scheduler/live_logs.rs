@@ -59,10 +59,12 @@ impl Kept {
         }
     }
 
+    /// Keeps `line` and drops the oldest lines over the bound, never the
+    /// newest (one line may be larger than the bound).
     fn push(&mut self, line: Arc<LiveLine>) {
         self.bytes += line.weight();
         self.lines.push_back(line);
-        while self.bytes > BACKLOG_BYTES {
+        while self.bytes > BACKLOG_BYTES && self.lines.len() > 1 {
             let Some(oldest) = self.lines.pop_front() else {
                 break;
             };
@@ -72,9 +74,9 @@ impl Kept {
     }
 }
 
-type Backlogs = Arc<Mutex<HashMap<String, Kept>>>;
+type Backlogs = Arc<Mutex<HashMap<Arc<str>, Kept>>>;
 
-fn lock(backlogs: &Backlogs) -> MutexGuard<'_, HashMap<String, Kept>> {
+fn lock(backlogs: &Backlogs) -> MutexGuard<'_, HashMap<Arc<str>, Kept>> {
     backlogs.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -98,7 +100,7 @@ impl Default for LiveLogs {
 /// Forgets an attempt's lines when its sink is dropped (the attempt ended).
 struct Forget {
     backlogs: Backlogs,
-    job_id: String,
+    job_id: Arc<str>,
     attempt: u32,
 }
 
@@ -106,10 +108,10 @@ impl Drop for Forget {
     fn drop(&mut self) {
         let mut backlogs = lock(&self.backlogs);
         if backlogs
-            .get(&self.job_id)
+            .get(&*self.job_id)
             .is_some_and(|kept| kept.attempt == self.attempt)
         {
-            backlogs.remove(&self.job_id);
+            backlogs.remove(&*self.job_id);
         }
     }
 }
@@ -135,7 +137,7 @@ impl LiveLogs {
         let lines = self.lines.clone();
         let forget = Forget {
             backlogs: self.backlogs.clone(),
-            job_id: job_id.to_owned(),
+            job_id: job_id.into(),
             attempt,
         };
         Arc::new(move |line: &LogLine| {
@@ -143,7 +145,7 @@ impl LiveLogs {
                 also(line);
             }
             let live = Arc::new(LiveLine {
-                job_id: forget.job_id.clone(),
+                job_id: forget.job_id.to_string(),
                 attempt,
                 line: line.clone(),
             });
@@ -151,10 +153,14 @@ impl LiveLogs {
             let kept = backlogs
                 .entry(forget.job_id.clone())
                 .or_insert_with(|| Kept::new(attempt));
-            if kept.attempt != attempt {
+            // A later attempt starts afresh; an earlier one's late line is
+            // only sent.
+            if kept.attempt < attempt {
                 *kept = Kept::new(attempt);
             }
-            kept.push(live.clone());
+            if kept.attempt == attempt {
+                kept.push(live.clone());
+            }
             // Sent while the backlogs are locked, so that a new follower
             // gets each line once: in its backlog or from the channel.
             if lines.receiver_count() > 0 {
@@ -218,12 +224,27 @@ mod tests {
     }
 
     #[test]
+    fn a_line_larger_than_the_backlog_is_kept_alone() {
+        let logs = LiveLogs::default();
+        let sink = logs.sink("job", 1, None);
+        sink(&line("small"));
+        sink(&line(&"x".repeat(BACKLOG_BYTES * 2)));
+        let (backlog, _) = logs.follow("job");
+        assert_eq!(backlog.lines.len(), 1);
+        assert_eq!(backlog.lines[0].line.message.len(), BACKLOG_BYTES * 2);
+        assert_eq!(backlog.dropped, 1);
+    }
+
+    #[test]
     fn an_ended_attempt_is_forgotten_and_a_retry_starts_afresh() {
         let logs = LiveLogs::default();
         let first = logs.sink("job", 1, None);
         first(&line("attempt one"));
         let second = logs.sink("job", 2, None);
         second(&line("attempt two"));
+        // A late line of the first attempt does not replace the second's.
+        first(&line("late"));
+        assert_eq!(messages(&logs.follow("job").0), ["attempt two"]);
         // The first attempt's sink goes after the second began: the
         // second's lines stay.
         drop(first);
