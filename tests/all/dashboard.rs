@@ -858,6 +858,35 @@ async fn artifacts_preview_agents_describe_themselves_and_an_admin_uploads() {
         .await;
     assert_eq!(preview.trim(), bytes.trim());
 
+    // Download: the button fetches the bytes with the token and hands them
+    // to an `<a download>`; the page's blob and link are caught as they go.
+    browser
+        .eval(
+            "window.caught = {};
+             const createObjectURL = URL.createObjectURL;
+             URL.createObjectURL = (blob) => { window.caught.blob = blob; return createObjectURL(blob); };
+             HTMLAnchorElement.prototype.click = function () { window.caught.name = this.download; };
+             return true;",
+        )
+        .await;
+    browser
+        .click(&format!("#artifacts button[aria-label='Download {name}']"))
+        .await;
+    let downloaded = browser
+        .eval(
+            "return new Promise((done) => {
+               const check = setInterval(async () => {
+                 if (!window.caught.name || !window.caught.blob) return;
+                 clearInterval(check);
+                 done([window.caught.name, await window.caught.blob.text()]);
+               }, 50);
+             });",
+        )
+        .await;
+    let file_name = name.rsplit('/').next().expect("a name");
+    assert_eq!(downloaded[0], file_name, "{downloaded}");
+    assert_eq!(downloaded[1].as_str(), Some(bytes.as_str()));
+
     // An agent's describe() is on its plugin's page.
     browser
         .goto(&format!("{}/plugins/analyst", server.base))
