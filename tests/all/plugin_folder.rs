@@ -699,32 +699,10 @@ async fn a_run_waiting_for_the_largest_file_gets_it_after_the_others_are_done() 
     std::fs::create_dir_all(&folder).expect("folder");
     std::fs::copy(plugin_path("echo"), folder.join("small.wasm")).expect("small");
     std::fs::copy(plugin_path("wordcount"), folder.join("large.wasm")).expect("large");
-    let config = warren::config::ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: root.path().join("data"),
-        plugins_dir: Some(folder),
-        cache_dir: Some(root.path().join("cache")),
-        ..warren::config::ServeConfig::default()
-    };
-    let mut server = warren::serve::start(&config).await.expect("starts");
+    let mut server = start_uncached(root.path(), folder).await;
     // Submitted while `small` compiles: `large` leaves the queue for the
     // run, and the workers have nothing left once `small` is done.
-    let created = reqwest::Client::new()
-        .post(format!("http://{}/v1/runs", server.addr))
-        .json(&json!({"pipeline": {"jobs": {"count": {"plugin": "large", "input": {"text": "a b c"}}}}}))
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(created.status(), 201);
-    let id = created.json::<Value>().await.expect("body")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let run = server
-        .engine
-        .wait(&id, std::time::Duration::from_secs(60))
-        .await
-        .expect("run ends");
+    let run = run_one_job(&server, "large", json!({"text": "a b c"})).await;
     assert_eq!(
         run.state,
         warren_vocabulary::RunState::Completed,
@@ -740,6 +718,48 @@ async fn a_run_waiting_for_the_largest_file_gets_it_after_the_others_are_done() 
     server.shutdown().await.expect("shutdown");
 }
 
+/// `warren serve` on `folder` with a compile cache of its own under `root`
+/// (nothing in it compiled yet).
+async fn start_uncached(root: &Path, folder: PathBuf) -> warren::serve::RunningServer {
+    let config = warren::config::ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: root.join("data"),
+        plugins_dir: Some(folder),
+        cache_dir: Some(root.join("cache")),
+        ..warren::config::ServeConfig::default()
+    };
+    warren::serve::start(&config).await.expect("starts")
+}
+
+/// Submits a one-job run of `plugin` over HTTP (refused runs fail the
+/// test) and waits for its end.
+async fn run_one_job(
+    server: &warren::serve::RunningServer,
+    plugin: &str,
+    input: Value,
+) -> warren::db::runs::RunRecord {
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/v1/runs", server.addr))
+        .json(&json!({"pipeline": {"jobs": {"a": {"plugin": plugin, "input": input}}}}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(
+        created.status(),
+        201,
+        "the run waited instead of being refused"
+    );
+    let id = created.json::<Value>().await.expect("body")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    server
+        .engine
+        .wait(&id, std::time::Duration::from_secs(60))
+        .await
+        .expect("run ends")
+}
+
 /// A start answers before it has compiled the folder: the uncached files
 /// compile in the background, and a run naming one of them is not refused
 /// but waits for it (the file runs wait for is compiled first).
@@ -753,47 +773,16 @@ async fn a_start_answers_at_once_and_runs_wait_for_plugins_still_compiling() {
         let bytes = warren_sandbox::plugin::with_marker(&echo, 1_000 + i);
         std::fs::write(folder.join(format!("copy-{i}.wasm")), bytes).expect("copy");
     }
-    let config = warren::config::ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: root.path().join("data"),
-        plugins_dir: Some(folder),
-        // A cache of its own: nothing here is compiled yet.
-        cache_dir: Some(root.path().join("cache")),
-        ..warren::config::ServeConfig::default()
-    };
-    let mut server = warren::serve::start(&config).await.expect("starts");
+    let mut server = start_uncached(root.path(), folder).await;
     // Compiling six components takes far longer than returning from start.
     let loading = server.engine.plugins().loading().borrow().names.len();
     assert!(loading > 0, "start waited for the compiles");
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::new();
-    let health = http
-        .get(format!("{base}/health"))
-        .send()
+    let health = reqwest::get(format!("http://{}/health", server.addr))
         .await
         .expect("health");
     assert_eq!(health.status(), 200);
 
-    let created = http
-        .post(format!("{base}/v1/runs"))
-        .json(&json!({"pipeline": {"jobs": {"a": {"plugin": "copy-5", "input": {"n": 5}}}}}))
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(
-        created.status(),
-        201,
-        "the run waited instead of being refused"
-    );
-    let id = created.json::<Value>().await.expect("body")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let run = server
-        .engine
-        .wait(&id, std::time::Duration::from_secs(60))
-        .await
-        .expect("run ends");
+    let run = run_one_job(&server, "copy-5", json!({"n": 5})).await;
     assert_eq!(run.state, warren_vocabulary::RunState::Completed);
     assert_eq!(run.jobs[0].output, Some(json!({"n": 5})));
 
